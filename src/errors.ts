@@ -1,0 +1,49 @@
+/**
+ * Every failure the core reports is a BackupError: the CLI maps `code` to the documented exit code and
+ * prints `message` (one line) plus `hint`; stacks are shown only with --verbose.
+ */
+export type ErrorCode =
+  | 'FAILED' // 1: the operation failed
+  | 'USAGE' // 2: bad usage or configuration
+  | 'DAMAGED' // 3: verification found a damaged or incomplete backup
+  | 'LOCKED' // 4: another run holds the lock
+  | 'NO_SPACE'; // 5: not enough disk space
+
+export const EXIT_CODES: Record<ErrorCode, number> = {
+  FAILED: 1,
+  USAGE: 2,
+  DAMAGED: 3,
+  LOCKED: 4,
+  NO_SPACE: 5,
+};
+
+export class BackupError extends Error {
+  readonly code: ErrorCode;
+  readonly hint?: string;
+  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'BackupError';
+    this.code = code;
+    this.hint = options.hint;
+  }
+  get exitCode(): number {
+    return EXIT_CODES[this.code];
+  }
+}
+
+export const usageError = (message: string, hint?: string) => new BackupError('USAGE', message, { hint });
+
+/** Turns any thrown value into a BackupError, keeping ENOSPC recognisable as exit 5. */
+export function toBackupError(err: unknown, context?: string): BackupError {
+  if (err instanceof BackupError) return err;
+  const e = err as NodeJS.ErrnoException;
+  const msg = e?.message ?? String(err);
+  const prefix = context ? `${context}: ` : '';
+  if (e?.code === 'ENOSPC') {
+    return new BackupError('NO_SPACE', `${prefix}no space left on device`, {
+      cause: err,
+      hint: 'free space at the backup directory or lower the retention (rotate --max-backups N)',
+    });
+  }
+  return new BackupError('FAILED', prefix + msg, { cause: err });
+}

@@ -1,0 +1,102 @@
+import { constants, createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+
+/** Backups hold user data: files are 0600 and directories 0700. */
+export const FILE_MODE = 0o600;
+export const DIR_MODE = 0o700;
+
+export async function ensureDir(dir: string): Promise<void> {
+  await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
+}
+
+/** fsync a directory so a rename inside it survives a power cut. */
+export async function fsyncDir(dir: string): Promise<void> {
+  let fh: fsp.FileHandle | undefined;
+  try {
+    fh = await fsp.open(dir, constants.O_RDONLY);
+    await fh.sync();
+  } catch {
+    // some filesystems refuse fsync on directories; the rename is still atomic there
+  } finally {
+    await fh?.close();
+  }
+}
+
+export async function fsyncFile(file: string): Promise<void> {
+  const fh = await fsp.open(file, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Write a small file atomically: temp name, fsync, rename, fsync the directory. */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = FILE_MODE): Promise<void> {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.tmp-${path.basename(file)}-${process.pid}`);
+  const fh = await fsp.open(tmp, 'w', mode);
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  try {
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+export async function sha256File(file: string): Promise<{ checksum: string; size: number }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { checksum: hash.digest('hex'), size };
+}
+
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Free bytes available to this user at `dir` (or its nearest existing parent). */
+export async function freeSpace(dir: string): Promise<number> {
+  let d = path.resolve(dir);
+  for (;;) {
+    try {
+      const s = await fsp.statfs(d);
+      return Number(s.bavail) * Number(s.bsize);
+    } catch (err) {
+      const parent = path.dirname(d);
+      if (parent === d) throw err;
+      d = parent;
+    }
+  }
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
+}
