@@ -31,7 +31,10 @@ export interface Sidecar {
   file_size?: number;
   checksum?: string; // sha256 of the whole artifact (the concatenation of the parts)
   compression?: string;
-  file_count?: number; // storage: tar entries written (files, dirs, links)
+  file_count?: number; // storage: regular files archived
+  entry_count?: number; // storage: every tar entry (files, directories, symlinks)
+  content_bytes?: number; // storage: bytes of file content before compression
+  exclude?: string[];
   parts?: PartInfo[];
   sqlite?: SqliteInfo;
   // full only

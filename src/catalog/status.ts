@@ -1,0 +1,98 @@
+import * as fsp from 'node:fs/promises';
+import { hostname } from 'node:os';
+import * as path from 'node:path';
+import { exists, writeFileAtomic } from '../fsutil.js';
+import { redact } from '../redact.js';
+import type { BackupType } from './sidecar.js';
+
+/**
+ * `<backup-dir>/status.json` holds the outcome of the latest run of each command, so `check` (and any
+ * monitoring that reads the file) can tell "the 02:00 backup failed" apart from "no backup was due".
+ * It is small and rewritten whole, atomically, after every recorded run.
+ */
+export const STATUS_FILE = 'status.json';
+export const STATUS_FORMAT = 1;
+
+export interface RunRecord {
+  command: string; // 'create', 'rotate', 'verify', …
+  type?: BackupType; // create: the backup type
+  ok: boolean;
+  exit_code: number;
+  started_at: string;
+  finished_at: string;
+  duration_ms: number;
+  summary?: string;
+  error?: string; // one line, redacted
+  backup_id?: string;
+  size_bytes?: number;
+  host: string;
+  pid: number;
+}
+
+export interface StatusFile {
+  format: number;
+  updated_at: string;
+  last_run: RunRecord | null;
+  /** keyed by runKey(): 'create:full', 'create:database', 'rotate', 'verify' */
+  runs: Record<string, RunRecord>;
+}
+
+export type RunInput = Omit<RunRecord, 'host' | 'pid' | 'finished_at' | 'started_at'> & {
+  started_at?: string;
+  finished_at?: string;
+};
+
+export function runKey(command: string, type?: string): string {
+  return type ? `${command}:${type}` : command;
+}
+
+export type StatusRead = { status: StatusFile | null; error?: string };
+
+/** Reads status.json: `status` null when there is none yet; `error` when it exists but is unusable. */
+export async function readStatus(backupDir: string): Promise<StatusRead> {
+  const file = path.join(backupDir, STATUS_FILE);
+  let text: string;
+  try {
+    text = await fsp.readFile(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? { status: null } : { status: null, error: `cannot read ${file}: ${code}` };
+  }
+  try {
+    const data = JSON.parse(text) as StatusFile;
+    if (!data || typeof data !== 'object' || typeof data.runs !== 'object' || data.runs === null) throw new Error('bad shape');
+    return { status: data };
+  } catch {
+    return { status: null, error: `${file} is not a valid status file` };
+  }
+}
+
+/**
+ * Records one run. Does nothing when the backup directory does not exist (a run that failed on a
+ * mistyped --backup-dir must not create it). Throws on I/O errors: the caller logs and carries on,
+ * a status file that cannot be written never changes a run's result.
+ */
+export async function recordRun(backupDir: string, input: RunInput, now = new Date()): Promise<StatusFile | null> {
+  if (!(await exists(backupDir))) return null;
+  const finished = input.finished_at ?? now.toISOString();
+  const record: RunRecord = {
+    ...input,
+    started_at: input.started_at ?? new Date(Date.parse(finished) - input.duration_ms).toISOString(),
+    finished_at: finished,
+    duration_ms: Math.round(input.duration_ms),
+    summary: input.summary === undefined ? undefined : redact(input.summary),
+    error: input.error === undefined ? undefined : redact(input.error).split('\n')[0],
+    host: hostname(),
+    pid: process.pid,
+  };
+  // a corrupt or unreadable file is replaced: the newest outcome matters more than old ones
+  const { status: previous } = await readStatus(backupDir);
+  const status: StatusFile = {
+    format: STATUS_FORMAT,
+    updated_at: finished,
+    last_run: record,
+    runs: { ...(previous?.runs ?? {}), [runKey(record.command, record.type)]: record },
+  };
+  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
+  return status;
+}

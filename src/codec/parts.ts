@@ -1,0 +1,149 @@
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { FILE_MODE, fsyncDir } from '../fsutil.js';
+
+export interface WrittenPart {
+  file: string; // final file name (no directory)
+  size: number;
+  checksum: string;
+}
+
+export interface WrittenArtifact {
+  /** the file name when not split; the name the parts share (`x.tar.gz`) when split */
+  name: string;
+  size: number;
+  checksum: string;
+  /** set only when the artifact was split into more than one part */
+  parts?: WrittenPart[];
+  files: string[]; // absolute paths of the committed files
+}
+
+const partName = (name: string, n: number) => `${name}.part${String(n).padStart(3, '0')}`;
+
+/**
+ * Writes a stream into `dir/name`, or into `name.part001`, `.part002`… of at most `splitSize` bytes as
+ * the bytes arrive (never after the fact, so no second copy of a large archive is ever on disk).
+ * Everything is written under `.tmp` names; `commit()` fsyncs and renames, `abort()` removes.
+ */
+export class PartWriter extends Writable {
+  private readonly whole = createHash('sha256');
+  private current?: { fh: fsp.FileHandle; hash: Hash; size: number; tmp: string };
+  private readonly done: { tmp: string; size: number; checksum: string }[] = [];
+  private total = 0;
+  private readonly temps: string[] = [];
+
+  constructor(
+    private readonly dir: string,
+    private readonly name: string,
+    private readonly splitSize?: number,
+    private readonly onBytes?: (total: number) => void,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+  }
+
+  get bytesWritten(): number {
+    return this.total;
+  }
+
+  private async openPart(): Promise<void> {
+    const n = this.done.length + 1;
+    const tmp = path.join(this.dir, `${this.splitSize ? partName(this.name, n) : this.name}.tmp`);
+    this.temps.push(tmp);
+    const fh = await fsp.open(tmp, 'w', FILE_MODE);
+    this.current = { fh, hash: createHash('sha256'), size: 0, tmp };
+  }
+
+  private async closePart(): Promise<void> {
+    const c = this.current;
+    if (!c) return;
+    this.current = undefined;
+    await c.fh.sync();
+    await c.fh.close();
+    this.done.push({ tmp: c.tmp, size: c.size, checksum: c.hash.digest('hex') });
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.writeChunk(chunk).then(() => cb(), cb);
+  }
+
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.writeChunk(Buffer.concat(chunks.map((c) => c.chunk))).then(() => cb(), cb);
+  }
+
+  private async writeChunk(chunk: Buffer): Promise<void> {
+    let buf = chunk;
+    this.whole.update(buf);
+    while (buf.length > 0) {
+      if (!this.current) await this.openPart();
+      const c = this.current!;
+      const room = this.splitSize ? this.splitSize - c.size : buf.length;
+      const piece = room >= buf.length ? buf : buf.subarray(0, room);
+      let off = 0;
+      while (off < piece.length) {
+        const { bytesWritten } = await c.fh.write(piece, off, piece.length - off);
+        off += bytesWritten;
+      }
+      c.hash.update(piece);
+      c.size += piece.length;
+      this.total += piece.length;
+      buf = buf.subarray(piece.length);
+      if (this.splitSize && c.size >= this.splitSize) await this.closePart();
+    }
+    this.onBytes?.(this.total);
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    (async () => {
+      if (!this.current && this.done.length === 0) await this.openPart(); // an empty artifact is still a file
+      await this.closePart();
+    })().then(() => cb(), cb);
+  }
+
+  /** Renames the finished temp files to their final names. Call after the stream finished. */
+  async commit(): Promise<WrittenArtifact> {
+    const checksum = this.whole.digest('hex');
+    const single = this.done.length === 1;
+    const parts: WrittenPart[] = [];
+    for (const [i, d] of this.done.entries()) {
+      const file = single ? this.name : partName(this.name, i + 1);
+      await fsp.rename(d.tmp, path.join(this.dir, file));
+      parts.push({ file, size: d.size, checksum: d.checksum });
+    }
+    await fsyncDir(this.dir);
+    return {
+      name: this.name,
+      size: this.total,
+      checksum,
+      parts: single ? undefined : parts,
+      files: parts.map((p) => path.join(this.dir, p.file)),
+    };
+  }
+
+  /** Removes every temp file this writer created (on error, abort or a full disk). */
+  async abort(): Promise<void> {
+    const c = this.current;
+    this.current = undefined;
+    await c?.fh.close().catch(() => {});
+    await Promise.all(this.temps.map((t) => fsp.rm(t, { force: true })));
+  }
+}
+
+/** A stream of the concatenated parts, calling `onPart` with each part's size and sha256 as it ends. */
+export function readParts(files: string[], onPart?: (file: string, size: number, checksum: string) => void): Readable {
+  async function* gen() {
+    for (const file of files) {
+      const hash = createHash('sha256');
+      let size = 0;
+      for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+        yield chunk as Buffer;
+      }
+      onPart?.(file, size, hash.digest('hex'));
+    }
+  }
+  return Readable.from(gen(), { objectMode: false, highWaterMark: 1 << 20 });
+}

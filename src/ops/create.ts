@@ -1,0 +1,270 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { acquireLock } from '../catalog/lock.js';
+import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
+import type { BackupType, Sidecar } from '../catalog/sidecar.js';
+import { SIDECAR_FORMAT } from '../catalog/sidecar.js';
+import { getCodec } from '../codec/registry.js';
+import { PartWriter } from '../codec/parts.js';
+import type { Config } from '../config.js';
+import { BackupError, toBackupError } from '../errors.js';
+import { ensureDir, formatBytes, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
+import { checkStorageDir, packTree, treeSize } from '../sources/files.js';
+import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
+import { TOOL } from '../version.js';
+import type { ProgressFn } from './progress.js';
+
+export interface CreateOptions {
+  type?: BackupType;
+  signal?: AbortSignal;
+  onProgress?: ProgressFn;
+  /** wait this long for another run's lock before giving up (exit 4) */
+  lockWaitMs?: number;
+  now?: () => Date;
+}
+
+export interface CreatedBackup {
+  type: BackupType;
+  id: string;
+  sidecarPath: string;
+  files: string[];
+  size: number;
+  checksum?: string;
+  fileCount?: number;
+  durationMs: number;
+  warnings: string[];
+}
+
+export interface CreateResult {
+  ok: boolean;
+  type: BackupType;
+  id: string;
+  /** the full backup's status; for database/storage runs 'ok' when ok */
+  status: 'ok' | 'partial' | 'failed';
+  backups: CreatedBackup[];
+  size: number;
+  durationMs: number;
+  errors: string[];
+  warnings: string[];
+}
+
+/** A `YYYYMMDD_HHMMSS` id no file of these types uses yet (`_2`, `_3`… for the same second). */
+async function allocateId(backupDir: string, types: BackupType[], now: Date): Promise<string> {
+  const used = new Set<string>();
+  for (const t of types) {
+    for (const name of await fsp.readdir(typeDir(backupDir, t)).catch(() => [] as string[])) {
+      const p = parseName(name);
+      if (p) used.add(p.id);
+    }
+  }
+  const ts = timestampOf(now);
+  if (!used.has(ts)) return ts;
+  for (let n = 2; ; n++) if (!used.has(`${ts}_${n}`)) return `${ts}_${n}`;
+}
+
+/** Temp files in the backup directory while we hold the lock are leftovers of a killed run. */
+export async function removeTempLeftovers(backupDir: string): Promise<string[]> {
+  const removed: string[] = [];
+  for (const t of ['database', 'storage', 'full'] as BackupType[]) {
+    const dir = typeDir(backupDir, t);
+    for (const name of await fsp.readdir(dir).catch(() => [] as string[])) {
+      if (parseName(name)?.temp) {
+        await fsp.rm(path.join(dir, name), { force: true, recursive: true });
+        removed.push(path.join(dir, name));
+      }
+    }
+  }
+  return removed;
+}
+
+async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> {
+  let bytes = 0;
+  if (types.includes('database')) {
+    for (const f of [cfg.dbPath, `${cfg.dbPath}-wal`]) bytes += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
+  }
+  if (types.includes('storage')) {
+    const t = await treeSize(cfg.storagePath, cfg.exclude);
+    bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
+  }
+  return bytes;
+}
+
+/** Refuses to start a backup that cannot fit: better a clear exit 5 now than ENOSPC at 90%. */
+export async function checkFreeSpace(cfg: Config, types: BackupType[]): Promise<{ needed: number; free: number }> {
+  const needed = Math.ceil((await estimateBytes(cfg, types)) * 1.05) + 16 * 1024 * 1024;
+  const free = await freeSpace(cfg.backupDir);
+  if (needed > free) {
+    throw new BackupError('NO_SPACE', `not enough free space at ${cfg.backupDir}: the backup needs about ${formatBytes(needed)}, ${formatBytes(free)} is free`, {
+      hint: 'free some space or remove old backups (vertex-backup rotate --max-backups N)',
+    });
+  }
+  return { needed, free };
+}
+
+function baseSidecar(type: BackupType, id: string, started: Date): Sidecar {
+  return {
+    format: SIDECAR_FORMAT,
+    tool: TOOL,
+    id,
+    type,
+    timestamp: id.slice(0, 15),
+    created_at: started.toISOString(),
+    duration_ms: 0,
+  };
+}
+
+async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
+  const started = new Date();
+  const dir = typeDir(cfg.backupDir, 'database');
+  await ensureDir(dir);
+  const name = `${baseName('database', id)}.db`;
+  const final = path.join(dir, name);
+  const tmp = `${final}.tmp`;
+  try {
+    const info = await backupDatabase(cfg.dbPath, tmp, (bytes, total) => opts.onProgress?.({ phase: 'database', subject: id, bytes, totalBytes: total }));
+    opts.signal?.throwIfAborted();
+    await fsp.chmod(tmp, 0o600);
+    const { checksum, size } = await sha256File(tmp);
+    await fsp.rename(tmp, final);
+    const sidecar: Sidecar = {
+      ...baseSidecar('database', id, started),
+      duration_ms: Date.now() - started.getTime(),
+      original_path: cfg.dbPath,
+      backup_path: name,
+      file_size: size,
+      checksum,
+      compression: 'none',
+      sqlite: info,
+    };
+    const sc = sidecarPath(cfg.backupDir, 'database', id);
+    await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
+    return { type: 'database', id, sidecarPath: sc, files: [final, sc], size, checksum, durationMs: sidecar.duration_ms, warnings: [] };
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    removeSqliteSidecars(tmp);
+    throw toBackupError(err, 'database backup');
+  }
+}
+
+async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
+  const started = new Date();
+  const dir = typeDir(cfg.backupDir, 'storage');
+  await ensureDir(dir);
+  const codec = getCodec(cfg.compression);
+  const name = `${baseName('storage', id)}${codec.extension}`;
+  const writer = new PartWriter(dir, name, cfg.splitSize, (bytes) => opts.onProgress?.({ phase: 'storage', subject: id, bytes }));
+  const { stream, result } = packTree(cfg.storagePath, {
+    exclude: cfg.exclude,
+    signal: opts.signal,
+    onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes }),
+  });
+  try {
+    await pipeline(stream, codec.compressor({ level: cfg.compressionLevel }), writer, { signal: opts.signal });
+    const packed = await result;
+    const artifact = await writer.commit();
+    const sidecar: Sidecar = {
+      ...baseSidecar('storage', id, started),
+      duration_ms: Date.now() - started.getTime(),
+      original_path: cfg.storagePath,
+      backup_path: name,
+      file_size: artifact.size,
+      checksum: artifact.checksum,
+      compression: codec.name,
+      file_count: packed.fileCount,
+      entry_count: packed.entryCount,
+      content_bytes: packed.bytes,
+      parts: artifact.parts,
+      warnings: packed.warnings.length ? packed.warnings : undefined,
+      exclude: cfg.exclude.length ? cfg.exclude : undefined,
+    };
+    const sc = sidecarPath(cfg.backupDir, 'storage', id);
+    try {
+      await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
+    } catch (err) {
+      // without its sidecar the archive is not a backup: do not leave it behind
+      await Promise.all(artifact.files.map((f) => fsp.rm(f, { force: true })));
+      throw err;
+    }
+    return {
+      type: 'storage',
+      id,
+      sidecarPath: sc,
+      files: [...artifact.files, sc],
+      size: artifact.size,
+      checksum: artifact.checksum,
+      fileCount: packed.fileCount,
+      durationMs: sidecar.duration_ms,
+      warnings: packed.warnings,
+    };
+  } catch (err) {
+    stream.destroy();
+    await writer.abort();
+    throw toBackupError(err, 'storage backup');
+  }
+}
+
+/** The create operation without locking: for callers that already hold the lock (create --rotate). */
+export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
+  const type = opts.type ?? 'full';
+  const started = Date.now();
+  const parts: BackupType[] = type === 'full' ? ['database', 'storage'] : [type];
+  // every input checked before a byte is written: a typo in a path is exit 2, not a partial backup
+  if (parts.includes('database')) await checkSourceDatabase(cfg.dbPath);
+  if (parts.includes('storage')) {
+    await checkStorageDir(cfg.storagePath);
+    await getCodec(cfg.compression).checkAvailable();
+  }
+  await ensureDir(cfg.backupDir);
+  await checkFreeSpace(cfg, parts);
+  await removeTempLeftovers(cfg.backupDir);
+
+  const id = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
+  const backups: CreatedBackup[] = [];
+  const errors: string[] = [];
+  const failures: BackupError[] = [];
+  for (const part of parts) {
+    try {
+      opts.signal?.throwIfAborted();
+      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts) : await backupStoragePart(cfg, id, opts));
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      const e = toBackupError(err);
+      failures.push(e);
+      errors.push(e.message);
+      // a single-type run has nothing to keep; a full run keeps the good half (the seed's behaviour)
+      if (type !== 'full') throw e;
+    }
+  }
+  const warnings = backups.flatMap((b) => b.warnings);
+  const size = backups.reduce((s, b) => s + b.size, 0);
+  if (type === 'full') {
+    if (backups.length === 0) throw failures[0];
+    const status = backups.length === parts.length ? 'ok' : 'partial';
+    const sidecar: Sidecar = {
+      ...baseSidecar('full', id, new Date(started)),
+      duration_ms: Date.now() - started,
+      database: backups.find((b) => b.type === 'database')?.id ?? null,
+      storage: backups.find((b) => b.type === 'storage')?.id ?? null,
+      status,
+      file_size: size,
+      errors: errors.length ? errors : undefined,
+    };
+    const sc = sidecarPath(cfg.backupDir, 'full', id);
+    await ensureDir(path.dirname(sc));
+    await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
+    backups.push({ type: 'full', id, sidecarPath: sc, files: [sc], size, durationMs: sidecar.duration_ms, warnings: [] });
+    return { ok: status === 'ok', type, id, status, backups, size, durationMs: Date.now() - started, errors, warnings };
+  }
+  return { ok: true, type, id, status: 'ok', backups, size, durationMs: Date.now() - started, errors, warnings };
+}
+
+/** Creates a backup under the backup directory's lock. */
+export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
+  const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  try {
+    return await runCreate(cfg, opts);
+  } finally {
+    lock.release();
+  }
+}

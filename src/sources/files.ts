@@ -1,0 +1,218 @@
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import picomatch from 'picomatch';
+import * as tar from 'tar-stream';
+import { usageError } from '../errors.js';
+
+export interface PackProgress {
+  files: number;
+  bytes: number;
+}
+
+export interface PackResult {
+  /** regular files archived */
+  fileCount: number;
+  /** every entry: files, directories, symlinks */
+  entryCount: number;
+  /** bytes of file content read */
+  bytes: number;
+  warnings: string[];
+}
+
+export interface PackOptions {
+  exclude?: string[];
+  onProgress?: (p: PackProgress) => void;
+  signal?: AbortSignal;
+}
+
+export async function checkStorageDir(dir: string): Promise<void> {
+  let st;
+  try {
+    st = await fsp.stat(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw usageError(
+      code === 'ENOENT' ? `storage directory not found: ${dir}` : `cannot read storage directory ${dir}: ${code}`,
+      'set --storage-path or STORAGE_PATH to the media directory',
+    );
+  }
+  if (!st.isDirectory()) throw usageError(`storage path is not a directory: ${dir}`, 'set --storage-path or STORAGE_PATH to the media directory');
+}
+
+function excluder(globs: string[] | undefined): (rel: string) => boolean {
+  if (!globs?.length) return () => false;
+  const m = picomatch(globs, { dot: true, basename: true });
+  return (rel) => m(rel);
+}
+
+/** Walks the tree depth first in name order, skipping excluded paths; yields paths relative to root. */
+async function* walk(root: string, isExcluded: (rel: string) => boolean, warnings: string[], rel = ''): AsyncGenerator<{ rel: string; abs: string }> {
+  let names: string[];
+  try {
+    names = (await fsp.readdir(path.join(root, rel))).sort();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && rel) {
+      warnings.push(`directory vanished while archiving: ${rel}`);
+      return;
+    }
+    throw err;
+  }
+  for (const name of names) {
+    const r = rel ? `${rel}/${name}` : name;
+    if (isExcluded(r)) continue;
+    yield { rel: r, abs: path.join(root, r) };
+  }
+}
+
+/** Bytes the tree holds (after excludes): the input of the free-space estimate. */
+export async function treeSize(root: string, exclude?: string[]): Promise<{ bytes: number; files: number }> {
+  const isExcluded = excluder(exclude);
+  let bytes = 0;
+  let files = 0;
+  const stack = [''];
+  while (stack.length) {
+    const rel = stack.pop()!;
+    for await (const e of walk(root, isExcluded, [], rel)) {
+      const st = await fsp.lstat(e.abs).catch(() => undefined);
+      if (!st) continue;
+      if (st.isDirectory()) stack.push(e.rel);
+      else if (st.isFile()) {
+        bytes += st.size;
+        files++;
+      }
+    }
+  }
+  return { bytes, files };
+}
+
+/** Reads exactly `size` bytes: a file that grew is cut at its size when archived, one that shrank is padded. */
+function exactly(size: number, onShort: (got: number) => void): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      const room = size - seen;
+      if (room <= 0) return cb();
+      const piece = chunk.length > room ? chunk.subarray(0, room) : chunk;
+      seen += piece.length;
+      cb(null, piece);
+    },
+    flush(cb) {
+      if (seen < size) {
+        onShort(seen);
+        const pad = Buffer.alloc(Math.min(1 << 20, size - seen));
+        while (seen < size) {
+          const n = Math.min(pad.length, size - seen);
+          this.push(n === pad.length ? pad : pad.subarray(0, n));
+          seen += n;
+        }
+      }
+      cb();
+    },
+  });
+}
+
+/**
+ * Streams a tar archive of `root`, its entries under root's base name (the seed's layout: `tar -xf`
+ * in the parent directory recreates the directory). Files that change or vanish while being read are
+ * reported as warnings, never as a crash: the application keeps running during the backup.
+ */
+export function packTree(root: string, options: PackOptions = {}): { stream: Readable; result: Promise<PackResult> } {
+  const pack = tar.pack();
+  const top = path.basename(path.resolve(root));
+  const isExcluded = excluder(options.exclude);
+  const res: PackResult = { fileCount: 0, entryCount: 0, bytes: 0, warnings: [] };
+
+  const addEntry = (header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> =>
+    new Promise((resolve, reject) => {
+      if (!body) {
+        pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve()));
+        return;
+      }
+      const sink = pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve()));
+      pipeline(body, sink).catch(reject);
+    });
+
+  const addPath = async (abs: string, name: string): Promise<'dir' | 'skip' | 'ok'> => {
+    let st;
+    try {
+      st = await fsp.lstat(abs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        res.warnings.push(`vanished while archiving: ${name}`);
+        return 'skip';
+      }
+      throw err;
+    }
+    const base = { name, mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
+    if (st.isDirectory()) {
+      await addEntry({ ...base, type: 'directory' });
+      res.entryCount++;
+      return 'dir';
+    }
+    if (st.isSymbolicLink()) {
+      const target = await fsp.readlink(abs).catch(() => undefined);
+      if (target === undefined) {
+        res.warnings.push(`vanished while archiving: ${name}`);
+        return 'skip';
+      }
+      await addEntry({ ...base, type: 'symlink', linkname: target });
+      res.entryCount++;
+      return 'ok';
+    }
+    if (!st.isFile()) {
+      res.warnings.push(`skipped special file (socket, FIFO or device): ${name}`);
+      return 'skip';
+    }
+    let fh;
+    try {
+      fh = await fsp.open(abs, 'r');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        res.warnings.push(`vanished while archiving: ${name}`);
+        return 'skip';
+      }
+      throw err;
+    }
+    // the size in the header must be the size we stream: take it from the open file
+    const fst = await fh.stat();
+    const body = createReadStream('', { fd: fh, highWaterMark: 1 << 20 }).pipe(
+      exactly(fst.size, (got) => res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${name}`)),
+    );
+    body.on('data', (c: Buffer) => {
+      res.bytes += c.length;
+    });
+    await addEntry({ ...base, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' }, body);
+    res.entryCount++;
+    res.fileCount++;
+    options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
+    return 'ok';
+  };
+
+  const result = (async () => {
+    try {
+      await addPath(path.resolve(root), top);
+      const stack: string[] = [''];
+      while (stack.length) {
+        const rel = stack.pop()!;
+        const children: string[] = [];
+        for await (const e of walk(root, isExcluded, res.warnings, rel)) {
+          if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
+          if ((await addPath(e.abs, `${top}/${e.rel}`)) === 'dir') children.push(e.rel);
+        }
+        // depth first, in name order
+        for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
+      }
+      pack.finalize();
+      return res;
+    } catch (err) {
+      pack.destroy(err as Error);
+      throw err;
+    }
+  })();
+  result.catch(() => {}); // the stream carries the error too; avoid an unhandled rejection
+  return { stream: pack as unknown as Readable, result };
+}

@@ -1,0 +1,142 @@
+import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import Database from 'better-sqlite3';
+import type { SqliteInfo } from '../catalog/sidecar.js';
+import { BackupError, usageError } from '../errors.js';
+import { fsyncFile } from '../fsutil.js';
+
+const SQLITE_MAGIC = 'SQLite format 3\0';
+
+/** Checks the path names a readable SQLite database; a clear USAGE error otherwise. */
+export async function checkSourceDatabase(file: string, what = 'database'): Promise<fs.Stats> {
+  let st: fs.Stats;
+  try {
+    st = await fsp.stat(file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw usageError(
+      code === 'ENOENT' ? `${what} file not found: ${file}` : `cannot read ${what} file ${file}: ${code}`,
+      'set --db-path, DATABASE_PATH or DATABASE_URL to the application database',
+    );
+  }
+  if (!st.isFile()) throw usageError(`${what} path is not a file: ${file}`);
+  let header: Buffer;
+  try {
+    const fh = await fsp.open(file, 'r');
+    try {
+      header = Buffer.alloc(16);
+      await fh.read(header, 0, 16, 0);
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw usageError(`cannot read ${what} file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  if (st.size > 0 && header.toString('latin1') !== SQLITE_MAGIC) throw usageError(`${what} file is not a SQLite database: ${file}`);
+  return st;
+}
+
+/** Copies every remaining page in one step: a stepwise copy restarts on every commit of a writer. */
+const ALL_PAGES = 0x7fffffff;
+
+function inspectCopy(file: string, sourceJournalMode: string): SqliteInfo {
+  const db = new Database(file, { fileMustExist: true });
+  try {
+    // the copy is a standalone file: no -wal/-shm beside it, and `sqlite3 copy.db` opens it read-only
+    db.pragma('journal_mode = DELETE');
+    const integrity = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
+    const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
+    return {
+      page_size: db.pragma('page_size', { simple: true }) as number,
+      page_count: db.pragma('page_count', { simple: true }) as number,
+      journal_mode: sourceJournalMode,
+      integrity,
+      tables,
+    };
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * A consistent copy of a live database through the online backup API, then an integrity check of the
+ * copy. Judged by schema too: a copy with fewer tables than the source is not a backup.
+ */
+export async function backupDatabase(source: string, dest: string, onProgress?: (copiedPages: number, totalPages: number) => void): Promise<SqliteInfo> {
+  await checkSourceDatabase(source);
+  let src: Database.Database;
+  try {
+    src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
+  } catch (err) {
+    throw usageError(`cannot open database ${source}: ${(err as Error).message}`);
+  }
+  let journalMode: string;
+  let sourceTables: number;
+  try {
+    journalMode = String(src.pragma('journal_mode', { simple: true }));
+    sourceTables = (src.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
+    await src.backup(dest, {
+      progress: ({ totalPages, remainingPages }) => {
+        onProgress?.(totalPages - remainingPages, totalPages);
+        return ALL_PAGES;
+      },
+    });
+  } catch (err) {
+    if (err instanceof BackupError) throw err;
+    const e = err as NodeJS.ErrnoException & { code?: string };
+    if (e.code === 'SQLITE_FULL' || e.code === 'ENOSPC') throw new BackupError('NO_SPACE', `no space left while copying the database to ${dest}`);
+    if (e.code === 'SQLITE_NOTADB' || e.code === 'SQLITE_CORRUPT') throw usageError(`database ${source} is not a valid SQLite database: ${e.message}`);
+    throw new BackupError('FAILED', `database backup failed: ${e.message}`, { cause: err });
+  } finally {
+    src.close();
+  }
+  const info = inspectCopy(dest, journalMode);
+  if (info.integrity !== 'ok') throw new BackupError('FAILED', `the database copy failed its integrity check: ${info.integrity.slice(0, 200)}`);
+  if (info.tables < sourceTables) throw new BackupError('FAILED', `the database copy holds ${info.tables} tables, the source ${sourceTables}`);
+  await fsyncFile(dest);
+  return info;
+}
+
+/** PRAGMA integrity_check and table count of a database backup, read-only (verify must change nothing). */
+export function checkDatabaseFile(file: string): { integrity: string; tables: number } {
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+    const integrity = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
+    const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
+    return { integrity, tables };
+  } catch (err) {
+    return { integrity: (err as Error).message, tables: 0 };
+  } finally {
+    db?.close();
+  }
+}
+
+/**
+ * Restores `backupFile` into the live database at `livePath` through the backup API, so an application
+ * holding it open (WAL and SHM included) sees a consistent new database instead of a file swapped
+ * under its feet. The live database keeps its journal mode.
+ */
+export async function restoreDatabaseInto(backupFile: string, livePath: string): Promise<{ integrity: string }> {
+  const live = new Database(livePath, { timeout: 30_000 });
+  try {
+    const mode = String(live.pragma('journal_mode', { simple: true }));
+    const src = new Database(backupFile, { readonly: true, fileMustExist: true });
+    try {
+      // the destination is a real connection to the live file, so it takes SQLite's locks and writes
+      // through the WAL like any other writer
+      await src.backup(livePath, { progress: () => ALL_PAGES });
+    } finally {
+      src.close();
+    }
+    if (mode.toLowerCase() === 'wal') live.pragma('journal_mode = WAL');
+    const integrity = (live.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
+    return { integrity };
+  } finally {
+    live.close();
+  }
+}
+
+export function removeSqliteSidecars(file: string): void {
+  for (const suffix of ['-wal', '-shm', '-journal']) fs.rmSync(file + suffix, { force: true });
+}
