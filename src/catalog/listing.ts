@@ -153,7 +153,8 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
     }
     e.size = size;
   }
-  return all.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1));
+  const typeRank: Record<BackupType, number> = { full: 0, database: 1, storage: 2 };
+  return all.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : typeRank[a.type] - typeRank[b.type]));
 }
 
 async function lookupComponent(backupDir: string, type: BackupType, id: string): Promise<BackupEntry | undefined> {

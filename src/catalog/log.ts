@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { ensureDir, FILE_MODE } from '../fsutil.js';
+import { FILE_MODE } from '../fsutil.js';
 import { redactValue } from '../redact.js';
 
 export const LOG_FILE = 'backup.log';
@@ -13,10 +13,12 @@ export interface LogRecord {
   [key: string]: unknown;
 }
 
-/** One JSON line per operation, secrets redacted; a log that cannot be written never fails the run. */
+/**
+ * One JSON line per operation, secrets redacted; a log that cannot be written never fails the run, and
+ * logging never creates the backup directory (a mistyped --backup-dir must not leave one behind).
+ */
 export async function appendLog(backupDir: string, record: LogRecord): Promise<void> {
   try {
-    await ensureDir(backupDir);
     await fsp.appendFile(path.join(backupDir, LOG_FILE), `${JSON.stringify(redactValue(record))}\n`, { mode: FILE_MODE });
   } catch {
     /* the result matters more than its log line */

@@ -1,0 +1,74 @@
+import { type Command, Option } from 'commander';
+import type { BackupType } from '../../catalog/sidecar.js';
+import { action } from '../run.js';
+import { bytes, duration } from '../ui.js';
+
+export function register(program: Command): void {
+  program
+    .command('create')
+    .description('create a backup: the database, the storage directory, or both ("full")')
+    .addOption(new Option('-t, --type <type>', 'what to back up').choices(['full', 'database', 'storage']).default('full'))
+    .option('--compression <codec>', 'gzip (default), none, zstd, xz, bzip2 (env BACKUP_COMPRESSION)')
+    .option('--compression-level <n>', 'codec level (env BACKUP_COMPRESSION_LEVEL)')
+    .option('--split-size <MiB>', 'split archives into parts of this size while writing (env BACKUP_SPLIT_SIZE_MB)')
+    .option('--exclude <glob>', 'leave out matching paths (repeatable; env BACKUP_EXCLUDE, comma-separated)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--rotate', 'apply the retention policy after a successful backup')
+    .option('--max-backups <n>', 'with --rotate: keep this many per type (env MAX_BACKUPS, default 7)')
+    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  vertex-backup create                                  # full backup with the defaults
+  vertex-backup create --type database --json           # database only, result as JSON
+  vertex-backup create --type storage --compression zstd --exclude '*.tmp'
+  vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs`,
+    )
+    .action(
+      action('create', async (ctx, cmd) => {
+        const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string };
+        const { acquireLock } = await import('../../catalog/lock.js');
+        const { runCreate } = await import('../../ops/create.js');
+        const waitS = Number(o.wait);
+        if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`);
+        const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
+        try {
+          const result = await runCreate(ctx.cfg, {
+            type: o.type,
+            signal: ctx.signal,
+            onProgress: (p) => {
+              if (p.phase === 'database') ctx.ui.progress(`database: copying ${p.bytes ?? 0}/${p.totalBytes ?? '?'} pages`);
+              else ctx.ui.progress(`storage: ${p.files ?? ''}${p.files !== undefined ? ' files, ' : ''}${bytes(p.bytes ?? 0)}`);
+            },
+          });
+          let rotation: unknown;
+          if (o.rotate && result.ok) {
+            const rotate = await import('../../ops/rotate.js').catch(() => undefined);
+            if (rotate) rotation = await rotate.runRotate(ctx.cfg, { policy: { keepLast: ctx.cfg.maxBackups } });
+          }
+          return {
+            json: { ...result, rotation },
+            exitCode: result.ok ? 0 : 1,
+            summary: `${result.type} backup ${result.id}: ${result.status}, ${bytes(result.size)} in ${duration(result.durationMs)}`,
+            sizeBytes: result.size,
+            log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), warnings: result.warnings.length || undefined, errors: result.errors.length ? result.errors : undefined },
+            human: (ui) => {
+              const mark = result.ok ? ui.c.green('✔') : ui.c.yellow('!');
+              ui.out(`${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${bytes(result.size)} in ${duration(result.durationMs)}`);
+              for (const b of result.backups) {
+                if (b.type === 'full') continue;
+                const files = b.fileCount !== undefined ? `, ${b.fileCount} files` : '';
+                ui.out(`  ${b.type.padEnd(8)} ${bytes(b.size)}${files}  ${b.files[0]}`);
+              }
+              for (const w of result.warnings.slice(0, 20)) ui.warn(w);
+              if (result.warnings.length > 20) ui.warn(`…and ${result.warnings.length - 20} more warnings (see the sidecar)`);
+              for (const e of result.errors) ui.error(e);
+              if (rotation) ui.out(`  rotation: ${JSON.stringify((rotation as { removed?: unknown[] }).removed?.length ?? 0)} removed`);
+            },
+          };
+        } finally {
+          lock.release();
+        }
+      }),
+    );
+}

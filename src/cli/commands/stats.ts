@@ -1,0 +1,31 @@
+import type { Command } from 'commander';
+import { action } from '../run.js';
+import { age, bytes } from '../ui.js';
+
+export function register(program: Command): void {
+  program
+    .command('stats')
+    .description('counts and sizes per type, newest and oldest backup, free space')
+    .addHelpText('after', '\nExamples:\n  vertex-backup stats\n  vertex-backup stats --json')
+    .action(
+      action('stats', async (ctx) => {
+        const { getStats } = await import('../../ops/stats.js');
+        const s = await getStats(ctx.cfg.backupDir);
+        return {
+          json: s,
+          human: (ui) => {
+            const rows = s.types.map((t) => [
+              t.type,
+              t.count,
+              t.notOk ? ui.c.yellow(String(t.notOk)) : '0',
+              t.type === 'full' ? '-' : bytes(t.bytes),
+              t.newest ? `${t.newest.id} (${age(t.newest.ageSeconds)} ago)` : '-',
+              t.oldest ? `${t.oldest.id} (${age(t.oldest.ageSeconds)} ago)` : '-',
+            ]);
+            ui.out(ui.table(['type', 'count', 'not ok', 'size', 'newest ok', 'oldest ok'], rows));
+            ui.out(`total ${s.totalCount} backups, ${bytes(s.totalBytes)}; free at ${s.backupDir}: ${bytes(s.freeBytes)}`);
+          },
+        };
+      }),
+    );
+}

@@ -1,0 +1,51 @@
+import { Command, CommanderError, Option } from 'commander';
+import { VERSION } from '../version.js';
+import { register as registerCreate } from './commands/create.js';
+import { register as registerList } from './commands/list.js';
+import { register as registerStats } from './commands/stats.js';
+import { register as registerVerify } from './commands/verify.js';
+import { EXIT_CODE_HELP } from './run.js';
+
+const program = new Command('vertex-backup')
+  .description('Consistent, verified backups of a SQLite database and a media directory.')
+  .version(VERSION, '-V, --version')
+  .option('--backup-dir <dir>', 'backup directory (env BACKUP_DIR, default ./backups)')
+  .option('--db-path <file>', 'SQLite database (env DATABASE_PATH or DATABASE_URL, default ./app_data/app_data.db)')
+  .option('--storage-path <dir>', 'media directory (env STORAGE_PATH, default ./storage)')
+  .option('--config <file>', 'JSON config file (env VERTEX_BACKUP_CONFIG)')
+  .option('--env-file <file>', 'read environment variables from this file (default ./.env when present)')
+  .option('--json', 'print one machine-readable JSON document on stdout and nothing else there')
+  .option('-q, --quiet', 'print only warnings and errors')
+  .option('-v, --verbose', 'print details, and stack traces on errors')
+  .option('--no-color', 'no colours (also NO_COLOR=1)')
+  .addOption(new Option('--notify', 'send the result to the configured notification channels').hideHelp())
+  .showSuggestionAfterError()
+  .addHelpText(
+    'after',
+    `
+Examples:
+  vertex-backup create --type full           # database + storage, one recovery point
+  vertex-backup list
+  vertex-backup verify --all
+  vertex-backup --help <command>             # options and examples of one command
+${EXIT_CODE_HELP}`,
+  );
+
+for (const register of [registerCreate, registerList, registerStats, registerVerify]) register(program);
+
+program.exitOverride();
+program.configureOutput({
+  outputError: (str, write) => write(str.replace(/^error: /, 'error: ')),
+});
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // help and version exit 0; any other parse error is bad usage
+    process.exitCode = err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
+    if (err.code === 'commander.help') process.exitCode = 0;
+  } else {
+    throw err;
+  }
+}

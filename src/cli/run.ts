@@ -1,0 +1,105 @@
+import type { Command } from 'commander';
+import type { Config, ConfigFlags } from '../config.js';
+import { BackupError, EXIT_CODES } from '../errors.js';
+import { redact } from '../redact.js';
+import { Ui } from './ui.js';
+
+export interface GlobalOptions extends ConfigFlags {
+  json?: boolean;
+  quiet?: boolean;
+  verbose?: boolean;
+  color?: boolean;
+  notify?: boolean;
+}
+
+export interface Context {
+  cfg: Config;
+  ui: Ui;
+  signal: AbortSignal;
+  global: GlobalOptions;
+}
+
+/** What a command hands back: the JSON document, the human rendering, the exit code, the log line. */
+export interface Outcome {
+  json: unknown;
+  human?: (ui: Ui) => void;
+  exitCode?: number;
+  /** fields for backup.log; a command without it writes no log line (list, stats) */
+  log?: Record<string, unknown>;
+  /** for notifications: a one-line summary and the size involved */
+  summary?: string;
+  sizeBytes?: number;
+}
+
+export type Action = (ctx: Context, command: Command) => Promise<Outcome>;
+
+/**
+ * The one place commands meet the process: configuration, signals, output, logging, exit codes.
+ * Everything below this returns values or throws BackupError.
+ */
+export function action(name: string, fn: Action, options: { needsConfig?: boolean } = {}) {
+  return async (...args: unknown[]) => {
+    const command = args[args.length - 1] as Command;
+    const global = command.optsWithGlobals() as GlobalOptions;
+    const ui = new Ui({ json: !!global.json, quiet: !!global.quiet, verbose: !!global.verbose, color: global.color !== false });
+    const controller = new AbortController();
+    let signals = 0;
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++;
+      if (signals > 1) process.exit(128 + (sig === 'SIGINT' ? 2 : 15));
+      ui.info(`${sig}: stopping, removing partial files…`);
+      controller.abort(new BackupError('FAILED', `interrupted by ${sig}`));
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    const started = Date.now();
+    let cfg: Config | undefined;
+    let exitCode = 0;
+    let outcome: Outcome | undefined;
+    let error: BackupError | undefined;
+    try {
+      const { resolveConfig } = await import('../config.js');
+      cfg = resolveConfig(global);
+      outcome = await fn({ cfg, ui, signal: controller.signal, global }, command);
+      exitCode = outcome.exitCode ?? 0;
+      await ui.settle();
+      if (ui.opts.json) ui.json(outcome.json);
+      else outcome.human?.(ui);
+    } catch (err) {
+      await ui.settle();
+      error = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error)?.message ?? String(err), { cause: err });
+      exitCode = error.exitCode;
+      if (controller.signal.aborted) exitCode = 128 + (String(controller.signal.reason?.message).includes('SIGINT') ? 2 : 15);
+      if (ui.opts.json) ui.json({ ok: false, error: { code: error.code, exit_code: exitCode, message: redact(error.message), hint: error.hint } });
+      ui.error(error.message, error.hint);
+      const cause = (error.cause as Error | undefined) ?? error;
+      if (global.verbose && cause.stack) process.stderr.write(`${redact(cause.stack)}\n`);
+    } finally {
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
+    }
+    // usage errors change nothing, so they leave no log line
+    if (cfg && (outcome?.log || (error && error.code !== 'USAGE'))) {
+      const { appendLog } = await import('../catalog/log.js');
+      await appendLog(cfg.backupDir, {
+        time: new Date(started).toISOString(),
+        command: name,
+        result: error ? 'error' : exitCode === 0 ? 'ok' : 'warning',
+        duration_ms: Date.now() - started,
+        exit_code: exitCode,
+        ...(outcome?.log ?? {}),
+        ...(error ? { error: error.message } : {}),
+      });
+    }
+    process.exitCode = exitCode;
+  };
+}
+
+export const EXIT_CODE_HELP = `
+Exit codes:
+  0  success
+  ${EXIT_CODES.FAILED}  the operation failed
+  ${EXIT_CODES.USAGE}  bad usage or configuration
+  ${EXIT_CODES.DAMAGED}  verification found a damaged or incomplete backup
+  ${EXIT_CODES.LOCKED}  another run holds the lock on the backup directory
+  ${EXIT_CODES.NO_SPACE}  not enough disk space`;

@@ -1,0 +1,123 @@
+import { Chalk, type ChalkInstance } from 'chalk';
+import Table from 'cli-table3';
+import { formatBytes } from '../fsutil.js';
+import { redact } from '../redact.js';
+
+export interface UiOptions {
+  json: boolean;
+  quiet: boolean;
+  verbose: boolean;
+  color: boolean;
+}
+
+/**
+ * Everything the terminal sees goes through here: colours only on a TTY without NO_COLOR, spinners only
+ * on an interactive stderr and never with --json, and every line passes the secret filter.
+ */
+export class Ui {
+  readonly c: ChalkInstance;
+  readonly interactive: boolean;
+  private spinner?: { text: string; stop(): void; start(): unknown };
+  private spinnerPending?: Promise<void>;
+
+  constructor(readonly opts: UiOptions) {
+    const colorOk = opts.color && !process.env.NO_COLOR && process.stdout.isTTY === true && process.env.TERM !== 'dumb';
+    this.c = new Chalk({ level: colorOk ? 1 : 0 });
+    this.interactive = process.stderr.isTTY === true && !opts.json && !opts.quiet && !process.env.INVOCATION_ID && !process.env.CI;
+  }
+
+  /** Human output on stdout (suppressed by --json and --quiet). */
+  out(line = ''): void {
+    if (this.opts.json || this.opts.quiet) return;
+    this.clearSpinner();
+    process.stdout.write(`${redact(line)}\n`);
+  }
+
+  /** Notes for the operator on stderr: warnings survive --quiet, info does not. */
+  info(line: string): void {
+    if (this.opts.quiet || this.opts.json) return;
+    this.clearSpinner();
+    process.stderr.write(`${redact(line)}\n`);
+  }
+
+  warn(line: string): void {
+    this.clearSpinner();
+    process.stderr.write(`${this.c.yellow('warning:')} ${redact(line)}\n`);
+  }
+
+  error(line: string, hint?: string): void {
+    this.stopProgress();
+    process.stderr.write(`${this.c.red('error:')} ${redact(line)}\n`);
+    if (hint) process.stderr.write(`${this.c.dim('hint:')} ${redact(hint)}\n`);
+  }
+
+  debug(line: string): void {
+    if (this.opts.verbose) process.stderr.write(`${this.c.dim(redact(line))}\n`);
+  }
+
+  json(value: unknown): void {
+    process.stdout.write(`${redact(JSON.stringify(value, null, 2))}\n`);
+  }
+
+  /** Shows or updates a spinner with progress text; a no-op when not interactive. */
+  progress(text: string): void {
+    if (!this.interactive) return;
+    if (this.spinner) {
+      this.spinner.text = redact(text);
+      return;
+    }
+    if (this.spinnerPending) return;
+    // ora is loaded only when a spinner is actually shown: --help and cron runs never pay for it
+    this.spinnerPending = import('ora').then(({ default: ora }) => {
+      this.spinner = ora({ text: redact(text), stream: process.stderr }).start();
+    });
+  }
+
+  private clearSpinner(): void {
+    this.stopProgress();
+  }
+
+  stopProgress(): void {
+    this.spinner?.stop();
+    this.spinner = undefined;
+  }
+
+  async settle(): Promise<void> {
+    await this.spinnerPending?.catch(() => {});
+    this.stopProgress();
+  }
+
+  table(head: string[], rows: (string | number)[][], align?: ('left' | 'right')[]): string {
+    const t = new Table({
+      head: head.map((h) => this.c.bold(h)),
+      style: { head: [], border: [], compact: true },
+      colAligns: align ?? head.map(() => "left" as const),
+      chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+    });
+    for (const r of rows) t.push(r.map(String));
+    return t.toString();
+  }
+
+  status(s: string): string {
+    if (s === 'ok') return this.c.green(s);
+    if (s === 'partial' || s === 'incomplete') return this.c.yellow(s);
+    return this.c.red(s);
+  }
+}
+
+export const bytes = formatBytes;
+
+export function duration(ms: number): string {
+  if (ms < 1000) return `${ms} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const m = Math.floor(s / 60);
+  return `${m} min ${Math.round(s - m * 60)} s`;
+}
+
+export function age(seconds: number): string {
+  if (seconds < 90) return `${seconds} s`;
+  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min`;
+  if (seconds < 36 * 3600) return `${(seconds / 3600).toFixed(1)} h`;
+  return `${(seconds / 86400).toFixed(1)} days`;
+}
