@@ -2,6 +2,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { VERSION } from '../version.js';
 import { register as registerCreate } from './commands/create.js';
 import { register as registerList } from './commands/list.js';
+import { register as registerRestore } from './commands/restore.js';
+import { register as registerRotate } from './commands/rotate.js';
 import { register as registerStats } from './commands/stats.js';
 import { register as registerVerify } from './commands/verify.js';
 import { EXIT_CODE_HELP } from './run.js';
@@ -31,7 +33,7 @@ Examples:
 ${EXIT_CODE_HELP}`,
   );
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify]) register(program);
+for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate]) register(program);
 
 program.exitOverride();
 program.configureOutput({

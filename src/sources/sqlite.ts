@@ -140,3 +140,29 @@ export async function restoreDatabaseInto(backupFile: string, livePath: string):
 export function removeSqliteSidecars(file: string): void {
   for (const suffix of ['-wal', '-shm', '-journal']) fs.rmSync(file + suffix, { force: true });
 }
+
+/**
+ * Copies a database aside before it is replaced. Online backup when SQLite can read it; a database too
+ * damaged for that is copied byte for byte (with its -wal), because the copy aside must never be the
+ * reason a restore cannot happen.
+ */
+export async function copyDatabaseAside(source: string, dest: string): Promise<'online' | 'raw'> {
+  try {
+    const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
+    try {
+      await src.backup(dest, { progress: () => ALL_PAGES });
+    } finally {
+      src.close();
+    }
+    await fsp.chmod(dest, 0o600);
+    await fsyncFile(dest);
+    return 'online';
+  } catch {
+    await fsp.rm(dest, { force: true });
+    await fsp.copyFile(source, dest);
+    for (const suffix of ['-wal', '-journal']) await fsp.copyFile(source + suffix, dest + suffix).catch(() => {});
+    await fsp.chmod(dest, 0o600);
+    await fsyncFile(dest);
+    return 'raw';
+  }
+}

@@ -1,0 +1,90 @@
+import type { Command } from 'commander';
+import { BackupError } from '../../errors.js';
+import type { RestorePlan } from '../../ops/restore.js';
+import { action } from '../run.js';
+import { bytes, duration } from '../ui.js';
+
+async function ask(question: string): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+function describe(plan: RestorePlan): string[] {
+  const lines = [`restore ${plan.type} backup ${plan.id}${plan.verified ? ' (verified)' : ' (NOT verified)'}:`];
+  if (plan.database) lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (the current one is copied aside first)`);
+  if (plan.storage) lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (the current tree is kept as ${plan.storage.to}.pre-restore-${plan.id})`);
+  return lines;
+}
+
+export function register(program: Command): void {
+  program
+    .command('restore')
+    .argument('<backup>', 'backup id, "latest", or a path to a backup file or sidecar')
+    .description('restore a database, storage or full backup without losing the current data')
+    .option('--target <dir>', 'restore into this directory instead of the live database and storage paths')
+    .option('--no-verify', 'skip verification before restoring (not recommended)')
+    .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
+    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addHelpText(
+      'after',
+      `
+The current database is copied aside (<db>.pre-restore-<id>) and the backup is written into the live
+file through SQLite's backup API, so an application holding it open stays consistent. Storage is
+unpacked beside the live directory, checked, then swapped in; the old tree is kept as
+<storage>.pre-restore-<id>. Remove those copies once the application runs well.
+
+Examples:
+  vertex-backup restore latest                          # asks before changing anything
+  vertex-backup restore 20240101_120000 --yes           # from a script
+  vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes`,
+    )
+    .action(
+      action('restore', async (ctx, cmd) => {
+        const [ref] = cmd.args as string[];
+        const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string };
+        const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
+        if (!o.yes && !interactive) {
+          throw new BackupError('USAGE', 'restore replaces current data and there is no terminal to confirm on', { hint: 'pass --yes to restore without asking' });
+        }
+        const { restoreBackup } = await import('../../ops/restore.js');
+        const result = await restoreBackup(ctx.cfg, ref, {
+          target: o.target,
+          verify: o.verify,
+          signal: ctx.signal,
+          lockWaitMs: Number(o.wait) * 1000 || 0,
+          onProgress: (p) => ctx.ui.progress(`${p.phase === 'verify' ? 'verifying' : 'restoring'} ${p.subject}: ${bytes(p.bytes ?? 0)}`),
+          confirm: o.yes
+            ? undefined
+            : async (plan) => {
+                await ctx.ui.settle();
+                for (const l of describe(plan)) process.stderr.write(`${l}\n`);
+                return ask('Proceed? [y/N] ');
+              },
+        });
+        if (result.cancelled) return { json: result, exitCode: 1, human: (ui) => ui.out('restore cancelled: nothing was changed') };
+        return {
+          json: result,
+          summary: `restored ${result.type} backup ${result.id} in ${duration(result.durationMs)}`,
+          log: { id: result.id, type: result.type, target: o.target, verified: result.verified, database: result.database, storage: result.storage && { ...result.storage, warnings: undefined } },
+          human: (ui) => {
+            ui.out(`${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${duration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`);
+            if (result.database) {
+              ui.out(`  database -> ${result.database.to} (integrity_check: ${result.database.integrity})`);
+              if (result.database.savedCurrentAs) ui.out(`             previous database saved as ${result.database.savedCurrentAs}`);
+            }
+            if (result.storage) {
+              ui.out(`  storage  -> ${result.storage.to} (${result.storage.entries} entries, ${bytes(result.storage.bytes)})`);
+              if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
+              for (const w of result.storage.warnings) ui.warn(w);
+            }
+            if (result.database?.savedCurrentAs || result.storage?.previousKeptAs) ui.out(ui.c.dim('  remove the kept copies once the application runs well'));
+          },
+        };
+      }),
+    );
+}

@@ -1,0 +1,66 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { BackupType } from '../../catalog/sidecar.js';
+import type { RetentionPolicy } from '../../ops/retention.js';
+import { action } from '../run.js';
+import { bytes } from '../ui.js';
+
+function count(flag: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!/^\d+$/.test(v.trim()) || n > 100000) throw new InvalidArgumentError(`${flag} must be a whole number from 0 to 100000`);
+    return n;
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('rotate')
+    .description('remove old backups by the retention policy (per type; components of kept full backups are kept)')
+    .option('--max-backups <n>', 'keep the N newest per type (env MAX_BACKUPS, default 7)')
+    .option('--keep-last <n>', 'same as --max-backups', count('--keep-last'))
+    .option('--keep-daily <n>', 'keep the newest backup of each of the last N days that have one', count('--keep-daily'))
+    .option('--keep-weekly <n>', 'keep the newest of each of the last N weeks', count('--keep-weekly'))
+    .option('--keep-monthly <n>', 'keep the newest of each of the last N months', count('--keep-monthly'))
+    .option('--keep-yearly <n>', 'keep the newest of each of the last N years', count('--keep-yearly'))
+    .addOption(new Option('-t, --type <type>', 'only remove backups of this type').choices(['full', 'database', 'storage']))
+    .option('-n, --dry-run', 'show what would be removed, remove nothing')
+    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addHelpText(
+      'after',
+      `
+With only --keep-daily/--keep-weekly/--keep-monthly/--keep-yearly, --max-backups does not apply;
+combine them with --keep-last. Incomplete leftovers older than the newest good backup are removed.
+
+Examples:
+  vertex-backup rotate --max-backups 7
+  vertex-backup rotate --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run`,
+    )
+    .action(
+      action('rotate', async (ctx, cmd) => {
+        const o = cmd.opts() as { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; type?: BackupType; dryRun?: boolean; wait: string };
+        const gfs = o.keepDaily !== undefined || o.keepWeekly !== undefined || o.keepMonthly !== undefined || o.keepYearly !== undefined;
+        // --max-backups is already folded into cfg.maxBackups (flag > MAX_BACKUPS > config > 7)
+        const policy: RetentionPolicy = {
+          keepLast: o.keepLast ?? (gfs && !cmd.getOptionValue('maxBackups') ? undefined : ctx.cfg.maxBackups),
+          keepDaily: o.keepDaily,
+          keepWeekly: o.keepWeekly,
+          keepMonthly: o.keepMonthly,
+          keepYearly: o.keepYearly,
+        };
+        const { rotateBackups } = await import('../../ops/rotate.js');
+        const r = await rotateBackups(ctx.cfg, { policy, dryRun: o.dryRun, type: o.type, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0 });
+        return {
+          json: r,
+          summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.removed.length} backups, ${bytes(r.freedBytes)}`,
+          log: o.dryRun ? undefined : { policy, removed: r.removed.map((x) => `${x.type}:${x.id}`), freed: r.freedBytes },
+          human: (ui) => {
+            if (!r.removed.length) ui.out(`nothing to remove (${r.kept.length} kept)`);
+            else {
+              ui.out(ui.table(['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'], r.removed.map((x) => [x.type, x.id, x.reason, bytes(x.bytes)])));
+              ui.out(`${r.dryRun ? 'would free' : 'freed'} ${bytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
+            }
+          },
+        };
+      }),
+    );
+}

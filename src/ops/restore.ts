@@ -1,0 +1,201 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { artifactFiles, type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { acquireLock } from '../catalog/lock.js';
+import type { BackupType } from '../catalog/sidecar.js';
+import { readParts } from '../codec/parts.js';
+import { codecForFile, getCodec } from '../codec/registry.js';
+import type { Config } from '../config.js';
+import { BackupError, toBackupError } from '../errors.js';
+import { exists, fsyncDir, freeSpace, writeFileAtomic } from '../fsutil.js';
+import { extractArchive } from '../sources/extract.js';
+import { checkSourceDatabase, copyDatabaseAside, restoreDatabaseInto } from '../sources/sqlite.js';
+import type { ProgressFn } from './progress.js';
+import { verifyEntry } from './verify.js';
+
+export interface RestoreOptions {
+  /** restore into this directory instead of the live paths */
+  target?: string;
+  /** verify the backup first (default true) */
+  verify?: boolean;
+  signal?: AbortSignal;
+  onProgress?: ProgressFn;
+  lockWaitMs?: number;
+  /** called after verification, before anything is changed; return false to cancel */
+  confirm?: (plan: RestorePlan) => Promise<boolean>;
+}
+
+export interface RestorePlan {
+  type: BackupType;
+  id: string;
+  database?: { backupId: string; to: string };
+  storage?: { backupId: string; to: string };
+  verified: boolean;
+}
+
+export interface RestoreResult extends RestorePlan {
+  cancelled?: boolean;
+  database?: RestorePlan['database'] & { savedCurrentAs?: string; integrity: string };
+  storage?: RestorePlan['storage'] & { previousKeptAs?: string; entries: number; bytes: number; warnings: string[] };
+  durationMs: number;
+}
+
+/** A name beside `base` that does not exist yet: `base`, `base-2`, `base-3`… */
+async function freeName(base: string): Promise<string> {
+  if (!(await exists(base))) return base;
+  for (let n = 2; ; n++) if (!(await exists(`${base}-${n}`))) return `${base}-${n}`;
+}
+
+async function restoreDatabase(entry: BackupEntry, to: string, id: string): Promise<NonNullable<RestoreResult['database']>> {
+  const s = entry.sidecar!;
+  const file = path.join(path.dirname(entry.sidecarPath!), artifactFiles(s)[0].file);
+  await fsp.mkdir(path.dirname(to), { recursive: true });
+  let savedCurrentAs: string | undefined;
+  const existed = await exists(to);
+  if (existed) {
+    await checkSourceDatabase(to, 'current database').catch((err: BackupError) => {
+      throw new BackupError('USAGE', `refusing to restore over ${to}: ${err.message}`, { hint: 'move that file away or use --target DIR' });
+    });
+    savedCurrentAs = await freeName(`${to}.pre-restore-${id}`);
+    await copyDatabaseAside(to, savedCurrentAs);
+  }
+  const { integrity } = await restoreDatabaseInto(file, to);
+  if (integrity !== 'ok') {
+    throw new BackupError('FAILED', `restored database fails integrity_check: ${integrity.slice(0, 200)}`, {
+      hint: savedCurrentAs ? `the previous database is at ${savedCurrentAs}` : undefined,
+    });
+  }
+  // a live database keeps its owner and mode (the application may run as another user)
+  if (!existed) await fsp.chmod(to, 0o600).catch(() => {});
+  return { backupId: entry.id, to, savedCurrentAs, integrity };
+}
+
+/** Marker written before the directory swap so an interrupted swap can be rolled back by the next run. */
+const swapMarker = (dest: string) => path.join(path.dirname(dest), `.${path.basename(dest)}.restore-swap.json`);
+
+/** Puts the previous tree back when a restore died between its two renames. */
+export async function recoverInterruptedSwap(dest: string): Promise<string | undefined> {
+  const marker = swapMarker(dest);
+  let state: { dest: string; previous: string };
+  try {
+    state = JSON.parse(await fsp.readFile(marker, 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!(await exists(dest)) && (await exists(state.previous))) {
+    await fsp.rename(state.previous, dest);
+    await fsyncDir(path.dirname(dest));
+  }
+  await fsp.rm(marker, { force: true });
+  return state.previous;
+}
+
+async function restoreStorage(entry: BackupEntry, dest: string, id: string, opts: RestoreOptions): Promise<NonNullable<RestoreResult['storage']>> {
+  const s = entry.sidecar!;
+  const dir = path.dirname(entry.sidecarPath!);
+  const parent = path.dirname(dest);
+  await fsp.mkdir(parent, { recursive: true });
+  await recoverInterruptedSwap(dest);
+  const destStat = await fsp.lstat(dest).catch(() => undefined);
+  if (destStat && !destStat.isDirectory()) throw new BackupError('USAGE', `storage path is not a directory: ${dest}`);
+
+  // unpack beside the destination (same filesystem, so the swap is two renames)
+  const staging = path.join(parent, `.${path.basename(dest)}.restore-${id}.tmp`);
+  await fsp.rm(staging, { recursive: true, force: true });
+  const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
+  if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in ${entry.sidecarPath}`);
+  await codec.checkAvailable();
+  const free = await freeSpace(parent);
+  const files = artifactFiles(s).map((p) => path.join(dir, p.file));
+  let extracted;
+  try {
+    const input = readParts(files);
+    const tarStream = input.pipe(codec.decompressor());
+    input.on('error', (e) => tarStream.destroy(e));
+    extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
+      // a gzip bomb, or simply an archive larger than the disk, stops before filling it
+      maxBytes: Math.max(0, free - 64 * 1024 * 1024),
+      signal: opts.signal,
+      onEntry: (_name, bytes) => opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes }),
+    });
+    if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
+      throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
+    }
+  } catch (err) {
+    await fsp.rm(staging, { recursive: true, force: true });
+    throw toBackupError(err, 'storage restore');
+  }
+  // the archive holds one top directory (the storage directory's name); older tools may not
+  const top = await fsp.readdir(staging);
+  const newTree = top.length === 1 && (await fsp.lstat(path.join(staging, top[0]))).isDirectory() ? path.join(staging, top[0]) : staging;
+
+  let previousKeptAs: string | undefined;
+  if (destStat) {
+    previousKeptAs = await freeName(`${dest}.pre-restore-${id}`);
+    await writeFileAtomic(swapMarker(dest), JSON.stringify({ dest, previous: previousKeptAs, started_at: new Date().toISOString() }));
+    await fsp.rename(dest, previousKeptAs);
+  }
+  try {
+    if (newTree === staging) await fsp.rename(staging, dest);
+    else {
+      await fsp.rename(newTree, dest);
+      await fsp.rm(staging, { recursive: true, force: true });
+    }
+  } catch (err) {
+    if (previousKeptAs) await fsp.rename(previousKeptAs, dest).catch(() => {});
+    await fsp.rm(staging, { recursive: true, force: true });
+    throw toBackupError(err, 'storage restore');
+  }
+  await fsyncDir(parent);
+  await fsp.rm(swapMarker(dest), { force: true });
+  return { backupId: entry.id, to: dest, previousKeptAs, entries: extracted.entries, bytes: extracted.bytes, warnings: extracted.warnings };
+}
+
+async function component(backupDir: string, type: 'database' | 'storage', id: string | null | undefined): Promise<BackupEntry | undefined> {
+  if (!id) return undefined;
+  const e = (await listBackups(backupDir, { type })).find((x) => x.id === id);
+  if (!e) throw new BackupError('DAMAGED', `${type} component ${id} of the full backup is missing`);
+  return e;
+}
+
+/** Restores under the lock (so rotation cannot remove the backup being read). */
+export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
+  const started = Date.now();
+  const entry = await findBackup(cfg.backupDir, ref);
+  if (!entry) throw new BackupError('USAGE', `no backup '${ref}' in ${cfg.backupDir}`, { hint: 'run vertex-backup list to see the ids' });
+  const lock = await acquireLock(cfg.backupDir, `restore ${entry.id}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  try {
+    const verify = opts.verify !== false;
+    if (verify) {
+      const v = await verifyEntry(cfg.backupDir, entry, { signal: opts.signal, onProgress: opts.onProgress });
+      if (!v.ok) {
+        throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
+          hint: 'restore another backup, or pass --no-verify to restore it anyway',
+        });
+      }
+    } else if (!entry.sidecar) {
+      throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
+    }
+    const dbEntry = entry.type === 'database' ? entry : entry.type === 'full' ? await component(cfg.backupDir, 'database', entry.sidecar?.database) : undefined;
+    const stEntry = entry.type === 'storage' ? entry : entry.type === 'full' ? await component(cfg.backupDir, 'storage', entry.sidecar?.storage) : undefined;
+    const dbTo = opts.target ? path.join(path.resolve(opts.target), path.basename(cfg.dbPath)) : cfg.dbPath;
+    const stTo = opts.target ? path.join(path.resolve(opts.target), path.basename(cfg.storagePath)) : cfg.storagePath;
+    const plan: RestorePlan = {
+      type: entry.type,
+      id: entry.id,
+      database: dbEntry && { backupId: dbEntry.id, to: dbTo },
+      storage: stEntry && { backupId: stEntry.id, to: stTo },
+      verified: verify,
+    };
+    if (opts.confirm && !(await opts.confirm(plan))) return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
+    opts.signal?.throwIfAborted();
+    // database first: it is small and quick, and the application can start against it
+    const database = dbEntry ? await restoreDatabase(dbEntry, dbTo, entry.id) : undefined;
+    opts.signal?.throwIfAborted();
+    const storage = stEntry ? await restoreStorage(stEntry, stTo, entry.id, opts) : undefined;
+    return { ...plan, database, storage, durationMs: Date.now() - started };
+  } finally {
+    lock.release();
+  }
+}
