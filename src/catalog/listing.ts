@@ -154,7 +154,8 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
     e.size = size;
   }
   const typeRank: Record<BackupType, number> = { full: 0, database: 1, storage: 2 };
-  return all.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : typeRank[a.type] - typeRank[b.type]));
+  // ids are run start times: one run's full, database and storage backups stay together, full first
+  return all.sort((a, b) => b.id.localeCompare(a.id, 'en', { numeric: true }) || typeRank[a.type] - typeRank[b.type]);
 }
 
 async function lookupComponent(backupDir: string, type: BackupType, id: string): Promise<BackupEntry | undefined> {
