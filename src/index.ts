@@ -1,0 +1,13 @@
+export { BackupError, EXIT_CODES, type ErrorCode } from './errors.js';
+export { resolveConfig, type Config, type ConfigFlags } from './config.js';
+export type { BackupType, Sidecar, PartInfo, SqliteInfo } from './catalog/sidecar.js';
+export { listBackups, findBackup, type BackupEntry, type BackupStatus } from './catalog/listing.js';
+export { acquireLock, withLock, type Lock, type LockHolder } from './catalog/lock.js';
+export { createBackup, runCreate, type CreateOptions, type CreateResult, type CreatedBackup } from './ops/create.js';
+export { verifyBackups, verifyEntry, type VerifyReport, type VerifyResult } from './ops/verify.js';
+export { restoreBackup, type RestoreOptions, type RestoreResult, type RestorePlan } from './ops/restore.js';
+export { rotateBackups, runRotate, type RotateOptions, type RotateResult } from './ops/rotate.js';
+export { getStats, type Stats } from './ops/stats.js';
+export type { ProgressEvent, ProgressFn } from './ops/progress.js';
+export { getCodec, registerCodec } from './codec/registry.js';
+export type { Codec } from './codec/codec.js';
