@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -61,6 +62,19 @@ async function allocateId(backupDir: string, types: BackupType[], now: Date): Pr
   const ts = timestampOf(now);
   if (!used.has(ts)) return ts;
   for (let n = 2; ; n++) if (!used.has(`${ts}_${n}`)) return `${ts}_${n}`;
+}
+
+/** A backup directory we cannot write to is a configuration problem (exit 2), found before any work. */
+export async function checkBackupDirWritable(dir: string): Promise<void> {
+  try {
+    await ensureDir(dir);
+    await fsp.access(dir, fsConstants.W_OK | fsConstants.X_OK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new BackupError('USAGE', `backup directory is not writable: ${dir} (${code ?? (err as Error).message})`, {
+      hint: 'set --backup-dir or BACKUP_DIR to a writable directory',
+    });
+  }
 }
 
 /** Temp files in the backup directory while we hold the lock are leftovers of a killed run. */
@@ -215,7 +229,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
     await checkStorageDir(cfg.storagePath);
     await getCodec(cfg.compression).checkAvailable();
   }
-  await ensureDir(cfg.backupDir);
+  await checkBackupDirWritable(cfg.backupDir);
   await checkFreeSpace(cfg, parts);
   await removeTempLeftovers(cfg.backupDir);
 
