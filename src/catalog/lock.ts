@@ -48,7 +48,13 @@ function isStale(holder: LockHolder | undefined, mtimeMs: number): boolean {
  * by a dead process (crash, SIGKILL, reboot) is taken over, a live one is refused (exit 4) or waited for.
  */
 export async function acquireLock(backupDir: string, command: string, options: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Lock> {
-  await ensureDir(backupDir);
+  const notWritable = (err: unknown) =>
+    new BackupError('USAGE', `backup directory is not writable: ${backupDir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
+      hint: 'set --backup-dir or BACKUP_DIR to a writable directory',
+    });
+  await ensureDir(backupDir).catch((err) => {
+    throw notWritable(err);
+  });
   const file = path.join(backupDir, LOCK_FILE);
   const holder: LockHolder = { pid: process.pid, hostname: os.hostname(), started_at: new Date().toISOString(), command };
   const deadline = Date.now() + (options.waitMs ?? 0);
@@ -77,7 +83,9 @@ export async function acquireLock(backupDir: string, command: string, options: {
       process.on('exit', release);
       return { holder, release };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') throw notWritable(err);
+      if (code !== 'EEXIST') {
         throw new BackupError('FAILED', `cannot create lock file ${file}: ${(err as Error).message}`, {
           hint: 'check that the backup directory is writable',
         });
