@@ -166,7 +166,7 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
     : loadEnvFile(path.join(cwd, '.env'), false);
   const env: Record<string, string | undefined> = { ...dotenv, ...processEnv };
   registerSecretsFromEnv(env);
-  if (flags.envFile) checkSecretFileMode(path.resolve(cwd, flags.envFile), Object.keys(dotenv).some(isSecretName));
+  checkSecretFileMode(flags.envFile ? path.resolve(cwd, flags.envFile) : path.join(cwd, '.env'), Object.keys(dotenv).some(isSecretName));
 
   const configFile = flags.config ?? env.VERTEX_BACKUP_CONFIG;
   const file = configFile ? readConfigFile(path.resolve(cwd, configFile)) : {};

@@ -33,12 +33,11 @@ Examples:
 ${EXIT_CODE_HELP}`,
   );
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate]) register(program);
-
+// subcommands inherit these only when they are set before the subcommands are added
 program.exitOverride();
-program.configureOutput({
-  outputError: (str, write) => write(str.replace(/^error: /, 'error: ')),
-});
+program.configureOutput({ outputError: (str, write) => write(str) });
+
+for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate]) register(program);
 
 try {
   await program.parseAsync(process.argv);

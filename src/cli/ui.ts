@@ -69,7 +69,7 @@ export class Ui {
     if (this.spinnerPending) return;
     // ora is loaded only when a spinner is actually shown: --help and cron runs never pay for it
     this.spinnerPending = import('ora').then(({ default: ora }) => {
-      this.spinner = ora({ text: redact(text), stream: process.stderr }).start();
+      this.spinner = ora({ text: redact(text), stream: process.stderr, color: this.c.level > 0 ? 'cyan' : false }).start();
     });
   }
 

@@ -218,17 +218,27 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
   }
 }
 
-/** The create operation without locking: for callers that already hold the lock (create --rotate). */
-export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
-  const type = opts.type ?? 'full';
-  const started = Date.now();
-  const parts: BackupType[] = type === 'full' ? ['database', 'storage'] : [type];
-  // every input checked before a byte is written: a typo in a path is exit 2, not a partial backup
+const partsOf = (type: BackupType): BackupType[] => (type === 'full' ? ['database', 'storage'] : [type]);
+
+/**
+ * Every input checked before a byte is written (the lock file included): a typo in a path is exit 2
+ * and leaves nothing behind, not a partial backup or an empty backup directory.
+ */
+export async function checkInputs(cfg: Config, type: BackupType): Promise<void> {
+  const parts = partsOf(type);
   if (parts.includes('database')) await checkSourceDatabase(cfg.dbPath);
   if (parts.includes('storage')) {
     await checkStorageDir(cfg.storagePath);
     await getCodec(cfg.compression).checkAvailable();
   }
+}
+
+/** The create operation without locking: for callers that already hold the lock (create --rotate). */
+export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
+  const type = opts.type ?? 'full';
+  const started = Date.now();
+  const parts = partsOf(type);
+  await checkInputs(cfg, type);
   await checkBackupDirWritable(cfg.backupDir);
   await checkFreeSpace(cfg, parts);
   await removeTempLeftovers(cfg.backupDir);
@@ -275,6 +285,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
+  await checkInputs(cfg, opts.type ?? 'full');
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     return await runCreate(cfg, opts);

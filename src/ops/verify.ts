@@ -43,6 +43,8 @@ function tarCounter(): { sink: Writable; counts: { files: number; entries: numbe
       counts.bytes += (c as Buffer).length;
     });
     stream.on('end', next);
+    // a corrupt archive fails the entry stream and the extractor together: the pipeline reports it once
+    stream.on('error', () => {});
     stream.resume();
   });
   return { sink: extract as unknown as Writable, counts };

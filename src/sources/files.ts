@@ -194,18 +194,16 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
 
   const result = (async () => {
     try {
-      await addPath(path.resolve(root), top);
-      const stack: string[] = [''];
-      while (stack.length) {
-        const rel = stack.pop()!;
-        const children: string[] = [];
+      // strictly depth first, as GNU tar writes: a directory's contents follow its header at once, so
+      // `tar -x` sets each directory's mtime after its last entry and it survives extraction
+      const addDir = async (rel: string): Promise<void> => {
         for await (const e of walk(root, isExcluded, res.warnings, rel)) {
           if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
-          if ((await addPath(e.abs, `${top}/${e.rel}`)) === 'dir') children.push(e.rel);
+          if ((await addPath(e.abs, `${top}/${e.rel}`)) === 'dir') await addDir(e.rel);
         }
-        // depth first, in name order
-        for (let i = children.length - 1; i >= 0; i--) stack.push(children[i]);
-      }
+      };
+      await addPath(path.resolve(root), top);
+      await addDir('');
       pack.finalize();
       return res;
     } catch (err) {

@@ -28,9 +28,10 @@ Examples:
       action('create', async (ctx, cmd) => {
         const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string };
         const { acquireLock } = await import('../../catalog/lock.js');
-        const { runCreate } = await import('../../ops/create.js');
+        const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
         if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`);
+        await checkInputs(ctx.cfg, o.type);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
         try {
           const result = await runCreate(ctx.cfg, {
