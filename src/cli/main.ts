@@ -1,9 +1,12 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
+import { register as registerCheck } from './commands/check.js';
 import { register as registerCreate } from './commands/create.js';
 import { register as registerList } from './commands/list.js';
 import { register as registerRestore } from './commands/restore.js';
+import { register as registerNotify } from './commands/notify.js';
 import { register as registerRotate } from './commands/rotate.js';
+import { register as registerSchedule } from './commands/schedule.js';
 import { register as registerStats } from './commands/stats.js';
 import { register as registerVerify } from './commands/verify.js';
 import { EXIT_CODE_HELP } from './run.js';
@@ -20,7 +23,7 @@ const program = new Command('vertex-backup')
   .option('-q, --quiet', 'print only warnings and errors')
   .option('-v, --verbose', 'print details, and stack traces on errors')
   .option('--no-color', 'no colours (also NO_COLOR=1)')
-  .addOption(new Option('--notify', 'send the result to the configured notification channels').hideHelp())
+  .option('--notify', 'send the result to Telegram / webhook (failures only unless NOTIFY_ON=always)')
   .showSuggestionAfterError()
   .addHelpText(
     'after',
@@ -37,7 +40,7 @@ ${EXIT_CODE_HELP}`,
 program.exitOverride();
 program.configureOutput({ outputError: (str, write) => write(str) });
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate]) register(program);
+for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate, registerCheck, registerSchedule, registerNotify]) register(program);
 
 try {
   await program.parseAsync(process.argv);

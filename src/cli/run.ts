@@ -53,6 +53,10 @@ export function action(name: string, fn: Action, options: { needsConfig?: boolea
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     const started = Date.now();
+    let notifyCfg: import('../notify/types.js').NotifyConfig | undefined;
+    const notifyLog = (level: 'info' | 'warn', msg: string) => (level === 'warn' ? ui.warn(msg) : ui.debug(msg));
+    const cmdType = (command.opts() as { type?: string }).type;
+    const label = name === 'create' && cmdType ? `create --type ${cmdType}` : name;
     let cfg: Config | undefined;
     let exitCode = 0;
     let outcome: Outcome | undefined;
@@ -60,6 +64,10 @@ export function action(name: string, fn: Action, options: { needsConfig?: boolea
     try {
       const { resolveConfig } = await import('../config.js');
       cfg = resolveConfig(global);
+      const { resolveNotifyConfig } = await import('../notify/config.js');
+      notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
+      const { reportStart } = await import('../notify/report.js');
+      await reportStart(name, label, notifyCfg, notifyLog);
       outcome = await fn({ cfg, ui, signal: controller.signal, global }, command);
       exitCode = outcome.exitCode ?? 0;
       await ui.settle();
@@ -91,6 +99,22 @@ export function action(name: string, fn: Action, options: { needsConfig?: boolea
         ...(error ? { error: error.message } : {}),
       });
     }
+    const { reportRun, fallbackNotifyConfig } = await import('../notify/report.js');
+    await reportRun(
+      {
+        name,
+        label,
+        type: name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined,
+        ok: !error && exitCode === 0,
+        exitCode,
+        durationMs: Date.now() - started,
+        summary: outcome?.summary,
+        sizeBytes: outcome?.sizeBytes,
+        error: error ? redact(error.message) : exitCode !== 0 ? outcome?.summary : undefined,
+        backupId: typeof outcome?.log?.id === 'string' ? outcome.log.id : undefined,
+      },
+      { backupDir: cfg?.backupDir, notify: notifyCfg ?? fallbackNotifyConfig(process.env, global.notify), log: notifyLog },
+    );
     process.exitCode = exitCode;
   };
 }

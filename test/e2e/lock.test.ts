@@ -44,7 +44,7 @@ function writeLock(backupDir: string, pid: number, command = 'create --type full
   return JSON.stringify(holder);
 }
 
-const backupsIn = (backupDir: string) => filesUnder(backupDir).filter((f) => /\.(db|json|tar\.gz)$/.test(f));
+const backupsIn = (backupDir: string) => filesUnder(backupDir).filter((f) => /(^|\/)(db|storage|full)_backup_[^/]*\.(db|json|tar\.gz)$/.test(f));
 
 describe('the lock on the backup directory', () => {
   it('a lock naming a live process: create exits 4, names the pid, writes nothing and leaves the lock alone', async () => {

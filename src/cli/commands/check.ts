@@ -1,0 +1,59 @@
+import { type Command, Option } from 'commander';
+import type { BackupType } from '../../catalog/sidecar.js';
+import { action } from '../run.js';
+
+export function register(program: Command): void {
+  program
+    .command('check')
+    .description('for monitoring: exit 0 when every enabled type has a recent ok backup and the last runs succeeded')
+    .option('--max-age <duration>', 'newest ok backup must be younger than this, e.g. 26h, 90m, 2d (env BACKUP_CHECK_MAX_AGE)', undefined)
+    .addOption(new Option('-t, --type <type>', 'check only this type (default: every type not disabled by BACKUP_<TYPE>_ENABLED)').choices(['full', 'database', 'storage']))
+    .option('--notify', 'send an alert through the configured channels when the check fails (NOTIFY_ON=always: every time)')
+    .addHelpText(
+      'after',
+      `
+Each run of create, rotate and verify records its outcome in <backup-dir>/status.json; check fails
+when one of the last runs failed, even if an older backup is still young enough.
+
+Examples:
+  vertex-backup check                          # all enabled types, limit 26h
+  vertex-backup check --type storage --max-age 8d
+  vertex-backup check --notify                 # from cron at 05:00: alert when something is wrong
+  vertex-backup check --json                   # for a monitoring agent`,
+    )
+    .action(
+      action('check', async (ctx, cmd) => {
+        const o = cmd.opts() as { maxAge?: string; type?: BackupType };
+        const { checkBackups, enabledTypes, DEFAULT_MAX_AGE_MS } = await import('../../ops/check.js');
+        const { parseDuration, formatAge } = await import('../../schedule/duration.js');
+        const { usageError } = await import('../../errors.js');
+        const raw = o.maxAge ?? ctx.cfg.env.BACKUP_CHECK_MAX_AGE;
+        const maxAgeMs = raw ? parseDuration(raw, o.maxAge ? '--max-age' : 'BACKUP_CHECK_MAX_AGE') : DEFAULT_MAX_AGE_MS;
+        if (maxAgeMs <= 0) throw usageError('--max-age must be longer than zero');
+        const types = o.type ? [o.type] : enabledTypes(ctx.cfg.env);
+        if (!types.length) throw usageError('every backup type is disabled (BACKUP_<TYPE>_ENABLED=false): nothing to check');
+        const result = await checkBackups({ backupDir: ctx.cfg.backupDir, maxAgeMs, types, includeOtherRuns: !o.type });
+
+        const fresh = result.types.filter((t) => t.ok).map((t) => `${t.type} ${formatAge(t.age_ms ?? 0)} old`);
+        return {
+          json: result,
+          exitCode: result.ok ? 0 : 1,
+          // a failed check's summary is its reason: it is what the alert and the log show
+          summary: result.ok ? `backups are fresh: ${fresh.join(', ')}` : result.reasons.join('; '),
+          human: (ui) => {
+            for (const t of result.types) {
+              const mark = t.ok ? ui.c.green('✔') : ui.c.red('✘');
+              const what = t.newest_id ? `${t.newest_id} (${formatAge(t.age_ms ?? 0)} old)` : 'none';
+              ui.out(`${mark} ${t.type.padEnd(8)} newest ok: ${what}${t.reason && t.newest_id ? ui.c.red(` — too old`) : ''}`);
+            }
+            for (const r of result.runs) {
+              const mark = r.ok ? ui.c.green('✔') : ui.c.red('✘');
+              ui.out(`${mark} last ${r.type ? `${r.command} --type ${r.type}` : r.command}: ${r.ok ? 'ok' : `failed (exit ${r.exit_code})`} at ${r.finished_at}`);
+            }
+            if (result.ok) ui.out(`OK: every checked type has an ok backup younger than ${formatAge(maxAgeMs)}`);
+            else for (const r of result.reasons) ui.error(r);
+          },
+        };
+      }),
+    );
+}

@@ -1,0 +1,167 @@
+import type { Command } from 'commander';
+import { usageError } from '../../errors.js';
+import type { RemotesConfig } from '../../remote/config.js';
+import type { Remote } from '../../remote/remote.js';
+import type { TransferEvent } from '../../remote/transfer.js';
+import { type Context, action } from '../run.js';
+import { type Ui, bytes, duration } from '../ui.js';
+
+/**
+ * `remote list|test|info`, plus the helpers every remote-aware command uses (sync, list --remote,
+ * verify --remote, rotate --remote, restore --from): where the remotes config is, and opening a remote
+ * by name or URL.
+ */
+
+export const REMOTES_CONFIG_HELP = 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)';
+
+export async function loadRemotes(ctx: Context, cmd: Command): Promise<RemotesConfig> {
+  const { loadRemotesConfig, parseRemotesConfig, remotesConfigPath } = await import('../../remote/config.js');
+  const flag = (cmd.optsWithGlobals() as { remotesConfig?: string }).remotesConfig;
+  const file = remotesConfigPath(flag, ctx.cfg.env as NodeJS.ProcessEnv);
+  const cfg = await loadRemotesConfig(file, { required: flag !== undefined || ctx.cfg.env.REMOTES_CONFIG !== undefined });
+  // no remotes file: the "remotes" section of the main config file, if it has one
+  if (!cfg.file && ctx.cfg.file.remotes && ctx.cfg.configFile) {
+    return parseRemotesConfig({ remotes: ctx.cfg.file.remotes }, ctx.cfg.configFile);
+  }
+  for (const w of cfg.warnings) ctx.ui.warn(w);
+  return cfg;
+}
+
+export async function openRemoteByName(ctx: Context, remotes: RemotesConfig, nameOrUrl: string): Promise<Remote> {
+  const { openRemote } = await import('../../remote/registry.js');
+  return openRemote(nameOrUrl, remotes, ctx.cfg.env as NodeJS.ProcessEnv);
+}
+
+/** Progress lines for transfers (TTY only; the Ui decides). */
+export function transferProgress(ui: Ui, label: string): (e: TransferEvent) => void {
+  return (e) => {
+    if (e.kind === 'progress') ui.progress(`${label}: ${e.rel} ${bytes(e.bytes)} / ${bytes(e.size)}`);
+    else if (e.kind === 'start') ui.progress(`${label}: ${e.rel} (${bytes(e.size)})`);
+    else if (e.kind === 'retry') ui.warn(`${label}: ${e.rel}: attempt ${e.attempt} failed (${e.error}); retrying`);
+  };
+}
+
+export function register(program: Command): void {
+  const remote = program
+    .command('remote')
+    .description('configured remotes (offsite copies): list, test, info')
+    .option('--remotes-config <file>', REMOTES_CONFIG_HELP)
+    .addHelpText(
+      'after',
+      `
+Remotes are named in remote_storage.json (chmod 600 when it holds secrets):
+  { "remotes": {
+      "nas":    { "url": "file:///mnt/nas/backups" },
+      "s3":     { "url": "s3://bucket/prefix", "endpoint": "https://s3.example.com", "region": "eu-west-1",
+                  "force_path_style": true },
+      "yandex": { "url": "webdavs://webdav.yandex.ru/vertex-backups" },
+      "box":    { "url": "sftp://backup@host:22/backups", "private_key": "~/.ssh/id_ed25519" },
+      "any":    { "url": "rclone:myremote:backups" } } }
+Secrets may also come from the environment: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+YANDEX_DISK_TOKEN, WEBDAV_USERNAME/WEBDAV_PASSWORD, SFTP_PASSWORD. A URL works wherever a name does.
+
+Examples:
+  vertex-backup remote list
+  vertex-backup remote test yandex
+  vertex-backup remote info s3`,
+    );
+
+  remote
+    .command('list')
+    .description('the configured remotes, secrets masked')
+    .action(
+      action('remote list', async (ctx, cmd) => {
+        const { maskSecrets, maskUrl } = await import('../../remote/config.js');
+        const cfg = await loadRemotes(ctx, cmd);
+        const rows = cfg.remotes.map((r) => ({
+          name: r.name,
+          url: maskUrl(r.url),
+          scheme: r.url.split(':')[0],
+          enabled: r.enabled,
+          options: maskSecrets(r.options),
+        }));
+        return {
+          json: { config: cfg.file, remotes: rows },
+          human: (ui) => {
+            if (!rows.length) {
+              ui.out(cfg.file ? `no remotes in ${cfg.file}` : 'no remotes config found (see: vertex-backup remote --help)');
+              return;
+            }
+            ui.out(
+              ui.table(
+                ['name', 'url', 'enabled', 'options'],
+                rows.map((r) => [r.name, r.url, r.enabled ? 'yes' : 'no', Object.entries(r.options).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')]),
+              ),
+            );
+          },
+        };
+      }),
+    );
+
+  remote
+    .command('test')
+    .argument('<name>', 'remote name or URL')
+    .description('connect, write a probe object, read it back, delete it; names the step that failed')
+    .action(
+      action('remote test', async (ctx, cmd) => {
+        const [name] = cmd.args as [string];
+        const cfg = await loadRemotes(ctx, cmd);
+        const { testRemote } = await import('../../ops/remote-ops.js');
+        const r = await testRemote(() => openRemoteByName(ctx, cfg, name), name);
+        const failed = r.steps.find((s) => !s.ok);
+        return {
+          json: r,
+          exitCode: r.ok ? 0 : 1,
+          summary: r.ok ? `remote ${name} works` : `remote ${name} failed at ${failed?.step}: ${failed?.error}`,
+          log: { remote: name, ok: r.ok, failed_step: failed?.step },
+          human: (ui) => {
+            for (const s of r.steps) ui.out(`${s.ok ? ui.c.green('ok  ') : ui.c.red('FAIL')} ${s.step.padEnd(8)} ${duration(s.ms)}${s.error ? `  ${s.error}` : ''}`);
+            if (!r.ok) ui.error(`remote ${name} failed at ${failed?.step}`);
+            else ui.out(`remote ${name} (${r.remote}) works`);
+          },
+        };
+      }),
+    );
+
+  remote
+    .command('info')
+    .argument('<name>', 'remote name or URL')
+    .description('used and free space (where the protocol tells) and what the remote holds')
+    .action(
+      action('remote info', async (ctx, cmd) => {
+        const [name] = cmd.args as [string];
+        const cfg = await loadRemotes(ctx, cmd);
+        const r = await openRemoteByName(ctx, cfg, name);
+        try {
+          const { remoteInfo } = await import('../../ops/remote-ops.js');
+          const info = await remoteInfo(r, { signal: ctx.signal });
+          return {
+            json: info,
+            human: (ui) => {
+              ui.out(`remote    ${info.remote}`);
+              ui.out(`used      ${info.space.used !== undefined ? bytes(info.space.used) : 'not reported by the protocol'}`);
+              ui.out(`free      ${info.space.free !== undefined ? bytes(info.space.free) : 'not reported by the protocol'}`);
+              if (info.space.total !== undefined) ui.out(`total     ${bytes(info.space.total)}`);
+              ui.out(`stored    ${bytes(info.storedBytes)} in ${info.objects} objects`);
+              ui.out(`backups   ${info.backups.ok} ok, ${info.backups.incomplete} incomplete, ${info.backups.damaged} damaged`);
+            },
+          };
+        } finally {
+          await r.close();
+        }
+      }),
+    );
+}
+
+/** Every enabled remote, or the ones named; a usage error when there is none. */
+export function selectRemotes(cfg: RemotesConfig, names: string[] | undefined): string[] {
+  if (names?.length) return names;
+  const enabled = cfg.remotes.filter((r) => r.enabled).map((r) => r.name);
+  if (!enabled.length) {
+    throw usageError(
+      cfg.file ? `no enabled remotes in ${cfg.file}` : 'no remotes configured',
+      'name one with --remote NAME|URL, or add remotes to remote_storage.json (see: vertex-backup remote --help)',
+    );
+  }
+  return enabled;
+}

@@ -1,0 +1,106 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { BackupType } from '../../catalog/sidecar.js';
+import { BackupError } from '../../errors.js';
+import type { SyncResult } from '../../ops/sync.js';
+import { action } from '../run.js';
+import { bytes, duration } from '../ui.js';
+import { REMOTES_CONFIG_HELP, loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function wholeNumber(flag: string) {
+  return (v: string) => {
+    if (!/^\d+$/.test(v.trim()) || Number(v) > 100) throw new InvalidArgumentError(`${flag} must be a whole number from 0 to 100`);
+    return Number(v);
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('sync')
+    .description('upload every complete local backup the remote lacks (data first, the sidecar last as the commit marker)')
+    .option('-r, --remote <name>', 'remote name or URL (repeatable; default: every enabled remote)', collect)
+    .addOption(new Option('-t, --type <type>', 'only this type').choices(['full', 'database', 'storage']))
+    .option('--latest', 'only the newest complete backup of each type')
+    .option('--retries <n>', 'retries per file on transient errors, with exponential backoff (default 4)', wholeNumber('--retries'))
+    .option('--remotes-config <file>', REMOTES_CONFIG_HELP)
+    .addHelpText(
+      'after',
+      `
+An interrupted sync resumes: files already on the remote with the right size (and checksum, on S3)
+are skipped. A remote that fails does not stop the others; the exit code is 1 if any failed.
+
+Examples:
+  vertex-backup sync                          # every enabled remote in remote_storage.json
+  vertex-backup sync --remote yandex --latest
+  vertex-backup sync --remote s3://bucket/prefix --type full`,
+    )
+    .action(
+      action('sync', async (ctx, cmd) => {
+        const o = cmd.opts() as { remote?: string[]; type?: BackupType; latest?: boolean; retries?: number };
+        const cfg = await loadRemotes(ctx, cmd);
+        const names = selectRemotes(cfg, o.remote);
+        const { syncToRemote } = await import('../../ops/sync.js');
+        const results: { remote: string; ok: boolean; result?: SyncResult; error?: string; hint?: string }[] = [];
+        for (const name of names) {
+          if (ctx.signal.aborted) break;
+          try {
+            const remote = await openRemoteByName(ctx, cfg, name);
+            try {
+              const result = await syncToRemote(remote, ctx.cfg.backupDir, {
+                type: o.type,
+                latest: o.latest,
+                retries: o.retries,
+                signal: ctx.signal,
+                onEvent: transferProgress(ctx.ui, name),
+              });
+              results.push({ remote: name, ok: true, result });
+            } finally {
+              await remote.close();
+            }
+          } catch (err) {
+            if (ctx.signal.aborted) throw err;
+            // with one remote the error itself is the answer; with several, report it and go on
+            if (names.length === 1) throw err;
+            const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
+            ctx.ui.warn(`sync to ${name} failed: ${e.message}`);
+            results.push({ remote: name, ok: false, error: e.message, hint: e.hint });
+          }
+        }
+        const ok = results.every((r) => r.ok);
+        const sent = results.reduce((n, r) => n + (r.result?.bytes ?? 0), 0);
+        const uploadedBackups = results.reduce((n, r) => n + (r.result?.synced.length ?? 0), 0);
+        return {
+          json: { ok, remotes: results },
+          exitCode: ok ? 0 : 1,
+          summary: ok ? `synced ${uploadedBackups} backups (${bytes(sent)}) to ${names.join(', ')}` : `sync failed for ${results.filter((r) => !r.ok).map((r) => r.remote).join(', ')}`,
+          sizeBytes: sent,
+          log: {
+            remotes: results.map((r) => ({
+              remote: r.remote,
+              ok: r.ok,
+              uploaded: r.result?.synced.map((s) => `${s.type}:${s.id}`),
+              bytes: r.result?.bytes,
+              error: r.error,
+            })),
+          },
+          human: (ui) => {
+            for (const r of results) {
+              if (!r.result) {
+                ui.out(`${ui.c.red('FAILED')} ${r.remote}: ${r.error}`);
+                continue;
+              }
+              const s = r.result;
+              const rate = s.ms > 0 ? ` (${bytes(Math.round((s.bytes * 1000) / s.ms))}/s)` : '';
+              if (!s.synced.length) ui.out(`${r.remote}: up to date (${s.upToDate} backups)`);
+              else {
+                ui.out(ui.table(['type', 'id', 'files sent', 'skipped', 'size'], s.synced.map((b) => [b.type, b.id, b.uploaded.length, b.skipped, bytes(b.bytes)])));
+                ui.out(`${r.remote}: sent ${bytes(s.bytes)} in ${duration(s.ms)}${rate}; ${s.upToDate} already there`);
+              }
+              for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.type} ${n.id} is ${n.reason}`);
+            }
+          },
+        };
+      }),
+    );
+}

@@ -1,0 +1,106 @@
+import type { Command } from 'commander';
+import type { BackupType } from '../catalog/sidecar.js';
+import type { RetentionPolicy } from '../ops/retention.js';
+import { loadRemotes, openRemoteByName, transferProgress } from './commands/remote.js';
+import type { Context, Outcome } from './run.js';
+import { bytes } from './ui.js';
+
+/**
+ * The `--remote NAME` branches of list, verify and rotate: each returns the Outcome the command's
+ * action hands back, so those commands only add an option and one `if`.
+ */
+
+async function withRemote<T>(ctx: Context, cmd: Command, name: string, fn: (remote: import('../remote/remote.js').Remote) => Promise<T>): Promise<T> {
+  const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), name);
+  try {
+    return await fn(remote);
+  } finally {
+    await remote.close();
+  }
+}
+
+export async function remoteListOutcome(ctx: Context, cmd: Command, name: string, type?: BackupType): Promise<Outcome> {
+  const { listRemoteBackups } = await import('../remote/transfer.js');
+  const { list, url } = await withRemote(ctx, cmd, name, async (r) => ({ list: await listRemoteBackups(r, { type, signal: ctx.signal }), url: r.url }));
+  return {
+    json: list.map((b) => ({
+      type: b.type,
+      id: b.id,
+      created_at: b.createdAt.toISOString(),
+      size: b.size,
+      file_count: b.sidecar?.file_count ?? null,
+      status: b.status,
+      reason: b.reason ?? null,
+      remote: url,
+      ...(b.type === 'full' ? { database: b.sidecar?.database ?? null, storage: b.sidecar?.storage ?? null } : {}),
+    })),
+    human: (ui) => {
+      if (!list.length) {
+        ui.out(`no backups on ${url}`);
+        return;
+      }
+      const rows = list.map((b) => [
+        b.type,
+        b.id,
+        b.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+        b.size ? bytes(b.size) : '-',
+        b.sidecar?.file_count ?? '-',
+        ui.status(b.status) + (b.reason ? ui.c.dim(` (${b.reason})`) : ''),
+      ]);
+      ui.out(ui.table(['type', 'id', 'created (UTC)', 'size', 'files', 'status'], rows, ['left', 'left', 'left', 'right', 'right', 'left']));
+    },
+  };
+}
+
+export async function remoteVerifyOutcome(
+  ctx: Context,
+  cmd: Command,
+  name: string,
+  sel: { ref?: string; all?: boolean; type?: BackupType; samplePercent?: number },
+): Promise<Outcome> {
+  const { verifyRemote } = await import('../ops/remote-ops.js');
+  const report = await withRemote(ctx, cmd, name, (r) => verifyRemote(r, { ...sel, signal: ctx.signal, onEvent: transferProgress(ctx.ui, name) }));
+  const bad = report.results.filter((r) => !r.ok);
+  return {
+    json: { remote: name, ...report },
+    exitCode: report.ok ? 0 : 3,
+    summary: report.ok ? `${report.results.length} backups on ${name} verified` : `${bad.length} damaged on ${name}: ${bad.map((b) => `${b.type} ${b.id}`).join(', ')}`,
+    log: { remote: name, ok: report.ok, damaged: bad.map((b) => `${b.type}:${b.id}`), sample_percent: sel.samplePercent },
+    human: (ui) => {
+      const rows = report.results.map((r) => [
+        r.type,
+        r.id,
+        r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'),
+        r.totalFiles ? `${r.checkedFiles}/${r.totalFiles} files, ${bytes(r.bytes)}` : '-',
+        r.problems.join('; '),
+      ]);
+      ui.out(ui.table(['type', 'id', 'status', 'checked', 'problems'], rows));
+      if (sel.samplePercent !== undefined && sel.samplePercent < 100) ui.out(`sampled ${sel.samplePercent}% of the files of each backup at random`);
+    },
+  };
+}
+
+export async function remoteRotateOutcome(
+  ctx: Context,
+  cmd: Command,
+  name: string,
+  policy: RetentionPolicy,
+  opts: { type?: BackupType; dryRun?: boolean },
+): Promise<Outcome> {
+  const { rotateRemote } = await import('../ops/remote-ops.js');
+  const r = await withRemote(ctx, cmd, name, (remote) => rotateRemote(remote, { policy, ...opts, signal: ctx.signal }));
+  const freed = r.deleted.reduce((n, d) => n + d.bytes, 0);
+  return {
+    json: r,
+    summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.deleted.length} backups on ${name}, ${bytes(freed)}`,
+    log: r.dryRun ? undefined : { remote: name, policy, removed: r.deleted.map((d) => `${d.type}:${d.id}`), freed, stale_temps: r.staleTemps.length },
+    human: (ui) => {
+      if (!r.deleted.length) ui.out(`nothing to remove on ${name} (${r.kept.length} kept)`);
+      else {
+        ui.out(ui.table(['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'], r.deleted.map((d) => [d.type, d.id, d.reason, bytes(d.bytes)])));
+        ui.out(`${r.dryRun ? 'would free' : 'freed'} ${bytes(freed)} on ${name}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
+      }
+      if (r.staleTemps.length) ui.out(`${r.dryRun ? 'would remove' : 'removed'} ${r.staleTemps.length} temp objects of long-interrupted uploads`);
+    },
+  };
+}

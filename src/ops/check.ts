@@ -1,0 +1,103 @@
+import { listBackups, type BackupEntry } from '../catalog/listing.js';
+import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
+import { readStatus, runKey, type RunRecord } from '../catalog/status.js';
+import { exists } from '../fsutil.js';
+import { readEnabled } from '../schedule/config.js';
+import { formatAge } from '../schedule/duration.js';
+
+export const DEFAULT_MAX_AGE_MS = 26 * 3_600_000;
+
+export interface CheckOptions {
+  backupDir: string;
+  maxAgeMs: number;
+  types: BackupType[];
+  /** also require the last rotate and verify to have succeeded (off when one type is asked about) */
+  includeOtherRuns?: boolean;
+  now?: Date;
+}
+
+export interface TypeCheck {
+  type: BackupType;
+  ok: boolean;
+  newest_id: string | null;
+  newest_at: string | null;
+  age_ms: number | null;
+  /** why this type fails, one line */
+  reason?: string;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  checked_at: string;
+  backup_dir: string;
+  max_age_ms: number;
+  types: TypeCheck[];
+  /** the recorded runs that were looked at (status.json) */
+  runs: RunRecord[];
+  /** every reason the check fails, one line each */
+  reasons: string[];
+}
+
+/** The types to check when none is named: those whose BACKUP_<TYPE>_ENABLED is not false. */
+export function enabledTypes(env: NodeJS.ProcessEnv): BackupType[] {
+  return BACKUP_TYPES.filter((t) => readEnabled(env, t));
+}
+
+/**
+ * Monitoring's question: is there a recent good backup of everything that should be backed up, and
+ * did the last runs succeed? Cheap on purpose (sidecars and file sizes, no hashing), so it can run
+ * every few minutes; `verify` is the deep check.
+ */
+export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
+  const now = opts.now ?? new Date();
+  const reasons: string[] = [];
+  const types: TypeCheck[] = [];
+
+  const dirExists = await exists(opts.backupDir);
+  const entries: BackupEntry[] = dirExists ? await listBackups(opts.backupDir) : [];
+  for (const type of opts.types) {
+    const newest = entries.find((e) => e.type === type && e.status === 'ok');
+    const t: TypeCheck = { type, ok: true, newest_id: null, newest_at: null, age_ms: null };
+    if (!newest) {
+      t.ok = false;
+      t.reason = dirExists ? `no ok ${type} backup in ${opts.backupDir}` : `backup directory ${opts.backupDir} does not exist`;
+    } else {
+      // a clock that went backwards makes a backup look "from the future": count it as new
+      const age = Math.max(0, now.getTime() - newest.createdAt.getTime());
+      Object.assign(t, { newest_id: newest.id, newest_at: newest.createdAt.toISOString(), age_ms: age });
+      if (age > opts.maxAgeMs) {
+        t.ok = false;
+        t.reason = `newest ok ${type} backup ${newest.id} is ${formatAge(age)} old (limit ${formatAge(opts.maxAgeMs)})`;
+      }
+    }
+    if (t.reason) reasons.push(t.reason);
+    types.push(t);
+  }
+
+  const runs: RunRecord[] = [];
+  const { status, error } = dirExists ? await readStatus(opts.backupDir) : { status: null, error: undefined };
+  if (error) reasons.push(error);
+  if (status) {
+    const keys = opts.types.map((t) => runKey('create', t));
+    if (opts.includeOtherRuns !== false) keys.push('rotate', 'verify');
+    for (const key of keys) {
+      const run = status.runs[key];
+      if (!run) continue;
+      runs.push(run);
+      if (!run.ok) {
+        const what = run.type ? `${run.command} --type ${run.type}` : run.command;
+        reasons.push(`last ${what} failed at ${run.finished_at} (exit ${run.exit_code})${run.error ? `: ${run.error}` : ''}`);
+      }
+    }
+  }
+
+  return {
+    ok: reasons.length === 0,
+    checked_at: now.toISOString(),
+    backup_dir: opts.backupDir,
+    max_age_ms: opts.maxAgeMs,
+    types,
+    runs,
+    reasons,
+  };
+}

@@ -1,0 +1,104 @@
+import { Cron } from 'croner';
+import type { BackupType } from '../catalog/sidecar.js';
+import { usageError } from '../errors.js';
+import { parseDuration } from './duration.js';
+
+export type JobName = 'database' | 'storage' | 'full' | 'rotation';
+export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation'];
+
+export interface JobSpec {
+  name: JobName;
+  /** The environment variable the schedule came from, for messages: BACKUP_DATABASE_SCHEDULE. */
+  scheduleVar: string;
+  schedule: string;
+  enabled: boolean;
+  /** The CLI arguments the job runs with (global options are added by the runner). */
+  args: string[];
+}
+
+/** The seed's defaults: database daily at 02:00, storage and full weekly on Sunday at 03:00, rotation daily at 04:00. */
+export const DEFAULT_SCHEDULES: Record<JobName, string> = {
+  database: '0 2 * * *',
+  storage: '0 3 * * 0',
+  full: '0 3 * * 0',
+  rotation: '0 4 * * *',
+};
+
+export const DEFAULT_GRACE_MS = 5 * 60_000;
+
+const JOB_ARGS: Record<JobName, string[]> = {
+  database: ['create', '--type', 'database'],
+  storage: ['create', '--type', 'storage'],
+  full: ['create', '--type', 'full'],
+  rotation: ['rotate'],
+};
+
+/**
+ * Five fields, or six with seconds first. Seven-field (year) patterns and Quartz weekday numbering
+ * are refused: an operator copying a crontab line must get what cron would do.
+ */
+export const CRON_OPTIONS = { mode: '5-or-6-parts' as const };
+
+export function envPrefix(name: JobName): string {
+  return `BACKUP_${name.toUpperCase()}`;
+}
+
+/** BACKUP_<TYPE>_ENABLED: unset means enabled, as in the seed. */
+export function readEnabled(env: NodeJS.ProcessEnv, name: JobName | BackupType): boolean {
+  const v = `BACKUP_${name.toUpperCase()}_ENABLED`;
+  const raw = env[v]?.trim().toLowerCase();
+  if (!raw) return true;
+  if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
+  if (['0', 'false', 'no', 'off'].includes(raw)) return false;
+  throw usageError(`${v}: expected true or false, got "${env[v]}"`);
+}
+
+/** Throws a usage error (exit 2) naming the variable when a cron expression does not parse. */
+export function validateCron(expr: string, variable: string): void {
+  try {
+    new Cron(expr, { ...CRON_OPTIONS, paused: true }).stop();
+  } catch (err) {
+    throw usageError(
+      `${variable}: invalid cron expression "${expr}": ${(err as Error).message.replace(/^CronPattern: /, '')}`,
+      'use five fields (minute hour day month weekday), e.g. "0 2 * * *", or six with seconds first',
+    );
+  }
+}
+
+export function loadJobSpecs(env: NodeJS.ProcessEnv): JobSpec[] {
+  return JOB_NAMES.map((name) => {
+    const scheduleVar = `${envPrefix(name)}_SCHEDULE`;
+    const schedule = env[scheduleVar]?.trim() || DEFAULT_SCHEDULES[name];
+    const enabled = readEnabled(env, name);
+    // a disabled job's expression is still checked: a typo should surface the day it is written
+    validateCron(schedule, scheduleVar);
+    return { name, scheduleVar, schedule, enabled, args: [...JOB_ARGS[name]] };
+  });
+}
+
+/** BACKUP_MISFIRE_GRACE: seconds (the seed's misfire_grace_time) or a duration such as "5m". */
+export function loadGraceMs(env: NodeJS.ProcessEnv): number {
+  const raw = env.BACKUP_MISFIRE_GRACE?.trim();
+  return raw ? parseDuration(raw, 'BACKUP_MISFIRE_GRACE', 's') : DEFAULT_GRACE_MS;
+}
+
+/** The next `count` run times of a schedule after `from`. */
+export function nextRuns(expr: string, count: number, from = new Date()): Date[] {
+  const c = new Cron(expr, { ...CRON_OPTIONS, paused: true });
+  try {
+    return c.nextRuns(count, from);
+  } finally {
+    c.stop();
+  }
+}
+
+/** The most recent scheduled time at or before `at`, if any. */
+export function previousRun(expr: string, at = new Date()): Date | undefined {
+  const c = new Cron(expr, { ...CRON_OPTIONS, paused: true });
+  try {
+    // previousRuns looks strictly before the reference; a run due this very millisecond counts too
+    return c.previousRuns(1, new Date(at.getTime() + 1))[0];
+  } finally {
+    c.stop();
+  }
+}

@@ -1,0 +1,160 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cron } from 'croner';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const UNITS = ['vertex-backup.service', 'vertex-backup.timer', 'vertex-backup-notify@.service'];
+const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+
+/** `[Section]` → key → values (keys may repeat). */
+function parseUnit(text: string): Record<string, Record<string, string[]>> {
+  const out: Record<string, Record<string, string[]>> = {};
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#') || line.startsWith(';')) continue;
+    const m = /^\[(.+)\]$/.exec(line);
+    if (m) {
+      section = m[1];
+      out[section] ??= {};
+      continue;
+    }
+    const eq = line.indexOf('=');
+    const key = line.slice(0, eq).trim();
+    (out[section][key] ??= []).push(line.slice(eq + 1).trim());
+  }
+  return out;
+}
+
+const read = (name: string) => fs.readFileSync(path.join(REPO, 'systemd', name), 'utf8');
+
+let dir: string;
+let paths: { backup: string; db: string; storage: string; bin: string };
+
+/** The shipped units with every host path pointed at something that exists here. */
+function substituted(text: string): string {
+  return text
+    .replaceAll('/usr/local/bin/vertex-backup', paths.bin)
+    .replaceAll('/var/backups/vertex-backup', paths.backup)
+    .replaceAll('/srv/vertex-app/app_data', paths.db)
+    .replaceAll('/srv/vertex-app/storage', paths.storage);
+}
+
+function verify(files: string[]) {
+  const r = spawnSync('systemd-analyze', ['verify', '--man=no', ...files], { cwd: dir, encoding: 'utf8' });
+  // systemd-analyze verify exits 0 on many parse warnings: what it says about *our* files is the verdict
+  const ours = (r.stderr + r.stdout)
+    .split('\n')
+    .filter((l) => l.trim() && /vertex-backup/.test(l));
+  return { status: r.status, ours, all: r.stderr + r.stdout };
+}
+
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-systemd-'));
+  paths = {
+    backup: path.join(dir, 'backups'),
+    db: path.join(dir, 'app_data'),
+    storage: path.join(dir, 'storage'),
+    bin: path.join(dir, 'vertex-backup'),
+  };
+  for (const d of [paths.backup, paths.db, paths.storage]) fs.mkdirSync(d);
+  // an executable stand-in: verify checks that ExecStart= names an executable file
+  fs.writeFileSync(paths.bin, '#!/bin/sh\nexit 0\n', { mode: 0o755 });
+  for (const u of UNITS) fs.writeFileSync(path.join(dir, u), substituted(read(u)));
+});
+
+afterAll(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('systemd-analyze verify', () => {
+  it('is installed (Debian package systemd; .ci/run installs it)', () => {
+    expect(hasAnalyze).toBe(true);
+  });
+
+  it('accepts the units with the paths substituted', () => {
+    const r = verify(UNITS.map((u) => path.join(dir, u)));
+    expect(r.ours, r.all).toEqual([]);
+    expect(r.status, r.all).toBe(0);
+  });
+
+  it('catches a broken unit (the check itself works)', () => {
+    const broken = path.join(dir, 'broken', 'vertex-backup.service');
+    fs.mkdirSync(path.dirname(broken), { recursive: true });
+    fs.writeFileSync(broken, substituted(read('vertex-backup.service')).replace('Type=oneshot', 'Type=oneshoot').replace(paths.bin, '/nonexistent/vertex-backup'));
+    const r = verify([broken]);
+    expect(r.ours.join('\n')).toMatch(/oneshoot/);
+    expect(r.ours.join('\n')).toMatch(/not executable|No such file/);
+  });
+});
+
+describe('unit contents', () => {
+  const service = parseUnit(read('vertex-backup.service'));
+  const timer = parseUnit(read('vertex-backup.timer'));
+  const notify = parseUnit(read('vertex-backup-notify@.service'));
+  const svc = service.Service;
+
+  it('runs a oneshot full backup with rotation as a dedicated user', () => {
+    expect(svc.Type).toEqual(['oneshot']);
+    expect(svc.User).toEqual(['vertex-backup']);
+    expect(svc.Group).toEqual(['vertex-backup']);
+    expect(svc.WorkingDirectory?.[0]).toMatch(/^\//);
+    expect(svc.EnvironmentFile).toEqual(['-/etc/vertex-backup/env']);
+    expect(svc.ExecStart).toEqual(['/usr/local/bin/vertex-backup create --type full --rotate']);
+    expect(svc.SyslogIdentifier).toEqual(['vertex-backup']);
+    expect(svc.StandardOutput).toEqual(['journal']);
+  });
+
+  it('yields to the application and is hardened', () => {
+    expect(Number(svc.Nice?.[0])).toBeGreaterThan(0);
+    expect(svc.IOSchedulingClass?.[0]).toMatch(/best-effort|idle/);
+    for (const [k, v] of [
+      ['NoNewPrivileges', 'yes'],
+      ['ProtectSystem', 'strict'],
+      ['PrivateTmp', 'yes'],
+      ['ProtectHome', 'yes'],
+      ['UMask', '0077'],
+    ]) {
+      expect(svc[k], k).toEqual([v]);
+    }
+    // every path the service writes is listed, and it matches the environment it runs with
+    const rw = svc.ReadWritePaths.join(' ').split(/\s+/);
+    const env = Object.fromEntries(svc.Environment.map((e) => e.split('=')));
+    expect(rw).toContain(env.BACKUP_DIR);
+    expect(rw).toContain(path.dirname(env.DATABASE_PATH));
+    expect(rw).toContain(env.STORAGE_PATH);
+  });
+
+  it('reports failures through an existing notify unit', () => {
+    expect(service.Unit.OnFailure).toEqual(['vertex-backup-notify@%n.service']);
+    expect(fs.existsSync(path.join(REPO, 'systemd', 'vertex-backup-notify@.service'))).toBe(true);
+    expect(notify.Service.ExecStart?.[0]).toBe('/usr/local/bin/vertex-backup notify --failed-unit %i');
+    expect(notify.Service.EnvironmentFile).toEqual(['-/etc/vertex-backup/env']);
+    expect(notify.Service.User).toEqual(['vertex-backup']);
+  });
+
+  it('times the backup daily at 02:00, persistent, with a small random delay', () => {
+    expect(timer.Timer.OnCalendar).toEqual(['*-*-* 02:00:00']);
+    expect(timer.Timer.Persistent).toEqual(['true']);
+    expect(timer.Timer.Unit).toEqual(['vertex-backup.service']);
+    const delay = timer.Timer.RandomizedDelaySec?.[0] ?? '';
+    const minutes = Number(/^(\d+)min$/.exec(delay)?.[1] ?? Number.NaN);
+    expect(minutes).toBeGreaterThan(0);
+    expect(minutes).toBeLessThanOrEqual(30);
+    expect(timer.Install.WantedBy).toEqual(['timers.target']);
+  });
+
+  it('fires at 02:00 as systemd computes it', () => {
+    const r = spawnSync('systemd-analyze', ['calendar', '--iterations=2', timer.Timer.OnCalendar[0]], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
+    expect(r.status, r.stderr).toBe(0);
+    const next = /Next elapse: .* (\d\d:\d\d:\d\d)/.exec(r.stdout)?.[1];
+    expect(next).toBe('02:00:00');
+    // the same instant croner (the cron file, the scheduler) computes for the seed's "0 2 * * *"
+    const c = new Cron('0 2 * * *', { paused: true, timezone: 'UTC' });
+    expect(c.nextRun()?.toISOString().slice(11, 19)).toBe('02:00:00');
+  });
+});
