@@ -5,8 +5,10 @@ import { register as registerCreate } from './commands/create.js';
 import { register as registerList } from './commands/list.js';
 import { register as registerRestore } from './commands/restore.js';
 import { register as registerNotify } from './commands/notify.js';
+import { register as registerRemote } from './commands/remote.js';
 import { register as registerRotate } from './commands/rotate.js';
 import { register as registerSchedule } from './commands/schedule.js';
+import { register as registerSync } from './commands/sync.js';
 import { register as registerStats } from './commands/stats.js';
 import { register as registerVerify } from './commands/verify.js';
 import { EXIT_CODE_HELP } from './run.js';
@@ -40,7 +42,7 @@ ${EXIT_CODE_HELP}`,
 program.exitOverride();
 program.configureOutput({ outputError: (str, write) => write(str) });
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate, registerCheck, registerSchedule, registerNotify]) register(program);
+for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -14,6 +14,8 @@ export function register(program: Command): void {
     .option('--exclude <glob>', 'leave out matching paths (repeatable; env BACKUP_EXCLUDE, comma-separated)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--rotate', 'apply the retention policy after a successful backup')
     .option('--max-backups <n>', 'with --rotate: keep this many per type (env MAX_BACKUPS, default 7)')
+    .option('--sync [remote]', 'after a successful backup, upload it to this remote (default: every enabled remote)')
+    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
     .addHelpText(
       'after',
@@ -26,7 +28,7 @@ Examples:
     )
     .action(
       action('create', async (ctx, cmd) => {
-        const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string };
+        const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string; sync?: string | boolean };
         const { acquireLock } = await import('../../catalog/lock.js');
         const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
@@ -47,9 +49,32 @@ Examples:
             const rotate = await import('../../ops/rotate.js').catch(() => undefined);
             if (rotate) rotation = await rotate.runRotate(ctx.cfg, { policy: { keepLast: ctx.cfg.maxBackups } });
           }
+          let sync: { remote: string; ok: boolean; uploaded?: number; error?: string }[] | undefined;
+          if (o.sync && result.backups.length) {
+            // the local backup is safe whatever happens now: a failed upload is reported, exit 1
+            const { loadRemotes, openRemoteByName, selectRemotes, transferProgress } = await import('./remote.js');
+            const { syncToRemote } = await import('../../ops/sync.js');
+            const remotes = await loadRemotes(ctx, cmd);
+            sync = [];
+            for (const name of selectRemotes(remotes, typeof o.sync === 'string' ? [o.sync] : undefined)) {
+              try {
+                const remote = await openRemoteByName(ctx, remotes, name);
+                try {
+                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx.ui, name) });
+                  sync.push({ remote: name, ok: true, uploaded: r.bytes });
+                } finally {
+                  await remote.close();
+                }
+              } catch (err) {
+                if (ctx.signal.aborted) throw err;
+                sync.push({ remote: name, ok: false, error: (err as Error).message });
+              }
+            }
+          }
+          const syncFailed = sync?.some((s) => !s.ok) ?? false;
           return {
-            json: { ...result, rotation },
-            exitCode: result.ok ? 0 : 1,
+            json: { ...result, rotation, sync },
+            exitCode: result.ok && !syncFailed ? 0 : 1,
             summary: `${result.type} backup ${result.id}: ${result.status}, ${bytes(result.size)} in ${duration(result.durationMs)}`,
             sizeBytes: result.size,
             log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), warnings: result.warnings.length || undefined, errors: result.errors.length ? result.errors : undefined },
@@ -64,6 +89,7 @@ Examples:
               for (const w of result.warnings.slice(0, 20)) ui.warn(w);
               if (result.warnings.length > 20) ui.warn(`…and ${result.warnings.length - 20} more warnings (see the sidecar)`);
               for (const e of result.errors) ui.error(e);
+              for (const s of sync ?? []) s.ok ? ui.out(`  sync to ${s.remote}: ${bytes(s.uploaded ?? 0)} uploaded`) : ui.error(`sync to ${s.remote} failed: ${s.error}`);
               if (rotation) ui.out(`  rotation: ${JSON.stringify((rotation as { removed?: unknown[] }).removed?.length ?? 0)} removed`);
             },
           };

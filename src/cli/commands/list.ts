@@ -8,10 +8,13 @@ export function register(program: Command): void {
     .command('list')
     .description('list backups, newest first, with their status (ok, partial, incomplete, damaged)')
     .addOption(new Option('-t, --type <type>', 'only this type').choices(['full', 'database', 'storage']))
-    .addHelpText('after', '\nExamples:\n  vertex-backup list\n  vertex-backup list --type database --json')
+    .option('--remote <name>', 'list the backups on this remote (name in the remotes config, or a URL)')
+    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
+    .addHelpText('after', '\nExamples:\n  vertex-backup list\n  vertex-backup list --type database --json\n  vertex-backup list --remote yandex')
     .action(
       action('list', async (ctx, cmd) => {
-        const { type } = cmd.opts() as { type?: BackupType };
+        const { type, remote } = cmd.opts() as { type?: BackupType; remote?: string };
+        if (remote) return (await import('../remote-outcomes.js')).remoteListOutcome(ctx, cmd, remote, type);
         const { listBackups } = await import('../../catalog/listing.js');
         const entries = await listBackups(ctx.cfg.backupDir, { type });
         return {

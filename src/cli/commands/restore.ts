@@ -29,6 +29,8 @@ export function register(program: Command): void {
     .option('--target <dir>', 'restore into this directory instead of the live database and storage paths')
     .option('--no-verify', 'skip verification before restoring (not recommended)')
     .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
+    .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
+    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
     .addHelpText(
       'after',
@@ -41,18 +43,19 @@ unpacked beside the live directory, checked, then swapped in; the old tree is ke
 Examples:
   vertex-backup restore latest                          # asks before changing anything
   vertex-backup restore 20240101_120000 --yes           # from a script
-  vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes`,
+  vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
+  vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy`,
     )
     .action(
       action('restore', async (ctx, cmd) => {
         const [ref] = cmd.args as string[];
-        const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string };
+        const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string };
         const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
         if (!o.yes && !interactive) {
           throw new BackupError('USAGE', 'restore replaces current data and there is no terminal to confirm on', { hint: 'pass --yes to restore without asking' });
         }
         const { restoreBackup } = await import('../../ops/restore.js');
-        const result = await restoreBackup(ctx.cfg, ref, {
+        const options: import('../../ops/restore.js').RestoreOptions = {
           target: o.target,
           verify: o.verify,
           signal: ctx.signal,
@@ -65,7 +68,20 @@ Examples:
                 for (const l of describe(plan)) process.stderr.write(`${l}\n`);
                 return ask('Proceed? [y/N] ');
               },
-        });
+        };
+        let result: import('../../ops/restore.js').RestoreResult;
+        if (o.from) {
+          const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
+          const { restoreFromRemote } = await import('../../ops/remote-ops.js');
+          const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
+          try {
+            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx.ui, o.from) } });
+          } finally {
+            await remote.close();
+          }
+        } else {
+          result = await restoreBackup(ctx.cfg, ref, options);
+        }
         if (result.cancelled) return { json: result, exitCode: 1, human: (ui) => ui.out('restore cancelled: nothing was changed') };
         return {
           json: result,

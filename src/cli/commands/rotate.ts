@@ -24,6 +24,8 @@ export function register(program: Command): void {
     .option('--keep-yearly <n>', 'keep the newest of each of the last N years', count('--keep-yearly'))
     .addOption(new Option('-t, --type <type>', 'only remove backups of this type').choices(['full', 'database', 'storage']))
     .option('-n, --dry-run', 'show what would be removed, remove nothing')
+    .option('--remote <name>', 'apply the policy to the copies on this remote instead')
+    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
     .addHelpText(
       'after',
@@ -33,11 +35,12 @@ combine them with --keep-last. Incomplete leftovers older than the newest good b
 
 Examples:
   vertex-backup rotate --max-backups 7
-  vertex-backup rotate --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run`,
+  vertex-backup rotate --keep-last 3 --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --dry-run
+  vertex-backup rotate --remote s3-offsite --keep-daily 30`,
     )
     .action(
       action('rotate', async (ctx, cmd) => {
-        const o = cmd.opts() as { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; type?: BackupType; dryRun?: boolean; wait: string };
+        const o = cmd.opts() as { remote?: string; keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; type?: BackupType; dryRun?: boolean; wait: string };
         const gfs = o.keepDaily !== undefined || o.keepWeekly !== undefined || o.keepMonthly !== undefined || o.keepYearly !== undefined;
         // --max-backups is already folded into cfg.maxBackups (flag > MAX_BACKUPS > config > 7)
         const policy: RetentionPolicy = {
@@ -47,6 +50,7 @@ Examples:
           keepMonthly: o.keepMonthly,
           keepYearly: o.keepYearly,
         };
+        if (o.remote) return (await import('../remote-outcomes.js')).remoteRotateOutcome(ctx, cmd, o.remote, policy, { type: o.type, dryRun: o.dryRun });
         const { rotateBackups } = await import('../../ops/rotate.js');
         const r = await rotateBackups(ctx.cfg, { policy, dryRun: o.dryRun, type: o.type, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0 });
         return {

@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
+import { BackupError } from '../../errors.js';
 import { action } from '../run.js';
 import { bytes } from '../ui.js';
 
@@ -11,6 +12,9 @@ export function register(program: Command): void {
     .option('--latest', 'the newest backup of each type (the default)')
     .option('--all', 'every backup')
     .addOption(new Option('-t, --type <type>', 'only this type').choices(['full', 'database', 'storage']))
+    .option('--remote <name>', 'verify the copies on this remote (download and hash)')
+    .option('--sample <percent>', 'with --remote: check a random sample of this percentage of the files of each backup')
+    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .addHelpText(
       'after',
       `
@@ -20,12 +24,20 @@ Examples:
   vertex-backup verify                       # newest backup of each type
   vertex-backup verify --all
   vertex-backup verify 20240101_120000
-  vertex-backup verify backups/storage/storage_backup_20240101_120000.json`,
+  vertex-backup verify backups/storage/storage_backup_20240101_120000.json
+  vertex-backup verify --remote s3-offsite --all --sample 10`,
     )
     .action(
       action('verify', async (ctx, cmd) => {
         const [ref] = cmd.args as string[];
-        const o = cmd.opts() as { latest?: boolean; all?: boolean; type?: BackupType };
+        const o = cmd.opts() as { latest?: boolean; all?: boolean; type?: BackupType; remote?: string; sample?: string };
+        if (o.remote) {
+          const samplePercent = o.sample === undefined ? undefined : Number(o.sample);
+          if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
+            throw new BackupError('USAGE', `--sample must be a percentage above 0 and at most 100, got '${o.sample}'`);
+          }
+          return (await import('../remote-outcomes.js')).remoteVerifyOutcome(ctx, cmd, o.remote, { ref: ref === 'latest' ? undefined : ref, all: o.all, type: o.type, samplePercent });
+        }
         const { verifyBackups } = await import('../../ops/verify.js');
         const report = await verifyBackups(
           ctx.cfg.backupDir,

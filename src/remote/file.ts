@@ -1,0 +1,134 @@
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { usageError } from '../errors.js';
+import { FILE_MODE, ensureDir, fsyncDir, fsyncFile } from '../fsutil.js';
+import {
+  type Remote,
+  type RemoteEntry,
+  RemoteError,
+  type SpaceInfo,
+  type TransferOptions,
+  downloadTo,
+  joinRemote,
+  registerScheme,
+  tempName,
+} from './remote.js';
+
+/** file:///mnt/nas/backups — another disk or a mounted NAS. */
+class FileRemote implements Remote {
+  readonly scheme = 'file';
+  readonly reportsProgress = true;
+  constructor(
+    readonly url: string,
+    private readonly root: string,
+  ) {}
+
+  private abs(rel: string): string {
+    return path.join(this.root, ...joinRemote('', rel).split('/'));
+  }
+
+  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+    const final = this.abs(relPath);
+    const tmp = this.abs(tempName(relPath));
+    await ensureDir(path.dirname(final));
+    const source = createReadStream(localFile, { highWaterMark: 1 << 20 });
+    let done = 0;
+    if (options.onProgress) {
+      source.on('data', (c) => {
+        done += c.length;
+        options.onProgress?.(done);
+      });
+    }
+    try {
+      await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE }), { signal: options.signal });
+      await fsyncFile(tmp);
+      await fsp.rename(tmp, final);
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw this.wrap(err, relPath);
+    }
+    await fsyncDir(path.dirname(final));
+  }
+
+  async read(relPath: string) {
+    const file = this.abs(relPath);
+    // open first so a missing file fails here, not as a stream error later
+    const fh = await fsp.open(file, 'r').catch((err) => {
+      throw this.wrap(err, relPath);
+    });
+    return fh.createReadStream({ highWaterMark: 1 << 20 });
+  }
+
+  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+    await downloadTo(await this.read(relPath), localFile, options);
+  }
+
+  async list(prefix = ''): Promise<RemoteEntry[]> {
+    const out: RemoteEntry[] = [];
+    const walk = async (rel: string) => {
+      let entries;
+      try {
+        entries = await fsp.readdir(this.abs(rel), { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return;
+        throw this.wrap(err, rel);
+      }
+      for (const e of entries) {
+        const child = rel === '' ? e.name : `${rel}/${e.name}`;
+        if (e.isDirectory()) await walk(child);
+        else if (e.isFile()) {
+          const st = await fsp.stat(this.abs(child));
+          out.push({ path: child, size: st.size });
+        }
+      }
+    };
+    await walk(joinRemote('', prefix));
+    return out.sort((a, b) => a.path.localeCompare(b.path));
+  }
+
+  async stat(relPath: string): Promise<RemoteEntry | null> {
+    try {
+      const st = await fsp.stat(this.abs(relPath));
+      return st.isFile() ? { path: relPath, size: st.size } : null;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw this.wrap(err, relPath);
+    }
+  }
+
+  async delete(relPath: string): Promise<void> {
+    await fsp.rm(this.abs(relPath), { force: true });
+  }
+
+  async space(): Promise<SpaceInfo> {
+    await ensureDir(this.root);
+    const s = await fsp.statfs(this.root);
+    const free = Number(s.bavail) * Number(s.bsize);
+    const total = Number(s.blocks) * Number(s.bsize);
+    return { free, total, used: total - Number(s.bfree) * Number(s.bsize) };
+  }
+
+  async close(): Promise<void> {}
+
+  private wrap(err: unknown, rel: string): unknown {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return new RemoteError('missing', `${rel}: not found on ${this.url}`, { cause: err });
+    if (code === 'EACCES' || code === 'EPERM') {
+      return new RemoteError('auth', `${rel}: permission denied on ${this.url}`, { cause: err });
+    }
+    return err;
+  }
+}
+
+registerScheme('file', async (spec) => {
+  let root: string;
+  try {
+    root = fileURLToPath(spec.url);
+  } catch (err) {
+    throw usageError(`bad file URL ${spec.url}: ${(err as Error).message}`, 'use file:///absolute/path');
+  }
+  return new FileRemote(spec.url, root);
+});

@@ -1,0 +1,194 @@
+import { createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { BackupError } from '../errors.js';
+import { FILE_MODE, ensureDir, fsyncDir, fsyncFile } from '../fsutil.js';
+
+/**
+ * One interface for every place a backup can be copied to. Paths are always relative to the remote's
+ * root (the URL path or prefix), '/'-separated, and mirror the local backup directory layout.
+ * Everything streams: no implementation reads a whole file into memory.
+ */
+export interface RemoteEntry {
+  path: string; // relative to the remote root
+  size: number;
+  checksum?: string; // sha256 hex, when the protocol stores one next to the object
+}
+
+export interface TransferOptions {
+  signal?: AbortSignal;
+  onProgress?: (bytesDone: number) => void;
+  /** sha256 of the local file, stored as object metadata where the protocol allows (S3). */
+  checksum?: string;
+}
+
+export interface SpaceInfo {
+  used?: number;
+  free?: number;
+  total?: number;
+}
+
+export interface Remote {
+  readonly scheme: string;
+  /** The URL with any secret masked: safe to print. */
+  readonly url: string;
+  /** Whether put() calls onProgress while it runs (rclone reports only at the end). */
+  readonly reportsProgress: boolean;
+  /** Upload; the object appears at `relPath` only once complete (temp name + rename, or atomic multipart). */
+  put(relPath: string, localFile: string, options?: TransferOptions): Promise<void>;
+  /** Download to `localFile` (written under a temporary name, renamed when complete). */
+  get(relPath: string, localFile: string, options?: TransferOptions): Promise<void>;
+  read(relPath: string, options?: { signal?: AbortSignal }): Promise<Readable>;
+  /** Every object under `prefix` ('' for all), recursively; temp objects of unfinished uploads included. */
+  list(prefix?: string): Promise<RemoteEntry[]>;
+  stat(relPath: string): Promise<RemoteEntry | null>;
+  /** Deleting an object that is not there is not an error. */
+  delete(relPath: string): Promise<void>;
+  space(): Promise<SpaceInfo>;
+  close(): Promise<void>;
+}
+
+/** What a scheme factory gets: the URL and the options of the named remote (secrets included). */
+export interface RemoteSpec {
+  name?: string;
+  url: string;
+  options: Record<string, unknown>;
+  env: NodeJS.ProcessEnv;
+}
+
+export type RemoteFactory = (spec: RemoteSpec) => Promise<Remote>;
+
+const factories = new Map<string, RemoteFactory>();
+
+/** Each scheme file calls this once at import: adding a backend never touches another file's code. */
+export function registerScheme(scheme: string, factory: RemoteFactory): void {
+  factories.set(scheme, factory);
+}
+
+export function schemeFactory(scheme: string): RemoteFactory | undefined {
+  return factories.get(scheme);
+}
+
+export function registeredSchemes(): string[] {
+  return [...factories.keys()].sort();
+}
+
+/**
+ * Why a remote call failed, so sync can tell "retry later" from "your password is wrong".
+ * `transient`: network drop, timeout, 5xx; `auth`: credentials or host key refused; `missing`: no such
+ * object; `fatal`: anything else (a retry would fail the same way).
+ */
+export type RemoteErrorKind = 'transient' | 'auth' | 'missing' | 'fatal';
+
+export class RemoteError extends BackupError {
+  readonly kind: RemoteErrorKind;
+  constructor(kind: RemoteErrorKind, message: string, options: { hint?: string; cause?: unknown } = {}) {
+    super(kind === 'auth' ? 'USAGE' : 'FAILED', message, options);
+    this.name = 'RemoteError';
+    this.kind = kind;
+  }
+}
+
+const TRANSIENT_CODES = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_SOCKET',
+  'ERR_STREAM_PREMATURE_CLOSE',
+]);
+
+/** Network-level failures are transient whatever the protocol. */
+export function isTransientNetworkError(err: unknown): boolean {
+  for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
+    if (typeof e.code === 'string' && TRANSIENT_CODES.has(e.code)) return true;
+    if (typeof e.errno === 'string' && TRANSIENT_CODES.has(e.errno)) return true;
+    const msg = String(e.message ?? '');
+    if (/socket hang up|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|premature close|Timed out|Connection lost|No response from server|other side closed|terminated/i.test(msg))
+      return true;
+  }
+  return false;
+}
+
+export function errorMessage(err: unknown): string {
+  const e = err as { message?: unknown };
+  return typeof e?.message === 'string' ? e.message : String(err);
+}
+
+/** Joins the remote root and a relative path with single '/' separators; refuses '..' escapes. */
+export function joinRemote(root: string, rel: string): string {
+  const parts = rel.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new RemoteError('fatal', `remote path escapes the remote root: ${rel}`);
+  const base = root.replace(/\/+$/, '');
+  const lead = base === '' && root.startsWith('/') ? '/' : '';
+  if (parts.length === 0) return base === '' ? lead : base;
+  return base === '' ? lead + parts.join('/') : `${base}/${parts.join('/')}`;
+}
+
+/** A name beside the final one that a reader never mistakes for a finished object. */
+export function tempName(relPath: string): string {
+  const dir = path.posix.dirname(relPath);
+  const base = `.partial-${path.posix.basename(relPath)}-${process.pid}-${Date.now().toString(36)}`;
+  return dir === '.' ? base : `${dir}/${base}`;
+}
+
+export function isTempName(relPath: string): boolean {
+  return path.posix.basename(relPath).startsWith('.partial-');
+}
+
+/** How old a temp object is, from the time its name carries; undefined when the name has none. */
+export function tempAgeMs(relPath: string, now = Date.now()): number | undefined {
+  const m = /-([0-9a-z]+)$/.exec(path.posix.basename(relPath));
+  if (!isTempName(relPath) || !m?.[1]) return undefined;
+  const t = Number.parseInt(m[1], 36);
+  return Number.isFinite(t) ? now - t : undefined;
+}
+
+/** Shared download path: stream into a temp file beside the target, fsync, rename. */
+export async function downloadTo(
+  source: Readable,
+  localFile: string,
+  options: TransferOptions = {},
+): Promise<void> {
+  const dir = path.dirname(localFile);
+  await ensureDir(dir);
+  const tmp = path.join(dir, `.tmp-${path.basename(localFile)}-${process.pid}`);
+  let done = 0;
+  if (options.onProgress) {
+    source.on('data', (chunk: Buffer) => {
+      done += chunk.length;
+      options.onProgress?.(done);
+    });
+  }
+  try {
+    await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE }), { signal: options.signal });
+    await fsyncFile(tmp);
+    await fsp.rename(tmp, localFile);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  await fsyncDir(dir);
+}
+
+/** Reads a small object (a sidecar) into memory, refusing anything over `limit` bytes. */
+export async function readSmall(remote: Remote, relPath: string, limit = 4 << 20): Promise<Buffer> {
+  const stream = await remote.read(relPath);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      stream.destroy();
+      throw new RemoteError('fatal', `${relPath} on ${remote.url} is larger than ${limit} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

@@ -1,0 +1,371 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pRetry, { AbortError } from 'p-retry';
+import { artifactFiles, validateSidecar } from '../catalog/listing.js';
+import { PREFIX, TYPE_DIR, dateOfId, parseName } from '../catalog/names.js';
+import { BACKUP_TYPES, type BackupType, type Sidecar } from '../catalog/sidecar.js';
+import { BackupError } from '../errors.js';
+import { FILE_MODE, ensureDir, fsyncDir, fsyncFile, writeFileAtomic } from '../fsutil.js';
+import { type Remote, type RemoteEntry, RemoteError, readSmall } from './remote.js';
+
+/**
+ * Moving one backup between the local directory and a remote. The remote layout mirrors the local one
+ * (`database/db_backup_<id>.db`, `full/full_backup_<id>.json`, …), and the sidecar is the commit marker on
+ * the remote too: it is uploaded only after every file it names is there with the right size.
+ */
+
+export interface FileRef {
+  rel: string; // relative to the backup directory / remote root, '/'-separated
+  size: number;
+  checksum?: string;
+}
+
+export type TransferEvent =
+  | { kind: 'start'; rel: string; size: number; reportsProgress: boolean }
+  | { kind: 'progress'; rel: string; bytes: number; size: number }
+  | { kind: 'upload'; rel: string; size: number; ms: number }
+  | { kind: 'skip'; rel: string; size: number }
+  | { kind: 'download'; rel: string; size: number; ms: number }
+  | { kind: 'retry'; rel: string; attempt: number; error: string };
+
+export interface RetryOptions {
+  retries?: number; // attempts after the first, on transient errors only (default 4)
+  minTimeoutMs?: number; // first backoff delay (default 1000, doubling)
+}
+
+export interface TransferOptions extends RetryOptions {
+  signal?: AbortSignal;
+  onEvent?: (e: TransferEvent) => void;
+}
+
+export function sidecarRel(type: BackupType, id: string): string {
+  return `${TYPE_DIR[type]}/${PREFIX[type]}${id}.json`;
+}
+
+/** The data files a (non-full) sidecar names, as paths relative to the backup root. */
+export function dataFiles(type: BackupType, sidecar: Sidecar): FileRef[] {
+  return artifactFiles(sidecar).map((p) => ({ rel: `${TYPE_DIR[type]}/${p.file}`, size: p.size, checksum: p.checksum || undefined }));
+}
+
+export function parseSidecarBytes(bytes: Buffer | string, type: BackupType, id: string, where: string): Sidecar {
+  let data: unknown;
+  try {
+    data = JSON.parse(bytes.toString());
+  } catch {
+    throw new BackupError('DAMAGED', `${where}: metadata is not valid JSON`);
+  }
+  const reason = validateSidecar(data, type, id);
+  if (reason) throw new BackupError('DAMAGED', `${where}: ${reason}`);
+  return data as Sidecar;
+}
+
+/** Runs `fn`, retrying transient remote errors with exponential backoff; anything else fails at once. */
+export async function withRetry<T>(rel: string, fn: () => Promise<T>, options: TransferOptions = {}): Promise<T> {
+  return pRetry(
+    async () => {
+      try {
+        return await fn();
+      } catch (err) {
+        if (err instanceof RemoteError && err.kind === 'transient') throw err;
+        throw new AbortError(err as Error);
+      }
+    },
+    {
+      retries: options.retries ?? 4,
+      minTimeout: options.minTimeoutMs ?? 1000,
+      factor: 2,
+      signal: options.signal,
+      onFailedAttempt: (e) => {
+        if (e.retriesLeft > 0) options.onEvent?.({ kind: 'retry', rel, attempt: e.attemptNumber, error: e.message });
+      },
+    },
+  );
+}
+
+/** Uploads one file unless the remote already has it with the same size (and checksum where known). */
+async function uploadFile(remote: Remote, backupDir: string, f: FileRef, options: TransferOptions, force = false): Promise<boolean> {
+  const have = force ? null : await withRetry(f.rel, () => remote.stat(f.rel), options);
+  if (have && have.size === f.size && (!have.checksum || !f.checksum || have.checksum === f.checksum)) {
+    options.onEvent?.({ kind: 'skip', rel: f.rel, size: f.size });
+    return false;
+  }
+  const local = path.join(backupDir, ...f.rel.split('/'));
+  const started = Date.now();
+  options.onEvent?.({ kind: 'start', rel: f.rel, size: f.size, reportsProgress: remote.reportsProgress });
+  const onProgress = options.onEvent ? (bytes: number) => options.onEvent?.({ kind: 'progress', rel: f.rel, bytes, size: f.size }) : undefined;
+  await withRetry(f.rel, () => remote.put(f.rel, local, { signal: options.signal, checksum: f.checksum, onProgress }), options);
+  options.onEvent?.({ kind: 'upload', rel: f.rel, size: f.size, ms: Date.now() - started });
+  return true;
+}
+
+/** 'same': the remote holds this very backup; 'other': a different backup under the same name; 'none'. */
+async function remoteSidecarState(remote: Remote, rel: string, localBytes: Buffer, options: TransferOptions): Promise<'same' | 'other' | 'none'> {
+  const st = await withRetry(rel, () => remote.stat(rel), options);
+  if (!st) return 'none';
+  if (st.size !== localBytes.length) return 'other';
+  const bytes = await withRetry(rel, () => readSmall(remote, rel), options);
+  return bytes.equals(localBytes) ? 'same' : 'other';
+}
+
+export interface UploadResult {
+  uploaded: string[];
+  skipped: string[];
+  bytes: number;
+}
+
+/**
+ * Uploads the backup whose sidecar is `<backupDir>/<type>/<prefix><id>.json`, then its sidecar. A full
+ * backup uploads its components (each committed by its own sidecar) before its own sidecar.
+ */
+export async function uploadBackup(
+  remote: Remote,
+  backupDir: string,
+  type: BackupType,
+  id: string,
+  options: TransferOptions = {},
+): Promise<UploadResult> {
+  const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
+  const rel = sidecarRel(type, id);
+  const localSidecar = path.join(backupDir, ...rel.split('/'));
+  const bytes = await fsp.readFile(localSidecar);
+  const sidecar = parseSidecarBytes(bytes, type, id, localSidecar);
+  // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
+  const state = await remoteSidecarState(remote, rel, bytes, options);
+  const committed = state === 'same';
+  // another backup under the same name (local backups lost, then a new one in the same second): its
+  // files may have the same sizes, so sizes prove nothing and everything is sent again
+  const force = state === 'other';
+  if (type === 'full') {
+    for (const t of ['database', 'storage'] as const) {
+      const cid = sidecar[t];
+      if (!cid) continue;
+      const sub = await uploadBackup(remote, backupDir, t, cid, options);
+      result.uploaded.push(...sub.uploaded);
+      result.skipped.push(...sub.skipped);
+      result.bytes += sub.bytes;
+    }
+  } else {
+    for (const f of dataFiles(type, sidecar)) {
+      const st = await fsp.stat(path.join(backupDir, ...f.rel.split('/'))).catch(() => null);
+      if (!st || st.size !== f.size) {
+        throw new BackupError('DAMAGED', `local backup ${type} ${id} is incomplete: ${f.rel} ${st ? `is ${st.size} bytes, metadata says ${f.size}` : 'is missing'}`);
+      }
+      if (await uploadFile(remote, backupDir, f, options, force)) {
+        result.uploaded.push(f.rel);
+        result.bytes += f.size;
+      } else result.skipped.push(f.rel);
+    }
+  }
+  if (committed) {
+    result.skipped.push(rel);
+    return result;
+  }
+  // the commit marker goes last: a reader never sees a remote sidecar whose files are not all there
+  const started = Date.now();
+  await withRetry(rel, () => remote.put(rel, localSidecar, { signal: options.signal }), options);
+  options.onEvent?.({ kind: 'upload', rel, size: bytes.length, ms: Date.now() - started });
+  result.uploaded.push(rel);
+  result.bytes += bytes.length;
+  return result;
+}
+
+/** A hashing pass-through, so a download is verified while it is written. */
+function hasher(): { stream: Transform; digest: () => { checksum: string; size: number } } {
+  const hash = createHash('sha256');
+  let size = 0;
+  const stream = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  return { stream, digest: () => ({ checksum: hash.digest('hex'), size }) };
+}
+
+/** Downloads one file to `dest`, checking size and sha256 against the sidecar before the final rename. */
+async function downloadFile(remote: Remote, f: FileRef, dest: string, options: TransferOptions): Promise<void> {
+  await ensureDir(path.dirname(dest));
+  const tmp = path.join(path.dirname(dest), `.tmp-${path.basename(dest)}-${process.pid}`);
+  const started = Date.now();
+  await withRetry(
+    f.rel,
+    async () => {
+      const h = hasher();
+      try {
+        await pipeline(await remote.read(f.rel, { signal: options.signal }), h.stream, createWriteStream(tmp, { mode: FILE_MODE }));
+      } catch (err) {
+        await fsp.rm(tmp, { force: true });
+        throw err;
+      }
+      const got = h.digest();
+      const problem =
+        got.size !== f.size
+          ? `is ${got.size} bytes, metadata says ${f.size}`
+          : f.checksum && got.checksum !== f.checksum
+            ? 'has a different sha256 than its metadata'
+            : undefined;
+      if (problem) {
+        await fsp.rm(tmp, { force: true });
+        throw new BackupError('DAMAGED', `remote ${f.rel} on ${remote.url} ${problem}`);
+      }
+    },
+    options,
+  );
+  await fsyncFile(tmp);
+  await fsp.rename(tmp, dest);
+  options.onEvent?.({ kind: 'download', rel: f.rel, size: f.size, ms: Date.now() - started });
+}
+
+/** Reads and validates a sidecar on the remote. */
+export async function readRemoteSidecar(remote: Remote, type: BackupType, id: string, options: TransferOptions = {}): Promise<{ rel: string; bytes: Buffer; sidecar: Sidecar }> {
+  const rel = sidecarRel(type, id);
+  let bytes: Buffer;
+  try {
+    bytes = await withRetry(rel, () => readSmall(remote, rel), options);
+  } catch (err) {
+    if (err instanceof RemoteError && err.kind === 'missing') {
+      throw new BackupError('USAGE', `no ${type} backup ${id} on ${remote.url}`, { hint: 'list what the remote holds with: list --remote NAME' });
+    }
+    throw err;
+  }
+  return { rel, bytes, sidecar: parseSidecarBytes(bytes, type, id, `${remote.url}/${rel}`) };
+}
+
+/**
+ * Downloads a backup into `destDir` (laid out like a backup directory) and verifies every file against
+ * its sidecar while writing; the sidecar is written last. Returns the local sidecar path, ready for the
+ * normal restore.
+ */
+export async function downloadBackup(
+  remote: Remote,
+  type: BackupType,
+  id: string,
+  destDir: string,
+  options: TransferOptions = {},
+): Promise<string> {
+  const { rel, bytes, sidecar } = await readRemoteSidecar(remote, type, id, options);
+  if (type === 'full') {
+    for (const t of ['database', 'storage'] as const) {
+      const cid = sidecar[t];
+      if (cid) await downloadBackup(remote, t, cid, destDir, options);
+    }
+  } else {
+    for (const f of dataFiles(type, sidecar)) await downloadFile(remote, f, path.join(destDir, ...f.rel.split('/')), options);
+    await verifyWhole(destDir, type, sidecar);
+  }
+  const local = path.join(destDir, ...rel.split('/'));
+  await ensureDir(path.dirname(local));
+  await writeFileAtomic(local, bytes);
+  await fsyncDir(path.dirname(local));
+  return local;
+}
+
+/** A split artifact's parts each matched; the whole checksum covers their order too. */
+async function verifyWhole(destDir: string, type: BackupType, sidecar: Sidecar): Promise<void> {
+  if (!sidecar.parts?.length || !sidecar.checksum) return;
+  const hash = createHash('sha256');
+  for (const f of dataFiles(type, sidecar)) {
+    for await (const chunk of createReadStream(path.join(destDir, ...f.rel.split('/')), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  }
+  if (hash.digest('hex') !== sidecar.checksum) {
+    throw new BackupError('DAMAGED', `${type} backup ${sidecar.id}: the parts do not add up to the archive's checksum`);
+  }
+}
+
+/** Hashes a remote object by streaming it: nothing is written locally. */
+export async function hashRemote(remote: Remote, rel: string, options: TransferOptions = {}): Promise<{ checksum: string; size: number }> {
+  return withRetry(
+    rel,
+    async () => {
+      const h = hasher();
+      const sink = new Writable({ write: (_c, _e, cb) => cb() });
+      await pipeline(await remote.read(rel, { signal: options.signal }), h.stream, sink);
+      return h.digest();
+    },
+    options,
+  );
+}
+
+export interface RemoteBackup {
+  type: BackupType;
+  id: string;
+  status: 'ok' | 'partial' | 'incomplete' | 'damaged';
+  reason?: string;
+  size: number;
+  createdAt: Date;
+  sidecar?: Sidecar;
+  /** every remote object that belongs to it, its sidecar included */
+  files: string[];
+}
+
+/**
+ * What the remote holds, newest first, judged like the local listing: a sidecar whose files are all
+ * present with the right sizes is `ok`; files without a sidecar are `incomplete` (an interrupted sync).
+ */
+export async function listRemoteBackups(remote: Remote, options: TransferOptions & { type?: BackupType } = {}): Promise<RemoteBackup[]> {
+  const entries = await withRetry('/', () => remote.list(''), options);
+  const byRel = new Map<string, RemoteEntry>(entries.map((e) => [e.path, e]));
+  const groups = new Map<string, RemoteBackup>();
+  for (const e of entries) {
+    const [dir, name, ...rest] = e.path.split('/');
+    if (!dir || !name || rest.length) continue;
+    const parsed = parseName(name);
+    if (!parsed || parsed.temp || TYPE_DIR[parsed.type] !== dir) continue;
+    if (options.type && parsed.type !== options.type) continue;
+    const key = `${parsed.type}:${parsed.id}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { type: parsed.type, id: parsed.id, status: 'incomplete', reason: 'no metadata (interrupted upload)', size: 0, createdAt: dateOfId(parsed.id), files: [] };
+      groups.set(key, g);
+    }
+    g.files.push(e.path);
+  }
+  for (const g of groups.values()) {
+    const rel = sidecarRel(g.type, g.id);
+    if (!byRel.has(rel)) continue;
+    try {
+      const bytes = await withRetry(rel, () => readSmall(remote, rel), options);
+      g.sidecar = parseSidecarBytes(bytes, g.type, g.id, rel);
+    } catch (err) {
+      g.status = 'damaged';
+      g.reason = (err as Error).message;
+      continue;
+    }
+    const created = new Date(g.sidecar.created_at);
+    if (!Number.isNaN(created.getTime())) g.createdAt = created;
+    g.status = g.type === 'full' && g.sidecar.status === 'partial' ? 'partial' : 'ok';
+    g.reason = undefined;
+    if (g.type === 'full') continue;
+    for (const f of dataFiles(g.type, g.sidecar)) {
+      const have = byRel.get(f.rel);
+      if (!have || have.size !== f.size) {
+        g.status = 'damaged';
+        g.reason = have ? `${f.rel} is ${have.size} bytes, metadata says ${f.size}` : `missing ${f.rel}`;
+        break;
+      }
+    }
+    g.size = g.sidecar.file_size ?? 0;
+  }
+  for (const g of groups.values()) {
+    if (g.type !== 'full' || !g.sidecar) continue;
+    let size = 0;
+    for (const t of ['database', 'storage'] as const) {
+      const cid = g.sidecar[t];
+      if (!cid) continue;
+      const comp = groups.get(`${t}:${cid}`);
+      if (!comp || comp.status !== 'ok') {
+        g.status = 'damaged';
+        g.reason = comp ? `${t} component ${cid} is ${comp.status}` : `${t} component ${cid} is missing`;
+      } else size += comp.size;
+    }
+    g.size = size;
+  }
+  return [...groups.values()].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : BACKUP_TYPES.indexOf(a.type) - BACKUP_TYPES.indexOf(b.type)));
+}
+
+

@@ -1,0 +1,108 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { remoteInfo, testRemote } from '../../src/ops/remote-ops.js';
+import { RemoteError } from '../../src/remote/remote.js';
+import { openRemoteDefinition } from '../../src/remote/registry.js';
+import { corruptedObject, interruptedSync, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
+import { type RcloneServer, type SshServer, startRcloneServe, startSshd, tempDir } from '../helpers/servers.js';
+
+let sshd: SshServer;
+let n = 0;
+
+beforeAll(async () => {
+  sshd = await startSshd();
+});
+afterAll(async () => {
+  await sshd?.stop();
+});
+
+function target(options: Record<string, unknown> = {}) {
+  const dir = `run${++n}`;
+  return {
+    // '//' makes the path absolute (relative paths start at the login directory)
+    url: `sftp://${sshd.user}@127.0.0.1:${sshd.port}/${sshd.root}/${dir}`,
+    open() {
+      return openRemoteDefinition({ name: 'box', url: this.url, enabled: true, options: { private_key: sshd.userKey, known_hosts: sshd.knownHosts, ...options } }, {});
+    },
+    interrupt: () => sshd.stop(),
+    resume: () => sshd.restart(),
+  };
+}
+
+describe('sftp:// remote (OpenSSH sshd, key authentication)', () => {
+  it('round trip, test and info', async () => {
+    const t = target();
+    console.info(report('sftp (sshd)', await roundTrip(t)));
+    expect((await testRemote(() => t.open(), 'box')).ok).toBe(true);
+    const remote = await t.open();
+    const info = await remoteInfo(remote);
+    expect(info.space.free).toBeGreaterThan(0); // statvfs@openssh.com
+    expect(info.backups.ok).toBe(6);
+    await remote.close();
+  });
+
+  it('sshd killed mid-upload: the next sync sends only what is missing', async () => {
+    await interruptedSync(target());
+  });
+
+  it('verify finds a corrupted remote object', async () => {
+    await corruptedObject(target());
+  });
+
+  it('rotation keeps exactly the newest N per type', async () => {
+    await rotation(target());
+  });
+
+  it('a key the server does not know: a clear authentication error', async () => {
+    const err = (await target({ private_key: sshd.wrongKey }).open().catch((e: unknown) => e)) as RemoteError;
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.kind).toBe('auth');
+    expect(err.message).toMatch(/refused the login of "root"|refused the login/);
+  });
+
+  it('an unknown host is refused unless accepted; then it is remembered; a changed key is always refused', async () => {
+    const kh = path.join(tempDir('kh'), 'known_hosts');
+    const err = (await target({ known_hosts: kh }).open().catch((e: unknown) => e)) as RemoteError;
+    expect(err.kind).toBe('auth');
+    expect(err.message).toMatch(/unknown SFTP host \[127\.0\.0\.1\]:\d+ \(SHA256:/);
+    expect(err.hint).toMatch(/ssh-keyscan/);
+    const accepted = await target({ known_hosts: kh, accept_unknown_host: true }).open();
+    await accepted.close();
+    expect(fs.readFileSync(kh, 'utf8')).toContain(sshd.hostKeyLine.split(' ').slice(1).join(' '));
+    const again = await target({ known_hosts: kh }).open(); // now known, no flag needed
+    await again.close();
+    // same host, different key of the same type: refused even with accept_unknown_host
+    const other = fs.readFileSync(path.join(path.dirname(sshd.userKey), 'user_ed25519.pub'), 'utf8').trim().split(/\s+/);
+    fs.writeFileSync(kh, `[127.0.0.1]:${sshd.port} ${other[0]} ${other[1]}\n`);
+    const changed = (await target({ known_hosts: kh, accept_unknown_host: true }).open().catch((e: unknown) => e)) as RemoteError;
+    expect(changed.kind).toBe('auth');
+    expect(changed.message).toMatch(/does not match/);
+  });
+});
+
+describe('sftp:// remote (rclone serve sftp, password authentication)', () => {
+  let srv: RcloneServer;
+  beforeAll(async () => {
+    srv = await startRcloneServe('sftp');
+  });
+  afterAll(async () => {
+    await srv?.stop();
+  });
+  const open = (pass: string) =>
+    openRemoteDefinition(
+      { name: 'pw', url: `sftp://${srv.user}@127.0.0.1:${srv.port}/backups`, enabled: true, options: { password: pass, known_hosts: path.join(srv.dataDir, '..', `kh-${srv.port}`), accept_unknown_host: true } },
+      {},
+    );
+
+  it('round trip with a password', async () => {
+    const m = await roundTrip({ open: () => open(srv.pass), interrupt: async () => {}, resume: async () => {} });
+    console.info(report('sftp (rclone serve, password)', m));
+  });
+
+  it('a wrong password: a clear authentication error, the password masked', async () => {
+    const err = (await open('wrong-password-123').catch((e: unknown) => e)) as RemoteError;
+    expect(err.kind).toBe('auth');
+    expect(err.message).not.toContain('wrong-password-123');
+  });
+});
