@@ -8,7 +8,7 @@ import { readParts } from '../codec/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
-import { exists, fsyncDir, freeSpace, writeFileAtomic } from '../fsutil.js';
+import { exists, formatBytes, fsyncDir, freeSpace, writeFileAtomic } from '../fsutil.js';
 import { extractArchive } from '../sources/extract.js';
 import { checkSourceDatabase, copyDatabaseAside, restoreDatabaseInto } from '../sources/sqlite.js';
 import type { ProgressFn } from './progress.js';
@@ -107,6 +107,16 @@ async function restoreStorage(entry: BackupEntry, dest: string, id: string, opts
   if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in ${entry.sidecarPath}`);
   await codec.checkAvailable();
   const free = await freeSpace(parent);
+  const room = Math.max(0, free - 64 * 1024 * 1024);
+  const declared = s.content_bytes;
+  if (declared !== undefined && declared > room) {
+    throw new BackupError('NO_SPACE', `not enough free space at ${parent} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`, {
+      hint: 'free some space, or restore elsewhere with --target DIR',
+    });
+  }
+  // our archives say how much they hold: one that unpacks to more is damaged or hostile (a gzip bomb);
+  // any archive stops before it would fill the disk
+  const maxBytes = declared !== undefined ? Math.min(room, declared + 1024 * 1024) : room;
   const files = artifactFiles(s).map((p) => path.join(dir, p.file));
   let extracted;
   try {
@@ -114,8 +124,7 @@ async function restoreStorage(entry: BackupEntry, dest: string, id: string, opts
     const tarStream = input.pipe(codec.decompressor());
     input.on('error', (e) => tarStream.destroy(e));
     extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
-      // a gzip bomb, or simply an archive larger than the disk, stops before filling it
-      maxBytes: Math.max(0, free - 64 * 1024 * 1024),
+      maxBytes,
       signal: opts.signal,
       onEntry: (_name, bytes) => opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes }),
     });
@@ -124,6 +133,11 @@ async function restoreStorage(entry: BackupEntry, dest: string, id: string, opts
     }
   } catch (err) {
     await fsp.rm(staging, { recursive: true, force: true });
+    if (err instanceof BackupError && maxBytes === room && /archive bomb/.test(err.message)) {
+      throw new BackupError('NO_SPACE', `unpacking the backup would need more than the ${formatBytes(free)} free at ${parent}: nothing was changed`, {
+        hint: 'free some space, or restore elsewhere with --target DIR',
+      });
+    }
     throw toBackupError(err, 'storage restore');
   }
   // the archive holds one top directory (the storage directory's name); older tools may not
