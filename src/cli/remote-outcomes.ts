@@ -3,7 +3,7 @@ import type { BackupType } from '../catalog/sidecar.js';
 import type { RetentionPolicy } from '../ops/retention.js';
 import { loadRemotes, openRemoteByName, transferProgress } from './commands/remote.js';
 import type { Context, Outcome } from './run.js';
-import { bytes } from './ui.js';
+import { bytes } from './format.js';
 
 /**
  * The `--remote NAME` branches of list, verify and rotate: each returns the Outcome the command's

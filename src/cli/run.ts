@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { Config, ConfigFlags } from '../config.js';
 import { BackupError, EXIT_CODES } from '../errors.js';
 import { redact } from '../redact.js';
-import { Ui } from './ui.js';
+import type { Ui } from './ui.js';
 
 export interface GlobalOptions extends ConfigFlags {
   json?: boolean;
@@ -41,6 +41,7 @@ export function action(name: string, fn: Action, options: { needsConfig?: boolea
   return async (...args: unknown[]) => {
     const command = args[args.length - 1] as Command;
     const global = command.optsWithGlobals() as GlobalOptions;
+    const { Ui } = await import('./ui.js');
     const ui = new Ui({ json: !!global.json, quiet: !!global.quiet, verbose: !!global.verbose, color: global.color !== false });
     const controller = new AbortController();
     let signals = 0;

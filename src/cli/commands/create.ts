@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
-import { bytes, duration } from '../ui.js';
+import { bytes, duration } from '../format.js';
 
 export function register(program: Command): void {
   program

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
-import { bytes } from '../ui.js';
+import { bytes } from '../format.js';
 
 export function register(program: Command): void {
   program

@@ -4,7 +4,8 @@ import type { RemotesConfig } from '../../remote/config.js';
 import type { Remote } from '../../remote/remote.js';
 import type { TransferEvent } from '../../remote/transfer.js';
 import { type Context, action } from '../run.js';
-import { type Ui, bytes, duration } from '../ui.js';
+import { bytes, duration } from '../format.js';
+import type { Ui } from '../ui.js';
 
 /**
  * `remote list|test|info`, plus the helpers every remote-aware command uses (sync, list --remote,

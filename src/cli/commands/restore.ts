@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
 import { action } from '../run.js';
-import { bytes, duration } from '../ui.js';
+import { bytes, duration } from '../format.js';
 
 async function ask(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');

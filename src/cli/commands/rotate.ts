@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import type { RetentionPolicy } from '../../ops/retention.js';
 import { action } from '../run.js';
-import { bytes } from '../ui.js';
+import { bytes } from '../format.js';
 
 function count(flag: string) {
   return (v: string) => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { action } from '../run.js';
-import { age, bytes } from '../ui.js';
+import { age, bytes } from '../format.js';
 
 export function register(program: Command): void {
   program

@@ -3,7 +3,7 @@ import type { BackupType } from '../../catalog/sidecar.js';
 import { BackupError } from '../../errors.js';
 import type { SyncResult } from '../../ops/sync.js';
 import { action } from '../run.js';
-import { bytes, duration } from '../ui.js';
+import { bytes, duration } from '../format.js';
 import { REMOTES_CONFIG_HELP, loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
