@@ -44,6 +44,50 @@ function isStale(holder: LockHolder | undefined, mtimeMs: number): boolean {
 }
 
 /**
+ * Removes the lock file judged stale, and only that one. Several runs may find the same stale lock at
+ * once: without a guard, one of them could delete the fresh lock another had just taken over (two
+ * holders). So the removal happens under a takeover guard (O_EXCL), after checking again that the
+ * file is still the same inode and still stale. The guard is held for a few system calls; one left by
+ * a taker killed inside them names a dead pid and is removed.
+ */
+function removeStaleLock(file: string, ino: number): void {
+  const guard = `${file}.takeover`;
+  try {
+    const fd = fs.openSync(guard, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+    try {
+      fs.writeSync(fd, String(process.pid));
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    try {
+      const pid = Number(fs.readFileSync(guard, 'utf8'));
+      const age = Date.now() - fs.statSync(guard).mtimeMs;
+      if ((pid > 0 && !isAlive(pid)) || (!(pid > 0) && age > 10_000)) fs.rmSync(guard, { force: true });
+    } catch {
+      /* the guard went away meanwhile */
+    }
+    return;
+  }
+  try {
+    const st = fs.statSync(file);
+    if (st.ino !== ino) return; // another run took it over meanwhile: judge the new holder afresh
+    let holder: LockHolder | undefined;
+    try {
+      const h = JSON.parse(fs.readFileSync(file, 'utf8')) as LockHolder;
+      holder = typeof h.pid === 'number' ? h : undefined;
+    } catch {
+      holder = undefined;
+    }
+    if (isStale(holder, st.mtimeMs)) fs.unlinkSync(file);
+  } catch {
+    /* gone already */
+  } finally {
+    fs.rmSync(guard, { force: true });
+  }
+}
+
+/**
  * One run per backup directory. The lock file is created with O_EXCL and names its holder; a lock left
  * by a dead process (crash, SIGKILL, reboot) is taken over, a live one is refused (exit 4) or waited for.
  */
@@ -95,19 +139,7 @@ export async function acquireLock(backupDir: string, command: string, options: {
     const st = await fsp.stat(file).catch(() => undefined);
     if (!st) continue; // released between our attempts
     if (isStale(current, st.mtimeMs)) {
-      // take over: rename first so two takers cannot both delete a fresh lock
-      const aside = `${file}.stale-${process.pid}`;
-      try {
-        await fsp.rename(file, aside);
-        const moved = await readHolder(aside);
-        await fsp.rm(aside, { force: true });
-        if (moved && current && (moved.pid !== current.pid || moved.started_at !== current.started_at)) {
-          // we moved a fresh lock another taker had just written: put it back and compete again
-          await fsp.link(aside, file).catch(() => {});
-        }
-      } catch {
-        /* someone else took it over first */
-      }
+      removeStaleLock(file, st.ino);
       continue;
     }
     if (Date.now() >= deadline || options.signal?.aborted) {

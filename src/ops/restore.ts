@@ -91,8 +91,10 @@ export async function recoverInterruptedSwap(dest: string): Promise<string | und
   return state.previous;
 }
 
-async function restoreStorage(entry: BackupEntry, dest: string, id: string, opts: RestoreOptions): Promise<NonNullable<RestoreResult['storage']>> {
+async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string, opts: RestoreOptions): Promise<NonNullable<RestoreResult['storage']>> {
   const s = entry.sidecar!;
+  // a storage path that is a symlink (to a mounted volume) stays a symlink: the swap happens where it leads
+  const dest = (await fsp.lstat(linkOrDest).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(linkOrDest) : linkOrDest;
   const dir = path.dirname(entry.sidecarPath!);
   const parent = path.dirname(dest);
   await fsp.mkdir(parent, { recursive: true });

@@ -59,6 +59,10 @@ async function* walk(root: string, isExcluded: (rel: string) => boolean, warning
       warnings.push(`directory vanished while archiving: ${rel}`);
       return;
     }
+    if (code === 'ENOTDIR' && rel) {
+      warnings.push(`directory replaced by a file while archiving (left out): ${rel}`);
+      return;
+    }
     throw err;
   }
   for (const name of names) {
@@ -136,10 +140,10 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       pipeline(body, sink).catch(reject);
     });
 
-  const addPath = async (abs: string, name: string): Promise<'dir' | 'skip' | 'ok'> => {
+  const addPath = async (abs: string, name: string, followLink = false): Promise<'dir' | 'skip' | 'ok'> => {
     let st;
     try {
-      st = await fsp.lstat(abs);
+      st = followLink ? await fsp.stat(abs) : await fsp.lstat(abs);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         res.warnings.push(`vanished while archiving: ${name}`);
@@ -179,6 +183,11 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     }
     // the size in the header must be the size we stream: take it from the open file
     const fst = await fh.stat();
+    if (!fst.isFile()) {
+      await fh.close();
+      res.warnings.push(`replaced by a ${fst.isDirectory() ? 'directory' : 'special file'} while archiving (left out): ${name}`);
+      return 'skip';
+    }
     const body = createReadStream('', { fd: fh, highWaterMark: 1 << 20 }).pipe(
       exactly(fst.size, (got) => res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${name}`)),
     );
@@ -202,7 +211,9 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
           if ((await addPath(e.abs, `${top}/${e.rel}`)) === 'dir') await addDir(e.rel);
         }
       };
-      await addPath(path.resolve(root), top);
+      // the storage path itself may be a symlink to the real directory (a mounted volume): archive the
+      // directory it leads to, as a directory, so the backup restores to a tree and not a dangling link
+      await addPath(path.resolve(root), top, true);
       await addDir('');
       pack.finalize();
       return res;

@@ -39,6 +39,34 @@ export async function checkSourceDatabase(file: string, what = 'database'): Prom
 /** Copies every remaining page in one step: a stepwise copy restarts on every commit of a writer. */
 const ALL_PAGES = 0x7fffffff;
 
+/**
+ * Opens a read transaction on `db` and returns the number of tables (the query that takes the lock).
+ * SQLite's busy handler polls every 100 ms once it has waited a little; a writer committing in a tight
+ * loop in rollback-journal mode leaves the lock free only for moments between its commits, so such
+ * polling can miss them for many seconds (measured: 3–30 s against a Python writer). We poll at once
+ * and often instead, then keep the transaction (and the snapshot) for the whole copy.
+ */
+async function beginReadSnapshot(db: Database.Database, waitMs = 60_000): Promise<number> {
+  const started = Date.now();
+  db.pragma('busy_timeout = 0');
+  db.exec('BEGIN');
+  try {
+    for (;;) {
+      try {
+        // preparing reads the schema, so it takes the lock too: both inside the retry
+        return (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== 'SQLITE_BUSY' || Date.now() - started > waitMs) throw err;
+        const waited = Date.now() - started;
+        await new Promise((r) => (waited < 5_000 ? setImmediate(r) : setTimeout(r, 2)));
+      }
+    }
+  } finally {
+    db.pragma('busy_timeout = 30000');
+  }
+}
+
 function inspectCopy(file: string, sourceJournalMode: string): SqliteInfo {
   const db = new Database(file, { fileMustExist: true });
   try {
@@ -73,8 +101,12 @@ export async function backupDatabase(source: string, dest: string, onProgress?: 
   let journalMode: string;
   let sourceTables: number;
   try {
+    // One read transaction for the whole copy: the backup API keeps a read transaction it did not open
+    // across its steps, so the copy is one snapshot and never waits for the lock again. Taking and
+    // dropping it per step let a writer committing in a tight loop (rollback journal) starve the copy
+    // for tens of seconds, close to the busy timeout.
+    sourceTables = await beginReadSnapshot(src);
     journalMode = String(src.pragma('journal_mode', { simple: true }));
-    sourceTables = (src.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
     await src.backup(dest, {
       progress: ({ totalPages, remainingPages }) => {
         onProgress?.(totalPages - remainingPages, totalPages);
@@ -88,6 +120,7 @@ export async function backupDatabase(source: string, dest: string, onProgress?: 
     if (e.code === 'SQLITE_NOTADB' || e.code === 'SQLITE_CORRUPT') throw usageError(`database ${source} is not a valid SQLite database: ${e.message}`);
     throw new BackupError('FAILED', `database backup failed: ${e.message}`, { cause: err });
   } finally {
+    if (src.inTransaction) src.exec('ROLLBACK');
     src.close();
   }
   const info = inspectCopy(dest, journalMode);
@@ -123,6 +156,19 @@ export async function restoreDatabaseInto(backupFile: string, livePath: string):
     const mode = String(live.pragma('journal_mode', { simple: true }));
     const src = new Database(backupFile, { readonly: true, fileMustExist: true });
     try {
+      const livePageSize = live.pragma('page_size', { simple: true }) as number;
+      const backupPageSize = src.pragma('page_size', { simple: true }) as number;
+      if (mode.toLowerCase() === 'wal' && livePageSize !== backupPageSize) {
+        // SQLite cannot change the page size of a WAL database: leave WAL for the copy (this needs the
+        // database to ourselves) and return to it afterwards
+        try {
+          live.pragma('journal_mode = DELETE');
+        } catch (err) {
+          throw new BackupError('FAILED', `cannot restore: the backup's page size (${backupPageSize}) differs from the live database's (${livePageSize}), and SQLite can change it only while no other process has the database open (${(err as Error).message})`, {
+            hint: 'stop the application and run the restore again',
+          });
+        }
+      }
       // the destination is a real connection to the live file, so it takes SQLite's locks and writes
       // through the WAL like any other writer
       await src.backup(livePath, { progress: () => ALL_PAGES });
@@ -150,8 +196,10 @@ export async function copyDatabaseAside(source: string, dest: string): Promise<'
   try {
     const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
     try {
+      await beginReadSnapshot(src);
       await src.backup(dest, { progress: () => ALL_PAGES });
     } finally {
+      if (src.inTransaction) src.exec('ROLLBACK');
       src.close();
     }
     await fsp.chmod(dest, 0o600);
