@@ -1,11 +1,14 @@
 import * as zlib from 'node:zlib';
 import type { Codec } from './codec.js';
+import { createParallelGzip } from './pgzip.js';
 
 export const gzipCodec: Codec = {
   name: 'gzip',
   extension: '.tar.gz',
   sizeFactor: 1,
   async checkAvailable() {},
-  compressor: ({ level }) => zlib.createGzip({ level: level ?? 6, chunk: 1 << 16 }),
-  decompressor: () => zlib.createGunzip({ chunk: 1 << 16 }),
+  // Parallel, and media that does not compress is stored rather than deflated again: see pgzip.ts.
+  compressor: ({ level }) => createParallelGzip({ level: level ?? 6 }),
+  // Gunzip reads concatenated members too, so archives from pigz or `cat a.gz b.gz` restore as well.
+  decompressor: () => zlib.createGunzip({ chunkSize: 1 << 16 }),
 };
