@@ -7,6 +7,9 @@ import picomatch from 'picomatch';
 import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
 
+/** Files up to this size are read in one call; bigger ones are streamed, so memory stays flat. */
+const SMALL_FILE = 1024 * 1024;
+
 export interface PackProgress {
   files: number;
   bytes: number;
@@ -188,13 +191,38 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       res.warnings.push(`replaced by a ${fst.isDirectory() ? 'directory' : 'special file'} while archiving (left out): ${name}`);
       return 'skip';
     }
+    const header = { ...base, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' as const };
+    if (fst.size <= SMALL_FILE) {
+      // most media trees are thousands of small files: one read and one entry each, no stream machinery
+      const buf = Buffer.allocUnsafe(fst.size);
+      let got = 0;
+      try {
+        while (got < fst.size) {
+          const { bytesRead } = await fh.read(buf, got, fst.size - got, got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+      } finally {
+        await fh.close();
+      }
+      if (got < fst.size) {
+        buf.fill(0, got);
+        res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${name}`);
+      }
+      res.bytes += fst.size;
+      await new Promise<void>((resolve, reject) => pack.entry(header as tar.Header, buf, (err) => (err ? reject(err) : resolve())));
+      res.entryCount++;
+      res.fileCount++;
+      options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
+      return 'ok';
+    }
     const body = createReadStream('', { fd: fh, highWaterMark: 1 << 20 }).pipe(
       exactly(fst.size, (got) => res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${name}`)),
     );
     body.on('data', (c: Buffer) => {
       res.bytes += c.length;
     });
-    await addEntry({ ...base, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' }, body);
+    await addEntry(header, body);
     res.entryCount++;
     res.fileCount++;
     options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
