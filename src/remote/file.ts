@@ -43,7 +43,7 @@ class FileRemote implements Remote {
       });
     }
     try {
-      await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE }), { signal: options.signal });
+      await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }), { signal: options.signal });
       await fsyncFile(tmp);
       await fsp.rename(tmp, final);
     } catch (err) {

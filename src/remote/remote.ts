@@ -167,7 +167,7 @@ export async function downloadTo(
     });
   }
   try {
-    await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE }), { signal: options.signal });
+    await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }), { signal: options.signal });
     await fsyncFile(tmp);
     await fsp.rename(tmp, localFile);
   } catch (err) {

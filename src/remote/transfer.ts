@@ -197,7 +197,7 @@ async function downloadFile(remote: Remote, f: FileRef, dest: string, options: T
     async () => {
       const h = hasher();
       try {
-        await pipeline(await remote.read(f.rel, { signal: options.signal }), h.stream, createWriteStream(tmp, { mode: FILE_MODE }));
+        await pipeline(await remote.read(f.rel, { signal: options.signal }), h.stream, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }));
       } catch (err) {
         await fsp.rm(tmp, { force: true });
         throw err;
