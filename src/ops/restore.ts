@@ -91,6 +91,20 @@ export async function recoverInterruptedSwap(dest: string): Promise<string | und
   return state.previous;
 }
 
+/**
+ * Staging directories and half-written swap markers of a restore that was killed. Only ever called
+ * under the backup-directory lock, after an interrupted swap was rolled back.
+ */
+async function removeRestoreLeftovers(dest: string): Promise<void> {
+  const parent = path.dirname(dest);
+  const name = path.basename(dest);
+  for (const n of await fsp.readdir(parent).catch(() => [] as string[])) {
+    const staging = n.startsWith(`.${name}.restore-`) && n.endsWith('.tmp');
+    const markerTemp = n.startsWith(`.tmp-.${name}.restore-swap.json`);
+    if (staging || markerTemp) await fsp.rm(path.join(parent, n), { recursive: true, force: true });
+  }
+}
+
 async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string, opts: RestoreOptions): Promise<NonNullable<RestoreResult['storage']>> {
   const s = entry.sidecar!;
   // a storage path that is a symlink (to a mounted volume) stays a symlink: the swap happens where it leads
@@ -99,6 +113,7 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
   const parent = path.dirname(dest);
   await fsp.mkdir(parent, { recursive: true });
   await recoverInterruptedSwap(dest);
+  await removeRestoreLeftovers(dest);
   const destStat = await fsp.lstat(dest).catch(() => undefined);
   if (destStat && !destStat.isDirectory()) throw new BackupError('USAGE', `storage path is not a directory: ${dest}`);
 

@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
@@ -9,6 +9,53 @@ import { usageError } from '../errors.js';
 
 /** Files up to this size are read in one call; bigger ones are streamed, so memory stays flat. */
 const SMALL_FILE = 1024 * 1024;
+
+/**
+ * An entry's sink also emits the error its callback receives (a full disk destroys the whole pipeline):
+ * the callback reports it, so the event must not crash the process as an unhandled 'error'.
+ */
+function quiet(sink: { on?: (ev: string, fn: () => void) => unknown }): void {
+  sink?.on?.('error', () => {});
+}
+
+/** Files read ahead within a directory (at most READ_AHEAD × SMALL_FILE bytes held). */
+const READ_AHEAD = 8;
+
+interface SmallFile {
+  lst: Stats;
+  fst: Stats;
+  buf: Buffer;
+  got: number;
+}
+
+async function readOpen(fh: fsp.FileHandle, lst: Stats, fst: Stats): Promise<SmallFile> {
+  const buf = Buffer.allocUnsafe(fst.size);
+  let got = 0;
+  while (got < fst.size) {
+    const { bytesRead } = await fh.read(buf, got, fst.size - got, got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return { lst, fst, buf, got };
+}
+
+/** A small regular file read whole, or undefined for anything else (or any error: the caller retries). */
+async function readSmallFile(abs: string): Promise<SmallFile | undefined> {
+  try {
+    const lst = await fsp.lstat(abs);
+    if (!lst.isFile() || lst.size > SMALL_FILE) return undefined;
+    const fh = await fsp.open(abs, 'r');
+    try {
+      const fst = await fh.stat();
+      if (!fst.isFile() || fst.size > SMALL_FILE) return undefined;
+      return await readOpen(fh, lst, fst);
+    } finally {
+      await fh.close();
+    }
+  } catch {
+    return undefined;
+  }
+}
 
 export interface PackProgress {
   files: number;
@@ -136,14 +183,44 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
   const addEntry = (header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> =>
     new Promise((resolve, reject) => {
       if (!body) {
-        pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve()));
+        quiet(pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve())));
         return;
       }
       const sink = pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve()));
       pipeline(body, sink).catch(reject);
     });
 
+  // Small files of a directory are read a few at a time ahead of the one being archived: one file at
+  // a time leaves the disk and the thread pool idle between four round trips (open, fstat, read, close).
+  const prefetched = new Map<string, Promise<SmallFile | undefined>>();
+  const prefetch = (abs: string) => {
+    if (!prefetched.has(abs)) prefetched.set(abs, readSmallFile(abs));
+  };
+
+  const emitSmall = async (header: Partial<tar.Header> & { name: string; size: number }, file: SmallFile) => {
+    if (file.got < file.buf.length) {
+      file.buf.fill(0, file.got);
+      res.warnings.push(`changed while archiving (shrank to ${file.got} of ${file.buf.length} bytes; padded): ${header.name}`);
+    }
+    res.bytes += file.buf.length;
+    await new Promise<void>((resolve, reject) => quiet(pack.entry(header as tar.Header, file.buf, (err) => (err ? reject(err) : resolve()))));
+    res.entryCount++;
+    res.fileCount++;
+    options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
+  };
+
   const addPath = async (abs: string, name: string, followLink = false): Promise<'dir' | 'skip' | 'ok'> => {
+    const pre = prefetched.get(abs);
+    if (pre) {
+      prefetched.delete(abs);
+      const file = await pre;
+      if (file) {
+        const { lst, fst } = file;
+        await emitSmall({ name, uid: lst.uid, gid: lst.gid, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' }, file);
+        return 'ok';
+      }
+      // not a small regular file after all (or gone): the ordinary path below says what it is
+    }
     let st;
     try {
       st = followLink ? await fsp.stat(abs) : await fsp.lstat(abs);
@@ -194,26 +271,13 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     const header = { ...base, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' as const };
     if (fst.size <= SMALL_FILE) {
       // most media trees are thousands of small files: one read and one entry each, no stream machinery
-      const buf = Buffer.allocUnsafe(fst.size);
-      let got = 0;
+      let file: SmallFile;
       try {
-        while (got < fst.size) {
-          const { bytesRead } = await fh.read(buf, got, fst.size - got, got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
+        file = await readOpen(fh, st, fst);
       } finally {
         await fh.close();
       }
-      if (got < fst.size) {
-        buf.fill(0, got);
-        res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${name}`);
-      }
-      res.bytes += fst.size;
-      await new Promise<void>((resolve, reject) => pack.entry(header as tar.Header, buf, (err) => (err ? reject(err) : resolve())));
-      res.entryCount++;
-      res.fileCount++;
-      options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
+      await emitSmall(header, file);
       return 'ok';
     }
     const body = createReadStream('', { fd: fh, highWaterMark: 1 << 20 }).pipe(
@@ -234,9 +298,12 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       // strictly depth first, as GNU tar writes: a directory's contents follow its header at once, so
       // `tar -x` sets each directory's mtime after its last entry and it survives extraction
       const addDir = async (rel: string): Promise<void> => {
-        for await (const e of walk(root, isExcluded, res.warnings, rel)) {
+        const entries: { rel: string; abs: string }[] = [];
+        for await (const e of walk(root, isExcluded, res.warnings, rel)) entries.push(e);
+        for (let i = 0; i < entries.length; i++) {
           if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
-          if ((await addPath(e.abs, `${top}/${e.rel}`)) === 'dir') await addDir(e.rel);
+          for (let j = i + 1; j < Math.min(entries.length, i + 1 + READ_AHEAD); j++) prefetch(entries[j].abs);
+          if ((await addPath(entries[i].abs, `${top}/${entries[i].rel}`)) === 'dir') await addDir(entries[i].rel);
         }
       };
       // the storage path itself may be a symlink to the real directory (a mounted volume): archive the
