@@ -37,7 +37,7 @@ export type Action = (ctx: Context, command: Command) => Promise<Outcome>;
  * The one place commands meet the process: configuration, signals, output, logging, exit codes.
  * Everything below this returns values or throws BackupError.
  */
-export function action(name: string, fn: Action, options: { needsConfig?: boolean } = {}) {
+export function action(name: string, fn: Action) {
   return async (...args: unknown[]) => {
     const command = args[args.length - 1] as Command;
     const global = command.optsWithGlobals() as GlobalOptions;
