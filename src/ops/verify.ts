@@ -142,6 +142,10 @@ export interface VerifySelection {
 
 /** Picks the backups to verify: one by id or path, the newest of each type (default), or all. */
 export async function selectForVerify(backupDir: string, sel: VerifySelection): Promise<BackupEntry[]> {
+  // verifying nothing must not look like success: a mistyped --backup-dir is an error
+  if (!(await exists(backupDir))) {
+    throw new BackupError('USAGE', `backup directory not found: ${backupDir}`, { hint: 'set --backup-dir or BACKUP_DIR to where the backups are' });
+  }
   if (sel.ref) {
     const e = await findBackup(backupDir, sel.ref, sel.type);
     if (!e) throw new BackupError('USAGE', `no backup '${sel.ref}' in ${backupDir}`, { hint: 'run vertex-backup list to see the ids' });
