@@ -144,7 +144,7 @@ export interface VerifySelection {
 export async function selectForVerify(backupDir: string, sel: VerifySelection): Promise<BackupEntry[]> {
   // verifying nothing must not look like success: a mistyped --backup-dir is an error
   if (!(await exists(backupDir))) {
-    throw new BackupError('USAGE', `backup directory not found: ${backupDir}`, { hint: 'set --backup-dir or BACKUP_DIR to where the backups are' });
+    throw new BackupError('USAGE', `${sel.ref ? `no backup '${sel.ref}': ` : ''}backup directory not found: ${backupDir}`, { hint: 'set --backup-dir or BACKUP_DIR to where the backups are' });
   }
   if (sel.ref) {
     const e = await findBackup(backupDir, sel.ref, sel.type);
