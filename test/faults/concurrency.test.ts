@@ -143,7 +143,9 @@ describe('rotate during create', () => {
 
   it('random start offsets: a rotate racing a create never leaves the new backup damaged or missing', async () => {
     for (let t = 0; t < RACE_TRIALS; t++) {
-      const c = startCli(['create', '--type', 'full', '--json', ...flags], { cwd });
+      // both wait for the lock: whichever wins (the rotate may start first when the create's start-up is
+      // slow), the other runs after it, and the new backup must come out whole and kept
+      const c = startCli(['create', '--type', 'full', '--json', '--wait', '120', ...flags], { cwd });
       await new Promise((res) => setTimeout(res, R.int(0, 400)));
       const rot = await cli(['rotate', '--max-backups', '1', '--wait', '120', ...flags], { cwd });
       const cr = await c.done;
