@@ -3,6 +3,7 @@ import type { BackupType } from '../catalog/sidecar.js';
 import type { RetentionPolicy } from '../ops/retention.js';
 import { loadRemotes, openRemoteByName, transferProgress } from './commands/remote.js';
 import type { Context, Outcome } from './run.js';
+import { backupJson, printBackupTable } from './backup-table.js';
 import { bytes } from './format.js';
 
 /**
@@ -22,33 +23,10 @@ async function withRemote<T>(ctx: Context, cmd: Command, name: string, fn: (remo
 export async function remoteListOutcome(ctx: Context, cmd: Command, name: string, type?: BackupType): Promise<Outcome> {
   const { listRemoteBackups } = await import('../remote/transfer.js');
   const { list, url } = await withRemote(ctx, cmd, name, async (r) => ({ list: await listRemoteBackups(r, { type, signal: ctx.signal }), url: r.url }));
+  const rows = list.map((b) => ({ ...b, fileCount: b.sidecar?.file_count }));
   return {
-    json: list.map((b) => ({
-      type: b.type,
-      id: b.id,
-      created_at: b.createdAt.toISOString(),
-      size: b.size,
-      file_count: b.sidecar?.file_count ?? null,
-      status: b.status,
-      reason: b.reason ?? null,
-      remote: url,
-      ...(b.type === 'full' ? { database: b.sidecar?.database ?? null, storage: b.sidecar?.storage ?? null } : {}),
-    })),
-    human: (ui) => {
-      if (!list.length) {
-        ui.out(`no backups on ${url}`);
-        return;
-      }
-      const rows = list.map((b) => [
-        b.type,
-        b.id,
-        b.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-        b.size ? bytes(b.size) : '-',
-        b.sidecar?.file_count ?? '-',
-        ui.status(b.status) + (b.reason ? ui.c.dim(` (${b.reason})`) : ''),
-      ]);
-      ui.out(ui.table(['type', 'id', 'created (UTC)', 'size', 'files', 'status'], rows, ['left', 'left', 'left', 'right', 'right', 'left']));
-    },
+    json: rows.map((b) => backupJson(b, { remote: url })),
+    human: (ui) => printBackupTable(ui, rows, `no backups on ${url}`),
   };
 }
 

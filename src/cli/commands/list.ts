@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
-import { bytes } from '../format.js';
+import { backupJson, printBackupTable } from '../backup-table.js';
 
 export function register(program: Command): void {
   program
@@ -18,32 +18,8 @@ export function register(program: Command): void {
         const { listBackups } = await import('../../catalog/listing.js');
         const entries = await listBackups(ctx.cfg.backupDir, { type });
         return {
-          json: entries.map((e) => ({
-            type: e.type,
-            id: e.id,
-            created_at: e.createdAt.toISOString(),
-            size: e.size,
-            file_count: e.fileCount ?? null,
-            status: e.status,
-            reason: e.reason ?? null,
-            sidecar: e.sidecarPath ?? null,
-            ...(e.type === 'full' ? { database: e.sidecar?.database ?? null, storage: e.sidecar?.storage ?? null } : {}),
-          })),
-          human: (ui) => {
-            if (!entries.length) {
-              ui.out(`no backups in ${ctx.cfg.backupDir}`);
-              return;
-            }
-            const rows = entries.map((e) => [
-              e.type,
-              e.id,
-              e.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-              e.size ? bytes(e.size) : '-',
-              e.fileCount ?? '-',
-              ui.status(e.status) + (e.reason ? ui.c.dim(` (${e.reason})`) : ''),
-            ]);
-            ui.out(ui.table(['type', 'id', 'created (UTC)', 'size', 'files', 'status'], rows, ['left', 'left', 'left', 'right', 'right', 'left']));
-          },
+          json: entries.map((e) => backupJson(e, { sidecar: e.sidecarPath ?? null })),
+          human: (ui) => printBackupTable(ui, entries, `no backups in ${ctx.cfg.backupDir}`),
         };
       }),
     );
