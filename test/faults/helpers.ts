@@ -10,10 +10,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = path.join(REPO, 'bin', 'vertex-backup.js');
+import { BIN, baseEnv, REPO, type RunOptions, type RunResult, start } from '../helpers/cli.js';
+
+export { BIN, REPO };
 export const FULL = !!process.env.FAULT_TRIALS;
 
 export function trials(bounded: number, full: number): number {
@@ -44,55 +44,17 @@ export function rmrf(p: string | undefined): void {
   if (p) fs.rmSync(p, { recursive: true, force: true });
 }
 
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
+export type { RunResult } from '../helpers/cli.js';
 
 /** A clean environment: nothing from the test runner leaks in (no BACKUP_*, CI, NO_COLOR). */
-export function cleanEnv(cwd: string, extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, LANG: 'C.UTF-8', TZ: 'UTC' };
-  for (const [k, v] of Object.entries(extra)) {
-    if (v === undefined) delete env[k];
-    else env[k] = v;
-  }
-  return env;
+export const cleanEnv = baseEnv;
+
+/** The e2e runner with a longer default limit: fault trials run on bigger data sets. */
+export function startCli(args: string[], opts: RunOptions): { child: ChildProcess; done: Promise<RunResult> } {
+  return start(args, { ...opts, timeoutMs: opts.timeoutMs ?? 120_000 });
 }
 
-export interface Started {
-  child: ChildProcess;
-  done: Promise<RunResult>;
-}
-
-export function startCli(args: string[], opts: { cwd: string; env?: Record<string, string | undefined>; timeoutMs?: number }): Started {
-  const t0 = Date.now();
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: cleanEnv(opts.cwd, opts.env), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  const timeoutMs = opts.timeoutMs ?? 120_000;
-  const done = new Promise<RunResult>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`vertex-backup ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, timeoutMs);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 });
-    });
-  });
-  return { child, done };
-}
-
-export function cli(args: string[], opts: { cwd: string; env?: Record<string, string | undefined>; timeoutMs?: number }): Promise<RunResult> {
+export function cli(args: string[], opts: RunOptions): Promise<RunResult> {
   return startCli(args, opts).done;
 }
 
