@@ -13,6 +13,14 @@ import { register as registerStats } from './commands/stats.js';
 import { register as registerVerify } from './commands/verify.js';
 import { EXIT_CODE_HELP } from './run.js';
 
+// `vertex-backup list | head` closes the pipe early: that is the reader's choice, not an error
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
 const program = new Command('vertex-backup')
   .description('Consistent, verified backups of a SQLite database and a media directory.')
   .version(VERSION, '-V, --version')
