@@ -3,10 +3,11 @@
  * failure); human output has no escape codes without a TTY; NO_COLOR and --no-color are honoured on a
  * TTY; every command's --help exits 0 with examples; --version.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ANSI, describeRun, parseJsonStdout, REPO, run, runTty } from '../helpers/cli.js';
+import { ANSI, BIN, describeRun, parseJsonStdout, REPO, run, runTty } from '../helpers/cli.js';
 import { type AppFixture, flipByte, makeApp, rmrf } from '../helpers/fixtures.js';
 
 const SGR = /\x1b\[[0-9;]*m/;
@@ -140,5 +141,14 @@ describe('--help and --version', () => {
     expect(r.code, describeRun(r)).toBe(2);
     expect(r.stderr).toMatch(/^error: .*backupp/m);
     expect(r.stderr).not.toMatch(/^\s+at /m);
+  });
+});
+
+describe('a closed pipe', () => {
+  it('vertex-backup --help | true: exits 0 without an EPIPE crash', () => {
+    // `true` exits without reading, so every write of ours hits a closed pipe
+    const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${BIN}" --help | true`], { encoding: 'utf8' });
+    expect(r.stderr).not.toMatch(/EPIPE|Unhandled/);
+    expect(r.status).toBe(0);
   });
 });
