@@ -138,14 +138,15 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
       byKey.set(`${e.type}:${e.id}`, e);
     }
   }
-  // a full backup is as good as its components
+  // a full backup is as good as its components; with a type filter they are looked up, each type once
+  const lookup = componentLookup(backupDir);
   for (const e of all) {
     if (e.type !== 'full' || !e.sidecar) continue;
     let size = 0;
     for (const t of ['database', 'storage'] as const) {
       const cid = e.sidecar[t];
       if (!cid) continue;
-      const comp = byKey.get(`${t}:${cid}`) ?? (options.type ? await lookupComponent(backupDir, t, cid) : undefined);
+      const comp = byKey.get(`${t}:${cid}`) ?? (options.type ? await lookup(t, cid) : undefined);
       if (!comp || comp.status !== 'ok') {
         e.status = 'damaged';
         e.reason = comp ? `${t} component ${cid} is ${comp.status}${comp.reason ? `: ${comp.reason}` : ''}` : `${t} component ${cid} is missing`;
@@ -158,9 +159,17 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
   return all.sort((a, b) => b.id.localeCompare(a.id, 'en', { numeric: true }) || typeRank[a.type] - typeRank[b.type]);
 }
 
-async function lookupComponent(backupDir: string, type: BackupType, id: string): Promise<BackupEntry | undefined> {
-  const list = await listBackups(backupDir, { type });
-  return list.find((e) => e.id === id);
+/** Finds backups by type and id, listing each type's directory at most once (not once per full backup). */
+export function componentLookup(backupDir: string): (type: 'database' | 'storage', id: string) => Promise<BackupEntry | undefined> {
+  const listings = new Map<BackupType, Promise<Map<string, BackupEntry>>>();
+  return async (type, id) => {
+    let listing = listings.get(type);
+    if (!listing) {
+      listing = listBackups(backupDir, { type }).then((l) => new Map(l.map((e) => [e.id, e])));
+      listings.set(type, listing);
+    }
+    return (await listing).get(id);
+  };
 }
 
 /** Resolves what the user typed: an id, `latest`, or a path to a sidecar or artifact. */

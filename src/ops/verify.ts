@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { artifactFiles, type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { artifactFiles, type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../codec/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
@@ -103,7 +103,13 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
 }
 
 /** Deep check of one backup: every byte hashed, databases integrity-checked, archives parsed to the end. */
-export async function verifyEntry(backupDir: string, entry: BackupEntry, opts: VerifyOptions = {}, cache = new Map<string, VerifyResult>()): Promise<VerifyResult> {
+export async function verifyEntry(
+  backupDir: string,
+  entry: BackupEntry,
+  opts: VerifyOptions = {},
+  cache = new Map<string, VerifyResult>(),
+  lookup = componentLookup(backupDir),
+): Promise<VerifyResult> {
   const key = `${entry.type}:${entry.id}`;
   const cached = cache.get(key);
   if (cached) return cached;
@@ -117,12 +123,12 @@ export async function verifyEntry(backupDir: string, entry: BackupEntry, opts: V
     for (const t of ['database', 'storage'] as const) {
       const cid = s[t];
       if (!cid) continue;
-      const comp = (await listBackups(backupDir, { type: t })).find((e) => e.id === cid);
+      const comp = await lookup(t, cid);
       if (!comp) {
         result.problems.push(`${t} component ${cid} is missing`);
         continue;
       }
-      const r = await verifyEntry(backupDir, comp, opts, cache);
+      const r = await verifyEntry(backupDir, comp, opts, cache, lookup);
       if (!r.ok) result.problems.push(`${t} component ${cid}: ${r.problems.join('; ')}`);
       result.checked += r.checked;
     }
@@ -161,7 +167,8 @@ export async function selectForVerify(backupDir: string, sel: VerifySelection): 
 export async function verifyBackups(backupDir: string, sel: VerifySelection, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const entries = await selectForVerify(backupDir, sel);
   const cache = new Map<string, VerifyResult>();
+  const lookup = componentLookup(backupDir);
   const results: VerifyResult[] = [];
-  for (const e of entries) results.push(await verifyEntry(backupDir, e, opts, cache));
+  for (const e of entries) results.push(await verifyEntry(backupDir, e, opts, cache, lookup));
   return { ok: results.every((r) => r.ok), results };
 }
