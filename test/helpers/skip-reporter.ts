@@ -9,9 +9,11 @@ import { SKIP_MARK, ciMode } from './optional.js';
 
 export default class SkipReporter implements Reporter {
   private log: (msg: string) => void = (msg) => process.stdout.write(`${msg}\n`);
+  private filtered = false;
 
   onInit(vitest: Vitest): void {
     this.log = (msg) => vitest.logger.log(msg);
+    this.filtered = vitest.config.testNamePattern !== undefined;
   }
 
   onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
@@ -25,7 +27,7 @@ export default class SkipReporter implements Reporter {
         const reason =
           at >= 0
             ? `${name.slice(at + SKIP_MARK.length, name.indexOf(']', at))} is not installed`
-            : (result.note ?? (test.options.mode === 'todo' ? 'todo' : 'skipped without a reason'));
+            : (result.note ?? (test.options.mode === 'todo' ? 'todo' : this.filtered ? 'not selected by -t' : 'skipped without a reason'));
         const files = byReason.get(reason) ?? new Map<string, number>();
         files.set(mod.relativeModuleId, (files.get(mod.relativeModuleId) ?? 0) + 1);
         byReason.set(reason, files);
