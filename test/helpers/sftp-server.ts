@@ -196,7 +196,9 @@ export async function startSftpServer(opts: { user?: string; password?: string }
   fs.mkdirSync(path.join(dataDir, home), { recursive: true });
   fs.mkdirSync(path.join(dataDir, 'srv'));
   const keys = (name: string) => {
-    const k = utils.generateKeyPairSync('ed25519');
+    let k = utils.generateKeyPairSync('ed25519');
+    // ssh2 1.17 drops a leading zero byte of the public key (about 1 key in 300): such a key is unusable
+    while (utils.parseKey(k.public) instanceof Error || utils.parseKey(k.private) instanceof Error) k = utils.generateKeyPairSync('ed25519');
     fs.writeFileSync(path.join(dir, name), k.private, { mode: 0o600 });
     fs.writeFileSync(path.join(dir, `${name}.pub`), k.public);
     return k;
