@@ -7,7 +7,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { describe, it } from 'vitest';
+import { type TestFunction, describe, it } from 'vitest';
 
 /** The marker the skip reporter looks for in test and suite names. */
 export const SKIP_MARK = '[skipped: needs ';
@@ -34,7 +34,7 @@ export function findProgram(program: string, env: NodeJS.ProcessEnv = process.en
 }
 
 type Body = () => void;
-type TestBody = Parameters<typeof it>[1];
+type TestBody = TestFunction;
 
 export interface Need {
   program: string;
