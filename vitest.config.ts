@@ -8,6 +8,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default'],
+    // the skip list comes last, after the summary
+    reporters: ['default', './test/helpers/skip-reporter.ts'],
   },
 });

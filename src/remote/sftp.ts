@@ -174,7 +174,7 @@ class SftpRemote implements Remote {
       await this.call<void>((cb) => sftp.ext_openssh_rename(from, to, (e) => cb(e, undefined)));
       return;
     } catch (err) {
-      if (!/not supported|Unsupported|unknown extension|not available/i.test(errorMessage(err))) throw err;
+      if (!/not supported|does not support|Unsupported|unknown extension|not available/i.test(errorMessage(err))) throw err;
     }
     await this.call<void>((cb) => sftp.unlink(to, (e) => cb(e, undefined))).catch(() => {});
     await this.call<void>((cb) => sftp.rename(from, to, (e) => cb(e, undefined)));
@@ -331,7 +331,7 @@ class SftpRemote implements Remote {
     const what = `${rel} on ${this.url}`;
     if (code === SFTP_NO_SUCH_FILE) return new RemoteError('missing', `${what}: not found`, { cause: err });
     if (code === SFTP_PERMISSION_DENIED) return new RemoteError('fatal', `${what}: permission denied by the SFTP server`, { cause: err });
-    if (isTransientNetworkError(err) || /No SFTP|not connected|closed|ended|No response/i.test(errorMessage(err))) {
+    if (isTransientNetworkError(err) || /No SFTP|not connected|closed|\bended\b|No response/i.test(errorMessage(err))) {
       this.drop();
       return new RemoteError('transient', `SFTP connection lost during ${what}: ${errorMessage(err)}`, { cause: err });
     }

@@ -60,7 +60,7 @@ describe('free-space check', () => {
   it('a backup that does not fit exits 5 naming the sizes; nothing partial remains; the earlier backup still verifies', async (ctx) => {
     if (!mounted) {
       console.warn(`SKIPPED disk-space test: ${skipReason}`);
-      ctx.skip();
+      ctx.skip(skipReason);
       return;
     }
     console.info(`disk-space test uses a ${SIZE_MB} MiB ${mounted} filesystem`);

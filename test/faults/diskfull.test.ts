@@ -54,7 +54,7 @@ setInterval(() => {}, 1000);
 
 describe('disk full', () => {
   it('a backup that cannot fit: exit 5 with the numbers, nothing written, earlier backups still verify', async (ctx) => {
-    if (!fsm) return ctx.skip();
+    if (!fsm) return ctx.skip('cannot mount a small filesystem (tmpfs or a loop image: needs root)');
     const backupDir = path.join(mnt, 'b1');
     const first = await cli(['create', '--type', 'database', '--json', ...flagsFor(backupDir)], { cwd, timeoutMs: 40_000 });
     expect(first.code, show(first)).toBe(0);
@@ -73,7 +73,7 @@ describe('disk full', () => {
   });
 
   it(`${MIDWRITE_TRIALS} runs where the estimate passes and the disk fills during the write: exit 5 or 1, a clear message, no partial file, earlier backups verify`, async (ctx) => {
-    if (!fsm) return ctx.skip();
+    if (!fsm) return ctx.skip('cannot mount a small filesystem (tmpfs or a loop image: needs root)');
     const backupDir = path.join(mnt, 'b2');
     const first = await cli(['create', '--type', 'database', '--json', ...flagsFor(backupDir)], { cwd, timeoutMs: 40_000 });
     expect(first.code, show(first)).toBe(0);
@@ -113,7 +113,7 @@ describe('disk full', () => {
   });
 
   it('restore onto a full disk leaves the current data untouched', async (ctx) => {
-    if (!fsm) return ctx.skip();
+    if (!fsm) return ctx.skip('cannot mount a small filesystem (tmpfs or a loop image: needs root)');
     // backups on the big disk; the live storage and database on the small one
     const backupDir = path.join(cwd, 'backups-big');
     const made = await cli(['create', '--type', 'full', '--json', ...flagsFor(backupDir)], { cwd });

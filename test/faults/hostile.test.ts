@@ -242,7 +242,7 @@ describe('hostile archives through `restore`', () => {
     const root = path.join(cwd, 'smallfs');
     const fsm = mountSmallFs(root, 160);
     if (!fsm) {
-      ctx.skip();
+      ctx.skip('cannot mount a small filesystem (tmpfs or a loop image: needs root)');
       return;
     }
     try {

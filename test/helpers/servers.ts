@@ -187,8 +187,11 @@ export interface SshServer extends TestServer {
   wrongKey: string; // a key the server does not know
   knownHosts: string; // a known_hosts file naming this server
   hostKeyLine: string;
+  /** a public key line of the host key's type that is not the host's */
+  otherKeyLine: string;
   /** an absolute directory the tests may use as the remote root */
   root: string;
+  statvfs: boolean;
 }
 
 export async function startSshd(): Promise<SshServer> {
@@ -254,6 +257,8 @@ export async function startSshd(): Promise<SshServer> {
     wrongKey: path.join(dir, 'wrong_ed25519'),
     knownHosts: path.join(dir, 'known_hosts'),
     hostKeyLine,
+    otherKeyLine: fs.readFileSync(path.join(dir, 'wrong_ed25519.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' '),
+    statvfs: true,
     stop,
     restart: start,
   };

@@ -1,8 +1,9 @@
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { testRemote } from '../../src/ops/remote-ops.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
+import { needs } from '../helpers/optional.js';
 import { corruptedObject, interruptedSync, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
 import { type WebdavServer, rcloneObscure, startWebdav, tempDir } from '../helpers/servers.js';
 
@@ -10,13 +11,6 @@ let dav: WebdavServer;
 let n = 0;
 const scratch = tempDir('rclone-env');
 const baseEnv = { ...process.env, XDG_CACHE_HOME: scratch, RCLONE_CONFIG: path.join(scratch, 'rclone.conf') };
-
-beforeAll(async () => {
-  dav = await startWebdav({ user: 'bob', pass: 'dav-pass-42' });
-});
-afterAll(async () => {
-  await dav?.stop();
-});
 
 /** rclone with a local-disk backend */
 function localTarget() {
@@ -46,7 +40,14 @@ function davTarget(pass = 'dav-pass-42') {
   };
 }
 
-describe('rclone: remote', () => {
+needs('rclone', 'rclone').describe('rclone: remote', () => {
+  beforeAll(async () => {
+    dav = await startWebdav({ user: 'bob', pass: 'dav-pass-42' });
+  });
+  afterAll(async () => {
+    await dav?.stop();
+  });
+
   it('round trip through a local backend', async () => {
     console.info(report('rclone local', await roundTrip(localTarget())));
   });
@@ -76,16 +77,17 @@ describe('rclone: remote', () => {
     expect(err.kind).toBe('auth');
     expect(err.message).toMatch(/refused the credentials/);
   });
+});
 
-  it('rclone missing: a clear error naming it', async () => {
-    const err = await openRemoteDefinition({ name: 'x', url: 'rclone:remote:path', enabled: true, options: { binary: '/nonexistent/rclone' } }, baseEnv).catch(
-      (e: unknown) => e,
-    );
-    expect(err).toMatchObject({ code: 'USAGE' });
-    expect((err as Error).message).toMatch(/rclone is not installed: "\/nonexistent\/rclone" was not found/);
-    const viaPath = await openRemoteDefinition({ name: 'x', url: 'rclone:remote:path', enabled: true, options: {} }, { ...baseEnv, PATH: '/nonexistent' }).catch(
-      (e: unknown) => e,
-    );
-    expect((viaPath as Error).message).toMatch(/rclone is not installed/);
-  });
+// runs everywhere: it is about the machine without rclone
+it('rclone missing: a clear error naming it', async () => {
+  const err = await openRemoteDefinition({ name: 'x', url: 'rclone:remote:path', enabled: true, options: { binary: '/nonexistent/rclone' } }, baseEnv).catch(
+    (e: unknown) => e,
+  );
+  expect(err).toMatchObject({ code: 'USAGE' });
+  expect((err as Error).message).toMatch(/rclone is not installed: "\/nonexistent\/rclone" was not found/);
+  const viaPath = await openRemoteDefinition({ name: 'x', url: 'rclone:remote:path', enabled: true, options: {} }, { ...baseEnv, PATH: '/nonexistent' }).catch(
+    (e: unknown) => e,
+  );
+  expect((viaPath as Error).message).toMatch(/rclone is not installed/);
 });

