@@ -171,7 +171,19 @@ export async function withLock<T>(backupDir: string, command: string, options: {
   }
 }
 
-/** Whether a live process holds the lock on the backup directory right now (verify: in-progress files). */
+/**
+ * The holder of the lock when another live process holds it right now, else undefined: its files
+ * without metadata are being written, not left by an interrupted run.
+ */
+export function activeHolder(backupDir: string): LockHolder | undefined {
+  if (!isLockHeld(backupDir)) return undefined;
+  const h = readHolderSync(path.join(backupDir, LOCK_FILE));
+  // this process holding it (rotate after create) has nothing in flight while it lists
+  if (h?.pid === process.pid && h.hostname === os.hostname()) return undefined;
+  return h ?? { pid: 0, hostname: '?', started_at: new Date(0).toISOString(), command: 'unknown' };
+}
+
+/** Whether a process (this one included) holds the lock on the backup directory right now. */
 export function isLockHeld(backupDir: string): boolean {
   const dbFile = path.join(backupDir, LOCK_DB);
   if (!fs.existsSync(dbFile)) return false;
