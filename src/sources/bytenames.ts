@@ -7,8 +7,9 @@
  */
 
 const ESC_LO = 0xdc80;
-const ESC_HI = 0xdcff;
-const HAS_ESCAPE = /[\udc80-\udcff]/;
+// the u flag: the low half of a surrogate pair (an emoji) is part of its code point, not an escape
+const HAS_ESCAPE = /[\udc80-\udcff]/u;
+const ESCAPES = /[\udc80-\udcff]/gu;
 
 /** Length of the valid UTF-8 sequence starting at buf[i], or 0 when the byte there starts none. */
 function utf8SequenceAt(buf: Uint8Array, i: number): number {
@@ -57,12 +58,10 @@ export function nameBytes(name: string): Buffer {
   if (!isByteName(name)) return Buffer.from(name, 'utf8');
   const parts: Buffer[] = [];
   let start = 0;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= ESC_LO && c <= ESC_HI) {
-      parts.push(Buffer.from(name.slice(start, i), 'utf8'), Buffer.of(c - ESC_LO + 0x80));
-      start = i + 1;
-    }
+  for (const m of name.matchAll(ESCAPES)) {
+    const i = m.index;
+    parts.push(Buffer.from(name.slice(start, i), 'utf8'), Buffer.of(name.charCodeAt(i) - ESC_LO + 0x80));
+    start = i + 1;
   }
   parts.push(Buffer.from(name.slice(start), 'utf8'));
   return Buffer.concat(parts);
@@ -75,7 +74,7 @@ export function fsPath(name: string): string | Buffer {
 
 /** For messages: bytes that are not UTF-8 shown as `\xe9`. */
 export function showName(name: string): string {
-  return name.replace(/[\udc80-\udcff]/g, (c) => `\\x${(c.charCodeAt(0) - ESC_LO + 0x80).toString(16).padStart(2, '0')}`);
+  return name.replace(ESCAPES, (c) => `\\x${(c.charCodeAt(0) - ESC_LO + 0x80).toString(16).padStart(2, '0')}`);
 }
 
 /**

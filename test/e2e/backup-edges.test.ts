@@ -206,7 +206,7 @@ describe('races with the tree (item 3)', () => {
     expect(changed, 'the racer was seen at least once').toBeGreaterThan(0);
   }, 180_000);
 
-  it('files swapped for FIFOs by a racing process: create finishes (no hang), the FIFOs are left out', async () => {
+  it('files swapped for FIFOs by a racing process: create finishes (no hang), the FIFOs are left out, SIGTERM ends a run', async () => {
     const a = app('fifo-race');
     const names = Array.from({ length: 20 }, (_, i) => `p${String(i).padStart(2, '0')}.bin`);
     for (const n of names) fs.writeFileSync(path.join(a.storage, n), 'plain file content\n');
@@ -218,6 +218,15 @@ describe('races with the tree (item 3)', () => {
       changed += (parseJsonStdout<{ warnings: string[] }>(r).warnings ?? []).filter((w) => /changed while archiving \(replaced by a special file/.test(w)).length;
     }
     expect(changed, 'the racer was seen at least once').toBeGreaterThan(0);
+    // SIGTERM while the racer runs: the process ends (a create stuck opening a FIFO never did)
+    const last = start(['create', '--type', 'storage', ...a.flags], { cwd: a.root, timeoutMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 2000));
+    last.child.kill('SIGTERM');
+    const t0 = Date.now();
+    const lr = await last.done;
+    expect([0, 143], describeRun(lr)).toContain(lr.code);
+    expect(Date.now() - t0, 'ended soon after SIGTERM').toBeLessThan(15_000);
+    expect(fs.existsSync(path.join(a.backupDir, '.vertex-backup.lock'))).toBe(false);
     for (const c of children) c.kill('SIGKILL');
     for (const archive of fs.readdirSync(path.join(a.backupDir, 'storage')).filter((n) => n.endsWith('.tar.gz'))) {
       const listing = sh('tar', ['-tvzf', path.join(a.backupDir, 'storage', archive)]).stdout;
