@@ -117,6 +117,12 @@ export async function checkStorageDir(dir: string): Promise<void> {
     );
   }
   if (!st.isDirectory()) throw usageError(`storage path is not a directory: ${dir}`, 'set --storage-path or STORAGE_PATH to the media directory');
+  // a subdirectory we cannot read is skipped and reported; the storage directory itself is the backup
+  try {
+    await fsp.access(dir, fsConstants.R_OK | fsConstants.X_OK);
+  } catch (err) {
+    throw usageError(`cannot read storage directory ${dir}: ${(err as NodeJS.ErrnoException).code}`, 'run the backup as a user that can read the media directory');
+  }
 }
 
 function excluder(globs: string[] | undefined): (rel: string) => boolean {

@@ -270,7 +270,8 @@ describe('verify while a create runs (item 5)', () => {
     // a live create holds the lock and has written part of its archive and its database copy, no sidecar yet
     const holder = await holdLock(a.backupDir, 'create --type full');
     children.push(holder.child);
-    const id = new Date().toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+    // the id a run allocates after taking the lock (`_9`: never the id of the backup made just before)
+    const id = `${new Date().toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15)}_9`;
     fs.writeFileSync(path.join(a.backupDir, 'storage', `storage_backup_${id}.tar.gz.tmp`), 'half an archive');
     fs.writeFileSync(path.join(a.backupDir, 'database', `db_backup_${id}.db`), 'a database copy, sidecar not yet written');
     const v = await run(['verify', '--all', '--backup-dir', a.backupDir], { cwd: a.root });
