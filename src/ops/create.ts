@@ -11,7 +11,7 @@ import { PartWriter } from '../codec/parts.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { ensureDir, formatBytes, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
-import { checkStorageDir, packTree, type SkippedPath, treeSize } from '../sources/files.js';
+import { checkStorageDir, packTree, pathsInside, type SkippedPath, treeSize } from '../sources/files.js';
 import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
 import { TOOL } from '../version.js';
 import type { ProgressFn } from './progress.js';
@@ -242,6 +242,12 @@ export async function checkInputs(cfg: Config, type: BackupType): Promise<void> 
   if (parts.includes('storage')) {
     await checkStorageDir(cfg.storagePath);
     await getCodec(cfg.compression).checkAvailable();
+    // inside the storage directory it is left out of the archive (packTree); being it cannot work
+    if ((await pathsInside(cfg.storagePath, [cfg.backupDir])).includes('')) {
+      throw new BackupError('USAGE', `the backup directory ${cfg.backupDir} is the storage directory`, {
+        hint: 'set --backup-dir or BACKUP_DIR to a directory outside the storage directory',
+      });
+    }
   }
 }
 

@@ -169,9 +169,10 @@ export async function selectForVerify(backupDir: string, sel: VerifySelection): 
   }
   const entries = await listBackups(backupDir, { type: sel.type });
   if (sel.all) return entries;
+  // the newest finished backup of each type; what the running create writes is shown as in progress
   const newest = new Map<BackupType, BackupEntry>();
-  for (const e of entries) if (!newest.has(e.type)) newest.set(e.type, e);
-  return [...newest.values()];
+  for (const e of entries) if (e.status !== 'in-progress' && !newest.has(e.type)) newest.set(e.type, e);
+  return entries.filter((e) => e.status === 'in-progress' || newest.get(e.type) === e);
 }
 
 export async function verifyBackups(backupDir: string, sel: VerifySelection, opts: VerifyOptions = {}): Promise<VerifyReport> {

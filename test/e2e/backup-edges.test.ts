@@ -336,6 +336,16 @@ describe('a backup directory inside the storage directory (item 7)', () => {
     const sidecar = JSON.parse(fs.readFileSync(path.join(backupDir, 'storage', fs.readdirSync(path.join(backupDir, 'storage')).find((n) => n.endsWith('.json'))!), 'utf8'));
     expect(sidecar.notes[0]).toMatch(/left out/);
   });
+
+  it('the storage directory itself as the backup directory is refused with exit 2, no backup written', async () => {
+    const a = app('same');
+    fs.writeFileSync(path.join(a.storage, 'photo.jpg'), 'jpg');
+    const r = await run(['create', '--type', 'full', '--db-path', a.dbPath, '--storage-path', a.storage, '--backup-dir', a.storage], { cwd: a.root });
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toContain(`error: the backup directory ${a.storage} is the storage directory`);
+    // (the failed run is recorded in status.json, as every run that cannot start is)
+    expect(fs.readdirSync(a.storage).filter((n) => n !== 'status.json')).toEqual(['photo.jpg']);
+  });
 });
 
 describe('raw errors (item 8)', () => {
