@@ -212,10 +212,16 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   const resolve = (p: string) => path.resolve(cwd, p);
   const backupDirPick = pick(['--backup-dir', flags.backupDir], ['BACKUP_DIR', env.BACKUP_DIR], fileKey('backupDir'));
   const backupDir = resolve(str(backupDirPick, DEFAULTS.backupDir));
-  const backupDirStat = fs.statSync(backupDir, { throwIfNoEntry: false });
-  if (backupDirStat && !backupDirStat.isDirectory()) {
-    throw usageError(`backup directory ${backupDir} (${backupDirPick.from || 'default'}) is not a directory`, 'set --backup-dir or BACKUP_DIR to a directory (it is created when missing)');
+  const notADir = (what: string) =>
+    usageError(`backup directory ${backupDir} (${backupDirPick.from || 'default'}) ${what}`, 'set --backup-dir or BACKUP_DIR to a directory (it is created when missing)');
+  let backupDirStat: fs.Stats | undefined;
+  try {
+    backupDirStat = fs.statSync(backupDir, { throwIfNoEntry: false });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw notADir('is under a file, not a directory');
+    // anything else (EACCES…) is reported by the command that uses the directory
   }
+  if (backupDirStat && !backupDirStat.isDirectory()) throw notADir('is not a directory');
   return {
     backupDir,
     dbPath: resolve(str(dbRaw, DEFAULTS.dbPath)),
