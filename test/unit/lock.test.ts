@@ -2,11 +2,13 @@
  * Issue 12, item 4: the kernel lock, in process. The e2e and fault suites race real processes; these
  * pin the rules: one holder at a time (also within one process), the holder file never decides.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { acquireLock, isLockHeld, jobOf, LOCK_DB, LOCK_FILE } from '../../src/catalog/lock.js';
+import { listBackups } from '../../src/catalog/listing.js';
 import { readStatus } from '../../src/catalog/status.js';
 
 const dirs: string[] = [];
@@ -54,6 +56,19 @@ describe('acquireLock', () => {
     const b = await acquireLock(dir, 'rotate', { waitMs: 10_000 });
     expect(b.holder.command).toBe('rotate');
     b.release();
+  });
+
+  it('looking at the lock from the holding process (list, verify) never drops it: another process still finds it held', async () => {
+    const dir = fresh();
+    const a = await acquireLock(dir, 'create --type full');
+    for (let i = 0; i < 3; i++) expect(isLockHeld(dir)).toBe(true);
+    await listBackups(dir);
+    const probe = `const { isLockHeld } = await import(${JSON.stringify(path.resolve('dist/catalog/lock.js'))}); process.stdout.write(String(isLockHeld(process.argv[1])));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', probe, dir], { encoding: 'utf8' });
+    expect(r.stdout, r.stderr).toBe('true');
+    a.release();
+    const r2 = spawnSync(process.execPath, ['--input-type=module', '-e', probe, dir], { encoding: 'utf8' });
+    expect(r2.stdout, r2.stderr).toBe('false');
   });
 
   it('names status.json jobs after the command', () => {
