@@ -90,6 +90,9 @@ export function checkSecretFileMode(file: string, hasSecrets: boolean): void {
   }
 }
 
+/** `scheme://user:password@host`: the password runs to the last '@' before the host (it may hold '@'). */
+const URL_PASSWORD = /[a-z][a-z0-9+.-]*:\/\/[^/\s:@"]*:([^/\s"]+)@/gi;
+
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
@@ -116,6 +119,11 @@ function readConfigFile(file: string): Record<string, unknown> {
     }
   }
   if (JSON.stringify(obj.remotes ?? {}).match(/"[^"]*(token|secret|password|key)[^"]*"\s*:/i)) hasSecrets = true;
+  // a URL with a password in it (databaseUrl, a webhook) is as secret as a token
+  for (const m of JSON.stringify(obj).matchAll(URL_PASSWORD)) {
+    hasSecrets = true;
+    registerSecret(m[1]);
+  }
   checkSecretFileMode(file, hasSecrets);
   return obj;
 }
@@ -125,7 +133,7 @@ export function parseDatabaseUrl(url: string, name = 'DATABASE_URL'): string {
   if (!url.includes('://')) return url;
   const m = /^sqlite(?:3)?:\/\/(.*)$/i.exec(url);
   if (!m) {
-    throw usageError(`${name} is not a SQLite URL: ${url.replace(/\/\/[^@/]*@/, '//***@')}`, 'vertex-backup backs up SQLite databases: use sqlite:///path/to/app.db or a plain path');
+    throw usageError(`${name} is not a SQLite URL: ${url.replace(/\/\/[^/\s]*@/, '//***@')}`, 'vertex-backup backs up SQLite databases: use sqlite:///path/to/app.db or a plain path');
   }
   let rest = m[1].split('?')[0];
   if (rest.startsWith('//')) rest = rest.slice(1);
@@ -202,8 +210,20 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   const envExclude = env.BACKUP_EXCLUDE ? env.BACKUP_EXCLUDE.split(',').map((s) => s.trim()).filter(Boolean) : [];
 
   const resolve = (p: string) => path.resolve(cwd, p);
+  const backupDirPick = pick(['--backup-dir', flags.backupDir], ['BACKUP_DIR', env.BACKUP_DIR], fileKey('backupDir'));
+  const backupDir = resolve(str(backupDirPick, DEFAULTS.backupDir));
+  const notADir = (what: string) =>
+    usageError(`backup directory ${backupDir} (${backupDirPick.from || 'default'}) ${what}`, 'set --backup-dir or BACKUP_DIR to a directory (it is created when missing)');
+  let backupDirStat: fs.Stats | undefined;
+  try {
+    backupDirStat = fs.statSync(backupDir, { throwIfNoEntry: false });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOTDIR') throw notADir('is under a file, not a directory');
+    // anything else (EACCES…) is reported by the command that uses the directory
+  }
+  if (backupDirStat && !backupDirStat.isDirectory()) throw notADir('is not a directory');
   return {
-    backupDir: resolve(str(pick(['--backup-dir', flags.backupDir], ['BACKUP_DIR', env.BACKUP_DIR], fileKey('backupDir')), DEFAULTS.backupDir)),
+    backupDir,
     dbPath: resolve(str(dbRaw, DEFAULTS.dbPath)),
     storagePath: resolve(str(pick(['--storage-path', flags.storagePath], ['STORAGE_PATH', env.STORAGE_PATH], fileKey('storagePath')), DEFAULTS.storagePath)),
     maxBackups: maxB.value === undefined ? DEFAULTS.maxBackups : parseIntIn(maxB.value, maxB.from, 1, 100000),

@@ -17,6 +17,12 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
   NO_SPACE: 5,
 };
 
+/**
+ * Not an error: the backup was made, but some paths of the storage directory could not be read and are
+ * not in it (restic's "snapshot made, some files unreadable"). 3 is taken by "damaged" here.
+ */
+export const EXIT_SKIPPED = 6;
+
 export class BackupError extends Error {
   readonly code: ErrorCode;
   readonly hint?: string;

@@ -19,7 +19,9 @@ export function registerSecretsFromEnv(env: Record<string, string | undefined>):
   for (const [name, value] of Object.entries(env)) if (isSecretName(name)) registerSecret(value);
 }
 
-const URL_USERINFO = /([a-z][a-z0-9+.-]*:\/\/[^/\s:@]+:)([^@\s/]+)@/gi;
+// the password runs to the LAST @ before the host (`postgresql://u:p@ss@h` hides all of `p@ss`),
+// never past a quote: a JSON line stays JSON
+const URL_USERINFO = /([a-z][a-z0-9+.-]*:\/\/[^/\s:@"]+:)([^\s/"]+)@/gi;
 
 export function redact(text: string): string {
   let out = text;

@@ -1,9 +1,12 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { getCodecOrUndefined } from '../codec/registry.js';
+import { activeHolder } from './lock.js';
 import { dateOfId, parseName, typeDir } from './names.js';
 import { BACKUP_TYPES, type BackupType, type Sidecar, SIDECAR_FORMAT } from './sidecar.js';
 
-export type BackupStatus = 'ok' | 'partial' | 'incomplete' | 'damaged';
+/** 'in-progress': no metadata yet, and the run that holds the lock started before its id */
+export type BackupStatus = 'ok' | 'partial' | 'incomplete' | 'in-progress' | 'damaged';
 
 export interface BackupEntry {
   type: BackupType;
@@ -34,6 +37,10 @@ export function validateSidecar(data: unknown, type: BackupType, id: string): st
   }
   if (typeof s.backup_path !== 'string' || typeof s.checksum !== 'string' || typeof s.file_size !== 'number') {
     return 'metadata lacks backup_path, checksum or file_size';
+  }
+  // one backup written by a newer tool (or edited) is damaged for us; it must not stop the others
+  if (s.compression !== undefined && (typeof s.compression !== 'string' || !getCodecOrUndefined(s.compression))) {
+    return `unknown compression ${JSON.stringify(s.compression)}`;
   }
   if (s.parts !== undefined && (!Array.isArray(s.parts) || s.parts.some((p) => typeof p?.file !== 'string' || typeof p?.size !== 'number' || typeof p?.checksum !== 'string'))) {
     return 'metadata has malformed parts';
@@ -82,6 +89,9 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
   const types = options.type ? [options.type] : BACKUP_TYPES;
   const all: BackupEntry[] = [];
   const byKey = new Map<string, BackupEntry>();
+  const active = activeHolder(backupDir);
+  // ids are the run's start second: the active run's files have ids from its start on
+  const activeSince = active ? Math.floor(Date.parse(active.started_at) / 1000) * 1000 : Number.POSITIVE_INFINITY;
   for (const type of types) {
     const dir = typeDir(backupDir, type);
     const groups = new Map<string, { files: Map<string, string>; sidecar?: string }>();
@@ -97,7 +107,10 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
       [...groups].map(async ([id, g]): Promise<BackupEntry> => {
         const entry: BackupEntry = { type, id, status: 'incomplete', createdAt: dateOfId(id), size: 0, files: [...g.files.values()] };
         if (!g.sidecar) {
-          entry.reason = 'no metadata (interrupted run)';
+          if (active && !(dateOfId(id).getTime() < activeSince)) {
+            entry.status = 'in-progress';
+            entry.reason = `being written by the running '${active.command}' (pid ${active.pid})`;
+          } else entry.reason = 'no metadata (interrupted run)';
           return entry;
         }
         entry.sidecarPath = g.sidecar;

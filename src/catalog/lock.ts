@@ -2,23 +2,91 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import Database from 'better-sqlite3';
 import { BackupError } from '../errors.js';
-import { ensureDir } from '../fsutil.js';
+import { ensureDir, writeFileAtomic } from '../fsutil.js';
+import { recordInterrupted } from './status.js';
 
+/** The holder's JSON: only for the message a refused run prints. It never decides who holds the lock. */
 export const LOCK_FILE = '.vertex-backup.lock';
+/** The file the kernel lock is taken on. It is never removed: removing a lock file races with its takers. */
+export const LOCK_DB = '.vertex-backup.lock.db';
 
 export interface LockHolder {
   pid: number;
   hostname: string;
   started_at: string;
   command: string;
+  /** status.json key of the job ('create:full', 'rotate', …) */
+  job?: string;
 }
 
 export interface Lock {
   holder: LockHolder;
+  /** the holder file of a run that died holding the lock (killed, crashed, host rebooted), if one was found */
+  previous?: LockHolder;
   release(): void;
 }
 
+/** The status.json key of a lock holder's command: 'create --type full' → 'create:full'. */
+export function jobOf(command: string): string {
+  const m = /^create --type (\w+)/.exec(command);
+  return m ? `create:${m[1]}` : command.split(' ')[0];
+}
+
+function readHolderSync(file: string): LockHolder | undefined {
+  try {
+    const h = JSON.parse(fs.readFileSync(file, 'utf8')) as LockHolder;
+    return h && typeof h === 'object' && typeof h.pid === 'number' ? h : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Tries the kernel lock once: an exclusive SQLite lock (fcntl byte-range locks underneath) held by an
+ * open connection. The kernel drops it when the process dies in any way, so no lock is ever stale.
+ * Returns undefined when another process holds it.
+ */
+function tryKernelLock(file: string): Database.Database | undefined {
+  let db: Database.Database | undefined;
+  try {
+    // created 0600 by us (SQLite would follow the umask). Only when it does not exist yet: closing any
+    // descriptor of the file drops every fcntl lock this process holds on it
+    try {
+      fs.closeSync(fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    db = new Database(file, { timeout: 0 });
+    // the journal in memory: no -journal file appears beside the lock
+    db.pragma('journal_mode = MEMORY');
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.exec('BEGIN EXCLUSIVE');
+    return db;
+  } catch (err) {
+    db?.close();
+    if ((err as { code?: string }).code === 'SQLITE_BUSY') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * The holder named in the message of a refused run. The winner writes its holder file just after taking
+ * the kernel lock; a loser that looks in between sees no file, or the file of a run that died: it looks
+ * again for a moment so the message names the live holder.
+ */
+async function describeHolder(file: string): Promise<string> {
+  let h: LockHolder | undefined;
+  for (let i = 0; i < 20; i++) {
+    h = readHolderSync(file);
+    if (h && (h.hostname !== os.hostname() || isAlive(h.pid))) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return h ? `pid ${h.pid} on ${h.hostname}, '${h.command}' since ${h.started_at}` : 'an unknown process';
+}
+
+/** Only used to pick a message: whether a lock is held is the kernel's answer, never this guess. */
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -28,68 +96,11 @@ function isAlive(pid: number): boolean {
   }
 }
 
-async function readHolder(file: string): Promise<LockHolder | undefined> {
-  try {
-    const h = JSON.parse(await fsp.readFile(file, 'utf8')) as LockHolder;
-    return typeof h.pid === 'number' ? h : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** A holder is stale when it names a dead process on this host, or when the file is unreadable garbage. */
-function isStale(holder: LockHolder | undefined, mtimeMs: number): boolean {
-  if (!holder) return Date.now() - mtimeMs > 10_000; // a writer may be between create and write
-  return holder.hostname === os.hostname() && !isAlive(holder.pid);
-}
-
 /**
- * Removes the lock file judged stale, and only that one. Several runs may find the same stale lock at
- * once: without a guard, one of them could delete the fresh lock another had just taken over (two
- * holders). So the removal happens under a takeover guard (O_EXCL), after checking again that the
- * file is still the same inode and still stale. The guard is held for a few system calls; one left by
- * a taker killed inside them names a dead pid and is removed.
- */
-function removeStaleLock(file: string, ino: number): void {
-  const guard = `${file}.takeover`;
-  try {
-    const fd = fs.openSync(guard, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-    try {
-      fs.writeSync(fd, String(process.pid));
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch {
-    try {
-      const pid = Number(fs.readFileSync(guard, 'utf8'));
-      const age = Date.now() - fs.statSync(guard).mtimeMs;
-      if ((pid > 0 && !isAlive(pid)) || (!(pid > 0) && age > 10_000)) fs.rmSync(guard, { force: true });
-    } catch {
-      /* the guard went away meanwhile */
-    }
-    return;
-  }
-  try {
-    const st = fs.statSync(file);
-    if (st.ino !== ino) return; // another run took it over meanwhile: judge the new holder afresh
-    let holder: LockHolder | undefined;
-    try {
-      const h = JSON.parse(fs.readFileSync(file, 'utf8')) as LockHolder;
-      holder = typeof h.pid === 'number' ? h : undefined;
-    } catch {
-      holder = undefined;
-    }
-    if (isStale(holder, st.mtimeMs)) fs.unlinkSync(file);
-  } catch {
-    /* gone already */
-  } finally {
-    fs.rmSync(guard, { force: true });
-  }
-}
-
-/**
- * One run per backup directory. The lock file is created with O_EXCL and names its holder; a lock left
- * by a dead process (crash, SIGKILL, reboot) is taken over, a live one is refused (exit 4) or waited for.
+ * One run per backup directory, held with a kernel lock that dies with its process (see tryKernelLock).
+ * A live holder is refused (exit 4) or waited for (`waitMs`). A holder file found by the run that gets
+ * the lock was left by a run that died without finishing: it is recorded in status.json for `check`.
+ * The lock is as good as the filesystem's fcntl locks: local filesystems, not every NFS setup.
  */
 export async function acquireLock(backupDir: string, command: string, options: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Lock> {
   const notWritable = (err: unknown) =>
@@ -99,57 +110,56 @@ export async function acquireLock(backupDir: string, command: string, options: {
   await ensureDir(backupDir).catch((err) => {
     throw notWritable(err);
   });
+  const st = await fsp.stat(backupDir);
+  if (!st.isDirectory()) throw notWritable(Object.assign(new Error('not a directory'), { code: 'ENOTDIR' }));
+  const dbFile = path.join(backupDir, LOCK_DB);
   const file = path.join(backupDir, LOCK_FILE);
-  const holder: LockHolder = { pid: process.pid, hostname: os.hostname(), started_at: new Date().toISOString(), command };
+  const holder: LockHolder = { pid: process.pid, hostname: os.hostname(), started_at: new Date().toISOString(), command, job: jobOf(command) };
   const deadline = Date.now() + (options.waitMs ?? 0);
+  let db: Database.Database | undefined;
   for (;;) {
     try {
-      const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-      try {
-        fs.writeSync(fd, JSON.stringify(holder));
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      let released = false;
-      const release = () => {
-        if (released) return;
-        released = true;
-        process.removeListener('exit', release);
-        try {
-          // only remove it if it is still ours
-          const cur = JSON.parse(fs.readFileSync(file, 'utf8')) as LockHolder;
-          if (cur.pid === holder.pid && cur.started_at === holder.started_at) fs.unlinkSync(file);
-        } catch {
-          /* already gone */
-        }
-      };
-      process.on('exit', release);
-      return { holder, release };
+      db = tryKernelLock(dbFile);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM') throw notWritable(err);
-      if (code !== 'EEXIST') {
-        throw new BackupError('FAILED', `cannot create lock file ${file}: ${(err as Error).message}`, {
-          hint: 'check that the backup directory is writable',
-        });
-      }
+      if (code === 'EACCES' || code === 'EROFS' || code === 'EPERM' || code === 'SQLITE_READONLY' || code === 'SQLITE_CANTOPEN') throw notWritable(err);
+      throw new BackupError('FAILED', `cannot take the lock ${dbFile}: ${(err as Error).message}`, { hint: 'check that the backup directory is writable' });
     }
-    const current = await readHolder(file);
-    const st = await fsp.stat(file).catch(() => undefined);
-    if (!st) continue; // released between our attempts
-    if (isStale(current, st.mtimeMs)) {
-      removeStaleLock(file, st.ino);
-      continue;
-    }
+    if (db) break;
     if (Date.now() >= deadline || options.signal?.aborted) {
-      const who = current ? `pid ${current.pid} on ${current.hostname}, '${current.command}' since ${current.started_at}` : 'an unknown process';
-      throw new BackupError('LOCKED', `another vertex-backup run holds the lock on ${backupDir}: ${who}`, {
+      throw new BackupError('LOCKED', `another vertex-backup run holds the lock on ${backupDir}: ${await describeHolder(file)}`, {
         hint: 'wait for it to finish, or pass --wait SECONDS',
       });
     }
     await new Promise((r) => setTimeout(r, 250));
   }
+  const lockDb = db;
+  const previous = readHolderSync(file) ?? (fs.existsSync(file) ? { pid: 0, hostname: '?', started_at: '?', command: 'unknown' } : undefined);
+  try {
+    await writeFileAtomic(file, JSON.stringify(holder));
+  } catch (err) {
+    lockDb.close();
+    throw notWritable(err);
+  }
+  if (previous) {
+    // a status file that cannot be written never stops the run
+    await recordInterrupted(backupDir, { ...previous, job: previous.job ?? jobOf(previous.command) }).catch(() => {});
+  }
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    process.removeListener('exit', release);
+    // the holder file first: a run that gets the lock next must not take ours for a dead run's
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      /* already gone */
+    }
+    lockDb.close();
+  };
+  process.on('exit', release);
+  return { holder, previous, release };
 }
 
 export async function withLock<T>(backupDir: string, command: string, options: { waitMs?: number; signal?: AbortSignal }, fn: () => Promise<T>): Promise<T> {
@@ -158,5 +168,33 @@ export async function withLock<T>(backupDir: string, command: string, options: {
     return await fn();
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * The holder of the lock when another live process holds it right now, else undefined: its files
+ * without metadata are being written, not left by an interrupted run.
+ */
+export function activeHolder(backupDir: string): LockHolder | undefined {
+  if (!isLockHeld(backupDir)) return undefined;
+  const h = readHolderSync(path.join(backupDir, LOCK_FILE));
+  // this process holding it (rotate after create) has nothing in flight while it lists
+  if (h?.pid === process.pid && h.hostname === os.hostname()) return undefined;
+  return h ?? { pid: 0, hostname: '?', started_at: new Date(0).toISOString(), command: 'unknown' };
+}
+
+/** Whether a process (this one included) holds the lock on the backup directory right now. */
+export function isLockHeld(backupDir: string): boolean {
+  const dbFile = path.join(backupDir, LOCK_DB);
+  if (!fs.existsSync(dbFile)) return false;
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(dbFile, { timeout: 0, readonly: true, fileMustExist: true });
+    db.pragma('schema_version');
+    return false;
+  } catch (err) {
+    return (err as { code?: string }).code === 'SQLITE_BUSY';
+  } finally {
+    db?.close();
   }
 }

@@ -43,4 +43,8 @@ export interface Sidecar {
   status?: 'ok' | 'partial';
   errors?: string[];
   warnings?: string[];
+  /** storage: paths that could not be read (permissions) and are not in the archive */
+  skipped?: { path: string; error: string }[];
+  /** storage: what was left out on purpose, said once (the backup directory inside the tree) */
+  notes?: string[];
 }

@@ -35,6 +35,20 @@ export interface StatusFile {
   last_run: RunRecord | null;
   /** keyed by runKey(): 'create:full', 'create:database', 'rotate', 'verify' */
   runs: Record<string, RunRecord>;
+  /**
+   * Runs that died holding the lock (found by the next run that took it), keyed like `runs`; an entry
+   * stays until that job next succeeds, so `check` keeps reporting it.
+   */
+  interrupted?: Record<string, InterruptedRun>;
+}
+
+export interface InterruptedRun {
+  command: string;
+  pid: number;
+  hostname: string;
+  started_at: string;
+  /** when a later run found it */
+  found_at: string;
 }
 
 export type RunInput = Omit<RunRecord, 'host' | 'pid' | 'finished_at' | 'started_at'> & {
@@ -93,6 +107,30 @@ export async function recordRun(backupDir: string, input: RunInput, now = new Da
     last_run: record,
     runs: { ...(previous?.runs ?? {}), [runKey(record.command, record.type)]: record },
   };
+  const interrupted = { ...(previous?.interrupted ?? {}) };
+  if (record.ok) delete interrupted[runKey(record.command, record.type)];
+  if (Object.keys(interrupted).length) status.interrupted = interrupted;
   await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
   return status;
+}
+
+/** Records that a run died holding the lock (see acquireLock); does not touch the runs' outcomes. */
+export async function recordInterrupted(
+  backupDir: string,
+  run: { job: string; command: string; pid: number; hostname: string; started_at: string },
+  now = new Date(),
+): Promise<void> {
+  const { status: previous } = await readStatus(backupDir);
+  const status: StatusFile = previous ?? { format: STATUS_FORMAT, updated_at: now.toISOString(), last_run: null, runs: {} };
+  status.updated_at = now.toISOString();
+  status.interrupted = {
+    ...(status.interrupted ?? {}),
+    [run.job]: { command: redact(run.command), pid: run.pid, hostname: run.hostname, started_at: run.started_at, found_at: now.toISOString() },
+  };
+  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
+}
+
+/** The one line `check` and the notifications show for a run that died. */
+export function describeInterrupted(run: InterruptedRun): string {
+  return `the previous run '${run.command}' (pid ${run.pid} on ${run.hostname}, started ${run.started_at}) died without finishing`;
 }

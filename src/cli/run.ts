@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Config, ConfigFlags } from '../config.js';
-import { BackupError, EXIT_CODES } from '../errors.js';
+import { BackupError, EXIT_CODES, EXIT_SKIPPED } from '../errors.js';
 import { redact } from '../redact.js';
 import type { Ui } from './ui.js';
 
@@ -127,4 +127,5 @@ Exit codes:
   ${EXIT_CODES.USAGE}  bad usage or configuration
   ${EXIT_CODES.DAMAGED}  verification found a damaged or incomplete backup
   ${EXIT_CODES.LOCKED}  another run holds the lock on the backup directory
-  ${EXIT_CODES.NO_SPACE}  not enough disk space`;
+  ${EXIT_CODES.NO_SPACE}  not enough disk space
+  ${EXIT_SKIPPED}  backup made, but some paths could not be read and are not in it`;

@@ -99,7 +99,7 @@ export class Ui {
 
   status(s: string): string {
     if (s === 'ok') return this.c.green(s);
-    if (s === 'partial' || s === 'incomplete') return this.c.yellow(s);
+    if (s === 'partial' || s === 'incomplete' || s === 'in-progress') return this.c.yellow(s);
     return this.c.red(s);
   }
 }

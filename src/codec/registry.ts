@@ -22,6 +22,8 @@ export function getCodec(name: string): Codec {
   return codec;
 }
 
+export const getCodecOrUndefined = (name: string): Codec | undefined => codecs.get(name);
+
 /** The codec whose archive extension ends `fileName` (longest match, so .tar.gz beats .tar). */
 export function codecForFile(fileName: string): Codec | undefined {
   const base = fileName.replace(/\.part\d{3,}$/, '');

@@ -1,6 +1,6 @@
 import { listBackups, type BackupEntry } from '../catalog/listing.js';
 import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
-import { readStatus, runKey, type RunRecord } from '../catalog/status.js';
+import { describeInterrupted, readStatus, runKey, type RunRecord } from '../catalog/status.js';
 import { exists } from '../fsutil.js';
 import { readEnabled } from '../schedule/config.js';
 import { formatAge } from '../schedule/duration.js';
@@ -88,6 +88,10 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
         const what = run.type ? `${run.command} --type ${run.type}` : run.command;
         reasons.push(`last ${what} failed at ${run.finished_at} (exit ${run.exit_code})${run.error ? `: ${run.error}` : ''}`);
       }
+    }
+    for (const key of keys) {
+      const dead = status.interrupted?.[key];
+      if (dead) reasons.push(describeInterrupted(dead));
     }
   }
 

@@ -11,7 +11,7 @@ import { PartWriter } from '../codec/parts.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { ensureDir, formatBytes, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
-import { checkStorageDir, packTree, treeSize } from '../sources/files.js';
+import { checkStorageDir, packTree, pathsInside, type SkippedPath, treeSize } from '../sources/files.js';
 import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
 import { TOOL } from '../version.js';
 import type { ProgressFn } from './progress.js';
@@ -35,6 +35,9 @@ export interface CreatedBackup {
   fileCount?: number;
   durationMs: number;
   warnings: string[];
+  /** storage: paths that could not be read, left out */
+  skipped?: SkippedPath[];
+  notes?: string[];
 }
 
 export interface CreateResult {
@@ -48,6 +51,10 @@ export interface CreateResult {
   durationMs: number;
   errors: string[];
   warnings: string[];
+  /** paths of the storage directory that could not be read: the backup is made without them (exit 6) */
+  skipped: SkippedPath[];
+  /** what was left out on purpose (the backup directory inside the storage directory) */
+  notes: string[];
 }
 
 /** A `YYYYMMDD_HHMMSS` id no file of these types uses yet (`_2`, `_3`… for the same second). */
@@ -98,7 +105,7 @@ async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> 
     for (const f of [cfg.dbPath, `${cfg.dbPath}-wal`]) bytes += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
   }
   if (types.includes('storage')) {
-    const t = await treeSize(cfg.storagePath, cfg.exclude);
+    const t = await treeSize(cfg.storagePath, cfg.exclude, [cfg.backupDir]);
     bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
   }
   return bytes;
@@ -170,6 +177,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
   const writer = new PartWriter(dir, name, cfg.splitSize, (bytes) => opts.onProgress?.({ phase: 'storage', subject: id, bytes }));
   const { stream, result } = packTree(cfg.storagePath, {
     exclude: cfg.exclude,
+    excludePaths: [cfg.backupDir],
     signal: opts.signal,
     onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes }),
   });
@@ -190,6 +198,8 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
       content_bytes: packed.bytes,
       parts: artifact.parts,
       warnings: packed.warnings.length ? packed.warnings : undefined,
+      skipped: packed.skipped.length ? packed.skipped : undefined,
+      notes: packed.notes.length ? packed.notes : undefined,
       exclude: cfg.exclude.length ? cfg.exclude : undefined,
     };
     const sc = sidecarPath(cfg.backupDir, 'storage', id);
@@ -210,6 +220,8 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
       fileCount: packed.fileCount,
       durationMs: sidecar.duration_ms,
       warnings: packed.warnings,
+      skipped: packed.skipped,
+      notes: packed.notes,
     };
   } catch (err) {
     stream.destroy();
@@ -230,6 +242,12 @@ export async function checkInputs(cfg: Config, type: BackupType): Promise<void> 
   if (parts.includes('storage')) {
     await checkStorageDir(cfg.storagePath);
     await getCodec(cfg.compression).checkAvailable();
+    // inside the storage directory it is left out of the archive (packTree); being it cannot work
+    if ((await pathsInside(cfg.storagePath, [cfg.backupDir])).includes('')) {
+      throw new BackupError('USAGE', `the backup directory ${cfg.backupDir} is the storage directory`, {
+        hint: 'set --backup-dir or BACKUP_DIR to a directory outside the storage directory',
+      });
+    }
   }
 }
 
@@ -261,6 +279,8 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
     }
   }
   const warnings = backups.flatMap((b) => b.warnings);
+  const skipped = backups.flatMap((b) => b.skipped ?? []);
+  const notes = backups.flatMap((b) => b.notes ?? []);
   const size = backups.reduce((s, b) => s + b.size, 0);
   if (type === 'full') {
     if (backups.length === 0) throw failures[0];
@@ -278,9 +298,9 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
     await ensureDir(path.dirname(sc));
     await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
     backups.push({ type: 'full', id, sidecarPath: sc, files: [sc], size, durationMs: sidecar.duration_ms, warnings: [] });
-    return { ok: status === 'ok', type, id, status, backups, size, durationMs: Date.now() - started, errors, warnings };
+    return { ok: status === 'ok', type, id, status, backups, size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
   }
-  return { ok: true, type, id, status: 'ok', backups, size, durationMs: Date.now() - started, errors, warnings };
+  return { ok: true, type, id, status: 'ok', backups, size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
 }
 
 /** Creates a backup under the backup directory's lock. */

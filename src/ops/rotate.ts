@@ -29,7 +29,8 @@ export function toRetentionItem(e: BackupEntry): RetentionItem {
     type: e.type,
     time: e.createdAt,
     // a partial full backup is still a recovery point for the half it holds
-    status: e.status === 'partial' ? 'ok' : e.status,
+    // rotate holds the lock, so nothing is in progress; were it, it must never be removed
+    status: e.status === 'partial' || e.status === 'in-progress' ? 'ok' : e.status,
     components: e.type === 'full' ? { database: e.sidecar?.database ?? null, storage: e.sidecar?.storage ?? null } : undefined,
   };
 }

@@ -20,6 +20,9 @@ export interface VerifyResult {
   size: number;
   /** bytes hashed */
   checked: number;
+  /** being written by the run that holds the lock: not checked, not damaged */
+  inProgress?: boolean;
+  note?: string;
 }
 
 export interface VerifyReport {
@@ -115,6 +118,13 @@ export async function verifyEntry(
   if (cached) return cached;
   const result: VerifyResult = { type: entry.type, id: entry.id, ok: false, problems: [], size: entry.size, checked: 0 };
   cache.set(key, result);
+  if (entry.status === 'in-progress') {
+    result.inProgress = true;
+    result.problems = [];
+    result.ok = true;
+    result.note = entry.reason;
+    return result;
+  }
   if (entry.status === 'incomplete' || !entry.sidecar) {
     result.problems.push(entry.reason ?? `backup is ${entry.status}`);
   } else if (entry.type === 'full') {
@@ -159,9 +169,10 @@ export async function selectForVerify(backupDir: string, sel: VerifySelection): 
   }
   const entries = await listBackups(backupDir, { type: sel.type });
   if (sel.all) return entries;
+  // the newest finished backup of each type; what the running create writes is shown as in progress
   const newest = new Map<BackupType, BackupEntry>();
-  for (const e of entries) if (!newest.has(e.type)) newest.set(e.type, e);
-  return [...newest.values()];
+  for (const e of entries) if (e.status !== 'in-progress' && !newest.has(e.type)) newest.set(e.type, e);
+  return entries.filter((e) => e.status === 'in-progress' || newest.get(e.type) === e);
 }
 
 export async function verifyBackups(backupDir: string, sel: VerifySelection, opts: VerifyOptions = {}): Promise<VerifyReport> {

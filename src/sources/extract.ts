@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { BackupError, toBackupError } from '../errors.js';
+import { decodeEntryNames, fsPath } from './bytenames.js';
 
 /**
  * Safe unpack of a tar stream (restore of a storage backup).
@@ -95,7 +96,8 @@ class Extractor {
 
   async run(input: Readable): Promise<ExtractResult> {
     const { signal } = this.options;
-    const ex = tar.extract();
+    // names as bytes (one char each): decodeEntryNames turns them into names that may not be UTF-8
+    const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
     const tail = new TailTracker();
 
     // Pumped by hand rather than with pipeline(): the extractor is a streamx stream, and the tail
@@ -115,6 +117,7 @@ class Extractor {
       throwIfAborted(signal);
       for await (const entry of ex) {
         throwIfAborted(signal);
+        decodeEntryNames(entry.header);
         this.current = entry.header.name;
         await this.entry(entry.header, entry);
         this.current = undefined;
@@ -195,8 +198,8 @@ class Extractor {
     return raw & MODE_MASK;
   }
 
-  private abs(rel: string): string {
-    return rel === '' ? this.root : path.join(this.root, rel);
+  private abs(rel: string): string | Buffer {
+    return fsPath(rel === '' ? this.root : path.join(this.root, rel));
   }
 
   /**
@@ -338,11 +341,11 @@ class Extractor {
     }
     this.parents(rel, name);
     try {
-      fs.symlinkSync(target, this.abs(rel));
+      fs.symlinkSync(fsPath(target), this.abs(rel));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       this.replaceable(rel, name);
-      fs.symlinkSync(target, this.abs(rel));
+      fs.symlinkSync(fsPath(target), this.abs(rel));
     }
     try {
       fs.lutimesSync(this.abs(rel), mtime, mtime);
@@ -504,7 +507,7 @@ async function drain(stream: AsyncIterable<unknown>): Promise<void> {
   }
 }
 
-function lstatOrNull(p: string): fs.Stats | null {
+function lstatOrNull(p: fs.PathLike): fs.Stats | null {
   try {
     return fs.lstatSync(p);
   } catch (err) {
@@ -521,7 +524,7 @@ function closeQuietly(fd: number): void {
   }
 }
 
-async function fsyncPath(p: string): Promise<void> {
+async function fsyncPath(p: fs.PathLike): Promise<void> {
   let fh: fsp.FileHandle | undefined;
   try {
     fh = await fsp.open(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);

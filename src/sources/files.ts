@@ -1,4 +1,4 @@
-import { createReadStream, type Stats } from 'node:fs';
+import { constants as fsConstants, createReadStream, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
@@ -6,6 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import picomatch from 'picomatch';
 import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
+import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, showName } from './bytenames.js';
 
 /** Files up to this size are read in one call; bigger ones are streamed, so memory stays flat. */
 const SMALL_FILE = 1024 * 1024;
@@ -39,15 +40,28 @@ async function readOpen(fh: fsp.FileHandle, lst: Stats, fst: Stats): Promise<Sma
   return { lst, fst, buf, got };
 }
 
+/**
+ * Files are opened without following a symlink and without blocking: a file swapped for a symlink
+ * (to a file the application must not publish) fails with ELOOP, one swapped for a FIFO opens at once
+ * instead of waiting forever for a writer. What was opened is then compared with what the walk saw.
+ */
+const OPEN_FLAGS = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK;
+
+/** Whether the open file is the regular file the walk's lstat saw (not a replacement). */
+const sameFile = (lst: Stats, fst: Stats): boolean => fst.isFile() && fst.ino === lst.ino && fst.dev === lst.dev;
+
+/** Errors that mean "this path cannot be read by us": skipped and recorded, never fatal. */
+const UNREADABLE = new Set(['EACCES', 'EPERM']);
+
 /** A small regular file read whole, or undefined for anything else (or any error: the caller retries). */
 async function readSmallFile(abs: string): Promise<SmallFile | undefined> {
   try {
-    const lst = await fsp.lstat(abs);
+    const lst = await fsp.lstat(fsPath(abs));
     if (!lst.isFile() || lst.size > SMALL_FILE) return undefined;
-    const fh = await fsp.open(abs, 'r');
+    const fh = await fsp.open(fsPath(abs), OPEN_FLAGS);
     try {
       const fst = await fh.stat();
-      if (!fst.isFile() || fst.size > SMALL_FILE) return undefined;
+      if (!sameFile(lst, fst) || fst.size > SMALL_FILE) return undefined;
       return await readOpen(fh, lst, fst);
     } finally {
       await fh.close();
@@ -62,6 +76,13 @@ export interface PackProgress {
   bytes: number;
 }
 
+export interface SkippedPath {
+  /** relative to the storage directory's parent, as in the archive; bytes that are not UTF-8 as \xNN */
+  path: string;
+  /** the error code (EACCES…) */
+  error: string;
+}
+
 export interface PackResult {
   /** regular files archived */
   fileCount: number;
@@ -70,10 +91,16 @@ export interface PackResult {
   /** bytes of file content read */
   bytes: number;
   warnings: string[];
+  /** paths that could not be read (permissions): left out, the rest archived */
+  skipped: SkippedPath[];
+  /** notes on what was left out on purpose (the backup directory inside the tree) */
+  notes: string[];
 }
 
 export interface PackOptions {
   exclude?: string[];
+  /** absolute paths to leave out when they lie inside the tree: the backup directory itself */
+  excludePaths?: string[];
   onProgress?: (p: PackProgress) => void;
   signal?: AbortSignal;
 }
@@ -90,6 +117,12 @@ export async function checkStorageDir(dir: string): Promise<void> {
     );
   }
   if (!st.isDirectory()) throw usageError(`storage path is not a directory: ${dir}`, 'set --storage-path or STORAGE_PATH to the media directory');
+  // a subdirectory we cannot read is skipped and reported; the storage directory itself is the backup
+  try {
+    await fsp.access(dir, fsConstants.R_OK | fsConstants.X_OK);
+  } catch (err) {
+    throw usageError(`cannot read storage directory ${dir}: ${(err as NodeJS.ErrnoException).code}`, 'run the backup as a user that can read the media directory');
+  }
 }
 
 function excluder(globs: string[] | undefined): (rel: string) => boolean {
@@ -98,19 +131,50 @@ function excluder(globs: string[] | undefined): (rel: string) => boolean {
   return (rel) => m(rel);
 }
 
-/** Walks the tree depth first in name order, skipping excluded paths; yields paths relative to root. */
-async function* walk(root: string, isExcluded: (rel: string) => boolean, warnings: string[], rel = ''): AsyncGenerator<{ rel: string; abs: string }> {
+/**
+ * The excluded absolute paths (the backup directory) that lie inside `root`, relative to it. Compared
+ * by real path, so a symlinked storage or backup directory is recognised too.
+ */
+export async function pathsInside(root: string, paths: string[] | undefined): Promise<string[]> {
+  if (!paths?.length) return [];
+  const realRoot = await fsp.realpath(root).catch(() => path.resolve(root));
+  const out: string[] = [];
+  for (const p of paths) {
+    const real = await fsp.realpath(p).catch(() => path.resolve(p));
+    const rel = path.relative(realRoot, real);
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) out.push(rel);
+  }
+  return out;
+}
+
+interface WalkSinks {
+  warnings: string[];
+  skipped: SkippedPath[];
+  /** prefix of the names shown in warnings and skipped paths (the archive's top directory) */
+  top?: string;
+}
+
+/**
+ * Lists one directory in name order, skipping excluded paths; yields paths relative to root. Names are
+ * read as bytes (see bytenames.ts), so a name that is not UTF-8 is archived, not lost.
+ */
+async function* walk(root: string, isExcluded: (rel: string) => boolean, sinks: WalkSinks, rel = ''): AsyncGenerator<{ rel: string; abs: string }> {
   let names: string[];
+  const shown = () => showName(sinks.top ? `${sinks.top}/${rel}` : rel);
   try {
-    names = (await fsp.readdir(path.join(root, rel))).sort();
+    names = (await fsp.readdir(fsPath(path.join(root, rel)), { encoding: 'buffer' })).map(decodeName).sort();
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
     if (code === 'ENOENT' && rel) {
-      warnings.push(`directory vanished while archiving: ${rel}`);
+      sinks.warnings.push(`directory vanished while archiving: ${shown()}`);
       return;
     }
     if (code === 'ENOTDIR' && rel) {
-      warnings.push(`directory replaced by a file while archiving (left out): ${rel}`);
+      sinks.warnings.push(`directory replaced by a file while archiving (left out): ${shown()}`);
+      return;
+    }
+    if (UNREADABLE.has(code) && rel) {
+      sinks.skipped.push({ path: `${shown()}/`, error: code });
       return;
     }
     throw err;
@@ -123,15 +187,19 @@ async function* walk(root: string, isExcluded: (rel: string) => boolean, warning
 }
 
 /** Bytes the tree holds (after excludes): the input of the free-space estimate. */
-export async function treeSize(root: string, exclude?: string[]): Promise<{ bytes: number; files: number }> {
-  const isExcluded = excluder(exclude);
+export async function treeSize(root: string, exclude?: string[], excludePaths?: string[]): Promise<{ bytes: number; files: number }> {
+  const inside = new Set(await pathsInside(root, excludePaths));
+  const globs = excluder(exclude);
+  const isExcluded = (rel: string) => inside.has(rel) || globs(rel);
   let bytes = 0;
   let files = 0;
   const stack = [''];
+  // what cannot be read is only left out of the estimate here; the backup itself records it
+  const sinks: WalkSinks = { warnings: [], skipped: [] };
   while (stack.length) {
     const rel = stack.pop()!;
-    for await (const e of walk(root, isExcluded, [], rel)) {
-      const st = await fsp.lstat(e.abs).catch(() => undefined);
+    for await (const e of walk(root, isExcluded, sinks, rel)) {
+      const st = await fsp.lstat(fsPath(e.abs)).catch(() => undefined);
       if (!st) continue;
       if (st.isDirectory()) stack.push(e.rel);
       else if (st.isFile()) {
@@ -177,16 +245,46 @@ function exactly(size: number, onShort: (got: number) => void): Transform {
 export function packTree(root: string, options: PackOptions = {}): { stream: Readable; result: Promise<PackResult> } {
   const pack = tar.pack();
   const top = path.basename(path.resolve(root));
-  const isExcluded = excluder(options.exclude);
-  const res: PackResult = { fileCount: 0, entryCount: 0, bytes: 0, warnings: [] };
+  const globs = excluder(options.exclude);
+  let inside = new Set<string>();
+  const isExcluded = (rel: string) => inside.has(rel) || globs(rel);
+  const res: PackResult = { fileCount: 0, entryCount: 0, bytes: 0, warnings: [], skipped: [], notes: [] };
+  const sinks: WalkSinks = { warnings: res.warnings, skipped: res.skipped, top };
+  const skip = (name: string, err: unknown): 'skip' => {
+    res.skipped.push({ path: showName(name), error: (err as NodeJS.ErrnoException).code ?? String(err) });
+    return 'skip';
+  };
+
+  /**
+   * tar-stream writes names as UTF-8 text. A name (or link target) that is not UTF-8 goes in a GNU
+   * long-name entry holding its bytes, pushed just before the entry's own header (the pack is idle
+   * between entries: each is awaited), and the header gets a plain ASCII stand-in that no PAX record
+   * would override.
+   */
+  const byteNames = <H extends Partial<tar.Header> & { name: string }>(header: H): H => {
+    if (!isByteName(header.name) && !(header.linkname && isByteName(header.linkname))) return header;
+    const plain = (s: string) => /^[\x20-\x7e]{0,98}$/.test(s);
+    const standIn = (s: string) => showName(s).replace(/[^\x20-\x7e]/g, '?').slice(-98);
+    const out = { ...header };
+    const push = (pack as unknown as { push(b: Buffer): boolean }).push.bind(pack);
+    if (!plain(header.name)) {
+      push(gnuLongNameEntry(nameBytes(header.name), 'name'));
+      out.name = standIn(header.name);
+    }
+    if (header.linkname && !plain(header.linkname)) {
+      push(gnuLongNameEntry(nameBytes(header.linkname), 'link'));
+      out.linkname = standIn(header.linkname);
+    }
+    return out;
+  };
 
   const addEntry = (header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> =>
     new Promise((resolve, reject) => {
       if (!body) {
-        quiet(pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve())));
+        quiet(pack.entry(byteNames(header) as tar.Header, (err) => (err ? reject(err) : resolve())));
         return;
       }
-      const sink = pack.entry(header as tar.Header, (err) => (err ? reject(err) : resolve()));
+      const sink = pack.entry(byteNames(header) as tar.Header, (err) => (err ? reject(err) : resolve()));
       pipeline(body, sink).catch(reject);
     });
 
@@ -200,10 +298,10 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
   const emitSmall = async (header: Partial<tar.Header> & { name: string; size: number }, file: SmallFile) => {
     if (file.got < file.buf.length) {
       file.buf.fill(0, file.got);
-      res.warnings.push(`changed while archiving (shrank to ${file.got} of ${file.buf.length} bytes; padded): ${header.name}`);
+      res.warnings.push(`changed while archiving (shrank to ${file.got} of ${file.buf.length} bytes; padded): ${showName(header.name)}`);
     }
     res.bytes += file.buf.length;
-    await new Promise<void>((resolve, reject) => quiet(pack.entry(header as tar.Header, file.buf, (err) => (err ? reject(err) : resolve()))));
+    await new Promise<void>((resolve, reject) => quiet(pack.entry(byteNames(header) as tar.Header, file.buf, (err) => (err ? reject(err) : resolve()))));
     res.entryCount++;
     res.fileCount++;
     options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
@@ -221,14 +319,17 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       }
       // not a small regular file after all (or gone): the ordinary path below says what it is
     }
+    const p = fsPath(abs);
     let st;
     try {
-      st = followLink ? await fsp.stat(abs) : await fsp.lstat(abs);
+      st = followLink ? await fsp.stat(p) : await fsp.lstat(p);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        res.warnings.push(`vanished while archiving: ${name}`);
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENOENT') {
+        res.warnings.push(`vanished while archiving: ${showName(name)}`);
         return 'skip';
       }
+      if (UNREADABLE.has(code) && !followLink) return skip(name, err);
       throw err;
     }
     const base = { name, mode: st.mode & 0o7777, mtime: st.mtime, uid: st.uid, gid: st.gid };
@@ -238,34 +339,41 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       return 'dir';
     }
     if (st.isSymbolicLink()) {
-      const target = await fsp.readlink(abs).catch(() => undefined);
+      const target = await fsp.readlink(p, { encoding: 'buffer' }).catch(() => undefined);
       if (target === undefined) {
-        res.warnings.push(`vanished while archiving: ${name}`);
+        res.warnings.push(`vanished while archiving: ${showName(name)}`);
         return 'skip';
       }
-      await addEntry({ ...base, type: 'symlink', linkname: target });
+      await addEntry({ ...base, type: 'symlink', linkname: decodeName(target) });
       res.entryCount++;
       return 'ok';
     }
     if (!st.isFile()) {
-      res.warnings.push(`skipped special file (socket, FIFO or device): ${name}`);
+      res.warnings.push(`skipped special file (socket, FIFO or device): ${showName(name)}`);
       return 'skip';
     }
     let fh;
     try {
-      fh = await fsp.open(abs, 'r');
+      fh = await fsp.open(p, OPEN_FLAGS);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        res.warnings.push(`vanished while archiving: ${name}`);
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENOENT') {
+        res.warnings.push(`vanished while archiving: ${showName(name)}`);
         return 'skip';
       }
+      if (code === 'ELOOP') {
+        res.warnings.push(`changed while archiving (replaced by a symlink; left out): ${showName(name)}`);
+        return 'skip';
+      }
+      if (UNREADABLE.has(code)) return skip(name, err);
       throw err;
     }
     // the size in the header must be the size we stream: take it from the open file
     const fst = await fh.stat();
-    if (!fst.isFile()) {
+    if (!sameFile(st, fst)) {
       await fh.close();
-      res.warnings.push(`replaced by a ${fst.isDirectory() ? 'directory' : 'special file'} while archiving (left out): ${name}`);
+      const what = fst.isDirectory() ? 'a directory' : fst.isFile() ? 'another file' : 'a special file (FIFO, socket, device)';
+      res.warnings.push(`changed while archiving (replaced by ${what}; left out): ${showName(name)}`);
       return 'skip';
     }
     const header = { ...base, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' as const };
@@ -283,12 +391,19 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     // 256 KiB reads: garbage chunks are external memory that V8 collects late; with 1 MiB reads the peak
     // grew with the data (153 MB at 2.5 GB of videos, 131 MB now)
     const body = createReadStream('', { fd: fh, highWaterMark: 1 << 18 }).pipe(
-      exactly(fst.size, (got) => res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${name}`)),
+      exactly(fst.size, (got) => res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${showName(name)}`)),
     );
     body.on('data', (c: Buffer) => {
       res.bytes += c.length;
     });
-    await addEntry(header, body);
+    // an abort (SIGTERM) must not wait for a big file to be read to its end
+    const onAbort = () => body.destroy(options.signal?.reason ?? new Error('aborted'));
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      await addEntry(header, body);
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
     res.entryCount++;
     res.fileCount++;
     options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
@@ -297,11 +412,16 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
 
   const result = (async () => {
     try {
+      inside = new Set(await pathsInside(root, options.excludePaths));
+      for (const rel of inside) {
+        if (rel === '') throw usageError(`the backup directory is the storage directory ${root}`, 'set --backup-dir or BACKUP_DIR to a directory outside the storage directory');
+        res.notes.push(`the backup directory ${showName(`${top}/${rel}`)} is inside the storage directory: left out of the archive`);
+      }
       // strictly depth first, as GNU tar writes: a directory's contents follow its header at once, so
       // `tar -x` sets each directory's mtime after its last entry and it survives extraction
       const addDir = async (rel: string): Promise<void> => {
         const entries: { rel: string; abs: string }[] = [];
-        for await (const e of walk(root, isExcluded, res.warnings, rel)) entries.push(e);
+        for await (const e of walk(root, isExcluded, sinks, rel)) entries.push(e);
         for (let i = 0; i < entries.length; i++) {
           if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
           for (let j = i + 1; j < Math.min(entries.length, i + 1 + READ_AHEAD); j++) prefetch(entries[j].abs);

@@ -76,7 +76,7 @@ function changeData(app: AppFixture): void {
 /** Everything of the application on disk (database files, storage, siblings), backups excluded. */
 const liveState = (app: AppFixture) => snapshot(app.cwd, { exclude: (rel) => rel === 'backups' || rel.startsWith('backups/') });
 /** The backup directory, without the log and the lock (which a refused run may legitimately touch). */
-const backupState = (app: AppFixture) => snapshot(app.backupDir, { exclude: (rel) => rel === 'backup.log' || rel.endsWith('.lock'), dirTimes: false });
+const backupState = (app: AppFixture) => snapshot(app.backupDir, { exclude: (rel) => rel === 'backup.log' || /\.lock(\.db)?$/.test(rel), dirTimes: false });
 
 /** What a restore left beside the live paths: pre-restore copies, staging directories, swap markers. */
 const siblings = (dir: string) => fs.readdirSync(dir).sort();

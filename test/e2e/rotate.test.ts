@@ -45,7 +45,7 @@ function listing(dir: string): string[] {
     for (const n of fs.readdirSync(path.join(dir, rel))) {
       const r = rel ? `${rel}/${n}` : n;
       if (fs.statSync(path.join(dir, r)).isDirectory()) walk(r);
-      else if (r !== 'backup.log' && !r.endsWith('.lock')) out.push(r);
+      else if (r !== 'backup.log' && !/\.lock(\.db)?$/.test(r)) out.push(r);
     }
   };
   walk('');

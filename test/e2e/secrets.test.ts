@@ -5,11 +5,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, run, type RunResult } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
+import { holdLock } from '../helpers/lock-holder.js';
 
 const ENV_TOKEN = '123456:SECRETTOKENVALUE';
 const FILE_TOKEN = '654321:CONFIGFILETOKENVALUE';
@@ -135,13 +135,10 @@ describe('tokens appear in no output and not in backup.log', () => {
   it('a create refused by the lock (an error that is logged), whose message would contain the token', async () => {
     const backupDir = path.join(app.cwd, 'locked-backups');
     fs.mkdirSync(backupDir, { mode: 0o700 });
-    const holder = spawnSync('sh', ['-c', 'sleep 30 >/dev/null 2>&1 & echo $!'], { encoding: 'utf8' });
-    const pid = Number(holder.stdout.trim());
+    // a live holder whose command line held the secrets (the holder file names it)
+    const holder = await holdLock(backupDir, `create --notify-token ${ENV_TOKEN} --cfg ${FILE_TOKEN}`);
+    const pid = holder.pid;
     try {
-      fs.writeFileSync(
-        path.join(backupDir, '.vertex-backup.lock'),
-        JSON.stringify({ pid, hostname: os.hostname(), started_at: new Date().toISOString(), command: `create --notify-token ${ENV_TOKEN} --cfg ${FILE_TOKEN}` }),
-      );
       for (const mode of [['--verbose'], ['--json', '--verbose']]) {
         const r = await run(['create', '--config', config, ...mode, ...app.flags.slice(0, 4), '--backup-dir', backupDir], { cwd: app.cwd, env });
         expect(r.code, describeRun(r)).toBe(4);
@@ -152,11 +149,7 @@ describe('tokens appear in no output and not in backup.log', () => {
       expect(log).toContain(String(pid));
       expectNoLeakOnDisk(backupDir);
     } finally {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone */
-      }
+      holder.child.kill('SIGKILL');
     }
   });
 

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { acquireLock } from '../../src/catalog/lock.js';
 import { cliRunner, defaultCliCommand, fileStateStore, loadJobSpecs, Scheduler, type SchedulerEvent } from '../../src/schedule/index.js';
 import { BIN, run, start } from '../helpers/cli.js';
 
@@ -190,11 +191,8 @@ describe('scheduler running the real vertex-backup', () => {
   it('logs and skips a job that finds the backup-directory lock held (exit 4)', async () => {
     const app = makeApp();
     fs.mkdirSync(app.backups, { recursive: true });
-    // a live holder: this test process
-    fs.writeFileSync(
-      path.join(app.backups, '.vertex-backup.lock'),
-      JSON.stringify({ pid: process.pid, hostname: os.hostname(), started_at: new Date().toISOString(), command: 'test' }),
-    );
+    // a live holder: this test process takes the kernel lock
+    const lock = await acquireLock(app.backups, 'test');
     const jobs = loadJobSpecs({ BACKUP_DATABASE_SCHEDULE: '* * * * * *', BACKUP_STORAGE_ENABLED: 'false', BACKUP_FULL_ENABLED: 'false', BACKUP_ROTATION_ENABLED: 'false' });
     const events: SchedulerEvent[] = [];
     const s = new Scheduler({
@@ -204,9 +202,13 @@ describe('scheduler running the real vertex-backup', () => {
       state: fileStateStore(app.backups),
       onEvent: (e) => events.push(e),
     });
-    await s.start();
-    await until(() => events.some((e) => e.type === 'job-end'), 20_000, 'a job ends');
-    await s.stop();
+    try {
+      await s.start();
+      await until(() => events.some((e) => e.type === 'job-end'), 20_000, 'a job ends');
+      await s.stop();
+    } finally {
+      lock.release();
+    }
     const end = events.find((e) => e.type === 'job-end') as Extract<SchedulerEvent, { type: 'job-end' }>;
     expect(end.outcome.exitCode).toBe(4);
     expect(end.result).toBe('locked');

@@ -72,12 +72,19 @@ Examples:
             }
           }
           const syncFailed = sync?.some((s) => !s.ok) ?? false;
+          const { EXIT_SKIPPED } = await import('../../errors.js');
+          const skipped = result.skipped.length
+            ? `; ${result.skipped.length} path${result.skipped.length === 1 ? '' : 's'} could not be read and ${result.skipped.length === 1 ? 'is' : 'are'} not in the backup: ${result.skipped
+                .slice(0, 10)
+                .map((p) => `${p.path} (${p.error})`)
+                .join(', ')}${result.skipped.length > 10 ? ', …' : ''}`
+            : '';
           return {
             json: { ...result, rotation, sync },
-            exitCode: result.ok && !syncFailed ? 0 : 1,
-            summary: `${result.type} backup ${result.id}: ${result.status}, ${bytes(result.size)} in ${duration(result.durationMs)}`,
+            exitCode: !result.ok || syncFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
+            summary: `${result.type} backup ${result.id}: ${result.status}, ${bytes(result.size)} in ${duration(result.durationMs)}${skipped}`,
             sizeBytes: result.size,
-            log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), warnings: result.warnings.length || undefined, errors: result.errors.length ? result.errors : undefined },
+            log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), warnings: result.warnings.length || undefined, skipped: result.skipped.length ? result.skipped : undefined, errors: result.errors.length ? result.errors : undefined },
             human: (ui) => {
               const mark = result.ok ? ui.c.green('✔') : ui.c.yellow('!');
               ui.out(`${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${bytes(result.size)} in ${duration(result.durationMs)}`);
@@ -85,6 +92,12 @@ Examples:
                 if (b.type === 'full') continue;
                 const files = b.fileCount !== undefined ? `, ${b.fileCount} files` : '';
                 ui.out(`  ${b.type.padEnd(8)} ${bytes(b.size)}${files}  ${b.files[0]}`);
+              }
+              for (const n of result.notes) ui.warn(n);
+              if (result.skipped.length) {
+                ui.error(`${result.skipped.length} path${result.skipped.length === 1 ? '' : 's'} could not be read and ${result.skipped.length === 1 ? 'is' : 'are'} NOT in this backup (exit ${EXIT_SKIPPED}):`);
+                for (const p of result.skipped.slice(0, 50)) ui.error(`  ${p.path}: ${p.error}`);
+                if (result.skipped.length > 50) ui.error(`  …and ${result.skipped.length - 50} more (see the sidecar's "skipped")`);
               }
               for (const w of result.warnings.slice(0, 20)) ui.warn(w);
               if (result.warnings.length > 20) ui.warn(`…and ${result.warnings.length - 20} more warnings (see the sidecar)`);

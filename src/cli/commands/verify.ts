@@ -48,14 +48,16 @@ Examples:
         return {
           json: report,
           exitCode: report.ok ? 0 : 3,
-          summary: report.ok ? `${report.results.length} backups verified` : `${bad.length} of ${report.results.length} backups damaged: ${bad.map((r) => `${r.type} ${r.id}`).join(', ')}`,
+          summary: report.ok ? `${report.results.filter((r) => !r.inProgress).length} backups verified` : `${bad.length} of ${report.results.length} backups damaged: ${bad.map((r) => `${r.type} ${r.id}`).join(', ')}`,
           log: { checked: report.results.map((r) => `${r.type}:${r.id}`), damaged: bad.map((r) => ({ backup: `${r.type}:${r.id}`, problems: r.problems })) },
           human: (ui) => {
             if (!report.results.length) {
               ui.out(`no backups in ${ctx.cfg.backupDir}`);
               return;
             }
-            const rows = report.results.map((r) => [r.type, r.id, r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'), r.ok ? bytes(r.checked) : r.problems.join('; ')]);
+            const rows = report.results.map((r) =>
+              r.inProgress ? [r.type, r.id, ui.c.yellow('in progress'), r.note ?? ''] : [r.type, r.id, r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'), r.ok ? bytes(r.checked) : r.problems.join('; ')],
+            );
             ui.out(ui.table(['type', 'id', 'result', 'details'], rows));
             if (!report.ok) ui.error(`${bad.length} backup(s) failed verification`);
           },
