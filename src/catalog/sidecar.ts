@@ -47,4 +47,20 @@ export interface Sidecar {
   skipped?: { path: string; error: string }[];
   /** storage: what was left out on purpose, said once (the backup directory inside the tree) */
   notes?: string[];
+  // incremental storage backups (see catalog/chain.ts and archive/manifest.ts)
+  /** 0: the archive holds every file; N: only what changed since `previous` */
+  level?: number;
+  /** the level-0 backup the chain starts from */
+  base?: string;
+  /** the backup this one was compared with (level > 0) */
+  previous?: string;
+  /** the file manifest: every path of the tree and the backup whose archive holds it */
+  manifest?: { file: string; size: number; checksum: string; entries: number };
+  /** ids of the storage backups whose archives the manifest references, oldest first (itself included) */
+  references?: string[];
+  /** bytes of file content the manifest takes from each referenced backup */
+  referenced_bytes?: Record<string, number>;
+  /** files and bytes of the whole tree the manifest describes */
+  tree_files?: number;
+  tree_bytes?: number;
 }

@@ -2,6 +2,9 @@ import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { ManifestWriter, manifestFileName, readManifest } from '../archive/manifest.js';
+import { nextLevel } from '../catalog/chain.js';
+import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
@@ -12,6 +15,7 @@ import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { ensureDir, formatBytes, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
 import { checkStorageDir, packTree, pathsInside, type SkippedPath, treeSize } from '../sources/files.js';
+import { ChangePlan } from '../sources/changes.js';
 import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
 import { TOOL } from '../version.js';
 import type { ProgressFn } from './progress.js';
@@ -23,6 +27,7 @@ export interface CreateOptions {
   /** wait this long for another run's lock before giving up (exit 4) */
   lockWaitMs?: number;
   now?: () => Date;
+  storage?: StorageRunOptions;
 }
 
 export interface CreatedBackup {
@@ -38,6 +43,8 @@ export interface CreatedBackup {
   /** storage: paths that could not be read, left out */
   skipped?: SkippedPath[];
   notes?: string[];
+  /** storage: 0 for a backup of every file, N for one of what changed since the previous backup */
+  level?: number;
 }
 
 export interface CreateResult {
@@ -168,23 +175,73 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions):
   }
 }
 
+/** Incremental storage runs: `--full`, `--reread`, `--full-every` (see catalog/chain.ts). */
+export interface StorageRunOptions {
+  /** force a level 0 */
+  full?: boolean;
+  /** hash every file instead of trusting unchanged metadata */
+  reread?: boolean;
+  /** a new level 0 once the chain's base is this old (default 7 days) */
+  fullEveryMs?: number;
+}
+
+export const DEFAULT_FULL_EVERY_MS = 7 * 86_400_000;
+/** a new level 0 once the chain stores more dead content than this share of its base */
+const MAX_CHAIN_WASTE = 0.5;
+
+/** The backup the next incremental run compares with: the newest good storage backup of this tree with a manifest. */
+async function previousStorage(cfg: Config): Promise<{ entries: BackupEntry[]; previous?: BackupEntry; warning?: string }> {
+  const entries = await listBackups(cfg.backupDir, { type: 'storage' });
+  const previous = entries.find((e) => e.status === 'ok' && e.sidecar?.manifest && e.sidecar.level !== undefined);
+  if (!previous) return { entries };
+  if (path.resolve(previous.sidecar!.original_path ?? '') !== path.resolve(cfg.storagePath)) return { entries };
+  // a damaged manifest must not poison the next backup: start a new chain instead
+  const m = previous.sidecar!.manifest!;
+  const got = await sha256File(path.join(path.dirname(previous.sidecarPath!), m.file)).catch(() => undefined);
+  if (got?.checksum !== m.checksum) return { entries, warning: `the manifest of storage backup ${previous.id} is damaged: starting a new chain (level 0)` };
+  return { entries, previous };
+}
+
 async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'storage');
   await ensureDir(dir);
   const codec = getCodec(cfg.compression);
   const name = `${baseName('storage', id)}${codec.extension}`;
+  const run = opts.storage ?? {};
+  const { entries: storageEntries, previous: prevEntry, warning } = await previousStorage(cfg);
+  const sidecarOf = (sid: string) => storageEntries.find((e) => e.id === sid && e.status === 'ok')?.sidecar;
+  const next = nextLevel(prevEntry?.sidecar, sidecarOf, {
+    full: run.full,
+    fullEveryMs: run.fullEveryMs ?? DEFAULT_FULL_EVERY_MS,
+    maxWaste: MAX_CHAIN_WASTE,
+    now: (opts.now ?? (() => new Date()))(),
+  });
+  const prev = next.level > 0 ? prevEntry!.sidecar! : undefined;
+  const manifestWriter = new ManifestWriter(dir, manifestFileName(baseName('storage', id)));
+  const previousRecords = prev ? readManifest(path.join(dir, prev.manifest!.file)) : undefined;
+  const plan = new ChangePlan(id, manifestWriter, previousRecords, run.reread);
   const writer = new PartWriter(dir, name, cfg.splitSize, (bytes) => opts.onProgress?.({ phase: 'storage', subject: id, bytes }));
   const { stream, result } = packTree(cfg.storagePath, {
+    plan,
     exclude: cfg.exclude,
     excludePaths: [cfg.backupDir],
     signal: opts.signal,
     onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes }),
   });
+  const committed: string[] = [];
   try {
     await pipeline(stream, codec.compressor({ level: cfg.compressionLevel }), writer, { signal: opts.signal });
     const packed = await result;
+    await plan.close();
     const artifact = await writer.commit();
+    committed.push(...artifact.files);
+    const manifest = await manifestWriter.commit();
+    committed.push(path.join(dir, manifest.file));
+    if (warning) packed.warnings.unshift(warning);
+    const referenced = plan.stats.referenced;
+    // oldest first: ids are timestamps
+    const references = [...referenced.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     const sidecar: Sidecar = {
       ...baseSidecar('storage', id, started),
       duration_ms: Date.now() - started.getTime(),
@@ -197,35 +254,42 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
       entry_count: packed.entryCount,
       content_bytes: packed.bytes,
       parts: artifact.parts,
+      level: next.level,
+      base: prev ? (prev.base ?? prev.id) : id,
+      previous: prev?.id,
+      manifest,
+      references,
+      referenced_bytes: Object.fromEntries(references.map((r) => [r, referenced.get(r)!])),
+      tree_files: plan.stats.files,
+      tree_bytes: [...referenced.values()].reduce((a, b) => a + b, 0),
       warnings: packed.warnings.length ? packed.warnings : undefined,
       skipped: packed.skipped.length ? packed.skipped : undefined,
       notes: packed.notes.length ? packed.notes : undefined,
       exclude: cfg.exclude.length ? cfg.exclude : undefined,
     };
     const sc = sidecarPath(cfg.backupDir, 'storage', id);
-    try {
-      await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
-    } catch (err) {
-      // without its sidecar the archive is not a backup: do not leave it behind
-      await Promise.all(artifact.files.map((f) => fsp.rm(f, { force: true })));
-      throw err;
-    }
+    await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
     return {
       type: 'storage',
       id,
       sidecarPath: sc,
-      files: [...artifact.files, sc],
+      files: [...committed, sc],
       size: artifact.size,
       checksum: artifact.checksum,
       fileCount: packed.fileCount,
       durationMs: sidecar.duration_ms,
       warnings: packed.warnings,
       skipped: packed.skipped,
-      notes: packed.notes,
+      notes: next.reason && next.level === 0 && prevEntry ? [...packed.notes, `level 0: ${next.reason}`] : packed.notes,
+      level: next.level,
     };
   } catch (err) {
     stream.destroy();
+    await plan.close().catch(() => {});
     await writer.abort();
+    await manifestWriter.abort();
+    // without its sidecar the archive is not a backup: do not leave it behind
+    await Promise.all(committed.map((f) => fsp.rm(f, { force: true })));
     throw toBackupError(err, 'storage backup');
   }
 }

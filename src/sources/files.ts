@@ -1,4 +1,5 @@
-import { constants as fsConstants, createReadStream, type Stats } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { type BigIntStats, constants as fsConstants, createReadStream, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
@@ -6,7 +7,9 @@ import { pipeline } from 'node:stream/promises';
 import picomatch from 'picomatch';
 import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
+import type { ManifestRecord } from '../archive/manifest.js';
 import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, showName } from './bytenames.js';
+import { type ChangePlan, recordFor } from './changes.js';
 
 /** Files up to this size are read in one call; bigger ones are streamed, so memory stays flat. */
 const SMALL_FILE = 1024 * 1024;
@@ -98,6 +101,8 @@ export interface PackResult {
 }
 
 export interface PackOptions {
+  /** incremental backups: what to put in the archive, and the manifest being written (see changes.ts) */
+  plan?: ChangePlan;
   exclude?: string[];
   /** absolute paths to leave out when they lie inside the tree: the backup directory itself */
   excludePaths?: string[];
@@ -211,6 +216,26 @@ export async function treeSize(root: string, exclude?: string[], excludePaths?: 
   return { bytes, files };
 }
 
+type Added = { kind: 'dir' | 'skip' | 'ok'; size?: number; sha256?: string; linkname?: string };
+const SKIP: Added = { kind: 'skip' };
+
+async function statBig(abs: string, follow: boolean): Promise<BigIntStats | undefined> {
+  return (follow ? fsp.stat(fsPath(abs), { bigint: true }) : fsp.lstat(fsPath(abs), { bigint: true })).catch(() => undefined);
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
 /** Reads exactly `size` bytes: a file that grew is cut at its size when archived, one that shrank is padded. */
 function exactly(size: number, onShort: (got: number) => void): Transform {
   let seen = 0;
@@ -250,9 +275,9 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
   const isExcluded = (rel: string) => inside.has(rel) || globs(rel);
   const res: PackResult = { fileCount: 0, entryCount: 0, bytes: 0, warnings: [], skipped: [], notes: [] };
   const sinks: WalkSinks = { warnings: res.warnings, skipped: res.skipped, top };
-  const skip = (name: string, err: unknown): 'skip' => {
+  const skip = (name: string, err: unknown): Added => {
     res.skipped.push({ path: showName(name), error: (err as NodeJS.ErrnoException).code ?? String(err) });
-    return 'skip';
+    return SKIP;
   };
 
   /**
@@ -295,27 +320,29 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     if (!prefetched.has(abs)) prefetched.set(abs, readSmallFile(abs));
   };
 
-  const emitSmall = async (header: Partial<tar.Header> & { name: string; size: number }, file: SmallFile) => {
+  const emitSmall = async (header: Partial<tar.Header> & { name: string; size: number }, file: SmallFile): Promise<string | undefined> => {
     if (file.got < file.buf.length) {
       file.buf.fill(0, file.got);
       res.warnings.push(`changed while archiving (shrank to ${file.got} of ${file.buf.length} bytes; padded): ${showName(header.name)}`);
     }
+    const sha256 = options.plan ? createHash('sha256').update(file.buf).digest('hex') : undefined;
     res.bytes += file.buf.length;
     await new Promise<void>((resolve, reject) => quiet(pack.entry(byteNames(header) as tar.Header, file.buf, (err) => (err ? reject(err) : resolve()))));
     res.entryCount++;
     res.fileCount++;
     options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
+    return sha256;
   };
 
-  const addPath = async (abs: string, name: string, followLink = false): Promise<'dir' | 'skip' | 'ok'> => {
+  const addPath = async (abs: string, name: string, followLink = false): Promise<Added> => {
     const pre = prefetched.get(abs);
     if (pre) {
       prefetched.delete(abs);
       const file = await pre;
       if (file) {
         const { lst, fst } = file;
-        await emitSmall({ name, uid: lst.uid, gid: lst.gid, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' }, file);
-        return 'ok';
+        const sha256 = await emitSmall({ name, uid: lst.uid, gid: lst.gid, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' }, file);
+        return { kind: 'ok', size: fst.size, sha256 };
       }
       // not a small regular file after all (or gone): the ordinary path below says what it is
     }
@@ -327,7 +354,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       const code = (err as NodeJS.ErrnoException).code ?? '';
       if (code === 'ENOENT') {
         res.warnings.push(`vanished while archiving: ${showName(name)}`);
-        return 'skip';
+        return SKIP;
       }
       if (UNREADABLE.has(code) && !followLink) return skip(name, err);
       throw err;
@@ -336,21 +363,22 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     if (st.isDirectory()) {
       await addEntry({ ...base, type: 'directory' });
       res.entryCount++;
-      return 'dir';
+      return { kind: 'dir' };
     }
     if (st.isSymbolicLink()) {
       const target = await fsp.readlink(p, { encoding: 'buffer' }).catch(() => undefined);
       if (target === undefined) {
         res.warnings.push(`vanished while archiving: ${showName(name)}`);
-        return 'skip';
+        return SKIP;
       }
-      await addEntry({ ...base, type: 'symlink', linkname: decodeName(target) });
+      const linkname = decodeName(target);
+      await addEntry({ ...base, type: 'symlink', linkname });
       res.entryCount++;
-      return 'ok';
+      return { kind: 'ok', linkname };
     }
     if (!st.isFile()) {
       res.warnings.push(`skipped special file (socket, FIFO or device): ${showName(name)}`);
-      return 'skip';
+      return SKIP;
     }
     let fh;
     try {
@@ -359,11 +387,11 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       const code = (err as NodeJS.ErrnoException).code ?? '';
       if (code === 'ENOENT') {
         res.warnings.push(`vanished while archiving: ${showName(name)}`);
-        return 'skip';
+        return SKIP;
       }
       if (code === 'ELOOP') {
         res.warnings.push(`changed while archiving (replaced by a symlink; left out): ${showName(name)}`);
-        return 'skip';
+        return SKIP;
       }
       if (UNREADABLE.has(code)) return skip(name, err);
       throw err;
@@ -374,7 +402,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       await fh.close();
       const what = fst.isDirectory() ? 'a directory' : fst.isFile() ? 'another file' : 'a special file (FIFO, socket, device)';
       res.warnings.push(`changed while archiving (replaced by ${what}; left out): ${showName(name)}`);
-      return 'skip';
+      return SKIP;
     }
     const header = { ...base, mode: fst.mode & 0o7777, mtime: fst.mtime, size: fst.size, type: 'file' as const };
     if (fst.size <= SMALL_FILE) {
@@ -385,16 +413,17 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       } finally {
         await fh.close();
       }
-      await emitSmall(header, file);
-      return 'ok';
+      return { kind: 'ok', size: fst.size, sha256: await emitSmall(header, file) };
     }
     // 256 KiB reads: garbage chunks are external memory that V8 collects late; with 1 MiB reads the peak
     // grew with the data (153 MB at 2.5 GB of videos, 131 MB now)
     const body = createReadStream('', { fd: fh, highWaterMark: 1 << 18 }).pipe(
       exactly(fst.size, (got) => res.warnings.push(`changed while archiving (shrank to ${got} of ${fst.size} bytes; padded): ${showName(name)}`)),
     );
+    const hash = options.plan ? createHash('sha256') : undefined;
     body.on('data', (c: Buffer) => {
       res.bytes += c.length;
+      hash?.update(c);
     });
     // an abort (SIGTERM) must not wait for a big file to be read to its end
     const onAbort = () => body.destroy(options.signal?.reason ?? new Error('aborted'));
@@ -407,7 +436,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     res.entryCount++;
     res.fileCount++;
     options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
-    return 'ok';
+    return { kind: 'ok', size: fst.size, sha256: hash?.digest('hex') };
   };
 
   const result = (async () => {
@@ -417,21 +446,64 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
         if (rel === '') throw usageError(`the backup directory is the storage directory ${root}`, 'set --backup-dir or BACKUP_DIR to a directory outside the storage directory');
         res.notes.push(`the backup directory ${showName(`${top}/${rel}`)} is inside the storage directory: left out of the archive`);
       }
-      // strictly depth first, as GNU tar writes: a directory's contents follow its header at once, so
-      // `tar -x` sets each directory's mtime after its last entry and it survives extraction
-      const addDir = async (rel: string): Promise<void> => {
+      // Group order (see archive/manifest.ts): a directory's header, then its files and symlinks by
+      // name, then each subdirectory the same way. Every directory's contents still follow its header
+      // before anything outside it, so `tar -x` sets each directory's mtime after its last entry.
+      const addDir = async (rel: string, follow = false): Promise<void> => {
+        const abs = rel ? path.join(root, rel) : path.resolve(root);
+        const name = rel ? `${top}/${rel}` : top;
+        const plan = options.plan;
+        const group = plan ? await plan.openGroup(name) : undefined;
+        const dst = plan ? await statBig(abs, follow) : undefined;
+        let headed = false;
+        // an unchanged directory gets a header only when something inside it is archived again
+        if (!plan || !(await plan.unchanged(group!.self, dst, abs))) {
+          if ((await addPath(abs, name, follow)).kind !== 'dir') return;
+          headed = true;
+        }
         const entries: { rel: string; abs: string }[] = [];
         for await (const e of walk(root, isExcluded, sinks, rel)) entries.push(e);
+        const stats = plan ? await mapLimit(entries, 16, (e) => statBig(e.abs, false)) : [];
+        const subdirs: string[] = [];
+        const todo: { i: number; prev?: ManifestRecord }[] = [];
+        const records: ManifestRecord[] = [];
         for (let i = 0; i < entries.length; i++) {
-          if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
-          for (let j = i + 1; j < Math.min(entries.length, i + 1 + READ_AHEAD); j++) prefetch(entries[j].abs);
-          if ((await addPath(entries[i].abs, `${top}/${entries[i].rel}`)) === 'dir') await addDir(entries[i].rel);
+          const st = stats[i];
+          if (plan && st?.isDirectory()) subdirs.push(entries[i].rel);
+          else if (!plan) todo.push({ i });
+          else {
+            const prev = group!.entries.get(`${top}/${entries[i].rel}`);
+            if (await plan.unchanged(prev, st, entries[i].abs)) records.push(prev!);
+            else todo.push({ i });
+          }
         }
+        if (plan && !headed && todo.length > 0) {
+          if ((await addPath(abs, name, follow)).kind !== 'dir') return;
+          headed = true;
+        }
+        for (let k = 0; k < todo.length; k++) {
+          if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
+          for (let j = k + 1; j < Math.min(todo.length, k + 1 + READ_AHEAD); j++) prefetch(entries[todo[j].i].abs);
+          const e = entries[todo[k].i];
+          const added = await addPath(e.abs, `${top}/${e.rel}`);
+          if (!plan) {
+            if (added.kind === 'dir') subdirs.push(e.rel);
+            continue;
+          }
+          const st = stats[todo[k].i];
+          if (added.kind === 'dir') res.warnings.push(`changed while archiving (became a directory; its contents left out): ${showName(`${top}/${e.rel}`)}`);
+          else if (added.kind === 'ok' && st) records.push(recordFor(`${top}/${e.rel}`, st, plan.archiveId, added));
+        }
+        if (plan) {
+          const self = headed ? (dst && recordFor(name, dst, plan.archiveId)) : group!.self;
+          records.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+          await plan.writeGroup(self ? [self, ...records] : records);
+        }
+        for (const sub of subdirs) await addDir(sub);
       };
       // the storage path itself may be a symlink to the real directory (a mounted volume): archive the
       // directory it leads to, as a directory, so the backup restores to a tree and not a dangling link
-      await addPath(path.resolve(root), top, true);
-      await addDir('');
+      await addDir('', true);
       pack.finalize();
       return res;
     } catch (err) {

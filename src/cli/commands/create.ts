@@ -12,6 +12,9 @@ export function register(program: Command): void {
     .option('--compression-level <n>', 'codec level (env BACKUP_COMPRESSION_LEVEL)')
     .option('--split-size <MiB>', 'split archives into parts of this size while writing (env BACKUP_SPLIT_SIZE_MB)')
     .option('--exclude <glob>', 'leave out matching paths (repeatable; env BACKUP_EXCLUDE, comma-separated)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--full', 'storage: a level 0 backup of every file, starting a new chain (default: only what changed)')
+    .option('--reread', 'storage: read and hash every file instead of trusting unchanged size, times and inode')
+    .option('--full-every <duration>', 'storage: start a new chain (level 0) once its base is this old, like 7d or 36h', '7d')
     .option('--rotate', 'apply the retention policy after a successful backup')
     .option('--max-backups <n>', 'with --rotate: keep this many per type (env MAX_BACKUPS, default 7)')
     .option('--sync [remote]', 'after a successful backup, upload it to this remote (default: every enabled remote)')
@@ -28,7 +31,9 @@ Examples:
     )
     .action(
       action('create', async (ctx, cmd) => {
-        const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string; sync?: string | boolean };
+        const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string; sync?: string | boolean; full?: boolean; reread?: boolean; fullEvery: string };
+        const { parseDuration } = await import('../../schedule/duration.js');
+        const fullEveryMs = parseDuration(o.fullEvery, '--full-every');
         const { acquireLock } = await import('../../catalog/lock.js');
         const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
@@ -39,6 +44,7 @@ Examples:
           const result = await runCreate(ctx.cfg, {
             type: o.type,
             signal: ctx.signal,
+            storage: { full: o.full, reread: o.reread, fullEveryMs },
             onProgress: (p) => {
               if (p.phase === 'database') ctx.ui.progress(`database: copying ${p.bytes ?? 0}/${p.totalBytes ?? '?'} pages`);
               else ctx.ui.progress(`storage: ${p.files ?? ''}${p.files !== undefined ? ' files, ' : ''}${bytes(p.bytes ?? 0)}`);
@@ -90,7 +96,7 @@ Examples:
               ui.out(`${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${bytes(result.size)} in ${duration(result.durationMs)}`);
               for (const b of result.backups) {
                 if (b.type === 'full') continue;
-                const files = b.fileCount !== undefined ? `, ${b.fileCount} files` : '';
+                const files = b.fileCount !== undefined ? `, ${b.fileCount} files${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
                 ui.out(`  ${b.type.padEnd(8)} ${bytes(b.size)}${files}  ${b.files[0]}`);
               }
               for (const n of result.notes) ui.warn(n);

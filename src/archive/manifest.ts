@@ -1,0 +1,223 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { createGunzip, createGzip } from 'node:zlib';
+import { BackupError } from '../errors.js';
+import { FILE_MODE, fsyncDir } from '../fsutil.js';
+import { decodeName, nameBytes } from '../sources/bytenames.js';
+
+/**
+ * The file manifest of a storage backup: every path of the tree at that moment and the id of the
+ * backup whose archive holds its entry.
+ *
+ * On disk (`storage_backup_<id>.manifest.gz`): gzip of records `<JSON>\t<path bytes>\0`. The path is
+ * last and raw, so coreutils read it exactly whatever bytes a name holds (`zcat M | cut -z -f2-`); the
+ * JSON never holds a raw tab. Records come in "group order": each directory (depth first, names sorted)
+ * followed by the files and symlinks it holds; the archives list their entries in the same order, so
+ * a restore pairs archive entries with records by a merge, never by a map of the whole tree.
+ */
+export type EntryType = 'd' | 'f' | 'l';
+
+export interface ManifestRecord {
+  /** the archive path: `<storage dir name>/<relative path>`, bytes that are not UTF-8 as U+DC80+byte */
+  path: string;
+  t: EntryType;
+  /** content bytes (files) */
+  s: number;
+  m: number;
+  u: number;
+  g: number;
+  /** mtime, ctime (ns) and inode as decimal strings: what change detection compares */
+  mt: string;
+  ct: string;
+  i: string;
+  /** SHA-256 hex of the content (files) */
+  h?: string;
+  /** id of the storage backup whose archive holds this entry */
+  a: string;
+  /** symlink target */
+  l?: string;
+}
+
+export interface ManifestInfo {
+  file: string;
+  size: number;
+  checksum: string;
+  entries: number;
+}
+
+export const manifestFileName = (baseName: string) => `${baseName}.manifest.gz`;
+
+const TAB = 0x09;
+const NUL = 0x00;
+
+export function encodeRecord(r: ManifestRecord): Buffer {
+  const { path: p, ...meta } = r;
+  return Buffer.concat([Buffer.from(JSON.stringify(meta), 'utf8'), Buffer.of(TAB), nameBytes(p), Buffer.of(NUL)]);
+}
+
+export function decodeRecord(buf: Buffer, where: string): ManifestRecord {
+  const tab = buf.indexOf(TAB);
+  if (tab < 0) throw new BackupError('DAMAGED', `${where}: manifest record without a path`);
+  let meta: Omit<ManifestRecord, 'path'>;
+  try {
+    meta = JSON.parse(buf.toString('utf8', 0, tab));
+  } catch {
+    throw new BackupError('DAMAGED', `${where}: manifest record is not valid JSON`);
+  }
+  if (!meta || (meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || typeof meta.a !== 'string') {
+    throw new BackupError('DAMAGED', `${where}: manifest record lacks its type or archive id`);
+  }
+  return { path: decodeName(buf.subarray(tab + 1)), ...meta };
+}
+
+/** Path components compared one by one: the order of a depth-first walk over sorted names. */
+export function comparePaths(a: string, b: string): number {
+  const pa = a.split('/');
+  const pb = b.split('/');
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
+    if (pa[i] !== pb[i]) return pa[i] < pb[i] ? -1 : 1;
+  }
+  return pa.length - pb.length;
+}
+
+/** The directory a record belongs to in group order: a directory heads its own group. */
+export const groupOf = (r: { path: string; t: EntryType }): string => (r.t === 'd' ? r.path : r.path.slice(0, Math.max(0, r.path.lastIndexOf('/'))));
+
+/**
+ * Group order: groups by their directory depth first; inside a group the directory, then its entries
+ * by name. A record sorts before another when its group comes first, or the same group and its name.
+ */
+export function compareRecords(a: { path: string; t: EntryType }, b: { path: string; t: EntryType }): number {
+  const ga = groupOf(a);
+  const gb = groupOf(b);
+  if (ga !== gb) return comparePaths(ga, gb);
+  if (a.t === 'd') return b.t === 'd' ? 0 : -1;
+  if (b.t === 'd') return 1;
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+}
+
+/** Streams records into `<dir>/<name>.tmp`; `commit()` fsyncs and renames, `abort()` removes. */
+export class ManifestWriter {
+  private readonly gzip = createGzip({ level: 6 });
+  private readonly hash = createHash('sha256');
+  private readonly tmp: string;
+  private size = 0;
+  private entries = 0;
+  private readonly done: Promise<void>;
+  private fh?: fsp.FileHandle;
+
+  constructor(
+    private readonly dir: string,
+    private readonly name: string,
+  ) {
+    const tmp = path.join(dir, `${name}.tmp`);
+    this.tmp = tmp;
+    this.done = (async () => {
+      this.fh = await fsp.open(tmp, 'w', FILE_MODE);
+      for await (const chunk of this.gzip) {
+        const c = chunk as Buffer;
+        this.hash.update(c);
+        this.size += c.length;
+        let off = 0;
+        while (off < c.length) off += (await this.fh.write(c, off, c.length - off)).bytesWritten;
+      }
+    })();
+    this.done.catch(() => {});
+  }
+
+  async write(r: ManifestRecord): Promise<void> {
+    this.entries++;
+    if (!this.gzip.write(encodeRecord(r))) await new Promise<void>((resolve) => this.gzip.once('drain', resolve));
+  }
+
+  async commit(): Promise<ManifestInfo> {
+    this.gzip.end();
+    await this.done;
+    await this.fh!.sync();
+    await this.fh!.close();
+    await fsp.rename(this.tmp, path.join(this.dir, this.name));
+    await fsyncDir(this.dir);
+    return { file: this.name, size: this.size, checksum: this.hash.digest('hex'), entries: this.entries };
+  }
+
+  async abort(): Promise<void> {
+    this.gzip.destroy();
+    await this.done.catch(() => {});
+    await this.fh?.close().catch(() => {});
+    await fsp.rm(this.tmp, { force: true });
+  }
+}
+
+/** The records of a manifest file in their order; checks the file's SHA-256 when `checksum` is given. */
+export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
+  const where = path.basename(file);
+  const hash = createHash('sha256');
+  const raw = createReadStream(file);
+  raw.on('data', (c) => hash.update(c as Buffer));
+  const gunzip = raw.pipe(createGunzip());
+  raw.on('error', (e) => gunzip.destroy(e));
+  let rest = Buffer.alloc(0);
+  try {
+    for await (const chunk of gunzip) {
+      let buf = rest.length ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+      let start = 0;
+      for (let nul = buf.indexOf(NUL, start); nul >= 0; nul = buf.indexOf(NUL, start)) {
+        yield decodeRecord(buf.subarray(start, nul), where);
+        start = nul + 1;
+      }
+      buf = buf.subarray(start);
+      rest = Buffer.from(buf);
+    }
+  } catch (err) {
+    if (err instanceof BackupError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new BackupError('DAMAGED', `manifest ${where} is missing`);
+    throw new BackupError('DAMAGED', `manifest ${where} cannot be read: ${(err as Error).message}`);
+  }
+  if (rest.length) throw new BackupError('DAMAGED', `manifest ${where} is truncated`);
+  if (checksum && hash.digest('hex') !== checksum) throw new BackupError('DAMAGED', `manifest ${where}: checksum mismatch`);
+}
+
+/** A cursor over a manifest: `next()` reads ahead one record, `skipBelow()` advances by group order. */
+export class ManifestCursor {
+  private it: AsyncGenerator<ManifestRecord>;
+  private head?: ManifestRecord;
+  private ended = false;
+  private started = false;
+
+  constructor(records: AsyncGenerator<ManifestRecord>) {
+    this.it = records;
+  }
+
+  async peek(): Promise<ManifestRecord | undefined> {
+    if (!this.started) {
+      this.started = true;
+      await this.advance();
+    }
+    return this.head;
+  }
+
+  async take(): Promise<ManifestRecord | undefined> {
+    const r = await this.peek();
+    await this.advance();
+    return r;
+  }
+
+  private async advance(): Promise<void> {
+    if (this.ended) {
+      this.head = undefined;
+      return;
+    }
+    const n = await this.it.next();
+    if (n.done) {
+      this.ended = true;
+      this.head = undefined;
+    } else this.head = n.value;
+  }
+
+  async close(): Promise<void> {
+    await this.it.return(undefined);
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * Chains of incremental storage backups, from sidecars alone (pure, no I/O). A storage backup whose
+ * sidecar lists `references` needs the archives of those backups to be restored: rotation keeps them,
+ * listing calls the backup damaged when one is gone, verify checks them, sync sends them along.
+ */
+export interface ChainItem {
+  id: string;
+  /** ids whose archives its manifest references (itself included); undefined for single-archive backups */
+  references?: string[];
+}
+
+/** The other backups whose archives `item` needs. */
+export function pinsOf(item: ChainItem): string[] {
+  return (item.references ?? []).filter((r) => r !== item.id);
+}
+
+/** For each kept backup, the backups it pins; and every id that must stay because a kept backup pins it. */
+export function pinnedByKept(items: ChainItem[], keptIds: Iterable<string>): { pins: Map<string, string[]>; pinned: Map<string, string[]> } {
+  const byId = new Map(items.map((i) => [i.id, i]));
+  const pins = new Map<string, string[]>();
+  const pinned = new Map<string, string[]>();
+  for (const id of keptIds) {
+    const item = byId.get(id);
+    if (!item) continue;
+    const p = pinsOf(item);
+    if (!p.length) continue;
+    pins.set(id, p);
+    for (const target of p) {
+      const by = pinned.get(target) ?? [];
+      by.push(id);
+      pinned.set(target, by);
+    }
+  }
+  return { pins, pinned };
+}
+
+export interface ChainSidecar {
+  id: string;
+  created_at: string;
+  level?: number;
+  base?: string;
+  content_bytes?: number;
+  references?: string[];
+  referenced_bytes?: Record<string, number>;
+  manifest?: unknown;
+}
+
+export interface NextLevel {
+  level: number;
+  /** why a new level 0 */
+  reason?: string;
+}
+
+/**
+ * The level of the next storage backup after `previous`: 0 when forced, when there is no previous
+ * manifest, when the chain's base is `fullEveryMs` old, or when the archives the chain holds carry
+ * more than `maxWaste` of the base's size in content no longer referenced (changed or removed files).
+ */
+export function nextLevel(
+  previous: ChainSidecar | undefined,
+  sidecars: (id: string) => ChainSidecar | undefined,
+  options: { full?: boolean; fullEveryMs: number; maxWaste: number; now: Date },
+): NextLevel {
+  if (options.full) return { level: 0, reason: 'a full (level 0) backup was asked for' };
+  if (!previous?.manifest || previous.level === undefined) return { level: 0, reason: 'no earlier incremental storage backup' };
+  const base = sidecars(previous.base ?? previous.id);
+  if (!base) return { level: 0, reason: `the chain's base ${previous.base} is gone` };
+  const age = options.now.getTime() - Date.parse(base.created_at);
+  if (!(age < options.fullEveryMs)) return { level: 0, reason: `the chain's base ${base.id} is older than --full-every` };
+  let stored = 0;
+  let used = 0;
+  for (const id of previous.references ?? []) {
+    stored += sidecars(id)?.content_bytes ?? 0;
+    used += previous.referenced_bytes?.[id] ?? 0;
+  }
+  const waste = stored - used;
+  const baseBytes = base.content_bytes ?? 0;
+  if (baseBytes > 0 && waste > options.maxWaste * baseBytes) {
+    return { level: 0, reason: `the chain holds ${waste} bytes of content no longer in the tree, more than ${Math.round(options.maxWaste * 100)}% of its base` };
+  }
+  return { level: previous.level + 1 };
+}
