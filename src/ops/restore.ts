@@ -1,7 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { artifactFiles, type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
+import { artifactFiles, type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../codec/parts.js';
@@ -22,6 +23,8 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   onProgress?: ProgressFn;
   lockWaitMs?: number;
+  /** incremental storage backups: restore only these paths of the tree (relative to the storage directory) */
+  include?: string[];
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
 }
@@ -125,7 +128,7 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
   await codec.checkAvailable();
   const free = await freeSpace(parent);
   const room = Math.max(0, free - 64 * 1024 * 1024);
-  const declared = s.content_bytes;
+  const declared = s.manifest ? s.tree_bytes : s.content_bytes;
   if (declared !== undefined && declared > room) {
     throw new BackupError('NO_SPACE', `not enough free space at ${parent} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`, {
       hint: 'free some space, or restore elsewhere with --target DIR',
@@ -137,6 +140,21 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
   const files = artifactFiles(s).map((p) => path.join(dir, p.file));
   let extracted;
   try {
+    if (s.manifest) {
+      // incremental storage backup: the manifest says which archive holds each entry (archive/restore-chain.ts)
+      const lookup = componentLookup(path.dirname(dir));
+      const chain = new Map<string, ChainArchive>();
+      for (const rid of s.references ?? []) {
+        const e = rid === entry.id ? entry : await lookup('storage', rid);
+        if (e?.sidecar && e.sidecarPath) chain.set(rid, { dir: path.dirname(e.sidecarPath), sidecar: e.sidecar });
+      }
+      extracted = await extractChain({ path: path.join(dir, s.manifest.file), checksum: s.manifest.checksum }, (rid) => chain.get(rid), staging, {
+        maxBytes: s.tree_bytes !== undefined ? Math.min(room, s.tree_bytes + 1024 * 1024) : room,
+        signal: opts.signal,
+        include: opts.include,
+        onEntry: (_name, bytes) => opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes }),
+      });
+    } else {
     const input = readParts(files);
     const tarStream = input.pipe(codec.decompressor());
     input.on('error', (e) => tarStream.destroy(e));
@@ -147,6 +165,7 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
     });
     if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
       throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
+    }
     }
   } catch (err) {
     await fsp.rm(staging, { recursive: true, force: true });

@@ -8,7 +8,8 @@ import type { BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../codec/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { BackupError } from '../errors.js';
-import { exists } from '../fsutil.js';
+import { pinsOf } from '../catalog/chain.js';
+import { exists, sha256File } from '../fsutil.js';
 import { checkDatabaseFile } from '../sources/sqlite.js';
 import type { ProgressFn } from './progress.js';
 
@@ -144,9 +145,41 @@ export async function verifyEntry(
     }
   } else {
     await verifyArtifact(entry, opts, result);
+    if (entry.sidecar.manifest) await verifyChain(backupDir, entry, opts, cache, lookup, result);
   }
   result.ok = result.problems.length === 0;
   return result;
+}
+
+/** An incremental storage backup needs its manifest and the archive of every backup the manifest references. */
+async function verifyChain(
+  backupDir: string,
+  entry: BackupEntry,
+  opts: VerifyOptions,
+  cache: Map<string, VerifyResult>,
+  lookup: ReturnType<typeof componentLookup>,
+  result: VerifyResult,
+): Promise<void> {
+  const m = entry.sidecar!.manifest!;
+  const file = path.join(path.dirname(entry.sidecarPath!), m.file);
+  const got = await sha256File(file).catch(() => undefined);
+  if (!got) result.problems.push(`missing ${m.file}`);
+  else if (got.size !== m.size || got.checksum !== m.checksum) result.problems.push(`${m.file}: checksum mismatch`);
+  else result.checked += got.size;
+  for (const rid of pinsOf({ id: entry.id, references: entry.sidecar!.references })) {
+    const key = `archive:storage:${rid}`;
+    let r = cache.get(key);
+    if (!r) {
+      const dep = await lookup('storage', rid);
+      r = { type: 'storage', id: rid, ok: false, problems: [], size: dep?.size ?? 0, checked: 0 };
+      if (!dep?.sidecar) r.problems.push(dep ? `it is ${dep.status}` : 'it is missing');
+      else await verifyArtifact(dep, opts, r);
+      r.ok = r.problems.length === 0;
+      cache.set(key, r);
+      result.checked += r.checked;
+    }
+    if (!r.ok) result.problems.push(`needs the archive of storage backup ${rid}: ${r.problems.join('; ')}`);
+  }
 }
 
 export interface VerifySelection {

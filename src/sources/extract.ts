@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -27,6 +28,10 @@ export interface ExtractOptions {
   signal?: AbortSignal;
   /** fsync files and directories before returning (default true: restore is durable before the swap) */
   durable?: boolean;
+  /** incremental restore: only entries this accepts are written (the others are read past) */
+  select?: (rel: string, type: Header['type']) => boolean | Promise<boolean>;
+  /** called with each written file's SHA-256, computed as it is written */
+  onFile?: (rel: string, size: number, sha256: string) => void;
 }
 
 export interface ExtractResult {
@@ -154,6 +159,10 @@ class Extractor {
 
   private async entry(h: Header, stream: AsyncIterable<unknown>): Promise<void> {
     const rel = this.checkName(h.name, 'name');
+    if (this.options.select && !(await this.options.select(rel, h.type))) {
+      await drain(stream);
+      return;
+    }
     const mode = this.mode(h);
     const mtime = entryMtime(h);
     switch (h.type) {
@@ -261,15 +270,18 @@ class Extractor {
       fd = fs.openSync(file, OPEN_FLAGS, 0o600);
     }
     let kept = false;
+    const hash = this.options.onFile ? createHash('sha256') : undefined;
     try {
       const { signal } = this.options;
       for await (const chunk of stream) {
         const buf = chunk as Buffer;
+        hash?.update(buf);
         let off = 0;
         while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
         if (signal?.aborted) throw abortError(signal);
       }
       this.bytes += h.size;
+      if (hash) this.options.onFile!(rel, h.size, hash.digest('hex'));
       fs.fchmodSync(fd, mode);
       fs.futimesSync(fd, mtime, mtime);
       if (this.durable) {

@@ -504,6 +504,8 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       // the storage path itself may be a symlink to the real directory (a mounted volume): archive the
       // directory it leads to, as a directory, so the backup restores to a tree and not a dangling link
       await addDir('', true);
+      // reported in path order, as a plain walk would meet them
+      res.skipped.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
       pack.finalize();
       return res;
     } catch (err) {

@@ -1,0 +1,153 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import { artifactFiles } from '../catalog/listing.js';
+import type { Sidecar } from '../catalog/sidecar.js';
+import { readParts } from '../codec/parts.js';
+import { codecForFile, getCodec } from '../codec/registry.js';
+import { BackupError } from '../errors.js';
+import { fsPath, showName } from '../sources/bytenames.js';
+import { extractArchive } from '../sources/extract.js';
+import { compareRecords, ManifestCursor, type ManifestRecord, readManifest } from './manifest.js';
+
+/**
+ * Restore of an incremental storage backup from its manifest: directories come from the manifest,
+ * files and symlinks from the archives it names, each read once, each entry written once (an entry
+ * that a later backup holds again is read past in the older archive). Every file is hashed as it is
+ * written and compared with the manifest.
+ */
+
+export interface ChainArchive {
+  /** the directory holding the backup's files */
+  dir: string;
+  sidecar: Sidecar;
+}
+
+export interface ChainRestoreOptions {
+  maxBytes?: number;
+  signal?: AbortSignal;
+  onEntry?: (name: string, bytes: number) => void;
+  /** only these archive paths (and what is under them), for `restore --include` */
+  include?: string[];
+}
+
+export interface ChainRestoreResult {
+  entries: number;
+  bytes: number;
+  warnings: string[];
+  /** the backups whose archives were read */
+  archivesRead: string[];
+}
+
+function safeRel(p: string): string {
+  const parts = p.split('/');
+  if (p.startsWith('/') || parts.some((x) => x === '' || x === '.' || x === '..') || p.includes('\0')) {
+    throw new BackupError('DAMAGED', `manifest names the unsafe path ${JSON.stringify(showName(p))}`);
+  }
+  return p;
+}
+
+/** Whether `p` is one of `include` or lies under one (an empty list includes everything). */
+export function included(p: string, include: string[] | undefined): boolean {
+  if (!include?.length) return true;
+  return include.some((i) => p === i || p.startsWith(`${i}/`));
+}
+
+/** Whether a directory must exist for the included paths: it is included, or lies on the way to one. */
+const onTheWay = (dir: string, include: string[] | undefined) => included(dir, include) || !!include?.some((i) => i.startsWith(`${dir}/`));
+
+const nsToSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6;
+
+export async function extractChain(
+  manifest: { path: string; checksum: string },
+  archives: (id: string) => ChainArchive | undefined,
+  staging: string,
+  options: ChainRestoreOptions = {},
+): Promise<ChainRestoreResult> {
+  await fsp.mkdir(staging, { recursive: true, mode: 0o700 });
+  const root = await fsp.realpath(staging);
+  const want = (r: ManifestRecord) => (r.t === 'd' ? onTheWay(r.path, options.include) : included(r.path, options.include));
+  // pass 1: the directories, and which archives hold what we need
+  const needed = new Map<string, number>();
+  let entries = 0;
+  for await (const r of readManifest(manifest.path, manifest.checksum)) {
+    safeRel(r.path);
+    if (!want(r)) continue;
+    entries++;
+    if (r.t === 'd') await fsp.mkdir(fsPath(path.join(root, r.path)), { recursive: true, mode: 0o700 });
+    else needed.set(r.a, (needed.get(r.a) ?? 0) + 1);
+  }
+  if (options.include?.length && entries === 0) {
+    throw new BackupError('USAGE', `the backup holds nothing under ${options.include.map((i) => JSON.stringify(showName(i))).join(', ')}`, {
+      hint: 'see what it holds with: vertex-backup ls ID',
+    });
+  }
+  // pass 2: files and symlinks, archive by archive, oldest first
+  let bytes = 0;
+  const warnings: string[] = [];
+  const ids = [...needed.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  for (const id of ids) {
+    const archive = archives(id);
+    if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
+    const s = archive.sidecar;
+    const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
+    if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in storage backup ${id}`);
+    await codec.checkAvailable();
+    const cursor = new ManifestCursor(readManifest(manifest.path));
+    const nextWanted = async (): Promise<ManifestRecord | undefined> => {
+      for (let r = await cursor.peek(); r; r = await cursor.peek()) {
+        if (r.t !== 'd' && r.a === id && want(r)) return r;
+        await cursor.take();
+      }
+      return undefined;
+    };
+    const expected = new Map<string, ManifestRecord>();
+    const lacks = (r: ManifestRecord) => new BackupError('DAMAGED', `the archive of storage backup ${id} lacks ${JSON.stringify(showName(r.path))}, which the manifest says it holds`);
+    try {
+      const input = readParts(artifactFiles(s).map((p) => path.join(archive.dir, p.file)));
+      const tarStream = input.pipe(codec.decompressor());
+      input.on('error', (e) => tarStream.destroy(e));
+      const got = await extractArchive(tarStream as unknown as Readable, root, {
+        maxBytes: options.maxBytes === undefined ? undefined : options.maxBytes - bytes,
+        signal: options.signal,
+        onEntry: options.onEntry,
+        select: async (rel, type) => {
+          if (type === 'directory') return false;
+          const key = { path: rel, t: type === 'symlink' ? ('l' as const) : ('f' as const) };
+          for (let r = await nextWanted(); r; r = await nextWanted()) {
+            const c = compareRecords(r, key);
+            if (c > 0) return false;
+            if (c < 0) throw lacks(r);
+            await cursor.take();
+            if (r.t !== key.t) throw new BackupError('DAMAGED', `${JSON.stringify(showName(rel))} in the archive of storage backup ${id} is not the ${r.t === 'f' ? 'file' : 'symlink'} the manifest names`);
+            if (r.t === 'f') expected.set(rel, r);
+            return true;
+          }
+          return false;
+        },
+        onFile: (rel, size, sha256) => {
+          const r = expected.get(rel);
+          expected.delete(rel);
+          if (!r || r.s !== size || (r.h && r.h !== sha256)) {
+            throw new BackupError('DAMAGED', `restored ${JSON.stringify(showName(rel))} does not match the manifest (${r && r.s !== size ? `size ${size}, expected ${r.s}` : 'SHA-256 differs'})`);
+          }
+        },
+      });
+      const left = await nextWanted();
+      if (left) throw lacks(left);
+      bytes += got.bytes;
+      warnings.push(...got.warnings);
+    } finally {
+      await cursor.close();
+    }
+  }
+  // pass 3: directory modes and times, once nothing more is written into them
+  for await (const r of readManifest(manifest.path)) {
+    if (r.t !== 'd' || !want(r)) continue;
+    const p = fsPath(path.join(root, r.path));
+    await fsp.chmod(p, r.m & 0o1777);
+    const t = nsToSeconds(r.mt);
+    await fsp.utimes(p, t, t);
+  }
+  return { entries, bytes, warnings, archivesRead: ids };
+}
