@@ -22,7 +22,18 @@ export function pinnedByKept(items: ChainItem[], keptIds: Iterable<string>): { p
   for (const id of keptIds) {
     const item = byId.get(id);
     if (!item) continue;
-    const p = pinsOf(item);
+    // transitively: a pinned backup stays a restorable backup itself, not just an archive
+    const seen = new Set<string>([id]);
+    const queue = pinsOf(item);
+    const p: string[] = [];
+    while (queue.length) {
+      const next = queue.shift()!;
+      if (seen.has(next)) continue;
+      seen.add(next);
+      p.push(next);
+      const dep = byId.get(next);
+      if (dep) queue.push(...pinsOf(dep));
+    }
     if (!p.length) continue;
     pins.set(id, p);
     for (const target of p) {

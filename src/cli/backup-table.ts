@@ -25,6 +25,8 @@ export function backupJson(b: ListedBackup, extra: Record<string, unknown> = {})
     reason: b.reason ?? null,
     ...extra,
     ...(b.type === 'full' ? { database: b.sidecar?.database ?? null, storage: b.sidecar?.storage ?? null } : {}),
+    // incremental storage backups: where it stands in its chain and which archives it needs
+    ...(b.type === 'storage' && b.sidecar?.level !== undefined ? { level: b.sidecar.level, base: b.sidecar.base ?? null, references: b.sidecar.references ?? [] } : {}),
   };
 }
 
@@ -34,7 +36,7 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
     return;
   }
   const rows = list.map((b) => [
-    b.type,
+    b.type === 'storage' && b.sidecar?.level !== undefined ? `storage L${b.sidecar.level}` : b.type,
     b.id,
     b.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
     b.size ? bytes(b.size) : '-',

@@ -247,6 +247,7 @@ export async function rotateRemote(remote: Remote, options: RemoteRotateOptions)
       time: b.createdAt,
       status: b.status === 'partial' ? 'ok' : b.status,
       components: b.type === 'full' ? { database: b.sidecar?.database ?? null, storage: b.sidecar?.storage ?? null } : undefined,
+      references: b.type === 'storage' ? b.sidecar?.references : undefined,
     };
     byItem.set(item, b);
     return item;

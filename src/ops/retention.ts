@@ -2,6 +2,8 @@
  * The retention policy, in the manner of `restic forget`: pure, no I/O. `rotate` lists the catalog,
  * asks this module what to keep, and deletes the rest while holding the lock.
  */
+import { pinnedByKept } from '../catalog/chain.js';
+
 export interface RetentionPolicy {
   /** `--max-backups` / `--keep-last`: the newest N of each type */
   keepLast?: number;
@@ -20,6 +22,8 @@ export interface RetentionItem {
   status: 'ok' | 'incomplete' | 'damaged';
   /** for full backups: the ids of the database and storage backups they consist of */
   components?: { database?: string | null; storage?: string | null };
+  /** incremental storage backups: ids of the storage backups whose archives its manifest references */
+  references?: string[];
 }
 
 export interface RetentionPlan {
@@ -113,6 +117,16 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy, n
       keepFor(component, `component of full ${full.id}`);
       removal.delete(component);
     }
+  }
+
+  // An incremental storage backup needs the archives of its chain: a kept one pins them (catalog/chain.ts).
+  const storage = items.filter((i) => i.type === 'storage');
+  const { pinned } = pinnedByKept(storage, storage.filter((i) => reasons.has(i)).map((i) => i.id));
+  for (const [id, by] of pinned) {
+    const target = byKey.get(`storage:${id}`);
+    if (target === undefined) continue;
+    keepFor(target, `archive needed by storage ${by.join(', ')}`);
+    removal.delete(target);
   }
 
   const ordered = [...items].sort((a, b) => TYPES.indexOf(a.type) - TYPES.indexOf(b.type) || newestFirst(a, b));

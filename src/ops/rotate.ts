@@ -1,4 +1,5 @@
 import * as fsp from 'node:fs/promises';
+import { pinsOf } from '../catalog/chain.js';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import type { BackupType } from '../catalog/sidecar.js';
@@ -18,7 +19,8 @@ export interface RotateOptions {
 export interface RotateResult {
   dryRun: boolean;
   policy: RetentionPolicy;
-  kept: { type: BackupType; id: string; reasons: string[] }[];
+  /** `pins`: the other storage backups whose archives this kept backup needs */
+  kept: { type: BackupType; id: string; reasons: string[]; pins?: string[] }[];
   removed: { type: BackupType; id: string; reason: string; files: string[]; bytes: number }[];
   freedBytes: number;
 }
@@ -32,6 +34,7 @@ export function toRetentionItem(e: BackupEntry): RetentionItem {
     // rotate holds the lock, so nothing is in progress; were it, it must never be removed
     status: e.status === 'partial' || e.status === 'in-progress' ? 'ok' : e.status,
     components: e.type === 'full' ? { database: e.sidecar?.database ?? null, storage: e.sidecar?.storage ?? null } : undefined,
+    references: e.type === 'storage' ? e.sidecar?.references : undefined,
   };
 }
 
@@ -54,7 +57,11 @@ export async function runRotate(cfg: Config, opts: RotateOptions): Promise<Rotat
   const byKey = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
   const plan = planRetention(entries.map(toRetentionItem), opts.policy, opts.now);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
-  for (const k of plan.keep) if (!opts.type || k.item.type === opts.type) result.kept.push({ type: k.item.type, id: k.item.id, reasons: k.reasons });
+  for (const k of plan.keep) {
+    if (opts.type && k.item.type !== opts.type) continue;
+    const pins = pinsOf(k.item);
+    result.kept.push({ type: k.item.type, id: k.item.id, reasons: k.reasons, pins: pins.length ? pins : undefined });
+  }
   for (const r of plan.remove) {
     if (opts.type && r.item.type !== opts.type) {
       result.kept.push({ type: r.item.type, id: r.item.id, reasons: ['other type'] });

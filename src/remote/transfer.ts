@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pRetry, { AbortError } from 'p-retry';
+import { pinsOf } from '../catalog/chain.js';
 import { artifactFiles, validateSidecar } from '../catalog/listing.js';
 import { PREFIX, TYPE_DIR, dateOfId, parseName } from '../catalog/names.js';
 import { BACKUP_TYPES, type BackupType, type Sidecar } from '../catalog/sidecar.js';
@@ -48,7 +49,10 @@ export function sidecarRel(type: BackupType, id: string): string {
 
 /** The data files a (non-full) sidecar names, as paths relative to the backup root. */
 export function dataFiles(type: BackupType, sidecar: Sidecar): FileRef[] {
-  return artifactFiles(sidecar).map((p) => ({ rel: `${TYPE_DIR[type]}/${p.file}`, size: p.size, checksum: p.checksum || undefined }));
+  const files = artifactFiles(sidecar).map((p) => ({ rel: `${TYPE_DIR[type]}/${p.file}`, size: p.size, checksum: p.checksum || undefined }));
+  // incremental storage backups: the manifest travels with its archive
+  if (sidecar.manifest) files.push({ rel: `${TYPE_DIR[type]}/${sidecar.manifest.file}`, size: sidecar.manifest.size, checksum: sidecar.manifest.checksum });
+  return files;
 }
 
 export function parseSidecarBytes(bytes: Buffer | string, type: BackupType, id: string, where: string): Sidecar {
@@ -149,6 +153,14 @@ export async function uploadBackup(
       result.bytes += sub.bytes;
     }
   } else {
+    // an incremental storage backup's chain goes first, each backup committed by its own sidecar, so the
+    // remote never lists a backup whose archives are not all there (catalog/chain.ts)
+    for (const rid of pinsOf({ id, references: sidecar.references })) {
+      const sub = await uploadBackup(remote, backupDir, 'storage', rid, options);
+      result.uploaded.push(...sub.uploaded);
+      result.skipped.push(...sub.skipped);
+      result.bytes += sub.bytes;
+    }
     for (const f of dataFiles(type, sidecar)) {
       const st = await fsp.stat(path.join(backupDir, ...f.rel.split('/'))).catch(() => null);
       if (!st || st.size !== f.size) {
@@ -255,6 +267,9 @@ export async function downloadBackup(
       if (cid) await downloadBackup(remote, t, cid, destDir, options);
     }
   } else {
+    for (const rid of pinsOf({ id, references: sidecar.references })) {
+      if (!(await fsp.stat(path.join(destDir, ...sidecarRel('storage', rid).split('/'))).catch(() => null))) await downloadBackup(remote, 'storage', rid, destDir, options);
+    }
     for (const f of dataFiles(type, sidecar)) await downloadFile(remote, f, path.join(destDir, ...f.rel.split('/')), options);
     await verifyWhole(destDir, type, sidecar);
   }
@@ -269,7 +284,7 @@ export async function downloadBackup(
 async function verifyWhole(destDir: string, type: BackupType, sidecar: Sidecar): Promise<void> {
   if (!sidecar.parts?.length || !sidecar.checksum) return;
   const hash = createHash('sha256');
-  for (const f of dataFiles(type, sidecar)) {
+  for (const f of artifactFiles(sidecar).map((p) => ({ rel: `${TYPE_DIR[type]}/${p.file}` }))) {
     for await (const chunk of createReadStream(path.join(destDir, ...f.rel.split('/')), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   }
   if (hash.digest('hex') !== sidecar.checksum) {
@@ -350,6 +365,16 @@ export async function listRemoteBackups(remote: Remote, options: TransferOptions
       }
     }
     g.size = g.sidecar.file_size ?? 0;
+  }
+  // an incremental storage backup is as good as the archives of its chain
+  const archiveStatus = new Map([...groups.values()].filter((g) => g.type === 'storage').map((g) => [g.id, g.status]));
+  for (const g of groups.values()) {
+    if (g.type !== 'storage' || g.status !== 'ok') continue;
+    const lost = pinsOf({ id: g.id, references: g.sidecar?.references }).find((rid) => archiveStatus.get(rid) !== 'ok');
+    if (lost) {
+      g.status = 'damaged';
+      g.reason = `needs the archive of storage backup ${lost}, which is ${archiveStatus.get(lost) ?? 'missing'}`;
+    }
   }
   for (const g of groups.values()) {
     if (g.type !== 'full' || !g.sidecar) continue;

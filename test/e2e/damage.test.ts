@@ -32,7 +32,7 @@ beforeAll(async () => {
   const f = await run(['create', '--type', 'full', '--json', ...base], { cwd: app.cwd });
   expect(f.code, describeRun(f)).toBe(0);
   fullId = parseJsonStdout<{ id: string }>(f).id;
-  const s = await run(['create', '--type', 'storage', '--split-size', '0.25', '--json', ...base], { cwd: app.cwd });
+  const s = await run(['create', '--type', 'storage', '--full', '--split-size', '0.25', '--json', ...base], { cwd: app.cwd });
   expect(s.code, describeRun(s)).toBe(0);
   splitId = parseJsonStdout<{ id: string }>(s).id;
   const v = await run(['verify', '--all', '--backup-dir', pristine], { cwd: app.cwd });

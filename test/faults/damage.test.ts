@@ -29,7 +29,7 @@ beforeAll(async () => {
   for (const [key, args] of [
     ['database', ['create', '--type', 'database']],
     ['storage', ['create', '--type', 'storage']],
-    ['split', ['create', '--type', 'storage', '--split-size', '0.5']],
+    ['split', ['create', '--type', 'storage', '--full', '--split-size', '0.5']],
     ['full', ['create', '--type', 'full']],
   ] as const) {
     const r = await cli([...args, ...base], { cwd });

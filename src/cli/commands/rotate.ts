@@ -63,6 +63,8 @@ Examples:
               ui.out(ui.table(['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'], r.removed.map((x) => [x.type, x.id, x.reason, bytes(x.bytes)])));
               ui.out(`${r.dryRun ? 'would free' : 'freed'} ${bytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
             }
+            // incremental storage backups: what each kept one still needs
+            for (const k of r.kept) if (k.pins) ui.out(`  ${k.type} ${k.id} pins the archives of ${k.pins.join(', ')}`);
           },
         };
       }),

@@ -1,0 +1,181 @@
+/**
+ * Issue 15: incremental storage backups. Level 0 holds every file, level N what changed since the
+ * previous backup; each is a plain tar archive plus a file manifest. Run through the built binary;
+ * archives read back with GNU tar, the manual restore run literally as the README writes it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeRun, parseJsonStdout, readJson, run, sh } from '../helpers/cli.js';
+import { flipByte, makeStorage, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
+
+let cwd: string;
+beforeAll(() => {
+  cwd = tempDir('vb-incr-');
+});
+afterAll(() => rmrf(cwd));
+
+type Sidecar = Record<string, any>;
+
+function app(name: string) {
+  const root = path.join(cwd, name);
+  const storage = path.join(root, 'storage');
+  makeStorage(storage, { randomBytes: 512 * 1024 });
+  const backupDir = path.join(root, 'backups');
+  return { root, storage, backupDir, flags: ['--storage-path', storage, '--backup-dir', backupDir] };
+}
+
+type App = ReturnType<typeof app>;
+
+async function create(a: App, ...extra: string[]): Promise<{ id: string; sidecar: Sidecar; archive: string }> {
+  const r = await run(['create', '--type', 'storage', '--json', ...extra, ...a.flags], { cwd: a.root });
+  expect(r.code, describeRun(r)).toBe(0);
+  const id = parseJsonStdout<{ id: string }>(r).id;
+  const sidecar = readJson<Sidecar>(path.join(a.backupDir, 'storage', `storage_backup_${id}.json`));
+  return { id, sidecar, archive: path.join(a.backupDir, 'storage', sidecar.backup_path) };
+}
+
+const tarNames = (archive: string) => sh('tar', ['-tzf', archive]).stdout.split('\n').filter(Boolean).map((n) => n.replace(/\/$/, ''));
+
+async function restoreTo(a: App, id: string, target: string, ...extra: string[]) {
+  const r = await run(['restore', id, '--target', target, '--yes', ...extra, ...a.flags], { cwd: a.root });
+  expect(r.code, describeRun(r)).toBe(0);
+  return r;
+}
+
+/** The tree as a restore must reproduce it; directory times are compared where the writer controls them. */
+const tree = (root: string, dirTimes = true) => snapshot(root, { dirTimes, exclude: (rel) => rel.includes('\ufffd') });
+/** The file with a name that is not UTF-8 (snapshot reads names as text, so it is checked here). */
+const latin1File = (root: string) => {
+  const name = fs.readdirSync(root, { encoding: 'buffer' }).find((n) => n.includes(0xe9));
+  return name && fs.readFileSync(Buffer.concat([Buffer.from(`${root}/`), name])).toString();
+};
+
+describe('level 0 and level N storage backups (item 1)', () => {
+  it('an unchanged tree gives a level 1 archive holding nothing; a change gives a level 2 holding only it; each backup restores its own tree', async () => {
+    const a = app('chain');
+    const b0 = await create(a);
+    expect(b0.sidecar).toMatchObject({ level: 0, base: b0.id, references: [b0.id] });
+    expect(b0.sidecar.previous).toBeUndefined();
+    const t0 = tree(a.storage);
+
+    const b1 = await create(a);
+    expect(b1.sidecar).toMatchObject({ level: 1, base: b0.id, previous: b0.id, file_count: 0, content_bytes: 0, references: [b0.id] });
+    expect(tarNames(b1.archive)).toEqual([]);
+
+    fs.writeFileSync(path.join(a.storage, 'images', 'new.jpg'), 'new photo');
+    fs.appendFileSync(path.join(a.storage, 'markers', 'marker.patt'), 'more\n');
+    fs.rmSync(path.join(a.storage, 'notes.tmp'));
+    const t2 = tree(a.storage);
+    const b2 = await create(a);
+    expect(b2.sidecar).toMatchObject({ level: 2, base: b0.id, previous: b1.id, file_count: 2, references: [b0.id, b2.id] });
+    // the changed files, and the directories whose entries changed (their times come back right)
+    expect(tarNames(b2.archive).sort()).toEqual(['storage', 'storage/images', 'storage/images/new.jpg', 'storage/markers', 'storage/markers/marker.patt']);
+
+    for (const [id, want] of [
+      [b0.id, t0],
+      [b1.id, t0],
+      [b2.id, t2],
+    ] as const) {
+      const target = path.join(a.root, `r-${id}`);
+      await restoreTo(a, id, target);
+      expect(tree(path.join(target, 'storage')), `restore of ${id}`).toEqual(want);
+    }
+  });
+
+  it('--full forces a level 0, and so does a base older than --full-every', async () => {
+    const a = app('full');
+    await create(a);
+    expect((await create(a)).sidecar.level).toBe(1);
+    const forced = await create(a, '--full');
+    expect(forced.sidecar).toMatchObject({ level: 0, base: forced.id, references: [forced.id] });
+    expect(tarNames(forced.archive)).toContain('storage/videos/clip 01.mp4');
+    expect((await create(a, '--full-every', '0s')).sidecar.level).toBe(0);
+    const bad = await run(['create', '--type', 'storage', '--full-every', 'soon', ...a.flags], { cwd: a.root });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/--full-every: cannot read "soon" as a duration/);
+  });
+
+  it('a file rewritten with its size and mtime put back is still found (ctime); --reread hashes every file and packs nothing unchanged', async () => {
+    const a = app('reread');
+    await create(a);
+    const f = path.join(a.storage, 'markers', 'marker.patt');
+    const st = fs.statSync(f);
+    const data = fs.readFileSync(f);
+    data[0] ^= 0xff;
+    // same inode, size and mtime: only the content and the ctime (which no program can set back) differ
+    fs.writeFileSync(f, data);
+    fs.utimesSync(f, st.atime, st.mtime);
+    const b1 = await create(a);
+    expect(tarNames(b1.archive)).toContain('storage/markers/marker.patt');
+    // nothing changed since: --reread hashes every file and still packs nothing
+    const b2 = await create(a, '--reread');
+    expect(b2.sidecar.level).toBe(2);
+    expect(tarNames(b2.archive)).toEqual([]);
+  });
+});
+
+describe('the chain a backup needs (item 1: verify, list, restore)', () => {
+  it('a damaged base makes every backup that needs it damaged: verify names it (exit 3), list says so, restore refuses', async () => {
+    const a = app('damaged-base');
+    const b0 = await create(a);
+    fs.writeFileSync(path.join(a.storage, 'added.txt'), 'x');
+    const b1 = await create(a);
+    const ok = await run(['verify', b1.id, '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(ok.code, describeRun(ok)).toBe(0);
+    flipByte(b0.archive, 4000);
+    const v = await run(['verify', b1.id, '--json', '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(v.code, describeRun(v)).toBe(3);
+    expect(v.stdout).toContain(`needs the archive of storage backup ${b0.id}`);
+    fs.rmSync(b0.archive);
+    const l = parseJsonStdout<{ id: string; status: string; reason?: string }[]>(await run(['list', '--json', '--backup-dir', a.backupDir], { cwd: a.root }));
+    expect(l.find((e) => e.id === b1.id)).toMatchObject({ status: 'damaged', reason: expect.stringContaining(b0.id) });
+    const r = await run(['restore', b1.id, '--target', path.join(a.root, 'r'), '--yes', ...a.flags], { cwd: a.root });
+    expect(r.code, describeRun(r)).toBe(3);
+    expect(fs.existsSync(path.join(a.root, 'r', 'storage'))).toBe(false);
+  });
+
+  it('a damaged manifest is found by verify, and the next backup starts a new chain instead of trusting it', async () => {
+    const a = app('damaged-manifest');
+    const b0 = await create(a);
+    flipByte(path.join(a.backupDir, 'storage', b0.sidecar.manifest.file), 20);
+    const v = await run(['verify', b0.id, '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(v.code, describeRun(v)).toBe(3);
+    expect(v.stdout + v.stderr).toMatch(/manifest\.gz/);
+    const b1 = await create(a);
+    expect(b1.sidecar.level).toBe(0);
+  });
+});
+
+describe('the manual restore with GNU tar and coreutils (item 2: the README lines, run literally)', () => {
+  it('tar -xzf of the chain oldest to newest, then the one-liner deleting what the manifest lacks, gives the tree', async () => {
+    const a = app('manual');
+    // a name that is not UTF-8 and one with a tab and a newline: the one-liner must not trip on them
+    fs.writeFileSync(Buffer.concat([Buffer.from(`${a.storage}/`), Buffer.from('caf\xe9.txt', 'latin1')]), 'latin-1 name');
+    fs.writeFileSync(path.join(a.storage, 'tab\there\nnewline.txt'), 'odd name');
+    await create(a);
+    fs.rmSync(path.join(a.storage, 'images', 'nested'), { recursive: true });
+    fs.rmSync(path.join(a.storage, 'tab\there\nnewline.txt'));
+    fs.writeFileSync(path.join(a.storage, 'videos', 'clip 02.mp4'), 'second clip');
+    await create(a);
+    fs.rmSync(path.join(a.storage, 'zero-length.dat'));
+    fs.mkdirSync(path.join(a.storage, 'zero-length.dat'));
+    fs.writeFileSync(path.join(a.storage, 'zero-length.dat', 'inside'), 'now a directory');
+    const last = await create(a);
+    const want = tree(a.storage, false);
+
+    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
+    const section = readme.slice(readme.indexOf('### Restoring by hand'));
+    const script = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
+    expect(script, 'the README shows the manual restore in a sh block').toBeTruthy();
+    const target = path.join(a.root, 'manual');
+    fs.mkdirSync(target);
+    const r = sh('bash', ['-euo', 'pipefail', '-c', script!], {
+      cwd: target,
+      env: { ...process.env, BACKUPS: path.join(a.backupDir, 'storage'), ID: last.id },
+    });
+    expect(r.code, r.stderr).toBe(0);
+    expect(tree(path.join(target, 'storage'), false)).toEqual(want);
+    expect(latin1File(path.join(target, 'storage'))).toBe('latin-1 name');
+  });
+});
