@@ -179,3 +179,63 @@ describe('the manual restore with GNU tar and coreutils (item 2: the README line
     expect(latin1File(path.join(target, 'storage'))).toBe('latin-1 name');
   });
 });
+
+describe('rotation of chains (item 2)', () => {
+  it('never removes a backup whose archive a kept backup needs, says what each kept backup pins, and what is left restores', async () => {
+    const a = app('rotate');
+    const x = path.join(a.storage, 'markers', 'marker.patt');
+    const b0 = await create(a);
+    fs.appendFileSync(x, 'first change\n');
+    const b1 = await create(a);
+    fs.appendFileSync(x, 'second change\n');
+    const b2 = await create(a);
+    // b2 holds the newest marker.patt: it needs the base and itself, not b1
+    expect(b2.sidecar.references).toEqual([b0.id, b2.id]);
+    const want = tree(a.storage);
+    const dry = await run(['rotate', '--max-backups', '1', '--dry-run', '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(dry.code, describeRun(dry)).toBe(0);
+    expect(dry.stdout).toContain(`storage ${b2.id} pins the archives of ${b0.id}`);
+    const r = await run(['rotate', '--max-backups', '1', '--json', '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(r.code, describeRun(r)).toBe(0);
+    const doc = parseJsonStdout<{ kept: { id: string; reasons: string[]; pins?: string[] }[]; removed: { id: string }[] }>(r);
+    expect(doc.removed.map((x) => x.id)).toEqual([b1.id]);
+    expect(doc.kept.find((k) => k.id === b2.id)?.pins).toEqual([b0.id]);
+    expect(doc.kept.find((k) => k.id === b0.id)?.reasons).toEqual([`archive needed by storage ${b2.id}`]);
+    const v = await run(['verify', '--all', '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(v.code, describeRun(v)).toBe(0);
+    const target = path.join(a.root, 'after-rotate');
+    await restoreTo(a, b2.id, target);
+    expect(tree(path.join(target, 'storage'))).toEqual(want);
+  });
+});
+
+describe('offsite copies of chains (item 3)', () => {
+  it('sync sends only what the remote lacks; restore --from downloads the chain the backup needs', async () => {
+    const a = app('sync');
+    const nas = path.join(a.root, 'nas');
+    fs.mkdirSync(nas);
+    const remotes = path.join(a.root, 'remotes.json');
+    fs.writeFileSync(remotes, JSON.stringify({ remotes: { nas: { url: `file://${nas}` } } }), { mode: 0o600 });
+    const sync = async () => {
+      const r = await run(['sync', '--remote', 'nas', '--remotes-config', remotes, '--json', ...a.flags], { cwd: a.root });
+      expect(r.code, describeRun(r)).toBe(0);
+      return parseJsonStdout<{ remotes: { result: { bytes: number; synced: { id: string; uploaded: string[] }[] } }[] }>(r).remotes[0].result;
+    };
+    const b0 = await create(a);
+    const first = await sync();
+    expect(first.bytes).toBeGreaterThan(b0.sidecar.file_size);
+    const b1 = await create(a);
+    const second = await sync();
+    // the new backup's empty archive, its manifest and its sidecar: nothing of the base again
+    expect(second.synced.flatMap((s) => s.uploaded).sort()).toEqual(
+      [b1.sidecar.backup_path, b1.sidecar.manifest.file, `storage_backup_${b1.id}.json`].map((f) => `storage/${f}`).sort(),
+    );
+    expect(second.bytes).toBeLessThan(20_000);
+    const want = tree(a.storage);
+    fs.rmSync(a.backupDir, { recursive: true });
+    const target = path.join(a.root, 'from-nas');
+    const r = await run(['restore', b1.id, '--from', 'nas', '--remotes-config', remotes, '--target', target, '--yes', ...a.flags], { cwd: a.root });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(tree(path.join(target, 'storage'))).toEqual(want);
+  });
+});
