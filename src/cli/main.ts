@@ -11,6 +11,9 @@ import { register as registerSchedule } from './commands/schedule.js';
 import { register as registerSync } from './commands/sync.js';
 import { register as registerStats } from './commands/stats.js';
 import { register as registerVerify } from './commands/verify.js';
+import { register as registerLs } from './commands/ls.js';
+import { register as registerDiff } from './commands/diff.js';
+import { register as registerDump } from './commands/dump.js';
 import { EXIT_CODE_HELP } from './run.js';
 
 // `vertex-backup list | head` closes the pipe early: that is the reader's choice, not an error
@@ -50,7 +53,7 @@ ${EXIT_CODE_HELP}`,
 program.exitOverride();
 program.configureOutput({ outputError: (str, write) => write(str) });
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
+for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerLs, registerDiff, registerDump, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
 
 try {
   await program.parseAsync(process.argv);

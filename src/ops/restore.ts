@@ -2,6 +2,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
+import { archivePath } from './manifest-of.js';
 import { artifactFiles, type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import type { BackupType } from '../catalog/sidecar.js';
@@ -151,10 +152,11 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
       extracted = await extractChain({ path: path.join(dir, s.manifest.file), checksum: s.manifest.checksum }, (rid) => chain.get(rid), staging, {
         maxBytes: s.tree_bytes !== undefined ? Math.min(room, s.tree_bytes + 1024 * 1024) : room,
         signal: opts.signal,
-        include: opts.include,
+        include: opts.include?.map((i) => archivePath(entry, i)),
         onEntry: (_name, bytes) => opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes }),
       });
     } else {
+    if (opts.include?.length) throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest: --include needs one`, { hint: 'restore it whole with --target DIR' });
     const input = readParts(files);
     const tarStream = input.pipe(codec.decompressor());
     input.on('error', (e) => tarStream.destroy(e));

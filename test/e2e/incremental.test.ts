@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeRun, parseJsonStdout, readJson, run, sh } from '../helpers/cli.js';
+import { spawnSync } from 'node:child_process';
+import { BIN, describeRun, parseJsonStdout, readJson, run, sh } from '../helpers/cli.js';
 import { flipByte, makeStorage, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
 
 let cwd: string;
@@ -237,5 +238,64 @@ describe('offsite copies of chains (item 3)', () => {
     const r = await run(['restore', b1.id, '--from', 'nas', '--remotes-config', remotes, '--target', target, '--yes', ...a.flags], { cwd: a.root });
     expect(r.code, describeRun(r)).toBe(0);
     expect(tree(path.join(target, 'storage'))).toEqual(want);
+  });
+});
+
+describe('browse and partial restore from the manifest (item 4)', () => {
+  it('ls, diff, dump and restore --include, each also with --json', async () => {
+    const a = app('browse');
+    const b0 = await create(a);
+    fs.writeFileSync(path.join(a.storage, 'images', 'added.jpg'), 'added');
+    fs.rmSync(path.join(a.storage, 'notes.tmp'));
+    fs.chmodSync(path.join(a.storage, 'scripts', 'run.sh'), 0o700);
+    fs.appendFileSync(path.join(a.storage, 'markers', 'marker.patt'), 'x');
+    const b1 = await create(a);
+    const cli = (...args: string[]) => run([...args, '--backup-dir', a.backupDir], { cwd: a.root });
+
+    const ls = await cli('ls', b1.id, 'images', '--json');
+    expect(ls.code, describeRun(ls)).toBe(0);
+    const listed = parseJsonStdout<{ entries: { path: string; type: string; archive: string; sha256?: string }[] }>(ls).entries;
+    expect(listed.map((e) => e.path)).toEqual(['images', 'images/added.jpg', 'images/videos-link', 'images/фото 1.jpg', 'images/фото 2.jpg', 'images/nested', 'images/nested/deeper', 'images/nested/deeper/file with spaces.bin', 'images/nested/empty']);
+    expect(listed.find((e) => e.path === 'images/added.jpg')).toMatchObject({ type: 'file', archive: b1.id });
+    expect(listed.find((e) => e.path === 'images/фото 2.jpg')).toMatchObject({ archive: b0.id, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const human = await cli('ls', b1.id);
+    expect(human.stdout).toMatch(/l0777 .* link to photo -> images\/фото 1\.jpg/);
+
+    const diff = await cli('diff', b0.id, b1.id, '--json');
+    expect(diff.code, describeRun(diff)).toBe(0);
+    expect(parseJsonStdout(diff)).toEqual({
+      from: b0.id,
+      to: b1.id,
+      added: ['images/added.jpg'],
+      removed: ['notes.tmp'],
+      changed: [
+        { path: 'markers/marker.patt', what: ['size', 'content', 'mtime'] },
+        { path: 'scripts/run.sh', what: ['mode'] },
+      ],
+    });
+    expect((await cli('diff', b0.id, b1.id)).stdout).toContain('1 added, 1 removed, 2 changed');
+
+    // the content, byte for byte (random data: read stdout as bytes, not text)
+    const dumped = spawnSync(process.execPath, [BIN, 'dump', b1.id, 'images/фото 2.jpg', '--backup-dir', a.backupDir], { cwd: a.root, maxBuffer: 64 << 20 });
+    expect(dumped.status, dumped.stderr.toString()).toBe(0);
+    expect(dumped.stdout.equals(fs.readFileSync(path.join(a.storage, 'images', 'фото 2.jpg')))).toBe(true);
+    const dj = await cli('dump', b1.id, 'images/added.jpg', '--json');
+    expect(parseJsonStdout(dj)).toMatchObject({ path: 'images/added.jpg', size: 5, archive: b1.id });
+    const missing = await cli('dump', b1.id, 'notes.tmp');
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('has no "notes.tmp"');
+    const dir = await cli('dump', b1.id, 'images');
+    expect(dir.code).toBe(2);
+
+    const target = path.join(a.root, 'partial');
+    const part = await run(['restore', b1.id, '--target', target, '--include', 'images/nested', '--include', 'markers/marker.patt', '--yes', '--json', ...a.flags], { cwd: a.root });
+    expect(part.code, describeRun(part)).toBe(0);
+    const got = tree(path.join(target, 'storage'));
+    const src = tree(a.storage);
+    expect(Object.keys(got).sort()).toEqual(['.', 'images', 'images/nested', 'images/nested/deeper', 'images/nested/deeper/file with spaces.bin', 'images/nested/empty', 'markers', 'markers/marker.patt']);
+    for (const k of ['images/nested/deeper/file with spaces.bin', 'markers/marker.patt']) expect(got[k]).toEqual(src[k]);
+    const noTarget = await run(['restore', b1.id, '--include', 'images', '--yes', ...a.flags], { cwd: a.root });
+    expect(noTarget.code).toBe(2);
+    expect(noTarget.stderr).toContain('needs --target');
   });
 });

@@ -29,6 +29,7 @@ export function register(program: Command): void {
     .option('--target <dir>', 'restore into this directory instead of the live database and storage paths')
     .option('--no-verify', 'skip verification before restoring (not recommended)')
     .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
+    .option('--include <path>', 'storage: restore only this path of the tree, relative to the storage directory (repeatable; needs --target)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
     .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
@@ -44,12 +45,15 @@ Examples:
   vertex-backup restore latest                          # asks before changing anything
   vertex-backup restore 20240101_120000 --yes           # from a script
   vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
-  vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy`,
+  vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
+  vertex-backup restore 20240101_120000 --target /tmp/r --include images/2024 --yes   # part of the tree`,
     )
     .action(
       action('restore', async (ctx, cmd) => {
         const [ref] = cmd.args as string[];
-        const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string };
+        const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[] };
+        // a partial tree swapped in for the live one would look like lost files: only beside it
+        if (o.include?.length && !o.target) throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', { hint: 'add --target DIR (the live storage directory is not replaced by a partial tree)' });
         const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
         if (!o.yes && !interactive) {
           throw new BackupError('USAGE', 'restore replaces current data and there is no terminal to confirm on', { hint: 'pass --yes to restore without asking' });
@@ -57,6 +61,7 @@ Examples:
         const { restoreBackup } = await import('../../ops/restore.js');
         const options: import('../../ops/restore.js').RestoreOptions = {
           target: o.target,
+          include: o.include,
           verify: o.verify,
           signal: ctx.signal,
           lockWaitMs: Number(o.wait) * 1000 || 0,

@@ -1,0 +1,76 @@
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import tar from 'tar-stream';
+import type { ManifestRecord } from '../archive/manifest.js';
+import { artifactFiles, componentLookup } from '../catalog/listing.js';
+import { readParts } from '../codec/parts.js';
+import { codecForFile, getCodec } from '../codec/registry.js';
+import { BackupError } from '../errors.js';
+import { decodeEntryNames, showName } from '../sources/bytenames.js';
+import { archivePath, manifestRecords, storageWithManifest } from './manifest-of.js';
+
+export interface Dumped {
+  id: string;
+  record: ManifestRecord;
+  /** the file's content, checked against the manifest's SHA-256 as it streams (the stream fails on a mismatch) */
+  content: Readable;
+}
+
+/** One file of a storage backup, read from the archive that holds it (nothing else is read). */
+export async function dumpFile(backupDir: string, ref: string, file: string): Promise<Dumped> {
+  const entry = await storageWithManifest(backupDir, ref);
+  const want = archivePath(entry, file);
+  let record: ManifestRecord | undefined;
+  for await (const r of manifestRecords(entry)) {
+    if (r.path === want) {
+      record = r;
+      break;
+    }
+  }
+  const shown = JSON.stringify(showName(file));
+  if (!record) throw new BackupError('USAGE', `storage backup ${entry.id} has no ${shown}`, { hint: `see what it holds with: vertex-backup ls ${entry.id}` });
+  if (record.t !== 'f') throw new BackupError('USAGE', `${shown} is a ${record.t === 'd' ? 'directory' : `symlink to ${JSON.stringify(showName(record.l ?? ''))}`} in storage backup ${entry.id}, not a file`);
+  const holder = record.a === entry.id ? entry : await componentLookup(backupDir)('storage', record.a);
+  if (!holder?.sidecar) throw new BackupError('DAMAGED', `storage backup ${record.a}, whose archive holds ${shown}, is missing`);
+  const s = holder.sidecar;
+  const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
+  if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in storage backup ${holder.id}`);
+  await codec.checkAvailable();
+  const dir = path.dirname(holder.sidecarPath!);
+  const input = readParts(artifactFiles(s).map((p) => path.join(dir, p.file)));
+  const tarStream = input.pipe(codec.decompressor());
+  input.on('error', (e) => tarStream.destroy(e));
+  const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
+  tarStream.pipe(ex as unknown as NodeJS.WritableStream);
+  tarStream.on('error', (e) => ex.destroy(e));
+  const out = new PassThrough();
+  const rec = record;
+  (async () => {
+    for await (const e of ex) {
+      decodeEntryNames(e.header);
+      const name = e.header.name.split('/').filter((p) => p !== '' && p !== '.').join('/');
+      if (name !== want || e.header.type !== 'file') {
+        e.resume();
+        continue;
+      }
+      const hash = createHash('sha256');
+      let size = 0;
+      for await (const chunk of e) {
+        hash.update(chunk as Buffer);
+        size += (chunk as Buffer).length;
+        if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+      }
+      if (size !== rec.s || (rec.h && hash.digest('hex') !== rec.h)) throw new BackupError('DAMAGED', `${shown} in the archive of storage backup ${holder.id} does not match the manifest`);
+      out.end();
+      ex.destroy();
+      input.destroy();
+      return;
+    }
+    throw new BackupError('DAMAGED', `the archive of storage backup ${holder.id} lacks ${shown}, which the manifest says it holds`);
+  })().catch((err) => {
+    input.destroy();
+    out.destroy(err instanceof BackupError ? err : new BackupError('DAMAGED', `reading storage backup ${holder.id}: ${(err as Error).message}`));
+  });
+  return { id: entry.id, record, content: out };
+}
