@@ -3,7 +3,7 @@
 // one machine, and prints the ratios (absolute times drift between runs on shared machines).
 // Environment: SCALE (data set size, default 1), BENCH_RUNS (runs per operation, default 3),
 // BENCH_CACHE (where data sets are kept between runs, default $TMPDIR/vb-bench-cache),
-// BENCH_ONLY (comma list of groups: storage,codec,compressible,database,writer,verify,restore,catalog,memory),
+// BENCH_ONLY (comma list of groups: storage,codec,compressible,database,writer,verify,restore,catalog,memory,incremental),
 // BENCH_BACKUP_TIMEOUT (seconds for `sqlite3 .backup` under a writer, default 20), BENCH_KEEP=1.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -452,6 +452,11 @@ async function main() {
     }
 
     // ------------------------------------------------------------------ memory
+    if (want('incremental')) {
+      // beside restic and Borg, in this same run (bench/incremental.mjs)
+      const { incrementalBench } = await import('./incremental.mjs');
+      rows.incremental = await incrementalBench(ds);
+    }
     if (want('memory')) {
       log('peak memory of create --type full');
       await measure('memory', 'vertex-backup create --type full', process.execPath, (ctx) => vb(ctx.dir, 'create', '--type', 'full'), {
@@ -571,6 +576,7 @@ function report(ds, gzipOk) {
   lines.push('| target | result | measured |');
   lines.push('| --- | --- | --- |');
   for (const t of targets) lines.push(`| ${t.name} | ${t.result} | ${t.detail} |`);
+  if (rows.incremental) lines.push('', '### Incremental storage backups (beside restic and Borg)', '', rows.incremental);
   if (rows.writerRate) lines.push('', `The writer committed about ${Math.round(rows.writerRate)} transactions a second during the "under writes" group.`);
   const text = lines.join('\n');
   process.stdout.write(`${text}\n`);

@@ -1,0 +1,106 @@
+/**
+ * Issue 15, the pure parts of incremental storage backups: the manifest format and its order, when a
+ * new chain starts, what a kept backup pins, and rotation keeping pinned archives.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { compareRecords, decodeRecord, encodeRecord, type ManifestRecord, ManifestWriter, readManifest } from '../../src/archive/manifest.js';
+import { nextLevel, pinnedByKept } from '../../src/catalog/chain.js';
+import { planRetention, type RetentionItem } from '../../src/ops/retention.js';
+
+const rec = (p: string, t: ManifestRecord['t'] = 'f', extra: Partial<ManifestRecord> = {}): ManifestRecord => ({ path: p, t, s: 1, m: 0o644, u: 0, g: 0, mt: '1', ct: '1', i: '1', a: 'A', ...extra });
+
+describe('manifest records', () => {
+  it('round-trip any name: tabs, newlines, bytes that are not UTF-8 (U+DC80+byte), and keep the path raw after the tab', () => {
+    for (const name of ['storage/a.jpg', 'storage/tab\there\nnl', 'storage/caf\udce9.jpg', 'storage/😀/x']) {
+      const buf = encodeRecord(rec(name, 'l', { l: '../caf\udce9' }));
+      expect(buf.at(-1)).toBe(0);
+      const tab = buf.indexOf(9);
+      // the JSON part holds no raw tab, so `cut -f2-` gives the path's exact bytes
+      expect(buf.subarray(0, tab).includes(9)).toBe(false);
+      expect(decodeRecord(buf.subarray(0, buf.length - 1), 'm')).toEqual(rec(name, 'l', { l: '../caf\udce9' }));
+    }
+    expect(encodeRecord(rec('storage/caf\udce9')).includes(Buffer.from('caf\xe9', 'latin1'))).toBe(true);
+  });
+
+  it('group order: a directory, its files by name, then its subdirectories depth first', () => {
+    const shuffled = [rec('s/b/x'), rec('s/a.d', 'd'), rec('s/z'), rec('s/b', 'd'), rec('s', 'd'), rec('s/a.d/f'), rec('s/b/a', 'd')];
+    const sorted = [...shuffled].sort(compareRecords).map((r) => `${r.t} ${r.path}`);
+    expect(sorted).toEqual(['d s', 'f s/z', 'd s/a.d', 'f s/a.d/f', 'd s/b', 'f s/b/x', 'd s/b/a']);
+  });
+
+  it('a written manifest reads back in order, and a changed byte fails its checksum', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-manifest-'));
+    try {
+      const w = new ManifestWriter(dir, 'm.gz');
+      const records = Array.from({ length: 5000 }, (_, i) => rec(`storage/f${String(i).padStart(5, '0')}`, 'f', { h: 'ab'.repeat(32) }));
+      for (const r of records) await w.write(r);
+      const info = await w.commit();
+      expect(info.entries).toBe(5000);
+      const back: ManifestRecord[] = [];
+      for await (const r of readManifest(path.join(dir, 'm.gz'), info.checksum)) back.push(r);
+      expect(back).toEqual(records);
+      await expect(async () => {
+        for await (const _ of readManifest(path.join(dir, 'm.gz'), '0'.repeat(64))) void _;
+      }).rejects.toThrow(/checksum mismatch/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('when a new chain starts (nextLevel)', () => {
+  const now = new Date('2026-01-10T02:00:00Z');
+  const base = { id: 'B', created_at: '2026-01-08T02:00:00Z', level: 0, base: 'B', content_bytes: 1000, manifest: {}, references: ['B'], referenced_bytes: { B: 1000 } };
+  const opts = { fullEveryMs: 7 * 86_400_000, maxWaste: 0.5, now };
+  const find = (list: (typeof base)[]) => (id: string) => list.find((x) => x.id === id);
+
+  it('level N+1 after a healthy chain; 0 when forced, without a previous manifest, or once the base is old', () => {
+    const l1 = { ...base, id: 'L1', level: 1, content_bytes: 10, references: ['B', 'L1'], referenced_bytes: { B: 990, L1: 10 } };
+    expect(nextLevel(l1, find([base, l1]), opts)).toEqual({ level: 2 });
+    expect(nextLevel(l1, find([base, l1]), { ...opts, full: true }).level).toBe(0);
+    expect(nextLevel(undefined, find([]), opts).level).toBe(0);
+    expect(nextLevel({ ...l1, manifest: undefined }, find([base, l1]), opts).level).toBe(0);
+    expect(nextLevel(l1, find([base, l1]), { ...opts, now: new Date('2026-01-15T02:00:01Z') })).toMatchObject({ level: 0, reason: expect.stringContaining('older than --full-every') });
+    expect(nextLevel(l1, find([l1]), opts)).toMatchObject({ level: 0, reason: expect.stringContaining('gone') });
+  });
+
+  it('0 once the chain stores more content no longer in the tree than half of its base', () => {
+    // the tree replaced 600 of the base's 1000 bytes: 600 dead bytes in the base's archive
+    const l1 = { ...base, id: 'L1', level: 1, content_bytes: 600, references: ['B', 'L1'], referenced_bytes: { B: 400, L1: 600 } };
+    expect(nextLevel(l1, find([base, l1]), opts)).toMatchObject({ level: 0, reason: expect.stringContaining('no longer in the tree') });
+    const l1small = { ...l1, content_bytes: 400, referenced_bytes: { B: 600, L1: 400 } };
+    expect(nextLevel(l1small, find([base, l1small]), opts).level).toBe(2);
+  });
+});
+
+describe('pins', () => {
+  it('a kept backup pins its references, and what those need in turn', () => {
+    const items = [
+      { id: 'B', references: ['B'] },
+      { id: 'L1', references: ['B', 'L1'] },
+      { id: 'L2', references: ['B', 'L1', 'L2'] },
+      { id: 'L3', references: ['L2', 'L3'] }, // made odd on purpose: L2 needs L1 and B
+    ];
+    const { pins, pinned } = pinnedByKept(items, ['L3']);
+    expect(pins.get('L3')).toEqual(['L2', 'B', 'L1']);
+    expect([...pinned.keys()].sort()).toEqual(['B', 'L1', 'L2']);
+  });
+
+  it('rotation keeps the storage backups a kept one needs, with the reason, and removes the others', () => {
+    const day = (d: number) => new Date(Date.UTC(2026, 0, d, 2));
+    const items: RetentionItem[] = [
+      { id: 'B', type: 'storage', time: day(1), status: 'ok', references: ['B'] },
+      { id: 'L1', type: 'storage', time: day(2), status: 'ok', references: ['B', 'L1'] },
+      { id: 'L2', type: 'storage', time: day(3), status: 'ok', references: ['B', 'L2'] },
+    ];
+    const plan = planRetention(items, { keepLast: 1 });
+    expect(plan.keep.map((k) => [k.item.id, k.reasons])).toEqual([
+      ['L2', ['last']],
+      ['B', ['archive needed by storage L2']],
+    ]);
+    expect(plan.remove.map((r) => r.item.id)).toEqual(['L1']);
+  });
+});
