@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ManifestWriter, manifestFileName, readManifest } from '../archive/manifest.js';
-import { nextLevel } from '../catalog/chain.js';
+import { type NextLevel, nextLevel } from '../catalog/chain.js';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
@@ -106,12 +106,16 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
   return removed;
 }
 
-async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> {
+async function estimateBytes(cfg: Config, types: BackupType[], storageRun?: StorageRunPlan): Promise<number> {
   let bytes = 0;
   if (types.includes('database')) {
     for (const f of [cfg.dbPath, `${cfg.dbPath}-wal`]) bytes += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
   }
-  if (types.includes('storage')) {
+  if (types.includes('storage') && storageRun && storageRun.next.level > 0) {
+    // a level N holds what changed, unknown before the walk: room for a manifest is checked here, and a
+    // disk that fills up mid-way is handled like any write error (partial files removed)
+    bytes += 2 * (storageRun.previous?.sidecar?.manifest?.size ?? 0);
+  } else if (types.includes('storage')) {
     const t = await treeSize(cfg.storagePath, cfg.exclude, [cfg.backupDir]);
     bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
   }
@@ -119,8 +123,8 @@ async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> 
 }
 
 /** Refuses to start a backup that cannot fit: better a clear exit 5 now than ENOSPC at 90%. */
-export async function checkFreeSpace(cfg: Config, types: BackupType[]): Promise<{ needed: number; free: number }> {
-  const needed = Math.ceil((await estimateBytes(cfg, types)) * 1.05) + 16 * 1024 * 1024;
+export async function checkFreeSpace(cfg: Config, types: BackupType[], storageRun?: StorageRunPlan): Promise<{ needed: number; free: number }> {
+  const needed = Math.ceil((await estimateBytes(cfg, types, storageRun)) * 1.05) + 16 * 1024 * 1024;
   const free = await freeSpace(cfg.backupDir);
   if (needed > free) {
     throw new BackupError('NO_SPACE', `not enough free space at ${cfg.backupDir}: the backup needs about ${formatBytes(needed)}, ${formatBytes(free)} is free`, {
@@ -202,21 +206,34 @@ async function previousStorage(cfg: Config): Promise<{ entries: BackupEntry[]; p
   return { entries, previous };
 }
 
-async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
+export interface StorageRunPlan {
+  previous?: BackupEntry;
+  next: NextLevel;
+  warning?: string;
+}
+
+/** Which level the next storage backup is, and the backup it is compared with. */
+export async function planStorageRun(cfg: Config, opts: CreateOptions = {}): Promise<StorageRunPlan> {
+  const run = opts.storage ?? {};
+  const { entries, previous, warning } = await previousStorage(cfg);
+  const sidecarOf = (sid: string) => entries.find((e) => e.id === sid && e.status === 'ok')?.sidecar;
+  const next = nextLevel(previous?.sidecar, sidecarOf, {
+    full: run.full,
+    fullEveryMs: run.fullEveryMs ?? DEFAULT_FULL_EVERY_MS,
+    maxWaste: MAX_CHAIN_WASTE,
+    now: (opts.now ?? (() => new Date()))(),
+  });
+  return { previous, next, warning };
+}
+
+async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, storageRun?: StorageRunPlan): Promise<CreatedBackup> {
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'storage');
   await ensureDir(dir);
   const codec = getCodec(cfg.compression);
   const name = `${baseName('storage', id)}${codec.extension}`;
   const run = opts.storage ?? {};
-  const { entries: storageEntries, previous: prevEntry, warning } = await previousStorage(cfg);
-  const sidecarOf = (sid: string) => storageEntries.find((e) => e.id === sid && e.status === 'ok')?.sidecar;
-  const next = nextLevel(prevEntry?.sidecar, sidecarOf, {
-    full: run.full,
-    fullEveryMs: run.fullEveryMs ?? DEFAULT_FULL_EVERY_MS,
-    maxWaste: MAX_CHAIN_WASTE,
-    now: (opts.now ?? (() => new Date()))(),
-  });
+  const { previous: prevEntry, warning, next } = storageRun ?? (await planStorageRun(cfg, opts));
   const prev = next.level > 0 ? prevEntry!.sidecar! : undefined;
   const manifestWriter = new ManifestWriter(dir, manifestFileName(baseName('storage', id)));
   const previousRecords = prev ? readManifest(path.join(dir, prev.manifest!.file)) : undefined;
@@ -322,7 +339,8 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   const parts = partsOf(type);
   await checkInputs(cfg, type);
   await checkBackupDirWritable(cfg.backupDir);
-  await checkFreeSpace(cfg, parts);
+  const storageRun = parts.includes('storage') ? await planStorageRun(cfg, opts) : undefined;
+  await checkFreeSpace(cfg, parts, storageRun);
   await removeTempLeftovers(cfg.backupDir);
 
   const id = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
@@ -332,7 +350,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   for (const part of parts) {
     try {
       opts.signal?.throwIfAborted();
-      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts) : await backupStoragePart(cfg, id, opts));
+      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts) : await backupStoragePart(cfg, id, opts, storageRun));
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       const e = toBackupError(err);

@@ -107,3 +107,31 @@ describe('free-space check', () => {
     expect(entries.map((e) => `${e.id}:${e.status}`)).toEqual([`${earlierId}:ok`]);
   });
 });
+
+describe('free-space check of an incremental storage run (issue 15)', () => {
+  it('a level N run of an unchanged tree is not refused for the size of the whole tree', async (ctx) => {
+    const big = path.join(root, 'tree-sized-fs');
+    fs.mkdirSync(big);
+    // room for the level 0 and then much less than the tree is free: the old estimate (the whole tree) refused the run
+    const m = tryRun('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', big]);
+    if (!m.ok) {
+      ctx.skip(`no tmpfs: ${m.err}`);
+      return;
+    }
+    try {
+      const cwd = path.join(root, 'incr');
+      fs.mkdirSync(cwd);
+      const storage = path.join(cwd, 'storage');
+      makeStorage(storage, { randomBytes: 22 * 1024 * 1024 });
+      const flags = ['--storage-path', storage, '--backup-dir', path.join(big, 'backups')];
+      const l0 = await run(['create', '--type', 'storage', ...flags], { cwd });
+      expect(l0.code, describeRun(l0)).toBe(0);
+      const full = await run(['create', '--type', 'storage', '--full', ...flags], { cwd });
+      expect(full.code, describeRun(full)).toBe(5);
+      const l1 = await run(['create', '--type', 'storage', '--json', ...flags], { cwd });
+      expect(l1.code, describeRun(l1)).toBe(0);
+    } finally {
+      if (!tryRun('umount', [big]).ok) tryRun('umount', ['-l', big]);
+    }
+  });
+});
