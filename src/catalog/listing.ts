@@ -124,7 +124,8 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
         entry.sidecar = sidecar;
         entry.createdAt = new Date(sidecar.created_at);
         if (Number.isNaN(entry.createdAt.getTime())) entry.createdAt = dateOfId(id);
-        entry.fileCount = sidecar.file_count;
+        // an incremental storage backup stands for the whole tree its manifest lists, not its archive alone
+        entry.fileCount = sidecar.tree_files ?? sidecar.file_count;
         if (type === 'full') {
           entry.status = sidecar.status === 'partial' ? 'partial' : 'ok';
           return entry;
