@@ -10,6 +10,7 @@ import { FILE_MODE } from '../fsutil.js';
 import { type Remote, RemoteError, type SpaceInfo, errorMessage, isTempName, readSmall, tempAgeMs } from '../remote/remote.js';
 import { type RemoteBackup, type TransferOptions, dataFiles, downloadBackup, hashRemote, listRemoteBackups, sidecarRel, withRetry } from '../remote/transfer.js';
 import { type RetentionItem, type RetentionPolicy, planRetention } from './retention.js';
+import { pinsOf } from '../catalog/chain.js';
 
 // ---- remote test ------------------------------------------------------------------------------------
 
@@ -178,6 +179,11 @@ export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions 
         if (!sub.ok) r.problems.push(`${t} component ${cid} is damaged`);
       }
     } else {
+      // an incremental storage backup needs the archives of its chain on the remote too
+      for (const rid of pinsOf({ id: b.id, references: b.sidecar.references })) {
+        const dep = byKey.get(`storage:${rid}`);
+        if (dep?.status !== 'ok') r.problems.push(`needs the archive of storage backup ${rid}, which is ${dep ? dep.status : 'missing'} on the remote`);
+      }
       const files = dataFiles(b.type, b.sidecar);
       r.totalFiles = files.length;
       for (const f of sample(files, options.samplePercent, options.random ?? Math.random)) {

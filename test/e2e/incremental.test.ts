@@ -238,6 +238,11 @@ describe('offsite copies of chains (item 3)', () => {
     const r = await run(['restore', b1.id, '--from', 'nas', '--remotes-config', remotes, '--target', target, '--yes', ...a.flags], { cwd: a.root });
     expect(r.code, describeRun(r)).toBe(0);
     expect(tree(path.join(target, 'storage'))).toEqual(want);
+    // the remote copy of a backup is only as good as its chain there
+    fs.rmSync(path.join(nas, 'storage', b0.sidecar.backup_path));
+    const v = await run(['verify', b1.id, '--remote', 'nas', '--remotes-config', remotes, ...a.flags], { cwd: a.root });
+    expect(v.code, describeRun(v)).toBe(3);
+    expect(v.stdout + v.stderr).toContain(`needs the archive of storage backup ${b0.id}`);
   });
 });
 
