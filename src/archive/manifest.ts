@@ -127,12 +127,28 @@ export class ManifestWriter {
     this.done.catch(() => {});
   }
 
+  /** records are handed to zlib in batches: one zlib job per record costs more than the walk itself */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
   async write(r: ManifestRecord): Promise<void> {
     this.entries++;
-    if (!this.gzip.write(encodeRecord(r))) await new Promise<void>((resolve) => this.gzip.once('drain', resolve));
+    const b = encodeRecord(r);
+    this.pending.push(b);
+    this.pendingBytes += b.length;
+    if (this.pendingBytes >= 1 << 16) await this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    if (!this.pending.length) return;
+    const chunk = Buffer.concat(this.pending);
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (!this.gzip.write(chunk)) await new Promise<void>((resolve) => this.gzip.once('drain', resolve));
   }
 
   async commit(): Promise<ManifestInfo> {
+    await this.flush();
     this.gzip.end();
     await this.done;
     await this.fh!.sync();

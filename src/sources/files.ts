@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
 import { type BigIntStats, constants as fsConstants, createReadStream, type Stats } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -219,22 +220,18 @@ export async function treeSize(root: string, exclude?: string[], excludePaths?: 
 type Added = { kind: 'dir' | 'skip' | 'ok'; size?: number; sha256?: string; linkname?: string };
 const SKIP: Added = { kind: 'skip' };
 
-async function statBig(abs: string, follow: boolean): Promise<BigIntStats | undefined> {
-  return (follow ? fsp.stat(fsPath(abs), { bigint: true }) : fsp.lstat(fsPath(abs), { bigint: true })).catch(() => undefined);
+/**
+ * Synchronous on purpose: an unchanged tree is one lstat per path and nothing else, and a cached lstat
+ * is a few microseconds, less than the thread-pool round trip of the async call.
+ */
+function statBig(abs: string, follow: boolean): BigIntStats | undefined {
+  try {
+    return (follow ? fs.statSync : fs.lstatSync)(fsPath(abs), { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
 }
 
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 /** Reads exactly `size` bytes: a file that grew is cut at its size when archived, one that shrank is padded. */
 function exactly(size: number, onShort: (got: number) => void): Transform {
@@ -454,7 +451,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
         const name = rel ? `${top}/${rel}` : top;
         const plan = options.plan;
         const group = plan ? await plan.openGroup(name) : undefined;
-        const dst = plan ? await statBig(abs, follow) : undefined;
+        const dst = plan ? statBig(abs, follow) : undefined;
         let headed = false;
         // an unchanged directory gets a header only when something inside it is archived again
         if (!plan || !(await plan.unchanged(group!.self, dst, abs))) {
@@ -463,7 +460,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
         }
         const entries: { rel: string; abs: string }[] = [];
         for await (const e of walk(root, isExcluded, sinks, rel)) entries.push(e);
-        const stats = plan ? await mapLimit(entries, 16, (e) => statBig(e.abs, false)) : [];
+        const stats = plan ? entries.map((e) => statBig(e.abs, false)) : [];
         const subdirs: string[] = [];
         const todo: { i: number; prev?: ManifestRecord }[] = [];
         const records: ManifestRecord[] = [];
