@@ -120,6 +120,11 @@ export async function incrementalBench(dataset, work = fs.mkdtempSync(path.join(
   const c = rows[0];
   lines.push('', `1% changed: ${c.changedFiles} files, ${f(c.changedBytes / MB)} MB.`);
 
+  // BENCH_INCR_TABLE_ONLY=1: just the table above (a quick re-run)
+  if (process.env.BENCH_INCR_TABLE_ONLY) {
+    rm(work);
+    return lines.join('\n');
+  }
   // a chain of 7 (level 0 and six nightly level N with 1% changed each), its restore against tar -xzf
   log('incremental: chain of 7');
   const chainDir = path.join(work, 'chain');
