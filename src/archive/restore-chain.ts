@@ -29,6 +29,8 @@ export interface ChainRestoreOptions {
   onEntry?: (name: string, bytes: number) => void;
   /** only these archive paths (and what is under them), for `restore --include` */
   include?: string[];
+  /** how to read an archive as tar (default archiveTarStream; encrypted backups add a decryption stage) */
+  tarStream?: (archive: ChainArchive, id: string) => Promise<Readable>;
 }
 
 export interface ChainRestoreResult {
@@ -55,6 +57,19 @@ export function included(p: string, include: string[] | undefined): boolean {
 
 /** Whether a directory must exist for the included paths: it is included, or lies on the way to one. */
 const onTheWay = (dir: string, include: string[] | undefined) => included(dir, include) || !!include?.some((i) => i.startsWith(`${dir}/`));
+
+/** The tar stream of a storage backup's archive: its parts, decompressed. */
+export async function archiveTarStream(archive: ChainArchive, id: string): Promise<Readable> {
+  const s = archive.sidecar;
+  const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
+  if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in storage backup ${id}`);
+  await codec.checkAvailable();
+  const input = readParts(artifactFiles(s).map((p) => path.join(archive.dir, p.file)));
+  const tarStream = input.pipe(codec.decompressor());
+  input.on('error', (e) => tarStream.destroy(e));
+  tarStream.on('close', () => input.destroy());
+  return tarStream as unknown as Readable;
+}
 
 const nsToSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6;
 
@@ -89,10 +104,7 @@ export async function extractChain(
   for (const id of ids) {
     const archive = archives(id);
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
-    const s = archive.sidecar;
-    const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
-    if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in storage backup ${id}`);
-    await codec.checkAvailable();
+    const tarStream = await (options.tarStream ?? archiveTarStream)(archive, id);
     const cursor = new ManifestCursor(readManifest(manifest.path));
     const nextWanted = async (): Promise<ManifestRecord | undefined> => {
       for (let r = await cursor.peek(); r; r = await cursor.peek()) {
@@ -104,10 +116,7 @@ export async function extractChain(
     const expected = new Map<string, ManifestRecord>();
     const lacks = (r: ManifestRecord) => new BackupError('DAMAGED', `the archive of storage backup ${id} lacks ${JSON.stringify(showName(r.path))}, which the manifest says it holds`);
     try {
-      const input = readParts(artifactFiles(s).map((p) => path.join(archive.dir, p.file)));
-      const tarStream = input.pipe(codec.decompressor());
-      input.on('error', (e) => tarStream.destroy(e));
-      const got = await extractArchive(tarStream as unknown as Readable, root, {
+      const got = await extractArchive(tarStream, root, {
         maxBytes: options.maxBytes === undefined ? undefined : options.maxBytes - bytes,
         signal: options.signal,
         onEntry: options.onEntry,
@@ -138,6 +147,7 @@ export async function extractChain(
       bytes += got.bytes;
       warnings.push(...got.warnings);
     } finally {
+      tarStream.destroy();
       await cursor.close();
     }
   }
