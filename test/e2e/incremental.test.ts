@@ -178,6 +178,11 @@ describe('the manual restore with GNU tar and coreutils (item 2: the README line
     expect(r.code, r.stderr).toBe(0);
     expect(tree(path.join(target, 'storage'), false)).toEqual(want);
     expect(latin1File(path.join(target, 'storage'))).toBe('latin-1 name');
+    // and our own restore of the same chain, names that are not UTF-8 included
+    const ours = path.join(a.root, 'ours');
+    await restoreTo(a, last.id, ours);
+    expect(tree(path.join(ours, 'storage'))).toEqual(tree(a.storage));
+    expect(latin1File(path.join(ours, 'storage'))).toBe('latin-1 name');
   });
 });
 
