@@ -151,10 +151,12 @@ export async function extractChain(
       await cursor.close();
     }
   }
-  // pass 3: directory modes and times, once nothing more is written into them
+  // pass 3: directory owners (as root, as GNU tar does), modes and times, once nothing more is written into them
+  const asRoot = process.getuid?.() === 0;
   for await (const r of readManifest(manifest.path)) {
     if (r.t !== 'd' || !want(r)) continue;
     const p = fsPath(path.join(root, r.path));
+    if (asRoot) await fsp.lchown(p, r.u, r.g);
     await fsp.chmod(p, r.m & 0o1777);
     const t = nsToSeconds(r.mt);
     await fsp.utimes(p, t, t);
