@@ -91,3 +91,27 @@ export function nextLevel(
   }
   return { level: previous.level + 1 };
 }
+
+export interface JudgedEntry {
+  type: string;
+  id: string;
+  status: string;
+  reason?: string;
+  sidecar?: { references?: string[] };
+}
+
+/**
+ * Marks damaged every ok incremental storage backup whose chain lacks a good archive. Statuses are
+ * taken before any change, so a backup is judged by the archives it needs, not by their own chains.
+ * Local and remote catalogs call it the same way (before full backups are judged by their components).
+ */
+export function judgeChains(entries: JudgedEntry[]): void {
+  const archiveStatus = new Map(entries.filter((e) => e.type === 'storage').map((e) => [e.id, e.status]));
+  for (const e of entries) {
+    if (e.type !== 'storage' || e.status !== 'ok') continue;
+    const lost = pinsOf({ id: e.id, references: e.sidecar?.references }).find((rid) => archiveStatus.get(rid) !== 'ok');
+    if (lost === undefined) continue;
+    e.status = 'damaged';
+    e.reason = `needs the archive of storage backup ${lost}, which is ${archiveStatus.get(lost) ?? 'missing'}`;
+  }
+}

@@ -1,7 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { getCodecOrUndefined } from '../codec/registry.js';
-import { pinsOf } from './chain.js';
+import { judgeChains } from './chain.js';
 import { activeHolder } from './lock.js';
 import { dateOfId, parseName, typeDir } from './names.js';
 import { BACKUP_TYPES, type BackupType, type Sidecar, SIDECAR_FORMAT } from './sidecar.js';
@@ -130,7 +130,9 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
           entry.status = sidecar.status === 'partial' ? 'partial' : 'ok';
           return entry;
         }
-        for (const part of artifactFiles(sidecar)) {
+        // an incremental storage backup's manifest is as much a part of it as its archive
+        const manifest = sidecar.manifest ? [{ file: sidecar.manifest.file, size: sidecar.manifest.size }] : [];
+        for (const part of [...artifactFiles(sidecar), ...manifest]) {
           const st = await fsp.stat(path.join(dir, part.file)).catch(() => undefined);
           if (!st) {
             entry.status = 'damaged';
@@ -154,17 +156,7 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
     }
   }
   // an incremental storage backup is as good as the archives of its chain (catalog/chain.ts)
-  const archiveOk = new Map(all.filter((e) => e.type === 'storage').map((e) => [e.id, e.status]));
-  for (const e of all) {
-    if (e.type !== 'storage' || e.status !== 'ok') continue;
-    for (const rid of pinsOf({ id: e.id, references: e.sidecar?.references })) {
-      const st = archiveOk.get(rid);
-      if (st === 'ok') continue;
-      e.status = 'damaged';
-      e.reason = st ? `needs the archive of storage backup ${rid}, which is ${st}` : `needs the archive of storage backup ${rid}, which is missing`;
-      break;
-    }
-  }
+  judgeChains(all);
   // a full backup is as good as its components; with a type filter they are looked up, each type once
   const lookup = componentLookup(backupDir);
   for (const e of all) {

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pRetry, { AbortError } from 'p-retry';
-import { pinsOf } from '../catalog/chain.js';
+import { judgeChains, pinsOf } from '../catalog/chain.js';
 import { artifactFiles, validateSidecar } from '../catalog/listing.js';
 import { PREFIX, TYPE_DIR, dateOfId, parseName } from '../catalog/names.js';
 import { BACKUP_TYPES, type BackupType, type Sidecar } from '../catalog/sidecar.js';
@@ -367,15 +367,7 @@ export async function listRemoteBackups(remote: Remote, options: TransferOptions
     g.size = g.sidecar.file_size ?? 0;
   }
   // an incremental storage backup is as good as the archives of its chain
-  const archiveStatus = new Map([...groups.values()].filter((g) => g.type === 'storage').map((g) => [g.id, g.status]));
-  for (const g of groups.values()) {
-    if (g.type !== 'storage' || g.status !== 'ok') continue;
-    const lost = pinsOf({ id: g.id, references: g.sidecar?.references }).find((rid) => archiveStatus.get(rid) !== 'ok');
-    if (lost) {
-      g.status = 'damaged';
-      g.reason = `needs the archive of storage backup ${lost}, which is ${archiveStatus.get(lost) ?? 'missing'}`;
-    }
-  }
+  judgeChains([...groups.values()]);
   for (const g of groups.values()) {
     if (g.type !== 'full' || !g.sidecar) continue;
     let size = 0;

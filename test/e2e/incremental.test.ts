@@ -149,6 +149,10 @@ describe('the chain a backup needs (item 1: verify, list, restore)', () => {
     expect(v.stdout + v.stderr).toMatch(/manifest\.gz/);
     const b1 = await create(a);
     expect(b1.sidecar.level).toBe(0);
+    // a missing manifest: the backup is damaged in the listing, whatever its archive says
+    fs.rmSync(path.join(a.backupDir, 'storage', b0.sidecar.manifest.file));
+    const l = parseJsonStdout<{ id: string; status: string; reason?: string }[]>(await run(['list', '--json', '--backup-dir', a.backupDir], { cwd: a.root }));
+    expect(l.find((e) => e.id === b0.id)).toMatchObject({ status: 'damaged', reason: expect.stringContaining('manifest.gz') });
   });
 });
 

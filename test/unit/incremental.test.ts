@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compareRecords, decodeRecord, encodeRecord, type ManifestRecord, ManifestWriter, readManifest } from '../../src/archive/manifest.js';
-import { nextLevel, pinnedByKept } from '../../src/catalog/chain.js';
+import { judgeChains, nextLevel, pinnedByKept } from '../../src/catalog/chain.js';
 import { planRetention, type RetentionItem } from '../../src/ops/retention.js';
 
 const rec = (p: string, t: ManifestRecord['t'] = 'f', extra: Partial<ManifestRecord> = {}): ManifestRecord => ({ path: p, t, s: 1, m: 0o644, u: 0, g: 0, mt: '1', ct: '1', i: '1', a: 'A', ...extra });
@@ -102,5 +102,16 @@ describe('pins', () => {
       ['B', ['archive needed by storage L2']],
     ]);
     expect(plan.remove.map((r) => r.item.id)).toEqual(['L1']);
+  });
+});
+
+describe('judging chains (local and remote catalogs alike)', () => {
+  it('a backup is damaged when an archive it needs is missing or not ok, judged by that archive alone', () => {
+    const e = (id: string, status: string, references?: string[]) => ({ type: 'storage', id, status, sidecar: { references } });
+    const entries = [e('B', 'ok', ['B']), e('L1', 'ok', ['B', 'L1', 'X']), e('L2', 'ok', ['B', 'L2']), e('C', 'damaged', ['C']), e('L3', 'ok', ['C', 'L3'])];
+    judgeChains(entries);
+    expect(entries.map((x) => `${x.id} ${x.status}`)).toEqual(['B ok', 'L1 damaged', 'L2 ok', 'C damaged', 'L3 damaged']);
+    expect((entries[1] as { reason?: string }).reason).toBe('needs the archive of storage backup X, which is missing');
+    expect((entries[4] as { reason?: string }).reason).toBe('needs the archive of storage backup C, which is damaged');
   });
 });
