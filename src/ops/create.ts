@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { acquireLock } from '../catalog/lock.js';
+import { healIfInterrupted } from './restore-journal.js';
 import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import { SIDECAR_FORMAT } from '../catalog/sidecar.js';
@@ -285,6 +286,8 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
+  // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
+  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`);
   await checkInputs(cfg, opts.type ?? 'full');
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {

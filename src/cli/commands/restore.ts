@@ -98,6 +98,8 @@ Examples:
               if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
               for (const w of result.storage.warnings) ui.warn(w);
             }
+            for (const w of result.warnings ?? []) ui.warn(w);
+            if (result.healed) ui.warn(result.healed);
             if (result.database?.savedCurrentAs || result.storage?.previousKeptAs) ui.out(ui.c.dim('  remove the kept copies once the application runs well'));
           },
         };
