@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { acquireLock, type Lock } from '../catalog/lock.js';
 import { BackupError } from '../errors.js';
 import { exists, fsyncDir, writeFileAtomic } from '../fsutil.js';
+import { faultPoint } from './fault-point.js';
 
 /**
  * The journal of a restore in progress, kept in the backup directory (every command knows it, whatever
@@ -99,11 +100,12 @@ export async function isMountPoint(dir: string): Promise<boolean> {
 }
 
 /** Moves every entry of `from` (but those `keep` names) into `to`; entries already moved are not there any more. */
-async function moveEntries(from: string, to: string, keep: (name: string) => boolean, moved?: string[]): Promise<void> {
+async function moveEntries(from: string, to: string, keep: (name: string) => boolean, point?: string): Promise<void> {
+  let n = 0;
   for (const name of await fsp.readdir(from)) {
     if (keep(name)) continue;
     await fsp.rename(path.join(from, name), path.join(to, name));
-    moved?.push(name);
+    if (point && ++n === 1) faultPoint(point);
   }
 }
 
@@ -124,7 +126,10 @@ export async function completeSwap(s: StorageSwap, onPhase?: (p: 'storage-new') 
   const newTree = s.newTree ?? s.staging;
   if (s.mode === 'rename') {
     if (await exists(newTree)) {
-      if (s.previous && (await exists(s.dest)) && !(await exists(s.previous))) await fsp.rename(s.dest, s.previous);
+      if (s.previous && (await exists(s.dest)) && !(await exists(s.previous))) {
+        await fsp.rename(s.dest, s.previous);
+        faultPoint('swap-between-renames');
+      }
       await fsp.rename(newTree, s.dest);
     }
     if (newTree !== s.staging) await fsp.rm(s.staging, { recursive: true, force: true });
@@ -134,13 +139,13 @@ export async function completeSwap(s: StorageSwap, onPhase?: (p: 'storage-new') 
   if (startAt === 'storage') {
     if (s.previous) {
       await fsp.mkdir(s.previous, { recursive: true, mode: 0o700 });
-      await moveEntries(s.dest, s.previous, isRestoreEntry);
+      await moveEntries(s.dest, s.previous, isRestoreEntry, 'swap-moving-old');
     }
     await fsyncDir(s.dest);
     await onPhase?.('storage-new');
   }
   if (await exists(newTree)) {
-    await moveEntries(newTree, s.dest, () => false);
+    await moveEntries(newTree, s.dest, () => false, 'swap-moving-new');
     if (newTree !== s.staging) await copyRootMeta(newTree, s.dest);
   }
   await fsp.rm(s.staging, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import { extractArchive } from '../sources/extract.js';
 import { checkDatabaseFile, checkSourceDatabase, copyDatabaseAside, removeSqliteSidecars, restoreDatabaseInto } from '../sources/sqlite.js';
 import { completeSwap, isMountPoint, lockAndHeal, type RestoreJournal, removeJournal, type StorageSwap, undoSwap, writeJournal } from './restore-journal.js';
 import { type RestoreSource, resolveRestoreSource } from './restore-source.js';
+import { faultPoint } from './fault-point.js';
 import type { ProgressFn } from './progress.js';
 import { verifyEntry } from './verify.js';
 
@@ -119,6 +120,7 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   const maxBytes = declared !== undefined ? Math.min(room, declared + 1024 * 1024) : room;
   const files = artifactFiles(s).map((p) => path.join(dir, p.file));
   let extracted;
+  let unpacked = 0;
   try {
     const input = readParts(files);
     const tarStream = input.pipe(codec.decompressor());
@@ -126,7 +128,10 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
     extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
       maxBytes,
       signal: opts.signal,
-      onEntry: (_name, bytes) => opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes }),
+      onEntry: (_name, bytes) => {
+        if (++unpacked === 1) faultPoint('staging');
+        opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes });
+      },
     });
     if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
       throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
@@ -241,6 +246,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       await copyDatabaseAside(dbTo, aside, asideTemp);
       savedCurrentAs = aside;
     }
+    faultPoint('staged');
     opts.signal?.throwIfAborted();
   } catch (err) {
     if (staged || journal.storage) await fsp.rm(journal.storage!.staging, { recursive: true, force: true });
@@ -254,8 +260,10 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     journal.phase = 'database';
     journal.database = { live: dbTo, savedAs: savedCurrentAs };
     await writeJournal(stateDir, journal);
+    faultPoint('database');
     try {
       const { integrity } = await restoreDatabaseInto(dbFileOf(dbEntry), dbTo);
+      faultPoint('database-done');
       if (integrity !== 'ok') {
         if (savedCurrentAs) await restoreDatabaseInto(savedCurrentAs, dbTo);
         else {
@@ -280,6 +288,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   if (stEntry && staged) {
     journal.phase = 'storage';
     await writeJournal(stateDir, journal);
+    faultPoint('storage');
     try {
       await completeSwap(staged.swap, async (p) => {
         journal.phase = p;
