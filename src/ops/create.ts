@@ -93,13 +93,19 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
   return removed;
 }
 
+/**
+ * What a restore into a mount point keeps inside it (the previous contents, a staging tree): not the
+ * application's data, so never backed up (and so never restored into the tree again).
+ */
+const RESTORE_LEFTOVERS = ['.pre-restore-[0-9]*', '.vertex-restore-*'];
+
 async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> {
   let bytes = 0;
   if (types.includes('database')) {
     for (const f of [cfg.dbPath, `${cfg.dbPath}-wal`]) bytes += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
   }
   if (types.includes('storage')) {
-    const t = await treeSize(cfg.storagePath, cfg.exclude);
+    const t = await treeSize(cfg.storagePath, [...cfg.exclude, ...RESTORE_LEFTOVERS]);
     bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
   }
   return bytes;
@@ -170,7 +176,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
   const name = `${baseName('storage', id)}${codec.extension}`;
   const writer = new PartWriter(dir, name, cfg.splitSize, (bytes) => opts.onProgress?.({ phase: 'storage', subject: id, bytes }));
   const { stream, result } = packTree(cfg.storagePath, {
-    exclude: cfg.exclude,
+    exclude: [...cfg.exclude, ...RESTORE_LEFTOVERS],
     signal: opts.signal,
     onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes }),
   });
