@@ -48,6 +48,8 @@ export interface StorageSwap {
 }
 
 export const JOURNAL_FILE = '.restore-in-progress.json';
+/** downloads of a killed `restore --from`, a journal killed while it was written */
+const isLeftover = (name: string) => name.startsWith('.remote-restore-') || name.startsWith(`.tmp-${JOURNAL_FILE}-`);
 const journalPath = (backupDir: string) => path.join(backupDir, JOURNAL_FILE);
 
 export async function writeJournal(backupDir: string, j: RestoreJournal): Promise<void> {
@@ -182,7 +184,7 @@ export async function undoSwap(s: StorageSwap): Promise<void> {
  */
 export async function healInterruptedRestore(backupDir: string): Promise<string | undefined> {
   for (const n of await fsp.readdir(backupDir).catch(() => [] as string[])) {
-    if (n.startsWith('.remote-restore-')) await fsp.rm(path.join(backupDir, n), { recursive: true, force: true });
+    if (isLeftover(n)) await fsp.rm(path.join(backupDir, n), { recursive: true, force: true });
   }
   const j = await readJournal(backupDir);
   if (!j) {
@@ -237,7 +239,7 @@ export async function lockAndHeal(backupDir: string, command: string, options: {
 /** Cheap check every command makes first: is there an interrupted restore to heal? */
 export function hasInterruptedRestore(backupDir: string): boolean {
   try {
-    return fs.readdirSync(backupDir).some((n) => n === JOURNAL_FILE || n.startsWith('.remote-restore-'));
+    return fs.readdirSync(backupDir).some((n) => n === JOURNAL_FILE || isLeftover(n));
   } catch {
     return false;
   }

@@ -160,6 +160,7 @@ for (const kind of ['plain directory', 'mount point'] as Kind[]) {
     const n = trials(0, 12);
     it.runIf(n > 0)(`${n} kills at random instants: always wholly old or wholly new after the next command`, async () => {
       const rand = rng(`restore-kill ${kind}`);
+      const outcomes: Record<string, number> = {};
       for (let i = 0; i < n; i++) {
         const t = await prepare(kind);
         const { r, killed } = await killedRestore(t, { afterMs: rand.int(150, 1500) });
@@ -167,9 +168,13 @@ for (const kind of ['plain directory', 'mount point'] as Kind[]) {
         const s = state(t);
         if (!killed) expect(r.code, show(r)).toBe(0);
         expect(['old', 'new'], `trial ${i}: ${s}`).toContain(s);
+        const key = killed ? `killed, healed to ${s}` : 'finished before the kill';
+        outcomes[key] = (outcomes[key] ?? 0) + 1;
         if (kind === 'mount point') spawnSync('umount', [t.app.storagePath]);
         fs.rmSync(t.app.cwd, { recursive: true, force: true });
       }
+      // eslint-disable-next-line no-console
+      console.log(`[faults] restore-kill ${kind}: ${JSON.stringify(outcomes)}`);
     });
   });
 }
