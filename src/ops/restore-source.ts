@@ -1,7 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type BackupEntry, findBackup, readSidecar } from '../catalog/listing.js';
-import { PREFIX, parseName, TYPE_DIR } from '../catalog/names.js';
+import { ID_PATTERN, PREFIX, parseName, TYPE_DIR } from '../catalog/names.js';
 import { BACKUP_TYPES, type BackupType, SIDECAR_FORMAT, type Sidecar } from '../catalog/sidecar.js';
 import { BackupError, usageError } from '../errors.js';
 
@@ -43,12 +43,14 @@ async function sniff(file: string): Promise<{ type: BackupType; compression?: st
 export async function resolveRestoreSource(backupDir: string, ref: string): Promise<RestoreSource> {
   const notFound = () => new BackupError('USAGE', `no backup '${ref}' in ${backupDir}`, { hint: 'run vertex-backup list to see the ids' });
   const file = path.resolve(ref);
-  const st = await fsp.stat(file).catch(() => undefined);
+  const isId = ref === 'latest' || ID_PATTERN.test(ref);
+  const st = isId ? undefined : await fsp.stat(file).catch(() => undefined);
   if (!st) {
+    // an id, `latest`, or the bare name of a backup file of the backup directory
+    const entry = ref.includes('/') ? undefined : await findBackup(backupDir, ref);
+    if (entry) return { sourceDir: backupDir, entry };
     if (looksLikePath(ref)) throw usageError(`backup file not found: ${file}`, 'give a backup id (see vertex-backup list) or the path of a backup file');
-    const entry = await findBackup(backupDir, ref);
-    if (!entry) throw notFound();
-    return { sourceDir: backupDir, entry };
+    throw notFound();
   }
   if (!st.isFile()) throw usageError(`not a backup file: ${file}`, 'give a backup id or the path of a backup file or its .json sidecar');
   const dir = path.dirname(file);

@@ -98,7 +98,7 @@ async function stopped(pid: number, done: { exited: boolean }): Promise<boolean>
 }
 
 /** Restores, killed at `point` (a fault point) or after `afterMs`; returns the run and whether the kill landed. */
-async function killedRestore(t: Trial, kill: { point: string } | { afterMs: number }): Promise<{ r: RunResult; killed: boolean }> {
+async function killedRestore(t: Trial, kill: { point: string } | { afterMs: number; afterPhase?: string }): Promise<{ r: RunResult; killed: boolean }> {
   const env = 'point' in kill ? { VERTEX_BACKUP_FAULT_POINT: kill.point } : {};
   const run = startCli(['restore', t.id, '--yes', ...t.app.flags], { cwd: t.app.cwd, env });
   const done = { exited: false };
@@ -110,6 +110,12 @@ async function killedRestore(t: Trial, kill: { point: string } | { afterMs: numb
       killed = true;
     }
   } else {
+    // from the moment the journal names the phase (it is polled, so the kill lands a little later)
+    const journal = path.join(t.app.backupDir, '.restore-in-progress.json');
+    while (kill.afterPhase && !done.exited) {
+      if ((fs.existsSync(journal) ? fs.readFileSync(journal, 'utf8') : '').includes(`"phase":"${kill.afterPhase}"`)) break;
+      await sleep(1);
+    }
     await sleep(kill.afterMs);
     killed = run.child.kill('SIGKILL') && !done.exited;
   }
@@ -163,7 +169,10 @@ for (const kind of ['plain directory', 'mount point'] as Kind[]) {
       const outcomes: Record<string, number> = {};
       for (let i = 0; i < n; i++) {
         const t = await prepare(kind);
-        const { r, killed } = await killedRestore(t, { afterMs: rand.int(150, 1500) });
+        // a third of the kills anywhere in the run, a third once the live database is being replaced, a
+        // third once the storage swap has begun
+        const kill = [{ afterMs: rand.int(150, 1500) }, { afterPhase: 'database', afterMs: rand.int(0, 60) }, { afterPhase: 'storage', afterMs: rand.int(0, 3) }][i % 3]!;
+        const { r, killed } = await killedRestore(t, kill);
         await heal(t);
         const s = state(t);
         if (!killed) expect(r.code, show(r)).toBe(0);
