@@ -32,7 +32,8 @@ export interface RestorePlan {
   type: BackupType;
   id: string;
   database?: { backupId: string; to: string };
-  storage?: { backupId: string; to: string };
+  /** keptAs: where the current tree will be kept (inside a mount point, beside a plain directory) */
+  storage?: { backupId: string; to: string; keptAs?: string };
   verified: boolean;
 }
 
@@ -159,6 +160,14 @@ async function component(backupDir: string, type: 'database' | 'storage', id: st
   return e;
 }
 
+/** Where a restore will keep the current tree, for the plan shown before anything changes. */
+async function keptAsFor(linkOrDest: string, id: string): Promise<string | undefined> {
+  const st = await fsp.stat(linkOrDest).catch(() => undefined);
+  if (!st?.isDirectory()) return undefined;
+  const dest = await fsp.realpath(linkOrDest);
+  return (await isMountPoint(dest)) ? path.join(dest, `.pre-restore-${id}`) : `${dest}.pre-restore-${id}`;
+}
+
 /** Checks `--target`: a directory or nothing yet, never a file. */
 async function checkTarget(target: string): Promise<string> {
   const dir = path.resolve(target);
@@ -211,7 +220,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     type: entry.type,
     id: entry.id,
     database: dbEntry && { backupId: dbEntry.id, to: dbTo },
-    storage: stEntry && { backupId: stEntry.id, to: stTo },
+    storage: stEntry && { backupId: stEntry.id, to: stTo, keptAs: await keptAsFor(stTo, id) },
     verified: verify,
   };
   if (opts.confirm && !(await opts.confirm(plan))) return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };

@@ -17,7 +17,7 @@ async function ask(question: string): Promise<boolean> {
 function describe(plan: RestorePlan): string[] {
   const lines = [`restore ${plan.type} backup ${plan.id}${plan.verified ? ' (verified)' : ' (NOT verified)'}:`];
   if (plan.database) lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (the current one is copied aside first)`);
-  if (plan.storage) lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (the current tree is kept as ${plan.storage.to}.pre-restore-${plan.id})`);
+  if (plan.storage) lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (the current tree is kept as ${plan.storage.keptAs ?? `${plan.storage.to}.pre-restore-${plan.id}`})`);
   return lines;
 }
 
