@@ -69,6 +69,10 @@ export function action(name: string, fn: Action) {
       notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
       const { reportStart } = await import('../notify/report.js');
       await reportStart(name, label, notifyCfg, notifyLog);
+      // every command first completes or rolls back a restore that was killed, and says so
+      const { healIfInterrupted } = await import('../ops/restore-journal.js');
+      const healed = await healIfInterrupted(cfg.backupDir, name);
+      if (healed) ui.warn(healed);
       outcome = await fn({ cfg, ui, signal: controller.signal, global }, command);
       exitCode = outcome.exitCode ?? 0;
       await ui.settle();

@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { acquireLock } from '../catalog/lock.js';
+import { healIfInterrupted } from './restore-journal.js';
 import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import { SIDECAR_FORMAT } from '../catalog/sidecar.js';
@@ -99,13 +100,19 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
   return removed;
 }
 
+/**
+ * What a restore into a mount point keeps inside it (the previous contents, a staging tree): not the
+ * application's data, so never backed up (and so never restored into the tree again).
+ */
+const RESTORE_LEFTOVERS = ['.pre-restore-[0-9]*', '.vertex-restore-*'];
+
 async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> {
   let bytes = 0;
   if (types.includes('database')) {
     for (const f of [cfg.dbPath, `${cfg.dbPath}-wal`]) bytes += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
   }
   if (types.includes('storage')) {
-    const t = await treeSize(cfg.storagePath, cfg.exclude, [cfg.backupDir]);
+    const t = await treeSize(cfg.storagePath, [...cfg.exclude, ...RESTORE_LEFTOVERS], [cfg.backupDir]);
     bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
   }
   return bytes;
@@ -176,7 +183,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
   const name = `${baseName('storage', id)}${codec.extension}`;
   const writer = new PartWriter(dir, name, cfg.splitSize, (bytes) => opts.onProgress?.({ phase: 'storage', subject: id, bytes }));
   const { stream, result } = packTree(cfg.storagePath, {
-    exclude: cfg.exclude,
+    exclude: [...cfg.exclude, ...RESTORE_LEFTOVERS],
     excludePaths: [cfg.backupDir],
     signal: opts.signal,
     onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes }),
@@ -305,6 +312,8 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
+  // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
+  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`);
   await checkInputs(cfg, opts.type ?? 'full');
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {

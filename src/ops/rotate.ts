@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
-import { acquireLock } from '../catalog/lock.js';
+import { lockAndHeal } from './restore-journal.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { fsyncDir } from '../fsutil.js';
@@ -70,7 +70,8 @@ export async function runRotate(cfg: Config, opts: RotateOptions): Promise<Rotat
 }
 
 export async function rotateBackups(cfg: Config, opts: RotateOptions): Promise<RotateResult> {
-  const lock = await acquireLock(cfg.backupDir, 'rotate', { waitMs: opts.lockWaitMs, signal: opts.signal });
+  // an interrupted restore is completed or rolled back first: its copies aside are not ours to judge
+  const { lock } = await lockAndHeal(cfg.backupDir, 'rotate', { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     return await runRotate(cfg, opts);
   } finally {

@@ -17,7 +17,7 @@ async function ask(question: string): Promise<boolean> {
 function describe(plan: RestorePlan): string[] {
   const lines = [`restore ${plan.type} backup ${plan.id}${plan.verified ? ' (verified)' : ' (NOT verified)'}:`];
   if (plan.database) lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (the current one is copied aside first)`);
-  if (plan.storage) lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (the current tree is kept as ${plan.storage.to}.pre-restore-${plan.id})`);
+  if (plan.storage) lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (the current tree is kept as ${plan.storage.keptAs ?? `${plan.storage.to}.pre-restore-${plan.id}`})`);
   return lines;
 }
 
@@ -98,6 +98,8 @@ Examples:
               if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
               for (const w of result.storage.warnings) ui.warn(w);
             }
+            for (const w of result.warnings ?? []) ui.warn(w);
+            if (result.healed) ui.warn(result.healed);
             if (result.database?.savedCurrentAs || result.storage?.previousKeptAs) ui.out(ui.c.dim('  remove the kept copies once the application runs well'));
           },
         };
