@@ -77,6 +77,8 @@ export function action(name: string, fn: Action) {
     } catch (err) {
       await ui.settle();
       error = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error)?.message ?? String(err), { cause: err });
+      // "The operation was aborted" from deep in a pipeline says less than what happened
+      if (controller.signal.aborted && controller.signal.reason instanceof BackupError) error = controller.signal.reason;
       exitCode = error.exitCode;
       if (controller.signal.aborted) exitCode = 128 + (String(controller.signal.reason?.message).includes('SIGINT') ? 2 : 15);
       if (ui.opts.json) ui.json({ ok: false, error: { code: error.code, exit_code: exitCode, message: redact(error.message), hint: error.hint } });

@@ -66,9 +66,10 @@ export class Ui {
       return;
     }
     if (this.spinnerPending) return;
-    // ora is loaded only when a spinner is actually shown: --help and cron runs never pay for it
+    // ora is loaded only when a spinner is actually shown: --help and cron runs never pay for it.
+    // discardStdin would put the terminal in raw mode, so Ctrl-C would never become SIGINT.
     this.spinnerPending = import('ora').then(({ default: ora }) => {
-      this.spinner = ora({ text: redact(text), stream: process.stderr, color: this.c.level > 0 ? 'cyan' : false }).start();
+      this.spinner = ora({ text: redact(text), stream: process.stderr, color: this.c.level > 0 ? 'cyan' : false, discardStdin: false }).start();
     });
   }
 
