@@ -21,6 +21,12 @@ for (const stream of [process.stdout, process.stderr]) {
   });
 }
 
+/** --json anywhere before a `--` separator, where commander may not have parsed it yet. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
+}
+
 const program = new Command('vertex-backup')
   .description('Consistent, verified backups of a SQLite database and a media directory.')
   .version(VERSION, '-V, --version')
@@ -59,6 +65,11 @@ try {
     // help and version exit 0; any other parse error is bad usage
     process.exitCode = err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
     if (err.code === 'commander.help') process.exitCode = 0;
+    // --json promises one document whatever went wrong, a flag commander rejected included
+    if (process.exitCode !== 0 && wantsJson(process.argv)) {
+      const message = err.message.replace(/^error: /, '');
+      process.stdout.write(`${JSON.stringify({ ok: false, error: { code: 'USAGE', exit_code: 2, message } }, null, 2)}\n`);
+    }
   } else {
     throw err;
   }

@@ -1,6 +1,7 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import { redact } from '../redact.js';
+import { snakeKeys } from './json-keys.js';
 
 export interface UiOptions {
   json: boolean;
@@ -55,7 +56,7 @@ export class Ui {
   }
 
   json(value: unknown): void {
-    process.stdout.write(`${redact(JSON.stringify(value, null, 2))}\n`);
+    process.stdout.write(`${redact(JSON.stringify(snakeKeys(value), null, 2))}\n`);
   }
 
   /** Shows or updates a spinner with progress text; a no-op when not interactive. */

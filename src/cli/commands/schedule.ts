@@ -1,3 +1,4 @@
+import { snakeKeys } from '../json-keys.js';
 import type { Command } from 'commander';
 import type { JobSpec, SchedulerEvent } from '../../schedule/index.js';
 import { action, type Context } from '../run.js';
@@ -126,7 +127,7 @@ function eventLogger(ui: Ui, json: boolean): (e: SchedulerEvent) => void {
   return (e) => {
     if (json) {
       // a long-running process: one JSON object per event, a line each
-      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+      process.stdout.write(`${JSON.stringify(snakeKeys({ time: new Date().toISOString(), ...e }))}\n`);
       return;
     }
     const at = (d: Date) => localTime(d);
