@@ -69,6 +69,13 @@ export function action(name: string, fn: Action) {
       notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
       const { reportStart } = await import('../notify/report.js');
       await reportStart(name, label, notifyCfg, notifyLog);
+      const { RECORDED_COMMANDS } = await import('../notify/report.js');
+      if (RECORDED_COMMANDS.has(name)) {
+        const { recordStart } = await import('../catalog/status.js');
+        await recordStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch((err) =>
+          ui.warn(`cannot record the start of the run in status.json: ${(err as Error).message}`),
+        );
+      }
       outcome = await fn({ cfg, ui, signal: controller.signal, global }, command);
       exitCode = outcome.exitCode ?? 0;
       await ui.settle();
@@ -115,9 +122,15 @@ export function action(name: string, fn: Action) {
         sizeBytes: outcome?.sizeBytes,
         error: error ? redact(error.message) : exitCode !== 0 ? outcome?.summary : undefined,
         backupId: typeof outcome?.log?.id === 'string' ? outcome.log.id : undefined,
+        argumentError: error?.argument,
       },
       { backupDir: cfg?.backupDir, notify: notifyCfg ?? fallbackNotifyConfig(process.env, global.notify), log: notifyLog },
     );
+    // a run that recorded no outcome (argument error, lock refused) leaves no "started" marker behind
+    if (cfg) {
+      const { clearStart } = await import('../catalog/status.js');
+      await clearStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(() => {});
+    }
     process.exitCode = exitCode;
   };
 }

@@ -26,10 +26,10 @@ Examples:
         const o = cmd.opts() as { maxAge?: string; type?: BackupType };
         const { checkBackups, enabledTypes, DEFAULT_MAX_AGE_MS } = await import('../../ops/check.js');
         const { parseDuration, formatAge } = await import('../../schedule/duration.js');
-        const { usageError } = await import('../../errors.js');
+        const { usageError, argumentError } = await import('../../errors.js');
         const raw = o.maxAge ?? ctx.cfg.env.BACKUP_CHECK_MAX_AGE;
         const maxAgeMs = raw ? parseDuration(raw, o.maxAge ? '--max-age' : 'BACKUP_CHECK_MAX_AGE') : DEFAULT_MAX_AGE_MS;
-        if (maxAgeMs <= 0) throw usageError('--max-age must be longer than zero');
+        if (maxAgeMs <= 0) throw argumentError('--max-age must be longer than zero');
         const types = o.type ? [o.type] : enabledTypes(ctx.cfg.env);
         if (!types.length) throw usageError('every backup type is disabled (BACKUP_<TYPE>_ENABLED=false): nothing to check');
         const result = await checkBackups({ backupDir: ctx.cfg.backupDir, maxAgeMs, types, includeOtherRuns: !o.type });
