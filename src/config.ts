@@ -13,6 +13,11 @@ export interface ConfigFlags {
   config?: string;
   envFile?: string;
   maxBackups?: string | number;
+  keepLast?: string | number;
+  keepDaily?: string | number;
+  keepWeekly?: string | number;
+  keepMonthly?: string | number;
+  keepYearly?: string | number;
   compression?: string;
   compressionLevel?: string | number;
   splitSize?: string | number; // MiB
@@ -24,6 +29,11 @@ export interface Config {
   dbPath: string;
   storagePath: string;
   maxBackups: number;
+  /**
+   * What `rotate` and `create --rotate` keep. Without any keep-daily/weekly/monthly/yearly setting it is
+   * the newest maxBackups per type; with one, maxBackups applies only when it was set explicitly.
+   */
+  retention: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number };
   compression: string;
   compressionLevel?: number;
   /** bytes; undefined = no splitting */
@@ -51,6 +61,10 @@ const FILE_KEYS: Record<string, string> = {
   databaseUrl: 'DATABASE_URL',
   storagePath: 'STORAGE_PATH',
   maxBackups: 'MAX_BACKUPS',
+  keepDaily: 'KEEP_DAILY',
+  keepWeekly: 'KEEP_WEEKLY',
+  keepMonthly: 'KEEP_MONTHLY',
+  keepYearly: 'KEEP_YEARLY',
   compression: 'BACKUP_COMPRESSION',
   compressionLevel: 'BACKUP_COMPRESSION_LEVEL',
   splitSizeMb: 'BACKUP_SPLIT_SIZE_MB',
@@ -181,7 +195,13 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   );
   const str = (p: { value: unknown }, def: string) => String(p.value ?? def);
 
-  const maxB = pick(['--max-backups', flags.maxBackups], ['MAX_BACKUPS', env.MAX_BACKUPS], fileKey('maxBackups'));
+  const maxB = pick(['--keep-last', flags.keepLast], ['--max-backups', flags.maxBackups], ['MAX_BACKUPS', env.MAX_BACKUPS], fileKey('maxBackups'));
+  const gfs = (['Daily', 'Weekly', 'Monthly', 'Yearly'] as const).map((p) => {
+    const v = pick([`--keep-${p.toLowerCase()}`, flags[`keep${p}`]], [`KEEP_${p.toUpperCase()}`, env[`KEEP_${p.toUpperCase()}`]], fileKey(`keep${p}`));
+    return v.value === undefined ? undefined : parseIntIn(v.value, v.from, 0, 100000);
+  });
+  const maxBackups = maxB.value === undefined ? DEFAULTS.maxBackups : parseIntIn(maxB.value, maxB.from, maxB.from === '--keep-last' ? 0 : 1, 100000);
+  const anyGfs = gfs.some((n) => n !== undefined && n > 0);
   const comp = pick(['--compression', flags.compression], ['BACKUP_COMPRESSION', env.BACKUP_COMPRESSION], fileKey('compression'));
   const level = pick(
     ['--compression-level', flags.compressionLevel],
@@ -206,7 +226,14 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
     backupDir: resolve(str(pick(['--backup-dir', flags.backupDir], ['BACKUP_DIR', env.BACKUP_DIR], fileKey('backupDir')), DEFAULTS.backupDir)),
     dbPath: resolve(str(dbRaw, DEFAULTS.dbPath)),
     storagePath: resolve(str(pick(['--storage-path', flags.storagePath], ['STORAGE_PATH', env.STORAGE_PATH], fileKey('storagePath')), DEFAULTS.storagePath)),
-    maxBackups: maxB.value === undefined ? DEFAULTS.maxBackups : parseIntIn(maxB.value, maxB.from, 1, 100000),
+    maxBackups,
+    retention: {
+      keepLast: anyGfs && maxB.value === undefined ? undefined : maxBackups,
+      keepDaily: gfs[0],
+      keepWeekly: gfs[1],
+      keepMonthly: gfs[2],
+      keepYearly: gfs[3],
+    },
     compression,
     compressionLevel: level.value === undefined ? undefined : parseIntIn(level.value, level.from, compression === 'zstd' ? 1 : 0, compression === 'zstd' ? 19 : 9),
     splitSize: splitMb > 0 ? Math.max(1, Math.round(splitMb * 1024 * 1024)) : undefined,
