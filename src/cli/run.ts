@@ -10,6 +10,7 @@ export interface GlobalOptions extends ConfigFlags {
   verbose?: boolean;
   color?: boolean;
   notify?: boolean;
+  progressInterval?: string;
 }
 
 export interface Context {
@@ -17,6 +18,8 @@ export interface Context {
   ui: Ui;
   signal: AbortSignal;
   global: GlobalOptions;
+  /** renders the core's progress callbacks (spinner on a terminal, a plain line every N s elsewhere) */
+  progress: import('./progress.js').ProgressView;
 }
 
 /** What a command hands back: the JSON document, the human rendering, the exit code, the log line. */
@@ -62,6 +65,7 @@ export function action(name: string, fn: Action) {
     let exitCode = 0;
     let outcome: Outcome | undefined;
     let error: BackupError | undefined;
+    let progress: import('./progress.js').ProgressView | undefined;
     try {
       const { resolveConfig } = await import('../config.js');
       cfg = resolveConfig(global);
@@ -76,7 +80,14 @@ export function action(name: string, fn: Action) {
           ui.warn(`cannot record the start of the run in status.json: ${(err as Error).message}`),
         );
       }
-      outcome = await fn({ cfg, ui, signal: controller.signal, global }, command);
+      const { ProgressView, DEFAULT_PROGRESS_INTERVAL_S } = await import('./progress.js');
+      const intervalS = global.progressInterval === undefined ? DEFAULT_PROGRESS_INTERVAL_S : Number(global.progressInterval);
+      if (!Number.isFinite(intervalS) || intervalS < 0) {
+        throw new BackupError('USAGE', `--progress-interval must be a number of seconds, got '${global.progressInterval}'`, { argument: true });
+      }
+      progress = new ProgressView(ui, intervalS * 1000);
+      outcome = await fn({ cfg, ui, signal: controller.signal, global, progress }, command);
+      progress.stop();
       exitCode = outcome.exitCode ?? 0;
       await ui.settle();
       if (ui.opts.json) ui.json(outcome.json);
@@ -93,6 +104,7 @@ export function action(name: string, fn: Action) {
       const cause = (error.cause as Error | undefined) ?? error;
       if (global.verbose && cause.stack) process.stderr.write(`${redact(cause.stack)}\n`);
     } finally {
+      progress?.stop();
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
     }

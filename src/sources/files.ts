@@ -287,6 +287,8 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     );
     body.on('data', (c: Buffer) => {
       res.bytes += c.length;
+      // a large video takes minutes: report inside it, not only when it is done
+      options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
     });
     await addEntry(header, body);
     res.entryCount++;

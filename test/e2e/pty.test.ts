@@ -90,6 +90,8 @@ describe('Ctrl-C in a terminal', () => {
     expect(r.code, r.output).toBe(130);
     expect(r.output).toMatch(/SIGINT/);
     expect(r.output).toMatch(/error:.*interrupted by SIGINT/);
+    // item 1: the spinner shows done/total, percent and files, not only a byte count
+    expect(r.output).toMatch(/storage \d{8}_\d{6}: [\d.]+ \S+ \/ [\d.]+ MiB \(\d+%\), \d+\/\d+ files/);
     expect(r.isig).toBe(true);
     expect(r.icanon).toBe(true);
     expect(r.echo).toBe(true);

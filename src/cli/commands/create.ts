@@ -46,10 +46,7 @@ Examples:
           const result = await runCreate(ctx.cfg, {
             type: o.type,
             signal: ctx.signal,
-            onProgress: (p) => {
-              if (p.phase === 'database') ctx.ui.progress(`database: copying ${p.bytes ?? 0}/${p.totalBytes ?? '?'} pages`);
-              else ctx.ui.progress(`storage: ${p.files ?? ''}${p.files !== undefined ? ' files, ' : ''}${bytes(p.bytes ?? 0)}`);
-            },
+            onProgress: (p) => ctx.progress.event(p),
           });
           let rotation: import('../../ops/rotate.js').RotateResult | undefined;
           if (rotate && result.ok) {
@@ -67,7 +64,7 @@ Examples:
               try {
                 const remote = await openRemoteByName(ctx, remotes, name);
                 try {
-                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx.ui, name) });
+                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx, name) });
                   sync.push({ remote: name, ok: true, uploaded: r.bytes });
                 } finally {
                   await remote.close();

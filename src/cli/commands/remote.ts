@@ -34,11 +34,11 @@ export async function openRemoteByName(ctx: Context, remotes: RemotesConfig, nam
 }
 
 /** Progress lines for transfers (TTY only; the Ui decides). */
-export function transferProgress(ui: Ui, label: string): (e: TransferEvent) => void {
+export function transferProgress(ctx: Pick<Context, 'ui' | 'progress'>, label: string): (e: TransferEvent) => void {
   return (e) => {
-    if (e.kind === 'progress') ui.progress(`${label}: ${e.rel} ${bytes(e.bytes)} / ${bytes(e.size)}`);
-    else if (e.kind === 'start') ui.progress(`${label}: ${e.rel} (${bytes(e.size)})`);
-    else if (e.kind === 'retry') ui.warn(`${label}: ${e.rel}: attempt ${e.attempt} failed (${e.error}); retrying`);
+    if (e.kind === 'progress') ctx.progress.update(`${label}: ${e.rel}`, { done: e.bytes, total: e.size });
+    else if (e.kind === 'start') ctx.progress.update(`${label}: ${e.rel}`, { done: 0, total: e.size });
+    else if (e.kind === 'retry') ctx.ui.warn(`${label}: ${e.rel}: attempt ${e.attempt} failed (${e.error}); retrying`);
   };
 }
 

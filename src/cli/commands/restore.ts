@@ -60,7 +60,7 @@ Examples:
           verify: o.verify,
           signal: ctx.signal,
           lockWaitMs: Number(o.wait) * 1000 || 0,
-          onProgress: (p) => ctx.ui.progress(`${p.phase === 'verify' ? 'verifying' : 'restoring'} ${p.subject}: ${bytes(p.bytes ?? 0)}`),
+          onProgress: (p) => ctx.progress.event(p),
           confirm: o.yes
             ? undefined
             : async (plan) => {
@@ -75,7 +75,7 @@ Examples:
           const { restoreFromRemote } = await import('../../ops/remote-ops.js');
           const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
           try {
-            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx.ui, o.from) } });
+            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, o.from) } });
           } finally {
             await remote.close();
           }

@@ -42,7 +42,7 @@ Examples:
         const report = await verifyBackups(
           ctx.cfg.backupDir,
           { ref: ref === 'latest' ? undefined : ref, latest: o.latest || ref === 'latest', all: o.all, type: o.type },
-          { signal: ctx.signal, onProgress: (p) => ctx.ui.progress(`verifying ${p.subject}: ${bytes(p.bytes ?? 0)}`) },
+          { signal: ctx.signal, onProgress: (p) => ctx.progress.event(p) },
         );
         const bad = report.results.filter((r) => !r.ok);
         return {
