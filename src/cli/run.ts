@@ -69,6 +69,7 @@ export function action(name: string, fn: Action) {
     try {
       const { resolveConfig } = await import('../config.js');
       cfg = resolveConfig(global);
+      for (const w of cfg.warnings) ui.warn(w);
       const { resolveNotifyConfig } = await import('../notify/config.js');
       notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
       const { reportStart } = await import('../notify/report.js');
