@@ -90,6 +90,8 @@ export function action(name: string, fn: Action) {
       outcome = await fn({ cfg, ui, signal: controller.signal, global, progress }, command);
       progress.stop();
       exitCode = outcome.exitCode ?? 0;
+      // a command that stops cleanly on a signal (the scheduler) still ends the way a signal ends a run
+      if (controller.signal.aborted) exitCode = 128 + (String(controller.signal.reason?.message).includes('SIGINT') ? 2 : 15);
       await ui.settle();
       if (ui.opts.json) ui.json(outcome.json);
       else outcome.human?.(ui);
