@@ -92,6 +92,11 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
   return removed;
 }
 
+/** The archive size to expect for a tree: the codec's typical ratio plus a tar header per file. */
+export function archiveEstimate(t: { bytes: number; files: number }, compression: string): number {
+  return t.bytes * getCodec(compression).sizeFactor + t.files * 1024;
+}
+
 async function estimateBytes(cfg: Config, types: BackupType[]): Promise<{ bytes: number; tree?: { bytes: number; files: number } }> {
   let bytes = 0;
   let tree: { bytes: number; files: number } | undefined;
@@ -100,7 +105,7 @@ async function estimateBytes(cfg: Config, types: BackupType[]): Promise<{ bytes:
   }
   if (types.includes('storage')) {
     const t = await treeSize(cfg.storagePath, cfg.exclude);
-    bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
+    bytes += archiveEstimate(t, cfg.compression);
     tree = t;
   }
   return { bytes, tree };

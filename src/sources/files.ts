@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import picomatch from 'picomatch';
+import { type ExcludeMatcher, excludeMatcher } from './exclude.js';
 import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
 
@@ -92,10 +92,8 @@ export async function checkStorageDir(dir: string): Promise<void> {
   if (!st.isDirectory()) throw usageError(`storage path is not a directory: ${dir}`, 'set --storage-path or STORAGE_PATH to the media directory');
 }
 
-function excluder(globs: string[] | undefined): (rel: string) => boolean {
-  if (!globs?.length) return () => false;
-  const m = picomatch(globs, { dot: true, basename: true });
-  return (rel) => m(rel);
+function excluder(globs: string[] | ExcludeMatcher | undefined): (rel: string) => boolean {
+  return typeof globs === 'function' ? globs : excludeMatcher(globs);
 }
 
 /** Walks the tree depth first in name order, skipping excluded paths; yields paths relative to root. */
@@ -123,7 +121,7 @@ async function* walk(root: string, isExcluded: (rel: string) => boolean, warning
 }
 
 /** Bytes the tree holds (after excludes): the input of the free-space estimate. */
-export async function treeSize(root: string, exclude?: string[]): Promise<{ bytes: number; files: number }> {
+export async function treeSize(root: string, exclude?: string[] | ExcludeMatcher): Promise<{ bytes: number; files: number }> {
   const isExcluded = excluder(exclude);
   let bytes = 0;
   let files = 0;

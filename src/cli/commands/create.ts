@@ -22,6 +22,7 @@ export function register(program: Command): void {
     .option('--sync [remote]', 'after a successful backup, upload it to this remote (default: every enabled remote)')
     .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .option('-n, --dry-run', 'walk the sources and show what would be backed up (files, bytes, estimated size, what each --exclude matched); write nothing')
     .addHelpText(
       'after',
       `
@@ -29,13 +30,15 @@ Examples:
   vertex-backup create                                  # full backup with the defaults
   vertex-backup create --type database --json           # database only, result as JSON
   vertex-backup create --type storage --compression zstd --exclude '*.tmp'
+  vertex-backup create --dry-run --exclude '/cache' --exclude '*.tmp'   # what would be backed up
   vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs`,
     )
     .action(
       action('create', async (ctx, cmd) => {
-        const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string; sync?: string | boolean; maxBackups?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string; keepYearly?: string };
+        const o = cmd.opts() as { type: BackupType; rotate?: boolean; dryRun?: boolean; wait: string; sync?: string | boolean; maxBackups?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string; keepYearly?: string };
         // a retention flag on the command line says "rotate": taking it and keeping everything would be a surprise
         const rotate = o.rotate || [o.maxBackups, o.keepDaily, o.keepWeekly, o.keepMonthly, o.keepYearly].some((v) => v !== undefined);
+        if (o.dryRun) return planOutcome(await (await import('../../ops/plan.js')).planCreate(ctx.cfg, o.type));
         const { acquireLock } = await import('../../catalog/lock.js');
         const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
@@ -105,4 +108,21 @@ Examples:
         }
       }),
     );
+}
+
+function planOutcome(plan: import('../../ops/plan.js').CreatePlan) {
+  return {
+    json: plan,
+    human: (ui: import('../ui.js').Ui) => {
+      ui.out(`dry run: create --type ${plan.type} would back up (nothing written)`);
+      if (plan.database) ui.out(`  database  ${bytes(plan.database.bytes).padStart(10)}  ${plan.database.path}`);
+      if (plan.storage) {
+        ui.out(`  storage   ${bytes(plan.storage.bytes).padStart(10)}  ${plan.storage.files} files in ${plan.storage.path}`);
+        ui.out(`            estimated archive ${bytes(plan.storage.estimatedSize)} (${plan.storage.compression})`);
+      }
+      for (const x of plan.excludes) ui.out(`  exclude '${x.pattern}': ${x.matched} ${x.matched === 1 ? 'path' : 'paths'} left out`);
+      ui.out(`total ${plan.files} files, ${bytes(plan.bytes)}; the backup would add about ${bytes(plan.estimatedSize)}`);
+      for (const w of plan.warnings) ui.warn(w);
+    },
+  };
 }
