@@ -49,12 +49,14 @@ Examples:
   vertex-backup create --type full           # database + storage, one recovery point
   vertex-backup list
   vertex-backup verify --all
-  vertex-backup --help <command>             # options and examples of one command
+  vertex-backup help <command>               # options and examples of one command (or: <command> --help)
 ${EXIT_CODE_HELP}`,
   );
 
 // subcommands inherit these only when they are set before the subcommands are added
 program.exitOverride();
+// --backup-dir, --json… work after the subcommand too: its help lists them
+program.configureHelp({ showGlobalOptions: true });
 program.configureOutput({ outputError: (str, write) => write(str) });
 
 for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);

@@ -99,6 +99,12 @@ export class Ui {
     return t.toString();
   }
 
+  /** Columns to fit human output into: the terminal's, or 100 when stdout is not one (mail, files). */
+  width(): number {
+    const cols = process.stdout.isTTY ? process.stdout.columns : undefined;
+    return cols && cols > 20 ? cols : 100;
+  }
+
   status(s: string): string {
     if (s === 'ok') return this.c.green(s);
     if (s === 'partial' || s === 'incomplete') return this.c.yellow(s);

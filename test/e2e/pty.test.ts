@@ -99,3 +99,23 @@ describe('Ctrl-C in a terminal', () => {
     expect(left).toEqual([]);
   });
 });
+
+describe('the restore prompt on a terminal', () => {
+  it('with --target NEWDIR speaks of new files, not of a current copy kept aside; "n" changes nothing', async () => {
+    const small = makeApp({ randomBytes: 32 * 1024, events: 50 });
+    try {
+      const c = spawnSync(process.execPath, [BIN, 'create', ...small.flags], { cwd: small.cwd, env: baseEnv(small.cwd), encoding: 'utf8' });
+      expect(c.status, c.stderr).toBe(0);
+      const target = path.join(small.cwd, 'new-target');
+      const r = runPty(['restore', 'latest', '--target', target, ...small.flags], small.cwd, 'Proceed?', 'n\r');
+      expect(r.code, r.output).toBe(1);
+      expect(r.output).toMatch(/database .* -> .*new-target.*\(a new file: nothing there now\)/);
+      expect(r.output).toMatch(/storage .* -> .*new-target.*\(a new directory: nothing there now\)/);
+      expect(r.output).not.toMatch(/copied aside|kept as/);
+      expect(r.output).toMatch(/restore cancelled: nothing was changed/);
+      expect(fs.existsSync(target)).toBe(false);
+    } finally {
+      rmrf(small.cwd);
+    }
+  });
+});
