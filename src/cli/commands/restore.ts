@@ -79,6 +79,8 @@ Examples:
           confirm: o.yes
             ? undefined
             : async (plan) => {
+                // no spinner (nor its timer) over the question
+                ctx.progress.stop();
                 await ctx.ui.settle();
                 for (const l of describe(plan, ref)) process.stderr.write(`${l}\n`);
                 return ask('Proceed? [y/N] ');
