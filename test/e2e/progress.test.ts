@@ -13,7 +13,7 @@ beforeAll(() => {
 });
 afterAll(() => rmrf(app?.cwd));
 
-const args = () => ['create', '--type', 'storage', '--compression', 'xz', '--progress-interval', '1', ...app.flags];
+const args = () => ['create', '--type', 'storage', '--compression', 'xz', '--progress-interval', '0.2', ...app.flags];
 
 describe('progress without a terminal', () => {
   it('plain lines with done/total, percent and files, no escape codes', async () => {
