@@ -5,7 +5,6 @@ import type { Remote } from '../../remote/remote.js';
 import type { TransferEvent } from '../../remote/transfer.js';
 import { type Context, action } from '../run.js';
 import { bytes, duration } from '../format.js';
-import type { Ui } from '../ui.js';
 
 /**
  * `remote list|test|info`, plus the helpers every remote-aware command uses (sync, list --remote,
@@ -33,7 +32,7 @@ export async function openRemoteByName(ctx: Context, remotes: RemotesConfig, nam
   return openRemote(nameOrUrl, remotes, ctx.cfg.env as NodeJS.ProcessEnv);
 }
 
-/** Progress lines for transfers (TTY only; the Ui decides). */
+/** Transfer progress: the ProgressView decides how it is shown (spinner, plain line, nothing). */
 export function transferProgress(ctx: Pick<Context, 'ui' | 'progress'>, label: string): (e: TransferEvent) => void {
   return (e) => {
     if (e.kind === 'progress') ctx.progress.update(`${label}: ${e.rel}`, { done: e.bytes, total: e.size });
