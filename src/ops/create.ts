@@ -106,28 +106,36 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
  */
 const RESTORE_LEFTOVERS = ['.pre-restore-[0-9]*', '.vertex-restore-*'];
 
-async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> {
+/** The archive size to expect for a tree: the codec's typical ratio plus a tar header per file. */
+export function archiveEstimate(t: { bytes: number; files: number }, compression: string): number {
+  return t.bytes * getCodec(compression).sizeFactor + t.files * 1024;
+}
+
+async function estimateBytes(cfg: Config, types: BackupType[]): Promise<{ bytes: number; tree?: { bytes: number; files: number } }> {
   let bytes = 0;
+  let tree: { bytes: number; files: number } | undefined;
   if (types.includes('database')) {
     for (const f of [cfg.dbPath, `${cfg.dbPath}-wal`]) bytes += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
   }
   if (types.includes('storage')) {
     const t = await treeSize(cfg.storagePath, [...cfg.exclude, ...RESTORE_LEFTOVERS], [cfg.backupDir]);
-    bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
+    bytes += archiveEstimate(t, cfg.compression);
+    tree = t;
   }
-  return bytes;
+  return { bytes, tree };
 }
 
 /** Refuses to start a backup that cannot fit: better a clear exit 5 now than ENOSPC at 90%. */
-export async function checkFreeSpace(cfg: Config, types: BackupType[]): Promise<{ needed: number; free: number }> {
-  const needed = Math.ceil((await estimateBytes(cfg, types)) * 1.05) + 16 * 1024 * 1024;
+export async function checkFreeSpace(cfg: Config, types: BackupType[]): Promise<{ needed: number; free: number; tree?: { bytes: number; files: number } }> {
+  const estimate = await estimateBytes(cfg, types);
+  const needed = Math.ceil(estimate.bytes * 1.05) + 16 * 1024 * 1024;
   const free = await freeSpace(cfg.backupDir);
   if (needed > free) {
     throw new BackupError('NO_SPACE', `not enough free space at ${cfg.backupDir}: the backup needs about ${formatBytes(needed)}, ${formatBytes(free)} is free`, {
       hint: 'free some space or remove old backups (vertex-backup rotate --max-backups N)',
     });
   }
-  return { needed, free };
+  return { needed, free, tree: estimate.tree };
 }
 
 function baseSidecar(type: BackupType, id: string, started: Date): Sidecar {
@@ -175,18 +183,18 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions):
   }
 }
 
-async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
+async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, total?: { bytes: number; files: number }): Promise<CreatedBackup> {
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'storage');
   await ensureDir(dir);
   const codec = getCodec(cfg.compression);
   const name = `${baseName('storage', id)}${codec.extension}`;
-  const writer = new PartWriter(dir, name, cfg.splitSize, (bytes) => opts.onProgress?.({ phase: 'storage', subject: id, bytes }));
+  const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   const { stream, result } = packTree(cfg.storagePath, {
     exclude: [...cfg.exclude, ...RESTORE_LEFTOVERS],
     excludePaths: [cfg.backupDir],
     signal: opts.signal,
-    onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes }),
+    onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes, totalFiles: total?.files, totalBytes: total?.bytes }),
   });
   try {
     await pipeline(stream, codec.compressor({ level: cfg.compressionLevel }), writer, { signal: opts.signal });
@@ -265,7 +273,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   const parts = partsOf(type);
   await checkInputs(cfg, type);
   await checkBackupDirWritable(cfg.backupDir);
-  await checkFreeSpace(cfg, parts);
+  const { tree } = await checkFreeSpace(cfg, parts);
   await removeTempLeftovers(cfg.backupDir);
 
   const id = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
@@ -275,7 +283,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   for (const part of parts) {
     try {
       opts.signal?.throwIfAborted();
-      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts) : await backupStoragePart(cfg, id, opts));
+      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts) : await backupStoragePart(cfg, id, opts, tree));
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       const e = toBackupError(err);

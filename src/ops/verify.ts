@@ -164,7 +164,7 @@ export async function selectForVerify(backupDir: string, sel: VerifySelection): 
   }
   if (sel.ref) {
     const e = await findBackup(backupDir, sel.ref, sel.type);
-    if (!e) throw new BackupError('USAGE', `no backup '${sel.ref}' in ${backupDir}`, { hint: 'run vertex-backup list to see the ids' });
+    if (!e) throw new BackupError('USAGE', `no backup '${sel.ref}' in ${backupDir}`, { hint: 'run vertex-backup list to see the ids', argument: true });
     return [e];
   }
   const entries = await listBackups(backupDir, { type: sel.type });

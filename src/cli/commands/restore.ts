@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
@@ -14,10 +15,24 @@ async function ask(question: string): Promise<boolean> {
   }
 }
 
-function describe(plan: RestorePlan): string[] {
+/** What "latest" picked when it is not a full backup: the operator must not have to guess. */
+function latestNote(ref: string, type: string, id: string): string | undefined {
+  return ref === 'latest' && type !== 'full' ? `"latest" is the ${type} backup ${id}: there is no full backup, so the newest backup of any type was taken` : undefined;
+}
+
+function describe(plan: RestorePlan, ref: string): string[] {
   const lines = [`restore ${plan.type} backup ${plan.id}${plan.verified ? ' (verified)' : ' (NOT verified)'}:`];
-  if (plan.database) lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (the current one is copied aside first)`);
-  if (plan.storage) lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (the current tree is kept as ${plan.storage.keptAs ?? `${plan.storage.to}.pre-restore-${plan.id}`})`);
+  const note = latestNote(ref, plan.type, plan.id);
+  if (note) lines.unshift(`note: ${note}`);
+  // only what exists is copied aside: a --target that is new gets a fresh copy and nothing else
+  if (plan.database) {
+    const aside = existsSync(plan.database.to) ? 'the current one is copied aside first' : 'a new file: nothing there now';
+    lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (${aside})`);
+  }
+  if (plan.storage) {
+    const kept = existsSync(plan.storage.to) ? `the current tree is kept as ${plan.storage.keptAs ?? `${plan.storage.to}.pre-restore-${plan.id}`}` : 'a new directory: nothing there now';
+    lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (${kept})`);
+  }
   return lines;
 }
 
@@ -60,12 +75,14 @@ Examples:
           verify: o.verify,
           signal: ctx.signal,
           lockWaitMs: Number(o.wait) * 1000 || 0,
-          onProgress: (p) => ctx.ui.progress(`${p.phase === 'verify' ? 'verifying' : 'restoring'} ${p.subject}: ${bytes(p.bytes ?? 0)}`),
+          onProgress: (p) => ctx.progress.event(p),
           confirm: o.yes
             ? undefined
             : async (plan) => {
+                // no spinner (nor its timer) over the question
+                ctx.progress.stop();
                 await ctx.ui.settle();
-                for (const l of describe(plan)) process.stderr.write(`${l}\n`);
+                for (const l of describe(plan, ref)) process.stderr.write(`${l}\n`);
                 return ask('Proceed? [y/N] ');
               },
         };
@@ -75,7 +92,7 @@ Examples:
           const { restoreFromRemote } = await import('../../ops/remote-ops.js');
           const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
           try {
-            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx.ui, o.from) } });
+            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, o.from) } });
           } finally {
             await remote.close();
           }
@@ -88,6 +105,8 @@ Examples:
           summary: `restored ${result.type} backup ${result.id} in ${duration(result.durationMs)}`,
           log: { id: result.id, type: result.type, target: o.target, verified: result.verified, database: result.database, storage: result.storage && { ...result.storage, warnings: undefined } },
           human: (ui) => {
+            const note = latestNote(ref, result.type, result.id);
+            if (note) ui.warn(note);
             ui.out(`${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${duration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`);
             if (result.database) {
               ui.out(`  database -> ${result.database.to} (integrity_check: ${result.database.integrity})`);

@@ -52,7 +52,7 @@ Examples:
                 latest: o.latest,
                 retries: o.retries,
                 signal: ctx.signal,
-                onEvent: transferProgress(ctx.ui, name),
+                onEvent: transferProgress(ctx, name),
               });
               results.push({ remote: name, ok: true, result });
             } finally {

@@ -34,7 +34,7 @@ Examples:
         if (o.remote) {
           const samplePercent = o.sample === undefined ? undefined : Number(o.sample);
           if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
-            throw new BackupError('USAGE', `--sample must be a percentage above 0 and at most 100, got '${o.sample}'`);
+            throw new BackupError('USAGE', `--sample must be a percentage above 0 and at most 100, got '${o.sample}'`, { argument: true });
           }
           return (await import('../remote-outcomes.js')).remoteVerifyOutcome(ctx, cmd, o.remote, { ref: ref === 'latest' ? undefined : ref, all: o.all, type: o.type, samplePercent });
         }
@@ -42,7 +42,7 @@ Examples:
         const report = await verifyBackups(
           ctx.cfg.backupDir,
           { ref: ref === 'latest' ? undefined : ref, latest: o.latest || ref === 'latest', all: o.all, type: o.type },
-          { signal: ctx.signal, onProgress: (p) => ctx.ui.progress(`verifying ${p.subject}: ${bytes(p.bytes ?? 0)}`) },
+          { signal: ctx.signal, onProgress: (p) => ctx.progress.event(p) },
         );
         const bad = report.results.filter((r) => !r.ok);
         return {
