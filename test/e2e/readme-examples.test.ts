@@ -69,6 +69,15 @@ describe('README examples', () => {
       args = args.map((a) => a.replaceAll('20240101_120000', id!));
     }
     args = args.map((a) => (a === '/tmp/check' ? path.join(app.cwd, 'check') : a));
+    // "/mnt/usb": a copy of a backup file made by hand outside the backup directory
+    args = args.map((a) => {
+      if (!a.startsWith('/mnt/usb/')) return a;
+      const usb = path.join(app.cwd, 'usb');
+      fs.mkdirSync(usb, { recursive: true });
+      const name = path.basename(a);
+      fs.copyFileSync(path.join(app.cwd, 'backups', 'storage', name), path.join(usb, name));
+      return path.join(usb, name);
+    });
     const r = await run(args, { cwd: app.cwd, timeoutMs: 120_000 });
     expect(r.code, describeRun(r)).toBe(EXPECTED_EXIT[line] ?? 0);
     expect(r.stderr, describeRun(r)).not.toMatch(/unknown option|unknown command|    at .*\.js:\d+/);

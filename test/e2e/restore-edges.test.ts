@@ -214,10 +214,10 @@ describe.runIf(CAN_MOUNT || process.env.CI)('item 3: storage that is a mount poi
       sqlite(app.dbPath, 'INSERT INTO clients(name) VALUES ("after the backup")');
       const r = await vb(app, ['restore', id, '--yes', '--json']);
       expect(r.code, describeRun(r)).toBe(0);
-      const doc = parseJsonStdout<{ storage: { to: string; previousKeptAs: string } }>(r);
-      expect(doc.storage.previousKeptAs).toBe(path.join(app.storagePath, `.pre-restore-${id}`));
+      const doc = parseJsonStdout<{ storage: { to: string; previous_kept_as: string } }>(r);
+      expect(doc.storage.previous_kept_as).toBe(path.join(app.storagePath, `.pre-restore-${id}`));
       expect(storageSnap(app.storagePath)).toEqual(backedUp);
-      const kept = snapshot(doc.storage.previousKeptAs, { dirTimes: false });
+      const kept = snapshot(doc.storage.previous_kept_as, { dirTimes: false });
       delete kept['.'];
       const old = { ...oldTree };
       delete old['.'];
