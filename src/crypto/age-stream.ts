@@ -22,7 +22,8 @@ function chunkNonce(counter: number, last: boolean): Buffer {
 
 export interface PlaintextDigest {
   size: number;
-  sha256: string;
+  /** absent when the stage was built without hashing */
+  sha256?: string;
 }
 
 /** Plaintext in, age file out. Build it with `createEncryptStream` (the header needs async scrypt). */
@@ -31,37 +32,47 @@ export class AgeEncryptStream extends Transform {
   private fill = 0;
   private counter = 0;
   private started = false;
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash?: Hash;
   private size = 0;
 
   constructor(
     private readonly head: Buffer,
     private readonly key: Buffer,
+    hashPlaintext = true,
   ) {
     super({ highWaterMark: 1 << 20 });
+    if (hashPlaintext) this.hash = createHash('sha256');
   }
 
   /** Size and SHA-256 of the plaintext that went in; valid after the stream finished. */
   digest(): PlaintextDigest {
-    return { size: this.size, sha256: this.hash.digest('hex') };
+    return { size: this.size, sha256: this.hash?.digest('hex') };
   }
+
+  /** sealed output of one _transform call, pushed as one buffer (two pushes per chunk cost a third of the speed) */
+  private out: Buffer[] = [];
 
   private seal(data: Buffer, last: boolean): void {
     const c = createCipheriv('chacha20-poly1305', this.key, chunkNonce(this.counter++, last), { authTagLength: TAG });
-    this.push(c.update(data));
+    this.out.push(c.update(data));
     c.final();
-    this.push(c.getAuthTag());
+    this.out.push(c.getAuthTag());
+  }
+
+  private flushOut(): void {
+    if (this.out.length) this.push(this.out.length === 1 ? this.out[0] : Buffer.concat(this.out));
+    this.out = [];
   }
 
   private begin(): void {
     if (this.started) return;
     this.started = true;
-    this.push(this.head);
+    this.out.push(this.head);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.begin();
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     this.size += chunk.length;
     let off = 0;
     while (off < chunk.length) {
@@ -81,6 +92,7 @@ export class AgeEncryptStream extends Transform {
       this.fill += n;
       off += n;
     }
+    this.flushOut();
     cb();
   }
 
@@ -88,19 +100,23 @@ export class AgeEncryptStream extends Transform {
     this.begin();
     // an empty plaintext is one empty final chunk; otherwise the final chunk is never empty
     this.seal(this.pending.subarray(0, this.fill), true);
+    this.flushOut();
     cb();
   }
 }
 
 /** An encrypting stage for `recipients`: a fresh file key and nonce per stream. */
-export async function createEncryptStream(recipients: Recipient[]): Promise<AgeEncryptStream> {
+export async function createEncryptStream(recipients: Recipient[], opts: { hashPlaintext?: boolean } = {}): Promise<AgeEncryptStream> {
   const fileKey = randomBytes(16);
   const nonce = randomBytes(NONCE_BYTES);
   const header = await buildHeader(fileKey, recipients);
-  return new AgeEncryptStream(Buffer.concat([header, nonce]), payloadKey(fileKey, nonce));
+  return new AgeEncryptStream(Buffer.concat([header, nonce]), payloadKey(fileKey, nonce), opts.hashPlaintext !== false);
 }
 
-export interface DecryptOptions extends UnwrapContext {}
+export interface DecryptOptions extends UnwrapContext {
+  /** also hash the plaintext (deep verify compares it with the sidecar); default true */
+  hashPlaintext?: boolean;
+}
 
 /**
  * age file in, plaintext out. Every chunk is authenticated before it is passed on; the stream fails
@@ -115,7 +131,7 @@ export class AgeDecryptStream extends Transform {
   private nonce: Buffer[] = [];
   private rest: Buffer = Buffer.alloc(0);
   private counter = 0;
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash?: Hash;
   private size = 0;
   /** the parsed header, once read (rekey and messages use it) */
   header?: ParsedHeader;
@@ -125,10 +141,11 @@ export class AgeDecryptStream extends Transform {
     private readonly opts: DecryptOptions = {},
   ) {
     super({ highWaterMark: 1 << 20 });
+    if (opts.hashPlaintext !== false) this.hash = createHash('sha256');
   }
 
   digest(): PlaintextDigest {
-    return { size: this.size, sha256: this.hash.digest('hex') };
+    return { size: this.size, sha256: this.hash?.digest('hex') };
   }
 
   private fail(msg: string): BackupError {
@@ -149,9 +166,16 @@ export class AgeDecryptStream extends Transform {
   }
 
   private output(plain: Buffer): void {
-    this.hash.update(plain);
+    this.hash?.update(plain);
     this.size += plain.length;
-    this.push(plain);
+    this.out.push(plain);
+  }
+
+  private out: Buffer[] = [];
+
+  private flushOut(): void {
+    if (this.out.length) this.push(this.out.length === 1 ? this.out[0] : Buffer.concat(this.out));
+    this.out = [];
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -191,6 +215,7 @@ export class AgeDecryptStream extends Transform {
       this.output(plain);
       off += SEALED;
     }
+    this.flushOut();
     this.rest = data.subarray(off);
   }
 
@@ -203,6 +228,7 @@ export class AgeDecryptStream extends Transform {
     const plain = this.open(last, true);
     if (!plain) return cb(this.fail('authentication failed at the final chunk: the file was altered or truncated'));
     this.output(plain);
+    this.flushOut();
     cb();
   }
 }
