@@ -1,12 +1,14 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { artifactFiles, type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../codec/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import type { Config } from '../config.js';
+import { decryptStage, decryptToFile, needIdentity, plaintextProblem } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { exists, formatBytes, fsyncDir, freeSpace, writeFileAtomic } from '../fsutil.js';
 import { extractArchive } from '../sources/extract.js';
@@ -24,6 +26,8 @@ export interface RestoreOptions {
   lockWaitMs?: number;
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
+  /** age identities for encrypted backups */
+  identities?: Identity[];
 }
 
 export interface RestorePlan {
@@ -47,10 +51,24 @@ async function freeName(base: string): Promise<string> {
   for (let n = 2; ; n++) if (!(await exists(`${base}-${n}`))) return `${base}-${n}`;
 }
 
-async function restoreDatabase(entry: BackupEntry, to: string, id: string): Promise<NonNullable<RestoreResult['database']>> {
+async function restoreDatabase(entry: BackupEntry, to: string, id: string, identities: Identity[] = []): Promise<NonNullable<RestoreResult['database']>> {
   const s = entry.sidecar!;
-  const file = path.join(path.dirname(entry.sidecarPath!), artifactFiles(s)[0].file);
+  let file = path.join(path.dirname(entry.sidecarPath!), artifactFiles(s)[0].file);
   await fsp.mkdir(path.dirname(to), { recursive: true });
+  // an encrypted copy is decrypted and authenticated in full beside the target before anything changes
+  const plain = s.encryption ? await freeName(path.join(path.dirname(to), `.${path.basename(to)}.restore-${id}.decrypted.tmp`)) : undefined;
+  if (plain) {
+    await decryptToFile(readParts(artifactFiles(s).map((p) => path.join(path.dirname(entry.sidecarPath!), p.file))), plain, { identities, subject: `database backup ${entry.id}`, info: s.encryption! });
+    file = plain;
+  }
+  try {
+    return await restoreDatabaseFile(entry, file, to, id);
+  } finally {
+    if (plain) await fsp.rm(plain, { force: true });
+  }
+}
+
+async function restoreDatabaseFile(entry: BackupEntry, file: string, to: string, id: string): Promise<NonNullable<RestoreResult['database']>> {
   let savedCurrentAs: string | undefined;
   const existed = await exists(to);
   if (existed) {
@@ -138,13 +156,24 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
   let extracted;
   try {
     const input = readParts(files);
-    const tarStream = input.pipe(codec.decompressor());
-    input.on('error', (e) => tarStream.destroy(e));
+    const decrypt = s.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${entry.id}`, info: s.encryption }) : undefined;
+    const plain = decrypt ? input.pipe(decrypt) : input;
+    if (decrypt) input.on('error', (e) => decrypt.destroy(e));
+    const tarStream = plain.pipe(codec.decompressor());
+    plain.on('error', (e) => tarStream.destroy(e));
     extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
       maxBytes,
       signal: opts.signal,
       onEntry: (_name, bytes) => opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes }),
     });
+    if (decrypt) {
+      // the last chunk authenticates the whole payload: nothing is swapped in before it has
+      decrypt.unpipe();
+      decrypt.resume();
+      await finished(decrypt);
+      const problem = plaintextProblem(decrypt, s.encryption!);
+      if (problem) throw new BackupError('DAMAGED', `storage backup ${entry.id}: ${problem}`);
+    }
     if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
       throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
     }
@@ -199,7 +228,7 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   try {
     const verify = opts.verify !== false;
     if (verify) {
-      const v = await verifyEntry(cfg.backupDir, entry, { signal: opts.signal, onProgress: opts.onProgress });
+      const v = await verifyEntry(cfg.backupDir, entry, { signal: opts.signal, onProgress: opts.onProgress, identities: opts.identities });
       if (!v.ok) {
         throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
           hint: 'restore another backup, or pass --no-verify to restore it anyway',
@@ -219,10 +248,13 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
       storage: stEntry && { backupId: stEntry.id, to: stTo },
       verified: verify,
     };
+    for (const e of [dbEntry, stEntry]) {
+      if (e?.sidecar?.encryption && !opts.identities?.length) throw needIdentity({ subject: `${e.type} backup ${e.id}`, info: e.sidecar.encryption });
+    }
     if (opts.confirm && !(await opts.confirm(plan))) return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
     opts.signal?.throwIfAborted();
     // database first: it is small and quick, and the application can start against it
-    const database = dbEntry ? await restoreDatabase(dbEntry, dbTo, entry.id) : undefined;
+    const database = dbEntry ? await restoreDatabase(dbEntry, dbTo, entry.id, opts.identities) : undefined;
     opts.signal?.throwIfAborted();
     const storage = stEntry ? await restoreStorage(stEntry, stTo, entry.id, opts) : undefined;
     return { ...plan, database, storage, durationMs: Date.now() - started };

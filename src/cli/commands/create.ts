@@ -17,6 +17,9 @@ export function register(program: Command): void {
     .option('--sync [remote]', 'after a successful backup, upload it to this remote (default: every enabled remote)')
     .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .option('--encrypt', 'encrypt (age format) to BACKUP_RECIPIENTS / BACKUP_RECIPIENTS_FILE; an error when none is set')
+    .option('--recipient <age1…>', 'encrypt to this age recipient (repeatable; implies --encrypt)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--recipients-file <file>', 'encrypt to the age1… recipients in this file (implies --encrypt)')
     .addHelpText(
       'after',
       `
@@ -24,7 +27,8 @@ Examples:
   vertex-backup create                                  # full backup with the defaults
   vertex-backup create --type database --json           # database only, result as JSON
   vertex-backup create --type storage --compression zstd --exclude '*.tmp'
-  vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs`,
+  vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs
+  vertex-backup create --recipient age1…                # encrypted: storage_backup_ID.tar.gz.age`,
     )
     .action(
       action('create', async (ctx, cmd) => {
@@ -34,11 +38,13 @@ Examples:
         const waitS = Number(o.wait);
         if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`);
         await checkInputs(ctx.cfg, o.type);
+        const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
         try {
           const result = await runCreate(ctx.cfg, {
             type: o.type,
             signal: ctx.signal,
+            recipients,
             onProgress: (p) => {
               if (p.phase === 'database') ctx.ui.progress(`database: copying ${p.bytes ?? 0}/${p.totalBytes ?? '?'} pages`);
               else ctx.ui.progress(`storage: ${p.files ?? ''}${p.files !== undefined ? ' files, ' : ''}${bytes(p.bytes ?? 0)}`);
