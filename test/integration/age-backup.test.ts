@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run, sh } from '../helpers/cli.js';
+import { startRecorder, type Recorder } from '../helpers/http-recorder.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, sqlite, tempDir } from '../helpers/fixtures.js';
 
 /** Local skip rule (see age-interop.test.ts): skipped only when `age` is missing and CI is unset. */
@@ -186,5 +187,58 @@ describe('encrypted create / verify / restore', () => {
     expect(bad.code, describeRun(bad)).toBe(2);
     expect(bad.stderr).toMatch(/BACKUP_RECIPIENTS: not an age recipient/);
     expect(fs.readdirSync(path.join(app.backupDir, 'storage')).length).toBe(before);
+  });
+});
+
+describe('secrets: keys and passphrases never leave', () => {
+  const PASS = 'Tr0ub4dor-and-a-long-PASSPHRASE-value';
+  let srv: Recorder;
+  beforeAll(async () => {
+    srv = await startRecorder();
+  });
+  afterAll(() => srv?.close());
+
+  it('identities and passphrases appear in no output, log line, sidecar or notification, on success and failure', async () => {
+    const secrets = [PASS, /^AGE-SECRET-KEY-1\w+$/m.exec(fs.readFileSync(keyFile, 'utf8'))![0], /^AGE-SECRET-KEY-1\w+$/m.exec(fs.readFileSync(otherKey, 'utf8'))![0]];
+    const passFile = path.join(app.cwd, 'keys', 'pass.txt');
+    fs.writeFileSync(passFile, `${PASS}\n`, { mode: 0o600 });
+    const wrongPass = path.join(app.cwd, 'keys', 'wrong.txt');
+    fs.writeFileSync(wrongPass, 'not-the-passphrase\n', { mode: 0o600 });
+    const backupDir = path.join(app.cwd, 'secret-backups');
+    const flags = [...app.flags.slice(0, 4), '--backup-dir', backupDir];
+    const notify = { NOTIFY_WEBHOOK_URL: `${srv.url}/hook`, NOTIFY_ON: 'always' };
+    const runs = [
+      await run(['create', '--type', 'database', '--json', '--notify', ...flags], { cwd: app.cwd, env: { ...notify, BACKUP_PASSPHRASE_FILE: passFile } }),
+      await run(['verify', '--all', '--verbose', '--notify', ...flags], { cwd: app.cwd, env: { ...notify, AGE_PASSPHRASE_FILE: wrongPass } }),
+      await run(['verify', '--all', '--json', '--notify', ...flags], { cwd: app.cwd, env: { ...notify, AGE_PASSPHRASE_FILE: passFile } }),
+      await run(['restore', 'latest', '--yes', '--verbose', '--notify', '--target', scratchDir(), '--identity', otherKey, ...flags], { cwd: app.cwd, env: notify }),
+      await run(['restore', 'latest', '--yes', '--json', '--notify', '--target', scratchDir(), ...flags], { cwd: app.cwd, env: { ...notify, AGE_PASSPHRASE_FILE: passFile } }),
+    ];
+    expect(runs.map((r) => r.code)).toEqual([0, 3, 0, 3, 0]);
+    expect(runs[1].stdout).toMatch(/identities tried: passphrase/);
+    const texts = [
+      ...runs.flatMap((r) => [r.stdout, r.stderr]),
+      fs.readFileSync(path.join(backupDir, 'backup.log'), 'utf8'),
+      ...fs.readdirSync(backupDir, { recursive: true, encoding: 'utf8' }).filter((n) => n.endsWith('.json')).map((n) => fs.readFileSync(path.join(backupDir, n), 'utf8')),
+      ...srv.requests.map((q) => q.body),
+    ];
+    expect(srv.requests.length).toBeGreaterThanOrEqual(5);
+    for (const t of texts) for (const s of secrets) expect(t.includes(s), `leaked in:\n${t}`).toBe(false);
+  });
+
+  it('an identity file readable by others is refused (exit 2), and a broken key line is not echoed', async () => {
+    const loose = path.join(app.cwd, 'keys', 'loose.txt');
+    fs.copyFileSync(keyFile, loose);
+    fs.chmodSync(loose, 0o644);
+    const r = await run(['verify', '--all', '--identity', loose, ...app.flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/chmod 600/);
+    const broken = path.join(app.cwd, 'keys', 'broken.txt');
+    const line = `AGE-SECRET-KEY-1${'Q'.repeat(58)}`;
+    fs.writeFileSync(broken, `# public key: x\n${line}\n`, { mode: 0o600 });
+    const b = await run(['verify', '--all', '--identity', broken, ...app.flags], { cwd: app.cwd });
+    expect(b.code, describeRun(b)).toBe(2);
+    expect(b.stderr).toMatch(/broken.txt line 2: not an age identity/);
+    expect(b.stderr + b.stdout).not.toContain(line);
   });
 });
