@@ -6,6 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run, sh } from '../helpers/cli.js';
 import { startRecorder, type Recorder } from '../helpers/http-recorder.js';
@@ -240,5 +241,63 @@ describe('secrets: keys and passphrases never leave', () => {
     expect(b.code, describeRun(b)).toBe(2);
     expect(b.stderr).toMatch(/broken.txt line 2: not an age identity/);
     expect(b.stderr + b.stdout).not.toContain(line);
+  });
+});
+
+describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes file)', () => {
+  let nas: string;
+  let remotesFile: string;
+  let id: string;
+  const vb = (args: string[], env: Record<string, string> = {}) => run([...args, ...app.flags, '--remotes-config', remotesFile], { cwd: app.cwd, env });
+
+  beforeAll(async () => {
+    nas = scratchDir();
+    remotesFile = path.join(app.cwd, 'remote_storage.json');
+    fs.writeFileSync(remotesFile, JSON.stringify({ remotes: { nas: { url: pathToFileURL(nas).href, encrypt: { recipients: [recipient] } } } }), { mode: 0o600 });
+    // a plaintext local backup, split into parts: the remote gets one encrypted file of the whole
+    const r = await vb(['create', '--json', '--split-size', '0.25']);
+    expect(r.code, describeRun(r)).toBe(0);
+    id = parseJsonStdout<Created>(r).id;
+  });
+
+  it('sync uploads ….age files and sidecars describing them; the local backup stays plaintext', async () => {
+    const r = await vb(['sync', '--remote', 'nas']);
+    expect(r.code, describeRun(r)).toBe(0);
+    const st = fs.readdirSync(path.join(nas, 'storage')).filter((n) => n.includes(id));
+    expect(st.sort()).toEqual([`storage_backup_${id}.json`, `storage_backup_${id}.tar.gz.age`]);
+    expect(fs.readdirSync(path.join(nas, 'database')).filter((n) => n.includes(id)).sort()).toEqual([`db_backup_${id}.db.age`, `db_backup_${id}.json`]);
+    const rs = readJson<Record<string, any>>(path.join(nas, 'storage', `storage_backup_${id}.json`));
+    const ls = readJson<Record<string, any>>(path.join(app.backupDir, 'storage', `storage_backup_${id}.json`));
+    expect(rs.encryption).toMatchObject({ recipients: [recipient], plaintext_size: ls.file_size, plaintext_checksum: ls.checksum });
+    expect(rs.file_size).toBe(fs.statSync(path.join(nas, 'storage', rs.backup_path)).size);
+    expect(ls.encryption).toBeUndefined();
+    expect(fs.readdirSync(path.join(app.backupDir, 'storage')).filter((n) => n.includes('.age'))).toEqual([]);
+    if (!skipWithoutAge) {
+      const out = scratchDir();
+      const x = spawnSync('sh', ['-c', `age -d -i ${keyFile} ${path.join(nas, 'storage', rs.backup_path)} | tar -xz`], { cwd: out });
+      expect(x.status, x.stderr.toString()).toBe(0);
+      expect(snapshot(path.join(out, 'storage'))).toEqual(snapshot(app.storagePath));
+    }
+  });
+
+  it('a second sync finds it up to date (nothing re-encrypted or re-sent)', async () => {
+    const r = await vb(['sync', '--remote', 'nas', '--json']);
+    expect(r.code, describeRun(r)).toBe(0);
+    const doc = parseJsonStdout<{ remotes: { result: { synced: unknown[] } }[] }>(r);
+    expect(doc.remotes[0].result.synced).toEqual([]);
+  });
+
+  it('verify --remote checks the ciphertext; restore --from decrypts with the identity, and refuses without it', async () => {
+    const v = await vb(['verify', '--remote', 'nas', '--all']);
+    expect(v.code, describeRun(v)).toBe(0);
+    const target = scratchDir();
+    const none = await vb(['restore', id, '--from', 'nas', '--yes', '--target', target]);
+    expect(none.code, describeRun(none)).toBe(3);
+    expect(none.stderr).toContain(recipient);
+    expect(fs.readdirSync(target)).toEqual([]);
+    const ok = await vb(['restore', id, '--from', 'nas', '--yes', '--target', target, '--identity', keyFile]);
+    expect(ok.code, describeRun(ok)).toBe(0);
+    expect(snapshot(path.join(target, 'storage'))).toEqual(snapshot(app.storagePath));
+    expect(Number(sqlite(path.join(target, 'app_data.db'), 'SELECT count(*) FROM clients'))).toBe(app.rows.clients);
   });
 });

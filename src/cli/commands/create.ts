@@ -66,7 +66,7 @@ Examples:
               try {
                 const remote = await openRemoteByName(ctx, remotes, name);
                 try {
-                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx.ui, name) });
+                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx.ui, name), encryptTo: (await import('../../crypto/age-remote.js')).remoteRecipients(remotes, name) });
                   sync.push({ remote: name, ok: true, uploaded: r.bytes });
                 } finally {
                   await remote.close();
