@@ -301,3 +301,46 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     expect(Number(sqlite(path.join(target, 'app_data.db'), 'SELECT count(*) FROM clients'))).toBe(app.rows.clients);
   });
 });
+
+describe('rekey', () => {
+  it('re-wraps the file key for new recipients: payload bytes unchanged, sidecar updated, old key out, new key in, atomically', async () => {
+    const dir = path.join(app.cwd, 'rekey-backups');
+    const flags = [...app.flags.slice(0, 4), '--backup-dir', dir];
+    const c = await run(['create', '--json', '--recipient', recipient, '--split-size', '0.25', ...flags], { cwd: app.cwd });
+    expect(c.code, describeRun(c)).toBe(0);
+    const id = parseJsonStdout<Created>(c).id;
+    const sc = path.join(dir, 'storage', `storage_backup_${id}.json`);
+    const before = readJson<Record<string, any>>(sc);
+    expect(before.parts.length).toBeGreaterThan(1);
+    const part1 = path.join(dir, 'storage', before.parts[0].file);
+    const oldBytes = fs.readFileSync(part1);
+    const oldHeaderLen = oldBytes.indexOf('\n--- ') + 48;
+
+    const newPub = /# public key: (age1\w+)/.exec(fs.readFileSync(otherKey, 'utf8'))![1];
+    const wrongId = await run(['rekey', id, '--identity', otherKey, '--recipient', newPub, ...flags], { cwd: app.cwd });
+    expect(wrongId.code, describeRun(wrongId)).toBe(3);
+
+    const r = await run(['rekey', id, '--identity', keyFile, '--recipient', newPub, ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stderr).toMatch(/cannot revoke a key that already read a file/);
+    const after = readJson<Record<string, any>>(sc);
+    expect(after.encryption.recipients).toEqual([newPub]);
+    expect(after.checksum).not.toBe(before.checksum);
+    const newBytes = fs.readFileSync(part1);
+    const newHeaderLen = newBytes.indexOf('\n--- ') + 48;
+    // the payload (nonce and every sealed chunk) is byte for byte what it was
+    expect(newBytes.subarray(newHeaderLen).equals(oldBytes.subarray(oldHeaderLen))).toBe(true);
+    expect(fs.readdirSync(path.join(dir, 'storage')).filter((n) => n.includes('rekey'))).toEqual([]);
+    // keyless verify proves the new bytes; the new key reads them, the old one no longer can
+    expect((await run(['verify', '--all', ...flags], { cwd: app.cwd })).code).toBe(0);
+    expect((await run(['verify', '--all', '--identity', otherKey, ...flags], { cwd: app.cwd })).code).toBe(0);
+    const old = await run(['verify', '--all', '--identity', keyFile, ...flags], { cwd: app.cwd });
+    expect(old.code, describeRun(old)).toBe(3);
+    if (!skipWithoutAge) {
+      const out = scratchDir();
+      const x = spawnSync('sh', ['-c', `cat ${path.join(dir, 'storage')}/storage_backup_${id}.tar.gz.age.part* | age -d -i ${otherKey} | tar -xz`], { cwd: out });
+      expect(x.status, x.stderr.toString()).toBe(0);
+      expect(snapshot(path.join(out, 'storage'))).toEqual(snapshot(app.storagePath));
+    }
+  });
+});
