@@ -146,8 +146,8 @@ describe('encrypted create / verify / restore', () => {
     expect(fs.readdirSync(target)).toEqual([]);
   });
 
-  it('an altered or truncated .age file: verify exits 3 with and without key; restore --no-verify restores nothing', async () => {
-    const r = await run(['create', '--type', 'storage', '--json', '--recipient', recipient, ...app.flags], { cwd: app.cwd });
+  for (const compression of ['gzip', 'none']) it(`an altered or truncated .age file (${compression}): verify exits 3 with and without key; restore --no-verify restores nothing`, async () => {
+    const r = await run(['create', '--type', 'storage', '--json', '--compression', compression, '--recipient', recipient, ...app.flags], { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);
     const c = parseJsonStdout<Created>(r);
     const file = c.backups[0].files[0];
