@@ -271,7 +271,7 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     expect(rs.encryption).toMatchObject({ recipients: [recipient], plaintext_size: ls.file_size, plaintext_checksum: ls.checksum });
     expect(rs.file_size).toBe(fs.statSync(path.join(nas, 'storage', rs.backup_path)).size);
     expect(ls.encryption).toBeUndefined();
-    expect(fs.readdirSync(path.join(app.backupDir, 'storage')).filter((n) => n.includes('.age'))).toEqual([]);
+    expect(fs.readdirSync(path.join(app.backupDir, 'storage')).filter((n) => n.includes(id) && n.includes('.age'))).toEqual([]);
     if (!skipWithoutAge) {
       const out = scratchDir();
       const x = spawnSync('sh', ['-c', `age -d -i ${keyFile} ${path.join(nas, 'storage', rs.backup_path)} | tar -xz`], { cwd: out });
