@@ -206,7 +206,5 @@ export async function unwrapFileKey(header: ParsedHeader, identities: Identity[]
   return fileKey;
 }
 
-/** The same file key under a new recipient set: what rekey writes in place of the old header. */
-export const rewrapHeader = buildHeader;
 
 export const payloadKey = (fileKey: Buffer, nonce: Buffer): Buffer => hkdf(fileKey, nonce, 'payload');
