@@ -12,3 +12,7 @@ export { getStats, type Stats } from './ops/stats.js';
 export type { ProgressEvent, ProgressFn } from './ops/progress.js';
 export { getCodec, registerCodec } from './codec/registry.js';
 export type { Codec } from './codec/codec.js';
+export type { EncryptionInfo } from './catalog/sidecar.js';
+export { createEncryptStream, createDecryptStream, type AgeEncryptStream, type AgeDecryptStream } from './crypto/age-stream.js';
+export { generateIdentity, identityFileText, parseIdentityText, parseRecipient, parseRecipientsText, passphraseIdentity, passphraseRecipient, type Identity, type Recipient } from './crypto/age-keys.js';
+export { rekeyBackups, type RekeyedFile } from './crypto/age-rekey.js';

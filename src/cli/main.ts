@@ -11,6 +11,8 @@ import { register as registerSchedule } from './commands/schedule.js';
 import { register as registerSync } from './commands/sync.js';
 import { register as registerStats } from './commands/stats.js';
 import { register as registerVerify } from './commands/verify.js';
+import { register as registerKeygen } from './commands/keygen.js';
+import { register as registerRekey } from './commands/rekey.js';
 import { EXIT_CODE_HELP } from './run.js';
 
 // `vertex-backup list | head` closes the pipe early: that is the reader's choice, not an error
@@ -60,6 +62,8 @@ program.configureHelp({ showGlobalOptions: true });
 program.configureOutput({ outputError: (str, write) => write(str) });
 
 for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
+registerKeygen(program);
+registerRekey(program);
 
 try {
   await program.parseAsync(process.argv);

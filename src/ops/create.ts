@@ -8,6 +8,9 @@ import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catal
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import { SIDECAR_FORMAT } from '../catalog/sidecar.js';
 import { getCodec } from '../codec/registry.js';
+import { AGE_EXTENSION, encryptFileInto, encryptStage } from '../crypto/age-artifact.js';
+import type { Recipient } from '../crypto/age-keys.js';
+import { resolveRecipients } from '../crypto/age-settings.js';
 import { PartWriter } from '../codec/parts.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
@@ -24,6 +27,8 @@ export interface CreateOptions {
   /** wait this long for another run's lock before giving up (exit 4) */
   lockWaitMs?: number;
   now?: () => Date;
+  /** encrypt to these age recipients; undefined: BACKUP_RECIPIENTS(_FILE) decide; null: never */
+  recipients?: Recipient[] | null;
 }
 
 export interface CreatedBackup {
@@ -150,19 +155,37 @@ function baseSidecar(type: BackupType, id: string, started: Date): Sidecar {
   };
 }
 
-async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
+async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, recipients?: Recipient[]): Promise<CreatedBackup> {
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'database');
   await ensureDir(dir);
-  const name = `${baseName('database', id)}.db`;
+  const plainName = `${baseName('database', id)}.db`;
+  const name = recipients ? plainName + AGE_EXTENSION : plainName;
   const final = path.join(dir, name);
-  const tmp = `${final}.tmp`;
+  const tmp = path.join(dir, `${plainName}.tmp`);
   try {
     const info = await backupDatabase(cfg.dbPath, tmp, (bytes, total) => opts.onProgress?.({ phase: 'database', subject: id, bytes, totalBytes: total }));
     opts.signal?.throwIfAborted();
     await fsp.chmod(tmp, 0o600);
-    const { checksum, size } = await sha256File(tmp);
-    await fsp.rename(tmp, final);
+    let checksum: string;
+    let size: number;
+    let encryption: Sidecar['encryption'];
+    if (recipients) {
+      // the online backup API needs a real file: the plaintext copy lives only until it is encrypted
+      const writer = new PartWriter(dir, name);
+      try {
+        encryption = await encryptFileInto(tmp, writer, recipients);
+        ({ checksum, size } = await writer.commit());
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      } finally {
+        await fsp.rm(tmp, { force: true });
+      }
+    } else {
+      ({ checksum, size } = await sha256File(tmp));
+      await fsp.rename(tmp, final);
+    }
     const sidecar: Sidecar = {
       ...baseSidecar('database', id, started),
       duration_ms: Date.now() - started.getTime(),
@@ -172,6 +195,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions):
       checksum,
       compression: 'none',
       sqlite: info,
+      encryption,
     };
     const sc = sidecarPath(cfg.backupDir, 'database', id);
     await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
@@ -183,12 +207,13 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions):
   }
 }
 
-async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, total?: { bytes: number; files: number }): Promise<CreatedBackup> {
+async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, total?: { bytes: number; files: number }, recipients?: Recipient[]): Promise<CreatedBackup> {
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'storage');
   await ensureDir(dir);
   const codec = getCodec(cfg.compression);
-  const name = `${baseName('storage', id)}${codec.extension}`;
+  const name = `${baseName('storage', id)}${codec.extension}${recipients ? AGE_EXTENSION : ''}`;
+  const encrypt = recipients ? await encryptStage(recipients) : undefined;
   const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   const { stream, result } = packTree(cfg.storagePath, {
     exclude: [...cfg.exclude, ...RESTORE_LEFTOVERS],
@@ -197,7 +222,8 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, t
     onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes, totalFiles: total?.files, totalBytes: total?.bytes }),
   });
   try {
-    await pipeline(stream, codec.compressor({ level: cfg.compressionLevel }), writer, { signal: opts.signal });
+    const compressor = codec.compressor({ level: cfg.compressionLevel });
+    await (encrypt ? pipeline(stream, compressor, encrypt.stream, writer, { signal: opts.signal }) : pipeline(stream, compressor, writer, { signal: opts.signal }));
     const packed = await result;
     const artifact = await writer.commit();
     const sidecar: Sidecar = {
@@ -212,6 +238,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, t
       entry_count: packed.entryCount,
       content_bytes: packed.bytes,
       parts: artifact.parts,
+      encryption: encrypt?.info(),
       warnings: packed.warnings.length ? packed.warnings : undefined,
       skipped: packed.skipped.length ? packed.skipped : undefined,
       notes: packed.notes.length ? packed.notes : undefined,
@@ -275,6 +302,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   await checkBackupDirWritable(cfg.backupDir);
   const { tree } = await checkFreeSpace(cfg, parts);
   await removeTempLeftovers(cfg.backupDir);
+  const recipients = opts.recipients === undefined ? resolveRecipients({}, cfg.env) : (opts.recipients ?? undefined);
 
   const id = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
   const backups: CreatedBackup[] = [];
@@ -283,7 +311,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   for (const part of parts) {
     try {
       opts.signal?.throwIfAborted();
-      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts) : await backupStoragePart(cfg, id, opts, tree));
+      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts, recipients) : await backupStoragePart(cfg, id, opts, tree, recipients));
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       const e = toBackupError(err);

@@ -2,10 +2,13 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { artifactFiles, type BackupEntry, listBackups } from '../catalog/listing.js';
+import { finished } from 'node:stream/promises';
 import type { BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../codec/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import type { Config } from '../config.js';
+import { decryptStage, decryptToFile, needIdentity, plaintextProblem } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { exists, formatBytes, freeSpace } from '../fsutil.js';
 import { extractArchive } from '../sources/extract.js';
@@ -26,6 +29,8 @@ export interface RestoreOptions {
   lockWaitMs?: number;
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
+  /** age identities for encrypted backups */
+  identities?: Identity[];
 }
 
 export interface RestorePlan {
@@ -61,13 +66,13 @@ const runTag = () => `${process.pid}-${randomBytes(3).toString('hex')}`;
 function withState(err: unknown, state: string, context: string): BackupError {
   const e = toBackupError(err, context);
   return new BackupError(e.code, `${e.message}; ${state}`, { hint: e.hint, cause: e.cause ?? err });
+
 }
 
 const dbFileOf = (entry: BackupEntry) => path.join(path.dirname(entry.sidecarPath!), artifactFiles(entry.sidecar!)[0].file);
 
 /** The database backup must open as SQLite and pass integrity_check before the live one is touched. */
-function checkDatabaseBackup(entry: BackupEntry): void {
-  const file = dbFileOf(entry);
+function checkDatabaseBackup(entry: BackupEntry, file = dbFileOf(entry)): void {
   const { integrity } = checkDatabaseFile(file);
   if (integrity !== 'ok') {
     throw new BackupError('DAMAGED', `database backup ${entry.id} cannot be restored: ${file}: ${integrity.split('\n')[0].slice(0, 200)}`, {
@@ -124,8 +129,11 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   let unpacked = 0;
   try {
     const input = readParts(files);
-    const tarStream = input.pipe(codec.decompressor());
-    input.on('error', (e) => tarStream.destroy(e));
+    const decrypt = s.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${entry.id}`, info: s.encryption }) : undefined;
+    const plain = decrypt ? input.pipe(decrypt) : input;
+    if (decrypt) input.on('error', (e) => decrypt.destroy(e));
+    const tarStream = plain.pipe(codec.decompressor());
+    plain.on('error', (e) => tarStream.destroy(e));
     extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
       maxBytes,
       signal: opts.signal,
@@ -134,6 +142,14 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
         opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes });
       },
     });
+    if (decrypt) {
+      // the last chunk authenticates the whole payload: nothing is swapped in before it has
+      decrypt.unpipe();
+      decrypt.resume();
+      await finished(decrypt);
+      const problem = plaintextProblem(decrypt, s.encryption!);
+      if (problem) throw new BackupError('DAMAGED', `storage backup ${entry.id}: ${problem}`);
+    }
     if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
       throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
     }
@@ -201,7 +217,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   const verify = opts.verify !== false && !source.unverifiable;
   if (source.unverifiable) warnings.push(`no checksum was available for ${entry.files[0]} (no metadata beside it): it was checked by reading it${entry.type === 'database' ? ' (integrity_check)' : ' (a full unpack)'} only`);
   if (verify) {
-    const v = await verifyEntry(sourceDir, entry, { signal: opts.signal, onProgress: opts.onProgress });
+    const v = await verifyEntry(sourceDir, entry, { signal: opts.signal, onProgress: opts.onProgress, identities: opts.identities });
     if (!v.ok) {
       throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
         hint: 'restore another backup, or pass --no-verify to restore it anyway',
@@ -223,6 +239,9 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     storage: stEntry && { backupId: stEntry.id, to: stTo, keptAs: await keptAsFor(stTo, id) },
     verified: verify,
   };
+  for (const e of [dbEntry, stEntry]) {
+    if (e?.sidecar?.encryption && !opts.identities?.length) throw needIdentity({ subject: `${e.type} backup ${e.id}`, info: e.sidecar.encryption });
+  }
   if (opts.confirm && !(await opts.confirm(plan))) return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
   opts.signal?.throwIfAborted();
 
@@ -234,10 +253,20 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   let staged: StagedStorage | undefined;
   let savedCurrentAs: string | undefined;
   let dbExisted = false;
+  let dbFile = dbEntry && dbFileOf(dbEntry);
+  // an encrypted copy is decrypted and authenticated in full (0600, beside the target) before anything changes
+  let decrypted: string | undefined;
   try {
     if (dbEntry) {
-      if (!verify) checkDatabaseBackup(dbEntry);
       await fsp.mkdir(path.dirname(dbTo), { recursive: true });
+      const enc = dbEntry.sidecar?.encryption;
+      if (enc) {
+        decrypted = path.join(path.dirname(dbTo), `.${path.basename(dbTo)}.restore-${runTag()}.decrypted.tmp`);
+        const parts = artifactFiles(dbEntry.sidecar!).map((p) => path.join(path.dirname(dbEntry.sidecarPath!), p.file));
+        await decryptToFile(readParts(parts), decrypted, { identities: opts.identities ?? [], subject: `database backup ${dbEntry.id}`, info: enc });
+        dbFile = decrypted;
+      }
+      if (!verify || enc) checkDatabaseBackup(dbEntry, dbFile);
       dbExisted = await exists(dbTo);
       if (dbExisted) {
         await checkSourceDatabase(dbTo, 'current database').catch((err: BackupError) => {
@@ -259,60 +288,69 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     opts.signal?.throwIfAborted();
   } catch (err) {
     if (staged || journal.storage) await fsp.rm(journal.storage!.staging, { recursive: true, force: true });
+    if (decrypted) await fsp.rm(decrypted, { force: true });
     await removeJournal(stateDir);
     throw withState(err, 'nothing was changed', 'restore');
   }
+  try {
+    return await applyRestore();
+  } finally {
+    if (decrypted) await fsp.rm(decrypted, { force: true });
+  }
 
-  // 2. the database: SQLite replaces it in one transaction, so a failure leaves the previous one
-  let database: RestoreResult['database'];
-  if (dbEntry) {
-    journal.phase = 'database';
-    journal.database = { live: dbTo, savedAs: savedCurrentAs };
-    await writeJournal(stateDir, journal);
-    faultPoint('database');
-    try {
-      const { integrity } = await restoreDatabaseInto(dbFileOf(dbEntry), dbTo);
-      faultPoint('database-done');
-      if (integrity !== 'ok') {
-        if (savedCurrentAs) await restoreDatabaseInto(savedCurrentAs, dbTo);
-        else {
-          await fsp.rm(dbTo, { force: true });
-          removeSqliteSidecars(dbTo);
+  async function applyRestore(): Promise<RestoreResult> {
+
+    // 2. the database: SQLite replaces it in one transaction, so a failure leaves the previous one
+    let database: RestoreResult['database'];
+    if (dbEntry) {
+      journal.phase = 'database';
+      journal.database = { live: dbTo, savedAs: savedCurrentAs };
+      await writeJournal(stateDir, journal);
+      faultPoint('database');
+      try {
+        const { integrity } = await restoreDatabaseInto(dbFile!, dbTo);
+        faultPoint('database-done');
+        if (integrity !== 'ok') {
+          if (savedCurrentAs) await restoreDatabaseInto(savedCurrentAs, dbTo);
+          else {
+            await fsp.rm(dbTo, { force: true });
+            removeSqliteSidecars(dbTo);
+          }
+          throw new BackupError('FAILED', `the restored database failed integrity_check (${integrity.slice(0, 200)}) and was put back`);
         }
-        throw new BackupError('FAILED', `the restored database failed integrity_check (${integrity.slice(0, 200)}) and was put back`);
+        // a live database keeps its owner and mode (the application may run as another user)
+        if (!dbExisted) await fsp.chmod(dbTo, 0o600).catch(() => {});
+        database = { backupId: dbEntry.id, to: dbTo, savedCurrentAs, integrity };
+      } catch (err) {
+        if (staged) await fsp.rm(staged.swap.staging, { recursive: true, force: true });
+        await removeJournal(stateDir);
+        const kept = savedCurrentAs ? ` (a copy of it is at ${savedCurrentAs})` : '';
+        throw withState(err, `the live database ${dbTo} was not changed${kept}${staged ? `, nor the storage at ${staged.swap.dest}` : ''}`, 'database restore');
       }
-      // a live database keeps its owner and mode (the application may run as another user)
-      if (!dbExisted) await fsp.chmod(dbTo, 0o600).catch(() => {});
-      database = { backupId: dbEntry.id, to: dbTo, savedCurrentAs, integrity };
-    } catch (err) {
-      if (staged) await fsp.rm(staged.swap.staging, { recursive: true, force: true });
-      await removeJournal(stateDir);
-      const kept = savedCurrentAs ? ` (a copy of it is at ${savedCurrentAs})` : '';
-      throw withState(err, `the live database ${dbTo} was not changed${kept}${staged ? `, nor the storage at ${staged.swap.dest}` : ''}`, 'database restore');
     }
-  }
 
-  // 3. the storage swap; from here a killed run is completed by the next command
-  let storage: RestoreResult['storage'];
-  if (stEntry && staged) {
-    journal.phase = 'storage';
-    await writeJournal(stateDir, journal);
-    faultPoint('storage');
-    try {
-      await completeSwap(staged.swap, async (p) => {
-        journal.phase = p;
-        await writeJournal(stateDir, journal);
-      });
-    } catch (err) {
-      await undoSwap(staged.swap).catch(() => {});
-      await removeJournal(stateDir);
-      const db = database
-        ? `the database at ${dbTo} WAS restored from backup ${database.backupId}${savedCurrentAs ? ` (the previous one is at ${savedCurrentAs})` : ''}, `
-        : '';
-      throw withState(err, `${db}the storage at ${staged.swap.dest} was not changed`, 'storage swap');
+    // 3. the storage swap; from here a killed run is completed by the next command
+    let storage: RestoreResult['storage'];
+    if (stEntry && staged) {
+      journal.phase = 'storage';
+      await writeJournal(stateDir, journal);
+      faultPoint('storage');
+      try {
+        await completeSwap(staged.swap, async (p) => {
+          journal.phase = p;
+          await writeJournal(stateDir, journal);
+        });
+      } catch (err) {
+        await undoSwap(staged.swap).catch(() => {});
+        await removeJournal(stateDir);
+        const db = database
+          ? `the database at ${dbTo} WAS restored from backup ${database.backupId}${savedCurrentAs ? ` (the previous one is at ${savedCurrentAs})` : ''}, `
+          : '';
+        throw withState(err, `${db}the storage at ${staged.swap.dest} was not changed`, 'storage swap');
+      }
+      storage = { backupId: stEntry.id, to: staged.swap.dest, previousKeptAs: staged.swap.previous, entries: staged.entries, bytes: staged.bytes, warnings: staged.warnings };
     }
-    storage = { backupId: stEntry.id, to: staged.swap.dest, previousKeptAs: staged.swap.previous, entries: staged.entries, bytes: staged.bytes, warnings: staged.warnings };
+    await removeJournal(stateDir);
+    return { ...plan, database, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
   }
-  await removeJournal(stateDir);
-  return { ...plan, database, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
 }

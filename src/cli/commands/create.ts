@@ -23,6 +23,9 @@ export function register(program: Command): void {
     .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
     .option('-n, --dry-run', 'walk the sources and show what would be backed up (files, bytes, estimated size, what each --exclude matched); write nothing')
+    .option('--encrypt', 'encrypt (age format) to BACKUP_RECIPIENTS / BACKUP_RECIPIENTS_FILE; an error when none is set')
+    .option('--recipient <age1…>', 'encrypt to this age recipient (repeatable; implies --encrypt)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--recipients-file <file>', 'encrypt to the age1… recipients in this file (implies --encrypt)')
     .addHelpText(
       'after',
       `
@@ -31,7 +34,8 @@ Examples:
   vertex-backup create --type database --json           # database only, result as JSON
   vertex-backup create --type storage --compression zstd --exclude '*.tmp'
   vertex-backup create --dry-run --exclude '/cache' --exclude '*.tmp'   # what would be backed up
-  vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs`,
+  vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs
+  vertex-backup create --recipient age1…                # encrypted: storage_backup_ID.tar.gz.age`,
     )
     .action(
       action('create', async (ctx, cmd) => {
@@ -44,11 +48,13 @@ Examples:
         const waitS = Number(o.wait);
         if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
         await checkInputs(ctx.cfg, o.type);
+        const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
         try {
           const result = await runCreate(ctx.cfg, {
             type: o.type,
             signal: ctx.signal,
+            recipients,
             onProgress: (p) => ctx.progress.event(p),
           });
           let rotation: import('../../ops/rotate.js').RotateResult | undefined;
@@ -67,7 +73,7 @@ Examples:
               try {
                 const remote = await openRemoteByName(ctx, remotes, name);
                 try {
-                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx, name) });
+                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx, name), encryptTo: (await import('../../crypto/age-remote.js')).remoteRecipients(remotes, name) });
                   sync.push({ remote: name, ok: true, uploaded: r.bytes });
                 } finally {
                   await remote.close();

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
+import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
 import { bytes, duration } from '../format.js';
 
@@ -37,7 +38,7 @@ function describe(plan: RestorePlan, ref: string): string[] {
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('restore')
     .argument('<backup>', 'backup id, "latest", or a path to a backup file or sidecar')
     .description('restore a database, storage or full backup without losing the current data')
@@ -59,8 +60,10 @@ Examples:
   vertex-backup restore latest                          # asks before changing anything
   vertex-backup restore 20240101_120000 --yes           # from a script
   vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
-  vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy`,
-    )
+  vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
+  vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup`,
+    );
+  identityOption(command)
     .action(
       action('restore', async (ctx, cmd) => {
         const [ref] = cmd.args as string[];
@@ -70,9 +73,11 @@ Examples:
           throw new BackupError('USAGE', 'restore replaces current data and there is no terminal to confirm on', { hint: 'pass --yes to restore without asking' });
         }
         const { restoreBackup } = await import('../../ops/restore.js');
+        const identities = await commandIdentities(ctx, cmd, !o.from && (await passphraseNeeded(ctx.cfg.backupDir, ref)));
         const options: import('../../ops/restore.js').RestoreOptions = {
           target: o.target,
           verify: o.verify,
+          identities,
           signal: ctx.signal,
           lockWaitMs: Number(o.wait) * 1000 || 0,
           onProgress: (p) => ctx.progress.event(p),

@@ -53,6 +53,7 @@ Examples:
                 retries: o.retries,
                 signal: ctx.signal,
                 onEvent: transferProgress(ctx, name),
+                encryptTo: (await import('../../crypto/age-remote.js')).remoteRecipients(cfg, name),
               });
               results.push({ remote: name, ok: true, result });
             } finally {
