@@ -6,6 +6,7 @@ export { acquireLock, withLock, type Lock, type LockHolder } from './catalog/loc
 export { createBackup, runCreate, type CreateOptions, type CreateResult, type CreatedBackup } from './ops/create.js';
 export { verifyBackups, verifyEntry, type VerifyReport, type VerifyResult } from './ops/verify.js';
 export { restoreBackup, type RestoreOptions, type RestoreResult, type RestorePlan } from './ops/restore.js';
+export { healInterruptedRestore } from './ops/restore-journal.js';
 export { rotateBackups, runRotate, type RotateOptions, type RotateResult } from './ops/rotate.js';
 export { getStats, type Stats } from './ops/stats.js';
 export type { ProgressEvent, ProgressFn } from './ops/progress.js';
@@ -16,3 +17,7 @@ export { lsBackup, type LsResult, type ListedPath } from './ops/ls.js';
 export { diffBackups, type DiffResult } from './ops/diff.js';
 export { dumpFile, type Dumped } from './ops/dump.js';
 export { readManifest, type ManifestRecord } from './archive/manifest.js';
+export type { EncryptionInfo } from './catalog/sidecar.js';
+export { createEncryptStream, createDecryptStream, type AgeEncryptStream, type AgeDecryptStream } from './crypto/age-stream.js';
+export { generateIdentity, identityFileText, parseIdentityText, parseRecipient, parseRecipientsText, passphraseIdentity, passphraseRecipient, type Identity, type Recipient } from './crypto/age-keys.js';
+export { rekeyBackups, type RekeyedFile } from './crypto/age-rekey.js';

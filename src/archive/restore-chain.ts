@@ -31,6 +31,8 @@ export interface ChainRestoreOptions {
   include?: string[];
   /** how to read an archive as tar (default archiveTarStream; encrypted backups add a decryption stage) */
   tarStream?: (archive: ChainArchive, id: string) => Promise<Readable>;
+  /** called once an archive was read to its end (an encrypted one is authenticated there) */
+  afterArchive?: (id: string) => Promise<void>;
 }
 
 export interface ChainRestoreResult {
@@ -144,6 +146,7 @@ export async function extractChain(
       });
       const left = await nextWanted();
       if (left) throw lacks(left);
+      await options.afterArchive?.(id);
       bytes += got.bytes;
       warnings.push(...got.warnings);
     } finally {

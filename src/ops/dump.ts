@@ -32,6 +32,11 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
   if (record.t !== 'f') throw new BackupError('USAGE', `${shown} is a ${record.t === 'd' ? 'directory' : `symlink to ${JSON.stringify(showName(record.l ?? ''))}`} in storage backup ${entry.id}, not a file`);
   const holder = record.a === entry.id ? entry : await componentLookup(backupDir)('storage', record.a);
   if (!holder?.sidecar) throw new BackupError('DAMAGED', `storage backup ${record.a}, whose archive holds ${shown}, is missing`);
+  if (holder.sidecar.encryption) {
+    throw new BackupError('USAGE', `the archive of storage backup ${holder.id} is encrypted: dump does not decrypt`, {
+      hint: `restore it with: vertex-backup restore ${entry.id} --include ${JSON.stringify(file)} --target DIR --identity FILE`,
+    });
+  }
   const input = await archiveTarStream({ dir: path.dirname(holder.sidecarPath!), sidecar: holder.sidecar }, holder.id);
   const tarStream = input;
   const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
