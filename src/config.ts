@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseEnv } from 'node:util';
 import { getCodec } from './codec/registry.js';
 import { BackupError, usageError } from './errors.js';
-import { isSecretName, registerSecret, registerSecretsFromEnv } from './redact.js';
+import { isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
 
 /** What the user can pass as flags; anything unset falls through to env, the config file, defaults. */
 export interface ConfigFlags {
@@ -90,9 +90,6 @@ export function checkSecretFileMode(file: string, hasSecrets: boolean): void {
   }
 }
 
-/** `scheme://user:password@host`: the password runs to the last '@' before the host (it may hold '@'). */
-const URL_PASSWORD = /[a-z][a-z0-9+.-]*:\/\/[^/\s:@"]*:([^/\s"]+)@/gi;
-
 function readConfigFile(file: string): Record<string, unknown> {
   let text: string;
   try {
@@ -108,23 +105,15 @@ function readConfigFile(file: string): Record<string, unknown> {
   }
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw usageError(`config file ${file} must hold a JSON object`);
   const obj = data as Record<string, unknown>;
-  let hasSecrets = false;
-  for (const [k, v] of Object.entries(obj)) {
+  for (const k of Object.keys(obj)) {
     if (!(k in FILE_KEYS) && !FILE_SECTIONS.has(k)) {
       throw usageError(`config file ${file}: unknown key '${k}'`, `known keys: ${Object.keys(FILE_KEYS).join(', ')}`);
     }
-    if (isSecretName(k) || isSecretName(FILE_KEYS[k] ?? '')) {
-      hasSecrets = true;
-      registerSecret(v);
-    }
   }
-  if (JSON.stringify(obj.remotes ?? {}).match(/"[^"]*(token|secret|password|key)[^"]*"\s*:/i)) hasSecrets = true;
-  // a URL with a password in it (databaseUrl, a webhook) is as secret as a token
-  for (const m of JSON.stringify(obj).matchAll(URL_PASSWORD)) {
-    hasSecrets = true;
-    registerSecret(m[1]);
-  }
-  checkSecretFileMode(file, hasSecrets);
+  // keys are checked under their variable's name too (telegramBotToken is TELEGRAM_BOT_TOKEN); a URL
+  // with a password in it (databaseUrl, a webhook) is as secret as a token
+  const byVariable = Object.fromEntries(Object.entries(obj).map(([k, v]) => [FILE_KEYS[k] ?? k, v]));
+  checkSecretFileMode(file, registerSecretsIn(byVariable));
   return obj;
 }
 

@@ -1,6 +1,6 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
-import { redact } from '../redact.js';
+import { redact } from '../secrets.js';
 
 export interface UiOptions {
   json: boolean;

@@ -72,7 +72,7 @@ Examples:
     .description('the configured remotes, secrets masked')
     .action(
       action('remote list', async (ctx, cmd) => {
-        const { maskSecrets, maskUrl } = await import('../../remote/config.js');
+        const { maskSecrets, maskUrl } = await import('../../secrets.js');
         const cfg = await loadRemotes(ctx, cmd);
         const rows = cfg.remotes.map((r) => ({
           name: r.name,
