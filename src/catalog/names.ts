@@ -4,7 +4,6 @@ import type { BackupType } from './sidecar.js';
 export const TYPE_DIR: Record<BackupType, string> = { database: 'database', storage: 'storage', full: 'full' };
 export const PREFIX: Record<BackupType, string> = { database: 'db_backup_', storage: 'storage_backup_', full: 'full_backup_' };
 
-export const ID_PATTERN = /^\d{8}_\d{6}(?:_\d+)?$/;
 const NAME = /^(db_backup_|storage_backup_|full_backup_)(\d{8}_\d{6}(?:_\d+)?)(\..*)?$/;
 const TYPE_OF_PREFIX: Record<string, BackupType> = { db_backup_: 'database', storage_backup_: 'storage', full_backup_: 'full' };
 

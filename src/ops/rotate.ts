@@ -10,7 +10,6 @@ export interface RotateOptions {
   policy: RetentionPolicy;
   dryRun?: boolean;
   type?: BackupType;
-  now?: Date;
   lockWaitMs?: number;
   signal?: AbortSignal;
 }
@@ -52,7 +51,7 @@ export async function runRotate(cfg: Config, opts: RotateOptions): Promise<Rotat
   // components are protected across types, so the plan always sees every type
   const entries = await listBackups(cfg.backupDir);
   const byKey = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
-  const plan = planRetention(entries.map(toRetentionItem), opts.policy, opts.now);
+  const plan = planRetention(entries.map(toRetentionItem), opts.policy);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
   for (const k of plan.keep) if (!opts.type || k.item.type === opts.type) result.kept.push({ type: k.item.type, id: k.item.id, reasons: k.reasons });
   for (const r of plan.remove) {

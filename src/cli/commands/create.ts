@@ -46,8 +46,8 @@ Examples:
           });
           let rotation: unknown;
           if (o.rotate && result.ok) {
-            const rotate = await import('../../ops/rotate.js').catch(() => undefined);
-            if (rotate) rotation = await rotate.runRotate(ctx.cfg, { policy: { keepLast: ctx.cfg.maxBackups } });
+            const { runRotate } = await import('../../ops/rotate.js');
+            rotation = await runRotate(ctx.cfg, { policy: { keepLast: ctx.cfg.maxBackups } });
           }
           let sync: { remote: string; ok: boolean; uploaded?: number; error?: string }[] | undefined;
           if (o.sync && result.backups.length) {
