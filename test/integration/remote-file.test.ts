@@ -6,7 +6,7 @@ import { testRemote, remoteInfo } from '../../src/ops/remote-ops.js';
 import { loadRemotesConfig, resolveRemote } from '../../src/remote/config.js';
 import { maskSecrets } from '../../src/secrets.js';
 import { openRemote, openRemoteDefinition } from '../../src/remote/registry.js';
-import { corruptedObject, interruptedSync, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
+import { describeRemoteContract } from '../helpers/remote-fixtures.js';
 import { tempDir } from '../helpers/servers.js';
 
 function fileTarget() {
@@ -22,22 +22,7 @@ function fileTarget() {
 }
 
 describe('file:// remote', () => {
-  it('round trip: sync, list, verify, download for restore, nothing re-sent', async () => {
-    const m = await roundTrip(fileTarget());
-    console.info(report('file', m));
-  });
-
-  it('an interrupted sync resumes with only what is missing', async () => {
-    await interruptedSync(fileTarget());
-  });
-
-  it('verify finds a corrupted remote object', async () => {
-    await corruptedObject(fileTarget());
-  });
-
-  it('rotation keeps exactly the newest N per type', async () => {
-    await rotation(fileTarget());
-  });
+  describeRemoteContract({ label: 'file', target: fileTarget });
 
   it('remote test and info', async () => {
     const t = fileTarget();
