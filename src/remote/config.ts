@@ -1,5 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import * as v from 'valibot';
 import { BackupError, usageError } from '../errors.js';
 import { maskUrl, registerSecretsIn } from '../secrets.js';
 
@@ -11,6 +12,10 @@ import { maskUrl, registerSecretsIn } from '../secrets.js';
  * and the seed's top-level provider blocks are understood too:
  *   { "yandex_disk": { "enabled": true, "oauth_token": "…", "remote_path": "/vertex-backups" } }
  */
+const RemoteEntrySchema = v.union([v.string(), v.looseObject({ url: v.string() })]);
+/** The file's shape; seed provider blocks are any other top-level objects (see fromSeedBlock). */
+const RemotesFileSchema = v.looseObject({ remotes: v.optional(v.record(v.string(), RemoteEntrySchema)) });
+
 export interface RemoteDefinition {
   name: string;
   url: string;
@@ -86,23 +91,23 @@ export async function loadRemotesConfig(file: string, options: { required?: bool
 export function parseRemotesConfig(raw: Record<string, unknown>, file: string): RemotesConfig {
   // every secret in the file is redacted from whatever leaves the process from now on
   registerSecretsIn(raw);
+  // a JSON array would pass as a record of its indices
+  const parsed = Array.isArray(raw.remotes) ? undefined : v.safeParse(RemotesFileSchema, raw);
+  if (!parsed?.success) {
+    const name = parsed?.issues[0].path?.[1]?.key;
+    if (typeof name === 'string') throw usageError(`${file}: remote "${name}" needs a "url" string`);
+    throw usageError(`${file}: "remotes" must be an object of name → { "url": … }`);
+  }
   const remotes: RemoteDefinition[] = [];
   const warnings: string[] = [];
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+  for (const [key, value] of Object.entries(raw)) {
     if (key === 'remotes') {
-      if (!value || typeof value !== 'object' || Array.isArray(value)) {
-        throw usageError(`${file}: "remotes" must be an object of name → { "url": … }`);
-      }
-      for (const [name, def] of Object.entries(value as Record<string, unknown>)) {
+      for (const [name, def] of Object.entries(parsed.output.remotes ?? {})) {
         if (typeof def === 'string') {
           remotes.push({ name, url: def, enabled: true, options: {} });
           continue;
         }
-        const d = def as Record<string, unknown>;
-        if (!d || typeof d !== 'object' || typeof d.url !== 'string') {
-          throw usageError(`${file}: remote "${name}" needs a "url" string`);
-        }
-        const { url, enabled, ...rest } = d;
+        const { url, enabled, ...rest } = def;
         remotes.push({ name, url, enabled: enabled !== false, options: rest });
       }
     } else if (value && typeof value === 'object' && !Array.isArray(value)) {

@@ -77,6 +77,17 @@ describe('remotes config', () => {
     expect(cfg.remotes.find((r) => r.name === 'dav')!.enabled).toBe(false);
   });
 
+  it('a malformed remotes section is a usage error naming what is wrong', async () => {
+    for (const [data, message] of [
+      [{ remotes: [] }, /"remotes" must be an object/],
+      [{ remotes: 'file:///x' }, /"remotes" must be an object/],
+      [{ remotes: { nas: { path: '/x' } } }, /remote "nas" needs a "url" string/],
+      [{ remotes: { nas: { url: 5 } } }, /remote "nas" needs a "url" string/],
+    ] as const) {
+      await expect(loadRemotesConfig(write(0o600, data))).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(message) });
+    }
+  });
+
   it('a missing config is empty unless required; unknown names and schemes are usage errors', async () => {
     const missing = path.join(tempDir('cfg'), 'none.json');
     const cfg = await loadRemotesConfig(missing);
