@@ -3,7 +3,7 @@
 // one machine, and prints the ratios (absolute times drift between runs on shared machines).
 // Environment: SCALE (data set size, default 1), BENCH_RUNS (runs per operation, default 3),
 // BENCH_CACHE (where data sets are kept between runs, default $TMPDIR/vb-bench-cache),
-// BENCH_ONLY (comma list of groups: storage,codec,compressible,database,writer,verify,restore,catalog,memory),
+// BENCH_ONLY (comma list of groups: storage,encrypt,codec,compressible,database,writer,verify,restore,catalog,memory),
 // BENCH_BACKUP_TIMEOUT (seconds for `sqlite3 .backup` under a writer, default 20), BENCH_KEEP=1.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -277,6 +277,23 @@ async function main() {
         storageId = idFromCreate(vbRow.last.stdout, 'storage');
         gzipOk.gzipT = spawnSync('gzip', ['-t', storageArchive]).status === 0;
       }
+      if (want('storage') || want('encrypt')) {
+        // the same backup encrypted to one age recipient, in the same run: the cost of encryption
+        const keyFile = out('bench-key.txt');
+        rm(keyFile);
+        const kg = spawnSync(process.execPath, [cli, 'keygen', '-o', keyFile, '--json'], { encoding: 'utf8' });
+        const recipient = kg.status === 0 ? JSON.parse(kg.stdout).recipient : undefined;
+        await measure('storage backup', 'vertex-backup create --type storage --recipient age1… (gzip + age)', process.execPath, (ctx) => vb(ctx.dir, 'create', '--type', 'storage', '--recipient', recipient), {
+          prepare: (i) => {
+            const dir = out(`storage-age-${i}`);
+            rm(out(`storage-age-${i - 1}`));
+            return { dir };
+          },
+          output: (_r, ctx) => sizeOf(artifact(ctx.dir, 'storage')),
+          available: !!recipient,
+        });
+        for (let i = 0; i <= RUNS; i++) rm(out(`storage-age-${i}`));
+      }
       if (want('storage')) {
         // each output is removed before the next run: overwriting a big file costs tar extra time
         const tarRef = (name, flags, file, available = true) =>
@@ -520,6 +537,9 @@ function report(ds, gzipOk) {
     target("storage backup within 2× of tar -I 'zstd -T0 -3'", check(r2, (x) => x <= 2), `${fmt(r2, 2)}× its time`);
     const r3 = ratio(vs.outMb, gz?.outMb);
     target('archive ≤ 1% larger than tar -czf', check(r3, (x) => x <= 1.01), `${fmt((r3 - 1) * 100, 2)}%`);
+    const enc = find('storage backup', 'vertex-backup create --type storage --recipient');
+    const r4 = ratio(enc?.wall, vs.wall);
+    target('encrypted storage backup ≤ 1.1× the unencrypted one (same run)', check(r4, (x) => x <= 1.1), `${fmt(r4, 2)}× its time`);
     target('archive readable by plain gzip (gzip -t)', gzipOk.gzipT, gzipOk.gzipT === undefined ? '' : gzipOk.gzipT ? 'gzip -t ok' : 'gzip -t failed');
   }
   const pg = find('codec alone (media tree)', 'tar -cf - | node pgzip');

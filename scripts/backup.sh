@@ -8,8 +8,8 @@
 # Environment:
 #   TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID   send a message on success and on failure (both needed)
 #   TELEGRAM_API_URL      Bot API base URL (default https://api.telegram.org)
-#   BACKUP_DIR            default for --backup-dir (default ./backups)
-#   MAX_BACKUPS           default for --max-backups (default 7)
+#   --backup-dir and --max-backups are passed on only when given here; otherwise vertex-backup reads
+#   BACKUP_DIR, MAX_BACKUPS, KEEP_*, --config and ./.env itself, exactly as when it is run directly.
 #   BACKUP_LOG_FILE       log file (default <backup-dir>/backup-wrapper.log)
 #   BACKUP_MIN_FREE_MB    refuse to start below this much free space (default 100)
 #   VERTEX_BACKUP_BIN     the vertex-backup command to run (default: from PATH, else ../bin of this script)
@@ -24,8 +24,10 @@ usage() {
 }
 
 TYPE=full
-MAX_BACKUPS="${MAX_BACKUPS:-7}"
-BACKUP_DIR="${BACKUP_DIR:-./backups}"
+MAX_BACKUPS=""
+# only a --backup-dir given to the wrapper is passed on; BACKUP_DIR stays for vertex-backup to read
+BACKUP_DIR_ENV="${BACKUP_DIR:-}"
+BACKUP_DIR=""
 MIN_FREE_MB="${BACKUP_MIN_FREE_MB:-100}"
 TELEGRAM_API_URL="${TELEGRAM_API_URL:-https://api.telegram.org}"
 HOST="${HOSTNAME:-$(uname -n)}"
@@ -53,10 +55,8 @@ case "$TYPE" in
   full|database|storage) ;;
   *) die_usage "--type must be full, database or storage, not '$TYPE'" ;;
 esac
-[[ "$MAX_BACKUPS" =~ ^[1-9][0-9]*$ ]] || die_usage "--max-backups must be a whole number of at least 1, not '$MAX_BACKUPS'"
+[[ -z "$MAX_BACKUPS" || "$MAX_BACKUPS" =~ ^[1-9][0-9]*$ ]] || die_usage "--max-backups must be a whole number of at least 1, not '$MAX_BACKUPS'"
 [[ "$MIN_FREE_MB" =~ ^[0-9]+$ ]] || die_usage "BACKUP_MIN_FREE_MB must be a whole number, not '$MIN_FREE_MB'"
-
-LOG_FILE="${BACKUP_LOG_FILE:-$BACKUP_DIR/backup-wrapper.log}"
 
 # The bot token is part of the Telegram URL: nothing this script prints or logs may contain it.
 redact() {
@@ -85,13 +85,26 @@ log_output() {
   done <"$file"
 }
 
+# The CLI's format (one decimal, rounded), so the wrapper and vertex-backup print the same figure.
 human_size() {
-  local b="$1"
+  local b="$1" unit=1 name t _
   if ! [[ "$b" =~ ^[0-9]+$ ]]; then printf '?'; return; fi
-  if ((b >= 1073741824)); then printf '%d.%d GiB' $((b / 1073741824)) $((b % 1073741824 * 10 / 1073741824))
-  elif ((b >= 1048576)); then printf '%d.%d MiB' $((b / 1048576)) $((b % 1048576 * 10 / 1048576))
-  elif ((b >= 1024)); then printf '%d.%d KiB' $((b / 1024)) $((b % 1024 * 10 / 1024))
-  else printf '%d B' "$b"; fi
+  for _ in 1 2 3 4; do
+    ((b >= unit * 1024)) || break
+    unit=$((unit * 1024))
+  done
+  if ((unit == 1)); then printf '%d B' "$b"; return; fi
+  t=$(((b * 10 + unit / 2) / unit))
+  case "$unit" in 1024) name=KiB ;; 1048576) name=MiB ;; 1073741824) name=GiB ;; *) name=TiB ;; esac
+  printf '%d.%d %s' $((t / 10)) $((t % 10)) "$name"
+}
+
+# An absolute path, so the log and the Telegram message say where things are (from cron, ./ is $HOME).
+absolute() {
+  case "$1" in
+    /*) printf '%s' "$1" ;;
+    *) printf '%s/%s' "$PWD" "${1#./}" ;;
+  esac
 }
 
 human_duration() {
@@ -141,6 +154,28 @@ elif [[ -f "$SCRIPT_DIR/../bin/vertex-backup.js" ]] && command -v node >/dev/nul
   CLI=(node "$SCRIPT_DIR/../bin/vertex-backup.js")
 fi
 
+# --- where the backups are: given here, or as vertex-backup resolves it (flags > env > .env > config)
+DIR_ARGS=()
+if [[ -n "$BACKUP_DIR" ]]; then
+  BACKUP_DIR="$(absolute "$BACKUP_DIR")"
+  DIR_ARGS=(--backup-dir "$BACKUP_DIR")
+else
+  if [[ ${#CLI[@]} -gt 0 ]] && command -v node >/dev/null 2>&1; then
+    BACKUP_DIR="$("${CLI[@]}" stats --json 2>/dev/null | node -e '
+      try { const j = JSON.parse(require("fs").readFileSync(0, "utf8")); if (typeof j.backup_dir === "string") console.log(j.backup_dir); } catch {}
+    ' 2>/dev/null)"
+  fi
+  [[ -n "$BACKUP_DIR" ]] || BACKUP_DIR="$(absolute "${BACKUP_DIR_ENV:-./backups}")"
+fi
+ROTATE_ARGS=()
+if [[ -n "$MAX_BACKUPS" ]]; then
+  ROTATE_ARGS=(--max-backups "$MAX_BACKUPS")
+  KEEP_TEXT="keep $MAX_BACKUPS per type"
+else
+  KEEP_TEXT="retention from the configuration"
+fi
+LOG_FILE="${BACKUP_LOG_FILE:-$BACKUP_DIR/backup-wrapper.log}"
+
 START=$(date +%s)
 STATUS=0
 REASON=""
@@ -169,7 +204,7 @@ elif [[ -n "${VERTEX_BACKUP_BIN:-}" && ! -x "$VERTEX_BACKUP_BIN" ]]; then
   fail 1 "VERTEX_BACKUP_BIN=$VERTEX_BACKUP_BIN is not an executable file"
 fi
 
-log INFO "=== vertex-backup $TYPE backup on $HOST: backup dir $BACKUP_DIR, keep $MAX_BACKUPS ==="
+log INFO "=== vertex-backup $TYPE backup on $HOST: backup dir $BACKUP_DIR, $KEEP_TEXT ==="
 
 FREE_KB=""
 free_kb() {
@@ -189,8 +224,8 @@ fi
 
 # --- the backup and the rotation ----------------------------------------------------------------
 if [[ "$STATUS" == 0 ]]; then
-  log INFO "running: $(basename "${CLI[-1]}") --backup-dir $BACKUP_DIR create --type $TYPE --json"
-  "${CLI[@]}" --backup-dir "$BACKUP_DIR" create --type "$TYPE" --json >"$OUT" 2>"$ERR"
+  log INFO "running: $(basename "${CLI[-1]}") ${DIR_ARGS[*]} create --type $TYPE --json"
+  "${CLI[@]}" "${DIR_ARGS[@]}" create --type "$TYPE" --json >"$OUT" 2>"$ERR"
   STATUS=$?
   if [[ "$STATUS" == 0 ]]; then log_output INFO "$ERR"; else log_output ERROR "$ERR"; fi
   # id, size and error from the one JSON document `create --json` prints
@@ -214,8 +249,8 @@ if [[ "$STATUS" == 0 ]]; then
     [[ -n "$REASON" ]] || REASON="vertex-backup exited with code $STATUS"
   else
     log INFO "backup ${BACKUP_ID:-?} created ($(human_size "$BACKUP_SIZE"))"
-    log INFO "rotating: keep the $MAX_BACKUPS newest of each type"
-    "${CLI[@]}" --backup-dir "$BACKUP_DIR" rotate --max-backups "$MAX_BACKUPS" >"$OUT" 2>"$ERR"
+    log INFO "rotating: $KEEP_TEXT"
+    "${CLI[@]}" "${DIR_ARGS[@]}" rotate "${ROTATE_ARGS[@]}" >"$OUT" 2>"$ERR"
     RC=$?
     log_output INFO "$OUT"
     if [[ "$RC" == 0 ]]; then log_output INFO "$ERR"; else log_output ERROR "$ERR"; fi
@@ -230,7 +265,7 @@ DURATION="$(human_duration $((END - START)))"
 
 # --- duration, statistics, report ----------------------------------------------------------------
 if [[ ${#CLI[@]} -gt 0 && -d "$BACKUP_DIR" ]]; then
-  if "${CLI[@]}" --backup-dir "$BACKUP_DIR" stats >"$OUT" 2>&1; then
+  if "${CLI[@]}" "${DIR_ARGS[@]}" stats >"$OUT" 2>&1; then
     log INFO "statistics:"
     log_output INFO "$OUT"
   fi
@@ -241,7 +276,7 @@ if [[ "$STATUS" == 0 ]]; then
   MESSAGE="✅ Vertex backup on $HOST: $TYPE backup succeeded
 Backup: ${BACKUP_ID:-?} ($(human_size "$BACKUP_SIZE"))
 Duration: $DURATION
-Rotation: keep $MAX_BACKUPS per type"
+Rotation: $KEEP_TEXT"
 else
   log ERROR "=== $TYPE backup FAILED (exit $STATUS) after $DURATION: $REASON ==="
   MESSAGE="❌ Vertex backup on $HOST: $TYPE backup FAILED (exit $STATUS)

@@ -13,6 +13,11 @@ export interface ConfigFlags {
   config?: string;
   envFile?: string;
   maxBackups?: string | number;
+  keepLast?: string | number;
+  keepDaily?: string | number;
+  keepWeekly?: string | number;
+  keepMonthly?: string | number;
+  keepYearly?: string | number;
   compression?: string;
   compressionLevel?: string | number;
   splitSize?: string | number; // MiB
@@ -24,6 +29,11 @@ export interface Config {
   dbPath: string;
   storagePath: string;
   maxBackups: number;
+  /**
+   * What `rotate` and `create --rotate` keep. Without any keep-daily/weekly/monthly/yearly setting it is
+   * the newest maxBackups per type; with one, maxBackups applies only when it was set explicitly.
+   */
+  retention: { keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number };
   compression: string;
   compressionLevel?: number;
   /** bytes; undefined = no splitting */
@@ -34,6 +44,8 @@ export interface Config {
   /** the raw config file, for sections owned by other modules (remotes, notifications) */
   file: Record<string, unknown>;
   configFile?: string;
+  /** things the operator should hear about once, printed by the CLI */
+  warnings: string[];
 }
 
 export const DEFAULTS = {
@@ -51,12 +63,17 @@ const FILE_KEYS: Record<string, string> = {
   databaseUrl: 'DATABASE_URL',
   storagePath: 'STORAGE_PATH',
   maxBackups: 'MAX_BACKUPS',
+  keepDaily: 'KEEP_DAILY',
+  keepWeekly: 'KEEP_WEEKLY',
+  keepMonthly: 'KEEP_MONTHLY',
+  keepYearly: 'KEEP_YEARLY',
   compression: 'BACKUP_COMPRESSION',
   compressionLevel: 'BACKUP_COMPRESSION_LEVEL',
   splitSizeMb: 'BACKUP_SPLIT_SIZE_MB',
   exclude: 'BACKUP_EXCLUDE',
   telegramBotToken: 'TELEGRAM_BOT_TOKEN',
   telegramChatId: 'TELEGRAM_CHAT_ID',
+  telegramApiUrl: 'TELEGRAM_API_URL',
   notifyOn: 'NOTIFY_ON',
   notifyWebhookUrl: 'NOTIFY_WEBHOOK_URL',
   healthcheckUrl: 'HEALTHCHECK_URL',
@@ -64,6 +81,88 @@ const FILE_KEYS: Record<string, string> = {
 };
 // sections other modules read from the file as they are
 const FILE_SECTIONS = new Set(['remotes', 'schedule', 'notify']);
+
+/**
+ * The `schedule` and `notify` sections stand for environment variables, so every module that reads
+ * the variable honours the file too; the environment (and .env) wins.
+ */
+const NOTIFY_SECTION_KEYS: Record<string, string> = {
+  on: 'NOTIFY_ON',
+  telegramBotToken: 'TELEGRAM_BOT_TOKEN',
+  telegramChatId: 'TELEGRAM_CHAT_ID',
+  telegramApiUrl: 'TELEGRAM_API_URL',
+  webhookUrl: 'NOTIFY_WEBHOOK_URL',
+  healthcheckUrl: 'HEALTHCHECK_URL',
+  timeoutMs: 'NOTIFY_TIMEOUT_MS',
+  retries: 'NOTIFY_RETRIES',
+  retryDelayMs: 'NOTIFY_RETRY_DELAY_MS',
+  hostname: 'NOTIFY_HOSTNAME',
+};
+const SCHEDULE_JOBS = ['database', 'storage', 'full', 'rotation'];
+
+/** The known name closest to a typo (edit distance), when one is close enough to be a plausible fix. */
+export function nearest(word: string, known: string[]): string | undefined {
+  const d = (a: string, b: string) => {
+    const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+    for (let i = 1; i <= a.length; i++) {
+      let prev = row[0];
+      row[0] = i;
+      for (let j = 1; j <= b.length; j++) {
+        const cur = row[j];
+        row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1));
+        prev = cur;
+      }
+    }
+    return row[b.length];
+  };
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const k of known) {
+    const n = d(word, k);
+    if (n < bestD) [best, bestD] = [k, n];
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+function unknownKey(file: string, where: string, key: string, known: string[]) {
+  const near = nearest(key, known);
+  return usageError(`config file ${file}: unknown key '${where}${key}'${near ? ` (did you mean '${where}${near}'?)` : ''}`, `known keys${where ? ` in ${where.slice(0, -1)}` : ''}: ${known.join(', ')}`);
+}
+
+function sectionEnv(file: string, obj: Record<string, unknown>): Record<string, string> {
+  const env: Record<string, string> = {};
+  const scalar = (where: string, v: unknown): string => {
+    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
+    throw usageError(`config file ${file}: '${where}' must be a string, number or boolean`);
+  };
+  const section = (name: string): Record<string, unknown> | undefined => {
+    const v = obj[name];
+    if (v === undefined) return undefined;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) throw usageError(`config file ${file}: '${name}' must be an object`);
+    return v as Record<string, unknown>;
+  };
+  const notify = section('notify');
+  for (const [k, v] of Object.entries(notify ?? {})) {
+    if (!(k in NOTIFY_SECTION_KEYS)) throw unknownKey(file, 'notify.', k, Object.keys(NOTIFY_SECTION_KEYS));
+    env[NOTIFY_SECTION_KEYS[k]] = scalar(`notify.${k}`, v);
+  }
+  const schedule = section('schedule');
+  for (const [k, v] of Object.entries(schedule ?? {})) {
+    if (k === 'misfireGrace') env.BACKUP_MISFIRE_GRACE = scalar('schedule.misfireGrace', v);
+    else if (SCHEDULE_JOBS.includes(k)) {
+      const prefix = `BACKUP_${k.toUpperCase()}`;
+      if (typeof v === 'string') env[`${prefix}_SCHEDULE`] = v;
+      else if (v && typeof v === 'object' && !Array.isArray(v)) {
+        for (const [jk, jv] of Object.entries(v)) {
+          if (jk === 'schedule') env[`${prefix}_SCHEDULE`] = scalar(`schedule.${k}.schedule`, jv);
+          else if (jk === 'enabled') env[`${prefix}_ENABLED`] = scalar(`schedule.${k}.enabled`, jv);
+          else throw unknownKey(file, `schedule.${k}.`, jk, ['schedule', 'enabled']);
+        }
+      } else throw usageError(`config file ${file}: 'schedule.${k}' must be a cron expression or { "schedule", "enabled" }`);
+    } else throw unknownKey(file, 'schedule.', k, [...SCHEDULE_JOBS, 'misfireGrace']);
+  }
+  return env;
+}
 
 export function loadEnvFile(file: string, required: boolean): Record<string, string> {
   let text: string;
@@ -78,19 +177,38 @@ export function loadEnvFile(file: string, required: boolean): Record<string, str
 
 /**
  * A file holding a secret must be private: a token readable by every local user is a leaked token.
+ * `secrets` names what it holds, so the message says which variable is exposed.
  */
-export function checkSecretFileMode(file: string, hasSecrets: boolean): void {
-  if (!hasSecrets || process.platform === 'win32') return;
+export function checkSecretFileMode(file: string, secrets: boolean | string[]): void {
+  const names = Array.isArray(secrets) ? secrets : [];
+  if ((Array.isArray(secrets) ? !secrets.length : !secrets) || process.platform === 'win32') return;
   const mode = fs.statSync(file).mode & 0o777;
   if (mode & 0o077) {
+    const what = names.length ? `${names.join(', ')}, a secret vertex-backup uses,` : 'secrets';
     throw usageError(
-      `${file} holds secrets but is readable by group or others (mode ${mode.toString(8).padStart(4, '0')})`,
+      `${file} holds ${what} but is readable by group or others (mode ${mode.toString(8).padStart(4, '0')})`,
       `run: chmod 600 ${file}`,
     );
   }
 }
 
-function readConfigFile(file: string): Record<string, unknown> {
+/**
+ * The secrets this tool itself reads. The application's own `.env` often sits in the same directory
+ * with its SECRET_KEY and the like: those are the application's business, so they only earn a warning.
+ */
+const TOOL_SECRET_VARS = new Set(['TELEGRAM_BOT_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'SFTP_PASSWORD', 'WEBDAV_PASSWORD', 'YANDEX_DISK_TOKEN', 'NOTIFY_WEBHOOK_URL', 'HEALTHCHECK_URL']);
+export const isToolSecret = (name: string) => TOOL_SECRET_VARS.has(name) || (/^(BACKUP|VERTEX_BACKUP)_/.test(name) && isSecretName(name));
+
+function envFileWarnings(file: string, dotenv: Record<string, string>): string[] {
+  if (process.platform === 'win32') return [];
+  const others = Object.keys(dotenv).filter((k) => isSecretName(k) && !isToolSecret(k));
+  if (!others.length) return [];
+  const mode = (fs.statSync(file, { throwIfNoEntry: false })?.mode ?? 0) & 0o777;
+  if (!(mode & 0o077)) return [];
+  return [`${file} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}) and holds ${others.join(', ')}; vertex-backup does not use ${others.length > 1 ? 'them' : 'it'}, but consider: chmod 600 ${file}`];
+}
+
+function readConfigFile(file: string): { obj: Record<string, unknown>; env: Record<string, string> } {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -106,15 +224,15 @@ function readConfigFile(file: string): Record<string, unknown> {
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw usageError(`config file ${file} must hold a JSON object`);
   const obj = data as Record<string, unknown>;
   for (const k of Object.keys(obj)) {
-    if (!(k in FILE_KEYS) && !FILE_SECTIONS.has(k)) {
-      throw usageError(`config file ${file}: unknown key '${k}'`, `known keys: ${Object.keys(FILE_KEYS).join(', ')}`);
-    }
+    if (!(k in FILE_KEYS) && !FILE_SECTIONS.has(k)) throw unknownKey(file, '', k, [...Object.keys(FILE_KEYS), ...FILE_SECTIONS]);
   }
-  // keys are checked under their variable's name too (telegramBotToken is TELEGRAM_BOT_TOKEN); a URL
-  // with a password in it (databaseUrl, a webhook) is as secret as a token
+  const fromSections = sectionEnv(file, obj);
+  // keys count under their variable's name too (telegramBotToken is TELEGRAM_BOT_TOKEN), and so do the
+  // sections' keys; a URL with a password in it (databaseUrl, a webhook) is as secret as a token
   const byVariable = Object.fromEntries(Object.entries(obj).map(([k, v]) => [FILE_KEYS[k] ?? k, v]));
-  checkSecretFileMode(file, registerSecretsIn(byVariable));
-  return obj;
+  const found = [registerSecretsIn(byVariable), registerSecretsIn(fromSections)];
+  checkSecretFileMode(file, found.some(Boolean));
+  return { obj, env: fromSections };
 }
 
 /** Accepts `sqlite:///abs/path`, SQLAlchemy's `sqlite:////abs` and `sqlite:///./rel`, or a plain path. */
@@ -161,12 +279,15 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   const dotenv = flags.envFile
     ? loadEnvFile(path.resolve(cwd, flags.envFile), true)
     : loadEnvFile(path.join(cwd, '.env'), false);
-  const env: Record<string, string | undefined> = { ...dotenv, ...processEnv };
+  const configFile = flags.config ?? processEnv.VERTEX_BACKUP_CONFIG ?? dotenv.VERTEX_BACKUP_CONFIG;
+  const read = configFile ? readConfigFile(path.resolve(cwd, configFile)) : { obj: {}, env: {} };
+  const file = read.obj;
+  const env: Record<string, string | undefined> = { ...read.env, ...dotenv, ...processEnv };
   registerSecretsFromEnv(env);
-  checkSecretFileMode(flags.envFile ? path.resolve(cwd, flags.envFile) : path.join(cwd, '.env'), Object.keys(dotenv).some(isSecretName));
+  const envFile = flags.envFile ? path.resolve(cwd, flags.envFile) : path.join(cwd, '.env');
+  checkSecretFileMode(envFile, Object.keys(dotenv).filter(isToolSecret));
+  const warnings = envFileWarnings(envFile, dotenv);
 
-  const configFile = flags.config ?? env.VERTEX_BACKUP_CONFIG;
-  const file = configFile ? readConfigFile(path.resolve(cwd, configFile)) : {};
   const fileKey = (k: string): [string, unknown] => [`config key '${k}'`, file[k]];
 
   const dbUrl = pick(['DATABASE_URL', env.DATABASE_URL], fileKey('databaseUrl'));
@@ -178,7 +299,13 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   );
   const str = (p: { value: unknown }, def: string) => String(p.value ?? def);
 
-  const maxB = pick(['--max-backups', flags.maxBackups], ['MAX_BACKUPS', env.MAX_BACKUPS], fileKey('maxBackups'));
+  const maxB = pick(['--keep-last', flags.keepLast], ['--max-backups', flags.maxBackups], ['MAX_BACKUPS', env.MAX_BACKUPS], fileKey('maxBackups'));
+  const gfs = (['Daily', 'Weekly', 'Monthly', 'Yearly'] as const).map((p) => {
+    const v = pick([`--keep-${p.toLowerCase()}`, flags[`keep${p}`]], [`KEEP_${p.toUpperCase()}`, env[`KEEP_${p.toUpperCase()}`]], fileKey(`keep${p}`));
+    return v.value === undefined ? undefined : parseIntIn(v.value, v.from, 0, 100000);
+  });
+  const maxBackups = maxB.value === undefined ? DEFAULTS.maxBackups : parseIntIn(maxB.value, maxB.from, maxB.from === '--keep-last' ? 0 : 1, 100000);
+  const anyGfs = gfs.some((n) => n !== undefined && n > 0);
   const comp = pick(['--compression', flags.compression], ['BACKUP_COMPRESSION', env.BACKUP_COMPRESSION], fileKey('compression'));
   const level = pick(
     ['--compression-level', flags.compressionLevel],
@@ -215,7 +342,14 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
     backupDir,
     dbPath: resolve(str(dbRaw, DEFAULTS.dbPath)),
     storagePath: resolve(str(pick(['--storage-path', flags.storagePath], ['STORAGE_PATH', env.STORAGE_PATH], fileKey('storagePath')), DEFAULTS.storagePath)),
-    maxBackups: maxB.value === undefined ? DEFAULTS.maxBackups : parseIntIn(maxB.value, maxB.from, 1, 100000),
+    maxBackups,
+    retention: {
+      keepLast: anyGfs && maxB.value === undefined ? undefined : maxBackups,
+      keepDaily: gfs[0],
+      keepWeekly: gfs[1],
+      keepMonthly: gfs[2],
+      keepYearly: gfs[3],
+    },
     compression,
     compressionLevel: level.value === undefined ? undefined : parseIntIn(level.value, level.from, compression === 'zstd' ? 1 : 0, compression === 'zstd' ? 19 : 9),
     splitSize: splitMb > 0 ? Math.max(1, Math.round(splitMb * 1024 * 1024)) : undefined,
@@ -223,5 +357,6 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
     env,
     file,
     configFile: configFile ? resolve(configFile) : undefined,
+    warnings,
   };
 }

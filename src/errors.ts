@@ -26,11 +26,14 @@ export const EXIT_SKIPPED = 6;
 export class BackupError extends Error {
   readonly code: ErrorCode;
   readonly hint?: string;
-  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown } = {}) {
+  /** a mistyped argument (unknown id, bad flag value): exit 2 like a configuration error, but not a failed run */
+  readonly argument: boolean;
+  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown; argument?: boolean } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BackupError';
     this.code = code;
     this.hint = options.hint;
+    this.argument = options.argument ?? false;
   }
   get exitCode(): number {
     return EXIT_CODES[this.code];
@@ -38,6 +41,8 @@ export class BackupError extends Error {
 }
 
 export const usageError = (message: string, hint?: string) => new BackupError('USAGE', message, { hint });
+/** Bad input on the command line itself: monitoring must not count it as a failed backup or verify. */
+export const argumentError = (message: string, hint?: string) => new BackupError('USAGE', message, { hint, argument: true });
 
 /** Turns any thrown value into a BackupError, keeping ENOSPC recognisable as exit 5. */
 export function toBackupError(err: unknown, context?: string): BackupError {

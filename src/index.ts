@@ -6,8 +6,13 @@ export { acquireLock, withLock, type Lock, type LockHolder } from './catalog/loc
 export { createBackup, runCreate, type CreateOptions, type CreateResult, type CreatedBackup } from './ops/create.js';
 export { verifyBackups, verifyEntry, type VerifyReport, type VerifyResult } from './ops/verify.js';
 export { restoreBackup, type RestoreOptions, type RestoreResult, type RestorePlan } from './ops/restore.js';
+export { healInterruptedRestore } from './ops/restore-journal.js';
 export { rotateBackups, runRotate, type RotateOptions, type RotateResult } from './ops/rotate.js';
 export { getStats, type Stats } from './ops/stats.js';
 export type { ProgressEvent, ProgressFn } from './ops/progress.js';
 export { getCodec, registerCodec } from './codec/registry.js';
 export type { Codec } from './codec/codec.js';
+export type { EncryptionInfo } from './catalog/sidecar.js';
+export { createEncryptStream, createDecryptStream, type AgeEncryptStream, type AgeDecryptStream } from './crypto/age-stream.js';
+export { generateIdentity, identityFileText, parseIdentityText, parseRecipient, parseRecipientsText, passphraseIdentity, passphraseRecipient, type Identity, type Recipient } from './crypto/age-keys.js';
+export { rekeyBackups, type RekeyedFile } from './crypto/age-rekey.js';

@@ -45,7 +45,15 @@ export function validateSidecar(data: unknown, type: BackupType, id: string): st
   if (s.parts !== undefined && (!Array.isArray(s.parts) || s.parts.some((p) => typeof p?.file !== 'string' || typeof p?.size !== 'number' || typeof p?.checksum !== 'string'))) {
     return 'metadata has malformed parts';
   }
+  // every part lies beside its sidecar: a name with a directory part could lead anywhere (backup_path is
+  // only ever used by its base name, which seed sidecars with absolute paths rely on)
+  const outside = (s.parts ?? []).map((p) => p.file).find((f) => !isPlainFileName(f));
+  if (outside !== undefined) return `metadata names ${JSON.stringify(outside)}, which is not a file in its own directory`;
   return undefined;
+}
+
+function isPlainFileName(f: string): boolean {
+  return f !== '' && f !== '.' && f !== '..' && !f.includes('/') && !f.includes('\\') && !f.includes('\0');
 }
 
 /** The data files a sidecar names, relative to its directory. */

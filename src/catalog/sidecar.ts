@@ -17,6 +17,18 @@ export interface SqliteInfo {
   tables: number; // tables in the copy: a copy with none is not a backup
 }
 
+/**
+ * An encrypted artifact (`….age`): `file_size`/`checksum`/`parts` describe the ciphertext on disk (so a
+ * keyless verify proves the bytes intact); these fields describe the plaintext, checked with a key.
+ */
+export interface EncryptionInfo {
+  format: 'age';
+  /** public recipients (`age1…`) or 'passphrase (scrypt)': never a secret */
+  recipients: string[];
+  plaintext_size: number;
+  plaintext_checksum?: string;
+}
+
 /** The sidecar JSON: written last, atomically; its presence and validity commit a backup. */
 export interface Sidecar {
   format: number;
@@ -37,6 +49,7 @@ export interface Sidecar {
   exclude?: string[];
   parts?: PartInfo[];
   sqlite?: SqliteInfo;
+  encryption?: EncryptionInfo;
   // full only
   database?: string | null; // id of the database component
   storage?: string | null; // id of the storage component

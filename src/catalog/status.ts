@@ -40,6 +40,19 @@ export interface StatusFile {
    * stays until that job next succeeds, so `check` keeps reporting it.
    */
   interrupted?: Record<string, InterruptedRun>;
+  /**
+   * Runs that started and have not recorded an outcome yet, by runKey(). An entry whose process is
+   * gone is a run that was killed (SIGKILL, OOM, power loss): `check` reports it.
+   */
+  started?: Record<string, StartedRecord>;
+}
+
+export interface StartedRecord {
+  command: string;
+  type?: BackupType;
+  started_at: string;
+  host: string;
+  pid: number;
 }
 
 export interface InterruptedRun {
@@ -101,11 +114,13 @@ export async function recordRun(backupDir: string, input: RunInput, now = new Da
   };
   // a corrupt or unreadable file is replaced: the newest outcome matters more than old ones
   const { status: previous } = await readStatus(backupDir);
+  const key = runKey(record.command, record.type);
   const status: StatusFile = {
     format: STATUS_FORMAT,
     updated_at: finished,
     last_run: record,
-    runs: { ...(previous?.runs ?? {}), [runKey(record.command, record.type)]: record },
+    runs: { ...(previous?.runs ?? {}), [key]: record },
+    started: withoutOwnStart(previous?.started, key),
   };
   const interrupted = { ...(previous?.interrupted ?? {}) };
   if (record.ok) delete interrupted[runKey(record.command, record.type)];
@@ -130,7 +145,57 @@ export async function recordInterrupted(
   await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
 }
 
+function withoutOwnStart(started: Record<string, StartedRecord> | undefined, key: string): Record<string, StartedRecord> | undefined {
+  if (!started?.[key] || started[key].pid !== process.pid || started[key].host !== hostname()) return started;
+  const { [key]: _mine, ...rest } = started;
+  return Object.keys(rest).length ? rest : undefined;
+}
+
+/** False only when the recorded process is known to be gone: same host, no such pid. */
+export function startedRunAlive(s: StartedRecord): boolean {
+  if (s.host !== hostname()) return true;
+  try {
+    process.kill(s.pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Marks a run as started before it does any work, so a run that never finishes is visible. A live
+ * run's marker is left alone: a second run refused by the lock must not hide the first one.
+ * Same contract as recordRun: nothing when the directory does not exist, throws on I/O errors.
+ */
+export async function recordStart(backupDir: string, command: string, type?: BackupType, now = new Date()): Promise<void> {
+  if (!(await exists(backupDir))) return;
+  const key = runKey(command, type);
+  const { status: previous } = await readStatus(backupDir);
+  const current = previous?.started?.[key];
+  if (current && (current.pid !== process.pid || current.host !== hostname()) && startedRunAlive(current)) return;
+  const status: StatusFile = {
+    ...previous,
+    format: STATUS_FORMAT,
+    updated_at: now.toISOString(),
+    last_run: previous?.last_run ?? null,
+    runs: previous?.runs ?? {},
+    started: { ...(previous?.started ?? {}), [key]: { command, type, started_at: now.toISOString(), host: hostname(), pid: process.pid } },
+  };
+  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
+}
+
 /** The one line `check` and the notifications show for a run that died. */
 export function describeInterrupted(run: InterruptedRun): string {
   return `the previous run '${run.command}' (pid ${run.pid} on ${run.hostname}, started ${run.started_at}) died without finishing`;
+}
+
+/** Removes this process's start marker without recording an outcome (a run that changed nothing). */
+export async function clearStart(backupDir: string, command: string, type?: BackupType): Promise<void> {
+  if (!(await exists(backupDir))) return;
+  const key = runKey(command, type);
+  const { status: previous } = await readStatus(backupDir);
+  if (!previous) return;
+  const started = withoutOwnStart(previous.started, key);
+  if (started === previous.started) return;
+  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify({ ...previous, started }, null, 2)}\n`);
 }

@@ -33,13 +33,31 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
     ui.out(emptyText);
     return;
   }
-  const rows = list.map((b) => [
+  const head = ['type', 'id', 'created (UTC)', 'size', 'files', 'status'];
+  const align: ('left' | 'right')[] = ['left', 'left', 'left', 'right', 'right', 'left'];
+  const base = list.map((b) => [
     b.type,
     b.id,
     b.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
     b.size ? bytes(b.size) : '-',
     b.fileCount ?? '-',
-    ui.status(b.status) + (b.reason ? ui.c.dim(` (${b.reason})`) : ''),
   ]);
-  ui.out(ui.table(['type', 'id', 'created (UTC)', 'size', 'files', 'status'], rows, ['left', 'left', 'left', 'right', 'right', 'left']));
+  const inline = base.map((r, i) => [...r, ui.status(list[i].status) + (list[i].reason ? ui.c.dim(` (${list[i].reason})`) : '')]);
+  const table = ui.table(head, inline, align);
+  const width = ui.width();
+  const widest = Math.max(...table.split('\n').map((l) => l.replace(/\x1b\[[0-9;]*m/g, '').length));
+  if (widest <= width) {
+    ui.out(table);
+    return;
+  }
+  // a damaged backup's reason can be a long path: the table keeps to the terminal, the reasons follow it
+  const notes: string[] = [];
+  const rows = base.map((r, i) => {
+    const b = list[i];
+    if (!b.reason) return [...r, ui.status(b.status)];
+    notes.push(b.reason);
+    return [...r, `${ui.status(b.status)} [${notes.length}]`];
+  });
+  ui.out(ui.table(head, rows, align));
+  notes.forEach((n, i) => ui.out(ui.c.dim(`[${i + 1}] ${n}`)));
 }

@@ -1,4 +1,5 @@
 import { formatBytes } from '../fsutil.js';
+import { formatAge } from '../schedule/duration.js';
 
 /** Plain formatting for human output; no terminal libraries here, so --help stays light. */
 export const bytes = formatBytes;
@@ -11,9 +12,7 @@ export function duration(ms: number): string {
   return `${m} min ${Math.round(s - m * 60)} s`;
 }
 
+/** The one age format of every command ("2d 3h", "26h 0m", "45m 10s", "12s"): check, stats, schedule. */
 export function age(seconds: number): string {
-  if (seconds < 90) return `${seconds} s`;
-  if (seconds < 90 * 60) return `${Math.round(seconds / 60)} min`;
-  if (seconds < 36 * 3600) return `${(seconds / 3600).toFixed(1)} h`;
-  return `${(seconds / 86400).toFixed(1)} days`;
+  return formatAge(seconds * 1000);
 }

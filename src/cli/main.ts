@@ -11,6 +11,8 @@ import { register as registerSchedule } from './commands/schedule.js';
 import { register as registerSync } from './commands/sync.js';
 import { register as registerStats } from './commands/stats.js';
 import { register as registerVerify } from './commands/verify.js';
+import { register as registerKeygen } from './commands/keygen.js';
+import { register as registerRekey } from './commands/rekey.js';
 import { EXIT_CODE_HELP } from './run.js';
 
 // `vertex-backup list | head` closes the pipe early: that is the reader's choice, not an error
@@ -19,6 +21,12 @@ for (const stream of [process.stdout, process.stderr]) {
     if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw err;
   });
+}
+
+/** --json anywhere before a `--` separator, where commander may not have parsed it yet. */
+function wantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes('--json');
 }
 
 const program = new Command('vertex-backup')
@@ -34,6 +42,7 @@ const program = new Command('vertex-backup')
   .option('-v, --verbose', 'print details, and stack traces on errors')
   .option('--no-color', 'no colours (also NO_COLOR=1)')
   .option('--notify', 'send the result to Telegram / webhook (failures only unless NOTIFY_ON=always)')
+  .option('--progress-interval <seconds>', 'not on a terminal: one progress line every N seconds (default 30, 0 = none)')
   .showSuggestionAfterError()
   .addHelpText(
     'after',
@@ -42,15 +51,19 @@ Examples:
   vertex-backup create --type full           # database + storage, one recovery point
   vertex-backup list
   vertex-backup verify --all
-  vertex-backup --help <command>             # options and examples of one command
+  vertex-backup help <command>               # options and examples of one command (or: <command> --help)
 ${EXIT_CODE_HELP}`,
   );
 
 // subcommands inherit these only when they are set before the subcommands are added
 program.exitOverride();
+// --backup-dir, --json… work after the subcommand too: its help lists them
+program.configureHelp({ showGlobalOptions: true });
 program.configureOutput({ outputError: (str, write) => write(str) });
 
 for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
+registerKeygen(program);
+registerRekey(program);
 
 try {
   await program.parseAsync(process.argv);
@@ -59,6 +72,11 @@ try {
     // help and version exit 0; any other parse error is bad usage
     process.exitCode = err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.version' ? 0 : 2;
     if (err.code === 'commander.help') process.exitCode = 0;
+    // --json promises one document whatever went wrong, a flag commander rejected included
+    if (process.exitCode !== 0 && wantsJson(process.argv)) {
+      const message = err.message.replace(/^error: /, '');
+      process.stdout.write(`${JSON.stringify({ ok: false, error: { code: 'USAGE', exit_code: 2, message } }, null, 2)}\n`);
+    }
   } else {
     throw err;
   }

@@ -37,7 +37,7 @@ export async function remoteVerifyOutcome(
   sel: { ref?: string; all?: boolean; type?: BackupType; samplePercent?: number },
 ): Promise<Outcome> {
   const { verifyRemote } = await import('../ops/remote-ops.js');
-  const report = await withRemote(ctx, cmd, name, (r) => verifyRemote(r, { ...sel, signal: ctx.signal, onEvent: transferProgress(ctx.ui, name) }));
+  const report = await withRemote(ctx, cmd, name, (r) => verifyRemote(r, { ...sel, signal: ctx.signal, onEvent: transferProgress(ctx, name) }));
   const bad = report.results.filter((r) => !r.ok);
   return {
     json: { remote: name, ...report },

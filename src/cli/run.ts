@@ -10,6 +10,7 @@ export interface GlobalOptions extends ConfigFlags {
   verbose?: boolean;
   color?: boolean;
   notify?: boolean;
+  progressInterval?: string;
 }
 
 export interface Context {
@@ -17,6 +18,8 @@ export interface Context {
   ui: Ui;
   signal: AbortSignal;
   global: GlobalOptions;
+  /** renders the core's progress callbacks (spinner on a terminal, a plain line every N s elsewhere) */
+  progress: import('./progress.js').ProgressView;
 }
 
 /** What a command hands back: the JSON document, the human rendering, the exit code, the log line. */
@@ -62,21 +65,45 @@ export function action(name: string, fn: Action) {
     let exitCode = 0;
     let outcome: Outcome | undefined;
     let error: BackupError | undefined;
+    let progress: import('./progress.js').ProgressView | undefined;
     try {
       const { resolveConfig } = await import('../config.js');
       cfg = resolveConfig(global);
+      for (const w of cfg.warnings) ui.warn(w);
       const { resolveNotifyConfig } = await import('../notify/config.js');
       notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
       const { reportStart } = await import('../notify/report.js');
       await reportStart(name, label, notifyCfg, notifyLog);
-      outcome = await fn({ cfg, ui, signal: controller.signal, global }, command);
+      // every command first completes or rolls back a restore that was killed, and says so
+      const { healIfInterrupted } = await import('../ops/restore-journal.js');
+      const healed = await healIfInterrupted(cfg.backupDir, name);
+      if (healed) ui.warn(healed);
+      const { RECORDED_COMMANDS } = await import('../notify/report.js');
+      if (RECORDED_COMMANDS.has(name)) {
+        const { recordStart } = await import('../catalog/status.js');
+        await recordStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch((err) =>
+          ui.warn(`cannot record the start of the run in status.json: ${(err as Error).message}`),
+        );
+      }
+      const { ProgressView, DEFAULT_PROGRESS_INTERVAL_S } = await import('./progress.js');
+      const intervalS = global.progressInterval === undefined ? DEFAULT_PROGRESS_INTERVAL_S : Number(global.progressInterval);
+      if (!Number.isFinite(intervalS) || intervalS < 0) {
+        throw new BackupError('USAGE', `--progress-interval must be a number of seconds, got '${global.progressInterval}'`, { argument: true });
+      }
+      progress = new ProgressView(ui, intervalS * 1000);
+      outcome = await fn({ cfg, ui, signal: controller.signal, global, progress }, command);
+      progress.stop();
       exitCode = outcome.exitCode ?? 0;
+      // a command that stops cleanly on a signal (the scheduler) still ends the way a signal ends a run
+      if (controller.signal.aborted) exitCode = 128 + (String(controller.signal.reason?.message).includes('SIGINT') ? 2 : 15);
       await ui.settle();
       if (ui.opts.json) ui.json(outcome.json);
       else outcome.human?.(ui);
     } catch (err) {
       await ui.settle();
       error = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error)?.message ?? String(err), { cause: err });
+      // "The operation was aborted" from deep in a pipeline says less than what happened
+      if (controller.signal.aborted && controller.signal.reason instanceof BackupError) error = controller.signal.reason;
       exitCode = error.exitCode;
       if (controller.signal.aborted) exitCode = 128 + (String(controller.signal.reason?.message).includes('SIGINT') ? 2 : 15);
       if (ui.opts.json) ui.json({ ok: false, error: { code: error.code, exit_code: exitCode, message: redact(error.message), hint: error.hint } });
@@ -84,6 +111,7 @@ export function action(name: string, fn: Action) {
       const cause = (error.cause as Error | undefined) ?? error;
       if (global.verbose && cause.stack) process.stderr.write(`${redact(cause.stack)}\n`);
     } finally {
+      progress?.stop();
       process.removeListener('SIGINT', onSignal);
       process.removeListener('SIGTERM', onSignal);
     }
@@ -113,9 +141,15 @@ export function action(name: string, fn: Action) {
         sizeBytes: outcome?.sizeBytes,
         error: error ? redact(error.message) : exitCode !== 0 ? outcome?.summary : undefined,
         backupId: typeof outcome?.log?.id === 'string' ? outcome.log.id : undefined,
+        argumentError: error?.argument,
       },
       { backupDir: cfg?.backupDir, notify: notifyCfg ?? fallbackNotifyConfig(process.env, global.notify), log: notifyLog },
     );
+    // a run that recorded no outcome (argument error, lock refused) leaves no "started" marker behind
+    if (cfg) {
+      const { clearStart } = await import('../catalog/status.js');
+      await clearStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(() => {});
+    }
     process.exitCode = exitCode;
   };
 }

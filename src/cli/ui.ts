@@ -1,6 +1,7 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import { redact } from '../secrets.js';
+import { snakeKeys } from './json-keys.js';
 
 export interface UiOptions {
   json: boolean;
@@ -55,7 +56,7 @@ export class Ui {
   }
 
   json(value: unknown): void {
-    process.stdout.write(`${redact(JSON.stringify(value, null, 2))}\n`);
+    process.stdout.write(`${redact(JSON.stringify(snakeKeys(value), null, 2))}\n`);
   }
 
   /** Shows or updates a spinner with progress text; a no-op when not interactive. */
@@ -66,9 +67,10 @@ export class Ui {
       return;
     }
     if (this.spinnerPending) return;
-    // ora is loaded only when a spinner is actually shown: --help and cron runs never pay for it
+    // ora is loaded only when a spinner is actually shown: --help and cron runs never pay for it.
+    // discardStdin would put the terminal in raw mode, so Ctrl-C would never become SIGINT.
     this.spinnerPending = import('ora').then(({ default: ora }) => {
-      this.spinner = ora({ text: redact(text), stream: process.stderr, color: this.c.level > 0 ? 'cyan' : false }).start();
+      this.spinner = ora({ text: redact(text), stream: process.stderr, color: this.c.level > 0 ? 'cyan' : false, discardStdin: false }).start();
     });
   }
 
@@ -91,6 +93,12 @@ export class Ui {
     });
     for (const r of rows) t.push(r.map(String));
     return t.toString();
+  }
+
+  /** Columns to fit human output into: the terminal's, or 100 when stdout is not one (mail, files). */
+  width(): number {
+    const cols = process.stdout.isTTY ? process.stdout.columns : undefined;
+    return cols && cols > 20 ? cols : 100;
   }
 
   status(s: string): string {

@@ -27,6 +27,8 @@ export interface FinishedRun {
   /** one line: the error message, or why a non-zero outcome failed */
   error?: string;
   backupId?: string;
+  /** the command line itself was wrong (unknown id, bad value): not a failed run */
+  argumentError?: boolean;
 }
 
 /** The "/start" ping for commands that report their result; never throws. */
@@ -41,8 +43,8 @@ export async function reportStart(name: string, label: string, notify: NotifyCon
  */
 export async function reportRun(run: FinishedRun, opts: { backupDir?: string; notify?: NotifyConfig; log: NotifyLogger }): Promise<void> {
   // a run refused because another held the lock changed nothing: the holder's outcome is the one that
-  // counts. A configuration error is recorded: a nightly run that cannot start is a failed run.
-  const happened = run.exitCode !== EXIT_CODES.LOCKED;
+  // counts; a mistyped argument did nothing either. A configuration error is recorded: a nightly run that cannot start is a failed run.
+  const happened = run.exitCode !== EXIT_CODES.LOCKED && !run.argumentError;
   if (opts.backupDir && happened && RECORDED_COMMANDS.has(run.name)) {
     try {
       await recordRun(opts.backupDir, {

@@ -1,6 +1,6 @@
 import { listBackups, type BackupEntry } from '../catalog/listing.js';
 import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
-import { describeInterrupted, readStatus, runKey, type RunRecord } from '../catalog/status.js';
+import { describeInterrupted, readStatus, runKey, startedRunAlive, type RunRecord } from '../catalog/status.js';
 import { exists } from '../fsutil.js';
 import { readEnabled } from '../schedule/config.js';
 import { formatAge } from '../schedule/duration.js';
@@ -81,6 +81,11 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     const keys = opts.types.map((t) => runKey('create', t));
     if (opts.includeOtherRuns !== false) keys.push('rotate', 'verify');
     for (const key of keys) {
+      const begun = status.started?.[key];
+      if (begun && !startedRunAlive(begun)) {
+        const what = begun.type ? `${begun.command} --type ${begun.type}` : begun.command;
+        reasons.push(`last ${what} started at ${begun.started_at} (pid ${begun.pid}) and never finished: it was killed or crashed`);
+      }
       const run = status.runs[key];
       if (!run) continue;
       runs.push(run);
@@ -91,7 +96,9 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     }
     for (const key of keys) {
       const dead = status.interrupted?.[key];
-      if (dead) reasons.push(describeInterrupted(dead));
+      // the same killed run may be known both by its start marker and by the lock it left: say it once
+      const begun = status.started?.[key];
+      if (dead && !(begun && begun.pid === dead.pid && !startedRunAlive(begun))) reasons.push(describeInterrupted(dead));
     }
   }
 

@@ -3,10 +3,14 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { acquireLock } from '../catalog/lock.js';
+import { healIfInterrupted } from './restore-journal.js';
 import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import { SIDECAR_FORMAT } from '../catalog/sidecar.js';
 import { getCodec } from '../codec/registry.js';
+import { AGE_EXTENSION, encryptFileInto, encryptStage } from '../crypto/age-artifact.js';
+import type { Recipient } from '../crypto/age-keys.js';
+import { resolveRecipients } from '../crypto/age-settings.js';
 import { PartWriter } from '../codec/parts.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
@@ -23,6 +27,8 @@ export interface CreateOptions {
   /** wait this long for another run's lock before giving up (exit 4) */
   lockWaitMs?: number;
   now?: () => Date;
+  /** encrypt to these age recipients; undefined: BACKUP_RECIPIENTS(_FILE) decide; null: never */
+  recipients?: Recipient[] | null;
 }
 
 export interface CreatedBackup {
@@ -99,28 +105,42 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
   return removed;
 }
 
-async function estimateBytes(cfg: Config, types: BackupType[]): Promise<number> {
+/**
+ * What a restore into a mount point keeps inside it (the previous contents, a staging tree): not the
+ * application's data, so never backed up (and so never restored into the tree again).
+ */
+const RESTORE_LEFTOVERS = ['.pre-restore-[0-9]*', '.vertex-restore-*'];
+
+/** The archive size to expect for a tree: the codec's typical ratio plus a tar header per file. */
+export function archiveEstimate(t: { bytes: number; files: number }, compression: string): number {
+  return t.bytes * getCodec(compression).sizeFactor + t.files * 1024;
+}
+
+async function estimateBytes(cfg: Config, types: BackupType[]): Promise<{ bytes: number; tree?: { bytes: number; files: number } }> {
   let bytes = 0;
+  let tree: { bytes: number; files: number } | undefined;
   if (types.includes('database')) {
     for (const f of [cfg.dbPath, `${cfg.dbPath}-wal`]) bytes += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
   }
   if (types.includes('storage')) {
-    const t = await treeSize(cfg.storagePath, cfg.exclude, [cfg.backupDir]);
-    bytes += t.bytes * getCodec(cfg.compression).sizeFactor + t.files * 1024;
+    const t = await treeSize(cfg.storagePath, [...cfg.exclude, ...RESTORE_LEFTOVERS], [cfg.backupDir]);
+    bytes += archiveEstimate(t, cfg.compression);
+    tree = t;
   }
-  return bytes;
+  return { bytes, tree };
 }
 
 /** Refuses to start a backup that cannot fit: better a clear exit 5 now than ENOSPC at 90%. */
-export async function checkFreeSpace(cfg: Config, types: BackupType[]): Promise<{ needed: number; free: number }> {
-  const needed = Math.ceil((await estimateBytes(cfg, types)) * 1.05) + 16 * 1024 * 1024;
+export async function checkFreeSpace(cfg: Config, types: BackupType[]): Promise<{ needed: number; free: number; tree?: { bytes: number; files: number } }> {
+  const estimate = await estimateBytes(cfg, types);
+  const needed = Math.ceil(estimate.bytes * 1.05) + 16 * 1024 * 1024;
   const free = await freeSpace(cfg.backupDir);
   if (needed > free) {
     throw new BackupError('NO_SPACE', `not enough free space at ${cfg.backupDir}: the backup needs about ${formatBytes(needed)}, ${formatBytes(free)} is free`, {
       hint: 'free some space or remove old backups (vertex-backup rotate --max-backups N)',
     });
   }
-  return { needed, free };
+  return { needed, free, tree: estimate.tree };
 }
 
 function baseSidecar(type: BackupType, id: string, started: Date): Sidecar {
@@ -135,19 +155,37 @@ function baseSidecar(type: BackupType, id: string, started: Date): Sidecar {
   };
 }
 
-async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
+async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, recipients?: Recipient[]): Promise<CreatedBackup> {
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'database');
   await ensureDir(dir);
-  const name = `${baseName('database', id)}.db`;
+  const plainName = `${baseName('database', id)}.db`;
+  const name = recipients ? plainName + AGE_EXTENSION : plainName;
   const final = path.join(dir, name);
-  const tmp = `${final}.tmp`;
+  const tmp = path.join(dir, `${plainName}.tmp`);
   try {
     const info = await backupDatabase(cfg.dbPath, tmp, (bytes, total) => opts.onProgress?.({ phase: 'database', subject: id, bytes, totalBytes: total }));
     opts.signal?.throwIfAborted();
     await fsp.chmod(tmp, 0o600);
-    const { checksum, size } = await sha256File(tmp);
-    await fsp.rename(tmp, final);
+    let checksum: string;
+    let size: number;
+    let encryption: Sidecar['encryption'];
+    if (recipients) {
+      // the online backup API needs a real file: the plaintext copy lives only until it is encrypted
+      const writer = new PartWriter(dir, name);
+      try {
+        encryption = await encryptFileInto(tmp, writer, recipients);
+        ({ checksum, size } = await writer.commit());
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      } finally {
+        await fsp.rm(tmp, { force: true });
+      }
+    } else {
+      ({ checksum, size } = await sha256File(tmp));
+      await fsp.rename(tmp, final);
+    }
     const sidecar: Sidecar = {
       ...baseSidecar('database', id, started),
       duration_ms: Date.now() - started.getTime(),
@@ -157,6 +195,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions):
       checksum,
       compression: 'none',
       sqlite: info,
+      encryption,
     };
     const sc = sidecarPath(cfg.backupDir, 'database', id);
     await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
@@ -168,21 +207,23 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions):
   }
 }
 
-async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): Promise<CreatedBackup> {
+async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, total?: { bytes: number; files: number }, recipients?: Recipient[]): Promise<CreatedBackup> {
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'storage');
   await ensureDir(dir);
   const codec = getCodec(cfg.compression);
-  const name = `${baseName('storage', id)}${codec.extension}`;
-  const writer = new PartWriter(dir, name, cfg.splitSize, (bytes) => opts.onProgress?.({ phase: 'storage', subject: id, bytes }));
+  const name = `${baseName('storage', id)}${codec.extension}${recipients ? AGE_EXTENSION : ''}`;
+  const encrypt = recipients ? await encryptStage(recipients) : undefined;
+  const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   const { stream, result } = packTree(cfg.storagePath, {
-    exclude: cfg.exclude,
+    exclude: [...cfg.exclude, ...RESTORE_LEFTOVERS],
     excludePaths: [cfg.backupDir],
     signal: opts.signal,
-    onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes }),
+    onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes, totalFiles: total?.files, totalBytes: total?.bytes }),
   });
   try {
-    await pipeline(stream, codec.compressor({ level: cfg.compressionLevel }), writer, { signal: opts.signal });
+    const compressor = codec.compressor({ level: cfg.compressionLevel });
+    await (encrypt ? pipeline(stream, compressor, encrypt.stream, writer, { signal: opts.signal }) : pipeline(stream, compressor, writer, { signal: opts.signal }));
     const packed = await result;
     const artifact = await writer.commit();
     const sidecar: Sidecar = {
@@ -197,6 +238,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions): 
       entry_count: packed.entryCount,
       content_bytes: packed.bytes,
       parts: artifact.parts,
+      encryption: encrypt?.info(),
       warnings: packed.warnings.length ? packed.warnings : undefined,
       skipped: packed.skipped.length ? packed.skipped : undefined,
       notes: packed.notes.length ? packed.notes : undefined,
@@ -258,8 +300,9 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   const parts = partsOf(type);
   await checkInputs(cfg, type);
   await checkBackupDirWritable(cfg.backupDir);
-  await checkFreeSpace(cfg, parts);
+  const { tree } = await checkFreeSpace(cfg, parts);
   await removeTempLeftovers(cfg.backupDir);
+  const recipients = opts.recipients === undefined ? resolveRecipients({}, cfg.env) : (opts.recipients ?? undefined);
 
   const id = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
   const backups: CreatedBackup[] = [];
@@ -268,7 +311,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   for (const part of parts) {
     try {
       opts.signal?.throwIfAborted();
-      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts) : await backupStoragePart(cfg, id, opts));
+      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts, recipients) : await backupStoragePart(cfg, id, opts, tree, recipients));
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       const e = toBackupError(err);
@@ -305,6 +348,8 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
+  // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
+  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`);
   await checkInputs(cfg, opts.type ?? 'full');
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {

@@ -7,6 +7,8 @@ export interface ProgressEvent {
   totalBytes?: number;
   files?: number;
   totalFiles?: number;
+  /** bytes written so far (compressed), beside the input bytes read */
+  writtenBytes?: number;
 }
 
 export type ProgressFn = (event: ProgressEvent) => void;

@@ -331,9 +331,9 @@ export async function fetchRemoteBackup(remote: Remote, ref: string, backupDir: 
 }
 
 /**
- * `restore --from REMOTE ID`: download and verify into a temporary directory, then the normal safe
- * restore from there (it verifies again, locks, copies the live data aside). The download is removed
- * afterwards whatever happens.
+ * `restore --from REMOTE ID`: under the backup-directory lock (like every command that changes the live
+ * paths), download and verify into a temporary directory, then the normal safe restore from there (it
+ * verifies again and copies the live data aside). The download is removed afterwards whatever happens.
  */
 export async function restoreFromRemote(
   cfg: Config,
@@ -341,12 +341,26 @@ export async function restoreFromRemote(
   ref: string,
   opts: RestoreOptions & { transfer?: TransferOptions } = {},
 ): Promise<RestoreResult & { fetched: FetchedBackup }> {
-  const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
+  const started = Date.now();
+  if (opts.target) {
+    const st = await fsp.stat(path.resolve(opts.target)).catch(() => undefined);
+    if (st && !st.isDirectory()) throw new BackupError('USAGE', `--target must name a directory, and ${path.resolve(opts.target)} is a file`, { hint: 'give a new or existing directory to restore into' });
+  }
+  const { lockAndHeal } = await import('./restore-journal.js');
+  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
-    const { restoreBackup } = await import('./restore.js');
-    const result = await restoreBackup({ ...cfg, backupDir: fetched.dir }, sidecarRel(fetched.type, fetched.id).split('/').pop()!, opts);
-    return { ...result, fetched };
+    const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
+    try {
+      const { restoreLocked } = await import('./restore.js');
+      const { findBackup } = await import('../catalog/listing.js');
+      const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
+      if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
+      const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);
+      return { ...result, healed, fetched };
+    } finally {
+      await fsp.rm(fetched.dir, { recursive: true, force: true });
+    }
   } finally {
-    await fsp.rm(fetched.dir, { recursive: true, force: true });
+    lock.release();
   }
 }

@@ -1,16 +1,21 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { artifactFiles, type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
-import { acquireLock } from '../catalog/lock.js';
+import { randomBytes } from 'node:crypto';
+import { artifactFiles, type BackupEntry, listBackups } from '../catalog/listing.js';
+import { finished } from 'node:stream/promises';
 import type { BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../codec/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import type { Config } from '../config.js';
+import { decryptStage, decryptToFile, needIdentity, plaintextProblem } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, toBackupError } from '../errors.js';
-import { exists, formatBytes, fsyncDir, freeSpace, writeFileAtomic } from '../fsutil.js';
+import { exists, formatBytes, freeSpace } from '../fsutil.js';
 import { extractArchive } from '../sources/extract.js';
-import { checkSourceDatabase, copyDatabaseAside, restoreDatabaseInto } from '../sources/sqlite.js';
+import { checkDatabaseFile, checkSourceDatabase, copyDatabaseAside, removeSqliteSidecars, restoreDatabaseInto } from '../sources/sqlite.js';
+import { completeSwap, isMountPoint, lockAndHeal, type RestoreJournal, removeJournal, type StorageSwap, undoSwap, writeJournal } from './restore-journal.js';
+import { type RestoreSource, resolveRestoreSource } from './restore-source.js';
+import { faultPoint } from './fault-point.js';
 import type { ProgressFn } from './progress.js';
 import { verifyEntry } from './verify.js';
 
@@ -24,13 +29,16 @@ export interface RestoreOptions {
   lockWaitMs?: number;
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
+  /** age identities for encrypted backups */
+  identities?: Identity[];
 }
 
 export interface RestorePlan {
   type: BackupType;
   id: string;
   database?: { backupId: string; to: string };
-  storage?: { backupId: string; to: string };
+  /** keptAs: where the current tree will be kept (inside a mount point, beside a plain directory) */
+  storage?: { backupId: string; to: string; keptAs?: string };
   verified: boolean;
 }
 
@@ -38,6 +46,10 @@ export interface RestoreResult extends RestorePlan {
   cancelled?: boolean;
   database?: RestorePlan['database'] & { savedCurrentAs?: string; integrity: string };
   storage?: RestorePlan['storage'] & { previousKeptAs?: string; entries: number; bytes: number; warnings: string[] };
+  /** what was done to complete or roll back an earlier restore that had been interrupted */
+  healed?: string;
+  /** things the operator should know: no checksum was available, … */
+  warnings?: string[];
   durationMs: number;
 }
 
@@ -47,87 +59,65 @@ async function freeName(base: string): Promise<string> {
   for (let n = 2; ; n++) if (!(await exists(`${base}-${n}`))) return `${base}-${n}`;
 }
 
-async function restoreDatabase(entry: BackupEntry, to: string, id: string): Promise<NonNullable<RestoreResult['database']>> {
-  const s = entry.sidecar!;
-  const file = path.join(path.dirname(entry.sidecarPath!), artifactFiles(s)[0].file);
-  await fsp.mkdir(path.dirname(to), { recursive: true });
-  let savedCurrentAs: string | undefined;
-  const existed = await exists(to);
-  if (existed) {
-    await checkSourceDatabase(to, 'current database').catch((err: BackupError) => {
-      throw new BackupError('USAGE', `refusing to restore over ${to}: ${err.message}`, { hint: 'move that file away or use --target DIR' });
-    });
-    savedCurrentAs = await freeName(`${to}.pre-restore-${id}`);
-    await copyDatabaseAside(to, savedCurrentAs);
-  }
-  const { integrity } = await restoreDatabaseInto(file, to);
-  if (integrity !== 'ok') {
-    throw new BackupError('FAILED', `restored database fails integrity_check: ${integrity.slice(0, 200)}`, {
-      hint: savedCurrentAs ? `the previous database is at ${savedCurrentAs}` : undefined,
-    });
-  }
-  // a live database keeps its owner and mode (the application may run as another user)
-  if (!existed) await fsp.chmod(to, 0o600).catch(() => {});
-  return { backupId: entry.id, to, savedCurrentAs, integrity };
+/** Unique per run: two restores (or a killed one and the next) never share a staging name. */
+const runTag = () => `${process.pid}-${randomBytes(3).toString('hex')}`;
+
+/** The same error with what the run did (or did not do) to the live data added to its message. */
+function withState(err: unknown, state: string, context: string): BackupError {
+  const e = toBackupError(err, context);
+  return new BackupError(e.code, `${e.message}; ${state}`, { hint: e.hint, cause: e.cause ?? err });
+
 }
 
-/** Marker written before the directory swap so an interrupted swap can be rolled back by the next run. */
-const swapMarker = (dest: string) => path.join(path.dirname(dest), `.${path.basename(dest)}.restore-swap.json`);
+const dbFileOf = (entry: BackupEntry) => path.join(path.dirname(entry.sidecarPath!), artifactFiles(entry.sidecar!)[0].file);
 
-/** Puts the previous tree back when a restore died between its two renames. */
-export async function recoverInterruptedSwap(dest: string): Promise<string | undefined> {
-  const marker = swapMarker(dest);
-  let state: { dest: string; previous: string };
-  try {
-    state = JSON.parse(await fsp.readFile(marker, 'utf8'));
-  } catch {
-    return undefined;
+/** The database backup must open as SQLite and pass integrity_check before the live one is touched. */
+function checkDatabaseBackup(entry: BackupEntry, file = dbFileOf(entry)): void {
+  const { integrity } = checkDatabaseFile(file);
+  if (integrity !== 'ok') {
+    throw new BackupError('DAMAGED', `database backup ${entry.id} cannot be restored: ${file}: ${integrity.split('\n')[0].slice(0, 200)}`, {
+      hint: 'restore another backup',
+    });
   }
-  if (!(await exists(dest)) && (await exists(state.previous))) {
-    await fsp.rename(state.previous, dest);
-    await fsyncDir(path.dirname(dest));
-  }
-  await fsp.rm(marker, { force: true });
-  return state.previous;
+}
+
+interface StagedStorage {
+  swap: StorageSwap;
+  entries: number;
+  bytes: number;
+  warnings: string[];
 }
 
 /**
- * Staging directories and half-written swap markers of a restore that was killed. Only ever called
- * under the backup-directory lock, after an interrupted swap was rolled back.
+ * Unpacks the storage backup where the swap will be cheap, and validates it; nothing live changes. A
+ * plain directory: into a sibling, swapped by two renames. A mount point (a Docker volume) cannot be
+ * renamed: into a directory inside it, swapped entry by entry, the old entries kept inside it too.
  */
-async function removeRestoreLeftovers(dest: string): Promise<void> {
-  const parent = path.dirname(dest);
-  const name = path.basename(dest);
-  for (const n of await fsp.readdir(parent).catch(() => [] as string[])) {
-    const staging = n.startsWith(`.${name}.restore-`) && n.endsWith('.tmp');
-    const markerTemp = n.startsWith(`.tmp-.${name}.restore-swap.json`);
-    if (staging || markerTemp) await fsp.rm(path.join(parent, n), { recursive: true, force: true });
-  }
-}
-
-async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string, opts: RestoreOptions): Promise<NonNullable<RestoreResult['storage']>> {
+async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, opts: RestoreOptions, journal: RestoreJournal, stateDir: string): Promise<StagedStorage> {
   const s = entry.sidecar!;
   // a storage path that is a symlink (to a mounted volume) stays a symlink: the swap happens where it leads
   const dest = (await fsp.lstat(linkOrDest).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(linkOrDest) : linkOrDest;
   const dir = path.dirname(entry.sidecarPath!);
   const parent = path.dirname(dest);
   await fsp.mkdir(parent, { recursive: true });
-  await recoverInterruptedSwap(dest);
-  await removeRestoreLeftovers(dest);
   const destStat = await fsp.lstat(dest).catch(() => undefined);
-  if (destStat && !destStat.isDirectory()) throw new BackupError('USAGE', `storage path is not a directory: ${dest}`);
+  if (destStat && !destStat.isDirectory()) throw new BackupError('USAGE', `storage path is not a directory: ${dest}`, { hint: 'set --storage-path to the media directory, or use --target DIR' });
+  const mode = destStat && (await isMountPoint(dest)) ? 'contents' : 'rename';
+  const base = path.basename(dest);
+  const staging = mode === 'rename' ? path.join(parent, `.${base}.restore-${id}-${runTag()}.tmp`) : path.join(dest, `.vertex-restore-${id}-${runTag()}.tmp`);
+  const swap: StorageSwap = { dest, mode, staging };
+  journal.storage = swap;
+  await writeJournal(stateDir, journal);
 
-  // unpack beside the destination (same filesystem, so the swap is two renames)
-  const staging = path.join(parent, `.${path.basename(dest)}.restore-${id}.tmp`);
-  await fsp.rm(staging, { recursive: true, force: true });
   const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
   if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in ${entry.sidecarPath}`);
   await codec.checkAvailable();
-  const free = await freeSpace(parent);
+  const where = mode === 'rename' ? parent : dest;
+  const free = await freeSpace(where);
   const room = Math.max(0, free - 64 * 1024 * 1024);
   const declared = s.content_bytes;
   if (declared !== undefined && declared > room) {
-    throw new BackupError('NO_SPACE', `not enough free space at ${parent} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`, {
+    throw new BackupError('NO_SPACE', `not enough free space at ${where} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`, {
       hint: 'free some space, or restore elsewhere with --target DIR',
     });
   }
@@ -136,22 +126,36 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
   const maxBytes = declared !== undefined ? Math.min(room, declared + 1024 * 1024) : room;
   const files = artifactFiles(s).map((p) => path.join(dir, p.file));
   let extracted;
+  let unpacked = 0;
   try {
     const input = readParts(files);
-    const tarStream = input.pipe(codec.decompressor());
-    input.on('error', (e) => tarStream.destroy(e));
+    const decrypt = s.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${entry.id}`, info: s.encryption }) : undefined;
+    const plain = decrypt ? input.pipe(decrypt) : input;
+    if (decrypt) input.on('error', (e) => decrypt.destroy(e));
+    const tarStream = plain.pipe(codec.decompressor());
+    plain.on('error', (e) => tarStream.destroy(e));
     extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
       maxBytes,
       signal: opts.signal,
-      onEntry: (_name, bytes) => opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes }),
+      onEntry: (_name, bytes) => {
+        if (++unpacked === 1) faultPoint('staging');
+        opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes });
+      },
     });
+    if (decrypt) {
+      // the last chunk authenticates the whole payload: nothing is swapped in before it has
+      decrypt.unpipe();
+      decrypt.resume();
+      await finished(decrypt);
+      const problem = plaintextProblem(decrypt, s.encryption!);
+      if (problem) throw new BackupError('DAMAGED', `storage backup ${entry.id}: ${problem}`);
+    }
     if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
       throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
     }
   } catch (err) {
-    await fsp.rm(staging, { recursive: true, force: true });
     if (err instanceof BackupError && maxBytes === room && /archive bomb/.test(err.message)) {
-      throw new BackupError('NO_SPACE', `unpacking the backup would need more than the ${formatBytes(free)} free at ${parent}: nothing was changed`, {
+      throw new BackupError('NO_SPACE', `unpacking the backup would need more than the ${formatBytes(free)} free at ${where}`, {
         hint: 'free some space, or restore elsewhere with --target DIR',
       });
     }
@@ -159,28 +163,10 @@ async function restoreStorage(entry: BackupEntry, linkOrDest: string, id: string
   }
   // the archive holds one top directory (the storage directory's name); older tools may not
   const top = await fsp.readdir(staging);
-  const newTree = top.length === 1 && (await fsp.lstat(path.join(staging, top[0]))).isDirectory() ? path.join(staging, top[0]) : staging;
-
-  let previousKeptAs: string | undefined;
-  if (destStat) {
-    previousKeptAs = await freeName(`${dest}.pre-restore-${id}`);
-    await writeFileAtomic(swapMarker(dest), JSON.stringify({ dest, previous: previousKeptAs, started_at: new Date().toISOString() }));
-    await fsp.rename(dest, previousKeptAs);
-  }
-  try {
-    if (newTree === staging) await fsp.rename(staging, dest);
-    else {
-      await fsp.rename(newTree, dest);
-      await fsp.rm(staging, { recursive: true, force: true });
-    }
-  } catch (err) {
-    if (previousKeptAs) await fsp.rename(previousKeptAs, dest).catch(() => {});
-    await fsp.rm(staging, { recursive: true, force: true });
-    throw toBackupError(err, 'storage restore');
-  }
-  await fsyncDir(parent);
-  await fsp.rm(swapMarker(dest), { force: true });
-  return { backupId: entry.id, to: dest, previousKeptAs, entries: extracted.entries, bytes: extracted.bytes, warnings: extracted.warnings };
+  swap.newTree = top.length === 1 && (await fsp.lstat(path.join(staging, top[0]))).isDirectory() ? path.join(staging, top[0]) : staging;
+  if (destStat) swap.previous = await freeName(mode === 'rename' ? `${dest}.pre-restore-${id}` : path.join(dest, `.pre-restore-${id}`));
+  await writeJournal(stateDir, journal);
+  return { swap, entries: extracted.entries, bytes: extracted.bytes, warnings: extracted.warnings };
 }
 
 async function component(backupDir: string, type: 'database' | 'storage', id: string | null | undefined): Promise<BackupEntry | undefined> {
@@ -190,43 +176,181 @@ async function component(backupDir: string, type: 'database' | 'storage', id: st
   return e;
 }
 
+/** Where a restore will keep the current tree, for the plan shown before anything changes. */
+async function keptAsFor(linkOrDest: string, id: string): Promise<string | undefined> {
+  const st = await fsp.stat(linkOrDest).catch(() => undefined);
+  if (!st?.isDirectory()) return undefined;
+  const dest = await fsp.realpath(linkOrDest);
+  return (await isMountPoint(dest)) ? path.join(dest, `.pre-restore-${id}`) : `${dest}.pre-restore-${id}`;
+}
+
+/** Checks `--target`: a directory or nothing yet, never a file. */
+async function checkTarget(target: string): Promise<string> {
+  const dir = path.resolve(target);
+  const st = await fsp.stat(dir).catch(() => undefined);
+  if (st && !st.isDirectory()) throw new BackupError('USAGE', `--target must name a directory, and ${dir} is a file`, { hint: 'give a new or existing directory to restore into' });
+  return dir;
+}
+
 /** Restores under the lock (so rotation cannot remove the backup being read). */
 export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const started = Date.now();
-  const entry = await findBackup(cfg.backupDir, ref);
-  if (!entry) throw new BackupError('USAGE', `no backup '${ref}' in ${cfg.backupDir}`, { hint: 'run vertex-backup list to see the ids' });
-  const lock = await acquireLock(cfg.backupDir, `restore ${entry.id}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  if (opts.target) await checkTarget(opts.target);
+  const source = await resolveRestoreSource(cfg.backupDir, ref);
+  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
-    const verify = opts.verify !== false;
-    if (verify) {
-      const v = await verifyEntry(cfg.backupDir, entry, { signal: opts.signal, onProgress: opts.onProgress });
-      if (!v.ok) {
-        throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
-          hint: 'restore another backup, or pass --no-verify to restore it anyway',
-        });
-      }
-    } else if (!entry.sidecar) {
-      throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
-    }
-    const dbEntry = entry.type === 'database' ? entry : entry.type === 'full' ? await component(cfg.backupDir, 'database', entry.sidecar?.database) : undefined;
-    const stEntry = entry.type === 'storage' ? entry : entry.type === 'full' ? await component(cfg.backupDir, 'storage', entry.sidecar?.storage) : undefined;
-    const dbTo = opts.target ? path.join(path.resolve(opts.target), path.basename(cfg.dbPath)) : cfg.dbPath;
-    const stTo = opts.target ? path.join(path.resolve(opts.target), path.basename(cfg.storagePath)) : cfg.storagePath;
-    const plan: RestorePlan = {
-      type: entry.type,
-      id: entry.id,
-      database: dbEntry && { backupId: dbEntry.id, to: dbTo },
-      storage: stEntry && { backupId: stEntry.id, to: stTo },
-      verified: verify,
-    };
-    if (opts.confirm && !(await opts.confirm(plan))) return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
-    opts.signal?.throwIfAborted();
-    // database first: it is small and quick, and the application can start against it
-    const database = dbEntry ? await restoreDatabase(dbEntry, dbTo, entry.id) : undefined;
-    opts.signal?.throwIfAborted();
-    const storage = stEntry ? await restoreStorage(stEntry, stTo, entry.id, opts) : undefined;
-    return { ...plan, database, storage, durationMs: Date.now() - started };
+    return { ...(await restoreLocked(cfg, source, opts, started)), healed };
   } finally {
     lock.release();
+  }
+}
+
+/**
+ * The restore itself, the backup-directory lock held by the caller. Order: verify; stage everything that
+ * can fail (the storage tree unpacked and checked, the database backup checked, the current database
+ * copied aside) while nothing live changes; then the database, then the storage swap. The journal in the
+ * backup directory lets the next command complete or roll back a run killed in between.
+ */
+export async function restoreLocked(cfg: Config, source: RestoreSource, opts: RestoreOptions = {}, started = Date.now()): Promise<RestoreResult> {
+  const { entry, sourceDir } = source;
+  const warnings: string[] = [];
+  const verify = opts.verify !== false && !source.unverifiable;
+  if (source.unverifiable) warnings.push(`no checksum was available for ${entry.files[0]} (no metadata beside it): it was checked by reading it${entry.type === 'database' ? ' (integrity_check)' : ' (a full unpack)'} only`);
+  if (verify) {
+    const v = await verifyEntry(sourceDir, entry, { signal: opts.signal, onProgress: opts.onProgress, identities: opts.identities });
+    if (!v.ok) {
+      throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
+        hint: 'restore another backup, or pass --no-verify to restore it anyway',
+      });
+    }
+  } else if (!entry.sidecar) {
+    throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
+  }
+  const dbEntry = entry.type === 'database' ? entry : entry.type === 'full' ? await component(sourceDir, 'database', entry.sidecar?.database) : undefined;
+  const stEntry = entry.type === 'storage' ? entry : entry.type === 'full' ? await component(sourceDir, 'storage', entry.sidecar?.storage) : undefined;
+  const target = opts.target ? await checkTarget(opts.target) : undefined;
+  const dbTo = target ? path.join(target, path.basename(cfg.dbPath)) : cfg.dbPath;
+  const stTo = target ? path.join(target, path.basename(cfg.storagePath)) : cfg.storagePath;
+  const id = entry.type === 'full' || !source.unverifiable ? entry.id : path.basename(entry.id).replace(/[^\w.-]+/g, '_');
+  const plan: RestorePlan = {
+    type: entry.type,
+    id: entry.id,
+    database: dbEntry && { backupId: dbEntry.id, to: dbTo },
+    storage: stEntry && { backupId: stEntry.id, to: stTo, keptAs: await keptAsFor(stTo, id) },
+    verified: verify,
+  };
+  for (const e of [dbEntry, stEntry]) {
+    if (e?.sidecar?.encryption && !opts.identities?.length) throw needIdentity({ subject: `${e.type} backup ${e.id}`, info: e.sidecar.encryption });
+  }
+  if (opts.confirm && !(await opts.confirm(plan))) return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
+  opts.signal?.throwIfAborted();
+
+  const stateDir = cfg.backupDir;
+  const journal: RestoreJournal = { id, pid: process.pid, started_at: new Date().toISOString(), phase: 'staging' };
+  await writeJournal(stateDir, journal);
+
+  // 1. everything that can fail, while nothing live changes
+  let staged: StagedStorage | undefined;
+  let savedCurrentAs: string | undefined;
+  let dbExisted = false;
+  let dbFile = dbEntry && dbFileOf(dbEntry);
+  // an encrypted copy is decrypted and authenticated in full (0600, beside the target) before anything changes
+  let decrypted: string | undefined;
+  try {
+    if (dbEntry) {
+      await fsp.mkdir(path.dirname(dbTo), { recursive: true });
+      const enc = dbEntry.sidecar?.encryption;
+      if (enc) {
+        decrypted = path.join(path.dirname(dbTo), `.${path.basename(dbTo)}.restore-${runTag()}.decrypted.tmp`);
+        const parts = artifactFiles(dbEntry.sidecar!).map((p) => path.join(path.dirname(dbEntry.sidecarPath!), p.file));
+        await decryptToFile(readParts(parts), decrypted, { identities: opts.identities ?? [], subject: `database backup ${dbEntry.id}`, info: enc });
+        dbFile = decrypted;
+      }
+      if (!verify || enc) checkDatabaseBackup(dbEntry, dbFile);
+      dbExisted = await exists(dbTo);
+      if (dbExisted) {
+        await checkSourceDatabase(dbTo, 'current database').catch((err: BackupError) => {
+          throw new BackupError('USAGE', `refusing to restore over ${dbTo}: ${err.message}`, { hint: 'move that file away or use --target DIR' });
+        });
+      }
+    }
+    if (stEntry) staged = await stageStorage(stEntry, stTo, id, opts, journal, stateDir);
+    opts.signal?.throwIfAborted();
+    if (dbEntry && dbExisted) {
+      const aside = await freeName(`${dbTo}.pre-restore-${id}`);
+      const asideTemp = path.join(path.dirname(dbTo), `.${path.basename(dbTo)}.pre-restore-${runTag()}.tmp`);
+      journal.database = { live: dbTo, asideTemp };
+      await writeJournal(stateDir, journal);
+      await copyDatabaseAside(dbTo, aside, asideTemp);
+      savedCurrentAs = aside;
+    }
+    faultPoint('staged');
+    opts.signal?.throwIfAborted();
+  } catch (err) {
+    if (staged || journal.storage) await fsp.rm(journal.storage!.staging, { recursive: true, force: true });
+    if (decrypted) await fsp.rm(decrypted, { force: true });
+    await removeJournal(stateDir);
+    throw withState(err, 'nothing was changed', 'restore');
+  }
+  try {
+    return await applyRestore();
+  } finally {
+    if (decrypted) await fsp.rm(decrypted, { force: true });
+  }
+
+  async function applyRestore(): Promise<RestoreResult> {
+
+    // 2. the database: SQLite replaces it in one transaction, so a failure leaves the previous one
+    let database: RestoreResult['database'];
+    if (dbEntry) {
+      journal.phase = 'database';
+      journal.database = { live: dbTo, savedAs: savedCurrentAs };
+      await writeJournal(stateDir, journal);
+      faultPoint('database');
+      try {
+        const { integrity } = await restoreDatabaseInto(dbFile!, dbTo);
+        faultPoint('database-done');
+        if (integrity !== 'ok') {
+          if (savedCurrentAs) await restoreDatabaseInto(savedCurrentAs, dbTo);
+          else {
+            await fsp.rm(dbTo, { force: true });
+            removeSqliteSidecars(dbTo);
+          }
+          throw new BackupError('FAILED', `the restored database failed integrity_check (${integrity.slice(0, 200)}) and was put back`);
+        }
+        // a live database keeps its owner and mode (the application may run as another user)
+        if (!dbExisted) await fsp.chmod(dbTo, 0o600).catch(() => {});
+        database = { backupId: dbEntry.id, to: dbTo, savedCurrentAs, integrity };
+      } catch (err) {
+        if (staged) await fsp.rm(staged.swap.staging, { recursive: true, force: true });
+        await removeJournal(stateDir);
+        const kept = savedCurrentAs ? ` (a copy of it is at ${savedCurrentAs})` : '';
+        throw withState(err, `the live database ${dbTo} was not changed${kept}${staged ? `, nor the storage at ${staged.swap.dest}` : ''}`, 'database restore');
+      }
+    }
+
+    // 3. the storage swap; from here a killed run is completed by the next command
+    let storage: RestoreResult['storage'];
+    if (stEntry && staged) {
+      journal.phase = 'storage';
+      await writeJournal(stateDir, journal);
+      faultPoint('storage');
+      try {
+        await completeSwap(staged.swap, async (p) => {
+          journal.phase = p;
+          await writeJournal(stateDir, journal);
+        });
+      } catch (err) {
+        await undoSwap(staged.swap).catch(() => {});
+        await removeJournal(stateDir);
+        const db = database
+          ? `the database at ${dbTo} WAS restored from backup ${database.backupId}${savedCurrentAs ? ` (the previous one is at ${savedCurrentAs})` : ''}, `
+          : '';
+        throw withState(err, `${db}the storage at ${staged.swap.dest} was not changed`, 'storage swap');
+      }
+      storage = { backupId: stEntry.id, to: staged.swap.dest, previousKeptAs: staged.swap.previous, entries: staged.entries, bytes: staged.bytes, warnings: staged.warnings };
+    }
+    await removeJournal(stateDir);
+    return { ...plan, database, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
   }
 }

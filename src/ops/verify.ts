@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -7,6 +9,8 @@ import { artifactFiles, type BackupEntry, componentLookup, findBackup, listBacku
 import type { BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../codec/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
+import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 import { exists } from '../fsutil.js';
 import { checkDatabaseFile } from '../sources/sqlite.js';
@@ -23,6 +27,8 @@ export interface VerifyResult {
   /** being written by the run that holds the lock: not checked, not damaged */
   inProgress?: boolean;
   note?: string;
+  /** encrypted backups: 'decrypted' (contents checked with a key) or 'ciphertext' (bytes only) */
+  encryption?: 'decrypted' | 'ciphertext';
 }
 
 export interface VerifyReport {
@@ -33,6 +39,8 @@ export interface VerifyReport {
 export interface VerifyOptions {
   onProgress?: ProgressFn;
   signal?: AbortSignal;
+  /** decrypt encrypted backups with these and check their contents too */
+  identities?: Identity[];
 }
 
 /** Reads every entry of a tar stream to the end, counting files and entries: a full parse of the archive. */
@@ -76,8 +84,24 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
     opts.onProgress?.({ phase: 'verify', subject: entry.id, bytes: result.checked, totalBytes: s.file_size });
   });
 
-  if (entry.type === 'database') {
-    await pipeline(stream, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
+  const enc = s.encryption;
+  const decrypt = enc && opts.identities?.length ? { identities: opts.identities, subject: `${entry.type} backup ${entry.id}`, info: enc } : undefined;
+  if (enc) result.encryption = decrypt ? 'decrypted' : 'ciphertext';
+  let plainDb: string | undefined;
+  if (entry.type === 'database' || (enc && !decrypt)) {
+    // without a key the ciphertext checksums are what can be proved: the bytes are intact
+    if (entry.type === 'database' && decrypt) {
+      const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vertex-backup-verify-'));
+      plainDb = path.join(tmpDir, 'db');
+      try {
+        await decryptToFile(stream, plainDb, decrypt);
+      } catch (err) {
+        await fsp.rm(tmpDir, { recursive: true, force: true });
+        if (opts.signal?.aborted || !(err instanceof BackupError)) throw err;
+        result.problems.push(err.message);
+        return;
+      }
+    } else await pipeline(stream, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
   } else {
     const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
     if (!codec) {
@@ -85,24 +109,31 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
       return;
     }
     const { sink, counts } = tarCounter();
+    const stage = decrypt ? decryptStage(decrypt) : undefined;
     try {
-      await pipeline(stream, codec.decompressor(), sink, { signal: opts.signal });
+      await (stage ? pipeline(stream, stage, codec.decompressor(), sink, { signal: opts.signal }) : pipeline(stream, codec.decompressor(), sink, { signal: opts.signal }));
     } catch (err) {
       if (opts.signal?.aborted) throw err;
-      result.problems.push(`archive cannot be read: ${(err as Error).message.split('\n')[0]}`);
+      result.problems.push(err instanceof BackupError ? err.message : `archive cannot be read: ${(err as Error).message.split('\n')[0]}`);
       return;
     }
+    const problem = stage && plaintextProblem(stage, enc!);
+    if (problem) result.problems.push(problem);
     if (s.file_count !== undefined && counts.files !== s.file_count) result.problems.push(`archive holds ${counts.files} files, metadata says ${s.file_count}`);
     if (s.entry_count !== undefined && counts.entries !== s.entry_count) result.problems.push(`archive holds ${counts.entries} entries, metadata says ${s.entry_count}`);
   }
   const checksum = whole.digest('hex');
   if (result.problems.length === 0 && checksum !== s.checksum) result.problems.push('checksum of the whole artifact does not match');
 
-  if (entry.type === 'database' && result.problems.length === 0) {
-    const db = checkDatabaseFile(path.join(dir, parts[0].file));
-    if (db.integrity !== 'ok') result.problems.push(`integrity_check: ${db.integrity.slice(0, 200)}`);
-    else if (s.sqlite && db.tables < s.sqlite.tables) result.problems.push(`database holds ${db.tables} tables, metadata says ${s.sqlite.tables}`);
-  }
+  if (entry.type === 'database' && result.problems.length === 0 && (!enc || plainDb)) {
+    try {
+      const db = checkDatabaseFile(plainDb ?? path.join(dir, parts[0].file));
+      if (db.integrity !== 'ok') result.problems.push(`integrity_check: ${db.integrity.slice(0, 200)}`);
+      else if (s.sqlite && db.tables < s.sqlite.tables) result.problems.push(`database holds ${db.tables} tables, metadata says ${s.sqlite.tables}`);
+    } finally {
+      if (plainDb) await fsp.rm(path.dirname(plainDb), { recursive: true, force: true });
+    }
+  } else if (plainDb) await fsp.rm(path.dirname(plainDb), { recursive: true, force: true });
 }
 
 /** Deep check of one backup: every byte hashed, databases integrity-checked, archives parsed to the end. */
@@ -164,7 +195,7 @@ export async function selectForVerify(backupDir: string, sel: VerifySelection): 
   }
   if (sel.ref) {
     const e = await findBackup(backupDir, sel.ref, sel.type);
-    if (!e) throw new BackupError('USAGE', `no backup '${sel.ref}' in ${backupDir}`, { hint: 'run vertex-backup list to see the ids' });
+    if (!e) throw new BackupError('USAGE', `no backup '${sel.ref}' in ${backupDir}`, { hint: 'run vertex-backup list to see the ids', argument: true });
     return [e];
   }
   const entries = await listBackups(backupDir, { type: sel.type });

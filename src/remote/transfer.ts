@@ -8,6 +8,7 @@ import pRetry, { AbortError } from 'p-retry';
 import { artifactFiles, validateSidecar } from '../catalog/listing.js';
 import { PREFIX, TYPE_DIR, dateOfId, parseName } from '../catalog/names.js';
 import { BACKUP_TYPES, type BackupType, type Sidecar } from '../catalog/sidecar.js';
+import type { Recipient } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, ensureDir, fsyncDir, fsyncFile, writeFileAtomic } from '../fsutil.js';
 import { type Remote, type RemoteEntry, RemoteError, readSmall } from './remote.js';
@@ -40,6 +41,8 @@ export interface RetryOptions {
 export interface TransferOptions extends RetryOptions {
   signal?: AbortSignal;
   onEvent?: (e: TransferEvent) => void;
+  /** the remote encrypts: upload plaintext local backups as `….age` to these recipients */
+  encryptTo?: Recipient[];
 }
 
 export function sidecarRel(type: BackupType, id: string): string {
@@ -133,6 +136,9 @@ export async function uploadBackup(
   const localSidecar = path.join(backupDir, ...rel.split('/'));
   const bytes = await fsp.readFile(localSidecar);
   const sidecar = parseSidecarBytes(bytes, type, id, localSidecar);
+  if (type !== 'full' && options.encryptTo?.length && !sidecar.encryption) {
+    return (await import('../crypto/age-remote.js')).uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options);
+  }
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
   const state = await remoteSidecarState(remote, rel, bytes, options);
   const committed = state === 'same';

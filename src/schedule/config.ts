@@ -2,6 +2,7 @@ import { Cron } from 'croner';
 import type { BackupType } from '../catalog/sidecar.js';
 import { usageError } from '../errors.js';
 import { parseDuration } from './duration.js';
+import { SCHEDULE_TABLE } from './table.js';
 
 export type JobName = 'database' | 'storage' | 'full' | 'rotation';
 export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation'];
@@ -16,21 +17,21 @@ export interface JobSpec {
   args: string[];
 }
 
-/** The seed's defaults: database daily at 02:00, storage and full weekly on Sunday at 03:00, rotation daily at 04:00. */
+/** From the one schedule table, which the crontab and the systemd timer follow too. */
 export const DEFAULT_SCHEDULES: Record<JobName, string> = {
-  database: '0 2 * * *',
-  storage: '0 3 * * 0',
-  full: '0 3 * * 0',
-  rotation: '0 4 * * *',
+  database: SCHEDULE_TABLE.database.cron,
+  storage: SCHEDULE_TABLE.storage.cron,
+  full: SCHEDULE_TABLE.full.cron,
+  rotation: SCHEDULE_TABLE.rotation.cron,
 };
 
 export const DEFAULT_GRACE_MS = 5 * 60_000;
 
-const JOB_ARGS: Record<JobName, string[]> = {
-  database: ['create', '--type', 'database'],
-  storage: ['create', '--type', 'storage'],
-  full: ['create', '--type', 'full'],
-  rotation: ['rotate'],
+const JOB_ARGS: Record<JobName, readonly string[]> = {
+  database: SCHEDULE_TABLE.database.args,
+  storage: SCHEDULE_TABLE.storage.args,
+  full: SCHEDULE_TABLE.full.args,
+  rotation: SCHEDULE_TABLE.rotation.args,
 };
 
 /**

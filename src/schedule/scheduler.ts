@@ -70,6 +70,16 @@ export class Scheduler {
       type: 'started',
       jobs: this.enabledJobs.map((j, i) => ({ name: j.name, schedule: j.schedule, next: this.crons[i].nextRun() })),
     });
+    // A job this scheduler has never handled has missed nothing: its first start (an empty backup
+    // directory, a new job) sets the baseline instead of running a "missed" backup at once.
+    let baseline = false;
+    for (const job of this.enabledJobs) {
+      if (this.state[job.name]) continue;
+      const prev = previousRun(job.schedule, now);
+      this.state[job.name] = { last_scheduled: (prev ?? now).toISOString(), last_exit_code: null, last_finished: null, first_start: now.toISOString() };
+      baseline = true;
+    }
+    if (baseline) await this.saveState();
     for (const job of this.enabledJobs) {
       const prev = previousRun(job.schedule, now);
       if (!prev || now.getTime() - prev.getTime() > this.opts.graceMs || this.handled(job, prev)) continue;
@@ -164,6 +174,10 @@ export class Scheduler {
       last_exit_code: outcome.exitCode,
       last_finished: new Date().toISOString(),
     };
+    await this.saveState();
+  }
+
+  private async saveState(): Promise<void> {
     try {
       await this.opts.state.save(this.state);
     } catch (err) {

@@ -12,7 +12,9 @@ export const SCHEDULE_STATE_FILE = 'schedule-state.json';
 export interface JobState {
   last_scheduled: string; // ISO time of the scheduled run handled last
   last_exit_code: number | null;
-  last_finished: string;
+  last_finished: string | null;
+  /** set when the entry is the baseline of the scheduler's first start, not a run */
+  first_start?: string;
 }
 
 export type ScheduleState = Record<string, JobState>;

@@ -11,9 +11,11 @@ import { decodeEntryNames, fsPath } from './bytenames.js';
  *
  * The archive is treated as hostile: nothing may be written outside `targetDir`. Every name is
  * checked lexically, every parent directory is known to be a real directory (created by us or
- * lstat'ed, never a symlink), files are opened with O_NOFOLLOW | O_EXCL, and symlinks are checked
- * both lexically when created and by walking the finished tree (a chain of individually harmless
- * links can still lead out). On failure the target holds a partial tree: the caller discards it.
+ * lstat'ed, never a symlink), and files are opened with O_NOFOLLOW | O_EXCL. Symlinks are restored
+ * verbatim, whatever they point to (an absolute path, `../shared`), as GNU tar does: they are created
+ * last, after every other entry, so nothing is ever written through one; an entry whose path goes
+ * through a symlink of the archive is refused. On failure the target holds a partial tree: the caller
+ * discards it.
  *
  * The hot path uses synchronous fs calls on purpose: each one is a cheap syscall on the page cache,
  * while the async API would cost a thread-pool round trip per call (several per small file).
@@ -27,6 +29,8 @@ export interface ExtractOptions {
   signal?: AbortSignal;
   /** fsync files and directories before returning (default true: restore is durable before the swap) */
   durable?: boolean;
+  /** give entries the owner and group the archive names (default: when running as root, as GNU tar does) */
+  owners?: boolean;
 }
 
 export interface ExtractResult {
@@ -38,7 +42,6 @@ export interface ExtractResult {
 const MAX_NAME_BYTES = 4096;
 /** Open files waiting for their fsync; a batch is flushed in the background when full. */
 const FSYNC_BATCH = 128;
-const MAX_SYMLINK_HOPS = 40;
 const MAX_WARNINGS = 50;
 const OPEN_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 /** permission bits plus sticky; setuid/setgid are dropped: a backup must not plant privileged binaries */
@@ -67,6 +70,19 @@ interface DirMeta {
   rel: string;
   mode: number;
   mtime: Date;
+  owner?: Owner;
+}
+
+interface Owner {
+  uid: number;
+  gid: number;
+}
+
+interface PendingLink {
+  name: string;
+  target: string;
+  mtime: Date;
+  owner?: Owner;
 }
 
 class Extractor {
@@ -75,7 +91,9 @@ class Extractor {
   /** relative paths (``'' = root) known to be real directories: created by us or lstat'ed */
   private readonly dirs = new Set<string>(['']);
   private readonly dirMeta = new Map<string, DirMeta>();
-  private readonly symlinks: string[] = [];
+  /** symlinks of the archive, by relative path, created at the very end (the last entry of a name wins) */
+  private readonly symlinks = new Map<string, PendingLink>();
+  private readonly owners: boolean;
   private readonly warnings: string[] = [];
   private droppedWarnings = 0;
   private strippedModes = 0;
@@ -92,6 +110,7 @@ class Extractor {
   ) {
     this.durable = options.durable ?? true;
     this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
+    this.owners = options.owners ?? process.getuid?.() === 0;
   }
 
   async run(input: Readable): Promise<ExtractResult> {
@@ -156,18 +175,19 @@ class Extractor {
     const rel = this.checkName(h.name, 'name');
     const mode = this.mode(h);
     const mtime = entryMtime(h);
+    const owner = this.owners && Number.isInteger(h.uid) && Number.isInteger(h.gid) ? { uid: h.uid as number, gid: h.gid as number } : undefined;
     switch (h.type) {
       case 'file':
       case 'contiguous-file': // POSIX: may be extracted as a regular file
-        await this.file(rel, h, mode, mtime, stream);
+        await this.file(rel, h, mode, mtime, stream, owner);
         break;
       case 'directory':
         await drain(stream);
-        this.directory(rel, h.name, mode, mtime);
+        this.directory(rel, h.name, mode, mtime, owner);
         break;
       case 'symlink':
         await drain(stream);
-        this.symlink(rel, h.name, h.linkname ?? '', mtime);
+        this.symlink(rel, h.name, h.linkname ?? '', mtime, owner);
         break;
       case 'link':
         await drain(stream);
@@ -216,6 +236,7 @@ class Extractor {
     for (const part of parts) {
       prefix = prefix === '' ? part : `${prefix}/${part}`;
       if (this.dirs.has(prefix)) continue;
+      if (this.symlinks.has(prefix)) throw damaged(entry, `would be written through the symlink ${quote(prefix)}`);
       const st = lstatOrNull(this.abs(prefix));
       if (st === null) {
         if (!create) throw damaged(entry, `names ${quote(prefix)}, which is not in the archive`);
@@ -234,6 +255,7 @@ class Extractor {
    * an earlier file or link (as tar does); a directory is never replaced, which keeps `dirs` true.
    */
   private replaceable(rel: string, entry: string): void {
+    if (this.symlinks.delete(rel)) this.warn(`${quote(entry)} appears more than once; the last copy was kept`);
     const st = lstatOrNull(this.abs(rel));
     if (st === null) return;
     if (st.isDirectory()) throw damaged(entry, 'would replace a directory');
@@ -241,16 +263,17 @@ class Extractor {
     this.warn(`${quote(entry)} appears more than once; the last copy was kept`);
   }
 
-  private async file(rel: string, h: Header, mode: number, mtime: Date, stream: AsyncIterable<unknown>): Promise<void> {
+  private async file(rel: string, h: Header, mode: number, mtime: Date, stream: AsyncIterable<unknown>, owner?: Owner): Promise<void> {
     if (rel === '') throw damaged(h.name, 'names the target directory itself as a file');
     if (this.bytes + h.size > this.maxBytes) {
       throw new BackupError(
         'DAMAGED',
         `archive unpacks to more than ${this.maxBytes} bytes (entry ${quote(h.name)}): refused as a possible archive bomb`,
-        { hint: 'check the backup; if it is genuine, free space or raise the limit' },
+        { hint: 'the archive holds more than its metadata says or the free space allows; free space if it is genuine, or restore another backup' },
       );
     }
     this.parents(rel, h.name);
+    if (this.symlinks.has(rel)) this.replaceable(rel, h.name);
     const file = this.abs(rel);
     let fd: number;
     try {
@@ -270,6 +293,8 @@ class Extractor {
         if (signal?.aborted) throw abortError(signal);
       }
       this.bytes += h.size;
+      // chown first: it clears setuid/setgid, which are not restored anyway
+      if (owner) fs.fchownSync(fd, owner.uid, owner.gid);
       fs.fchmodSync(fd, mode);
       fs.futimesSync(fd, mtime, mtime);
       if (this.durable) {
@@ -304,9 +329,11 @@ class Extractor {
     this.syncing.push(job);
   }
 
-  private directory(rel: string, name: string, mode: number, mtime: Date): void {
+  private directory(rel: string, name: string, mode: number, mtime: Date, owner?: Owner): void {
     if (!this.dirs.has(rel)) {
       this.parents(rel, name);
+      // a symlink of the same name earlier in the archive gives way (tar does the same)
+      if (this.symlinks.delete(rel)) this.warn(`${quote(name)} appears more than once; the last copy was kept`);
       const dir = this.abs(rel);
       try {
         fs.mkdirSync(dir, 0o700);
@@ -324,35 +351,43 @@ class Extractor {
     }
     // permissions and times are applied at the end: the directory must stay writable while its
     // contents arrive, and writing them would change its mtime again
-    this.dirMeta.set(rel, { rel, mode, mtime });
+    this.dirMeta.set(rel, { rel, mode, mtime, owner });
   }
 
-  private symlink(rel: string, name: string, target: string, mtime: Date): void {
+  /**
+   * Remembered, created at the end: the target is kept verbatim (absolute, `../shared`…), since a link
+   * is only followed by whoever uses the restored tree, never by this extraction.
+   */
+  private symlink(rel: string, name: string, target: string, mtime: Date, owner?: Owner): void {
     if (rel === '') throw damaged(name, 'names the target directory itself as a symlink');
     if (target === '') throw damaged(name, 'is a symlink without a target');
     if (Buffer.byteLength(target) > MAX_NAME_BYTES) {
       throw damaged(name, `has a link target longer than ${MAX_NAME_BYTES} bytes`);
     }
     if (target.includes('\0')) throw damaged(name, 'has a NUL byte in its link target');
-    if (target.startsWith('/')) throw damaged(name, `is a symlink to the absolute path ${quote(target)}`);
-    const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(rel), target));
-    if (resolved === '..' || resolved.startsWith('../')) {
-      throw damaged(name, `is a symlink to ${quote(target)}, outside the target directory`);
-    }
     this.parents(rel, name);
-    try {
-      fs.symlinkSync(fsPath(target), this.abs(rel));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      this.replaceable(rel, name);
-      fs.symlinkSync(fsPath(target), this.abs(rel));
+    if (this.dirs.has(rel)) throw damaged(name, 'would replace a directory');
+    const st = lstatOrNull(this.abs(rel));
+    if (st?.isDirectory()) throw damaged(name, 'would replace a directory');
+    if (st !== null) this.replaceable(rel, name);
+    else if (this.symlinks.has(rel)) this.warn(`${quote(name)} appears more than once; the last copy was kept`);
+    this.symlinks.delete(rel);
+    this.symlinks.set(rel, { name, target, mtime, owner });
+  }
+
+  /** Creates the symlinks, last: no entry comes after them, so nothing can be written through one. */
+  private createSymlinks(): void {
+    for (const [rel, link] of this.symlinks) {
+      this.parents(rel, link.name);
+      const abs = this.abs(rel);
+      fs.symlinkSync(fsPath(link.target), abs);
+      if (link.owner) fs.lchownSync(abs, link.owner.uid, link.owner.gid);
+      try {
+        fs.lutimesSync(abs, link.mtime, link.mtime);
+      } catch {
+        // some filesystems cannot time a symlink; its target is what matters
+      }
     }
-    try {
-      fs.lutimesSync(this.abs(rel), mtime, mtime);
-    } catch {
-      // some filesystems cannot time a symlink; its target and content are what matter
-    }
-    this.symlinks.push(rel);
   }
 
   private hardlink(rel: string, name: string, linkname: string): void {
@@ -366,6 +401,7 @@ class Extractor {
       throw damaged(name, `is a hard link to ${quote(linkname)}, which is not a file extracted before it`);
     }
     this.parents(rel, name);
+    if (this.symlinks.has(rel)) this.replaceable(rel, name);
     try {
       fs.linkSync(this.abs(target), this.abs(rel));
     } catch (err) {
@@ -381,60 +417,19 @@ class Extractor {
     await Promise.all(this.syncing);
     if (this.syncError !== undefined) throw toBackupError(this.syncError, 'fsync of restored files');
 
-    for (const link of this.symlinks) this.checkSymlinkInside(link);
+    this.createSymlinks();
 
     // deepest first, so setting a parent's mtime comes after its children changed it
     const metas = [...this.dirMeta.values()].sort((a, b) => depth(b.rel) - depth(a.rel));
     for (const m of metas) {
+      // every path here is a directory made or checked by us: symlinks never replace one
+      if (m.owner) fs.chownSync(this.abs(m.rel), m.owner.uid, m.owner.gid);
       fs.chmodSync(this.abs(m.rel), m.mode);
       fs.utimesSync(this.abs(m.rel), m.mtime, m.mtime);
     }
     if (this.durable) {
       const all = [...this.dirs].sort((a, b) => depth(b) - depth(a));
       await forEachLimit(all, 8, (rel) => fsyncPath(this.abs(rel)));
-    }
-  }
-
-  /**
-   * Resolve a link the way the kernel would, over the finished tree, without leaving the root:
-   * `x/y -> ..` and `l -> x/y/..` are each harmless lexically but `l` leads to the root's parent.
-   */
-  private checkSymlinkInside(link: string): void {
-    const stack = link.split('/');
-    stack.pop();
-    const target = fs.readlinkSync(this.abs(link));
-    if (target.startsWith('/')) throw damaged(link, `is a symlink to the absolute path ${quote(target)}`);
-    let pending = target.split('/').reverse();
-    let hops = 0;
-    let missing = false; // past a missing component the rest can only be resolved lexically
-    while (pending.length > 0) {
-      const part = pending.pop() as string;
-      if (part === '' || part === '.') continue;
-      if (part === '..') {
-        if (stack.length === 0) {
-          throw damaged(link, `is a symlink to ${quote(target)}, which leads outside the target directory`);
-        }
-        stack.pop();
-        continue;
-      }
-      stack.push(part);
-      if (missing) continue;
-      const here = this.abs(stack.join('/'));
-      const st = lstatOrNull(here);
-      if (st === null) {
-        missing = true;
-      } else if (st.isSymbolicLink()) {
-        if (++hops > MAX_SYMLINK_HOPS) {
-          this.warn(`${quote(link)} is part of a symlink loop`);
-          return;
-        }
-        const next = fs.readlinkSync(here);
-        if (next.startsWith('/')) {
-          throw damaged(link, `is a symlink through ${quote(stack.join('/'))} to the absolute path ${quote(next)}`);
-        }
-        stack.pop();
-        pending = pending.concat(next.split('/').reverse());
-      }
     }
   }
 

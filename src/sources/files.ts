@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import picomatch from 'picomatch';
+import { type ExcludeMatcher, excludeMatcher } from './exclude.js';
 import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
 import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, showName } from './bytenames.js';
@@ -125,10 +125,8 @@ export async function checkStorageDir(dir: string): Promise<void> {
   }
 }
 
-function excluder(globs: string[] | undefined): (rel: string) => boolean {
-  if (!globs?.length) return () => false;
-  const m = picomatch(globs, { dot: true, basename: true });
-  return (rel) => m(rel);
+function excluder(globs: string[] | ExcludeMatcher | undefined): (rel: string) => boolean {
+  return typeof globs === 'function' ? globs : excludeMatcher(globs);
 }
 
 /**
@@ -187,7 +185,7 @@ async function* walk(root: string, isExcluded: (rel: string) => boolean, sinks: 
 }
 
 /** Bytes the tree holds (after excludes): the input of the free-space estimate. */
-export async function treeSize(root: string, exclude?: string[], excludePaths?: string[]): Promise<{ bytes: number; files: number }> {
+export async function treeSize(root: string, exclude?: string[] | ExcludeMatcher, excludePaths?: string[]): Promise<{ bytes: number; files: number }> {
   const inside = new Set(await pathsInside(root, excludePaths));
   const globs = excluder(exclude);
   const isExcluded = (rel: string) => inside.has(rel) || globs(rel);
@@ -395,6 +393,8 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     );
     body.on('data', (c: Buffer) => {
       res.bytes += c.length;
+      // a large video takes minutes: report inside it, not only when it is done
+      options.onProgress?.({ files: res.fileCount, bytes: res.bytes });
     });
     // an abort (SIGTERM) must not wait for a big file to be read to its end
     const onAbort = () => body.destroy(options.signal?.reason ?? new Error('aborted'));

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import type { SqliteInfo } from '../catalog/sidecar.js';
 import { BackupError, usageError } from '../errors.js';
@@ -187,30 +188,58 @@ export function removeSqliteSidecars(file: string): void {
   for (const suffix of ['-wal', '-shm', '-journal']) fs.rmSync(file + suffix, { force: true });
 }
 
+/** Creates `file` empty with mode 0600 (failing if it exists): the copy is private from its first byte. */
+async function createPrivate(file: string): Promise<void> {
+  const fh = await fsp.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  await fh.close();
+}
+
+/** Copies `from` into the new private file `to`, streaming. */
+async function rawCopyPrivate(from: string, to: string): Promise<void> {
+  await createPrivate(to);
+  await pipeline(fs.createReadStream(from), fs.createWriteStream(to, { flags: 'r+' }));
+}
+
 /**
  * Copies a database aside before it is replaced. Online backup when SQLite can read it; a database too
  * damaged for that is copied byte for byte (with its -wal), because the copy aside must never be the
- * reason a restore cannot happen.
+ * reason a restore cannot happen. The copy is written 0600 under `temp` (SQLite gives its journal the
+ * file's mode too) and only a finished, fsynced copy gets the name `dest`, which is never overwritten.
  */
-export async function copyDatabaseAside(source: string, dest: string): Promise<'online' | 'raw'> {
+export async function copyDatabaseAside(source: string, dest: string, temp = `${dest}.tmp-${process.pid}`): Promise<'online' | 'raw'> {
+  let how: 'online' | 'raw' = 'online';
+  const cleanTemp = async () => {
+    for (const f of [temp, `${temp}-wal`, `${temp}-journal`, `${temp}-shm`]) await fsp.rm(f, { force: true });
+  };
+  await cleanTemp();
   try {
+    await createPrivate(temp);
     const src = new Database(source, { readonly: true, fileMustExist: true, timeout: 30_000 });
     try {
       await beginReadSnapshot(src);
-      await src.backup(dest, { progress: () => ALL_PAGES });
+      await src.backup(temp, { progress: () => ALL_PAGES });
     } finally {
       if (src.inTransaction) src.exec('ROLLBACK');
       src.close();
     }
-    await fsp.chmod(dest, 0o600);
-    await fsyncFile(dest);
-    return 'online';
-  } catch {
-    await fsp.rm(dest, { force: true });
-    await fsp.copyFile(source, dest);
-    for (const suffix of ['-wal', '-journal']) await fsp.copyFile(source + suffix, dest + suffix).catch(() => {});
-    await fsp.chmod(dest, 0o600);
-    await fsyncFile(dest);
-    return 'raw';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOSPC' || code === 'SQLITE_FULL') {
+      await cleanTemp();
+      throw new BackupError('NO_SPACE', `not enough space to copy the current database aside to ${dest}`, { hint: 'free some space and run the restore again' });
+    }
+    how = 'raw';
+    await cleanTemp();
+    await rawCopyPrivate(source, temp);
+    if (fs.existsSync(`${source}-wal`)) await rawCopyPrivate(`${source}-wal`, `${temp}-wal`);
   }
+  await fsyncFile(temp);
+  // link() fails when the name exists: a copy aside is never overwritten
+  if (fs.existsSync(`${temp}-wal`)) {
+    await fsyncFile(`${temp}-wal`);
+    await fsp.link(`${temp}-wal`, `${dest}-wal`);
+  }
+  await fsp.link(temp, dest);
+  await cleanTemp();
+  return how;
 }

@@ -87,9 +87,9 @@ describe('names that are not valid UTF-8 (item 1)', () => {
     const r = await run(['create', '--type', 'storage', '--json', ...a.flags], { cwd: a.root });
     expect(r.code, describeRun(r)).toBe(0);
     expect(r.stderr).not.toMatch(/vanished/);
-    const doc = parseJsonStdout<{ warnings: string[]; backups: { fileCount?: number }[] }>(r);
+    const doc = parseJsonStdout<{ warnings: string[]; backups: { file_count?: number }[] }>(r);
     expect(doc.warnings).toEqual([]);
-    expect(doc.backups[0].fileCount).toBe(4);
+    expect(doc.backups[0].file_count).toBe(4);
 
     // plain GNU tar recreates the exact bytes
     const gnu = gnuExtract(a.backupDir, path.join(a.root, 'gnu'));

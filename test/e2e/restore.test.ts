@@ -15,13 +15,13 @@ interface RestoreJson {
   id: string;
   verified: boolean;
   cancelled?: boolean;
-  database?: { backupId: string; to: string; savedCurrentAs?: string; integrity: string };
-  storage?: { backupId: string; to: string; previousKeptAs?: string; entries: number; bytes: number; warnings: string[] };
+  database?: { backup_id: string; to: string; saved_current_as?: string; integrity: string };
+  storage?: { backup_id: string; to: string; previous_kept_as?: string; entries: number; bytes: number; warnings: string[] };
 }
 
 interface CreatedJson {
   id: string;
-  backups: { type: string; id: string; sidecarPath: string; files: string[] }[];
+  backups: { type: string; id: string; sidecar_path: string; files: string[] }[];
 }
 
 const apps: AppFixture[] = [];
@@ -223,7 +223,7 @@ describe('database and storage backups restored by path, --json', () => {
     changeData(app);
   });
 
-  it('restore <path to the .db artifact> --json restores only the database; savedCurrentAs holds the old rows', async () => {
+  it('restore <path to the .db artifact> --json restores only the database; saved_current_as holds the old rows', async () => {
     const treeBefore = snapshot(app.storagePath);
     const artifact = db.backups[0].files.find((f) => f.endsWith('.db'))!;
     expect(artifact, JSON.stringify(db)).toBeTruthy();
@@ -235,17 +235,17 @@ describe('database and storage backups restored by path, --json', () => {
     expect(j.storage).toBeUndefined();
     expect(j.database?.to).toBe(app.dbPath);
     expect(j.database?.integrity).toBe('ok');
-    expect(j.database?.savedCurrentAs).toBe(`${app.dbPath}.pre-restore-${db.id}`);
-    expect(count(j.database!.savedCurrentAs!)).toBe(2345);
+    expect(j.database?.saved_current_as).toBe(`${app.dbPath}.pre-restore-${db.id}`);
+    expect(count(j.database!.saved_current_as!)).toBe(2345);
     expect(dump(app.dbPath)).toBe(dumpAtBackup);
     expect(integrity(app.dbPath)).toBe('ok');
     expect(snapshot(app.storagePath)).toEqual(treeBefore); // storage untouched
   });
 
-  it('restore <path to the storage sidecar> --json restores only the storage; previousKeptAs holds the old tree', async () => {
+  it('restore <path to the storage sidecar> --json restores only the storage; previous_kept_as holds the old tree', async () => {
     const dbBefore = dump(app.dbPath);
     const treeBefore = snapshot(app.storagePath);
-    const sidecar = st.backups[0].sidecarPath;
+    const sidecar = st.backups[0].sidecar_path;
     expect(sidecar.endsWith('.json')).toBe(true);
     const r = await restore(app, [sidecar, '--yes', '--json']);
     expect(r.code, describeRun(r)).toBe(0);
@@ -254,8 +254,8 @@ describe('database and storage backups restored by path, --json', () => {
     expect(j.id).toBe(st.id);
     expect(j.database).toBeUndefined();
     expect(j.storage?.to).toBe(app.storagePath);
-    expect(j.storage?.previousKeptAs).toBe(`${app.storagePath}.pre-restore-${st.id}`);
-    expect(snapshot(j.storage!.previousKeptAs!)).toEqual(treeBefore);
+    expect(j.storage?.previous_kept_as).toBe(`${app.storagePath}.pre-restore-${st.id}`);
+    expect(snapshot(j.storage!.previous_kept_as!)).toEqual(treeBefore);
     expect(snapshot(app.storagePath, { dirTimes: false })).toEqual(snapshot_noDirTimes(treeAtBackup));
     expect(j.storage?.entries).toBe(readJson<{ entry_count: number }>(sidecar).entry_count);
     expect(dump(app.dbPath)).toBe(dbBefore); // database untouched
@@ -271,10 +271,10 @@ describe('database and storage backups restored by path, --json', () => {
     const j = parseJsonStdout<RestoreJson>(r);
     // the id alone also names the database backup (there is no full backup of that id)
     expect(j.type).toBe('database');
-    expect(j.database?.savedCurrentAs).toBeTruthy();
-    expect(j.database!.savedCurrentAs).not.toBe(firstAside);
+    expect(j.database?.saved_current_as).toBeTruthy();
+    expect(j.database!.saved_current_as).not.toBe(firstAside);
     expect(dump(firstAside)).toBe(firstAsideDump);
-    expect(dump(j.database!.savedCurrentAs!)).toBe(changed);
+    expect(dump(j.database!.saved_current_as!)).toBe(changed);
     expect(dump(app.dbPath)).toBe(dumpAtBackup);
   });
 });
@@ -311,8 +311,8 @@ describe('restore latest --target DIR', () => {
     expect(integrity(db)).toBe('ok');
     expect(snapshot(st, { dirTimes: false })).toEqual(snapshot_noDirTimes(treeAtBackup));
     // nothing to keep aside in an empty target, and nothing else there
-    expect(j.database?.savedCurrentAs).toBeUndefined();
-    expect(j.storage?.previousKeptAs).toBeUndefined();
+    expect(j.database?.saved_current_as).toBeUndefined();
+    expect(j.storage?.previous_kept_as).toBeUndefined();
     expect(fs.readdirSync(target).filter((n) => !/-(wal|shm)$/.test(n)).sort()).toEqual([path.basename(app.dbPath), path.basename(app.storagePath)].sort());
     expect(liveState(app)).toEqual(before);
   });

@@ -23,10 +23,10 @@ interface ListItem {
 }
 
 interface RotateJson {
-  dryRun: boolean;
+  dry_run: boolean;
   kept: { type: BType; id: string; reasons: string[] }[];
   removed: { type: BType; id: string; reason: string; files: string[]; bytes: number }[];
-  freedBytes: number;
+  freed_bytes: number;
 }
 
 const PREFIX: Record<BType, string> = { full: 'full_backup_', database: 'db_backup_', storage: 'storage_backup_' };
@@ -116,7 +116,7 @@ describe('rotate --max-backups 2 after a mix of real full, database and storage 
     const r = await run(['rotate', '--max-backups', '2', '--dry-run', '--json', ...app.flags], { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);
     const j = parseJsonStdout<RotateJson>(r);
-    expect(j.dryRun).toBe(true);
+    expect(j.dry_run).toBe(true);
     expect(keys(j.removed)).toEqual(expectedRemove);
     expect(keys(j.kept)).toEqual(expectedKeep);
     for (const x of j.removed) expect(x.files.length).toBeGreaterThan(0);
@@ -136,7 +136,7 @@ describe('rotate --max-backups 2 after a mix of real full, database and storage 
     const r = await run(['rotate', '--max-backups', '2', '--json', ...app.flags], { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);
     const j = parseJsonStdout<RotateJson>(r);
-    expect(j.dryRun).toBe(false);
+    expect(j.dry_run).toBe(false);
     expect(keys(j.removed)).toEqual(expectedRemove);
     expect(onDisk(app.backupDir)).toEqual(expectedKeep);
     // no data file of a removed backup is left behind

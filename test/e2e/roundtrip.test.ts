@@ -14,7 +14,7 @@ interface CreatedJson {
   type: string;
   id: string;
   status: string;
-  backups: { type: string; id: string; sidecarPath: string; files: string[]; size: number; checksum?: string }[];
+  backups: { type: string; id: string; sidecar_path: string; files: string[]; size: number; checksum?: string }[];
 }
 
 type Sidecar = Record<string, any>;
@@ -67,10 +67,10 @@ describe('create --type full: a round trip through the real tools', () => {
   let result: RunResult;
   let json: CreatedJson;
   const byType = (t: string) => json.backups.find((b) => b.type === t)!;
-  const sidecarOf = (t: string): Sidecar => readJson(byType(t).sidecarPath);
+  const sidecarOf = (t: string): Sidecar => readJson(byType(t).sidecar_path);
   const artifactOf = (t: string) => {
     const sc = sidecarOf(t);
-    return path.join(path.dirname(byType(t).sidecarPath), sc.backup_path);
+    return path.join(path.dirname(byType(t).sidecar_path), sc.backup_path);
   };
 
   beforeAll(async () => {
@@ -87,13 +87,13 @@ describe('create --type full: a round trip through the real tools', () => {
     expect(json.backups.map((b) => b.type).sort()).toEqual(['database', 'full', 'storage']);
     for (const b of json.backups) {
       expect(b.id).toBe(json.id);
-      expect(fs.existsSync(b.sidecarPath), b.sidecarPath).toBe(true);
+      expect(fs.existsSync(b.sidecar_path), b.sidecar_path).toBe(true);
       for (const f of b.files) expect(fs.existsSync(f), f).toBe(true);
     }
     // the seed's layout
-    expect(path.relative(app.backupDir, byType('database').sidecarPath)).toBe(`database/db_backup_${json.id}.json`);
-    expect(path.relative(app.backupDir, byType('storage').sidecarPath)).toBe(`storage/storage_backup_${json.id}.json`);
-    expect(path.relative(app.backupDir, byType('full').sidecarPath)).toBe(`full/full_backup_${json.id}.json`);
+    expect(path.relative(app.backupDir, byType('database').sidecar_path)).toBe(`database/db_backup_${json.id}.json`);
+    expect(path.relative(app.backupDir, byType('storage').sidecar_path)).toBe(`storage/storage_backup_${json.id}.json`);
+    expect(path.relative(app.backupDir, byType('full').sidecar_path)).toBe(`full/full_backup_${json.id}.json`);
     expect(fs.existsSync(path.join(app.backupDir, 'database', `db_backup_${json.id}.db`))).toBe(true);
     expect(fs.existsSync(path.join(app.backupDir, 'storage', `storage_backup_${json.id}.tar.gz`))).toBe(true);
   });

@@ -243,6 +243,27 @@ describe('scripts/backup.sh with the real vertex-backup', () => {
     console.info(`Telegram message sent by backup.sh:\n${text}`);
   });
 
+  it('issue 13 item 5: without --backup-dir/--max-backups the configuration (.env) decides; messages show absolute paths and the CLI sizes', async () => {
+    const target = path.join(tmp, 'from-dotenv');
+    // the application's directory, as cron would see it: .env there says where the backups go
+    fs.writeFileSync(path.join(tmp, '.env'), `BACKUP_DIR=${target}\nMAX_BACKUPS=1\n`, { mode: 0o600 });
+    for (let i = 0; i < 2; i++) {
+      const r = await runScript(['--type', 'database'], env());
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+    }
+    expect(fs.existsSync(path.join(tmp, 'backups'))).toBe(false);
+    // MAX_BACKUPS=1 from .env applied by rotate: one database backup left
+    expect(fs.readdirSync(path.join(target, 'database')).filter((f) => f.endsWith('.json'))).toHaveLength(1);
+    const log = fs.readFileSync(path.join(target, 'backup-wrapper.log'), 'utf8');
+    expect(log).toContain(`backup dir ${target}, retention from the configuration`);
+    expect(log).not.toMatch(/--max-backups|--backup-dir/);
+    const list = spawnSync(process.execPath, [path.join(REPO, 'bin', 'vertex-backup.js'), 'list', '--json', '--backup-dir', target], { encoding: 'utf8' });
+    const size = (JSON.parse(list.stdout) as { size: number }[])[0].size;
+    const cliSize = spawnSync(process.execPath, ['-e', `import('${path.join(REPO, 'dist', 'fsutil.js')}').then((m) => console.log(m.formatBytes(${size})))`], { encoding: 'utf8' }).stdout.trim();
+    expect(telegramTexts().at(-1)).toContain(`(${cliSize})`);
+    expect(telegramTexts().at(-1)).toContain(`Free at ${target}:`);
+  });
+
   it("fails with the CLI's own exit code and reason", async () => {
     const backups = path.join(tmp, 'backups');
     const missing = { ...env(), DATABASE_PATH: path.join(data, 'missing.db') };

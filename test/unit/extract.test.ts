@@ -228,3 +228,77 @@ describe('extractArchive: refusals (unit level, tar-stream fixtures)', () => {
     await expect(extractArchive(bufferStream(buf), target, { signal: ac.signal })).rejects.toThrow(/aborted/);
   });
 });
+
+// Issue 11: symlinks verbatim and created last; owners as root; a symlink replaced by a directory.
+describe('extractArchive: symlinks restored verbatim, owners, names reused', () => {
+  it('restores a symlink to an absolute path and one to ../shared verbatim (as GNU tar does)', async () => {
+    const buf = await packBuffer([
+      { name: 'media/', type: 'directory' },
+      { name: 'media/volume', type: 'symlink', linkname: '/srv/shared-assets' },
+      { name: 'media/shared', type: 'symlink', linkname: '../../shared' },
+      { name: 'media/a.txt', body: 'a' },
+    ]);
+    const res = await extractArchive(bufferStream(buf), target);
+    expect(fs.readlinkSync(path.join(target, 'media/volume'))).toBe('/srv/shared-assets');
+    expect(fs.readlinkSync(path.join(target, 'media/shared'))).toBe('../../shared');
+    expect(res.entries).toBe(4);
+  });
+
+  it('creates symlinks after every other entry: a later hard link or file cannot reach through one', async () => {
+    const outside = path.join(base, 'outside');
+    fs.mkdirSync(outside);
+    const buf = await packBuffer([
+      { name: 'l', type: 'symlink', linkname: outside },
+      { name: 'l/x', body: 'evil' },
+    ]);
+    await refused(buf, /"l\/x".*through the symlink "l"/);
+    expect(fs.readdirSync(outside)).toEqual([]);
+  });
+
+  it('a symlink followed by a directory of the same name: the directory wins, with a warning (no raw EINVAL)', async () => {
+    const buf = await packBuffer([
+      { name: 'x', type: 'symlink', linkname: 'elsewhere' },
+      { name: 'x/', type: 'directory' },
+      { name: 'x/f', body: 'f' },
+    ]);
+    const res = await extractArchive(bufferStream(buf), target);
+    expect(fs.lstatSync(path.join(target, 'x')).isDirectory()).toBe(true);
+    expect(fs.readFileSync(path.join(target, 'x/f'), 'utf8')).toBe('f');
+    expect(res.warnings).toEqual(['"x/" appears more than once; the last copy was kept']);
+  });
+
+  it('a symlink followed by a file of the same name: the file wins', async () => {
+    const buf = await packBuffer([
+      { name: 'x', type: 'symlink', linkname: '/etc/passwd' },
+      { name: 'x', body: 'plain' },
+    ]);
+    await extractArchive(bufferStream(buf), target);
+    expect(fs.lstatSync(path.join(target, 'x')).isFile()).toBe(true);
+    expect(fs.readFileSync(path.join(target, 'x'), 'utf8')).toBe('plain');
+  });
+
+  const root = process.getuid?.() === 0;
+  it.skipIf(!root && !process.env.CI)('as root: owners and groups of files, directories and symlinks come back (33:33, 65534)', async () => {
+    const buf = await packBuffer([
+      { name: 'up/', type: 'directory', uid: 33, gid: 33, mode: 0o750 },
+      { name: 'up/photo.jpg', body: 'jpg', uid: 33, gid: 33, mode: 0o640 },
+      { name: 'up/nobody.txt', body: 'n', uid: 65534, gid: 65534 },
+      { name: 'up/l', type: 'symlink', linkname: 'photo.jpg', uid: 33, gid: 34 },
+    ]);
+    await extractArchive(bufferStream(buf), target);
+    const own = (rel: string) => {
+      const st = fs.lstatSync(path.join(target, rel));
+      return `${st.uid}:${st.gid}:${(st.mode & 0o7777).toString(8)}`;
+    };
+    expect(own('up')).toBe('33:33:750');
+    expect(own('up/photo.jpg')).toBe('33:33:640');
+    expect(own('up/nobody.txt').split(':').slice(0, 2).join(':')).toBe('65534:65534');
+    expect(own('up/l').split(':').slice(0, 2).join(':')).toBe('33:34');
+  });
+
+  it('owners: false keeps the extracting user as owner', async () => {
+    const buf = await packBuffer([{ name: 'f', body: 'x', uid: 33, gid: 33 }]);
+    await extractArchive(bufferStream(buf), target, { owners: false });
+    expect(fs.statSync(path.join(target, 'f')).uid).toBe(process.getuid?.());
+  });
+});

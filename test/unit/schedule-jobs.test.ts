@@ -264,7 +264,7 @@ describe('vertex-backup schedule (the command)', () => {
     const childPid = Number(/storage: started \(.*pid (\d+)\)/.exec(out)![1]);
     first.child.kill('SIGTERM');
     const r1 = await first.done;
-    expect(r1.code, r1.stdout + r1.stderr).toBe(0);
+    expect(r1.code, r1.stdout + r1.stderr).toBe(143);
     expect(r1.stderr).toMatch(/storage: aborted by the scheduler stopping/);
     expect(alive(childPid)).toBe(false);
     // nothing the aborted run left behind counts as a backup
@@ -279,7 +279,7 @@ describe('vertex-backup schedule (the command)', () => {
     expect(out2).toMatch(/storage: running the .* run missed while stopped/);
     second.child.kill('SIGTERM');
     const r2 = await second.done;
-    expect(r2.code, r2.stdout + r2.stderr).toBe(0);
+    expect(r2.code, r2.stdout + r2.stderr).toBe(143);
     const list2 = JSON.parse((await run(['--backup-dir', app.backups, 'list', '--json'], { cwd: tmp })).stdout) as { type: string; status: string }[];
     expect(list2.filter((e) => e.type === 'storage' && e.status === 'ok')).toHaveLength(1);
   });

@@ -26,15 +26,15 @@ function usage(fn: () => unknown): BackupError {
 }
 
 describe('job configuration', () => {
-  it("has the seed's defaults", () => {
+  it('has the defaults of the one schedule table (the crontab and the systemd timer agree)', () => {
     const jobs = loadJobSpecs({});
     expect(jobs.map((j) => [j.name, j.schedule, j.enabled, j.args.join(' ')])).toEqual([
-      ['database', '0 2 * * *', true, 'create --type database'],
+      ['database', '0 */6 * * *', true, 'create --type database'],
       ['storage', '0 3 * * 0', true, 'create --type storage'],
-      ['full', '0 3 * * 0', true, 'create --type full'],
+      ['full', '0 2 * * *', true, 'create --type full'],
       ['rotation', '0 4 * * *', true, 'rotate'],
     ]);
-    expect(DEFAULT_SCHEDULES.database).toBe('0 2 * * *');
+    expect(DEFAULT_SCHEDULES.full).toBe('0 2 * * *');
   });
 
   it('reads BACKUP_*_SCHEDULE and BACKUP_*_ENABLED', () => {
@@ -182,7 +182,8 @@ describe('Scheduler', () => {
 
   it('catches up a run missed within the grace time, once', async () => {
     const { expr, at } = secondFromNow(-3);
-    const state = memoryStateStore();
+    // the scheduler ran before (it handled the previous run): this one it really missed
+    const state = memoryStateStore({ full: { last_scheduled: new Date(at.getTime() - 60_000).toISOString(), last_exit_code: 0, last_finished: new Date(at.getTime() - 50_000).toISOString() } });
     const f = fakeRunner(20);
     const events: SchedulerEvent[] = [];
     const s = new Scheduler({ jobs: [spec('full', expr)], runner: f.runner, graceMs: 60_000, state, onEvent: (e) => events.push(e) });
@@ -201,6 +202,21 @@ describe('Scheduler', () => {
     await sleep(300);
     await s2.stop();
     expect(f2.runs).toHaveLength(0);
+  });
+
+  it('the first start (no state) runs nothing "missed" and records the baseline', async () => {
+    const { expr, at } = secondFromNow(-3);
+    const state = memoryStateStore();
+    const f = fakeRunner(20);
+    const events: SchedulerEvent[] = [];
+    const s = new Scheduler({ jobs: [spec('full', expr)], runner: f.runner, graceMs: 60_000, state, onEvent: (e) => events.push(e) });
+    await s.start();
+    await sleep(300);
+    await s.stop();
+    expect(f.runs).toHaveLength(0);
+    expect(events.filter((e) => e.type === 'catch-up')).toEqual([]);
+    expect(state.state.full).toMatchObject({ last_scheduled: at.toISOString(), last_exit_code: null });
+    expect(state.state.full.first_start).toBeTruthy();
   });
 
   it('does not catch up a run missed by more than the grace time', async () => {
@@ -238,7 +254,8 @@ describe('Scheduler', () => {
     const stopping = events.find((e) => e.type === 'stopping') as Extract<SchedulerEvent, { type: 'stopping' }>;
     expect(stopping.running).toBe(f.runs[0].job);
     expect(stopping.dropped.length).toBe(1);
-    expect(state.state).toEqual({});
+    // nothing but the first-start baselines: the aborted run is not recorded
+    expect(Object.values(state.state).every((j) => j.first_start && j.last_exit_code === null)).toBe(true);
   });
 
   it('reports a job that found the lock held (exit 4) as skipped, not failed', async () => {

@@ -26,10 +26,10 @@ Examples:
         const o = cmd.opts() as { maxAge?: string; type?: BackupType };
         const { checkBackups, enabledTypes, DEFAULT_MAX_AGE_MS } = await import('../../ops/check.js');
         const { parseDuration, formatAge } = await import('../../schedule/duration.js');
-        const { usageError } = await import('../../errors.js');
+        const { usageError, argumentError } = await import('../../errors.js');
         const raw = o.maxAge ?? ctx.cfg.env.BACKUP_CHECK_MAX_AGE;
         const maxAgeMs = raw ? parseDuration(raw, o.maxAge ? '--max-age' : 'BACKUP_CHECK_MAX_AGE') : DEFAULT_MAX_AGE_MS;
-        if (maxAgeMs <= 0) throw usageError('--max-age must be longer than zero');
+        if (maxAgeMs <= 0) throw argumentError('--max-age must be longer than zero');
         const types = o.type ? [o.type] : enabledTypes(ctx.cfg.env);
         if (!types.length) throw usageError('every backup type is disabled (BACKUP_<TYPE>_ENABLED=false): nothing to check');
         const result = await checkBackups({ backupDir: ctx.cfg.backupDir, maxAgeMs, types, includeOtherRuns: !o.type });
@@ -41,15 +41,9 @@ Examples:
           // a failed check's summary is its reason: it is what the alert and the log show
           summary: result.ok ? `backups are fresh: ${fresh.join(', ')}` : result.reasons.join('; '),
           human: (ui) => {
-            for (const t of result.types) {
-              const mark = t.ok ? ui.c.green('✔') : ui.c.red('✘');
-              const what = t.newest_id ? `${t.newest_id} (${formatAge(t.age_ms ?? 0)} old)` : 'none';
-              ui.out(`${mark} ${t.type.padEnd(8)} newest ok: ${what}${t.reason && t.newest_id ? ui.c.red(` — too old`) : ''}`);
-            }
-            for (const r of result.runs) {
-              const mark = r.ok ? ui.c.green('✔') : ui.c.red('✘');
-              ui.out(`${mark} last ${r.type ? `${r.command} --type ${r.type}` : r.command}: ${r.ok ? 'ok' : `failed (exit ${r.exit_code})`} at ${r.finished_at}`);
-            }
+            // what is fine on stdout, each problem once on stderr (so --quiet, as from cron, keeps them)
+            for (const t of result.types) if (t.ok) ui.out(`${ui.c.green('✔')} ${t.type.padEnd(8)} newest ok: ${t.newest_id} (${formatAge(t.age_ms ?? 0)} old)`);
+            for (const r of result.runs) if (r.ok) ui.out(`${ui.c.green('✔')} last ${r.type ? `${r.command} --type ${r.type}` : r.command}: ok at ${r.finished_at}`);
             if (result.ok) ui.out(`OK: every checked type has an ok backup younger than ${formatAge(maxAgeMs)}`);
             else for (const r of result.reasons) ui.error(r);
           },

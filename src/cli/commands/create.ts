@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
+import { printRotation } from './rotate.js';
 import { bytes, duration } from '../format.js';
 
 export function register(program: Command): void {
@@ -12,11 +13,19 @@ export function register(program: Command): void {
     .option('--compression-level <n>', 'codec level (env BACKUP_COMPRESSION_LEVEL)')
     .option('--split-size <MiB>', 'split archives into parts of this size while writing (env BACKUP_SPLIT_SIZE_MB)')
     .option('--exclude <glob>', 'leave out matching paths (repeatable; env BACKUP_EXCLUDE, comma-separated)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--rotate', 'apply the retention policy after a successful backup')
-    .option('--max-backups <n>', 'with --rotate: keep this many per type (env MAX_BACKUPS, default 7)')
+    .option('--rotate', 'apply the retention policy after a successful backup (MAX_BACKUPS, KEEP_DAILY/WEEKLY/MONTHLY/YEARLY)')
+    .option('--max-backups <n>', 'keep this many per type after the backup; implies --rotate (env MAX_BACKUPS, default 7)')
+    .option('--keep-daily <n>', 'keep the newest backup of each of the last N days; implies --rotate (env KEEP_DAILY)')
+    .option('--keep-weekly <n>', 'keep the newest of each of the last N weeks; implies --rotate (env KEEP_WEEKLY)')
+    .option('--keep-monthly <n>', 'keep the newest of each of the last N months; implies --rotate (env KEEP_MONTHLY)')
+    .option('--keep-yearly <n>', 'keep the newest of each of the last N years; implies --rotate (env KEEP_YEARLY)')
     .option('--sync [remote]', 'after a successful backup, upload it to this remote (default: every enabled remote)')
     .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .option('-n, --dry-run', 'walk the sources and show what would be backed up (files, bytes, estimated size, what each --exclude matched); write nothing')
+    .option('--encrypt', 'encrypt (age format) to BACKUP_RECIPIENTS / BACKUP_RECIPIENTS_FILE; an error when none is set')
+    .option('--recipient <age1…>', 'encrypt to this age recipient (repeatable; implies --encrypt)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--recipients-file <file>', 'encrypt to the age1… recipients in this file (implies --encrypt)')
     .addHelpText(
       'after',
       `
@@ -24,30 +33,34 @@ Examples:
   vertex-backup create                                  # full backup with the defaults
   vertex-backup create --type database --json           # database only, result as JSON
   vertex-backup create --type storage --compression zstd --exclude '*.tmp'
-  vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs`,
+  vertex-backup create --dry-run --exclude '/cache' --exclude '*.tmp'   # what would be backed up
+  vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs
+  vertex-backup create --recipient age1…                # encrypted: storage_backup_ID.tar.gz.age`,
     )
     .action(
       action('create', async (ctx, cmd) => {
-        const o = cmd.opts() as { type: BackupType; rotate?: boolean; wait: string; sync?: string | boolean };
+        const o = cmd.opts() as { type: BackupType; rotate?: boolean; dryRun?: boolean; wait: string; sync?: string | boolean; maxBackups?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string; keepYearly?: string };
+        // a retention flag on the command line says "rotate": taking it and keeping everything would be a surprise
+        const rotate = o.rotate || [o.maxBackups, o.keepDaily, o.keepWeekly, o.keepMonthly, o.keepYearly].some((v) => v !== undefined);
+        if (o.dryRun) return planOutcome(await (await import('../../ops/plan.js')).planCreate(ctx.cfg, o.type));
         const { acquireLock } = await import('../../catalog/lock.js');
         const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
-        if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`);
+        if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
         await checkInputs(ctx.cfg, o.type);
+        const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
         try {
           const result = await runCreate(ctx.cfg, {
             type: o.type,
             signal: ctx.signal,
-            onProgress: (p) => {
-              if (p.phase === 'database') ctx.ui.progress(`database: copying ${p.bytes ?? 0}/${p.totalBytes ?? '?'} pages`);
-              else ctx.ui.progress(`storage: ${p.files ?? ''}${p.files !== undefined ? ' files, ' : ''}${bytes(p.bytes ?? 0)}`);
-            },
+            recipients,
+            onProgress: (p) => ctx.progress.event(p),
           });
-          let rotation: unknown;
-          if (o.rotate && result.ok) {
+          let rotation: import('../../ops/rotate.js').RotateResult | undefined;
+          if (rotate && result.ok) {
             const { runRotate } = await import('../../ops/rotate.js');
-            rotation = await runRotate(ctx.cfg, { policy: { keepLast: ctx.cfg.maxBackups } });
+            rotation = await runRotate(ctx.cfg, { policy: ctx.cfg.retention, signal: ctx.signal });
           }
           let sync: { remote: string; ok: boolean; uploaded?: number; error?: string }[] | undefined;
           if (o.sync && result.backups.length) {
@@ -60,7 +73,7 @@ Examples:
               try {
                 const remote = await openRemoteByName(ctx, remotes, name);
                 try {
-                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx.ui, name) });
+                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx, name), encryptTo: (await import('../../crypto/age-remote.js')).remoteRecipients(remotes, name) });
                   sync.push({ remote: name, ok: true, uploaded: r.bytes });
                 } finally {
                   await remote.close();
@@ -103,7 +116,10 @@ Examples:
               if (result.warnings.length > 20) ui.warn(`…and ${result.warnings.length - 20} more warnings (see the sidecar)`);
               for (const e of result.errors) ui.error(e);
               for (const s of sync ?? []) s.ok ? ui.out(`  sync to ${s.remote}: ${bytes(s.uploaded ?? 0)} uploaded`) : ui.error(`sync to ${s.remote} failed: ${s.error}`);
-              if (rotation) ui.out(`  rotation: ${JSON.stringify((rotation as { removed?: unknown[] }).removed?.length ?? 0)} removed`);
+              if (rotation) {
+                ui.out('rotation:');
+                printRotation(ui, rotation);
+              }
             },
           };
         } finally {
@@ -111,4 +127,21 @@ Examples:
         }
       }),
     );
+}
+
+function planOutcome(plan: import('../../ops/plan.js').CreatePlan) {
+  return {
+    json: plan,
+    human: (ui: import('../ui.js').Ui) => {
+      ui.out(`dry run: create --type ${plan.type} would back up (nothing written)`);
+      if (plan.database) ui.out(`  database  ${bytes(plan.database.bytes).padStart(10)}  ${plan.database.path}`);
+      if (plan.storage) {
+        ui.out(`  storage   ${bytes(plan.storage.bytes).padStart(10)}  ${plan.storage.files} files in ${plan.storage.path}`);
+        ui.out(`            estimated archive ${bytes(plan.storage.estimatedSize)} (${plan.storage.compression})`);
+      }
+      for (const x of plan.excludes) ui.out(`  exclude '${x.pattern}': ${x.matched} ${x.matched === 1 ? 'path' : 'paths'} left out`);
+      ui.out(`total ${plan.files} files, ${bytes(plan.bytes)}; the backup would add about ${bytes(plan.estimatedSize)}`);
+      for (const w of plan.warnings) ui.warn(w);
+    },
+  };
 }

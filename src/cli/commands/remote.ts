@@ -5,7 +5,6 @@ import type { Remote } from '../../remote/remote.js';
 import type { TransferEvent } from '../../remote/transfer.js';
 import { type Context, action } from '../run.js';
 import { bytes, duration } from '../format.js';
-import type { Ui } from '../ui.js';
 
 /**
  * `remote list|test|info`, plus the helpers every remote-aware command uses (sync, list --remote,
@@ -33,12 +32,12 @@ export async function openRemoteByName(ctx: Context, remotes: RemotesConfig, nam
   return openRemote(nameOrUrl, remotes, ctx.cfg.env as NodeJS.ProcessEnv);
 }
 
-/** Progress lines for transfers (TTY only; the Ui decides). */
-export function transferProgress(ui: Ui, label: string): (e: TransferEvent) => void {
+/** Transfer progress: the ProgressView decides how it is shown (spinner, plain line, nothing). */
+export function transferProgress(ctx: Pick<Context, 'ui' | 'progress'>, label: string): (e: TransferEvent) => void {
   return (e) => {
-    if (e.kind === 'progress') ui.progress(`${label}: ${e.rel} ${bytes(e.bytes)} / ${bytes(e.size)}`);
-    else if (e.kind === 'start') ui.progress(`${label}: ${e.rel} (${bytes(e.size)})`);
-    else if (e.kind === 'retry') ui.warn(`${label}: ${e.rel}: attempt ${e.attempt} failed (${e.error}); retrying`);
+    if (e.kind === 'progress') ctx.progress.update(`${label}: ${e.rel}`, { done: e.bytes, total: e.size });
+    else if (e.kind === 'start') ctx.progress.update(`${label}: ${e.rel}`, { done: 0, total: e.size });
+    else if (e.kind === 'retry') ctx.ui.warn(`${label}: ${e.rel}: attempt ${e.attempt} failed (${e.error}); retrying`);
   };
 }
 

@@ -1,6 +1,8 @@
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
+import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
 import { bytes, duration } from '../format.js';
 
@@ -14,15 +16,29 @@ async function ask(question: string): Promise<boolean> {
   }
 }
 
-function describe(plan: RestorePlan): string[] {
+/** What "latest" picked when it is not a full backup: the operator must not have to guess. */
+function latestNote(ref: string, type: string, id: string): string | undefined {
+  return ref === 'latest' && type !== 'full' ? `"latest" is the ${type} backup ${id}: there is no full backup, so the newest backup of any type was taken` : undefined;
+}
+
+function describe(plan: RestorePlan, ref: string): string[] {
   const lines = [`restore ${plan.type} backup ${plan.id}${plan.verified ? ' (verified)' : ' (NOT verified)'}:`];
-  if (plan.database) lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (the current one is copied aside first)`);
-  if (plan.storage) lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (the current tree is kept as ${plan.storage.to}.pre-restore-${plan.id})`);
+  const note = latestNote(ref, plan.type, plan.id);
+  if (note) lines.unshift(`note: ${note}`);
+  // only what exists is copied aside: a --target that is new gets a fresh copy and nothing else
+  if (plan.database) {
+    const aside = existsSync(plan.database.to) ? 'the current one is copied aside first' : 'a new file: nothing there now';
+    lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (${aside})`);
+  }
+  if (plan.storage) {
+    const kept = existsSync(plan.storage.to) ? `the current tree is kept as ${plan.storage.keptAs ?? `${plan.storage.to}.pre-restore-${plan.id}`}` : 'a new directory: nothing there now';
+    lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (${kept})`);
+  }
   return lines;
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('restore')
     .argument('<backup>', 'backup id, "latest", or a path to a backup file or sidecar')
     .description('restore a database, storage or full backup without losing the current data')
@@ -44,8 +60,10 @@ Examples:
   vertex-backup restore latest                          # asks before changing anything
   vertex-backup restore 20240101_120000 --yes           # from a script
   vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
-  vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy`,
-    )
+  vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
+  vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup`,
+    );
+  identityOption(command)
     .action(
       action('restore', async (ctx, cmd) => {
         const [ref] = cmd.args as string[];
@@ -55,17 +73,21 @@ Examples:
           throw new BackupError('USAGE', 'restore replaces current data and there is no terminal to confirm on', { hint: 'pass --yes to restore without asking' });
         }
         const { restoreBackup } = await import('../../ops/restore.js');
+        const identities = await commandIdentities(ctx, cmd, !o.from && (await passphraseNeeded(ctx.cfg.backupDir, ref)));
         const options: import('../../ops/restore.js').RestoreOptions = {
           target: o.target,
           verify: o.verify,
+          identities,
           signal: ctx.signal,
           lockWaitMs: Number(o.wait) * 1000 || 0,
-          onProgress: (p) => ctx.ui.progress(`${p.phase === 'verify' ? 'verifying' : 'restoring'} ${p.subject}: ${bytes(p.bytes ?? 0)}`),
+          onProgress: (p) => ctx.progress.event(p),
           confirm: o.yes
             ? undefined
             : async (plan) => {
+                // no spinner (nor its timer) over the question
+                ctx.progress.stop();
                 await ctx.ui.settle();
-                for (const l of describe(plan)) process.stderr.write(`${l}\n`);
+                for (const l of describe(plan, ref)) process.stderr.write(`${l}\n`);
                 return ask('Proceed? [y/N] ');
               },
         };
@@ -75,7 +97,7 @@ Examples:
           const { restoreFromRemote } = await import('../../ops/remote-ops.js');
           const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
           try {
-            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx.ui, o.from) } });
+            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, o.from) } });
           } finally {
             await remote.close();
           }
@@ -88,6 +110,8 @@ Examples:
           summary: `restored ${result.type} backup ${result.id} in ${duration(result.durationMs)}`,
           log: { id: result.id, type: result.type, target: o.target, verified: result.verified, database: result.database, storage: result.storage && { ...result.storage, warnings: undefined } },
           human: (ui) => {
+            const note = latestNote(ref, result.type, result.id);
+            if (note) ui.warn(note);
             ui.out(`${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${duration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`);
             if (result.database) {
               ui.out(`  database -> ${result.database.to} (integrity_check: ${result.database.integrity})`);
@@ -98,6 +122,8 @@ Examples:
               if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
               for (const w of result.storage.warnings) ui.warn(w);
             }
+            for (const w of result.warnings ?? []) ui.warn(w);
+            if (result.healed) ui.warn(result.healed);
             if (result.database?.savedCurrentAs || result.storage?.previousKeptAs) ui.out(ui.c.dim('  remove the kept copies once the application runs well'));
           },
         };

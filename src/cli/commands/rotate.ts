@@ -1,7 +1,9 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import type { RetentionPolicy } from '../../ops/retention.js';
+import type { RotateResult } from '../../ops/rotate.js';
 import { action } from '../run.js';
+import type { Ui } from '../ui.js';
 import { bytes } from '../format.js';
 
 function count(flag: string) {
@@ -41,15 +43,8 @@ Examples:
     .action(
       action('rotate', async (ctx, cmd) => {
         const o = cmd.opts() as { remote?: string; keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; type?: BackupType; dryRun?: boolean; wait: string };
-        const gfs = o.keepDaily !== undefined || o.keepWeekly !== undefined || o.keepMonthly !== undefined || o.keepYearly !== undefined;
-        // --max-backups is already folded into cfg.maxBackups (flag > MAX_BACKUPS > config > 7)
-        const policy: RetentionPolicy = {
-          keepLast: o.keepLast ?? (gfs && !cmd.getOptionValue('maxBackups') ? undefined : ctx.cfg.maxBackups),
-          keepDaily: o.keepDaily,
-          keepWeekly: o.keepWeekly,
-          keepMonthly: o.keepMonthly,
-          keepYearly: o.keepYearly,
-        };
+        // flags > MAX_BACKUPS / KEEP_* > config file, folded once in resolveConfig
+        const policy: RetentionPolicy = ctx.cfg.retention;
         if (o.remote) return (await import('../remote-outcomes.js')).remoteRotateOutcome(ctx, cmd, o.remote, policy, { type: o.type, dryRun: o.dryRun });
         const { rotateBackups } = await import('../../ops/rotate.js');
         const r = await rotateBackups(ctx.cfg, { policy, dryRun: o.dryRun, type: o.type, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0 });
@@ -57,14 +52,29 @@ Examples:
           json: r,
           summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.removed.length} backups, ${bytes(r.freedBytes)}`,
           log: o.dryRun ? undefined : { policy, removed: r.removed.map((x) => `${x.type}:${x.id}`), freed: r.freedBytes },
-          human: (ui) => {
-            if (!r.removed.length) ui.out(`nothing to remove (${r.kept.length} kept)`);
-            else {
-              ui.out(ui.table(['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'], r.removed.map((x) => [x.type, x.id, x.reason, bytes(x.bytes)])));
-              ui.out(`${r.dryRun ? 'would free' : 'freed'} ${bytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
-            }
-          },
+          human: (ui) => printRotation(ui, r),
         };
       }),
     );
+}
+
+/**
+ * Every backup with what happens to it and the rule that keeps it (as `restic forget` shows), then the
+ * total. A dry run prints the same figures as the real run would.
+ */
+export function printRotation(ui: Ui, r: RotateResult): void {
+  const rows: (string | number)[][] = [];
+  const order = ['full', 'database', 'storage'];
+  const all = [
+    ...r.kept.map((k) => ({ type: k.type, id: k.id, action: 'keep', why: k.reasons.join(', '), bytes: k.bytes })),
+    ...r.removed.map((x) => ({ type: x.type, id: x.id, action: r.dryRun ? 'would remove' : 'removed', why: x.reason, bytes: x.bytes })),
+  ].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+  for (const x of all) rows.push([x.type, x.id, x.action === 'keep' ? ui.c.green(x.action) : ui.c.yellow(x.action), x.why, bytes(x.bytes)]);
+  if (rows.length) ui.out(ui.table(['type', 'id', 'action', 'rule', 'size'], rows, ['left', 'left', 'left', 'left', 'right']));
+  const verb = r.dryRun ? 'would remove' : 'removed';
+  ui.out(
+    r.removed.length
+      ? `${verb} ${r.removed.length} backups, ${r.dryRun ? 'would free' : 'freed'} ${bytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`
+      : `nothing to remove (${r.kept.length} kept)`,
+  );
 }

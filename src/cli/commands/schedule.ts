@@ -1,7 +1,20 @@
+import { snakeKeys } from '../json-keys.js';
 import type { Command } from 'commander';
 import type { JobSpec, SchedulerEvent } from '../../schedule/index.js';
 import { action, type Context } from '../run.js';
 import type { Ui } from '../ui.js';
+import { SCHEDULE_TABLE } from '../../schedule/table.js';
+
+/** The defaults as the one schedule table has them (the crontab and the systemd timer agree). */
+function jobHelp(): string {
+  return Object.entries(SCHEDULE_TABLE)
+    .map(([name, j]) => {
+      const prefix = `BACKUP_${name.toUpperCase()}`;
+      const line = `  ${name.padEnd(9)} ${`${prefix}_SCHEDULE`.padEnd(25)} default ${`"${j.cron}"`.padEnd(14)} (${j.when})`;
+      return `${line.padEnd(80)} ${prefix}_ENABLED`;
+    })
+    .join('\n');
+}
 
 export function register(program: Command): void {
   program
@@ -13,14 +26,12 @@ export function register(program: Command): void {
       'after',
       `
 Jobs and their settings (five-field cron expressions, or six with seconds first):
-  database  BACKUP_DATABASE_SCHEDULE  default "0 2 * * *"   (daily 02:00)       BACKUP_DATABASE_ENABLED
-  storage   BACKUP_STORAGE_SCHEDULE   default "0 3 * * 0"   (Sunday 03:00)      BACKUP_STORAGE_ENABLED
-  full      BACKUP_FULL_SCHEDULE      default "0 3 * * 0"   (Sunday 03:00)      BACKUP_FULL_ENABLED
-  rotation  BACKUP_ROTATION_SCHEDULE  default "0 4 * * *"   (daily 04:00)       BACKUP_ROTATION_ENABLED
+${jobHelp()}
 Each job runs "vertex-backup create --type T" (rotation: "vertex-backup rotate") as a child process,
 one at a time. A run missed while the scheduler was down is run at start when it is less than
-BACKUP_MISFIRE_GRACE old (seconds or a duration, default 5m). SIGINT/SIGTERM stop the scheduler:
-the running job gets SIGTERM and is waited for (a second signal kills it). Times are local (TZ).
+BACKUP_MISFIRE_GRACE old (seconds or a duration, default 5m); the very first start misses nothing.
+SIGINT/SIGTERM stop the scheduler (exit 130/143): the running job gets SIGTERM and is waited for (a
+second signal kills it). Times are local (TZ). The crontab and systemd timer shipped follow the same table.
 
 Examples:
   vertex-backup schedule --list
@@ -126,7 +137,7 @@ function eventLogger(ui: Ui, json: boolean): (e: SchedulerEvent) => void {
   return (e) => {
     if (json) {
       // a long-running process: one JSON object per event, a line each
-      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...e })}\n`);
+      process.stdout.write(`${JSON.stringify(snakeKeys({ time: new Date().toISOString(), ...e }))}\n`);
       return;
     }
     const at = (d: Date) => localTime(d);

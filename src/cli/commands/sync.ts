@@ -52,7 +52,8 @@ Examples:
                 latest: o.latest,
                 retries: o.retries,
                 signal: ctx.signal,
-                onEvent: transferProgress(ctx.ui, name),
+                onEvent: transferProgress(ctx, name),
+                encryptTo: (await import('../../crypto/age-remote.js')).remoteRecipients(cfg, name),
               });
               results.push({ remote: name, ok: true, result });
             } finally {

@@ -1,11 +1,12 @@
 import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { BackupError } from '../../errors.js';
+import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
 import { bytes } from '../format.js';
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command('verify')
     .argument('[backup]', 'backup id, path to a backup file or sidecar, or "latest"')
     .description('check backups: every checksum, integrity_check of databases, a full read of archives')
@@ -25,8 +26,13 @@ Examples:
   vertex-backup verify --all
   vertex-backup verify 20240101_120000
   vertex-backup verify backups/storage/storage_backup_20240101_120000.json
-  vertex-backup verify --remote s3-offsite --all --sample 10`,
-    )
+  vertex-backup verify --remote s3-offsite --all --sample 10
+  vertex-backup verify --all --identity ~/backup-key.txt   # encrypted: decrypt and check contents too
+
+Encrypted backups are checked by their ciphertext without a key (the bytes are intact); with
+--identity their contents are decrypted and checked as well.`,
+    );
+  identityOption(command)
     .action(
       action('verify', async (ctx, cmd) => {
         const [ref] = cmd.args as string[];
@@ -34,15 +40,16 @@ Examples:
         if (o.remote) {
           const samplePercent = o.sample === undefined ? undefined : Number(o.sample);
           if (samplePercent !== undefined && !(samplePercent > 0 && samplePercent <= 100)) {
-            throw new BackupError('USAGE', `--sample must be a percentage above 0 and at most 100, got '${o.sample}'`);
+            throw new BackupError('USAGE', `--sample must be a percentage above 0 and at most 100, got '${o.sample}'`, { argument: true });
           }
           return (await import('../remote-outcomes.js')).remoteVerifyOutcome(ctx, cmd, o.remote, { ref: ref === 'latest' ? undefined : ref, all: o.all, type: o.type, samplePercent });
         }
         const { verifyBackups } = await import('../../ops/verify.js');
+        const identities = await commandIdentities(ctx, cmd, await passphraseNeeded(ctx.cfg.backupDir, ref === 'latest' ? undefined : ref));
         const report = await verifyBackups(
           ctx.cfg.backupDir,
           { ref: ref === 'latest' ? undefined : ref, latest: o.latest || ref === 'latest', all: o.all, type: o.type },
-          { signal: ctx.signal, onProgress: (p) => ctx.ui.progress(`verifying ${p.subject}: ${bytes(p.bytes ?? 0)}`) },
+          { signal: ctx.signal, identities, onProgress: (p) => ctx.progress.event(p) },
         );
         const bad = report.results.filter((r) => !r.ok);
         return {
@@ -56,7 +63,7 @@ Examples:
               return;
             }
             const rows = report.results.map((r) =>
-              r.inProgress ? [r.type, r.id, ui.c.yellow('in progress'), r.note ?? ''] : [r.type, r.id, r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'), r.ok ? bytes(r.checked) : r.problems.join('; ')],
+              r.inProgress ? [r.type, r.id, ui.c.yellow('in progress'), r.note ?? ''] : [r.type, r.id, r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'), r.ok ? `${bytes(r.checked)}${r.encryption === 'ciphertext' ? ' (encrypted: bytes only, no key given)' : r.encryption ? ' (decrypted)' : ''}` : r.problems.join('; ')],
             );
             ui.out(ui.table(['type', 'id', 'result', 'details'], rows));
             if (!report.ok) ui.error(`${bad.length} backup(s) failed verification`);

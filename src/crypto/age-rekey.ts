@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { artifactFiles, type BackupEntry, componentLookup } from '../catalog/listing.js';
+import { acquireLock } from '../catalog/lock.js';
+import { PartWriter } from '../codec/parts.js';
+import { BackupError } from '../errors.js';
+import { writeFileAtomic } from '../fsutil.js';
+import { selectForVerify, type VerifySelection } from '../ops/verify.js';
+import { buildHeader, MAX_HEADER_BYTES, parseHeader, unwrapFileKey } from './age-header.js';
+import { describeRecipient, type Identity, type Recipient } from './age-keys.js';
+
+export interface RekeyedFile {
+  type: 'database' | 'storage';
+  id: string;
+  file: string;
+  /** 'rekeyed', or why it was left alone */
+  result: 'rekeyed' | 'not encrypted';
+  recipients?: string[];
+}
+
+export interface RekeyOptions {
+  identities: Identity[];
+  recipients: Recipient[];
+  lockWaitMs?: number;
+  signal?: AbortSignal;
+}
+
+async function readHead(file: string): Promise<Buffer> {
+  const fh = await fsp.open(file, 'r');
+  try {
+    const buf = Buffer.alloc(MAX_HEADER_BYTES + 1024);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Re-wraps one encrypted artifact's file key for `recipients`: a new header, the payload bytes as they
+ * were. The first file (the whole artifact, or part 1) is rewritten to a temp name and renamed over
+ * the old one; the sidecar follows with the new sizes and checksums.
+ */
+async function rekeyEntry(entry: BackupEntry, opts: RekeyOptions): Promise<RekeyedFile> {
+  const s = entry.sidecar!;
+  const dir = path.dirname(entry.sidecarPath!);
+  const parts = artifactFiles(s);
+  const first = path.join(dir, parts[0].file);
+  const type = entry.type as 'database' | 'storage';
+  if (!s.encryption) return { type, id: entry.id, file: first, result: 'not encrypted' };
+  const subject = `${type} backup ${entry.id}`;
+  const header = parseHeader(await readHead(first));
+  if (!header) throw new BackupError('DAMAGED', `${subject}: the age header is not complete in ${parts[0].file}`);
+  const fileKey = await unwrapFileKey(header, opts.identities, { subject, knownRecipients: s.encryption.recipients });
+  const newHeader = await buildHeader(fileKey, opts.recipients);
+
+  const tmpName = `${parts[0].file}.rekey.tmp`;
+  const writer = new PartWriter(dir, tmpName);
+  try {
+    await pipeline(Readable.from((async function* () {
+      yield newHeader;
+      yield* createReadStream(first, { start: header.length, highWaterMark: 1 << 20 });
+    })()), writer, { signal: opts.signal });
+    const written = await writer.commit();
+    const whole = createHash('sha256');
+    let total = 0;
+    const newParts = [];
+    for (const [i, p] of parts.entries()) {
+      const file = i === 0 ? written.files[0] : path.join(dir, p.file);
+      for await (const c of createReadStream(file, { highWaterMark: 1 << 20 })) {
+        whole.update(c as Buffer);
+        total += (c as Buffer).length;
+      }
+      newParts.push(i === 0 ? { file: p.file, size: written.size, checksum: written.checksum } : p);
+    }
+    await fsp.rename(written.files[0], first);
+    const recipients = opts.recipients.map(describeRecipient);
+    const next = { ...s, file_size: total, checksum: whole.digest('hex'), parts: s.parts?.length ? newParts : undefined, encryption: { ...s.encryption, recipients } };
+    await writeFileAtomic(entry.sidecarPath!, `${JSON.stringify(next, null, 2)}\n`);
+    return { type, id: entry.id, file: first, result: 'rekeyed', recipients };
+  } finally {
+    await writer.abort();
+    await fsp.rm(path.join(dir, tmpName), { force: true });
+  }
+}
+
+/** Rekeys the selected local backups (components of full backups included), under the lock. */
+export async function rekeyBackups(backupDir: string, sel: VerifySelection, opts: RekeyOptions): Promise<RekeyedFile[]> {
+  if (!sel.ref && !sel.all && !sel.latest) throw new BackupError('USAGE', 'rekey needs a backup id, latest, or --all');
+  if (!opts.identities.length) throw new BackupError('USAGE', 'rekey needs the current identity to unwrap the file keys', { hint: 'pass --identity FILE (or AGE_IDENTITY_FILE)' });
+  const lock = await acquireLock(backupDir, 'rekey', { waitMs: opts.lockWaitMs, signal: opts.signal });
+  try {
+    const lookup = componentLookup(backupDir);
+    const seen = new Set<string>();
+    const out: RekeyedFile[] = [];
+    for (const e of await selectForVerify(backupDir, sel)) {
+      const items = e.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((t) => (e.sidecar?.[t] ? lookup(t, e.sidecar[t]!) : undefined))) : [e];
+      for (const item of items) {
+        if (!item?.sidecar || item.type === 'full' || seen.has(`${item.type}:${item.id}`)) continue;
+        seen.add(`${item.type}:${item.id}`);
+        opts.signal?.throwIfAborted();
+        out.push(await rekeyEntry(item, opts));
+      }
+    }
+    return out;
+  } finally {
+    lock.release();
+  }
+}

@@ -1,0 +1,80 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { artifactFiles } from '../catalog/listing.js';
+import { TYPE_DIR } from '../catalog/names.js';
+import type { BackupType, Sidecar } from '../catalog/sidecar.js';
+import { PartWriter, readParts } from '../codec/parts.js';
+import { FILE_MODE } from '../fsutil.js';
+import type { RemotesConfig } from '../remote/config.js';
+import type { Remote } from '../remote/remote.js';
+import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, withRetry } from '../remote/transfer.js';
+import { AGE_EXTENSION, encryptStage } from './age-artifact.js';
+import type { Recipient } from './age-keys.js';
+import { recipientsFromList } from './age-settings.js';
+
+/**
+ * Per-remote encryption: `"encrypt": {"recipients": ["age1…"]}` in a remote's definition. The remote
+ * then holds `….age` files and sidecars that describe them (ciphertext size and checksum, plus the
+ * plaintext's), so every remote reader — list, verify --remote, restore --from — works unchanged.
+ */
+export function remoteRecipients(remotes: RemotesConfig, nameOrUrl: string): Recipient[] | undefined {
+  const def = remotes.remotes.find((r) => r.name === nameOrUrl);
+  const enc = def?.options.encrypt;
+  if (enc === undefined) return undefined;
+  const where = `remote "${nameOrUrl}"${remotes.file ? ` in ${remotes.file}` : ''}: encrypt`;
+  return recipientsFromList((enc as { recipients?: unknown } | null)?.recipients, where);
+}
+
+/** Is the remote copy this local backup, already encrypted? (A random file key makes bytes differ each time.) */
+async function remoteHasIt(remote: Remote, type: BackupType, id: string, local: Sidecar, options: TransferOptions): Promise<string | undefined> {
+  const rs = await readRemoteSidecar(remote, type, id, options).catch(() => undefined);
+  const e = rs?.sidecar.encryption;
+  if (!rs || !e || e.plaintext_checksum !== local.checksum || e.plaintext_size !== local.file_size || !rs.sidecar.backup_path) return undefined;
+  const rel = `${TYPE_DIR[type]}/${rs.sidecar.backup_path}`;
+  const st = await withRetry(rel, () => remote.stat(rel), options);
+  return st && st.size === rs.sidecar.file_size ? rel : undefined;
+}
+
+/**
+ * Uploads a plaintext local backup to an encrypting remote: the artifact (all its parts, as one
+ * stream) is encrypted to a temporary file beside it, uploaded as `….age`, then the sidecar that
+ * describes it goes last, the remote commit marker as always.
+ */
+export async function uploadEncrypted(remote: Remote, backupDir: string, type: BackupType, id: string, local: Sidecar, recipients: Recipient[], options: TransferOptions): Promise<UploadResult> {
+  const scRel = sidecarRel(type, id);
+  const done = await remoteHasIt(remote, type, id, local, options);
+  if (done) {
+    options.onEvent?.({ kind: 'skip', rel: done, size: 0 });
+    return { uploaded: [], skipped: [done, scRel], bytes: 0 };
+  }
+  const dir = path.join(backupDir, TYPE_DIR[type]);
+  const name = path.basename(local.backup_path!) + AGE_EXTENSION;
+  const rel = `${TYPE_DIR[type]}/${name}`;
+  // a temp name (`….tmp`) the catalog ignores and the next create cleans up if we die here
+  const tmpName = `${name}.upload.tmp`;
+  const writer = new PartWriter(dir, tmpName);
+  const stage = await encryptStage(recipients);
+  const tmpSidecar = path.join(dir, `${path.basename(scRel)}.upload.tmp`);
+  const tmp = path.join(dir, tmpName);
+  try {
+    const { pipeline } = await import('node:stream/promises');
+    await pipeline(readParts(artifactFiles(local).map((p) => path.join(dir, p.file))), stage.stream, writer, { signal: options.signal });
+    const written = await writer.commit();
+    const info = stage.info();
+    const started = Date.now();
+    options.onEvent?.({ kind: 'start', rel, size: written.size, reportsProgress: remote.reportsProgress });
+    const onProgress = options.onEvent ? (bytes: number) => options.onEvent?.({ kind: 'progress', rel, bytes, size: written.size }) : undefined;
+    await withRetry(rel, () => remote.put(rel, tmp, { signal: options.signal, checksum: written.checksum, onProgress }), options);
+    options.onEvent?.({ kind: 'upload', rel, size: written.size, ms: Date.now() - started });
+    const remoteSidecar: Sidecar = { ...local, backup_path: name, file_size: written.size, checksum: written.checksum, parts: undefined, encryption: { ...info, plaintext_checksum: local.checksum } };
+    const bytes = Buffer.from(`${JSON.stringify(remoteSidecar, null, 2)}\n`);
+    await fsp.writeFile(tmpSidecar, bytes, { mode: FILE_MODE });
+    await withRetry(scRel, () => remote.put(scRel, tmpSidecar, { signal: options.signal }), options);
+    options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
+    return { uploaded: [rel, scRel], skipped: [], bytes: written.size + bytes.length };
+  } finally {
+    await writer.abort();
+    await fsp.rm(tmp, { force: true });
+    await fsp.rm(tmpSidecar, { force: true });
+  }
+}

@@ -1,0 +1,31 @@
+/**
+ * The one schedule: the `schedule` command's defaults, the shipped crontab (cron/vertex-backup.cron)
+ * and the systemd timer (systemd/vertex-backup.timer) all say what this table says, and a test holds
+ * the two files to it. Change a time here, then in those files.
+ */
+export interface ScheduledJob {
+  /** five-field cron expression, local time */
+  cron: string;
+  /** the same in words, for --help */
+  when: string;
+  /** the vertex-backup arguments the job runs */
+  args: string[];
+}
+
+export const SCHEDULE_TABLE = {
+  full: { cron: '0 2 * * *', when: 'daily 02:00', args: ['create', '--type', 'full'] },
+  database: { cron: '0 */6 * * *', when: 'every 6 hours', args: ['create', '--type', 'database'] },
+  storage: { cron: '0 3 * * 0', when: 'Sunday 03:00', args: ['create', '--type', 'storage'] },
+  rotation: { cron: '0 4 * * *', when: 'daily 04:00', args: ['rotate'] },
+} as const satisfies Record<string, ScheduledJob>;
+
+/** Jobs only the crontab carries (the scheduler and the timer leave monitoring to the operator). */
+export const CRON_ONLY_JOBS = {
+  check: { cron: '0 5 * * *', when: 'daily 05:00', args: ['check', '--max-age', '26h', '--notify'] },
+} as const satisfies Record<string, ScheduledJob>;
+
+/**
+ * The systemd timer runs the full backup with rotation in one unit: its OnCalendar is the full job's
+ * time. (systemd's calendar syntax differs from cron's; the test compares the next run times.)
+ */
+export const SYSTEMD_TIMER = { onCalendar: '*-*-* 02:00:00', job: 'full' as const, args: ['create', '--type', 'full', '--rotate'] };
