@@ -1,7 +1,6 @@
 import * as path from 'node:path';
-import { artifactFiles } from './listing.js';
 import { dateOfId, parseName, TYPE_DIR } from './names.js';
-import { type BackupType, type Sidecar } from './sidecar.js';
+import { type BackupType, type Sidecar, artifactFiles } from './sidecar.js';
 
 /**
  * The catalog: how backup sets are judged, written once for every store. A store (the local backup
@@ -139,6 +138,8 @@ function judgeComponents(entries: BackupEntry[]): void {
   }
 }
 
+const SIDECAR_READS = 16;
+
 const TYPE_RANK: Record<BackupType, number> = { full: 0, database: 1, storage: 2 };
 
 /** Newest first; ids are run start times, so one run's full, database and storage backups stay together, full first. */
@@ -152,7 +153,16 @@ export function newestFirst(a: BackupEntry, b: BackupEntry): number {
  */
 export async function judgeBackups(source: CatalogSource, type?: BackupType): Promise<BackupEntry[]> {
   const groups = groupFiles(source.files);
-  const reads = await Promise.all(groups.map((g) => (g.sidecar ? source.readSidecar(g.sidecar, g.type, g.id) : undefined)));
+  const reads: (SidecarRead | undefined)[] = new Array(groups.length);
+  // a few sidecars at a time: a remote may start a process or a request for each
+  let next = 0;
+  const reader = async () => {
+    for (let i = next++; i < groups.length; i = next++) {
+      const g = groups[i]!;
+      if (g.sidecar) reads[i] = await source.readSidecar(g.sidecar, g.type, g.id);
+    }
+  };
+  await Promise.all(Array.from({ length: SIDECAR_READS }, reader));
   const entries = groups.map((g, i) => judgeOne(g, reads[i], source));
   judgeComponents(entries);
   return entries.filter((e) => !type || e.type === type).sort(newestFirst);
@@ -163,7 +173,7 @@ export async function judgeBackups(source: CatalogSource, type?: BackupType): Pr
  * or artifact. `latest` is the newest good full backup, else the newest good backup of any type: never
  * a damaged, partial or unfinished one.
  */
-export function findBackup(entries: BackupEntry[], ref: string): BackupEntry | undefined {
+export function resolveRef(entries: BackupEntry[], ref: string): BackupEntry | undefined {
   if (ref === 'latest') return entries.find((e) => e.type === 'full' && e.status === 'ok') ?? entries.find((e) => e.status === 'ok');
   const parsed = parseName(path.basename(ref));
   if (parsed) return entries.find((e) => e.id === parsed.id && e.type === parsed.type);

@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { artifactFiles } from '../catalog/listing.js';
+import { artifactFiles } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import { PartWriter, readParts } from '../codec/parts.js';

@@ -5,9 +5,10 @@ import * as path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pRetry, { AbortError } from 'p-retry';
-import { artifactFiles, validateSidecar } from '../catalog/listing.js';
-import { PREFIX, TYPE_DIR, dateOfId, parseName } from '../catalog/names.js';
-import { BACKUP_TYPES, type BackupType, type Sidecar } from '../catalog/sidecar.js';
+
+import { type BackupEntry, type StoredFile, judgeBackups } from '../catalog/catalog.js';
+import { PREFIX, TYPE_DIR } from '../catalog/names.js';
+import { type BackupType, type Sidecar, artifactFiles, parseSidecar } from '../catalog/sidecar.js';
 import type { Recipient } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, ensureDir, fsyncDir, fsyncFile, writeFileAtomic } from '../fsutil.js';
@@ -55,15 +56,9 @@ export function dataFiles(type: BackupType, sidecar: Sidecar): FileRef[] {
 }
 
 export function parseSidecarBytes(bytes: Buffer | string, type: BackupType, id: string, where: string): Sidecar {
-  let data: unknown;
-  try {
-    data = JSON.parse(bytes.toString());
-  } catch {
-    throw new BackupError('DAMAGED', `${where}: metadata is not valid JSON`);
-  }
-  const reason = validateSidecar(data, type, id);
-  if (reason) throw new BackupError('DAMAGED', `${where}: ${reason}`);
-  return data as Sidecar;
+  const { sidecar, error } = parseSidecar(bytes.toString(), type, id);
+  if (!sidecar) throw new BackupError('DAMAGED', `${where}: ${error}`);
+  return sidecar;
 }
 
 /** Runs `fn`, retrying transient remote errors with exponential backoff; anything else fails at once. */
@@ -297,81 +292,32 @@ export async function hashRemote(remote: Remote, rel: string, options: TransferO
   );
 }
 
-export interface RemoteBackup {
-  type: BackupType;
-  id: string;
-  status: 'ok' | 'partial' | 'incomplete' | 'damaged';
-  reason?: string;
-  size: number;
-  createdAt: Date;
-  sidecar?: Sidecar;
-  /** every remote object that belongs to it, its sidecar included */
-  files: string[];
-}
+/** A backup on a remote: judged by the catalog like a local one; its files are remote paths. */
+export type RemoteBackup = BackupEntry;
 
 /**
- * What the remote holds, newest first, judged like the local listing: a sidecar whose files are all
- * present with the right sizes is `ok`; files without a sidecar are `incomplete` (an interrupted sync).
+ * What the remote holds, newest first, judged by the catalog like the local listing: a sidecar whose
+ * files are all present with the right sizes is `ok`; files without a sidecar are `incomplete` (an
+ * interrupted sync).
  */
 export async function listRemoteBackups(remote: Remote, options: TransferOptions & { type?: BackupType } = {}): Promise<RemoteBackup[]> {
-  const entries = await withRetry('/', () => remote.list(''), options);
-  const byRel = new Map<string, RemoteEntry>(entries.map((e) => [e.path, e]));
-  const groups = new Map<string, RemoteBackup>();
-  for (const e of entries) {
+  const files: StoredFile[] = [];
+  for (const e of await withRetry('/', () => remote.list(''), options)) {
     const [dir, name, ...rest] = e.path.split('/');
-    if (!dir || !name || rest.length) continue;
-    const parsed = parseName(name);
-    if (!parsed || parsed.temp || TYPE_DIR[parsed.type] !== dir) continue;
-    if (options.type && parsed.type !== options.type) continue;
-    const key = `${parsed.type}:${parsed.id}`;
-    let g = groups.get(key);
-    if (!g) {
-      g = { type: parsed.type, id: parsed.id, status: 'incomplete', reason: 'no metadata (interrupted upload)', size: 0, createdAt: dateOfId(parsed.id), files: [] };
-      groups.set(key, g);
-    }
-    g.files.push(e.path);
+    if (dir && name && !rest.length) files.push({ dir, name, size: e.size, ref: e.path });
   }
-  for (const g of groups.values()) {
-    const rel = sidecarRel(g.type, g.id);
-    if (!byRel.has(rel)) continue;
-    try {
-      const bytes = await withRetry(rel, () => readSmall(remote, rel), options);
-      g.sidecar = parseSidecarBytes(bytes, g.type, g.id, rel);
-    } catch (err) {
-      g.status = 'damaged';
-      g.reason = (err as Error).message;
-      continue;
-    }
-    const created = new Date(g.sidecar.created_at);
-    if (!Number.isNaN(created.getTime())) g.createdAt = created;
-    g.status = g.type === 'full' && g.sidecar.status === 'partial' ? 'partial' : 'ok';
-    g.reason = undefined;
-    if (g.type === 'full') continue;
-    for (const f of dataFiles(g.type, g.sidecar)) {
-      const have = byRel.get(f.rel);
-      if (!have || have.size !== f.size) {
-        g.status = 'damaged';
-        g.reason = have ? `${f.rel} is ${have.size} bytes, metadata says ${f.size}` : `missing ${f.rel}`;
-        break;
-      }
-    }
-    g.size = g.sidecar.file_size ?? 0;
-  }
-  for (const g of groups.values()) {
-    if (g.type !== 'full' || !g.sidecar) continue;
-    let size = 0;
-    for (const t of ['database', 'storage'] as const) {
-      const cid = g.sidecar[t];
-      if (!cid) continue;
-      const comp = groups.get(`${t}:${cid}`);
-      if (!comp || comp.status !== 'ok') {
-        g.status = 'damaged';
-        g.reason = comp ? `${t} component ${cid} is ${comp.status}` : `${t} component ${cid} is missing`;
-      } else size += comp.size;
-    }
-    g.size = size;
-  }
-  return [...groups.values()].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : BACKUP_TYPES.indexOf(a.type) - BACKUP_TYPES.indexOf(b.type)));
+  return judgeBackups(
+    {
+      files,
+      readSidecar: async (f, type, id) => {
+        try {
+          return { sidecar: parseSidecarBytes(await withRetry(f.ref, () => readSmall(remote, f.ref), options), type, id, f.ref) };
+        } catch (err) {
+          return { error: (err as Error).message };
+        }
+      },
+      interrupted: 'no metadata (interrupted upload)',
+    },
+    options.type,
+  );
 }
-
-

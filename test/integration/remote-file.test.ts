@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { testRemote, remoteInfo } from '../../src/ops/remote-ops.js';
+import { testRemote, remoteInfo } from '../../src/ops/sync.js';
 import { loadRemotesConfig, resolveRemote } from '../../src/remote/config.js';
 import { maskSecrets } from '../../src/secrets.js';
 import { openRemote, openRemoteDefinition } from '../../src/remote/registry.js';

@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { testRemote } from '../../src/ops/remote-ops.js';
+import { testRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { needs } from '../helpers/optional.js';

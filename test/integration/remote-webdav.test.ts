@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { remoteInfo, testRemote } from '../../src/ops/remote-ops.js';
+import { remoteInfo, testRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { syncToRemote } from '../../src/ops/sync.js';

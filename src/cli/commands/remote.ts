@@ -106,7 +106,7 @@ Examples:
       action('remote test', async (ctx, cmd) => {
         const [name] = cmd.args as [string];
         const cfg = await loadRemotes(ctx, cmd);
-        const { testRemote } = await import('../../ops/remote-ops.js');
+        const { testRemote } = await import('../../ops/sync.js');
         const r = await testRemote(() => openRemoteByName(ctx, cfg, name), name);
         const failed = r.steps.find((s) => !s.ok);
         return {
@@ -133,7 +133,7 @@ Examples:
         const cfg = await loadRemotes(ctx, cmd);
         const r = await openRemoteByName(ctx, cfg, name);
         try {
-          const { remoteInfo } = await import('../../ops/remote-ops.js');
+          const { remoteInfo } = await import('../../ops/sync.js');
           const info = await remoteInfo(r, { signal: ctx.signal });
           return {
             json: info,
