@@ -6,7 +6,8 @@ import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { usageError } from '../errors.js';
 import { type Remote, tempAgeMs } from '../remote/remote.js';
-import { type TransferOptions, listRemoteBackups, withRetry } from '../remote/transfer.js';
+import { retrying } from '../remote/retry.js';
+import { type TransferOptions, listRemoteBackups } from '../remote/transfer.js';
 import { fsyncDir } from '../fsutil.js';
 import { planRetention, type RetentionItem, type RetentionPolicy } from './retention.js';
 
@@ -146,7 +147,8 @@ export async function rotateRemote(remote: Remote, options: RemoteRotateOptions)
   if (!Object.values(p).some((v) => v !== undefined && v > 0)) {
     throw usageError('remote rotation needs a policy that keeps something', 'give --max-backups N (N >= 1) or --keep-daily/weekly/monthly');
   }
-  const plan = planRotation(await listRemoteBackups(remote, { ...options, type: undefined }), p, options.type);
+  const r = retrying(remote, options);
+  const plan = planRotation(await listRemoteBackups(r, { ...options, type: undefined }), p, options.type);
   const result: RemoteRotateResult = {
     remote: remote.url,
     kept: plan.kept.map(({ entry, reasons }) => ({ type: entry.type, id: entry.id, reasons })),
@@ -154,21 +156,21 @@ export async function rotateRemote(remote: Remote, options: RemoteRotateOptions)
     staleTemps: [],
     dryRun: !!options.dryRun,
   };
-  const objects = await remote.list('');
+  const objects = await r.list('');
   const sizes = new Map(objects.map((e) => [e.path, e.size]));
   for (const { entry: b, reason } of plan.remove) {
     const bytes = b.files.reduce((n, f) => n + (sizes.get(f) ?? 0), 0);
     result.deleted.push({ type: b.type, id: b.id, status: b.status, reason, files: b.files.length, bytes });
     if (options.dryRun) continue;
     const order = [...b.files.filter((f) => f === b.sidecarPath), ...b.files.filter((f) => f !== b.sidecarPath)];
-    for (const f of order) await withRetry(f, () => remote.delete(f), options);
+    for (const f of order) await r.delete(f);
   }
   // temp objects of uploads cut off long ago; a younger one may belong to a sync running right now
   for (const o of objects) {
     const age = tempAgeMs(o.path);
     if (age === undefined || age < STALE_TEMP_MS) continue;
     result.staleTemps.push(o.path);
-    if (!options.dryRun) await withRetry(o.path, () => remote.delete(o.path), options);
+    if (!options.dryRun) await r.delete(o.path);
   }
   return result;
 }

@@ -7,6 +7,7 @@ import type { BackupType } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE } from '../fsutil.js';
 import { type Remote, type SpaceInfo, errorMessage, isTempName, readSmall } from '../remote/remote.js';
+import { retrying } from '../remote/retry.js';
 import { type RemoteBackup, type TransferOptions, listRemoteBackups, uploadBackup } from '../remote/transfer.js';
 
 export interface SyncOptions extends TransferOptions {
@@ -111,8 +112,10 @@ export async function testRemote(open: () => Promise<Remote>, name: string, prob
       return undefined;
     }
   };
-  const remote = await step('connect', open);
-  if (!remote) return { remote: name, ok: false, steps, probeBytes };
+  const opened = await step('connect', open);
+  if (!opened) return { remote: name, ok: false, steps, probeBytes };
+  // a test reports the first failure of each step, not the last of several retries
+  const remote = retrying(opened, { retries: 0 });
   const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vertex-probe-'));
   const probeRel = `.vertex-backup-probe-${os.hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {

@@ -2,6 +2,7 @@ import { BackupError, usageError } from '../errors.js';
 import { redact, registerSecretsFromEnv, registerSecretsIn } from '../secrets.js';
 import { type RemoteDefinition, type RemotesConfig, resolveRemote } from './config.js';
 import { type Remote, RemoteError, registeredSchemes, schemeFactory } from './remote.js';
+import { retrying } from './retry.js';
 // Each scheme registers itself on import; the heavy client libraries load only when a remote opens.
 import './file.js';
 import './s3.js';
@@ -25,7 +26,8 @@ export async function openRemoteDefinition(def: RemoteDefinition, env: NodeJS.Pr
   registerSecretsIn(def);
   registerSecretsFromEnv(env);
   try {
-    return guard(await factory({ name: def.name, url: def.url, options: def.options, env }));
+    // every call retried on transient errors (an operation may set its own policy with `retrying`)
+    return retrying(guard(await factory({ name: def.name, url: def.url, options: def.options, env })));
   } catch (err) {
     throw redactError(err);
   }

@@ -28,7 +28,7 @@ const scratchDir = () => {
 
 interface Created {
   id: string;
-  backups: { type: string; files: string[]; sidecarPath: string }[];
+  backups: { type: string; files: string[]; sidecar_path: string }[];
 }
 
 beforeAll(async () => {
@@ -72,7 +72,7 @@ describe('keygen', () => {
 
 describe('encrypted create / verify / restore', () => {
   let created: Created;
-  const storageSidecar = () => readJson<Record<string, any>>(created.backups.find((b) => b.type === 'storage')!.sidecarPath);
+  const storageSidecar = () => readJson<Record<string, any>>(created.backups.find((b) => b.type === 'storage')!.sidecar_path);
   const storageFile = () => created.backups.find((b) => b.type === 'storage')!.files[0];
   const dbFile = () => created.backups.find((b) => b.type === 'database')!.files[0];
 
@@ -159,7 +159,7 @@ describe('encrypted create / verify / restore', () => {
       expect(v.code, describeRun(v)).toBe(3);
     }
     // the sidecar updated to match the altered bytes: only authentication can find it now
-    const sc = c.backups[0].sidecarPath;
+    const sc = c.backups[0].sidecar_path;
     const meta = readJson<Record<string, any>>(sc);
     const live = fs.readdirSync(app.storagePath).sort();
     for (const [name, bytes] of [['flipped', fs.readFileSync(file)], ['truncated', original.subarray(0, original.length - 30)]] as [string, Buffer][]) {
