@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { type BackupEntry, componentLookup } from '../catalog/listing.js';
 import { artifactFiles } from '../catalog/sidecar.js';
 import { acquireLock } from '../catalog/lock.js';
-import { PartWriter } from '../codec/parts.js';
+import { PartWriter } from '../archive/parts.js';
 import { BackupError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { selectForVerify, type VerifySelection } from '../ops/verify.js';

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { artifactFiles } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
-import { PartWriter, readParts } from '../codec/parts.js';
+import { PartWriter, readParts } from '../archive/parts.js';
 import { FILE_MODE } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';

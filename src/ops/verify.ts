@@ -8,7 +8,7 @@ import * as tar from 'tar-stream';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
-import { readParts } from '../codec/parts.js';
+import { readParts } from '../archive/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
