@@ -161,15 +161,18 @@ export function tempAgeMs(relPath: string, now = Date.now()): number | undefined
   return Number.isFinite(t) ? now - t : undefined;
 }
 
-/** Shared download path: stream into a temp file beside the target, fsync, rename. */
+/**
+ * Shared download path (and the file scheme's upload): stream into a temp file beside the target,
+ * fsync, rename.
+ */
 export async function downloadTo(
   source: Readable,
   localFile: string,
   options: TransferOptions = {},
+  tmp = path.join(path.dirname(localFile), `.tmp-${path.basename(localFile)}-${process.pid}`),
 ): Promise<void> {
   const dir = path.dirname(localFile);
   await ensureDir(dir);
-  const tmp = path.join(dir, `.tmp-${path.basename(localFile)}-${process.pid}`);
   let done = 0;
   if (options.onProgress) {
     source.on('data', (chunk: Buffer) => {
