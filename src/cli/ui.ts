@@ -23,7 +23,10 @@ export class Ui {
   constructor(readonly opts: UiOptions) {
     const colorOk = opts.color && !process.env.NO_COLOR && process.stdout.isTTY === true && process.env.TERM !== 'dumb';
     this.c = new Chalk({ level: colorOk ? 1 : 0 });
-    this.interactive = process.stderr.isTTY === true && !opts.json && !opts.quiet && !process.env.INVOCATION_ID && !process.env.CI;
+    // a terminal that reports no width (a serial console, a pty nobody sized) sends ora's line counting
+    // into an endless loop of cursor moves: such a terminal gets the plain progress lines instead
+    const sized = (process.stderr.columns ?? 0) > 0;
+    this.interactive = process.stderr.isTTY === true && sized && !opts.json && !opts.quiet && !process.env.INVOCATION_ID && !process.env.CI;
   }
 
   /** Human output on stdout (suppressed by --json and --quiet). */
