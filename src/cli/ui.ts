@@ -1,6 +1,6 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
-import { redact } from '../redact.js';
+import { redact } from '../secrets.js';
 import { snakeKeys } from './json-keys.js';
 
 export interface UiOptions {
@@ -32,19 +32,19 @@ export class Ui {
   /** Human output on stdout (suppressed by --json and --quiet). */
   out(line = ''): void {
     if (this.opts.json || this.opts.quiet) return;
-    this.clearSpinner();
+    this.stopProgress();
     process.stdout.write(`${redact(line)}\n`);
   }
 
   /** Notes for the operator on stderr: warnings survive --quiet, info does not. */
   info(line: string): void {
     if (this.opts.quiet || this.opts.json) return;
-    this.clearSpinner();
+    this.stopProgress();
     process.stderr.write(`${redact(line)}\n`);
   }
 
   warn(line: string): void {
-    this.clearSpinner();
+    this.stopProgress();
     process.stderr.write(`${this.c.yellow('warning:')} ${redact(line)}\n`);
   }
 
@@ -75,10 +75,6 @@ export class Ui {
     this.spinnerPending = import('ora').then(({ default: ora }) => {
       this.spinner = ora({ text: redact(text), stream: process.stderr, color: this.c.level > 0 ? 'cyan' : false, discardStdin: false }).start();
     });
-  }
-
-  private clearSpinner(): void {
-    this.stopProgress();
   }
 
   stopProgress(): void {
