@@ -86,6 +86,9 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
     result.checked += c.length;
     opts.onProgress?.({ phase: 'verify', subject: entry.id, bytes: result.checked, totalBytes: s.file_size });
   });
+  // a 'data' listener starts the flow at once: bytes read before the consumer below is piped (after an
+  // await) would be hashed but never decrypted or unpacked, so the stream waits for it
+  stream.pause();
 
   const enc = s.encryption;
   const decrypt = enc && opts.identities?.length ? { identities: opts.identities, subject: `${entry.type} backup ${entry.id}`, info: enc } : undefined;
