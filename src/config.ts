@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseEnv } from 'node:util';
 import { getCodec } from './codec/registry.js';
 import { BackupError, usageError } from './errors.js';
-import { isSecretName, registerSecret, registerSecretsFromEnv } from './redact.js';
+import { isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
 
 /** What the user can pass as flags; anything unset falls through to env, the config file, defaults. */
 export interface ConfigFlags {
@@ -192,9 +192,6 @@ export function checkSecretFileMode(file: string, secrets: boolean | string[]): 
   }
 }
 
-/** `scheme://user:password@host`: the password runs to the last '@' before the host (it may hold '@'). */
-const URL_PASSWORD = /[a-z][a-z0-9+.-]*:\/\/[^/\s:@"]*:([^/\s"]+)@/gi;
-
 /**
  * The secrets this tool itself reads. The application's own `.env` often sits in the same directory
  * with its SECRET_KEY and the like: those are the application's business, so they only earn a warning.
@@ -226,28 +223,15 @@ function readConfigFile(file: string): { obj: Record<string, unknown>; env: Reco
   }
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw usageError(`config file ${file} must hold a JSON object`);
   const obj = data as Record<string, unknown>;
-  let hasSecrets = false;
-  for (const [k, v] of Object.entries(obj)) {
+  for (const k of Object.keys(obj)) {
     if (!(k in FILE_KEYS) && !FILE_SECTIONS.has(k)) throw unknownKey(file, '', k, [...Object.keys(FILE_KEYS), ...FILE_SECTIONS]);
-    if (isSecretName(k) || isSecretName(FILE_KEYS[k] ?? '')) {
-      hasSecrets = true;
-      registerSecret(v);
-    }
   }
   const fromSections = sectionEnv(file, obj);
-  for (const [k, v] of Object.entries(fromSections)) {
-    if (isSecretName(k)) {
-      hasSecrets = true;
-      registerSecret(v);
-    }
-  }
-  if (JSON.stringify(obj.remotes ?? {}).match(/"[^"]*(token|secret|password|key)[^"]*"\s*:/i)) hasSecrets = true;
-  // a URL with a password in it (databaseUrl, a webhook) is as secret as a token
-  for (const m of JSON.stringify(obj).matchAll(URL_PASSWORD)) {
-    hasSecrets = true;
-    registerSecret(m[1]);
-  }
-  checkSecretFileMode(file, hasSecrets);
+  // keys count under their variable's name too (telegramBotToken is TELEGRAM_BOT_TOKEN), and so do the
+  // sections' keys; a URL with a password in it (databaseUrl, a webhook) is as secret as a token
+  const byVariable = Object.fromEntries(Object.entries(obj).map(([k, v]) => [FILE_KEYS[k] ?? k, v]));
+  const found = [registerSecretsIn(byVariable), registerSecretsIn(fromSections)];
+  checkSecretFileMode(file, found.some(Boolean));
   return { obj, env: fromSections };
 }
 

@@ -1,13 +1,13 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { artifactFiles } from '../catalog/listing.js';
+import { artifactFiles } from '../catalog/sidecar.js';
 import type { Sidecar } from '../catalog/sidecar.js';
-import { readParts } from '../codec/parts.js';
+import { readParts } from './parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { BackupError } from '../errors.js';
 import { fsPath, showName } from '../sources/bytenames.js';
-import { extractArchive } from '../sources/extract.js';
+import { extractArchive } from './extract.js';
 import { compareRecords, ManifestCursor, type ManifestRecord, readManifest } from './manifest.js';
 
 /**

@@ -1,7 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { FILE_MODE } from '../fsutil.js';
-import { redactValue } from '../redact.js';
+import { redactValue } from '../secrets.js';
 
 export const LOG_FILE = 'backup.log';
 

@@ -4,9 +4,10 @@ import type { BackupType } from './sidecar.js';
 export const TYPE_DIR: Record<BackupType, string> = { database: 'database', storage: 'storage', full: 'full' };
 export const PREFIX: Record<BackupType, string> = { database: 'db_backup_', storage: 'storage_backup_', full: 'full_backup_' };
 
-export const ID_PATTERN = /^\d{8}_\d{6}(?:_\d+)?$/;
-const NAME = /^(db_backup_|storage_backup_|full_backup_)(\d{8}_\d{6}(?:_\d+)?)(\..*)?$/;
-const TYPE_OF_PREFIX: Record<string, BackupType> = { db_backup_: 'database', storage_backup_: 'storage', full_backup_: 'full' };
+const ID = String.raw`\d{8}_\d{6}(?:_\d+)?`;
+export const ID_PATTERN = new RegExp(`^${ID}$`);
+const TYPE_OF_PREFIX: Record<string, BackupType> = Object.fromEntries(Object.entries(PREFIX).map(([type, prefix]) => [prefix, type as BackupType]));
+const NAME = new RegExp(`^(${Object.values(PREFIX).join('|')})(${ID})(\\..*)?$`);
 
 /** Data is written as `<final name>.tmp` and renamed; small files use writeFileAtomic's `.tmp-` prefix. */
 export const TEMP_SUFFIX = '.tmp';

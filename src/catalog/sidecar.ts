@@ -1,3 +1,7 @@
+import * as path from 'node:path';
+import { getCodecOrUndefined } from '../codec/registry.js';
+import { ID_PATTERN } from './names.js';
+
 export const SIDECAR_FORMAT = 1;
 
 export type BackupType = 'database' | 'storage' | 'full';
@@ -76,4 +80,63 @@ export interface Sidecar {
   /** files and bytes of the whole tree the manifest describes */
   tree_files?: number;
   tree_bytes?: number;
+}
+
+/** Parses and checks the fields a sidecar must have; returns the reason it is unusable, if any. */
+export function validateSidecar(data: unknown, type: BackupType, id: string): string | undefined {
+  if (!data || typeof data !== 'object') return 'metadata is not a JSON object';
+  const s = data as Partial<Sidecar>;
+  if (s.format !== SIDECAR_FORMAT) return `unknown metadata format ${JSON.stringify(s.format)}`;
+  if (s.type !== type) return `metadata type '${s.type}' does not match its directory '${type}'`;
+  if (s.id !== id) return `metadata id '${s.id}' does not match its file name`;
+  if (type === 'full') {
+    if (s.status !== 'ok' && s.status !== 'partial') return 'metadata has no valid status';
+    return undefined;
+  }
+  if (typeof s.backup_path !== 'string' || typeof s.checksum !== 'string' || typeof s.file_size !== 'number') {
+    return 'metadata lacks backup_path, checksum or file_size';
+  }
+  // one backup written by a newer tool (or edited) is damaged for us; it must not stop the others
+  if (s.compression !== undefined && (typeof s.compression !== 'string' || !getCodecOrUndefined(s.compression))) {
+    return `unknown compression ${JSON.stringify(s.compression)}`;
+  }
+  if (s.parts !== undefined && (!Array.isArray(s.parts) || s.parts.some((p) => typeof p?.file !== 'string' || typeof p?.size !== 'number' || typeof p?.checksum !== 'string'))) {
+    return 'metadata has malformed parts';
+  }
+  // every part lies beside its sidecar: a name with a directory part could lead anywhere (backup_path is
+  // only ever used by its base name, which seed sidecars with absolute paths rely on)
+  const outside = (s.parts ?? []).map((p) => p.file).find((f) => !isPlainFileName(f));
+  if (outside !== undefined) return `metadata names ${JSON.stringify(outside)}, which is not a file in its own directory`;
+  if (s.manifest !== undefined) {
+    const m = s.manifest;
+    if (!m || typeof m.file !== 'string' || typeof m.size !== 'number' || typeof m.checksum !== 'string') return 'metadata has a malformed manifest';
+    if (!isPlainFileName(m.file)) return `metadata names ${JSON.stringify(m.file)}, which is not a file in its own directory`;
+  }
+  if (s.references !== undefined && (!Array.isArray(s.references) || s.references.some((r) => typeof r !== 'string' || !ID_PATTERN.test(r)))) {
+    return 'metadata has malformed references';
+  }
+  return undefined;
+}
+
+function isPlainFileName(f: string): boolean {
+  return f !== '' && f !== '.' && f !== '..' && !f.includes('/') && !f.includes('\\') && !f.includes('\0');
+}
+
+/** The data files a sidecar names, relative to its directory. */
+export function artifactFiles(s: Sidecar): { file: string; size: number; checksum: string }[] {
+  if (s.parts?.length) return s.parts;
+  if (!s.backup_path) return [];
+  return [{ file: path.basename(s.backup_path), size: s.file_size ?? 0, checksum: s.checksum ?? '' }];
+}
+
+/** A sidecar's text parsed and checked: the sidecar, or why it is unusable. */
+export function parseSidecar(text: string, type: BackupType, id: string): { sidecar?: Sidecar; error?: string } {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    return { error: 'metadata is not valid JSON' };
+  }
+  const error = validateSidecar(data, type, id);
+  return error ? { error } : { sidecar: data as Sidecar };
 }

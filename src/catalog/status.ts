@@ -2,7 +2,7 @@ import * as fsp from 'node:fs/promises';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { exists, writeFileAtomic } from '../fsutil.js';
-import { redact } from '../redact.js';
+import { redact } from '../secrets.js';
 import type { BackupType } from './sidecar.js';
 
 /**

@@ -36,7 +36,7 @@ export async function remoteVerifyOutcome(
   name: string,
   sel: { ref?: string; all?: boolean; type?: BackupType; samplePercent?: number },
 ): Promise<Outcome> {
-  const { verifyRemote } = await import('../ops/remote-ops.js');
+  const { verifyRemote } = await import('../ops/verify.js');
   const report = await withRemote(ctx, cmd, name, (r) => verifyRemote(r, { ...sel, signal: ctx.signal, onEvent: transferProgress(ctx, name) }));
   const bad = report.results.filter((r) => !r.ok);
   return {
@@ -65,7 +65,7 @@ export async function remoteRotateOutcome(
   policy: RetentionPolicy,
   opts: { type?: BackupType; dryRun?: boolean },
 ): Promise<Outcome> {
-  const { rotateRemote } = await import('../ops/remote-ops.js');
+  const { rotateRemote } = await import('../ops/rotate.js');
   const r = await withRemote(ctx, cmd, name, (remote) => rotateRemote(remote, { policy, ...opts, signal: ctx.signal }));
   const freed = r.deleted.reduce((n, d) => n + d.bytes, 0);
   return {

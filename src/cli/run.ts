@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { Config, ConfigFlags } from '../config.js';
 import { BackupError, EXIT_CODES, EXIT_SKIPPED } from '../errors.js';
-import { redact } from '../redact.js';
+import { redact } from '../secrets.js';
 import type { Ui } from './ui.js';
 
 export interface GlobalOptions extends ConfigFlags {

@@ -1,6 +1,6 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
-import { redact } from '../redact.js';
+import { redact } from '../secrets.js';
 import { snakeKeys } from './json-keys.js';
 
 export interface UiOptions {
@@ -23,25 +23,28 @@ export class Ui {
   constructor(readonly opts: UiOptions) {
     const colorOk = opts.color && !process.env.NO_COLOR && process.stdout.isTTY === true && process.env.TERM !== 'dumb';
     this.c = new Chalk({ level: colorOk ? 1 : 0 });
-    this.interactive = process.stderr.isTTY === true && !opts.json && !opts.quiet && !process.env.INVOCATION_ID && !process.env.CI;
+    // a terminal that reports no width (a serial console, a pty nobody sized) sends ora's line counting
+    // into an endless loop of cursor moves: such a terminal gets the plain progress lines instead
+    const sized = (process.stderr.columns ?? 0) > 0;
+    this.interactive = process.stderr.isTTY === true && sized && !opts.json && !opts.quiet && !process.env.INVOCATION_ID && !process.env.CI;
   }
 
   /** Human output on stdout (suppressed by --json and --quiet). */
   out(line = ''): void {
     if (this.opts.json || this.opts.quiet) return;
-    this.clearSpinner();
+    this.stopProgress();
     process.stdout.write(`${redact(line)}\n`);
   }
 
   /** Notes for the operator on stderr: warnings survive --quiet, info does not. */
   info(line: string): void {
     if (this.opts.quiet || this.opts.json) return;
-    this.clearSpinner();
+    this.stopProgress();
     process.stderr.write(`${redact(line)}\n`);
   }
 
   warn(line: string): void {
-    this.clearSpinner();
+    this.stopProgress();
     process.stderr.write(`${this.c.yellow('warning:')} ${redact(line)}\n`);
   }
 
@@ -72,10 +75,6 @@ export class Ui {
     this.spinnerPending = import('ora').then(({ default: ora }) => {
       this.spinner = ora({ text: redact(text), stream: process.stderr, color: this.c.level > 0 ? 'cyan' : false, discardStdin: false }).start();
     });
-  }
-
-  private clearSpinner(): void {
-    this.stopProgress();
   }
 
   stopProgress(): void {

@@ -39,8 +39,6 @@ const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
 /** an empty stored block with BFINAL set: ends the deflate stream after sync-flushed pieces */
 const FINAL_BLOCK = Buffer.from([1, 0, 0, 0xff, 0xff]);
 
-type Crc32 = (data: Uint8Array, value?: number) => number;
-const crc32: Crc32 = (zlib as { crc32?: Crc32 }).crc32 ?? crc32Fallback();
 
 /**
  * A parallel gzip compressor in the manner of pigz: the input is cut into blocks, the blocks are
@@ -152,7 +150,7 @@ class ParallelGzip extends Transform {
   }
 
   private dispatch(block: Buffer, pooled: boolean): void {
-    this.crc = crc32(block, this.crc);
+    this.crc = zlib.crc32(block, this.crc);
     this.inputLength += block.length;
     const runs = this.level === 0 ? [{ start: 0, end: block.length, store: true }] : classify(block);
     const parts: (Buffer | Promise<Buffer>)[] = [];
@@ -346,19 +344,4 @@ function checkInt(name: string, value: number, min: number, max: number): number
     throw new RangeError(`parallel gzip: ${name} must be an integer from ${min} to ${max}, got ${value}`);
   }
   return value;
-}
-
-/** Table-driven CRC-32 for Node 20 releases before 20.15, which lack zlib.crc32. */
-function crc32Fallback(): Crc32 {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return (data, value = 0) => {
-    let c = ~value;
-    for (let i = 0; i < data.length; i++) c = (table[(c ^ (data[i] as number)) & 0xff] as number) ^ (c >>> 8);
-    return ~c >>> 0;
-  };
 }

@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { bech32 } from '@scure/base';
 import { usageError } from '../errors.js';
-import { registerSecret } from '../redact.js';
+import { registerSecret } from '../secrets.js';
 
 /**
  * age keys: `age1…` X25519 recipients and `AGE-SECRET-KEY-1…` identities (Bech32, scure), scrypt

@@ -1,13 +1,14 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { artifactFiles } from '../catalog/listing.js';
+import { artifactFiles } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
-import { PartWriter, readParts } from '../codec/parts.js';
+import { PartWriter, readParts } from '../archive/parts.js';
 import { FILE_MODE } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';
-import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, withRetry } from '../remote/transfer.js';
+import { retrying } from '../remote/retry.js';
+import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult } from '../remote/transfer.js';
 import { AGE_EXTENSION, encryptStage } from './age-artifact.js';
 import type { Recipient } from './age-keys.js';
 import { recipientsFromList } from './age-settings.js';
@@ -31,7 +32,7 @@ async function remoteHasIt(remote: Remote, type: BackupType, id: string, local: 
   const e = rs?.sidecar.encryption;
   if (!rs || !e || e.plaintext_checksum !== local.checksum || e.plaintext_size !== local.file_size || !rs.sidecar.backup_path) return undefined;
   const rel = `${TYPE_DIR[type]}/${rs.sidecar.backup_path}`;
-  const st = await withRetry(rel, () => remote.stat(rel), options);
+  const st = await retrying(remote, options).stat(rel);
   return st && st.size === rs.sidecar.file_size ? rel : undefined;
 }
 
@@ -64,12 +65,12 @@ export async function uploadEncrypted(remote: Remote, backupDir: string, type: B
     const started = Date.now();
     options.onEvent?.({ kind: 'start', rel, size: written.size, reportsProgress: remote.reportsProgress });
     const onProgress = options.onEvent ? (bytes: number) => options.onEvent?.({ kind: 'progress', rel, bytes, size: written.size }) : undefined;
-    await withRetry(rel, () => remote.put(rel, tmp, { signal: options.signal, checksum: written.checksum, onProgress }), options);
+    await retrying(remote, options).put(rel, tmp, { signal: options.signal, checksum: written.checksum, onProgress });
     options.onEvent?.({ kind: 'upload', rel, size: written.size, ms: Date.now() - started });
     const remoteSidecar: Sidecar = { ...local, backup_path: name, file_size: written.size, checksum: written.checksum, parts: undefined, encryption: { ...info, plaintext_checksum: local.checksum } };
     const bytes = Buffer.from(`${JSON.stringify(remoteSidecar, null, 2)}\n`);
     await fsp.writeFile(tmpSidecar, bytes, { mode: FILE_MODE });
-    await withRetry(scRel, () => remote.put(scRel, tmpSidecar, { signal: options.signal }), options);
+    await retrying(remote, options).put(scRel, tmpSidecar, { signal: options.signal });
     options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
     return { uploaded: [rel, scRel], skipped: [], bytes: written.size + bytes.length };
   } finally {

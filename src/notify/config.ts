@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import { usageError } from '../errors.js';
+import { registerSecret } from '../secrets.js';
 import { NOTIFY_MODES, type NotifyConfig, type NotifyMode } from './types.js';
 
 export const DEFAULT_TELEGRAM_API_URL = 'https://api.telegram.org';
@@ -42,6 +43,9 @@ export function resolveNotifyConfig(
   if (token && !chatId) telegramProblem = 'TELEGRAM_BOT_TOKEN is set but TELEGRAM_CHAT_ID is not';
   if (!token && chatId) telegramProblem = 'TELEGRAM_CHAT_ID is set but TELEGRAM_BOT_TOKEN is not';
 
+  // the token, and the webhook and ping URLs (their paths are the credential), leave no output from now on
+  const secrets = [token, webhookUrl, healthcheckUrl].filter((s): s is string => !!s);
+  secrets.forEach(registerSecret);
   return {
     mode,
     telegram: token && chatId ? { token, chatId, apiUrl } : undefined,
@@ -52,7 +56,7 @@ export function resolveNotifyConfig(
     retries: positiveInt(env, 'NOTIFY_RETRIES', DEFAULT_RETRIES, 0),
     retryDelayMs: positiveInt(env, 'NOTIFY_RETRY_DELAY_MS', DEFAULT_RETRY_DELAY_MS, 0),
     host: nonEmpty(env.NOTIFY_HOSTNAME) ?? hostname(),
-    secrets: [token, webhookUrl, healthcheckUrl].filter((s): s is string => !!s),
+    secrets,
   };
 }
 

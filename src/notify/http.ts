@@ -1,12 +1,11 @@
 import pRetry, { AbortError } from 'p-retry';
-import type { Redactor } from './redact.js';
-import { oneLine } from './redact.js';
+import { redact } from '../secrets.js';
+import { oneLine } from './message.js';
 
 export interface SendOptions {
   timeoutMs: number;
   retries: number;
   retryDelayMs: number;
-  redact: Redactor;
 }
 
 export interface HttpRequest {
@@ -57,7 +56,7 @@ export async function sendWithRetry(req: HttpRequest, opts: SendOptions): Promis
     );
     return { attempts };
   } catch (err) {
-    const e = new Error(opts.redact(oneLine(errorText(err))));
+    const e = new Error(redact(oneLine(errorText(err))));
     (e as Error & { attempts: number }).attempts = attempts;
     throw e;
   }

@@ -1,6 +1,5 @@
-import { formatMessage } from './message.js';
-import { redact as redactGlobal } from '../redact.js';
-import { makeRedactor, oneLine, type Redactor } from './redact.js';
+import { redact, registerSecret } from '../secrets.js';
+import { formatMessage, oneLine } from './message.js';
 import { sendTelegram } from './telegram.js';
 import { sendWebhook, webhookPayload } from './webhook.js';
 import { sendPing } from './healthcheck.js';
@@ -10,7 +9,6 @@ import type { ChannelName, ChannelOutcome, NotifyConfig, NotifyLogger, NotifyRep
 export type * from './types.js';
 export { resolveNotifyConfig, hasChannels, DEFAULT_TELEGRAM_API_URL } from './config.js';
 export { formatMessage, formatDuration } from './message.js';
-export { makeRedactor, describeUrl } from './redact.js';
 
 /**
  * Sends the result of a command to every configured channel. Never throws and never changes the
@@ -22,26 +20,27 @@ export { makeRedactor, describeUrl } from './redact.js';
  */
 export async function notifyResult(result: RunResult, config: NotifyConfig, log?: NotifyLogger): Promise<NotifyReport> {
   if (config.mode === 'never') return { attempted: false, outcomes: [] };
-  const redact = redactorFor(config);
+  // resolveNotifyConfig registered them; a config built by hand may not have been
+  config.secrets.forEach(registerSecret);
   const safe: RunResult = { ...result, summary: redact(result.summary), error: result.error && redact(result.error) };
   const text = formatMessage(safe, config.host);
-  const opts = sendOptions(config, redact);
+  const opts = sendOptions(config);
   const loud = config.mode === 'always' || !result.ok;
 
   const jobs: Promise<ChannelOutcome>[] = [];
   if (loud && config.telegram) {
     const tg = config.telegram;
-    jobs.push(attempt('telegram', () => sendTelegram(tg, text, opts), redact));
+    jobs.push(attempt('telegram', () => sendTelegram(tg, text, opts)));
   } else if (loud && config.telegramProblem) {
     jobs.push(Promise.resolve({ channel: 'telegram', ok: false, attempts: 0, error: config.telegramProblem }));
   }
   if (loud && config.webhookUrl) {
     const url = config.webhookUrl;
-    jobs.push(attempt('webhook', () => sendWebhook(url, webhookPayload(safe, text, config.host), opts), redact));
+    jobs.push(attempt('webhook', () => sendWebhook(url, webhookPayload(safe, text, config.host), opts)));
   }
   if (config.healthcheckUrl) {
     const url = config.healthcheckUrl;
-    jobs.push(attempt('healthcheck', () => sendPing(url, result.ok ? 'success' : 'fail', text, opts), redact));
+    jobs.push(attempt('healthcheck', () => sendPing(url, result.ok ? 'success' : 'fail', text, opts)));
   }
   if (jobs.length === 0) return { attempted: false, outcomes: [] };
   const outcomes = await Promise.all(jobs);
@@ -52,37 +51,29 @@ export async function notifyResult(result: RunResult, config: NotifyConfig, log?
 /** The healthcheck "/start" ping at the beginning of a run, so the monitor can measure its duration. */
 export async function notifyStart(command: string, config: NotifyConfig, log?: NotifyLogger): Promise<NotifyReport> {
   if (config.mode === 'never' || !config.healthcheckUrl) return { attempted: false, outcomes: [] };
-  const redact = redactorFor(config);
+  config.secrets.forEach(registerSecret);
   const url = config.healthcheckUrl;
   const outcome = await attempt(
     'healthcheck',
     // one short attempt: a monitor that is down must not hold up the backup it would time
     () =>
       sendPing(url, 'start', `vertex-backup on ${config.host}: ${command} started`, {
-        ...sendOptions(config, redact),
+        ...sendOptions(config),
         retries: 0,
         timeoutMs: Math.min(config.timeoutMs, 5000),
       }),
-    redact,
   );
   report([outcome], log);
   return { attempted: true, outcomes: [outcome] };
 }
 
-/** Our own secrets (URLs whole, the token also URL-encoded) plus everything the config registered. */
-function redactorFor(config: NotifyConfig): Redactor {
-  const local = makeRedactor(config.secrets);
-  return (text) => redactGlobal(local(text));
-}
-
-function sendOptions(config: NotifyConfig, redact: Redactor): SendOptions {
-  return { timeoutMs: config.timeoutMs, retries: config.retries, retryDelayMs: config.retryDelayMs, redact };
+function sendOptions(config: NotifyConfig): SendOptions {
+  return { timeoutMs: config.timeoutMs, retries: config.retries, retryDelayMs: config.retryDelayMs };
 }
 
 async function attempt(
   channel: ChannelName,
   send: () => Promise<{ attempts: number }>,
-  redact: Redactor,
 ): Promise<ChannelOutcome> {
   try {
     const { attempts } = await send();

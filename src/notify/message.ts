@@ -1,5 +1,4 @@
 import { formatBytes } from '../fsutil.js';
-import { oneLine } from './redact.js';
 import type { RunResult } from './types.js';
 
 /** "850 ms", "12.3 s", "3m 12s", "2h 05m": a person reads this on a phone at 02:00. */
@@ -33,4 +32,10 @@ export function formatMessage(result: RunResult, host: string): string {
   if (result.durationMs >= 0) facts.push(`Duration: ${formatDuration(result.durationMs)}`);
   if (facts.length) lines.push(facts.join(', '));
   return lines.join('\n');
+}
+
+/** One line, bounded: multi-line errors and long server bodies must not flood a log or a chat. */
+export function oneLine(text: string, max = 300): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
 }

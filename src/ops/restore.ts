@@ -3,18 +3,21 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
-import { artifactFiles, type BackupEntry, componentLookup, listBackups } from '../catalog/listing.js';
+import { resolveRef } from '../catalog/catalog.js';
+import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { finished } from 'node:stream/promises';
 import { archivePath } from './manifest-of.js';
-import type { BackupType } from '../catalog/sidecar.js';
-import { readParts } from '../codec/parts.js';
+import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
+import { readParts } from '../archive/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import type { Config } from '../config.js';
 import { decryptStage, decryptToFile, needIdentity, plaintextProblem } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { BackupError, toBackupError } from '../errors.js';
+import { BackupError, toBackupError, usageError } from '../errors.js';
 import { exists, formatBytes, freeSpace } from '../fsutil.js';
-import { extractArchive } from '../sources/extract.js';
+import type { Remote } from '../remote/remote.js';
+import { type TransferOptions, downloadBackup, listRemoteBackups, sidecarRel } from '../remote/transfer.js';
+import { extractArchive } from '../archive/extract.js';
 import { checkDatabaseFile, checkSourceDatabase, copyDatabaseAside, removeSqliteSidecars, restoreDatabaseInto } from '../sources/sqlite.js';
 import { completeSwap, isMountPoint, lockAndHeal, type RestoreJournal, removeJournal, type StorageSwap, undoSwap, writeJournal } from './restore-journal.js';
 import { type RestoreSource, resolveRestoreSource } from './restore-source.js';
@@ -403,5 +406,83 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     }
     await removeJournal(stateDir);
     return { ...plan, database, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
+  }
+}
+
+// restore --from: a remote backup downloaded, verified, then restored like a local one
+
+export interface FetchedBackup {
+  /** a backup directory layout holding just this backup (and its components); remove it when done */
+  dir: string;
+  type: BackupType;
+  id: string;
+  sidecarPath: string;
+  bytes: number;
+  ms: number;
+}
+
+/**
+ * Downloads a remote backup into a fresh temporary directory beside the backup directory (same
+ * filesystem, so the restore's renames stay cheap), verifying every file against its sidecar on the way.
+ */
+export async function fetchRemoteBackup(remote: Remote, ref: string, backupDir: string, options: TransferOptions & { type?: BackupType } = {}): Promise<FetchedBackup> {
+  const started = Date.now();
+  const list = await listRemoteBackups(remote, { ...options, type: options.type });
+  const b = resolveRef(
+    list.filter((x) => x.status === 'ok' || x.status === 'partial'),
+    ref,
+  );
+  if (!b) throw usageError(`no complete backup "${ref}" on ${remote.url}`, 'see what it holds with: list --remote NAME');
+  await fsp.mkdir(backupDir, { recursive: true, mode: 0o700 });
+  const dir = await fsp.mkdtemp(path.join(backupDir, `.remote-restore-${b.id}-`));
+  let bytes = 0;
+  try {
+    const sidecarPath = await downloadBackup(remote, b.type, b.id, dir, {
+      ...options,
+      onEvent: (e) => {
+        if (e.kind === 'download') bytes += e.size;
+        options.onEvent?.(e);
+      },
+    });
+    return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
+  } catch (err) {
+    await fsp.rm(dir, { recursive: true, force: true });
+    if (err instanceof BackupError && err.code === 'DAMAGED') {
+      throw new BackupError('DAMAGED', `${err.message}: refusing to restore from it`, { hint: 'try an older backup: list --remote NAME', cause: err });
+    }
+    throw err;
+  }
+}
+
+/**
+ * `restore --from REMOTE ID`: under the backup-directory lock (like every command that changes the live
+ * paths), download and verify into a temporary directory, then the normal safe restore from there (it
+ * verifies again and copies the live data aside). The download is removed afterwards whatever happens.
+ */
+export async function restoreFromRemote(
+  cfg: Config,
+  remote: Remote,
+  ref: string,
+  opts: RestoreOptions & { transfer?: TransferOptions } = {},
+): Promise<RestoreResult & { fetched: FetchedBackup }> {
+  const started = Date.now();
+  if (opts.target) {
+    const st = await fsp.stat(path.resolve(opts.target)).catch(() => undefined);
+    if (st && !st.isDirectory()) throw new BackupError('USAGE', `--target must name a directory, and ${path.resolve(opts.target)} is a file`, { hint: 'give a new or existing directory to restore into' });
+  }
+  const { lockAndHeal } = await import('./restore-journal.js');
+  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  try {
+    const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
+    try {
+      const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
+      if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
+      const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);
+      return { ...result, healed, fetched };
+    } finally {
+      await fsp.rm(fetched.dir, { recursive: true, force: true });
+    }
+  } finally {
+    lock.release();
   }
 }

@@ -60,8 +60,7 @@ const TYPES: BackupType[] = ['full', 'database', 'storage'];
  * `now` is accepted for time-window rules; the calendar rules bucket by each backup's own time, so
  * the plan for a given catalog is the same whenever it is computed.
  */
-export function planRetention(items: RetentionItem[], policy: RetentionPolicy, now: Date = new Date()): RetentionPlan {
-  void now;
+export function planRetention(items: RetentionItem[], policy: RetentionPolicy): RetentionPlan {
   const reasons = new Map<RetentionItem, string[]>();
   const removal = new Map<RetentionItem, string>();
   const keepFor = (item: RetentionItem, reason: string) => {

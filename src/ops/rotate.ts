@@ -5,6 +5,10 @@ import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { lockAndHeal } from './restore-journal.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
+import { usageError } from '../errors.js';
+import { type Remote, tempAgeMs } from '../remote/remote.js';
+import { retrying } from '../remote/retry.js';
+import { type TransferOptions, listRemoteBackups } from '../remote/transfer.js';
 import { fsyncDir } from '../fsutil.js';
 import { planRetention, type RetentionItem, type RetentionPolicy } from './retention.js';
 
@@ -12,7 +16,6 @@ export interface RotateOptions {
   policy: RetentionPolicy;
   dryRun?: boolean;
   type?: BackupType;
-  now?: Date;
   lockWaitMs?: number;
   signal?: AbortSignal;
 }
@@ -72,27 +75,40 @@ export async function removeBackup(entry: BackupEntry): Promise<number> {
   return freed;
 }
 
+/**
+ * The retention plan over a catalog (local or remote: the same policy keeps the same backups, the
+ * components of kept full backups included). The plan always sees every type, since a full backup
+ * protects its components across types; `type` limits what goes.
+ */
+export function planRotation(entries: BackupEntry[], policy: RetentionPolicy, type?: BackupType) {
+  const byKey = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
+  const entryOf = (item: RetentionItem) => byKey.get(`${item.type}:${item.id}`)!;
+  const plan = planRetention(entries.map(toRetentionItem), policy);
+  const kept: { entry: BackupEntry; reasons: string[] }[] = [];
+  const remove: { entry: BackupEntry; reason: string }[] = [];
+  for (const k of plan.keep) if (!type || k.item.type === type) kept.push({ entry: entryOf(k.item), reasons: k.reasons });
+  for (const r of plan.remove) {
+    if (type && r.item.type !== type) kept.push({ entry: entryOf(r.item), reasons: ['other type'] });
+    else remove.push({ entry: entryOf(r.item), reason: r.reason });
+  }
+  return { kept, remove };
+}
+
+/** The other storage backups whose archives a kept backup needs (undefined when none). */
+function pinsOfEntry(entry: BackupEntry): string[] | undefined {
+  const pins = entry.type === 'storage' ? pinsOf({ id: entry.id, references: entry.sidecar?.references }) : [];
+  return pins.length ? pins : undefined;
+}
+
 /** Applies the retention policy; the caller holds the lock. */
 export async function runRotate(cfg: Config, opts: RotateOptions): Promise<RotateResult> {
-  // components are protected across types, so the plan always sees every type
-  const entries = await listBackups(cfg.backupDir);
-  const byKey = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
-  const plan = planRetention(entries.map(toRetentionItem), opts.policy, opts.now);
+  const plan = planRotation(await listBackups(cfg.backupDir), opts.policy, opts.type);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
-  for (const k of plan.keep) {
-    if (opts.type && k.item.type !== opts.type) continue;
-    const pins = pinsOf(k.item);
-    result.kept.push({ type: k.item.type, id: k.item.id, reasons: k.reasons, bytes: await backupBytes(byKey.get(`${k.item.type}:${k.item.id}`)!), pins: pins.length ? pins : undefined });
-  }
-  for (const r of plan.remove) {
-    if (opts.type && r.item.type !== opts.type) {
-      result.kept.push({ type: r.item.type, id: r.item.id, reasons: ['other type'], bytes: await backupBytes(byKey.get(`${r.item.type}:${r.item.id}`)!) });
-      continue;
-    }
+  for (const { entry, reasons } of plan.kept) result.kept.push({ type: entry.type, id: entry.id, reasons, bytes: await backupBytes(entry), pins: pinsOfEntry(entry) });
+  for (const { entry, reason } of plan.remove) {
     opts.signal?.throwIfAborted();
-    const entry = byKey.get(`${r.item.type}:${r.item.id}`)!;
     const bytes = opts.dryRun ? await backupBytes(entry) : await removeBackup(entry);
-    result.removed.push({ type: entry.type, id: entry.id, reason: r.reason, files: entry.files, bytes });
+    result.removed.push({ type: entry.type, id: entry.id, reason, files: entry.files, bytes });
     result.freedBytes += bytes;
   }
   return result;
@@ -106,4 +122,65 @@ export async function rotateBackups(cfg: Config, opts: RotateOptions): Promise<R
   } finally {
     lock.release();
   }
+}
+
+// rotate --remote: the same plan applied to what a remote holds
+
+export interface RemoteRotateOptions extends TransferOptions {
+  policy: RetentionPolicy; // the same rules as local rotation (keepLast = --max-backups)
+  type?: BackupType; // only remove backups of this type
+  dryRun?: boolean;
+}
+
+export interface RemoteRotateResult {
+  remote: string;
+  /** `pins`: the other storage backups whose archives this kept backup needs */
+  kept: { type: BackupType; id: string; reasons: string[]; pins?: string[] }[];
+  deleted: { type: BackupType; id: string; status: string; reason: string; files: number; bytes: number }[];
+  staleTemps: string[]; // temp objects of long-dead uploads, removed
+  dryRun: boolean;
+}
+
+const STALE_TEMP_MS = 6 * 3_600_000;
+
+/**
+ * Applies the local retention planner to what the remote holds: the same policy keeps the same
+ * backups, components of kept full backups included; incomplete leftovers of interrupted uploads older
+ * than the newest good backup go too. Each deletion removes the sidecar first, so a backup stops being
+ * listed as ok before any of its data goes.
+ */
+export async function rotateRemote(remote: Remote, options: RemoteRotateOptions): Promise<RemoteRotateResult> {
+  const p = options.policy;
+  for (const [k, v] of Object.entries(p)) {
+    if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw usageError(`retention ${k} must be a whole number, got ${v}`);
+  }
+  if (!Object.values(p).some((v) => v !== undefined && v > 0)) {
+    throw usageError('remote rotation needs a policy that keeps something', 'give --max-backups N (N >= 1) or --keep-daily/weekly/monthly');
+  }
+  const r = retrying(remote, options);
+  const plan = planRotation(await listRemoteBackups(r, { ...options, type: undefined }), p, options.type);
+  const result: RemoteRotateResult = {
+    remote: remote.url,
+    kept: plan.kept.map(({ entry, reasons }) => ({ type: entry.type, id: entry.id, reasons, pins: pinsOfEntry(entry) })),
+    deleted: [],
+    staleTemps: [],
+    dryRun: !!options.dryRun,
+  };
+  const objects = await r.list('');
+  const sizes = new Map(objects.map((e) => [e.path, e.size]));
+  for (const { entry: b, reason } of plan.remove) {
+    const bytes = b.files.reduce((n, f) => n + (sizes.get(f) ?? 0), 0);
+    result.deleted.push({ type: b.type, id: b.id, status: b.status, reason, files: b.files.length, bytes });
+    if (options.dryRun) continue;
+    const order = [...b.files.filter((f) => f === b.sidecarPath), ...b.files.filter((f) => f !== b.sidecarPath)];
+    for (const f of order) await r.delete(f);
+  }
+  // temp objects of uploads cut off long ago; a younger one may belong to a sync running right now
+  for (const o of objects) {
+    const age = tempAgeMs(o.path);
+    if (age === undefined || age < STALE_TEMP_MS) continue;
+    result.staleTemps.push(o.path);
+    if (!options.dryRun) await r.delete(o.path);
+  }
+  return result;
 }

@@ -1,8 +1,14 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';
-import type { Remote } from '../remote/remote.js';
-import { type TransferOptions, uploadBackup } from '../remote/transfer.js';
+import { FILE_MODE } from '../fsutil.js';
+import { type Remote, type SpaceInfo, errorMessage, isTempName, readSmall } from '../remote/remote.js';
+import { retrying } from '../remote/retry.js';
+import { type RemoteBackup, type TransferOptions, listRemoteBackups, uploadBackup } from '../remote/transfer.js';
 
 export interface SyncOptions extends TransferOptions {
   type?: BackupType;
@@ -70,4 +76,98 @@ export async function syncToRemote(remote: Remote, backupDir: string, options: S
   }
   result.ms = Date.now() - started;
   return result;
+}
+
+// remote test and remote info: what `remote test|info` report about a remote
+
+export interface RemoteTestStep {
+  step: 'connect' | 'write' | 'stat' | 'read' | 'delete';
+  ok: boolean;
+  ms: number;
+  error?: string;
+}
+
+export interface RemoteTestResult {
+  remote: string;
+  ok: boolean;
+  steps: RemoteTestStep[];
+  probeBytes: number;
+}
+
+/**
+ * connect → write a probe object → stat it → read it back and compare → delete it. Stops at the first
+ * failing step, and always tries to remove the probe. `open` is passed in so a failed connection is a
+ * reported step, not an exception.
+ */
+export async function testRemote(open: () => Promise<Remote>, name: string, probeBytes = 64 * 1024): Promise<RemoteTestResult> {
+  const steps: RemoteTestStep[] = [];
+  const step = async <T>(s: RemoteTestStep['step'], fn: () => Promise<T>): Promise<T | undefined> => {
+    const t = Date.now();
+    try {
+      const v = await fn();
+      steps.push({ step: s, ok: true, ms: Date.now() - t });
+      return v;
+    } catch (err) {
+      steps.push({ step: s, ok: false, ms: Date.now() - t, error: errorMessage(err) + ((err as BackupError).hint ? ` (${(err as BackupError).hint})` : '') });
+      return undefined;
+    }
+  };
+  const opened = await step('connect', open);
+  if (!opened) return { remote: name, ok: false, steps, probeBytes };
+  // a test reports the first failure of each step, not the last of several retries
+  const remote = retrying(opened, { retries: 0 });
+  const tmpDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'vertex-probe-'));
+  const probeRel = `.vertex-backup-probe-${os.hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    const data = randomBytes(probeBytes);
+    const local = path.join(tmpDir, 'probe');
+    await fsp.writeFile(local, data, { mode: FILE_MODE });
+    const wrote = await step('write', () => remote.put(probeRel, local));
+    if (wrote === undefined && !steps.at(-1)?.ok) return { remote: remote.url, ok: false, steps, probeBytes };
+    await step('stat', async () => {
+      const st = await remote.stat(probeRel);
+      if (!st) throw new Error('the probe object is not listed after writing it');
+      if (st.size !== probeBytes) throw new Error(`the probe object is ${st.size} bytes, ${probeBytes} were written`);
+    });
+    if (steps.at(-1)?.ok) {
+      await step('read', async () => {
+        const back = await readSmall(remote, probeRel, probeBytes + 1);
+        if (!createHash('sha256').update(back).digest().equals(createHash('sha256').update(data).digest())) {
+          throw new Error('the probe read back differs from what was written');
+        }
+      });
+    }
+    await step('delete', async () => {
+      await remote.delete(probeRel);
+      if (await remote.stat(probeRel)) throw new Error('the probe object is still there after deleting it');
+    });
+  } finally {
+    await remote.close().catch(() => {});
+    await fsp.rm(tmpDir, { recursive: true, force: true });
+  }
+  return { remote: remote.url, ok: steps.every((s) => s.ok), steps, probeBytes };
+}
+
+export interface RemoteInfo {
+  remote: string;
+  space: SpaceInfo;
+  objects: number;
+  storedBytes: number; // sum of the objects under the remote root
+  backups: { ok: number; incomplete: number; damaged: number };
+}
+
+export async function remoteInfo(remote: Remote, options: TransferOptions = {}): Promise<RemoteInfo> {
+  const [space, objects, backups] = await Promise.all([remote.space(), remote.list(''), listRemoteBackups(remote, options)]);
+  const count = (pred: (b: RemoteBackup) => boolean) => backups.filter(pred).length;
+  return {
+    remote: remote.url,
+    space,
+    objects: objects.filter((o) => !isTempName(o.path)).length,
+    storedBytes: objects.reduce((n, o) => n + o.size, 0),
+    backups: {
+      ok: count((b) => b.status === 'ok' || b.status === 'partial'),
+      incomplete: count((b) => b.status === 'incomplete'),
+      damaged: count((b) => b.status === 'damaged'),
+    },
+  };
 }

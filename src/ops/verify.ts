@@ -5,13 +5,16 @@ import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { artifactFiles, type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
-import type { BackupType } from '../catalog/sidecar.js';
-import { readParts } from '../codec/parts.js';
+import { resolveRef } from '../catalog/catalog.js';
+import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
+import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
+import { readParts } from '../archive/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { BackupError } from '../errors.js';
+import { BackupError, usageError } from '../errors.js';
+import { type Remote, RemoteError } from '../remote/remote.js';
+import { type TransferOptions, dataFiles, hashRemote, listRemoteBackups } from '../remote/transfer.js';
 import { pinsOf } from '../catalog/chain.js';
 import { exists, sha256File } from '../fsutil.js';
 import { checkDatabaseFile } from '../sources/sqlite.js';
@@ -84,6 +87,9 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
     result.checked += c.length;
     opts.onProgress?.({ phase: 'verify', subject: entry.id, bytes: result.checked, totalBytes: s.file_size });
   });
+  // a 'data' listener starts the flow at once: bytes read before the consumer below is piped (after an
+  // await) would be hashed but never decrypted or unpacked, so the stream waits for it
+  stream.pause();
 
   const enc = s.encryption;
   const decrypt = enc && opts.identities?.length ? { identities: opts.identities, subject: `${entry.type} backup ${entry.id}`, info: enc } : undefined;
@@ -232,8 +238,11 @@ export async function selectForVerify(backupDir: string, sel: VerifySelection): 
     return [e];
   }
   const entries = await listBackups(backupDir, { type: sel.type });
-  if (sel.all) return entries;
-  // the newest finished backup of each type; what the running create writes is shown as in progress
+  return sel.all ? entries : newestOfEachType(entries);
+}
+
+/** The newest finished backup of each type, damaged or not; what the running create writes is shown as in progress. */
+function newestOfEachType(entries: BackupEntry[]): BackupEntry[] {
   const newest = new Map<BackupType, BackupEntry>();
   for (const e of entries) if (e.status !== 'in-progress' && !newest.has(e.type)) newest.set(e.type, e);
   return entries.filter((e) => e.status === 'in-progress' || newest.get(e.type) === e);
@@ -245,5 +254,104 @@ export async function verifyBackups(backupDir: string, sel: VerifySelection, opt
   const lookup = componentLookup(backupDir);
   const results: VerifyResult[] = [];
   for (const e of entries) results.push(await verifyEntry(backupDir, e, opts, cache, lookup));
+  return { ok: results.every((r) => r.ok), results };
+}
+
+// verify --remote: the remote's files hashed against their sidecars, without a local copy
+
+export interface RemoteVerifyResult {
+  type: BackupType;
+  id: string;
+  ok: boolean;
+  problems: string[];
+  checkedFiles: number;
+  totalFiles: number;
+  bytes: number;
+}
+
+export interface RemoteVerifyOptions extends TransferOptions {
+  ref?: string; // an id, a sidecar name, or 'latest'; by default the newest of each type
+  all?: boolean;
+  type?: BackupType;
+  /** hash only this percentage of each backup's files, chosen at random (at least one) */
+  samplePercent?: number;
+  random?: () => number;
+}
+
+/** One backup by id or name (`latest`: the newest good one), all, or by default the newest of each type. */
+function pickBackups(list: BackupEntry[], ref: string | undefined, all: boolean): BackupEntry[] {
+  if (all) return list;
+  if (!ref) return newestOfEachType(list);
+  const b = resolveRef(list, ref);
+  if (!b) throw usageError(`no backup "${ref}" on the remote`, 'see what it holds with: list --remote NAME');
+  return [b];
+}
+
+function sample<T>(items: T[], percent: number | undefined, random: () => number): T[] {
+  if (percent === undefined || percent >= 100 || items.length === 0) return items;
+  const n = Math.max(1, Math.ceil((items.length * Math.max(0, percent)) / 100));
+  const copy = [...items];
+  for (let i = copy.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+  }
+  return copy.slice(0, n);
+}
+
+/** Downloads and hashes the files of remote backups (all of them, or a random sample) against their sidecars. */
+export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions = {}): Promise<{ ok: boolean; results: RemoteVerifyResult[] }> {
+  const list = await listRemoteBackups(remote, { ...options, type: options.type });
+  const chosen = pickBackups(list, options.ref, !!options.all);
+  const byKey = new Map(list.map((b) => [`${b.type}:${b.id}`, b]));
+  const results: RemoteVerifyResult[] = [];
+  const done = new Set<string>();
+  const verifyOne = async (b: BackupEntry): Promise<RemoteVerifyResult> => {
+    const r: RemoteVerifyResult = { type: b.type, id: b.id, ok: true, problems: [], checkedFiles: 0, totalFiles: 0, bytes: 0 };
+    if (!b.sidecar) {
+      r.problems.push(b.reason ?? 'no metadata');
+    } else if (b.type === 'full') {
+      for (const t of ['database', 'storage'] as const) {
+        const cid = b.sidecar[t];
+        if (!cid) continue;
+        const comp = byKey.get(`${t}:${cid}`);
+        if (!comp) {
+          r.problems.push(`${t} component ${cid} is missing`);
+          continue;
+        }
+        const sub = await verifyOne(comp);
+        done.add(`${t}:${cid}`);
+        results.push(sub);
+        if (!sub.ok) r.problems.push(`${t} component ${cid} is damaged`);
+      }
+    } else {
+      // an incremental storage backup needs the archives of its chain on the remote too
+      for (const rid of pinsOf({ id: b.id, references: b.sidecar.references })) {
+        const dep = byKey.get(`storage:${rid}`);
+        if (dep?.status !== 'ok') r.problems.push(`needs the archive of storage backup ${rid}, which is ${dep ? dep.status : 'missing'} on the remote`);
+      }
+      const files = dataFiles(b.type, b.sidecar);
+      r.totalFiles = files.length;
+      for (const f of sample(files, options.samplePercent, options.random ?? Math.random)) {
+        try {
+          const got = await hashRemote(remote, f.rel, options);
+          r.checkedFiles++;
+          r.bytes += got.size;
+          if (got.size !== f.size) r.problems.push(`${f.rel} is ${got.size} bytes, metadata says ${f.size}`);
+          else if (f.checksum && got.checksum !== f.checksum) r.problems.push(`${f.rel}: checksum mismatch (the remote copy is corrupt)`);
+        } catch (err) {
+          if (err instanceof RemoteError && err.kind === 'missing') r.problems.push(`${f.rel} is missing`);
+          else throw err;
+        }
+      }
+    }
+    r.ok = r.problems.length === 0;
+    return r;
+  };
+  for (const b of chosen) {
+    if (done.has(`${b.type}:${b.id}`)) continue;
+    results.push(await verifyOne(b));
+    done.add(`${b.type}:${b.id}`);
+  }
+  if (!chosen.length) throw usageError(`no backups on ${remote.url} to verify`);
   return { ok: results.every((r) => r.ok), results };
 }

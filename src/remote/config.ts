@@ -1,7 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import * as v from 'valibot';
 import { BackupError, usageError } from '../errors.js';
-import { registerSecret } from '../redact.js';
+import { maskUrl, registerSecretsIn } from '../secrets.js';
 
 /**
  * remote_storage.json: named remotes. The native form is
@@ -11,6 +12,10 @@ import { registerSecret } from '../redact.js';
  * and the seed's top-level provider blocks are understood too:
  *   { "yandex_disk": { "enabled": true, "oauth_token": "…", "remote_path": "/vertex-backups" } }
  */
+const RemoteEntrySchema = v.union([v.string(), v.looseObject({ url: v.string() })]);
+/** The file's shape; seed provider blocks are any other top-level objects (see fromSeedBlock). */
+const RemotesFileSchema = v.looseObject({ remotes: v.optional(v.record(v.string(), RemoteEntrySchema)) });
+
 export interface RemoteDefinition {
   name: string;
   url: string;
@@ -28,64 +33,6 @@ export const DEFAULT_REMOTES_CONFIG = 'remote_storage.json';
 
 export function remotesConfigPath(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
   return path.resolve(flag ?? env.REMOTES_CONFIG ?? DEFAULT_REMOTES_CONFIG);
-}
-
-const SECRET_KEY = /(token|password|passwd|^pass$|secret|passphrase|credential|api_?key|private_key_data)/i;
-export const MASK = '***';
-
-export function isSecretKey(key: string): boolean {
-  return SECRET_KEY.test(key);
-}
-
-/** Hides the password part of a URL's userinfo (`sftp://u:pw@h` → `sftp://u:***@h`). */
-export function maskUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, `$1:${MASK}@`);
-}
-
-/** A deep copy with every secret-looking value replaced: safe for output, logs and errors. */
-export function maskSecrets<T>(value: T): T {
-  const walk = (v: unknown, key?: string): unknown => {
-    if (key !== undefined && isSecretKey(key) && v !== null && v !== undefined && v !== '') return MASK;
-    if (typeof v === 'string') return maskUrl(v);
-    if (Array.isArray(v)) return v.map((x) => walk(x));
-    if (v && typeof v === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = walk(x, k);
-      return out;
-    }
-    return v;
-  };
-  return walk(value) as T;
-}
-
-/** Every secret string in a definition and the environment variables remotes read: to redact messages. */
-export function collectSecrets(def: RemoteDefinition | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
-  const out: string[] = [];
-  const walk = (v: unknown, key?: string) => {
-    if (typeof v === 'string' && key !== undefined && isSecretKey(key) && v.length >= 4) out.push(v);
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) walk(x, k);
-  };
-  if (def) walk(def.options);
-  const m = def?.url.match(/^[a-z][a-z0-9+.-]*:\/\/[^/@:]*:([^/@]+)@/i);
-  if (m?.[1]) out.push(m[1], decodeURIComponent(m[1]));
-  for (const k of ['YANDEX_DISK_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'WEBDAV_PASSWORD', 'SFTP_PASSWORD']) {
-    const v = env[k];
-    if (v && v.length >= 4) out.push(v);
-  }
-  return out;
-}
-
-export function redact(text: string, secrets: readonly string[]): string {
-  let out = text;
-  for (const s of secrets) if (s) out = out.split(s).join(MASK);
-  return maskUrl(out);
-}
-
-function hasSecrets(v: unknown, key?: string): boolean {
-  if (key !== undefined && isSecretKey(key) && typeof v === 'string' && v !== '') return true;
-  if (typeof v === 'string') return /^[a-z][a-z0-9+.-]*:\/\/[^/@:]*:[^/@]+@/i.test(v);
-  if (v && typeof v === 'object') return Object.entries(v).some(([k, x]) => hasSecrets(x, k));
-  return false;
 }
 
 /** Seed provider blocks → URL form, so the rest of the code sees one shape. */
@@ -127,7 +74,7 @@ export async function loadRemotesConfig(file: string, options: { required?: bool
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) {
     throw usageError(`the remotes config ${file} must hold a JSON object`);
   }
-  if (hasSecrets(raw) && (mode & 0o044) !== 0) {
+  if (registerSecretsIn(raw) && (mode & 0o044) !== 0) {
     throw new BackupError(
       'USAGE',
       `the remotes config ${file} holds secrets and is readable by ${mode & 0o004 ? 'others' : 'its group'} (mode ${(mode & 0o777).toString(8)})`,
@@ -143,29 +90,24 @@ export async function loadRemotesConfig(file: string, options: { required?: bool
  */
 export function parseRemotesConfig(raw: Record<string, unknown>, file: string): RemotesConfig {
   // every secret in the file is redacted from whatever leaves the process from now on
-  const register = (v: unknown, key?: string): void => {
-    if (typeof v === 'string' && key !== undefined && isSecretKey(key)) registerSecret(v);
-    else if (typeof v === 'string') registerSecret(v.match(/^[a-z][a-z0-9+.-]*:\/\/[^/@:]*:([^/@]+)@/i)?.[1]);
-    else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) register(x, k);
-  };
-  register(raw);
+  registerSecretsIn(raw);
+  // a JSON array would pass as a record of its indices
+  const parsed = Array.isArray(raw.remotes) ? undefined : v.safeParse(RemotesFileSchema, raw);
+  if (!parsed?.success) {
+    const name = parsed?.issues[0].path?.[1]?.key;
+    if (typeof name === 'string') throw usageError(`${file}: remote "${name}" needs a "url" string`);
+    throw usageError(`${file}: "remotes" must be an object of name → { "url": … }`);
+  }
   const remotes: RemoteDefinition[] = [];
   const warnings: string[] = [];
-  for (const [key, value] of Object.entries(raw as Record<string, unknown>)) {
+  for (const [key, value] of Object.entries(raw)) {
     if (key === 'remotes') {
-      if (!value || typeof value !== 'object' || Array.isArray(value)) {
-        throw usageError(`${file}: "remotes" must be an object of name → { "url": … }`);
-      }
-      for (const [name, def] of Object.entries(value as Record<string, unknown>)) {
+      for (const [name, def] of Object.entries(parsed.output.remotes ?? {})) {
         if (typeof def === 'string') {
           remotes.push({ name, url: def, enabled: true, options: {} });
           continue;
         }
-        const d = def as Record<string, unknown>;
-        if (!d || typeof d !== 'object' || typeof d.url !== 'string') {
-          throw usageError(`${file}: remote "${name}" needs a "url" string`);
-        }
-        const { url, enabled, ...rest } = d;
+        const { url, enabled, ...rest } = def;
         remotes.push({ name, url, enabled: enabled !== false, options: rest });
       }
     } else if (value && typeof value === 'object' && !Array.isArray(value)) {

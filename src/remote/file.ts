@@ -1,10 +1,9 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { usageError } from '../errors.js';
-import { FILE_MODE, ensureDir, fsyncDir, fsyncFile } from '../fsutil.js';
+import { ensureDir } from '../fsutil.js';
 import {
   type Remote,
   type RemoteEntry,
@@ -31,26 +30,11 @@ class FileRemote implements Remote {
   }
 
   async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
-    const final = this.abs(relPath);
-    const tmp = this.abs(tempName(relPath));
-    await ensureDir(path.dirname(final));
-    const source = createReadStream(localFile, { highWaterMark: 1 << 20 });
-    let done = 0;
-    if (options.onProgress) {
-      source.on('data', (c) => {
-        done += c.length;
-        options.onProgress?.(done);
-      });
-    }
     try {
-      await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }), { signal: options.signal });
-      await fsyncFile(tmp);
-      await fsp.rename(tmp, final);
+      await downloadTo(createReadStream(localFile, { highWaterMark: 1 << 20 }), this.abs(relPath), options, this.abs(tempName(relPath)));
     } catch (err) {
-      await fsp.rm(tmp, { force: true });
       throw this.wrap(err, relPath);
     }
-    await fsyncDir(path.dirname(final));
   }
 
   async read(relPath: string) {

@@ -1,6 +1,8 @@
 import { BackupError, usageError } from '../errors.js';
-import { type RemoteDefinition, type RemotesConfig, collectSecrets, redact, resolveRemote } from './config.js';
+import { redact, registerSecretsFromEnv, registerSecretsIn } from '../secrets.js';
+import { type RemoteDefinition, type RemotesConfig, resolveRemote } from './config.js';
 import { type Remote, RemoteError, registeredSchemes, schemeFactory } from './remote.js';
+import { retrying } from './retry.js';
 // Each scheme registers itself on import; the heavy client libraries load only when a remote opens.
 import './file.js';
 import './s3.js';
@@ -20,11 +22,14 @@ export async function openRemoteDefinition(def: RemoteDefinition, env: NodeJS.Pr
   if (!factory) {
     throw usageError(`remote "${def.name}": unsupported scheme "${scheme}:"`, `supported: ${registeredSchemes().join(', ')}`);
   }
-  const secrets = collectSecrets(def, env);
+  // a URL given on the command line and the variables the schemes read were not registered with the config
+  registerSecretsIn(def);
+  registerSecretsFromEnv(env);
   try {
-    return guard(await factory({ name: def.name, url: def.url, options: def.options, env }), secrets);
+    // every call retried on transient errors (an operation may set its own policy with `retrying`)
+    return retrying(guard(await factory({ name: def.name, url: def.url, options: def.options, env })));
   } catch (err) {
-    throw redactError(err, secrets);
+    throw redactError(err);
   }
 }
 
@@ -34,9 +39,9 @@ export async function openRemote(urlOrName: string, config: RemotesConfig, env: 
 }
 
 /** Secrets must not reach the terminal through an error message a library built from a URL or header. */
-function redactError(err: unknown, secrets: readonly string[]): unknown {
+function redactError(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
-  const message = redact(err.message, secrets);
+  const message = redact(err.message);
   if (err instanceof RemoteError) {
     if (message === err.message) return err;
     return new RemoteError(err.kind, message, { hint: err.hint, cause: err.cause });
@@ -48,7 +53,7 @@ function redactError(err: unknown, secrets: readonly string[]): unknown {
   return err;
 }
 
-function guard(remote: Remote, secrets: readonly string[]): Remote {
+function guard(remote: Remote): Remote {
   return new Proxy(remote, {
     get(target, prop, receiver) {
       const value = Reflect.get(target, prop, receiver);
@@ -56,9 +61,9 @@ function guard(remote: Remote, secrets: readonly string[]): Remote {
       return (...args: unknown[]) => {
         try {
           const result = value.apply(target, args);
-          return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(redactError(err, secrets))) : result;
+          return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(redactError(err))) : result;
         } catch (err) {
-          throw redactError(err, secrets);
+          throw redactError(err);
         }
       };
     },

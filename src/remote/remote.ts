@@ -104,6 +104,17 @@ const TRANSIENT_CODES = new Set([
   'ERR_STREAM_PREMATURE_CLOSE',
 ]);
 
+/** A call whose "not found" is an answer, not an error: stat gives null, delete has nothing to do. */
+export async function missingAs<T, M>(call: () => Promise<T>, wrap: (err: unknown) => unknown, missing: M): Promise<T | M> {
+  try {
+    return await call();
+  } catch (err) {
+    const e = wrap(err);
+    if (e instanceof RemoteError && e.kind === 'missing') return missing;
+    throw e;
+  }
+}
+
 /** Network-level failures are transient whatever the protocol. */
 export function isTransientNetworkError(err: unknown): boolean {
   for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
@@ -150,15 +161,18 @@ export function tempAgeMs(relPath: string, now = Date.now()): number | undefined
   return Number.isFinite(t) ? now - t : undefined;
 }
 
-/** Shared download path: stream into a temp file beside the target, fsync, rename. */
+/**
+ * Shared download path (and the file scheme's upload): stream into a temp file beside the target,
+ * fsync, rename.
+ */
 export async function downloadTo(
   source: Readable,
   localFile: string,
   options: TransferOptions = {},
+  tmp = path.join(path.dirname(localFile), `.tmp-${path.basename(localFile)}-${process.pid}`),
 ): Promise<void> {
   const dir = path.dirname(localFile);
   await ensureDir(dir);
-  const tmp = path.join(dir, `.tmp-${path.basename(localFile)}-${process.pid}`);
   let done = 0;
   if (options.onProgress) {
     source.on('data', (chunk: Buffer) => {

@@ -14,6 +14,7 @@ import {
   errorMessage,
   isTransientNetworkError,
   joinRemote,
+  missingAs,
   registerScheme,
 } from './remote.js';
 
@@ -120,24 +121,18 @@ class S3Remote implements Remote {
   }
 
   async stat(relPath: string): Promise<RemoteEntry | null> {
-    try {
-      const res = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) }));
-      return { path: relPath, size: res.ContentLength ?? 0, checksum: res.Metadata?.sha256 };
-    } catch (err) {
-      const e = this.wrap(err, relPath);
-      if (e instanceof RemoteError && e.kind === 'missing') return null;
-      throw e;
-    }
+    return missingAs(
+      async () => {
+        const res = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) }));
+        return { path: relPath, size: res.ContentLength ?? 0, checksum: res.Metadata?.sha256 };
+      },
+      (err) => this.wrap(err, relPath),
+      null,
+    );
   }
 
   async delete(relPath: string): Promise<void> {
-    try {
-      await this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) }));
-    } catch (err) {
-      const e = this.wrap(err, relPath);
-      if (e instanceof RemoteError && e.kind === 'missing') return;
-      throw e;
-    }
+    await missingAs(() => this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) })), (err) => this.wrap(err, relPath), undefined);
   }
 
   async space(): Promise<SpaceInfo> {

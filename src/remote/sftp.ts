@@ -1,10 +1,10 @@
-import { createHash, createHmac } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
-import type SftpClient from 'ssh2-sftp-client';
+import type { SFTPWrapper, Stats } from 'ssh2';
 import { usageError } from '../errors.js';
+import { KnownHosts } from './known-hosts.js';
 import {
   type Remote,
   type RemoteEntry,
@@ -19,6 +19,7 @@ import {
   registerScheme,
   tempName,
 } from './remote.js';
+import { type SftpSession, connectSftp } from './sftp-connect.js';
 
 /**
  * sftp://user@host:port/path — the path is relative to the login directory; sftp://user@host//abs for an
@@ -27,21 +28,6 @@ import {
  * an unknown host is refused unless accept_unknown_host is set, which records it (trust on first use).
  * A changed host key is always refused.
  */
-
-// The raw ssh2 SFTP session: ssh2-sftp-client only does the connect; its wrappers add a stat per call.
-interface RawSftp {
-  fastPut(local: string, remote: string, opts: object, cb: (err?: Error | null) => void): void;
-  stat(p: string, cb: (err: Error | null | undefined, st: { size: number; isFile(): boolean; isDirectory(): boolean }) => void): void;
-  readdir(p: string, cb: (err: Error | null | undefined, list: { filename: string; attrs: { size: number; isFile(): boolean; isDirectory(): boolean } }[]) => void): void;
-  mkdir(p: string, cb: (err?: Error | null) => void): void;
-  unlink(p: string, cb: (err?: Error | null) => void): void;
-  rename(a: string, b: string, cb: (err?: Error | null) => void): void;
-  ext_openssh_rename(a: string, b: string, cb: (err?: Error | null) => void): void;
-  ext_openssh_statvfs(p: string, cb: (err: Error | null | undefined, st: StatVfs) => void): void;
-  open(p: string, flags: string, cb: (err: Error | null | undefined, handle: Buffer) => void): void;
-  read(handle: Buffer, buf: Buffer, off: number, len: number, pos: number, cb: (err: Error | null | undefined, bytesRead: number) => void): void;
-  close(handle: Buffer, cb: (err?: Error | null) => void): void;
-}
 
 const call = <T>(fn: (cb: (err: Error | null | undefined, v: T) => void) => void) =>
   new Promise<T>((resolve, reject) => fn((err, v) => (err ? reject(err) : resolve(v))));
@@ -54,12 +40,6 @@ interface StatVfs {
   f_bavail: number | bigint;
 }
 
-interface Session {
-  client: SftpClient;
-  sftp: RawSftp;
-  closed: Promise<never>; // rejects when the connection goes away
-}
-
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
 
@@ -67,19 +47,19 @@ class SftpRemote implements Remote {
   readonly scheme = 'sftp';
   readonly reportsProgress = true;
   private readonly madeDirs = new Set<string>();
-  private session: Session | null;
+  private session: SftpSession | null;
   private sequential = false;
   constructor(
     readonly url: string,
-    first: Session,
-    private readonly reconnect: () => Promise<Session>,
+    first: SftpSession,
+    private readonly reconnect: () => Promise<SftpSession>,
     private readonly root: string,
   ) {
     this.session = first;
   }
 
   /** The live session; after a dropped connection the next call logs in again (retries need that). */
-  private async raw(): Promise<RawSftp> {
+  private async raw(): Promise<SFTPWrapper> {
     if (!this.session) this.session = await this.reconnect();
     return this.session.sftp;
   }
@@ -93,7 +73,7 @@ class SftpRemote implements Remote {
   private drop(): void {
     const s = this.session;
     this.session = null;
-    void s?.client.end().catch(() => {});
+    s?.ssh.end();
   }
 
   private p(rel: string): string {
@@ -183,7 +163,7 @@ class SftpRemote implements Remote {
   private async statRaw(rel: string) {
     const sftp = await this.raw();
     try {
-      return await this.call<{ size: number; isFile(): boolean; isDirectory(): boolean }>((cb) => sftp.stat(this.p(rel), cb));
+      return await this.call<Stats>((cb) => sftp.stat(this.p(rel), cb));
     } catch (err) {
       if ((err as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return null;
       throw this.wrap(err, rel);
@@ -202,9 +182,10 @@ class SftpRemote implements Remote {
    * ssh2's read stream keeps one request in flight, which caps a download at one round trip per
    * chunk; this keeps READ_DEPTH requests outstanding and emits the chunks in order.
    */
-  private parallelReader(sftp: RawSftp, handle: Buffer, size: number, relPath: string): Readable {
+  private parallelReader(sftp: SFTPWrapper, handle: Buffer, size: number, relPath: string): Readable {
     // one request per chunk: a chunk over the server's read limit (OpenSSH: 255 KiB) is split by ssh2
     // into two requests, the second sent only when the first returns
+    // ssh2 learns the limit from the server's limits@openssh.com reply and keeps it in a private field
     const maxRead = (sftp as unknown as { _maxReadLen?: number })._maxReadLen;
     const CHUNK = typeof maxRead === 'number' && maxRead > 0 ? maxRead : 32 * 1024;
     // deep enough to keep loopback and long links busy (measured: 8 -> 64 in flight, 3.5 s -> 1.2 s for
@@ -275,7 +256,7 @@ class SftpRemote implements Remote {
       let items;
       const sftp = await this.raw();
       try {
-        items = await this.call<Awaited<Parameters<Parameters<RawSftp['readdir']>[1]>[1]>>((cb) => sftp.readdir(this.p(rel), cb));
+        items = await this.call<{ filename: string; attrs: Stats }[]>((cb) => sftp.readdir(this.p(rel), cb));
       } catch (err) {
         if ((err as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return;
         throw this.wrap(err, rel || '/');
@@ -322,7 +303,7 @@ class SftpRemote implements Remote {
   async close(): Promise<void> {
     const s = this.session;
     this.session = null;
-    await s?.client.end().catch(() => {});
+    s?.ssh.end();
   }
 
   private wrap(err: unknown, rel: string): unknown {
@@ -337,53 +318,6 @@ class SftpRemote implements Remote {
     }
     return new RemoteError('fatal', `SFTP error for ${what}: ${errorMessage(err)}`, { cause: err });
   }
-}
-
-// --- known_hosts -------------------------------------------------------------------------------------
-
-type HostKeyVerdict = 'match' | 'mismatch' | 'unknown';
-
-function hostPatternMatches(pattern: string, host: string): boolean {
-  if (pattern.startsWith('|1|')) {
-    const [, , salt, hash] = pattern.split('|');
-    if (!salt || !hash) return false;
-    return createHmac('sha1', Buffer.from(salt, 'base64')).update(host).digest('base64') === hash;
-  }
-  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`, 'i');
-  return re.test(host);
-}
-
-function keyType(blob: Buffer): string {
-  const len = blob.readUInt32BE(0);
-  return blob.subarray(4, 4 + len).toString('ascii');
-}
-
-export function checkKnownHost(knownHosts: string, host: string, port: number, key: Buffer): HostKeyVerdict {
-  const name = port === 22 ? host : `[${host}]:${port}`;
-  const type = keyType(key);
-  const b64 = key.toString('base64');
-  let sawSameType = false;
-  for (const raw of knownHosts.split('\n')) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    const fields = line.split(/\s+/);
-    if (fields[0]?.startsWith('@')) {
-      if (fields[0] === '@revoked' && fields[3] === b64) return 'mismatch';
-      continue;
-    }
-    const [hosts, ktype, kdata] = fields;
-    if (!hosts || !ktype || !kdata) continue;
-    const patterns = hosts.split(',');
-    const negated = patterns.some((p) => p.startsWith('!') && hostPatternMatches(p.slice(1), name));
-    if (negated || !patterns.some((p) => !p.startsWith('!') && hostPatternMatches(p, name))) continue;
-    if (kdata === b64) return 'match';
-    if (ktype === type) sawSameType = true;
-  }
-  return sawSameType ? 'mismatch' : 'unknown';
-}
-
-function fingerprint(key: Buffer): string {
-  return `SHA256:${createHash('sha256').update(key).digest('base64').replace(/=+$/, '')}`;
 }
 
 function expandHome(p: string): string {
@@ -419,86 +353,28 @@ registerScheme('sftp', async (spec: RemoteSpec) => {
       throw usageError(`cannot read the SFTP private key ${keyFile}: ${(err as Error).message}`);
     }
   }
-  let knownHosts = await fsp.readFile(knownHostsFile, 'utf8').catch(() => '');
-
-  let refusal: RemoteError | undefined;
-  let learned: string | undefined;
-  const hostVerifier = (key: Buffer): boolean => {
-    const verdict = checkKnownHost(knownHosts, host, port, key);
-    if (verdict === 'match') return true;
-    const name = port === 22 ? host : `[${host}]:${port}`;
-    if (verdict === 'mismatch') {
-      refusal = new RemoteError('auth', `the host key of ${name} (${fingerprint(key)}) does not match ${knownHostsFile}: refusing to connect`, {
-        hint: 'if the server was reinstalled, remove its old line from known_hosts (ssh-keygen -R); otherwise this may be an attack',
-      });
-      return false;
-    }
-    if (acceptUnknown) {
-      learned = `${name} ${keyType(key)} ${key.toString('base64')}\n`;
-      return true;
-    }
-    refusal = new RemoteError('auth', `unknown SFTP host ${name} (${fingerprint(key)}): not in ${knownHostsFile}`, {
-      hint: `check the fingerprint, then add it (ssh-keyscan -p ${port} ${host} >> ${knownHostsFile}) or set "accept_unknown_host": true once`,
-    });
-    return false;
-  };
-
-  const { default: Client } = await import('ssh2-sftp-client');
-  const connect = async (): Promise<Session> => {
-  refusal = undefined;
-  const client = new Client();
-  // the library rethrows connection errors after connect as events; without a listener they would crash
-  client.on('error', () => {});
-  try {
-    await client.connect({
-      host,
-      port,
-      username,
-      password: password || undefined,
-      privateKey,
-      passphrase: spec.options.passphrase as string | undefined,
-      agent: !privateKey && !password ? spec.env.SSH_AUTH_SOCK : undefined,
-      hostVerifier,
-      readyTimeout: Number(spec.options.timeout_ms ?? 20000),
-      retries: 0,
-    } as Parameters<SftpClient['connect']>[0]);
-  } catch (err) {
-    await client.end().catch(() => {});
-    if (refusal) throw refusal;
-    const msg = errorMessage(err);
-    if (/authentication methods failed|auth/i.test(msg)) {
-      throw new RemoteError('auth', `the SFTP server at ${host}:${port} refused the login of "${username}"`, {
-        cause: err,
-        hint: 'check private_key/passphrase or password in the remotes config (or SFTP_PASSWORD)',
-      });
-    }
-    const kind = isTransientNetworkError(err) ? 'transient' : 'fatal';
-    throw new RemoteError(kind, `cannot connect to SFTP server ${host}:${port}: ${msg}`, { cause: err });
-  }
-  if (learned) {
-    await fsp.mkdir(path.dirname(knownHostsFile), { recursive: true, mode: 0o700 });
-    await fsp.appendFile(knownHostsFile, learned, { mode: 0o600 });
-    knownHosts += learned;
-    learned = undefined;
-  }
-  let lost: (err: Error) => void = () => {};
-  const closed = new Promise<never>((_, reject) => {
-    lost = reject;
-  });
-  closed.catch(() => {}); // observed through Promise.race; nobody may be waiting right now
-  const onClose = () => lost(Object.assign(new Error('the SFTP connection was closed'), { code: 'ECONNRESET' }));
-  const ssh = (client as unknown as { client: NodeJS.EventEmitter }).client;
-  ssh.on('close', onClose);
-  ssh.on('end', onClose);
-  const sftp = (client as unknown as { sftp: RawSftp & NodeJS.EventEmitter }).sftp;
-  sftp.on('close', onClose);
-  return { client, sftp, closed };
-  };
+  const knownHosts = await KnownHosts.load(knownHostsFile, host, port, acceptUnknown);
+  const connect = () =>
+    connectSftp(
+      {
+        host,
+        port,
+        username,
+        password: password || undefined,
+        privateKey,
+        passphrase: spec.options.passphrase as string | undefined,
+        agent: !privateKey && !password ? spec.env.SSH_AUTH_SOCK : undefined,
+        readyTimeoutMs: Number(spec.options.timeout_ms ?? 20000),
+      },
+      knownHosts,
+    );
   const first = await connect();
-  const client = first.client;
   let root = rel;
   if (!absolute) {
-    const home = await client.realPath('.');
+    const home = await call<string>((cb) => first.sftp.realpath('.', cb)).catch((err: unknown) => {
+      first.ssh.end();
+      throw new RemoteError('fatal', `SFTP server ${host}:${port}: cannot resolve the login directory: ${errorMessage(err)}`, { cause: err });
+    });
     root = rel ? `${home.replace(/\/+$/, '')}/${rel}` : home;
   } else {
     root = `/${rel}`;

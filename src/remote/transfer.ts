@@ -4,15 +4,15 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import pRetry, { AbortError } from 'p-retry';
-import { judgeChains, pinsOf } from '../catalog/chain.js';
-import { artifactFiles, validateSidecar } from '../catalog/listing.js';
-import { PREFIX, TYPE_DIR, dateOfId, parseName } from '../catalog/names.js';
-import { BACKUP_TYPES, type BackupType, type Sidecar } from '../catalog/sidecar.js';
+import { type BackupEntry, type StoredFile, judgeBackups } from '../catalog/catalog.js';
+import { pinsOf } from '../catalog/chain.js';
+import { PREFIX, TYPE_DIR } from '../catalog/names.js';
+import { type BackupType, type Sidecar, artifactFiles, parseSidecar } from '../catalog/sidecar.js';
 import type { Recipient } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, ensureDir, fsyncDir, fsyncFile, writeFileAtomic } from '../fsutil.js';
-import { type Remote, type RemoteEntry, RemoteError, readSmall } from './remote.js';
+import { type Remote, RemoteError, readSmall } from './remote.js';
+import { type RetryOptions, type RetryingRemote, retrying } from './retry.js';
 
 /**
  * Moving one backup between the local directory and a remote. The remote layout mirrors the local one
@@ -34,11 +34,6 @@ export type TransferEvent =
   | { kind: 'download'; rel: string; size: number; ms: number }
   | { kind: 'retry'; rel: string; attempt: number; error: string };
 
-export interface RetryOptions {
-  retries?: number; // attempts after the first, on transient errors only (default 4)
-  minTimeoutMs?: number; // first backoff delay (default 1000, doubling)
-}
-
 export interface TransferOptions extends RetryOptions {
   signal?: AbortSignal;
   onEvent?: (e: TransferEvent) => void;
@@ -59,43 +54,14 @@ export function dataFiles(type: BackupType, sidecar: Sidecar): FileRef[] {
 }
 
 export function parseSidecarBytes(bytes: Buffer | string, type: BackupType, id: string, where: string): Sidecar {
-  let data: unknown;
-  try {
-    data = JSON.parse(bytes.toString());
-  } catch {
-    throw new BackupError('DAMAGED', `${where}: metadata is not valid JSON`);
-  }
-  const reason = validateSidecar(data, type, id);
-  if (reason) throw new BackupError('DAMAGED', `${where}: ${reason}`);
-  return data as Sidecar;
-}
-
-/** Runs `fn`, retrying transient remote errors with exponential backoff; anything else fails at once. */
-export async function withRetry<T>(rel: string, fn: () => Promise<T>, options: TransferOptions = {}): Promise<T> {
-  return pRetry(
-    async () => {
-      try {
-        return await fn();
-      } catch (err) {
-        if (err instanceof RemoteError && err.kind === 'transient') throw err;
-        throw new AbortError(err as Error);
-      }
-    },
-    {
-      retries: options.retries ?? 4,
-      minTimeout: options.minTimeoutMs ?? 1000,
-      factor: 2,
-      signal: options.signal,
-      onFailedAttempt: (e) => {
-        if (e.retriesLeft > 0) options.onEvent?.({ kind: 'retry', rel, attempt: e.attemptNumber, error: e.message });
-      },
-    },
-  );
+  const { sidecar, error } = parseSidecar(bytes.toString(), type, id);
+  if (!sidecar) throw new BackupError('DAMAGED', `${where}: ${error}`);
+  return sidecar;
 }
 
 /** Uploads one file unless the remote already has it with the same size (and checksum where known). */
-async function uploadFile(remote: Remote, backupDir: string, f: FileRef, options: TransferOptions, force = false): Promise<boolean> {
-  const have = force ? null : await withRetry(f.rel, () => remote.stat(f.rel), options);
+async function uploadFile(remote: RetryingRemote, backupDir: string, f: FileRef, options: TransferOptions, force = false): Promise<boolean> {
+  const have = force ? null : await remote.stat(f.rel);
   if (have && have.size === f.size && (!have.checksum || !f.checksum || have.checksum === f.checksum)) {
     options.onEvent?.({ kind: 'skip', rel: f.rel, size: f.size });
     return false;
@@ -104,17 +70,17 @@ async function uploadFile(remote: Remote, backupDir: string, f: FileRef, options
   const started = Date.now();
   options.onEvent?.({ kind: 'start', rel: f.rel, size: f.size, reportsProgress: remote.reportsProgress });
   const onProgress = options.onEvent ? (bytes: number) => options.onEvent?.({ kind: 'progress', rel: f.rel, bytes, size: f.size }) : undefined;
-  await withRetry(f.rel, () => remote.put(f.rel, local, { signal: options.signal, checksum: f.checksum, onProgress }), options);
+  await remote.put(f.rel, local, { signal: options.signal, checksum: f.checksum, onProgress });
   options.onEvent?.({ kind: 'upload', rel: f.rel, size: f.size, ms: Date.now() - started });
   return true;
 }
 
 /** 'same': the remote holds this very backup; 'other': a different backup under the same name; 'none'. */
-async function remoteSidecarState(remote: Remote, rel: string, localBytes: Buffer, options: TransferOptions): Promise<'same' | 'other' | 'none'> {
-  const st = await withRetry(rel, () => remote.stat(rel), options);
+async function remoteSidecarState(remote: RetryingRemote, rel: string, localBytes: Buffer): Promise<'same' | 'other' | 'none'> {
+  const st = await remote.stat(rel);
   if (!st) return 'none';
   if (st.size !== localBytes.length) return 'other';
-  const bytes = await withRetry(rel, () => readSmall(remote, rel), options);
+  const bytes = await remote.attempt(rel, (raw) => readSmall(raw, rel));
   return bytes.equals(localBytes) ? 'same' : 'other';
 }
 
@@ -135,6 +101,7 @@ export async function uploadBackup(
   id: string,
   options: TransferOptions = {},
 ): Promise<UploadResult> {
+  remote = retrying(remote, options);
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
   const rel = sidecarRel(type, id);
   const localSidecar = path.join(backupDir, ...rel.split('/'));
@@ -144,7 +111,7 @@ export async function uploadBackup(
     return (await import('../crypto/age-remote.js')).uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options);
   }
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
-  const state = await remoteSidecarState(remote, rel, bytes, options);
+  const state = await remoteSidecarState(remote as RetryingRemote, rel, bytes);
   const committed = state === 'same';
   // another backup under the same name (local backups lost, then a new one in the same second): its
   // files may have the same sizes, so sizes prove nothing and everything is sent again
@@ -172,7 +139,7 @@ export async function uploadBackup(
       if (!st || st.size !== f.size) {
         throw new BackupError('DAMAGED', `local backup ${type} ${id} is incomplete: ${f.rel} ${st ? `is ${st.size} bytes, metadata says ${f.size}` : 'is missing'}`);
       }
-      if (await uploadFile(remote, backupDir, f, options, force)) {
+      if (await uploadFile(remote as RetryingRemote, backupDir, f, options, force)) {
         result.uploaded.push(f.rel);
         result.bytes += f.size;
       } else result.skipped.push(f.rel);
@@ -184,7 +151,7 @@ export async function uploadBackup(
   }
   // the commit marker goes last: a reader never sees a remote sidecar whose files are not all there
   const started = Date.now();
-  await withRetry(rel, () => remote.put(rel, localSidecar, { signal: options.signal }), options);
+  await remote.put(rel, localSidecar, { signal: options.signal });
   options.onEvent?.({ kind: 'upload', rel, size: bytes.length, ms: Date.now() - started });
   result.uploaded.push(rel);
   result.bytes += bytes.length;
@@ -206,16 +173,15 @@ function hasher(): { stream: Transform; digest: () => { checksum: string; size: 
 }
 
 /** Downloads one file to `dest`, checking size and sha256 against the sidecar before the final rename. */
-async function downloadFile(remote: Remote, f: FileRef, dest: string, options: TransferOptions): Promise<void> {
+async function downloadFile(remote: RetryingRemote, f: FileRef, dest: string, options: TransferOptions): Promise<void> {
   await ensureDir(path.dirname(dest));
   const tmp = path.join(path.dirname(dest), `.tmp-${path.basename(dest)}-${process.pid}`);
   const started = Date.now();
-  await withRetry(
-    f.rel,
-    async () => {
+  // a download cut off midway starts over: the hash covers the whole file
+  await remote.attempt(f.rel, async (raw) => {
       const h = hasher();
       try {
-        await pipeline(await remote.read(f.rel, { signal: options.signal }), h.stream, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }));
+        await pipeline(await raw.read(f.rel, { signal: options.signal }), h.stream, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }));
       } catch (err) {
         await fsp.rm(tmp, { force: true });
         throw err;
@@ -231,9 +197,7 @@ async function downloadFile(remote: Remote, f: FileRef, dest: string, options: T
         await fsp.rm(tmp, { force: true });
         throw new BackupError('DAMAGED', `remote ${f.rel} on ${remote.url} ${problem}`);
       }
-    },
-    options,
-  );
+  });
   await fsyncFile(tmp);
   await fsp.rename(tmp, dest);
   options.onEvent?.({ kind: 'download', rel: f.rel, size: f.size, ms: Date.now() - started });
@@ -244,7 +208,7 @@ export async function readRemoteSidecar(remote: Remote, type: BackupType, id: st
   const rel = sidecarRel(type, id);
   let bytes: Buffer;
   try {
-    bytes = await withRetry(rel, () => readSmall(remote, rel), options);
+    bytes = await retrying(remote, options).attempt(rel, (raw) => readSmall(raw, rel));
   } catch (err) {
     if (err instanceof RemoteError && err.kind === 'missing') {
       throw new BackupError('USAGE', `no ${type} backup ${id} on ${remote.url}`, { hint: 'list what the remote holds with: list --remote NAME' });
@@ -266,17 +230,18 @@ export async function downloadBackup(
   destDir: string,
   options: TransferOptions = {},
 ): Promise<string> {
-  const { rel, bytes, sidecar } = await readRemoteSidecar(remote, type, id, options);
+  const r = retrying(remote, options);
+  const { rel, bytes, sidecar } = await readRemoteSidecar(r, type, id, options);
   if (type === 'full') {
     for (const t of ['database', 'storage'] as const) {
       const cid = sidecar[t];
-      if (cid) await downloadBackup(remote, t, cid, destDir, options);
+      if (cid) await downloadBackup(r, t, cid, destDir, options);
     }
   } else {
     for (const rid of pinsOf({ id, references: sidecar.references })) {
-      if (!(await fsp.stat(path.join(destDir, ...sidecarRel('storage', rid).split('/'))).catch(() => null))) await downloadBackup(remote, 'storage', rid, destDir, options);
+      if (!(await fsp.stat(path.join(destDir, ...sidecarRel('storage', rid).split('/'))).catch(() => null))) await downloadBackup(r, 'storage', rid, destDir, options);
     }
-    for (const f of dataFiles(type, sidecar)) await downloadFile(remote, f, path.join(destDir, ...f.rel.split('/')), options);
+    for (const f of dataFiles(type, sidecar)) await downloadFile(r, f, path.join(destDir, ...f.rel.split('/')), options);
     await verifyWhole(destDir, type, sidecar);
   }
   const local = path.join(destDir, ...rel.split('/'));
@@ -300,95 +265,41 @@ async function verifyWhole(destDir: string, type: BackupType, sidecar: Sidecar):
 
 /** Hashes a remote object by streaming it: nothing is written locally. */
 export async function hashRemote(remote: Remote, rel: string, options: TransferOptions = {}): Promise<{ checksum: string; size: number }> {
-  return withRetry(
-    rel,
-    async () => {
-      const h = hasher();
-      const sink = new Writable({ write: (_c, _e, cb) => cb() });
-      await pipeline(await remote.read(rel, { signal: options.signal }), h.stream, sink);
-      return h.digest();
-    },
-    options,
-  );
+  return retrying(remote, options).attempt(rel, async (raw) => {
+    const h = hasher();
+    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    await pipeline(await raw.read(rel, { signal: options.signal }), h.stream, sink);
+    return h.digest();
+  });
 }
 
-export interface RemoteBackup {
-  type: BackupType;
-  id: string;
-  status: 'ok' | 'partial' | 'incomplete' | 'damaged';
-  reason?: string;
-  size: number;
-  createdAt: Date;
-  sidecar?: Sidecar;
-  /** every remote object that belongs to it, its sidecar included */
-  files: string[];
-}
+/** A backup on a remote: judged by the catalog like a local one; its files are remote paths. */
+export type RemoteBackup = BackupEntry;
 
 /**
- * What the remote holds, newest first, judged like the local listing: a sidecar whose files are all
- * present with the right sizes is `ok`; files without a sidecar are `incomplete` (an interrupted sync).
+ * What the remote holds, newest first, judged by the catalog like the local listing: a sidecar whose
+ * files are all present with the right sizes is `ok`; files without a sidecar are `incomplete` (an
+ * interrupted sync).
  */
 export async function listRemoteBackups(remote: Remote, options: TransferOptions & { type?: BackupType } = {}): Promise<RemoteBackup[]> {
-  const entries = await withRetry('/', () => remote.list(''), options);
-  const byRel = new Map<string, RemoteEntry>(entries.map((e) => [e.path, e]));
-  const groups = new Map<string, RemoteBackup>();
-  for (const e of entries) {
+  const r = retrying(remote, options);
+  const files: StoredFile[] = [];
+  for (const e of await r.list('')) {
     const [dir, name, ...rest] = e.path.split('/');
-    if (!dir || !name || rest.length) continue;
-    const parsed = parseName(name);
-    if (!parsed || parsed.temp || TYPE_DIR[parsed.type] !== dir) continue;
-    if (options.type && parsed.type !== options.type) continue;
-    const key = `${parsed.type}:${parsed.id}`;
-    let g = groups.get(key);
-    if (!g) {
-      g = { type: parsed.type, id: parsed.id, status: 'incomplete', reason: 'no metadata (interrupted upload)', size: 0, createdAt: dateOfId(parsed.id), files: [] };
-      groups.set(key, g);
-    }
-    g.files.push(e.path);
+    if (dir && name && !rest.length) files.push({ dir, name, size: e.size, ref: e.path });
   }
-  for (const g of groups.values()) {
-    const rel = sidecarRel(g.type, g.id);
-    if (!byRel.has(rel)) continue;
-    try {
-      const bytes = await withRetry(rel, () => readSmall(remote, rel), options);
-      g.sidecar = parseSidecarBytes(bytes, g.type, g.id, rel);
-    } catch (err) {
-      g.status = 'damaged';
-      g.reason = (err as Error).message;
-      continue;
-    }
-    const created = new Date(g.sidecar.created_at);
-    if (!Number.isNaN(created.getTime())) g.createdAt = created;
-    g.status = g.type === 'full' && g.sidecar.status === 'partial' ? 'partial' : 'ok';
-    g.reason = undefined;
-    if (g.type === 'full') continue;
-    for (const f of dataFiles(g.type, g.sidecar)) {
-      const have = byRel.get(f.rel);
-      if (!have || have.size !== f.size) {
-        g.status = 'damaged';
-        g.reason = have ? `${f.rel} is ${have.size} bytes, metadata says ${f.size}` : `missing ${f.rel}`;
-        break;
-      }
-    }
-    g.size = g.sidecar.file_size ?? 0;
-  }
-  // an incremental storage backup is as good as the archives of its chain
-  judgeChains([...groups.values()]);
-  for (const g of groups.values()) {
-    if (g.type !== 'full' || !g.sidecar) continue;
-    let size = 0;
-    for (const t of ['database', 'storage'] as const) {
-      const cid = g.sidecar[t];
-      if (!cid) continue;
-      const comp = groups.get(`${t}:${cid}`);
-      if (!comp || comp.status !== 'ok') {
-        g.status = 'damaged';
-        g.reason = comp ? `${t} component ${cid} is ${comp.status}` : `${t} component ${cid} is missing`;
-      } else size += comp.size;
-    }
-    g.size = size;
-  }
-  return [...groups.values()].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : BACKUP_TYPES.indexOf(a.type) - BACKUP_TYPES.indexOf(b.type)));
+  return judgeBackups(
+    {
+      files,
+      readSidecar: async (f, type, id) => {
+        try {
+          return { sidecar: parseSidecarBytes(await r.attempt(f.ref, (raw) => readSmall(raw, f.ref)), type, id, f.ref) };
+        } catch (err) {
+          return { error: (err as Error).message };
+        }
+      },
+      interrupted: 'no metadata (interrupted upload)',
+    },
+    options.type,
+  );
 }
-
-

@@ -16,6 +16,7 @@ import {
   errorMessage,
   isTransientNetworkError,
   joinRemote,
+  missingAs,
   registerScheme,
   tempName,
 } from './remote.js';
@@ -123,24 +124,18 @@ class WebdavRemote implements Remote {
   }
 
   async stat(relPath: string): Promise<RemoteEntry | null> {
-    try {
-      const st = (await this.client.stat(this.p(relPath))) as FileStat;
-      return st.type === 'file' ? { path: relPath, size: st.size } : null;
-    } catch (err) {
-      const e = this.wrap(err, relPath);
-      if (e instanceof RemoteError && e.kind === 'missing') return null;
-      throw e;
-    }
+    return missingAs(
+      async () => {
+        const st = (await this.client.stat(this.p(relPath))) as FileStat;
+        return st.type === 'file' ? { path: relPath, size: st.size } : null;
+      },
+      (err) => this.wrap(err, relPath),
+      null,
+    );
   }
 
   async delete(relPath: string): Promise<void> {
-    try {
-      await this.client.deleteFile(this.p(relPath));
-    } catch (err) {
-      const e = this.wrap(err, relPath);
-      if (e instanceof RemoteError && e.kind === 'missing') return;
-      throw e;
-    }
+    await missingAs(() => this.client.deleteFile(this.p(relPath)), (err) => this.wrap(err, relPath), undefined);
   }
 
   async space(): Promise<SpaceInfo> {

@@ -17,7 +17,8 @@ wait_for = sys.argv[1].encode()
 keys = sys.argv[2].encode()
 pid, fd = pty.fork()
 if pid == 0:
-    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))
+    if not os.environ.get('PTY_UNSIZED'):
+        fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack('HHHH', 24, 100, 0, 0))
     os.execvp(sys.argv[3], sys.argv[3:])
 out = b''
 sent = False
@@ -63,10 +64,10 @@ interface PtyRun {
   output: string;
 }
 
-function runPty(args: string[], cwd: string, waitFor: string, keys: string): PtyRun {
+function runPty(args: string[], cwd: string, waitFor: string, keys: string, env: Record<string, string> = {}): PtyRun {
   const r = spawnSync('python3', ['-c', DRIVER, waitFor, keys, process.execPath, BIN, ...args], {
     cwd,
-    env: baseEnv(cwd),
+    env: { ...baseEnv(cwd), ...env },
     encoding: 'utf8',
     timeout: 90_000,
     maxBuffer: 16 << 20,
@@ -97,6 +98,18 @@ describe('Ctrl-C in a terminal', () => {
     expect(r.echo).toBe(true);
     const left = filesUnder(app.backupDir).filter((f) => !fs.statSync(path.join(app.backupDir, f)).isDirectory() && !/backup\.log|status\.json|^\.|\/\./.test(f));
     expect(left).toEqual([]);
+  });
+});
+
+describe('a terminal that reports no size (a serial console, an unsized pty)', () => {
+  it('verify ends normally instead of redrawing its spinner forever', () => {
+    const c = spawnSync(process.execPath, [BIN, 'create', '--type', 'storage', ...app.flags], { cwd: app.cwd, env: baseEnv(app.cwd), encoding: 'utf8' });
+    expect(c.status, c.stderr).toBe(0);
+    // nothing to wait for and no keys: the driver gives the run 20 s, then kills it
+    const r = runPty(['verify', '--all', ...app.flags], app.cwd, '', '', { PTY_UNSIZED: '1' });
+    expect(r.timedOut, `still running after 20 s, ${r.output.length} bytes of output:\n${r.output.slice(-300)}`).toBe(false);
+    expect(r.code, r.output.slice(-2000)).toBe(0);
+    expect(r.output.length).toBeLessThan(100_000);
   });
 });
 

@@ -5,9 +5,11 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { expect } from 'vitest';
+import { expect, it } from 'vitest';
 import type { Sidecar } from '../../src/catalog/sidecar.js';
-import { fetchRemoteBackup, rotateRemote, verifyRemote } from '../../src/ops/remote-ops.js';
+import { fetchRemoteBackup } from '../../src/ops/restore.js';
+import { rotateRemote } from '../../src/ops/rotate.js';
+import { verifyRemote } from '../../src/ops/verify.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { type Remote, isTempName } from '../../src/remote/remote.js';
 import { type TransferEvent, listRemoteBackups } from '../../src/remote/transfer.js';
@@ -254,6 +256,46 @@ export async function rotation(t: ScenarioTarget, sets = 4): Promise<void> {
   } finally {
     await remote.close();
   }
+}
+
+export interface RemoteContract {
+  /** how the store shows in the test names and the measured round trip */
+  label: string;
+  target: () => ScenarioTarget;
+  /** when the store's interruptible form differs (rclone: the WebDAV backend, not the local disk) */
+  interruptible?: () => ScenarioTarget;
+  /** storage part sizes for the round trip and the interrupted sync (S3: above its multipart threshold) */
+  roundTripParts?: number[];
+  interruptedParts?: number[];
+  rotationSets?: number;
+  /** more checks on the store the round trip filled (remote test, remote info) */
+  afterRoundTrip?: (t: ScenarioTarget) => Promise<void>;
+}
+
+/**
+ * What every store must do, one `it` per scenario: a round trip, an interrupted sync that resumes with
+ * only what is missing, a corrupted object found by verify and refused by restore, rotation. Each
+ * backend's file only says how to reach its server.
+ */
+export function describeRemoteContract(c: RemoteContract): void {
+  it(`${c.label}: round trip: sync, list, verify, download for restore, nothing re-sent`, async () => {
+    const t = { ...c.target(), ...(c.roundTripParts ? { partBytes: c.roundTripParts } : {}) };
+    console.info(report(c.label, await roundTrip(t)));
+    await c.afterRoundTrip?.(t);
+  });
+
+  it(`${c.label}: an interrupted sync resumes with only what is missing`, async () => {
+    const t = (c.interruptible ?? c.target)();
+    await interruptedSync(c.interruptedParts ? { ...t, partBytes: c.interruptedParts } : t);
+  });
+
+  it(`${c.label}: verify finds a corrupted remote object`, async () => {
+    await corruptedObject(c.target());
+  });
+
+  it(`${c.label}: rotation keeps exactly the newest N per type`, async () => {
+    await rotation(c.target(), c.rotationSets);
+  });
 }
 
 export function report(label: string, m: Measured): string {

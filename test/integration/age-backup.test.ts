@@ -11,9 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run, sh } from '../helpers/cli.js';
 import { startRecorder, type Recorder } from '../helpers/http-recorder.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, sqlite, tempDir } from '../helpers/fixtures.js';
+import { ciMode, needs } from '../helpers/optional.js';
 
 /** Local skip rule (see age-interop.test.ts): skipped only when `age` is missing and CI is unset. */
-const skipWithoutAge = !process.env.CI && spawnSync('age', ['--version']).status !== 0;
+const needsAge = needs('age', 'age');
+/** parts of a test that read our files with the age CLI: skipped only where needs() would skip (CI unset) */
+const skipWithoutAge = !needsAge.available && !ciMode();
 
 let app: AppFixture;
 let keyFile: string;
@@ -97,7 +100,7 @@ describe('encrypted create / verify / restore', () => {
     expect(fs.statSync(dbFile()).mode & 0o777).toBe(0o600);
   });
 
-  it.skipIf(skipWithoutAge)("the README's manual restore works: age -d -i key.txt storage_backup_ID.tar.gz.age | tar -xz", () => {
+  needsAge.it("the README's manual restore works: age -d -i key.txt storage_backup_ID.tar.gz.age | tar -xz", () => {
     const out = scratchDir();
     fs.copyFileSync(keyFile, path.join(out, 'key.txt'));
     fs.copyFileSync(storageFile(), path.join(out, path.basename(storageFile())));

@@ -11,17 +11,13 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseIdentityText, parseRecipient, passphraseIdentity, passphraseRecipient } from '../../src/crypto/age-keys.js';
+import { needs } from '../helpers/optional.js';
 import { CHUNK, createDecryptStream, createEncryptStream } from '../../src/crypto/age-stream.js';
 
-/**
- * Local skip rule until the shared helper lands: a test that needs an external program is skipped
- * (by name) only when it is missing AND `CI` is unset; under CI it runs and fails loudly instead.
- */
-function needsProgramLocally(cmd: string, args: string[] = ['--version']): boolean {
-  if (process.env.CI) return false;
-  return spawnSync(cmd, args).status !== 0;
-}
-const skipWithoutAge = needsProgramLocally('age');
+const needsAge = needs('age', 'age');
+// the suite's set-up runs age-keygen while tests are collected: not when the suite is skipped or stands
+// for a missing program under CI
+const skipWithoutAge = !needsAge.available;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-age-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -89,7 +85,7 @@ const SIZES: [string, number][] = [
   ['about 1 MB', 1_000_003],
 ];
 
-describe.skipIf(skipWithoutAge)('age CLI interop (needs the age CLI)', () => {
+needsAge.describe('age CLI interop', () => {
   const alice = skipWithoutAge ? undefined! : keygen('alice.txt');
   const bob = skipWithoutAge ? undefined! : keygen('bob.txt');
   const aliceId = () => parseIdentityText(fs.readFileSync(alice.file, 'utf8'), alice.file);

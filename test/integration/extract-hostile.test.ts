@@ -8,7 +8,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackupError } from '../../src/errors.js';
-import { extractArchive } from '../../src/sources/extract.js';
+import { extractArchive } from '../../src/archive/extract.js';
 import { bufferStream, gnuTar, makeSourceTree, packBuffer, packTreeWithTarStream, snapshot, tempDir } from '../helpers/extract-fixtures.js';
 
 /**

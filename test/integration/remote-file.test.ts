@@ -2,10 +2,11 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { testRemote, remoteInfo } from '../../src/ops/remote-ops.js';
-import { loadRemotesConfig, maskSecrets, resolveRemote } from '../../src/remote/config.js';
+import { testRemote, remoteInfo } from '../../src/ops/sync.js';
+import { loadRemotesConfig, resolveRemote } from '../../src/remote/config.js';
+import { maskSecrets } from '../../src/secrets.js';
 import { openRemote, openRemoteDefinition } from '../../src/remote/registry.js';
-import { corruptedObject, interruptedSync, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
+import { describeRemoteContract } from '../helpers/remote-fixtures.js';
 import { tempDir } from '../helpers/servers.js';
 
 function fileTarget() {
@@ -21,22 +22,7 @@ function fileTarget() {
 }
 
 describe('file:// remote', () => {
-  it('round trip: sync, list, verify, download for restore, nothing re-sent', async () => {
-    const m = await roundTrip(fileTarget());
-    console.info(report('file', m));
-  });
-
-  it('an interrupted sync resumes with only what is missing', async () => {
-    await interruptedSync(fileTarget());
-  });
-
-  it('verify finds a corrupted remote object', async () => {
-    await corruptedObject(fileTarget());
-  });
-
-  it('rotation keeps exactly the newest N per type', async () => {
-    await rotation(fileTarget());
-  });
+  describeRemoteContract({ label: 'file', target: fileTarget });
 
   it('remote test and info', async () => {
     const t = fileTarget();
@@ -89,6 +75,17 @@ describe('remotes config', () => {
     for (const secret of ['hunter2-pass', 'very-secret-key', 'y0_AgAAAAA-token-value']) expect(shown).not.toContain(secret);
     expect(shown).toContain('alice:***@cloud.example');
     expect(cfg.remotes.find((r) => r.name === 'dav')!.enabled).toBe(false);
+  });
+
+  it('a malformed remotes section is a usage error naming what is wrong', async () => {
+    for (const [data, message] of [
+      [{ remotes: [] }, /"remotes" must be an object/],
+      [{ remotes: 'file:///x' }, /"remotes" must be an object/],
+      [{ remotes: { nas: { path: '/x' } } }, /remote "nas" needs a "url" string/],
+      [{ remotes: { nas: { url: 5 } } }, /remote "nas" needs a "url" string/],
+    ] as const) {
+      await expect(loadRemotesConfig(write(0o600, data))).rejects.toMatchObject({ code: 'USAGE', message: expect.stringMatching(message) });
+    }
   });
 
   it('a missing config is empty unless required; unknown names and schemes are usage errors', async () => {

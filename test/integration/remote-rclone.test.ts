@@ -1,10 +1,10 @@
 import * as path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { testRemote } from '../../src/ops/remote-ops.js';
+import { testRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { needs } from '../helpers/optional.js';
-import { corruptedObject, interruptedSync, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
+import { describeRemoteContract, report, roundTrip } from '../helpers/remote-fixtures.js';
 import { type WebdavServer, rcloneObscure, startWebdav, tempDir } from '../helpers/servers.js';
 
 let dav: WebdavServer;
@@ -48,26 +48,17 @@ needs('rclone', 'rclone').describe('rclone: remote', () => {
     await dav?.stop();
   });
 
-  it('round trip through a local backend', async () => {
-    console.info(report('rclone local', await roundTrip(localTarget())));
+  describeRemoteContract({
+    label: 'rclone local',
+    target: localTarget,
+    interruptible: davTarget, // the WebDAV server behind rclone is stopped mid-sync
+    rotationSets: 3, // one process per rclone call: fewer sets keep the file fast
   });
 
   it('round trip through a WebDAV backend, and remote test', async () => {
     const t = davTarget();
     console.info(report('rclone webdav', await roundTrip(t)));
     expect((await testRemote(t.open, 'rd')).ok).toBe(true);
-  });
-
-  it('WebDAV server stopped mid-sync: the next sync sends only what is missing', async () => {
-    await interruptedSync(davTarget());
-  });
-
-  it('verify finds a corrupted remote object', async () => {
-    await corruptedObject(localTarget());
-  });
-
-  it('rotation keeps exactly the newest N per type', async () => {
-    await rotation(localTarget(), 3); // one process per rclone call: fewer sets keep the file fast
   });
 
   it('wrong WebDAV password: a clear authentication error', async () => {

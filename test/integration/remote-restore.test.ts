@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { createBackup } from '../../src/ops/create.js';
-import { restoreFromRemote } from '../../src/ops/remote-ops.js';
+import { restoreFromRemote } from '../../src/ops/restore.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { type S3Server, startS3, tempDir } from '../helpers/servers.js';

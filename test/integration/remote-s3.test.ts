@@ -1,10 +1,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { testRemote } from '../../src/ops/remote-ops.js';
+import { testRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
-import { corruptedObject, interruptedSync, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
+import { describeRemoteContract } from '../helpers/remote-fixtures.js';
 import { type S3Server, startS3, tempDir } from '../helpers/servers.js';
 
 let s3: S3Server;
@@ -40,22 +40,13 @@ function target(options: Record<string, unknown> = {}) {
 }
 
 describe('s3:// remote (s3rver)', () => {
-  it('round trip with a multipart upload', async () => {
+  describeRemoteContract({
+    label: 's3 (s3rver)',
+    target: () => target(),
     // 12 MiB with 5 MiB parts: three-part multipart upload; the rest single PUTs
-    const m = await roundTrip({ ...target(), partBytes: [12 * MiB, 300 * 1024] });
-    console.info(report('s3 (s3rver)', m));
-  });
-
-  it('a server stopped mid-multipart-upload: the next sync sends only what is missing', async () => {
-    await interruptedSync({ ...target(), partBytes: [512 * 1024, 16 * MiB, 512 * 1024] });
-  });
-
-  it('verify finds a corrupted remote object', async () => {
-    await corruptedObject(target());
-  });
-
-  it('rotation keeps exactly the newest N per type', async () => {
-    await rotation(target());
+    roundTripParts: [12 * MiB, 300 * 1024],
+    // the server stops in the middle of a multipart upload
+    interruptedParts: [512 * 1024, 16 * MiB, 512 * 1024],
   });
 
   it('stores the sha256 as object metadata, so resume can compare checksums', async () => {

@@ -1,11 +1,11 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { remoteInfo, testRemote } from '../../src/ops/remote-ops.js';
+import { remoteInfo, testRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { needs } from '../helpers/optional.js';
-import { corruptedObject, interruptedSync, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
+import { describeRemoteContract, report, roundTrip } from '../helpers/remote-fixtures.js';
 import { type RcloneServer, startRcloneServe, startSshd, tempDir } from '../helpers/servers.js';
 import { type SftpTestServer, startSftpServer } from '../helpers/sftp-server.js';
 
@@ -33,28 +33,18 @@ function sftpContract(label: string, start: () => Promise<SftpTestServer>, opts:
     };
   }
 
-  it('round trip, test and info', async () => {
-    const t = target();
-    console.info(report(`sftp (${label})`, await roundTrip(t)));
-    expect((await testRemote(() => t.open(), 'box')).ok).toBe(true);
-    const remote = await t.open();
-    const info = await remoteInfo(remote);
-    if (srv.statvfs) expect(info.space.free).toBeGreaterThan(0); // statvfs@openssh.com
-    else expect(info.space.free).toBeUndefined();
-    expect(info.backups.ok).toBe(6);
-    await remote.close();
-  });
-
-  it('server stopped mid-upload: the next sync sends only what is missing', async () => {
-    await interruptedSync(target());
-  });
-
-  it('verify finds a corrupted remote object', async () => {
-    await corruptedObject(target());
-  });
-
-  it('rotation keeps exactly the newest N per type', async () => {
-    await rotation(target());
+  describeRemoteContract({
+    label: `sftp (${label})`,
+    target: () => target(),
+    afterRoundTrip: async (t) => {
+      expect((await testRemote(() => t.open(), 'box')).ok).toBe(true);
+      const remote = await t.open();
+      const info = await remoteInfo(remote);
+      if (srv.statvfs) expect(info.space.free).toBeGreaterThan(0); // statvfs@openssh.com
+      else expect(info.space.free).toBeUndefined();
+      expect(info.backups.ok).toBe(6);
+      await remote.close();
+    },
   });
 
   it('a key the server does not know: a clear authentication error', async () => {

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { remoteInfo, testRemote } from '../../src/ops/remote-ops.js';
+import { remoteInfo, testRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import type { TransferEvent } from '../../src/remote/transfer.js';
-import { corruptedObject, ids, interruptedSync, makeBackupSet, report, rotation, roundTrip } from '../helpers/remote-fixtures.js';
+import { describeRemoteContract, ids, interruptedSync, makeBackupSet, report, roundTrip } from '../helpers/remote-fixtures.js';
 import { type WebdavServer, startWebdav, tempDir } from '../helpers/servers.js';
 
 const TOKEN = 'y0_AgAAAAB-oauth-test-token';
@@ -41,21 +41,7 @@ function oauthTarget(token = TOKEN) {
 }
 
 describe('webdav:// remote (webdav-server, basic auth)', () => {
-  it('round trip', async () => {
-    console.info(report('webdav basic', await roundTrip(basicTarget())));
-  });
-
-  it('a server stopped mid-upload: the next sync sends only what is missing', async () => {
-    await interruptedSync(basicTarget());
-  });
-
-  it('verify finds a corrupted remote object', async () => {
-    await corruptedObject(basicTarget());
-  });
-
-  it('rotation keeps exactly the newest N per type', async () => {
-    await rotation(basicTarget());
-  });
+  describeRemoteContract({ label: 'webdav basic', target: () => basicTarget() });
 
   it('transient failures are retried with backoff: a server back within the retries loses nothing', async () => {
     const backupDir = tempDir('retry-local');

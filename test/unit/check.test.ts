@@ -6,7 +6,7 @@ import type { BackupType } from '../../src/catalog/sidecar.js';
 import { readStatus, recordRun, STATUS_FILE } from '../../src/catalog/status.js';
 import { BackupError } from '../../src/errors.js';
 import { checkBackups, enabledTypes } from '../../src/ops/check.js';
-import { registerSecret } from '../../src/redact.js';
+import { registerSecret } from '../../src/secrets.js';
 
 const H = 3_600_000;
 const NOW = new Date('2024-03-10T06:00:00Z');

@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackupError } from '../../src/errors.js';
-import { extractArchive } from '../../src/sources/extract.js';
+import { extractArchive } from '../../src/archive/extract.js';
 import { bufferStream, makeSourceTree, packBuffer, packTreeWithTarStream, snapshot, tempDir } from '../helpers/extract-fixtures.js';
 
 let base: string;

@@ -2,7 +2,6 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackupError } from '../../src/errors.js';
 import {
   formatMessage,
-  makeRedactor,
   notifyResult,
   notifyStart,
   resolveNotifyConfig,
@@ -10,6 +9,7 @@ import {
   type RunResult,
 } from '../../src/notify/index.js';
 import { pingUrl } from '../../src/notify/healthcheck.js';
+import { redact, registerSecret } from '../../src/secrets.js';
 import { startRecorder, type Recorder } from '../helpers/http-recorder.js';
 
 const TOKEN = '123456789:AAHsecretTOKENvalue_-xyz';
@@ -230,11 +230,19 @@ describe('sending', () => {
 
 describe('redaction', () => {
   it('removes tokens, their URL-encoded form and secret URL paths', () => {
-    const r = makeRedactor([TOKEN, 'https://hc-ping.com/0f3e-secret-uuid']);
+    registerSecret(TOKEN);
+    registerSecret('https://hc-ping.com/0f3e-secret-uuid');
+    const r = redact;
     expect(r(`GET https://api.telegram.org/bot${TOKEN}/sendMessage`)).toBe('GET https://api.telegram.org/bot***/sendMessage');
     expect(r(`x=${encodeURIComponent(TOKEN)}`)).toBe('x=***');
     expect(r('ping https://hc-ping.com/0f3e-secret-uuid/fail')).toBe('ping ***/fail');
     expect(r('path /0f3e-secret-uuid')).toBe('path ***');
+  });
+
+  it('the webhook and healthcheck URLs are secrets from the moment the config is read', () => {
+    resolveNotifyConfig({ NOTIFY_WEBHOOK_URL: 'https://hooks.example/T1/B2/webhook-secret-path', HEALTHCHECK_URL: 'https://hc.example/ping-uuid-4242' });
+    expect(redact('POST https://hooks.example/T1/B2/webhook-secret-path failed')).toBe('POST *** failed');
+    expect(redact('GET /ping-uuid-4242/start: 404')).toBe('GET ***/start: 404');
   });
 });
 

@@ -71,24 +71,12 @@ Examples:
           let sync: { remote: string; ok: boolean; uploaded?: number; error?: string }[] | undefined;
           if (o.sync && result.backups.length) {
             // the local backup is safe whatever happens now: a failed upload is reported, exit 1
-            const { loadRemotes, openRemoteByName, selectRemotes, transferProgress } = await import('./remote.js');
-            const { syncToRemote } = await import('../../ops/sync.js');
+            const { loadRemotes, selectRemotes } = await import('./remote.js');
+            const { syncEach } = await import('./sync.js');
             const remotes = await loadRemotes(ctx, cmd);
-            sync = [];
-            for (const name of selectRemotes(remotes, typeof o.sync === 'string' ? [o.sync] : undefined)) {
-              try {
-                const remote = await openRemoteByName(ctx, remotes, name);
-                try {
-                  const r = await syncToRemote(remote, ctx.cfg.backupDir, { ids: [result.id], type: result.type, signal: ctx.signal, onEvent: transferProgress(ctx, name), encryptTo: (await import('../../crypto/age-remote.js')).remoteRecipients(remotes, name) });
-                  sync.push({ remote: name, ok: true, uploaded: r.bytes });
-                } finally {
-                  await remote.close();
-                }
-              } catch (err) {
-                if (ctx.signal.aborted) throw err;
-                sync.push({ remote: name, ok: false, error: (err as Error).message });
-              }
-            }
+            const names = selectRemotes(remotes, typeof o.sync === 'string' ? [o.sync] : undefined);
+            const done = await syncEach(ctx, remotes, names, { ids: [result.id], type: result.type });
+            sync = done.map((s) => ({ remote: s.remote, ok: s.ok, uploaded: s.result?.bytes, error: s.error }));
           }
           const syncFailed = sync?.some((s) => !s.ok) ?? false;
           const { EXIT_SKIPPED } = await import('../../errors.js');

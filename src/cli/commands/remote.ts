@@ -71,7 +71,7 @@ Examples:
     .description('the configured remotes, secrets masked')
     .action(
       action('remote list', async (ctx, cmd) => {
-        const { maskSecrets, maskUrl } = await import('../../remote/config.js');
+        const { maskSecrets, maskUrl } = await import('../../secrets.js');
         const cfg = await loadRemotes(ctx, cmd);
         const rows = cfg.remotes.map((r) => ({
           name: r.name,
@@ -106,7 +106,7 @@ Examples:
       action('remote test', async (ctx, cmd) => {
         const [name] = cmd.args as [string];
         const cfg = await loadRemotes(ctx, cmd);
-        const { testRemote } = await import('../../ops/remote-ops.js');
+        const { testRemote } = await import('../../ops/sync.js');
         const r = await testRemote(() => openRemoteByName(ctx, cfg, name), name);
         const failed = r.steps.find((s) => !s.ok);
         return {
@@ -133,7 +133,7 @@ Examples:
         const cfg = await loadRemotes(ctx, cmd);
         const r = await openRemoteByName(ctx, cfg, name);
         try {
-          const { remoteInfo } = await import('../../ops/remote-ops.js');
+          const { remoteInfo } = await import('../../ops/sync.js');
           const info = await remoteInfo(r, { signal: ctx.signal });
           return {
             json: info,

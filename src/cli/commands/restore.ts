@@ -99,7 +99,7 @@ Examples:
         let result: import('../../ops/restore.js').RestoreResult;
         if (o.from) {
           const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
-          const { restoreFromRemote } = await import('../../ops/remote-ops.js');
+          const { restoreFromRemote } = await import('../../ops/restore.js');
           const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
           try {
             result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, o.from) } });

@@ -1,12 +1,49 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { BackupError } from '../../errors.js';
-import type { SyncResult } from '../../ops/sync.js';
-import { action } from '../run.js';
+import type { RemotesConfig } from '../../remote/config.js';
+import type { SyncOptions, SyncResult } from '../../ops/sync.js';
+import { type Context, action } from '../run.js';
 import { bytes, duration } from '../format.js';
 import { REMOTES_CONFIG_HELP, loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+export interface RemoteSync {
+  remote: string;
+  ok: boolean;
+  result?: SyncResult;
+  error?: string;
+  hint?: string;
+}
+
+/**
+ * The per-remote loop of `sync` and `create --sync`: each remote in turn, each with its own encryption
+ * settings; a remote that fails does not stop the others (`onFailure` says so as it happens).
+ */
+export async function syncEach(ctx: Context, remotes: RemotesConfig, names: string[], options: SyncOptions, onFailure?: (name: string, e: BackupError) => void): Promise<RemoteSync[]> {
+  const { syncToRemote } = await import('../../ops/sync.js');
+  const { remoteRecipients } = await import('../../crypto/age-remote.js');
+  const results: RemoteSync[] = [];
+  for (const name of names) {
+    if (ctx.signal.aborted) break;
+    try {
+      const remote = await openRemoteByName(ctx, remotes, name);
+      try {
+        const result = await syncToRemote(remote, ctx.cfg.backupDir, { ...options, signal: ctx.signal, onEvent: transferProgress(ctx, name), encryptTo: remoteRecipients(remotes, name) });
+        results.push({ remote: name, ok: true, result });
+      } finally {
+        await remote.close();
+      }
+    } catch (err) {
+      if (ctx.signal.aborted) throw err;
+      const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
+      onFailure?.(name, e);
+      results.push({ remote: name, ok: false, error: e.message, hint: e.hint });
+    }
+  }
+  return results;
+}
 
 function wholeNumber(flag: string) {
   return (v: string) => {
@@ -40,34 +77,11 @@ Examples:
         const o = cmd.opts() as { remote?: string[]; type?: BackupType; latest?: boolean; retries?: number };
         const cfg = await loadRemotes(ctx, cmd);
         const names = selectRemotes(cfg, o.remote);
-        const { syncToRemote } = await import('../../ops/sync.js');
-        const results: { remote: string; ok: boolean; result?: SyncResult; error?: string; hint?: string }[] = [];
-        for (const name of names) {
-          if (ctx.signal.aborted) break;
-          try {
-            const remote = await openRemoteByName(ctx, cfg, name);
-            try {
-              const result = await syncToRemote(remote, ctx.cfg.backupDir, {
-                type: o.type,
-                latest: o.latest,
-                retries: o.retries,
-                signal: ctx.signal,
-                onEvent: transferProgress(ctx, name),
-                encryptTo: (await import('../../crypto/age-remote.js')).remoteRecipients(cfg, name),
-              });
-              results.push({ remote: name, ok: true, result });
-            } finally {
-              await remote.close();
-            }
-          } catch (err) {
-            if (ctx.signal.aborted) throw err;
-            // with one remote the error itself is the answer; with several, report it and go on
-            if (names.length === 1) throw err;
-            const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
-            ctx.ui.warn(`sync to ${name} failed: ${e.message}`);
-            results.push({ remote: name, ok: false, error: e.message, hint: e.hint });
-          }
-        }
+        const results = await syncEach(ctx, cfg, names, { type: o.type, latest: o.latest, retries: o.retries }, (name, e) => {
+          // with one remote the error itself is the answer; with several, report it and go on
+          if (names.length === 1) throw e;
+          ctx.ui.warn(`sync to ${name} failed: ${e.message}`);
+        });
         const ok = results.every((r) => r.ok);
         const sent = results.reduce((n, r) => n + (r.result?.bytes ?? 0), 0);
         const uploadedBackups = results.reduce((n, r) => n + (r.result?.synced.length ?? 0), 0);

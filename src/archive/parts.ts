@@ -48,10 +48,6 @@ export class PartWriter extends Writable {
     super({ highWaterMark: 1 << 20 });
   }
 
-  get bytesWritten(): number {
-    return this.total;
-  }
-
   private async openPart(): Promise<void> {
     const n = this.done.length + 1;
     const tmp = path.join(this.dir, `${this.splitSize ? partName(this.name, n) : this.name}.tmp`);
