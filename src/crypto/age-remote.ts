@@ -8,7 +8,8 @@ import { FILE_MODE } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
-import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult } from '../remote/transfer.js';
+import { pinsOf } from '../catalog/chain.js';
+import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, uploadBackup, uploadFile } from '../remote/transfer.js';
 import { AGE_EXTENSION, encryptStage } from './age-artifact.js';
 import type { Recipient } from './age-keys.js';
 import { recipientsFromList } from './age-settings.js';
@@ -43,10 +44,27 @@ async function remoteHasIt(remote: Remote, type: BackupType, id: string, local: 
  */
 export async function uploadEncrypted(remote: Remote, backupDir: string, type: BackupType, id: string, local: Sidecar, recipients: Recipient[], options: TransferOptions): Promise<UploadResult> {
   const scRel = sidecarRel(type, id);
+  const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
+  // an incremental storage backup: its chain first (each encrypted and committed on its own), then its
+  // manifest, which stays plaintext like the local one (see README, incremental storage backups)
+  for (const rid of pinsOf({ id, references: local.references })) {
+    const sub = await uploadBackup(remote, backupDir, 'storage', rid, options);
+    result.uploaded.push(...sub.uploaded);
+    result.skipped.push(...sub.skipped);
+    result.bytes += sub.bytes;
+  }
+  if (local.manifest) {
+    const m = { rel: `${TYPE_DIR[type]}/${local.manifest.file}`, size: local.manifest.size, checksum: local.manifest.checksum };
+    if (await uploadFile(retrying(remote, options), backupDir, m, options)) {
+      result.uploaded.push(m.rel);
+      result.bytes += m.size;
+    } else result.skipped.push(m.rel);
+  }
   const done = await remoteHasIt(remote, type, id, local, options);
   if (done) {
     options.onEvent?.({ kind: 'skip', rel: done, size: 0 });
-    return { uploaded: [], skipped: [done, scRel], bytes: 0 };
+    result.skipped.push(done, scRel);
+    return result;
   }
   const dir = path.join(backupDir, TYPE_DIR[type]);
   const name = path.basename(local.backup_path!) + AGE_EXTENSION;
@@ -72,7 +90,9 @@ export async function uploadEncrypted(remote: Remote, backupDir: string, type: B
     await fsp.writeFile(tmpSidecar, bytes, { mode: FILE_MODE });
     await retrying(remote, options).put(scRel, tmpSidecar, { signal: options.signal });
     options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
-    return { uploaded: [rel, scRel], skipped: [], bytes: written.size + bytes.length };
+    result.uploaded.push(rel, scRel);
+    result.bytes += written.size + bytes.length;
+    return result;
   } finally {
     await writer.abort();
     await fsp.rm(tmp, { force: true });

@@ -60,7 +60,7 @@ export function parseSidecarBytes(bytes: Buffer | string, type: BackupType, id: 
 }
 
 /** Uploads one file unless the remote already has it with the same size (and checksum where known). */
-async function uploadFile(remote: RetryingRemote, backupDir: string, f: FileRef, options: TransferOptions, force = false): Promise<boolean> {
+export async function uploadFile(remote: RetryingRemote, backupDir: string, f: FileRef, options: TransferOptions, force = false): Promise<boolean> {
   const have = force ? null : await remote.stat(f.rel);
   if (have && have.size === f.size && (!have.checksum || !f.checksum || have.checksum === f.checksum)) {
     options.onEvent?.({ kind: 'skip', rel: f.rel, size: f.size });

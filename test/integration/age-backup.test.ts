@@ -150,7 +150,9 @@ describe('encrypted create / verify / restore', () => {
   });
 
   for (const compression of ['gzip', 'none']) it(`an altered or truncated .age file (${compression}): verify exits 3 with and without key; restore --no-verify restores nothing`, async () => {
-    const r = await run(['create', '--type', 'storage', '--json', '--compression', compression, '--recipient', recipient, ...app.flags], { cwd: app.cwd });
+    // a level 0 (--full): its archive holds every file, so the restore must read (and authenticate) it; a
+    // level N of this unchanged tree would hold nothing its manifest references, and is not read at all
+    const r = await run(['create', '--type', 'storage', '--full', '--json', '--compression', compression, '--recipient', recipient, ...app.flags], { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);
     const c = parseJsonStdout<Created>(r);
     const file = c.backups[0].files[0];
@@ -258,7 +260,8 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     remotesFile = path.join(app.cwd, 'remote_storage.json');
     fs.writeFileSync(remotesFile, JSON.stringify({ remotes: { nas: { url: pathToFileURL(nas).href, encrypt: { recipients: [recipient] } } } }), { mode: 0o600 });
     // a plaintext local backup, split into parts: the remote gets one encrypted file of the whole
-    const r = await vb(['create', '--json', '--split-size', '0.25']);
+    // a level 0 (--full): its archive alone is the tree, as the manual decrypt below reads it
+    const r = await vb(['create', '--json', '--full', '--split-size', '0.25']);
     expect(r.code, describeRun(r)).toBe(0);
     id = parseJsonStdout<Created>(r).id;
   });
@@ -267,7 +270,8 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     const r = await vb(['sync', '--remote', 'nas']);
     expect(r.code, describeRun(r)).toBe(0);
     const st = fs.readdirSync(path.join(nas, 'storage')).filter((n) => n.includes(id));
-    expect(st.sort()).toEqual([`storage_backup_${id}.json`, `storage_backup_${id}.tar.gz.age`]);
+    // the manifest of an incremental storage backup goes along in plaintext, as it is kept locally
+    expect(st.sort()).toEqual([`storage_backup_${id}.json`, `storage_backup_${id}.manifest.gz`, `storage_backup_${id}.tar.gz.age`]);
     expect(fs.readdirSync(path.join(nas, 'database')).filter((n) => n.includes(id)).sort()).toEqual([`db_backup_${id}.db.age`, `db_backup_${id}.json`]);
     const rs = readJson<Record<string, any>>(path.join(nas, 'storage', `storage_backup_${id}.json`));
     const ls = readJson<Record<string, any>>(path.join(app.backupDir, 'storage', `storage_backup_${id}.json`));
