@@ -63,10 +63,12 @@ describe('rotate: the dry run tells the truth', () => {
     const r = await run(['rotate', '--dry-run', '--max-backups', '1', ...app.flags], { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);
     const keepLines = r.stdout.split('\n').filter((l) => /\bkeep\b/.test(l));
-    expect(keepLines.length, r.stdout).toBe(3); // newest full and its two components
+    // newest full and its two components, and the older storage backup: the base of the newer one's chain
+    expect(keepLines.length, r.stdout).toBe(4);
     expect(keepLines.find((l) => /\bfull\b/.test(l)), r.stdout).toMatch(/\blast\b/);
     expect(r.stdout).toMatch(/component of full/);
-    expect(r.stdout).toMatch(/would remove 3 backups, would free/);
+    expect(r.stdout).toMatch(/archive needed by storage/);
+    expect(r.stdout).toMatch(/would remove 2 backups, would free/);
   });
 });
 
