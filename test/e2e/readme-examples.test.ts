@@ -87,6 +87,9 @@ describe('README examples', () => {
       fs.copyFileSync(path.join(app.cwd, 'backups', 'storage', name), path.join(usb, name));
       return path.join(usb, name);
     });
+    // "> FILE": the shell's redirection; the run captures stdout instead
+    const redirect = args.indexOf('>');
+    if (redirect >= 0) args = args.slice(0, redirect);
     const r = await run(args, { cwd: app.cwd, timeoutMs: 120_000 });
     expect(r.code, describeRun(r)).toBe(EXPECTED_EXIT[line] ?? 0);
     expect(r.stderr, describeRun(r)).not.toMatch(/unknown option|unknown command|    at .*\.js:\d+/);
