@@ -307,6 +307,29 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     expect(snapshot(path.join(target, 'storage'))).toEqual(snapshot(app.storagePath));
     expect(Number(sqlite(path.join(target, 'app_data.db'), 'SELECT count(*) FROM clients'))).toBe(app.rows.clients);
   });
+
+  it('a level N backup goes with its chain and its manifest: listed ok on the remote, restored whole with the identity', async () => {
+    fs.writeFileSync(path.join(app.storagePath, 'added after the level 0.txt'), 'new\n');
+    const c = await vb(['create', '--type', 'storage', '--json']);
+    expect(c.code, describeRun(c)).toBe(0);
+    const nid = parseJsonStdout<Created>(c).id;
+    const local = readJson<Record<string, any>>(path.join(app.backupDir, 'storage', `storage_backup_${nid}.json`));
+    expect(local.level).toBeGreaterThan(0);
+    const s = await vb(['sync', '--remote', 'nas']);
+    expect(s.code, describeRun(s)).toBe(0);
+    for (const rid of local.references as string[]) {
+      const names = fs.readdirSync(path.join(nas, 'storage')).filter((n) => n.includes(rid));
+      expect(names.sort(), rid).toEqual([`storage_backup_${rid}.json`, `storage_backup_${rid}.manifest.gz`, `storage_backup_${rid}.tar.gz.age`]);
+    }
+    const l = await vb(['list', '--remote', 'nas', '--type', 'storage', '--json']);
+    expect(l.code, describeRun(l)).toBe(0);
+    expect(parseJsonStdout<{ id: string; status: string }[]>(l).find((b) => b.id === nid)?.status).toBe('ok');
+    const target = scratchDir();
+    const ok = await vb(['restore', `storage_backup_${nid}.json`, '--from', 'nas', '--yes', '--target', target, '--identity', keyFile]);
+    expect(ok.code, describeRun(ok)).toBe(0);
+    expect(snapshot(path.join(target, 'storage'))).toEqual(snapshot(app.storagePath));
+    fs.rmSync(path.join(app.storagePath, 'added after the level 0.txt'));
+  });
 });
 
 describe('rekey', () => {
