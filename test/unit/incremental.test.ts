@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compareRecords, decodeRecord, encodeRecord, type ManifestRecord, ManifestWriter, readManifest } from '../../src/archive/manifest.js';
 import { judgeChains, nextLevel, pinnedByKept } from '../../src/catalog/chain.js';
+import { validateSidecar } from '../../src/catalog/sidecar.js';
 import { planRetention, type RetentionItem } from '../../src/ops/retention.js';
 
 const rec = (p: string, t: ManifestRecord['t'] = 'f', extra: Partial<ManifestRecord> = {}): ManifestRecord => ({ path: p, t, s: 1, m: 0o644, u: 0, g: 0, mt: '1', ct: '1', i: '1', a: 'A', ...extra });
@@ -113,5 +114,16 @@ describe('judging chains (local and remote catalogs alike)', () => {
     expect(entries.map((x) => `${x.id} ${x.status}`)).toEqual(['B ok', 'L1 damaged', 'L2 ok', 'C damaged', 'L3 damaged']);
     expect((entries[1] as { reason?: string }).reason).toBe('needs the archive of storage backup X, which is missing');
     expect((entries[4] as { reason?: string }).reason).toBe('needs the archive of storage backup C, which is damaged');
+  });
+});
+
+describe('sidecars of incremental backups', () => {
+  it('a manifest named outside its own directory, or malformed references, make the sidecar unusable', () => {
+    const base = { format: 1, type: 'storage', id: '20240101_120000', backup_path: 'storage_backup_20240101_120000.tar.gz', checksum: 'c', file_size: 1 };
+    const manifest = (file: string) => ({ file, size: 1, checksum: 'c', entries: 1 });
+    expect(validateSidecar({ ...base, manifest: manifest('storage_backup_20240101_120000.manifest.gz'), references: ['20240101_120000'] }, 'storage', base.id)).toBeUndefined();
+    expect(validateSidecar({ ...base, manifest: manifest('../../etc/passwd') }, 'storage', base.id)).toMatch(/not a file in its own directory/);
+    expect(validateSidecar({ ...base, manifest: { file: 'x' } }, 'storage', base.id)).toMatch(/malformed manifest/);
+    expect(validateSidecar({ ...base, references: ['../x'] }, 'storage', base.id)).toMatch(/malformed references/);
   });
 });
