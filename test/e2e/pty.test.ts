@@ -3,7 +3,7 @@
  * module), so the line discipline turns \x03 into SIGINT exactly as it does for an operator: exit 130,
  * no partial files, the terminal left with its normal settings (isig, icanon, echo).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -98,6 +98,29 @@ describe('Ctrl-C in a terminal', () => {
     expect(r.echo).toBe(true);
     const left = filesUnder(app.backupDir).filter((f) => !fs.statSync(path.join(app.backupDir, f)).isDirectory() && !/backup\.log|status\.json|^\.|\/\./.test(f));
     expect(left).toEqual([]);
+  });
+});
+
+describe('SIGINT to the whole process group (what a terminal sends on Ctrl-C)', () => {
+  it('with xz running as a child: exit 130 and "interrupted by SIGINT", not a raw EPIPE from the dead xz', async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      // its own process group, as a shell's foreground job is; the group gets the signal, xz included
+      const child = spawn(process.execPath, [BIN, 'create', '--type', 'storage', '--compression', 'xz', ...app.flags], { cwd: app.cwd, env: baseEnv(app.cwd), detached: true });
+      let stderr = '';
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      child.stdout.resume();
+      // wait until xz is busy
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline && !spawnSync('pgrep', ['-P', String(child.pid), 'xz']).stdout?.length) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      process.kill(-child.pid!, 'SIGINT');
+      const code = await new Promise<number | null>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? -1 : null))));
+      expect(code, stderr).toBe(130);
+      expect(stderr).toMatch(/error:.*interrupted by SIGINT/);
+      expect(stderr).not.toMatch(/EPIPE/);
+    }
   });
 });
 
