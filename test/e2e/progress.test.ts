@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, run } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
+import { needs } from '../helpers/optional.js';
 
 let app: AppFixture;
 beforeAll(() => {
@@ -15,7 +16,7 @@ afterAll(() => rmrf(app?.cwd));
 
 const args = () => ['create', '--type', 'storage', '--compression', 'xz', '--progress-interval', '0.2', ...app.flags];
 
-describe('progress without a terminal', () => {
+needs('xz', 'xz-utils').describe('progress without a terminal', () => {
   it('plain lines with done/total, percent and files, no escape codes', async () => {
     const r = await run(args(), { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);

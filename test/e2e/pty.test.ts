@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, baseEnv } from '../helpers/cli.js';
 import { type AppFixture, filesUnder, makeApp, rmrf } from '../helpers/fixtures.js';
+import { needs } from '../helpers/optional.js';
 
 /** Starts ARGS under a pty, waits for WAIT_FOR in the output, types the keys, reads to the end. */
 const DRIVER = `
@@ -84,7 +85,7 @@ beforeAll(() => {
 afterAll(() => rmrf(app?.cwd));
 
 describe('Ctrl-C in a terminal', () => {
-  it('stops a create showing progress: exit 130, partial files removed, tty settings intact', () => {
+  needs('xz', 'xz-utils').it('stops a create showing progress: exit 130, partial files removed, tty settings intact', () => {
     const r = runPty(['create', '--type', 'storage', '--compression', 'xz', ...app.flags], app.cwd, 'storage', '\x03');
     expect(r.sent, r.output).toBe(true);
     expect(r.timedOut, `still running 20 s after Ctrl-C:\n${r.output.slice(-2000)}`).toBe(false);
@@ -102,7 +103,7 @@ describe('Ctrl-C in a terminal', () => {
 });
 
 describe('SIGINT to the whole process group (what a terminal sends on Ctrl-C)', () => {
-  it('with xz running as a child: exit 130 and "interrupted by SIGINT", not a raw EPIPE from the dead xz', async () => {
+  needs('xz', 'xz-utils').it('with xz running as a child: exit 130 and "interrupted by SIGINT", not a raw EPIPE from the dead xz', async () => {
     for (let trial = 0; trial < 3; trial++) {
       // its own process group, as a shell's foreground job is; the group gets the signal, xz included
       const child = spawn(process.execPath, [BIN, 'create', '--type', 'storage', '--compression', 'xz', ...app.flags], { cwd: app.cwd, env: baseEnv(app.cwd), detached: true });
