@@ -130,6 +130,7 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   const files = artifactFiles(s).map((p) => path.join(dir, p.file));
   let extracted;
   let unpacked = 0;
+  let unpackedBytes = 0;
   try {
     const input = readParts(files);
     const decrypt = s.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${entry.id}`, info: s.encryption }) : undefined;
@@ -142,7 +143,9 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
       signal: opts.signal,
       onEntry: (_name, bytes) => {
         if (++unpacked === 1) faultPoint('staging');
-        opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes });
+        unpackedBytes += bytes;
+        // totals from the sidecar, so a terminal shows percent and ETA as create does
+        opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes: unpackedBytes, totalBytes: s.content_bytes, files: unpacked, totalFiles: s.entry_count });
       },
     });
     if (decrypt) {

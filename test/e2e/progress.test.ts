@@ -27,6 +27,17 @@ needs('xz', 'xz-utils').describe('progress without a terminal', () => {
     expect(r.stderr).not.toMatch(/\x1b\[/);
   });
 
+  it('restore shows unpacked/total bytes and entries from the sidecar, not the size of one entry', async () => {
+    const c = await run(args(), { cwd: app.cwd });
+    expect(c.code, describeRun(c)).toBe(0);
+    const target = `${app.cwd}/restore-progress`;
+    const r = await run(['restore', 'latest', '--target', target, '--yes', '--no-verify', '--progress-interval', '0.01', ...app.flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('progress: restoring'));
+    expect(lines.length, r.stderr).toBeGreaterThanOrEqual(1);
+    for (const l of lines) expect(l).toMatch(/^progress: restoring \d{8}_\d{6}: [\d.]+ \S+ \/ [\d.]+ MiB \(\d+%\), \d+\/\d+ files/);
+  });
+
   it('--quiet prints no progress', async () => {
     const r = await run([...args(), '--quiet'], { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);
