@@ -7,7 +7,10 @@ import { BackupError } from '../errors.js';
  * JS, and the output is exactly what `tar -xJf` & co. expect.
  */
 export function processFilter(command: string, args: string[]): Duplex {
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // its own process group: Ctrl-C on a terminal signals the whole foreground group, and an xz that died
+  // of it first would turn an orderly "interrupted by SIGINT" (exit 130) into a raw EPIPE. We stop it
+  // ourselves when the stream closes, and it exits on EOF if we are killed.
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => {
     if (stderr.length < 4096) stderr += d;

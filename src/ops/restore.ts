@@ -135,6 +135,7 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   const files = artifactFiles(s).map((p) => path.join(dir, p.file));
   let extracted;
   let unpacked = 0;
+  let unpackedBytes = 0;
   try {
     if (s.manifest) {
       // incremental storage backup: the manifest says which archive holds each entry (archive/restore-chain.ts)
@@ -192,7 +193,9 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
       signal: opts.signal,
       onEntry: (_name, bytes) => {
         if (++unpacked === 1) faultPoint('staging');
-        opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes });
+        unpackedBytes += bytes;
+        // totals from the sidecar, so a terminal shows percent and ETA as create does
+        opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes: unpackedBytes, totalBytes: s.content_bytes, files: unpacked, totalFiles: s.entry_count });
       },
     });
     if (decrypt) {

@@ -11,6 +11,7 @@ import { BIN, baseEnv, describeRun, parseJsonStdout, type RunResult, run, sh, st
 import { makeDatabase, rmrf, tempDir } from '../helpers/fixtures.js';
 import { startRecorder } from '../helpers/http-recorder.js';
 import { holdLock } from '../helpers/lock-holder.js';
+import { needs } from '../helpers/optional.js';
 
 const NOBODY = 65534;
 const children: ChildProcess[] = [];
@@ -234,7 +235,7 @@ describe('races with the tree (item 3)', () => {
     }
   }, 180_000);
 
-  it('SIGTERM during a long storage backup ends the process within seconds: lock released, partial files removed', async () => {
+  needs('xz', 'xz-utils').it('SIGTERM during a long storage backup ends the process within seconds: lock released, partial files removed', async () => {
     const a = app('sigterm');
     // incompressible data through xz -9: the storage phase lasts long enough to be interrupted
     const big = fs.openSync(path.join(a.storage, 'video.mp4'), 'w');

@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, run } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
+import { needs } from '../helpers/optional.js';
 
 let app: AppFixture;
 beforeAll(() => {
@@ -15,7 +16,7 @@ afterAll(() => rmrf(app?.cwd));
 
 const args = () => ['create', '--type', 'storage', '--compression', 'xz', '--progress-interval', '0.2', ...app.flags];
 
-describe('progress without a terminal', () => {
+needs('xz', 'xz-utils').describe('progress without a terminal', () => {
   it('plain lines with done/total, percent and files, no escape codes', async () => {
     const r = await run(args(), { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(0);
@@ -24,6 +25,17 @@ describe('progress without a terminal', () => {
     expect(lines[0]).toMatch(/^progress: storage \d{8}_\d{6}: [\d.]+ \S+ \/ [\d.]+ MiB \(\d+%\), \d+\/\d+ files/);
     expect(lines[0]).toMatch(/elapsed$/);
     expect(r.stderr).not.toMatch(/\x1b\[/);
+  });
+
+  it('restore shows unpacked/total bytes and entries from the sidecar, not the size of one entry', async () => {
+    const c = await run(args(), { cwd: app.cwd });
+    expect(c.code, describeRun(c)).toBe(0);
+    const target = `${app.cwd}/restore-progress`;
+    const r = await run(['restore', 'latest', '--target', target, '--yes', '--no-verify', '--progress-interval', '0.01', ...app.flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    const lines = r.stderr.split('\n').filter((l) => l.startsWith('progress: restoring'));
+    expect(lines.length, r.stderr).toBeGreaterThanOrEqual(1);
+    for (const l of lines) expect(l).toMatch(/^progress: restoring \d{8}_\d{6}: [\d.]+ \S+ \/ [\d.]+ MiB \(\d+%\), \d+\/\d+ files/);
   });
 
   it('--quiet prints no progress', async () => {

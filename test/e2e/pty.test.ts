@@ -3,12 +3,13 @@
  * module), so the line discipline turns \x03 into SIGINT exactly as it does for an operator: exit 130,
  * no partial files, the terminal left with its normal settings (isig, icanon, echo).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, baseEnv } from '../helpers/cli.js';
 import { type AppFixture, filesUnder, makeApp, rmrf } from '../helpers/fixtures.js';
+import { needs } from '../helpers/optional.js';
 
 /** Starts ARGS under a pty, waits for WAIT_FOR in the output, types the keys, reads to the end. */
 const DRIVER = `
@@ -84,7 +85,7 @@ beforeAll(() => {
 afterAll(() => rmrf(app?.cwd));
 
 describe('Ctrl-C in a terminal', () => {
-  it('stops a create showing progress: exit 130, partial files removed, tty settings intact', () => {
+  needs('xz', 'xz-utils').it('stops a create showing progress: exit 130, partial files removed, tty settings intact', () => {
     const r = runPty(['create', '--type', 'storage', '--compression', 'xz', ...app.flags], app.cwd, 'storage', '\x03');
     expect(r.sent, r.output).toBe(true);
     expect(r.timedOut, `still running 20 s after Ctrl-C:\n${r.output.slice(-2000)}`).toBe(false);
@@ -98,6 +99,29 @@ describe('Ctrl-C in a terminal', () => {
     expect(r.echo).toBe(true);
     const left = filesUnder(app.backupDir).filter((f) => !fs.statSync(path.join(app.backupDir, f)).isDirectory() && !/backup\.log|status\.json|^\.|\/\./.test(f));
     expect(left).toEqual([]);
+  });
+});
+
+describe('SIGINT to the whole process group (what a terminal sends on Ctrl-C)', () => {
+  needs('xz', 'xz-utils').it('with xz running as a child: exit 130 and "interrupted by SIGINT", not a raw EPIPE from the dead xz', async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      // its own process group, as a shell's foreground job is; the group gets the signal, xz included
+      const child = spawn(process.execPath, [BIN, 'create', '--type', 'storage', '--compression', 'xz', ...app.flags], { cwd: app.cwd, env: baseEnv(app.cwd), detached: true });
+      let stderr = '';
+      child.stderr.on('data', (d) => {
+        stderr += d;
+      });
+      child.stdout.resume();
+      // wait until xz is busy
+      const deadline = Date.now() + 30_000;
+      while (Date.now() < deadline && !spawnSync('pgrep', ['-P', String(child.pid), 'xz']).stdout?.length) await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 300));
+      process.kill(-child.pid!, 'SIGINT');
+      const code = await new Promise<number | null>((resolve) => child.on('exit', (c, sig) => resolve(c ?? (sig ? -1 : null))));
+      expect(code, stderr).toBe(130);
+      expect(stderr).toMatch(/error:.*interrupted by SIGINT/);
+      expect(stderr).not.toMatch(/EPIPE/);
+    }
   });
 });
 

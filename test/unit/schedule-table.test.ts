@@ -10,9 +10,9 @@ import { Cron } from 'croner';
 import { describe, expect, it } from 'vitest';
 import { loadJobSpecs } from '../../src/schedule/config.js';
 import { CRON_ONLY_JOBS, SCHEDULE_TABLE, SYSTEMD_TIMER } from '../../src/schedule/table.js';
+import { needs } from '../helpers/optional.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const hasAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
 
 /** The crontab's job lines: schedule and vertex-backup arguments, without --env-file/--wait/--quiet. */
 function cronJobs(): { schedule: string; args: string[] }[] {
@@ -56,7 +56,7 @@ describe('one schedule table', () => {
     expect(SYSTEMD_TIMER.args.slice(0, 3)).toEqual([...SCHEDULE_TABLE[SYSTEMD_TIMER.job].args]);
   });
 
-  it.skipIf(!hasAnalyze && !process.env.CI)('the timer and the cron expression name the same times (systemd-analyze calendar)', () => {
+  needs('systemd-analyze', 'systemd').it('the timer and the cron expression name the same times (systemd-analyze calendar)', () => {
     const from = new Date();
     const r = spawnSync('systemd-analyze', ['calendar', '--iterations=3', SYSTEMD_TIMER.onCalendar], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
     expect(r.status, r.stderr).toBe(0);
