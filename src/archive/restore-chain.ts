@@ -27,6 +27,8 @@ export interface ChainRestoreOptions {
   maxBytes?: number;
   signal?: AbortSignal;
   onEntry?: (name: string, bytes: number) => void;
+  /** what will be written (files and symlinks, content bytes), known from the manifest before the first archive */
+  onTotals?: (entries: number, bytes: number) => void;
   /** only these archive paths (and what is under them), for `restore --include` */
   include?: string[];
   /** how to read an archive as tar (default archiveTarStream; encrypted backups add a decryption stage) */
@@ -87,13 +89,20 @@ export async function extractChain(
   // pass 1: the directories, and which archives hold what we need
   const needed = new Map<string, number>();
   let entries = 0;
+  let toWrite = 0;
+  let toWriteBytes = 0;
   for await (const r of readManifest(manifest.path, manifest.checksum)) {
     safeRel(r.path);
     if (!want(r)) continue;
     entries++;
     if (r.t === 'd') await fsp.mkdir(fsPath(path.join(root, r.path)), { recursive: true, mode: 0o700 });
-    else needed.set(r.a, (needed.get(r.a) ?? 0) + 1);
+    else {
+      needed.set(r.a, (needed.get(r.a) ?? 0) + 1);
+      toWrite++;
+      if (r.t === 'f') toWriteBytes += r.s;
+    }
   }
+  options.onTotals?.(toWrite, toWriteBytes);
   if (options.include?.length && entries === 0) {
     throw new BackupError('USAGE', `the backup holds nothing under ${options.include.map((i) => JSON.stringify(showName(i))).join(', ')}`, {
       hint: 'see what it holds with: vertex-backup ls ID',

@@ -136,6 +136,7 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   let extracted;
   let unpacked = 0;
   let unpackedBytes = 0;
+  let totals: { files: number; bytes: number } | undefined;
   try {
     if (s.manifest) {
       // incremental storage backup: the manifest says which archive holds each entry (archive/restore-chain.ts)
@@ -175,9 +176,14 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
         include: opts.include?.map((i) => archivePath(entry, i)),
         tarStream,
         afterArchive: async (rid) => checks.get(rid)?.(),
+        onTotals: (entries, bytes) => {
+          totals = { files: entries, bytes };
+        },
         onEntry: (_name, bytes) => {
           if (++unpacked === 1) faultPoint('staging');
-          opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes });
+          unpackedBytes += bytes;
+          // totals from the manifest, so a terminal shows percent and ETA as create does
+          opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes: unpackedBytes, totalBytes: totals?.bytes, files: unpacked, totalFiles: totals?.files });
         },
       });
     } else {
