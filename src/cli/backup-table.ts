@@ -1,5 +1,5 @@
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
-import { bytes } from './format.js';
+import { formatBytes } from '../format.js';
 import type { Ui } from './ui.js';
 
 /** What `list` shows of a backup, local or remote. */
@@ -39,7 +39,7 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
     b.type,
     b.id,
     b.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-    b.size ? bytes(b.size) : '-',
+    b.size ? formatBytes(b.size) : '-',
     b.fileCount ?? '-',
   ]);
   const inline = base.map((r, i) => [...r, ui.status(list[i].status) + (list[i].reason ? ui.c.dim(` (${list[i].reason})`) : '')]);
