@@ -93,7 +93,7 @@ function judgeOne(g: Group, read: SidecarRead | undefined, source: CatalogSource
     return entry;
   }
   entry.sidecar = sidecar;
-  const created = new Date(sidecar.created_at);
+  const created = new Date(sidecar.created_at ?? Number.NaN);
   if (!Number.isNaN(created.getTime())) entry.createdAt = created;
   entry.fileCount = sidecar.file_count;
   if (g.type === 'full') {
