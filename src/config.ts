@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { parseEnv } from 'node:util';
 import * as v from 'valibot';
 import { getCodec } from './codec/registry.js';
-import { BackupError, usageError } from './errors.js';
+import { type BackupError, usageError } from './errors.js';
 import { isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
 
 /** What the user can pass as flags; anything unset falls through to env, the config file, defaults. */
