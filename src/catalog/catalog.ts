@@ -67,7 +67,10 @@ function groupFiles(files: StoredFile[]): Group[] {
     if (!p || TYPE_DIR[p.type] !== f.dir) continue;
     const key = `${p.type}:${p.id}`;
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { type: p.type, id: p.id, files: [] }));
+    if (!g) {
+      g = { type: p.type, id: p.id, files: [] };
+      groups.set(key, g);
+    }
     g.files.push(f);
     if (!p.temp && p.rest === '.json') g.sidecar = f;
   }
@@ -93,7 +96,7 @@ function judgeOne(g: Group, read: SidecarRead | undefined, source: CatalogSource
     return entry;
   }
   entry.sidecar = sidecar;
-  const created = new Date(sidecar.created_at);
+  const created = new Date(sidecar.created_at ?? Number.NaN);
   if (!Number.isNaN(created.getTime())) entry.createdAt = created;
   entry.fileCount = sidecar.file_count;
   if (g.type === 'full') {
@@ -129,7 +132,7 @@ function judgeComponents(entries: BackupEntry[]): void {
       const cid = e.sidecar[t];
       if (!cid) continue;
       const comp = byKey.get(`${t}:${cid}`);
-      if (!comp || comp.status !== 'ok') {
+      if (comp?.status !== 'ok') {
         e.status = 'damaged';
         e.reason = comp ? `${t} component ${cid} is ${comp.status}${comp.reason ? `: ${comp.reason}` : ''}` : `${t} component ${cid} is missing`;
       } else size += comp.size;
