@@ -162,7 +162,8 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       st = followLink ? await fsp.stat(p) : await fsp.lstat(p);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
-      if (code === 'ENOENT') {
+      // ENOTDIR: a directory on its path was replaced by a file since the walk listed it
+      if (code === 'ENOENT' || (code === 'ENOTDIR' && !followLink)) {
         res.warnings.push(`vanished while archiving: ${showName(name)}`);
         return 'skip';
       }
@@ -194,7 +195,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       fh = await fsp.open(p, OPEN_FLAGS);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
-      if (code === 'ENOENT') {
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
         res.warnings.push(`vanished while archiving: ${showName(name)}`);
         return 'skip';
       }
