@@ -1,8 +1,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseEnv } from 'node:util';
+import * as v from 'valibot';
 import { getCodec } from './codec/registry.js';
-import { BackupError, usageError } from './errors.js';
+import { type BackupError, usageError } from './errors.js';
 import { isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
 
 /** What the user can pass as flags; anything unset falls through to env, the config file, defaults. */
@@ -79,8 +80,6 @@ const FILE_KEYS: Record<string, string> = {
   healthcheckUrl: 'HEALTHCHECK_URL',
   remotesConfig: 'REMOTES_CONFIG',
 };
-// sections other modules read from the file as they are
-const FILE_SECTIONS = new Set(['remotes', 'schedule', 'notify']);
 
 /**
  * The `schedule` and `notify` sections stand for environment variables, so every module that reads
@@ -124,42 +123,79 @@ export function nearest(word: string, known: string[]): string | undefined {
   return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
 }
 
-function unknownKey(file: string, where: string, key: string, known: string[]) {
-  const near = nearest(key, known);
-  return usageError(`config file ${file}: unknown key '${where}${key}'${near ? ` (did you mean '${where}${near}'?)` : ''}`, `known keys${where ? ` in ${where.slice(0, -1)}` : ''}: ${known.join(', ')}`);
+// messages say what a value must be; the key is put in front once the issue knows its path
+// a section value stands for an environment variable: it must be something a variable can hold
+const scalar = v.union([v.string(), v.number(), v.boolean()], 'must be a string, number or boolean');
+const optionalScalar = v.optional(scalar);
+const NotifySectionSchema = v.strictObject(
+  Object.fromEntries(Object.keys(NOTIFY_SECTION_KEYS).map((k) => [k, optionalScalar])),
+  'must be an object',
+);
+const ScheduleJobSchema = v.strictObject({ schedule: optionalScalar, enabled: optionalScalar });
+const ScheduleSectionSchema = v.strictObject(
+  {
+    ...Object.fromEntries(
+      SCHEDULE_JOBS.map((job) => [
+        job,
+        v.optional(v.union([v.string(), ScheduleJobSchema], 'must be a cron expression or { "schedule", "enabled" }')),
+      ]),
+    ),
+    misfireGrace: optionalScalar,
+  },
+  'must be an object',
+);
+/** The config file: top-level keys mirror variables (their values are checked where the variable is read). */
+const ConfigFileSchema = v.strictObject(
+  {
+    ...Object.fromEntries(Object.keys(FILE_KEYS).map((k) => [k, v.optional(v.unknown())])),
+    remotes: v.optional(v.unknown()), // read by the remotes module
+    schedule: v.optional(ScheduleSectionSchema),
+    notify: v.optional(NotifySectionSchema),
+  },
+  'must hold a JSON object',
+);
+/** The keys known at each level, for "did you mean". */
+const KNOWN_KEYS: Record<string, string[]> = {
+  '': Object.keys(ConfigFileSchema.entries),
+  'notify.': Object.keys(NotifySectionSchema.entries),
+  'schedule.': Object.keys(ScheduleSectionSchema.entries),
+  ...Object.fromEntries(SCHEDULE_JOBS.map((job) => [`schedule.${job}.`, Object.keys(ScheduleJobSchema.entries)])),
+};
+
+type Issue = v.BaseIssue<unknown>;
+/** The issue to report: inside a union (a schedule job), the one of the object form when it has an unknown key. */
+function innermost(issue: Issue): { issue: Issue; prefix: string } {
+  const prefix = issue.path?.length ? `${v.getDotPath(issue)}.` : '';
+  const nested = issue.type === 'union' ? issue.issues?.find((i) => i.type === 'strict_object' && i.expected === 'never') : undefined;
+  return nested ? { issue: nested, prefix } : { issue, prefix: '' };
 }
 
-function sectionEnv(file: string, obj: Record<string, unknown>): Record<string, string> {
-  const env: Record<string, string> = {};
-  const scalar = (where: string, v: unknown): string => {
-    if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
-    throw usageError(`config file ${file}: '${where}' must be a string, number or boolean`);
-  };
-  const section = (name: string): Record<string, unknown> | undefined => {
-    const v = obj[name];
-    if (v === undefined) return undefined;
-    if (!v || typeof v !== 'object' || Array.isArray(v)) throw usageError(`config file ${file}: '${name}' must be an object`);
-    return v as Record<string, unknown>;
-  };
-  const notify = section('notify');
-  for (const [k, v] of Object.entries(notify ?? {})) {
-    if (!(k in NOTIFY_SECTION_KEYS)) throw unknownKey(file, 'notify.', k, Object.keys(NOTIFY_SECTION_KEYS));
-    env[NOTIFY_SECTION_KEYS[k]] = scalar(`notify.${k}`, v);
+function configProblem(file: string, raw: Issue) {
+  const { issue, prefix } = innermost(raw);
+  if (issue.type === 'strict_object' && issue.expected === 'never' && issue.path?.length) {
+    const key = String(issue.path[issue.path.length - 1].key);
+    const where = prefix + issue.path.slice(0, -1).map((p) => `${String(p.key)}.`).join('');
+    const known = KNOWN_KEYS[where] ?? [];
+    const near = nearest(key, known);
+    return usageError(`config file ${file}: unknown key '${where}${key}'${near ? ` (did you mean '${where}${near}'?)` : ''}`, `known keys${where ? ` in ${where.slice(0, -1)}` : ''}: ${known.join(', ')}`);
   }
-  const schedule = section('schedule');
-  for (const [k, v] of Object.entries(schedule ?? {})) {
-    if (k === 'misfireGrace') env.BACKUP_MISFIRE_GRACE = scalar('schedule.misfireGrace', v);
-    else if (SCHEDULE_JOBS.includes(k)) {
-      const prefix = `BACKUP_${k.toUpperCase()}`;
-      if (typeof v === 'string') env[`${prefix}_SCHEDULE`] = v;
-      else if (v && typeof v === 'object' && !Array.isArray(v)) {
-        for (const [jk, jv] of Object.entries(v)) {
-          if (jk === 'schedule') env[`${prefix}_SCHEDULE`] = scalar(`schedule.${k}.schedule`, jv);
-          else if (jk === 'enabled') env[`${prefix}_ENABLED`] = scalar(`schedule.${k}.enabled`, jv);
-          else throw unknownKey(file, `schedule.${k}.`, jk, ['schedule', 'enabled']);
-        }
-      } else throw usageError(`config file ${file}: 'schedule.${k}' must be a cron expression or { "schedule", "enabled" }`);
-    } else throw unknownKey(file, 'schedule.', k, [...SCHEDULE_JOBS, 'misfireGrace']);
+  return usageError(issue.path?.length ? `config file ${file}: '${v.getDotPath(issue)}' ${issue.message}` : `config file ${file} ${issue.message}`);
+}
+
+type ConfigFile = v.InferOutput<typeof ConfigFileSchema>;
+
+/** The `notify` and `schedule` sections as the environment variables they stand for. */
+function sectionEnv(obj: ConfigFile): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, value] of Object.entries(obj.notify ?? {})) if (value !== undefined) env[NOTIFY_SECTION_KEYS[k]] = String(value);
+  for (const [k, value] of Object.entries(obj.schedule ?? {})) {
+    if (value === undefined) continue;
+    if (k === 'misfireGrace') env.BACKUP_MISFIRE_GRACE = String(value);
+    else if (typeof value === 'object') {
+      const job = value as v.InferOutput<typeof ScheduleJobSchema>;
+      if (job.schedule !== undefined) env[`BACKUP_${k.toUpperCase()}_SCHEDULE`] = String(job.schedule);
+      if (job.enabled !== undefined) env[`BACKUP_${k.toUpperCase()}_ENABLED`] = String(job.enabled);
+    } else env[`BACKUP_${k.toUpperCase()}_SCHEDULE`] = String(value);
   }
   return env;
 }
@@ -221,12 +257,10 @@ function readConfigFile(file: string): { obj: Record<string, unknown>; env: Reco
   } catch (err) {
     throw usageError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
   }
-  if (!data || typeof data !== 'object' || Array.isArray(data)) throw usageError(`config file ${file} must hold a JSON object`);
+  const parsed = v.safeParse(ConfigFileSchema, data, { abortEarly: true });
+  if (!parsed.success) throw configProblem(file, parsed.issues[0]);
   const obj = data as Record<string, unknown>;
-  for (const k of Object.keys(obj)) {
-    if (!(k in FILE_KEYS) && !FILE_SECTIONS.has(k)) throw unknownKey(file, '', k, [...Object.keys(FILE_KEYS), ...FILE_SECTIONS]);
-  }
-  const fromSections = sectionEnv(file, obj);
+  const fromSections = sectionEnv(parsed.output);
   // keys count under their variable's name too (telegramBotToken is TELEGRAM_BOT_TOKEN), and so do the
   // sections' keys; a URL with a password in it (databaseUrl, a webhook) is as secret as a token
   const byVariable = Object.fromEntries(Object.entries(obj).map(([k, v]) => [FILE_KEYS[k] ?? k, v]));

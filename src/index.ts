@@ -12,7 +12,7 @@ export { getStats, type Stats } from './ops/stats.js';
 export type { ProgressEvent, ProgressFn } from './ops/progress.js';
 export { getCodec, registerCodec } from './codec/registry.js';
 export type { Codec } from './codec/codec.js';
-export { type StorageRunOptions } from './ops/create.js';
+export type { StorageRunOptions } from './ops/create.js';
 export { lsBackup, type LsResult, type ListedPath } from './ops/ls.js';
 export { diffBackups, type DiffResult } from './ops/diff.js';
 export { dumpFile, type Dumped } from './ops/dump.js';

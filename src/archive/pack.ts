@@ -186,7 +186,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
       // ENOTDIR: a directory on its path was replaced by a file since the walk listed it
-      if (code === 'ENOENT' || code === 'ENOTDIR') {
+      if (code === 'ENOENT' || (code === 'ENOTDIR' && !followLink)) {
         res.warnings.push(`vanished while archiving: ${showName(name)}`);
         return SKIP;
       }
@@ -219,7 +219,6 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
       fh = await fsp.open(p, OPEN_FLAGS);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
-      // ENOTDIR: a directory on its path was replaced by a file since the walk listed it
       if (code === 'ENOENT' || code === 'ENOTDIR') {
         res.warnings.push(`vanished while archiving: ${showName(name)}`);
         return SKIP;

@@ -134,16 +134,15 @@ export async function extractChain(
         select: async (rel, type) => {
           if (type === 'directory') return false;
           const key = { path: rel, t: type === 'symlink' ? ('l' as const) : ('f' as const) };
-          for (let r = await nextWanted(); r; r = await nextWanted()) {
-            const c = compareRecords(r, key);
-            if (c > 0) return false;
-            if (c < 0) throw lacks(r);
-            await cursor.take();
-            if (r.t !== key.t) throw new BackupError('DAMAGED', `${JSON.stringify(showName(rel))} in the archive of storage backup ${id} is not the ${r.t === 'f' ? 'file' : 'symlink'} the manifest names`);
-            if (r.t === 'f') expected.set(rel, r);
-            return true;
-          }
-          return false;
+          const r = await nextWanted();
+          if (!r) return false;
+          const c = compareRecords(r, key);
+          if (c > 0) return false;
+          if (c < 0) throw lacks(r);
+          await cursor.take();
+          if (r.t !== key.t) throw new BackupError('DAMAGED', `${JSON.stringify(showName(rel))} in the archive of storage backup ${id} is not the ${r.t === 'f' ? 'file' : 'symlink'} the manifest names`);
+          if (r.t === 'f') expected.set(rel, r);
+          return true;
         },
         onFile: (rel, size, sha256) => {
           const r = expected.get(rel);

@@ -68,7 +68,10 @@ function groupFiles(files: StoredFile[]): Group[] {
     if (!p || TYPE_DIR[p.type] !== f.dir) continue;
     const key = `${p.type}:${p.id}`;
     let g = groups.get(key);
-    if (!g) groups.set(key, (g = { type: p.type, id: p.id, files: [] }));
+    if (!g) {
+      g = { type: p.type, id: p.id, files: [] };
+      groups.set(key, g);
+    }
     g.files.push(f);
     if (!p.temp && p.rest === '.json') g.sidecar = f;
   }
@@ -94,7 +97,7 @@ function judgeOne(g: Group, read: SidecarRead | undefined, source: CatalogSource
     return entry;
   }
   entry.sidecar = sidecar;
-  const created = new Date(sidecar.created_at);
+  const created = new Date(sidecar.created_at ?? Number.NaN);
   if (!Number.isNaN(created.getTime())) entry.createdAt = created;
   // an incremental storage backup stands for the whole tree its manifest lists, not its archive alone
   entry.fileCount = sidecar.tree_files ?? sidecar.file_count;
@@ -133,7 +136,7 @@ function judgeComponents(entries: BackupEntry[]): void {
       const cid = e.sidecar[t];
       if (!cid) continue;
       const comp = byKey.get(`${t}:${cid}`);
-      if (!comp || comp.status !== 'ok') {
+      if (comp?.status !== 'ok') {
         e.status = 'damaged';
         e.reason = comp ? `${t} component ${cid} is ${comp.status}${comp.reason ? `: ${comp.reason}` : ''}` : `${t} component ${cid} is missing`;
       } else size += comp.size;

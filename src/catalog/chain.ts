@@ -47,7 +47,8 @@ export function pinnedByKept(items: ChainItem[], keptIds: Iterable<string>): { p
 
 export interface ChainSidecar {
   id: string;
-  created_at: string;
+  /** a base without it is treated as too old: a new level 0 */
+  created_at?: string;
   level?: number;
   base?: string;
   content_bytes?: number;
@@ -76,7 +77,7 @@ export function nextLevel(
   if (!previous?.manifest || previous.level === undefined) return { level: 0, reason: 'no earlier incremental storage backup' };
   const base = sidecars(previous.base ?? previous.id);
   if (!base) return { level: 0, reason: `the chain's base ${previous.base} is gone` };
-  const age = options.now.getTime() - Date.parse(base.created_at);
+  const age = options.now.getTime() - Date.parse(base.created_at ?? '');
   if (!(age < options.fullEveryMs)) return { level: 0, reason: `the chain's base ${base.id} is older than --full-every` };
   let stored = 0;
   let used = 0;

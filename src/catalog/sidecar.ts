@@ -1,4 +1,5 @@
 import * as path from 'node:path';
+import * as v from 'valibot';
 import { getCodecOrUndefined } from '../codec/registry.js';
 import { ID_PATTERN } from './names.js';
 
@@ -7,115 +8,153 @@ export const SIDECAR_FORMAT = 1;
 export type BackupType = 'database' | 'storage' | 'full';
 export const BACKUP_TYPES: readonly BackupType[] = ['full', 'database', 'storage'];
 
-export interface PartInfo {
-  file: string; // file name, relative to the sidecar's directory
-  size: number;
-  checksum: string; // sha256 hex
-}
+const MALFORMED_PARTS = 'metadata has malformed parts';
+const LACKS_ARTIFACT = 'metadata lacks backup_path, checksum or file_size';
 
-export interface SqliteInfo {
-  page_size: number;
-  page_count: number;
-  journal_mode: string; // the source database's journal mode
-  integrity: string; // result of PRAGMA integrity_check on the copy ('ok')
-  tables: number; // tables in the copy: a copy with none is not a backup
-}
+// every part lies beside its sidecar: a name with a directory part could lead anywhere (backup_path is
+// only ever used by its base name, which seed sidecars with absolute paths rely on)
+const PartSchema = v.object(
+  {
+    file: v.pipe(
+      v.string(MALFORMED_PARTS),
+      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
+    ),
+    size: v.number(MALFORMED_PARTS),
+    checksum: v.string(MALFORMED_PARTS), // sha256 hex
+  },
+  MALFORMED_PARTS,
+);
+export type PartInfo = v.InferOutput<typeof PartSchema>;
+
+const SqliteInfoSchema = v.object({
+  page_size: v.number(),
+  page_count: v.number(),
+  journal_mode: v.string(), // the source database's journal mode
+  integrity: v.string(), // result of PRAGMA integrity_check on the copy ('ok')
+  tables: v.number(), // tables in the copy: a copy with none is not a backup
+});
+export type SqliteInfo = v.InferOutput<typeof SqliteInfoSchema>;
+
+const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
+const MALFORMED_REFERENCES = 'metadata has malformed references';
+const ManifestInfoSchema = v.object(
+  {
+    file: v.pipe(
+      v.string(MALFORMED_MANIFEST),
+      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
+    ),
+    size: v.number(MALFORMED_MANIFEST),
+    checksum: v.string(MALFORMED_MANIFEST),
+    entries: v.number(MALFORMED_MANIFEST),
+  },
+  MALFORMED_MANIFEST,
+);
 
 /**
  * An encrypted artifact (`….age`): `file_size`/`checksum`/`parts` describe the ciphertext on disk (so a
  * keyless verify proves the bytes intact); these fields describe the plaintext, checked with a key.
  */
-export interface EncryptionInfo {
-  format: 'age';
+const EncryptionInfoSchema = v.object({
+  format: v.literal('age'),
   /** public recipients (`age1…`) or 'passphrase (scrypt)': never a secret */
-  recipients: string[];
-  plaintext_size: number;
-  plaintext_checksum?: string;
-}
+  recipients: v.array(v.string()),
+  plaintext_size: v.number(),
+  plaintext_checksum: v.optional(v.string()),
+});
+export type EncryptionInfo = v.InferOutput<typeof EncryptionInfoSchema>;
 
-/** The sidecar JSON: written last, atomically; its presence and validity commit a backup. */
-export interface Sidecar {
-  format: number;
-  tool: { name: string; version: string };
-  id: string;
-  type: BackupType;
-  timestamp: string; // the id's YYYYMMDD_HHMMSS part
-  created_at: string; // ISO 8601
-  duration_ms: number;
-  original_path?: string;
-  backup_path?: string; // relative to the sidecar; for split archives the name without .partNNN
-  file_size?: number;
-  checksum?: string; // sha256 of the whole artifact (the concatenation of the parts)
-  compression?: string;
-  file_count?: number; // storage: regular files archived
-  entry_count?: number; // storage: every tar entry (files, directories, symlinks)
-  content_bytes?: number; // storage: bytes of file content before compression
-  exclude?: string[];
-  parts?: PartInfo[];
-  sqlite?: SqliteInfo;
-  encryption?: EncryptionInfo;
+// one backup written by a newer tool (or edited) is damaged for us; it must not stop the others
+const unknownCompression = (issue: { input: unknown }) => `unknown compression ${JSON.stringify(issue.input)}`;
+
+/**
+ * Fields every sidecar may carry. Required ones are only those a reader cannot do without (format,
+ * id, type; status for full; the artifact for the others): tool, times and counts are informational.
+ * Unknown fields are accepted and kept: a newer tool may add some.
+ */
+const SIDECAR_ENTRIES = {
+  format: v.number(),
+  tool: v.optional(v.object({ name: v.string(), version: v.string() })),
+  id: v.string(),
+  type: v.picklist(['database', 'storage', 'full']),
+  timestamp: v.optional(v.string()), // the id's YYYYMMDD_HHMMSS part
+  created_at: v.optional(v.string()), // ISO 8601
+  duration_ms: v.optional(v.number()),
+  original_path: v.optional(v.string()),
+  backup_path: v.optional(v.string(LACKS_ARTIFACT)), // relative to the sidecar; for split archives the name without .partNNN
+  checksum: v.optional(v.string(LACKS_ARTIFACT)), // sha256 of the whole artifact (the concatenation of the parts)
+  file_size: v.optional(v.number(LACKS_ARTIFACT)),
+  compression: v.optional(v.pipe(v.string(unknownCompression), v.check((c) => getCodecOrUndefined(c) !== undefined, unknownCompression))),
+  parts: v.optional(v.array(PartSchema, MALFORMED_PARTS)),
+  file_count: v.optional(v.number()), // storage: regular files archived
+  entry_count: v.optional(v.number()), // storage: every tar entry (files, directories, symlinks)
+  content_bytes: v.optional(v.number()), // storage: bytes of file content before compression
+  exclude: v.optional(v.array(v.string())),
+  sqlite: v.optional(SqliteInfoSchema),
+  encryption: v.optional(EncryptionInfoSchema),
   // full only
-  database?: string | null; // id of the database component
-  storage?: string | null; // id of the storage component
-  status?: 'ok' | 'partial';
-  errors?: string[];
-  warnings?: string[];
+  database: v.nullish(v.string()), // id of the database component
+  storage: v.nullish(v.string()), // id of the storage component
+  status: v.optional(v.picklist(['ok', 'partial'], 'metadata has no valid status')),
+  errors: v.optional(v.array(v.string())),
+  warnings: v.optional(v.array(v.string())),
   /** storage: paths that could not be read (permissions) and are not in the archive */
-  skipped?: { path: string; error: string }[];
+  skipped: v.optional(v.array(v.object({ path: v.string(), error: v.string() }))),
   /** storage: what was left out on purpose, said once (the backup directory inside the tree) */
-  notes?: string[];
+  notes: v.optional(v.array(v.string())),
   // incremental storage backups (see catalog/chain.ts and archive/manifest.ts)
   /** 0: the archive holds every file; N: only what changed since `previous` */
-  level?: number;
+  level: v.optional(v.number()),
   /** the level-0 backup the chain starts from */
-  base?: string;
+  base: v.optional(v.string()),
   /** the backup this one was compared with (level > 0) */
-  previous?: string;
+  previous: v.optional(v.string()),
   /** the file manifest: every path of the tree and the backup whose archive holds it */
-  manifest?: { file: string; size: number; checksum: string; entries: number };
+  manifest: v.optional(ManifestInfoSchema),
   /** ids of the storage backups whose archives the manifest references, oldest first (itself included) */
-  references?: string[];
+  references: v.optional(v.array(v.pipe(v.string(MALFORMED_REFERENCES), v.regex(ID_PATTERN, MALFORMED_REFERENCES)), MALFORMED_REFERENCES)),
   /** bytes of file content the manifest takes from each referenced backup */
-  referenced_bytes?: Record<string, number>;
+  referenced_bytes: v.optional(v.record(v.string(), v.number())),
   /** files and bytes of the whole tree the manifest describes */
-  tree_files?: number;
-  tree_bytes?: number;
-}
+  tree_files: v.optional(v.number()),
+  tree_bytes: v.optional(v.number()),
+};
+const SidecarSchema = v.object(SIDECAR_ENTRIES);
+/** The sidecar JSON: written last, atomically; its presence and validity commit a backup. */
+export type Sidecar = v.InferOutput<typeof SidecarSchema>;
+/** What this tool writes: the informational fields a reader may miss are always there. */
+export type WrittenSidecar = Sidecar & Required<Pick<Sidecar, 'tool' | 'timestamp' | 'created_at' | 'duration_ms'>>;
+
+// a missing required key gets the object's message
+const FullSidecarSchema = v.object({ ...SIDECAR_ENTRIES, status: v.picklist(['ok', 'partial'], 'metadata has no valid status') }, 'metadata has no valid status');
+// the artifact first: its absence is the reason to give, before any detail of its description
+const { backup_path: _b, checksum: _c, file_size: _f, ...REST } = SIDECAR_ENTRIES;
+const ComponentSidecarSchema = v.object({
+  backup_path: v.string(LACKS_ARTIFACT),
+  checksum: v.string(LACKS_ARTIFACT),
+  file_size: v.number(LACKS_ARTIFACT),
+  ...REST,
+}, LACKS_ARTIFACT);
+
+const HeaderSchema = v.object(
+  {
+    format: v.literal(SIDECAR_FORMAT, (issue) => `unknown metadata format ${JSON.stringify(issue.input)}`),
+    type: v.unknown(),
+    id: v.unknown(),
+  },
+  'metadata is not a JSON object',
+);
 
 /** Parses and checks the fields a sidecar must have; returns the reason it is unusable, if any. */
 export function validateSidecar(data: unknown, type: BackupType, id: string): string | undefined {
-  if (!data || typeof data !== 'object') return 'metadata is not a JSON object';
-  const s = data as Partial<Sidecar>;
-  if (s.format !== SIDECAR_FORMAT) return `unknown metadata format ${JSON.stringify(s.format)}`;
-  if (s.type !== type) return `metadata type '${s.type}' does not match its directory '${type}'`;
-  if (s.id !== id) return `metadata id '${s.id}' does not match its file name`;
-  if (type === 'full') {
-    if (s.status !== 'ok' && s.status !== 'partial') return 'metadata has no valid status';
-    return undefined;
-  }
-  if (typeof s.backup_path !== 'string' || typeof s.checksum !== 'string' || typeof s.file_size !== 'number') {
-    return 'metadata lacks backup_path, checksum or file_size';
-  }
-  // one backup written by a newer tool (or edited) is damaged for us; it must not stop the others
-  if (s.compression !== undefined && (typeof s.compression !== 'string' || !getCodecOrUndefined(s.compression))) {
-    return `unknown compression ${JSON.stringify(s.compression)}`;
-  }
-  if (s.parts !== undefined && (!Array.isArray(s.parts) || s.parts.some((p) => typeof p?.file !== 'string' || typeof p?.size !== 'number' || typeof p?.checksum !== 'string'))) {
-    return 'metadata has malformed parts';
-  }
-  // every part lies beside its sidecar: a name with a directory part could lead anywhere (backup_path is
-  // only ever used by its base name, which seed sidecars with absolute paths rely on)
-  const outside = (s.parts ?? []).map((p) => p.file).find((f) => !isPlainFileName(f));
-  if (outside !== undefined) return `metadata names ${JSON.stringify(outside)}, which is not a file in its own directory`;
-  if (s.manifest !== undefined) {
-    const m = s.manifest;
-    if (!m || typeof m.file !== 'string' || typeof m.size !== 'number' || typeof m.checksum !== 'string') return 'metadata has a malformed manifest';
-    if (!isPlainFileName(m.file)) return `metadata names ${JSON.stringify(m.file)}, which is not a file in its own directory`;
-  }
-  if (s.references !== undefined && (!Array.isArray(s.references) || s.references.some((r) => typeof r !== 'string' || !ID_PATTERN.test(r)))) {
-    return 'metadata has malformed references';
-  }
-  return undefined;
+  const header = v.safeParse(HeaderSchema, data, { abortEarly: true });
+  if (!header.success) return header.issues[0].message;
+  if (header.output.type !== type) return `metadata type '${header.output.type}' does not match its directory '${type}'`;
+  if (header.output.id !== id) return `metadata id '${header.output.id}' does not match its file name`;
+  // no default wording: a field without a message of its own is named once the issue knows its path
+  const body = v.safeParse(type === 'full' ? FullSidecarSchema : ComponentSidecarSchema, data, { abortEarly: true, message: () => '' });
+  if (body.success) return undefined;
+  const issue = body.issues[0];
+  return issue.message || `metadata field ${v.getDotPath(issue) ?? '?'} is ${issue.received}, expected ${issue.expected}`;
 }
 
 function isPlainFileName(f: string): boolean {

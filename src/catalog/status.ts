@@ -1,6 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
+import * as v from 'valibot';
 import { exists, writeFileAtomic } from '../fsutil.js';
 import { redact } from '../secrets.js';
 import type { BackupType } from './sidecar.js';
@@ -13,56 +14,62 @@ import type { BackupType } from './sidecar.js';
 export const STATUS_FILE = 'status.json';
 export const STATUS_FORMAT = 1;
 
-export interface RunRecord {
-  command: string; // 'create', 'rotate', 'verify', …
-  type?: BackupType; // create: the backup type
-  ok: boolean;
-  exit_code: number;
-  started_at: string;
-  finished_at: string;
-  duration_ms: number;
-  summary?: string;
-  error?: string; // one line, redacted
-  backup_id?: string;
-  size_bytes?: number;
-  host: string;
-  pid: number;
-}
+const BackupTypeSchema = v.picklist(['database', 'storage', 'full']);
 
-export interface StatusFile {
-  format: number;
-  updated_at: string;
-  last_run: RunRecord | null;
+const RunRecordSchema = v.object({
+  command: v.string(), // 'create', 'rotate', 'verify', …
+  type: v.optional(BackupTypeSchema), // create: the backup type
+  ok: v.boolean(),
+  exit_code: v.number(),
+  started_at: v.string(),
+  finished_at: v.string(),
+  duration_ms: v.number(),
+  summary: v.optional(v.string()),
+  error: v.optional(v.string()), // one line, redacted
+  backup_id: v.optional(v.string()),
+  size_bytes: v.optional(v.number()),
+  host: v.string(),
+  pid: v.number(),
+});
+export type RunRecord = v.InferOutput<typeof RunRecordSchema>;
+
+const StartedRecordSchema = v.object({
+  command: v.string(),
+  type: v.optional(BackupTypeSchema),
+  started_at: v.string(),
+  host: v.string(),
+  pid: v.number(),
+});
+export type StartedRecord = v.InferOutput<typeof StartedRecordSchema>;
+
+const InterruptedRunSchema = v.object({
+  command: v.string(),
+  pid: v.number(),
+  hostname: v.string(),
+  started_at: v.string(),
+  /** when a later run found it */
+  found_at: v.string(),
+});
+export type InterruptedRun = v.InferOutput<typeof InterruptedRunSchema>;
+
+const StatusFileSchema = v.object({
+  format: v.number(),
+  updated_at: v.string(),
+  last_run: v.nullable(RunRecordSchema),
   /** keyed by runKey(): 'create:full', 'create:database', 'rotate', 'verify' */
-  runs: Record<string, RunRecord>;
+  runs: v.record(v.string(), RunRecordSchema),
   /**
    * Runs that died holding the lock (found by the next run that took it), keyed like `runs`; an entry
    * stays until that job next succeeds, so `check` keeps reporting it.
    */
-  interrupted?: Record<string, InterruptedRun>;
+  interrupted: v.optional(v.record(v.string(), InterruptedRunSchema)),
   /**
    * Runs that started and have not recorded an outcome yet, by runKey(). An entry whose process is
    * gone is a run that was killed (SIGKILL, OOM, power loss): `check` reports it.
    */
-  started?: Record<string, StartedRecord>;
-}
-
-export interface StartedRecord {
-  command: string;
-  type?: BackupType;
-  started_at: string;
-  host: string;
-  pid: number;
-}
-
-export interface InterruptedRun {
-  command: string;
-  pid: number;
-  hostname: string;
-  started_at: string;
-  /** when a later run found it */
-  found_at: string;
-}
+  started: v.optional(v.record(v.string(), StartedRecordSchema)),
+});
+export type StatusFile = v.InferOutput<typeof StatusFileSchema>;
 
 export type RunInput = Omit<RunRecord, 'host' | 'pid' | 'finished_at' | 'started_at'> & {
   started_at?: string;
@@ -85,13 +92,19 @@ export async function readStatus(backupDir: string): Promise<StatusRead> {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? { status: null } : { status: null, error: `cannot read ${file}: ${code}` };
   }
+  let data: unknown;
   try {
-    const data = JSON.parse(text) as StatusFile;
-    if (!data || typeof data !== 'object' || typeof data.runs !== 'object' || data.runs === null) throw new Error('bad shape');
-    return { status: data };
+    data = JSON.parse(text);
   } catch {
-    return { status: null, error: `${file} is not a valid status file` };
+    return { status: null, error: `${file} is not a valid status file (not JSON)` };
   }
+  const parsed = v.safeParse(StatusFileSchema, data, { abortEarly: true });
+  if (!parsed.success) {
+    const issue = parsed.issues[0];
+    return { status: null, error: `${file} is not a valid status file (${v.getDotPath(issue) ?? 'the file'}: ${issue.message})` };
+  }
+  // the parsed input, not the output: fields a newer version added are kept when the file is rewritten
+  return { status: data as StatusFile };
 }
 
 /**

@@ -1,5 +1,5 @@
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
-import { bytes } from './format.js';
+import { formatBytes } from '../format.js';
 import type { Ui } from './ui.js';
 
 /** What `list` shows of a backup, local or remote. */
@@ -41,12 +41,13 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
     b.type === 'storage' && b.sidecar?.level !== undefined ? `storage L${b.sidecar.level}` : b.type,
     b.id,
     b.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-    b.size ? bytes(b.size) : '-',
+    b.size ? formatBytes(b.size) : '-',
     b.fileCount ?? '-',
   ]);
   const inline = base.map((r, i) => [...r, ui.status(list[i].status) + (list[i].reason ? ui.c.dim(` (${list[i].reason})`) : '')]);
   const table = ui.table(head, inline, align);
   const width = ui.width();
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips the terminal's colour codes (ESC [ … m) to measure the text
   const widest = Math.max(...table.split('\n').map((l) => l.replace(/\x1b\[[0-9;]*m/g, '').length));
   if (widest <= width) {
     ui.out(table);
@@ -61,5 +62,5 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
     return [...r, `${ui.status(b.status)} [${notes.length}]`];
   });
   ui.out(ui.table(head, rows, align));
-  notes.forEach((n, i) => ui.out(ui.c.dim(`[${i + 1}] ${n}`)));
+  for (const [i, n] of notes.entries()) ui.out(ui.c.dim(`[${i + 1}] ${n}`));
 }

@@ -1,5 +1,5 @@
 import type { ProgressEvent } from '../ops/progress.js';
-import { bytes, duration } from './format.js';
+import { formatBytes, formatDuration } from '../format.js';
 import type { Ui } from './ui.js';
 
 export const DEFAULT_PROGRESS_INTERVAL_S = 30;
@@ -61,7 +61,7 @@ export class ProgressView {
     const elapsed = this.now() - this.t0;
     const f = this.figures!;
     const finishing = f.total !== undefined && f.total > 0 && f.done >= f.total ? ', finishing' : '';
-    return `${this.label}: ${formatProgress(f, elapsed)}${finishing}, ${duration(elapsed - (elapsed % 1000))} elapsed`;
+    return `${this.label}: ${formatProgress(f, elapsed)}${finishing}, ${formatDuration(elapsed - (elapsed % 1000))} elapsed`;
   }
 
   /** The adapter for ProgressFn events of create, verify and restore. */
@@ -79,15 +79,15 @@ export class ProgressView {
 }
 
 export function formatProgress(f: ProgressFigures, elapsedMs: number): string {
-  const amount = (n: number) => (f.unit === 'pages' ? `${n}` : bytes(n));
+  const amount = (n: number) => (f.unit === 'pages' ? `${n}` : formatBytes(n));
   const parts: string[] = [];
   const total = f.total !== undefined && f.total > 0 ? f.total : undefined;
   parts.push(total !== undefined ? `${amount(f.done)} / ${amount(total)}${f.unit === 'pages' ? ' pages' : ''} (${Math.min(100, Math.floor((f.done / total) * 100))}%)` : `${amount(f.done)}${f.unit === 'pages' ? ' pages' : ''}`);
   if (f.files !== undefined) parts.push(f.totalFiles !== undefined ? `${f.files}/${f.totalFiles} files` : `${f.files} files`);
   if (elapsedMs >= 1000 && f.done > 0 && (total === undefined || f.done < total)) {
     const rate = f.done / (elapsedMs / 1000);
-    if (f.unit !== 'pages') parts.push(`${bytes(Math.round(rate))}/s`);
-    if (total !== undefined && total > f.done) parts.push(`ETA ${duration(Math.round(((total - f.done) / rate) * 1000))}`);
+    if (f.unit !== 'pages') parts.push(`${formatBytes(Math.round(rate))}/s`);
+    if (total !== undefined && total > f.done) parts.push(`ETA ${formatDuration(Math.round(((total - f.done) / rate) * 1000))}`);
   }
   return parts.join(', ');
 }

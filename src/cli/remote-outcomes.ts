@@ -4,7 +4,7 @@ import type { RetentionPolicy } from '../ops/retention.js';
 import { loadRemotes, openRemoteByName, transferProgress } from './commands/remote.js';
 import type { Context, Outcome } from './run.js';
 import { backupJson, printBackupTable } from './backup-table.js';
-import { bytes } from './format.js';
+import { formatBytes } from '../format.js';
 
 /**
  * The `--remote NAME` branches of list, verify and rotate: each returns the Outcome the command's
@@ -49,7 +49,7 @@ export async function remoteVerifyOutcome(
         r.type,
         r.id,
         r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'),
-        r.totalFiles ? `${r.checkedFiles}/${r.totalFiles} files, ${bytes(r.bytes)}` : '-',
+        r.totalFiles ? `${r.checkedFiles}/${r.totalFiles} files, ${formatBytes(r.bytes)}` : '-',
         r.problems.join('; '),
       ]);
       ui.out(ui.table(['type', 'id', 'status', 'checked', 'problems'], rows));
@@ -70,13 +70,13 @@ export async function remoteRotateOutcome(
   const freed = r.deleted.reduce((n, d) => n + d.bytes, 0);
   return {
     json: r,
-    summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.deleted.length} backups on ${name}, ${bytes(freed)}`,
+    summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.deleted.length} backups on ${name}, ${formatBytes(freed)}`,
     log: r.dryRun ? undefined : { remote: name, policy, removed: r.deleted.map((d) => `${d.type}:${d.id}`), freed, stale_temps: r.staleTemps.length },
     human: (ui) => {
       if (!r.deleted.length) ui.out(`nothing to remove on ${name} (${r.kept.length} kept)`);
       else {
-        ui.out(ui.table(['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'], r.deleted.map((d) => [d.type, d.id, d.reason, bytes(d.bytes)])));
-        ui.out(`${r.dryRun ? 'would free' : 'freed'} ${bytes(freed)} on ${name}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
+        ui.out(ui.table(['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'], r.deleted.map((d) => [d.type, d.id, d.reason, formatBytes(d.bytes)])));
+        ui.out(`${r.dryRun ? 'would free' : 'freed'} ${formatBytes(freed)} on ${name}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
       }
       if (r.staleTemps.length) ui.out(`${r.dryRun ? 'would remove' : 'removed'} ${r.staleTemps.length} temp objects of long-interrupted uploads`);
     },

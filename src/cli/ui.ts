@@ -111,4 +111,3 @@ export class Ui {
   }
 }
 
-export { age, bytes, duration } from './format.js';

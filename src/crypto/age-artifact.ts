@@ -1,6 +1,6 @@
 import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { type Readable, Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { EncryptionInfo } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';

@@ -81,7 +81,7 @@ async function wrap(fileKey: Buffer, r: Recipient): Promise<Stanza> {
 
 function unwrapX25519(s: Stanza, id: X25519Identity): Buffer | undefined {
   const share = s.args.length === 1 ? b64decode(s.args[0]) : undefined;
-  if (!share || share.length !== 32 || s.body.length !== 32) throw damaged('malformed X25519 recipient stanza');
+  if (share?.length !== 32 || s.body.length !== 32) throw damaged('malformed X25519 recipient stanza');
   const shared = diffieHellman({ privateKey: id.privateKey, publicKey: x25519PublicKeyObject(share) });
   if (shared.every((b) => b === 0)) throw damaged('X25519 recipient stanza with a low-order share');
   return aeadOpen(hkdf(shared, Buffer.concat([share, id.publicKey]), X25519_INFO), ZERO_NONCE, s.body);
@@ -89,7 +89,7 @@ function unwrapX25519(s: Stanza, id: X25519Identity): Buffer | undefined {
 
 async function unwrapScrypt(s: Stanza, passphrase: string, maxLogN: number): Promise<Buffer | undefined> {
   const salt = s.args.length === 2 ? b64decode(s.args[0]) : undefined;
-  if (!salt || salt.length !== 16 || !/^[1-9]\d*$/.test(s.args[1]) || s.body.length !== 32) throw damaged('malformed scrypt recipient stanza');
+  if (salt?.length !== 16 || !/^[1-9]\d*$/.test(s.args[1]) || s.body.length !== 32) throw damaged('malformed scrypt recipient stanza');
   const logN = Number(s.args[1]);
   if (logN > maxLogN) throw damaged(`the scrypt work factor 2^${logN} is above the limit 2^${maxLogN}`);
   return aeadOpen(await scryptKey(passphrase, salt, logN), ZERO_NONCE, s.body);
@@ -140,7 +140,7 @@ export function parseHeader(buf: Buffer): ParsedHeader | undefined {
   }
   const macInput = buf.subarray(0, end + 4);
   const mac = b64decode(buf.subarray(end + 5, eol).toString('latin1'));
-  if (!mac || mac.length !== 32) throw damaged('malformed header MAC');
+  if (mac?.length !== 32) throw damaged('malformed header MAC');
   const lines = buf.subarray(magic.length, end + 1).toString('latin1').split('\n');
   lines.pop(); // the newline before ---
   const stanzas: Stanza[] = [];
@@ -194,7 +194,7 @@ export async function unwrapFileKey(header: ParsedHeader, identities: Identity[]
     if (fileKey) break;
   }
   const what = ctx.subject ? `${ctx.subject}: ` : '';
-  if (!fileKey || fileKey.length !== 16) {
+  if (fileKey?.length !== 16) {
     const to = ctx.knownRecipients?.length ? ctx.knownRecipients.join(', ') : describeStanzas(header.stanzas);
     const tried = identities.length ? identities.map(describeIdentity).join(', ') : 'none given';
     throw new BackupError('DAMAGED', `${what}cannot be decrypted: it is encrypted to ${to}; identities tried: ${tried}`, {

@@ -220,13 +220,28 @@ export class AgeDecryptStream extends Transform {
   }
 
   override _flush(cb: TransformCallback): void {
-    if (!this.header) return cb(this.fail(this.headBytes ? 'not a complete age file (the header is cut short)' : 'the file is empty, not an age file'));
-    if (this.nonceLeft > 0) return cb(this.fail('the age file is truncated (no payload)'));
+    if (!this.header) {
+      cb(this.fail(this.headBytes ? 'not a complete age file (the header is cut short)' : 'the file is empty, not an age file'));
+      return;
+    }
+    if (this.nonceLeft > 0) {
+      cb(this.fail('the age file is truncated (no payload)'));
+      return;
+    }
     const last = this.rest;
-    if (last.length < TAG) return cb(this.fail('the age file is truncated (the final chunk is missing)'));
-    if (last.length === TAG && this.counter > 0) return cb(this.fail('the age file ends with an empty chunk (not allowed)'));
+    if (last.length < TAG) {
+      cb(this.fail('the age file is truncated (the final chunk is missing)'));
+      return;
+    }
+    if (last.length === TAG && this.counter > 0) {
+      cb(this.fail('the age file ends with an empty chunk (not allowed)'));
+      return;
+    }
     const plain = this.open(last, true);
-    if (!plain) return cb(this.fail('authentication failed at the final chunk: the file was altered or truncated'));
+    if (!plain) {
+      cb(this.fail('authentication failed at the final chunk: the file was altered or truncated'));
+      return;
+    }
     this.output(plain);
     this.flushOut();
     cb();

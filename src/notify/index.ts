@@ -8,7 +8,7 @@ import type { ChannelName, ChannelOutcome, NotifyConfig, NotifyLogger, NotifyRep
 
 export type * from './types.js';
 export { resolveNotifyConfig, hasChannels, DEFAULT_TELEGRAM_API_URL } from './config.js';
-export { formatMessage, formatDuration } from './message.js';
+export { formatMessage } from './message.js';
 
 /**
  * Sends the result of a command to every configured channel. Never throws and never changes the

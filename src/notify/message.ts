@@ -1,18 +1,5 @@
-import { formatBytes } from '../fsutil.js';
+import { formatBytes, formatDuration } from '../format.js';
 import type { RunResult } from './types.js';
-
-/** "850 ms", "12.3 s", "3m 12s", "2h 05m": a person reads this on a phone at 02:00. */
-export function formatDuration(ms: number): string {
-  if (!Number.isFinite(ms) || ms < 0) return '?';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  const s = ms / 1000;
-  if (s < 60) return `${s.toFixed(1)} s`;
-  const total = Math.round(s);
-  const h = Math.floor(total / 3600);
-  const m = Math.floor((total % 3600) / 60);
-  const sec = total % 60;
-  return h > 0 ? `${h}h ${String(m).padStart(2, '0')}m` : `${m}m ${String(sec).padStart(2, '0')}s`;
-}
 
 /**
  * The text sent to a chat: what ran, where, the result, size, duration and, on failure, the reason.

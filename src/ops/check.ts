@@ -3,7 +3,7 @@ import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
 import { describeInterrupted, readStatus, runKey, startedRunAlive, type RunRecord } from '../catalog/status.js';
 import { exists } from '../fsutil.js';
 import { readEnabled } from '../schedule/config.js';
-import { formatAge } from '../schedule/duration.js';
+import { formatAge } from '../format.js';
 
 export const DEFAULT_MAX_AGE_MS = 26 * 3_600_000;
 

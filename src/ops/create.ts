@@ -8,7 +8,7 @@ import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import { healIfInterrupted } from './restore-journal.js';
 import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
-import type { BackupType, Sidecar } from '../catalog/sidecar.js';
+import type { BackupType, Sidecar, WrittenSidecar } from '../catalog/sidecar.js';
 import { SIDECAR_FORMAT } from '../catalog/sidecar.js';
 import { getCodec } from '../codec/registry.js';
 import { AGE_EXTENSION, encryptFileInto, encryptStage } from '../crypto/age-artifact.js';
@@ -17,7 +17,8 @@ import { resolveRecipients } from '../crypto/age-settings.js';
 import { PartWriter } from '../archive/parts.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
-import { ensureDir, formatBytes, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
+import { formatBytes } from '../format.js';
+import { ensureDir, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
 import { packTree } from '../archive/pack.js';
 import { checkStorageDir, pathsInside, type SkippedPath, treeSize } from '../sources/files.js';
 import { ChangePlan } from '../sources/changes.js';
@@ -158,7 +159,7 @@ export async function checkFreeSpace(cfg: Config, types: BackupType[], storageRu
   return { needed, free, tree: estimate.tree };
 }
 
-function baseSidecar(type: BackupType, id: string, started: Date): Sidecar {
+function baseSidecar(type: BackupType, id: string, started: Date): WrittenSidecar {
   return {
     format: SIDECAR_FORMAT,
     tool: TOOL,
@@ -201,7 +202,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       ({ checksum, size } = await sha256File(tmp));
       await fsp.rename(tmp, final);
     }
-    const sidecar: Sidecar = {
+    const sidecar: WrittenSidecar = {
       ...baseSidecar('database', id, started),
       duration_ms: Date.now() - started.getTime(),
       original_path: cfg.dbPath,
@@ -304,7 +305,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, s
     const referenced = plan.stats.referenced;
     // oldest first: ids are timestamps
     const references = [...referenced.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
-    const sidecar: Sidecar = {
+    const sidecar: WrittenSidecar = {
       ...baseSidecar('storage', id, started),
       duration_ms: Date.now() - started.getTime(),
       original_path: cfg.storagePath,
@@ -414,7 +415,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   if (type === 'full') {
     if (backups.length === 0) throw failures[0];
     const status = backups.length === parts.length ? 'ok' : 'partial';
-    const sidecar: Sidecar = {
+    const sidecar: WrittenSidecar = {
       ...baseSidecar('full', id, new Date(started)),
       duration_ms: Date.now() - started,
       database: backups.find((b) => b.type === 'database')?.id ?? null,

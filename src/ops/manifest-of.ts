@@ -10,7 +10,7 @@ import { BackupError } from '../errors.js';
 export async function storageWithManifest(backupDir: string, ref: string): Promise<BackupEntry> {
   let entry = await findBackup(backupDir, ref);
   if (entry?.type === 'full' && entry.sidecar?.storage) entry = await componentLookup(backupDir)('storage', entry.sidecar.storage);
-  if (!entry || entry.type !== 'storage') {
+  if (entry?.type !== 'storage') {
     throw new BackupError('USAGE', `no storage backup '${ref}' in ${backupDir}`, { hint: 'run vertex-backup list --type storage to see the ids' });
   }
   if (!entry.sidecar) throw new BackupError('DAMAGED', `storage backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);

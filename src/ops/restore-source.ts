@@ -91,7 +91,7 @@ export async function resolveRestoreSource(backupDir: string, ref: string): Prom
     if (file !== sidecarFile && !files.includes(file)) {
       throw new BackupError('DAMAGED', `${sidecarFile} describes other files than ${file}`, { hint: 'remove or fix that metadata to restore the file without a checksum' });
     }
-    const entry: BackupEntry = { type, id, status: 'ok', createdAt: new Date(sidecar.created_at), size: sidecar.file_size ?? 0, sidecarPath: sidecarFile, sidecar, files: [...files, sidecarFile] };
+    const entry: BackupEntry = { type, id, status: 'ok', createdAt: new Date(sidecar.created_at ?? Number.NaN), size: sidecar.file_size ?? 0, sidecarPath: sidecarFile, sidecar, files: [...files, sidecarFile] };
     return { sourceDir: dir, entry };
   }
   if (name.endsWith('.json')) throw usageError(`${file} is not the metadata of a backup`);

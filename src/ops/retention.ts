@@ -79,7 +79,7 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
     if (empty) {
       for (const item of ok) keepFor(item, 'no policy');
     } else {
-      ok.slice(0, last).forEach((item) => keepFor(item, 'last'));
+      for (const item of ok.slice(0, last)) keepFor(item, 'last');
       for (const rule of Object.keys(BUCKETS) as Rule[]) {
         let remaining = count(policy[POLICY_KEYS[rule]]);
         let previous: string | undefined;

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
-import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
+import { artifactFiles, type BackupType, type Sidecar } from '../catalog/sidecar.js';
 import { readParts } from '../archive/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-artifact.js';
@@ -65,6 +65,36 @@ function tarCounter(): { sink: Writable; counts: { files: number; entries: numbe
   return { sink: extract as unknown as Writable, counts };
 }
 
+/** The one comparison of a data file with its sidecar entry: local parts as they are read, remote ones as they are downloaded. */
+function partProblem(file: string, got: { size: number; checksum: string }, want: { size: number; checksum?: string }): string | undefined {
+  if (got.size !== want.size) return `${file} is ${got.size} bytes, metadata says ${want.size}`;
+  if (want.checksum && got.checksum !== want.checksum) return `${file}: checksum mismatch`;
+  return undefined;
+}
+
+/** A full backup is as good as its components: each one found and checked (local or remote alike). */
+async function verifyComponents<R extends { ok: boolean; problems: string[] }>(
+  s: Sidecar,
+  find: (type: 'database' | 'storage', id: string) => Promise<BackupEntry | undefined>,
+  verify: (component: BackupEntry) => Promise<R>,
+): Promise<{ problems: string[]; results: R[] }> {
+  const problems: string[] = [];
+  const results: R[] = [];
+  for (const t of ['database', 'storage'] as const) {
+    const cid = s[t];
+    if (!cid) continue;
+    const comp = await find(t, cid);
+    if (!comp) {
+      problems.push(`${t} component ${cid} is missing`);
+      continue;
+    }
+    const r = await verify(comp);
+    results.push(r);
+    if (!r.ok) problems.push(`${t} component ${cid}: ${r.problems.join('; ')}`);
+  }
+  return { problems, results };
+}
+
 async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: VerifyResult): Promise<void> {
   const s = entry.sidecar!;
   const dir = path.dirname(entry.sidecarPath!);
@@ -78,8 +108,8 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
   const whole = createHash('sha256');
   const onPart = (file: string, size: number, checksum: string) => {
     const want = parts.find((p) => path.join(dir, p.file) === file)!;
-    if (size !== want.size) result.problems.push(`${want.file}: size ${size}, expected ${want.size}`);
-    else if (checksum !== want.checksum) result.problems.push(`${want.file}: checksum mismatch`);
+    const problem = partProblem(want.file, { size, checksum }, want);
+    if (problem) result.problems.push(problem);
   };
   const stream = readParts(parts.map((p) => path.join(dir, p.file)), onPart);
   stream.on('data', (c: Buffer) => {
@@ -168,21 +198,12 @@ export async function verifyEntry(
   } else if (entry.type === 'full') {
     const s = entry.sidecar;
     if (s.status === 'partial') result.problems.push(`partial full backup: ${(s.errors ?? []).join('; ') || 'a component failed'}`);
-    for (const t of ['database', 'storage'] as const) {
-      const cid = s[t];
-      if (!cid) continue;
-      const comp = await lookup(t, cid);
-      if (!comp) {
-        result.problems.push(`${t} component ${cid} is missing`);
-        continue;
-      }
-      const r = await verifyEntry(backupDir, comp, opts, cache, lookup);
-      if (!r.ok) result.problems.push(`${t} component ${cid}: ${r.problems.join('; ')}`);
-      result.checked += r.checked;
-    }
+    const components = await verifyComponents(s, lookup, (comp) => verifyEntry(backupDir, comp, opts, cache, lookup));
+    result.problems.push(...components.problems);
+    for (const r of components.results) result.checked += r.checked;
   } else {
     await verifyArtifact(entry, opts, result);
-    if (entry.sidecar.manifest) await verifyChain(backupDir, entry, opts, cache, lookup, result);
+    if (entry.sidecar.manifest) await verifyChain(entry, opts, cache, lookup, result);
   }
   result.ok = result.problems.length === 0;
   return result;
@@ -190,7 +211,6 @@ export async function verifyEntry(
 
 /** An incremental storage backup needs its manifest and the archive of every backup the manifest references. */
 async function verifyChain(
-  backupDir: string,
   entry: BackupEntry,
   opts: VerifyOptions,
   cache: Map<string, VerifyResult>,
@@ -310,18 +330,11 @@ export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions 
     if (!b.sidecar) {
       r.problems.push(b.reason ?? 'no metadata');
     } else if (b.type === 'full') {
-      for (const t of ['database', 'storage'] as const) {
-        const cid = b.sidecar[t];
-        if (!cid) continue;
-        const comp = byKey.get(`${t}:${cid}`);
-        if (!comp) {
-          r.problems.push(`${t} component ${cid} is missing`);
-          continue;
-        }
-        const sub = await verifyOne(comp);
-        done.add(`${t}:${cid}`);
+      const components = await verifyComponents(b.sidecar, async (t, cid) => byKey.get(`${t}:${cid}`), verifyOne);
+      r.problems.push(...components.problems);
+      for (const sub of components.results) {
+        done.add(`${sub.type}:${sub.id}`);
         results.push(sub);
-        if (!sub.ok) r.problems.push(`${t} component ${cid} is damaged`);
       }
     } else {
       // an incremental storage backup needs the archives of its chain on the remote too
@@ -336,8 +349,8 @@ export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions 
           const got = await hashRemote(remote, f.rel, options);
           r.checkedFiles++;
           r.bytes += got.size;
-          if (got.size !== f.size) r.problems.push(`${f.rel} is ${got.size} bytes, metadata says ${f.size}`);
-          else if (f.checksum && got.checksum !== f.checksum) r.problems.push(`${f.rel}: checksum mismatch (the remote copy is corrupt)`);
+          const problem = partProblem(f.rel, got, f);
+          if (problem) r.problems.push(problem);
         } catch (err) {
           if (err instanceof RemoteError && err.kind === 'missing') r.problems.push(`${f.rel} is missing`);
           else throw err;

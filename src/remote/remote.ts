@@ -117,6 +117,7 @@ export async function missingAs<T, M>(call: () => Promise<T>, wrap: (err: unknow
 
 /** Network-level failures are transient whatever the protocol. */
 export function isTransientNetworkError(err: unknown): boolean {
+  // biome-ignore lint/suspicious/noExplicitAny: walks error causes of any shape (Node, undici, ssh2, AWS SDK), probing optional fields
   for (let e: any = err, depth = 0; e && depth < 5; e = e.cause, depth++) {
     if (typeof e.code === 'string' && TRANSIENT_CODES.has(e.code)) return true;
     if (typeof e.errno === 'string' && TRANSIENT_CODES.has(e.errno)) return true;

@@ -23,15 +23,3 @@ export function parseDuration(text: string, name: string, bareUnit?: keyof typeo
   }
   return Math.round(total);
 }
-
-/** "2d 3h", "26h 0m", "45m", "12s": coarse, for ages and "next run in". */
-export function formatAge(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  const d = Math.floor(s / 86400);
-  const h = Math.floor((s % 86400) / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  if (d > 0) return `${d}d ${h}h`;
-  if (h > 0) return `${h}h ${m}m`;
-  if (m > 0) return `${m}m ${s % 60}s`;
-  return `${s}s`;
-}

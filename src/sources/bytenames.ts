@@ -17,9 +17,9 @@ function utf8SequenceAt(buf: Uint8Array, i: number): number {
   if (b < 0x80) return 1;
   let n: number;
   let min: number;
-  if (b >= 0xc2 && b <= 0xdf) (n = 2), (min = 0x80);
-  else if (b >= 0xe0 && b <= 0xef) (n = 3), (min = 0x800);
-  else if (b >= 0xf0 && b <= 0xf4) (n = 4), (min = 0x10000);
+  if (b >= 0xc2 && b <= 0xdf) [n, min] = [2, 0x80];
+  else if (b >= 0xe0 && b <= 0xef) [n, min] = [3, 0x800];
+  else if (b >= 0xf0 && b <= 0xf4) [n, min] = [4, 0x10000];
   else return 0;
   if (i + n > buf.length) return 0;
   let cp = b & (0xff >> (n + 1));

@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, REPO, run } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
+import { ciMode, findProgram } from '../helpers/optional.js';
 
 /** The command lines of the README's sh/bash blocks, comments stripped, split into argv. */
 function readmeExamples(): string[] {
@@ -60,9 +61,17 @@ describe('README examples', () => {
     expect(examples.length).toBeGreaterThanOrEqual(30);
   });
 
-  it.each(examples.map((e) => [e]))('%s', async (line) => {
+  it.for(examples)('%s', async (line, ctx) => {
     if (NOT_RUN[line]) return;
     let args = argv(line);
+    // an example with an optional codec follows the rule of test/helpers/optional.ts
+    const codec = args[args.indexOf('--compression') + 1];
+    const program = { zstd: ['zstd', 'zstd'], xz: ['xz', 'xz-utils'], bzip2: ['bzip2', 'bzip2'] }[codec as 'zstd'];
+    if (args.includes('--compression') && program && !findProgram(program[0])) {
+      if (ciMode()) throw new Error(`${program[0]} is not installed, and CI=true runs every test: apt-get install ${program[1]}`);
+      ctx.skip(`needs ${program[0]} (Debian package ${program[1]})`);
+      return;
+    }
     if (args.some((a) => a.includes('20240101_120000'))) {
       const id = await newestFullId();
       expect(id, 'a full backup made by an earlier example').toBeTruthy();

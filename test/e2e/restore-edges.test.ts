@@ -141,9 +141,18 @@ describe('item 1: one lock for every command that changes the live paths; restor
   it('two restore --from at once without --wait: one restores (exit 0), the other exits 4; the live tree is exactly the backup', async () => {
     const { app, remotes, id, backedUp } = await setup();
     const args = ['restore', id, '--from', 'nas', '--yes', ...app.flags, '--remotes-config', remotes];
-    const results = await Promise.all([start(args, { cwd: app.cwd }).done, start(args, { cwd: app.cwd }).done]);
-    const codes = results.map((r) => r.code).sort();
-    expect(codes, results.map(describeRun).join('\n')).toEqual([0, 4]);
+    // two processes started together may still not overlap (one can finish before the other starts):
+    // the first stops itself inside its run (while staging, holding the lock) so the second surely meets it
+    const first = start(args, { cwd: app.cwd, env: { VERTEX_BACKUP_FAULT_POINT: 'staging' } });
+    const stopped = () => fs.readFileSync(`/proc/${first.child.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
+    for (let i = 0; i < 600 && !stopped(); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(stopped(), 'the first restore reached its staging phase').toBe(true);
+    const second = await start(args, { cwd: app.cwd }).done;
+    first.child.kill('SIGCONT');
+    const firstResult = await first.done;
+    expect([firstResult.code, second.code], [firstResult, second].map(describeRun).join('\n')).toEqual([0, 4]);
+    expect(second.stderr).toMatch(/holds the lock/);
+    expect(second.stderr).not.toMatch(/ENOTEMPTY|ENOENT/);
     expect(storageSnap(app.storagePath)).toEqual(backedUp);
     expect(leftovers(app)).toEqual([]);
   });

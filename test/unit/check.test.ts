@@ -118,6 +118,18 @@ describe('check', () => {
     expect(r.reasons[0]).toContain('not a valid status file');
   });
 
+  it('reports a status file whose records are malformed, naming the field (not a crash later)', async () => {
+    fullSet(1);
+    await recordRun(dir, { command: 'rotate', ok: true, exit_code: 0, duration_ms: 5 }, NOW);
+    const file = path.join(dir, STATUS_FILE);
+    const data = JSON.parse(fs.readFileSync(file, 'utf8'));
+    data.runs.rotate.ok = 'yes';
+    fs.writeFileSync(file, JSON.stringify(data));
+    const r = await checkBackups({ backupDir: dir, maxAgeMs: 26 * H, types: ALL, now: NOW });
+    expect(r.ok).toBe(false);
+    expect(r.reasons[0]).toMatch(/not a valid status file \(runs\.rotate\.ok: .*boolean/);
+  });
+
   it('checks the enabled types', () => {
     expect(enabledTypes({})).toEqual(['full', 'database', 'storage']);
     expect(enabledTypes({ BACKUP_STORAGE_ENABLED: 'false', BACKUP_FULL_ENABLED: 'no' })).toEqual(['database']);

@@ -91,7 +91,10 @@ describe('unknown keys name the nearest valid one', () => {
     [{ maxBackup: 3 }, /unknown key 'maxBackup' \(did you mean 'maxBackups'\?\)/],
     [{ telegramApiURL: 'x' }, /did you mean 'telegramApiUrl'/],
     [{ notify: { webhookURL: 'x' } }, /unknown key 'notify\.webhookURL' \(did you mean 'notify\.webhookUrl'\?\)/],
-    [{ schedule: { databse: '0 1 * * *' } }, /unknown key 'schedule\.databse' \(did you mean 'schedule\.database'\?\)/],
+    [{ schedule: { databse: '0 1 * * *' } }, /unknown key 'schedule\.databse' \(did you mean 'schedule\.database'\?\)/],    [{ schedule: { storage: { schedul: '0 1 * * *' } } }, /unknown key 'schedule\.storage\.schedul' \(did you mean 'schedule\.storage\.schedule'\?\)/],
+    [{ schedule: { storage: 5 } }, /'schedule\.storage' must be a cron expression or \{ "schedule", "enabled" \}/],
+    [{ notify: { retries: [3] } }, /'notify\.retries' must be a string, number or boolean/],
+    [{ notify: 'yes' }, /'notify' must be an object/],
   ];
   it.each(cases)('%j', (obj, msg) => {
     expect(() => withConfig(obj)).toThrow(msg);

@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
 import { printRotation } from './rotate.js';
-import { bytes, duration } from '../format.js';
+import { formatBytes, formatDuration } from '../../format.js';
 
 export function register(program: Command): void {
   program
@@ -89,16 +89,16 @@ Examples:
           return {
             json: { ...result, rotation, sync },
             exitCode: !result.ok || syncFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-            summary: `${result.type} backup ${result.id}: ${result.status}, ${bytes(result.size)} in ${duration(result.durationMs)}${skipped}`,
+            summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}`,
             sizeBytes: result.size,
             log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), warnings: result.warnings.length || undefined, skipped: result.skipped.length ? result.skipped : undefined, errors: result.errors.length ? result.errors : undefined },
             human: (ui) => {
               const mark = result.ok ? ui.c.green('✔') : ui.c.yellow('!');
-              ui.out(`${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${bytes(result.size)} in ${duration(result.durationMs)}`);
+              ui.out(`${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}`);
               for (const b of result.backups) {
                 if (b.type === 'full') continue;
                 const files = b.fileCount !== undefined ? `, ${b.fileCount} files${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
-                ui.out(`  ${b.type.padEnd(8)} ${bytes(b.size)}${files}  ${b.files[0]}`);
+                ui.out(`  ${b.type.padEnd(8)} ${formatBytes(b.size)}${files}  ${b.files[0]}`);
               }
               for (const n of result.notes) ui.warn(n);
               if (result.skipped.length) {
@@ -109,7 +109,7 @@ Examples:
               for (const w of result.warnings.slice(0, 20)) ui.warn(w);
               if (result.warnings.length > 20) ui.warn(`…and ${result.warnings.length - 20} more warnings (see the sidecar)`);
               for (const e of result.errors) ui.error(e);
-              for (const s of sync ?? []) s.ok ? ui.out(`  sync to ${s.remote}: ${bytes(s.uploaded ?? 0)} uploaded`) : ui.error(`sync to ${s.remote} failed: ${s.error}`);
+              for (const s of sync ?? []) s.ok ? ui.out(`  sync to ${s.remote}: ${formatBytes(s.uploaded ?? 0)} uploaded`) : ui.error(`sync to ${s.remote} failed: ${s.error}`);
               if (rotation) {
                 ui.out('rotation:');
                 printRotation(ui, rotation);
@@ -128,13 +128,13 @@ function planOutcome(plan: import('../../ops/plan.js').CreatePlan) {
     json: plan,
     human: (ui: import('../ui.js').Ui) => {
       ui.out(`dry run: create --type ${plan.type} would back up (nothing written)`);
-      if (plan.database) ui.out(`  database  ${bytes(plan.database.bytes).padStart(10)}  ${plan.database.path}`);
+      if (plan.database) ui.out(`  database  ${formatBytes(plan.database.bytes).padStart(10)}  ${plan.database.path}`);
       if (plan.storage) {
-        ui.out(`  storage   ${bytes(plan.storage.bytes).padStart(10)}  ${plan.storage.files} files in ${plan.storage.path}`);
-        ui.out(`            estimated archive ${bytes(plan.storage.estimatedSize)} (${plan.storage.compression})`);
+        ui.out(`  storage   ${formatBytes(plan.storage.bytes).padStart(10)}  ${plan.storage.files} files in ${plan.storage.path}`);
+        ui.out(`            estimated archive ${formatBytes(plan.storage.estimatedSize)} (${plan.storage.compression})`);
       }
       for (const x of plan.excludes) ui.out(`  exclude '${x.pattern}': ${x.matched} ${x.matched === 1 ? 'path' : 'paths'} left out`);
-      ui.out(`total ${plan.files} files, ${bytes(plan.bytes)}; the backup would add about ${bytes(plan.estimatedSize)}`);
+      ui.out(`total ${plan.files} files, ${formatBytes(plan.bytes)}; the backup would add about ${formatBytes(plan.estimatedSize)}`);
       for (const w of plan.warnings) ui.warn(w);
     },
   };

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { bytes } from '../format.js';
+import { formatBytes } from '../../format.js';
 import { action } from '../run.js';
 
 export function register(program: Command): void {
@@ -20,7 +20,7 @@ export function register(program: Command): void {
             if (!r.entries.length) ui.out(`nothing under ${under} in storage backup ${r.id}`);
             for (const e of r.entries) {
               const kind = e.type === 'dir' ? 'd' : e.type === 'symlink' ? 'l' : '-';
-              const size = e.type === 'file' ? bytes(e.size) : '';
+              const size = e.type === 'file' ? formatBytes(e.size) : '';
               ui.out(`${kind}${e.mode.toString(8).padStart(4, '0')} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  ${e.mtime.slice(0, 19).replace('T', ' ')}  ${e.path}${e.target !== undefined ? ` -> ${e.target}` : ''}${e.type === 'dir' ? '/' : ''}`);
             }
           },

@@ -4,7 +4,7 @@ import type { RemotesConfig } from '../../remote/config.js';
 import type { Remote } from '../../remote/remote.js';
 import type { TransferEvent } from '../../remote/transfer.js';
 import { type Context, action } from '../run.js';
-import { bytes, duration } from '../format.js';
+import { formatBytes, formatDuration } from '../../format.js';
 
 /**
  * `remote list|test|info`, plus the helpers every remote-aware command uses (sync, list --remote,
@@ -115,7 +115,7 @@ Examples:
           summary: r.ok ? `remote ${name} works` : `remote ${name} failed at ${failed?.step}: ${failed?.error}`,
           log: { remote: name, ok: r.ok, failed_step: failed?.step },
           human: (ui) => {
-            for (const s of r.steps) ui.out(`${s.ok ? ui.c.green('ok  ') : ui.c.red('FAIL')} ${s.step.padEnd(8)} ${duration(s.ms)}${s.error ? `  ${s.error}` : ''}`);
+            for (const s of r.steps) ui.out(`${s.ok ? ui.c.green('ok  ') : ui.c.red('FAIL')} ${s.step.padEnd(8)} ${formatDuration(s.ms)}${s.error ? `  ${s.error}` : ''}`);
             if (!r.ok) ui.error(`remote ${name} failed at ${failed?.step}`);
             else ui.out(`remote ${name} (${r.remote}) works`);
           },
@@ -139,10 +139,10 @@ Examples:
             json: info,
             human: (ui) => {
               ui.out(`remote    ${info.remote}`);
-              ui.out(`used      ${info.space.used !== undefined ? bytes(info.space.used) : 'not reported by the protocol'}`);
-              ui.out(`free      ${info.space.free !== undefined ? bytes(info.space.free) : 'not reported by the protocol'}`);
-              if (info.space.total !== undefined) ui.out(`total     ${bytes(info.space.total)}`);
-              ui.out(`stored    ${bytes(info.storedBytes)} in ${info.objects} objects`);
+              ui.out(`used      ${info.space.used !== undefined ? formatBytes(info.space.used) : 'not reported by the protocol'}`);
+              ui.out(`free      ${info.space.free !== undefined ? formatBytes(info.space.free) : 'not reported by the protocol'}`);
+              if (info.space.total !== undefined) ui.out(`total     ${formatBytes(info.space.total)}`);
+              ui.out(`stored    ${formatBytes(info.storedBytes)} in ${info.objects} objects`);
               ui.out(`backups   ${info.backups.ok} ok, ${info.backups.incomplete} incomplete, ${info.backups.damaged} damaged`);
             },
           };

@@ -4,7 +4,7 @@ import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
-import { bytes, duration } from '../format.js';
+import { formatBytes, formatDuration } from '../../format.js';
 
 async function ask(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
@@ -112,18 +112,18 @@ Examples:
         if (result.cancelled) return { json: result, exitCode: 1, human: (ui) => ui.out('restore cancelled: nothing was changed') };
         return {
           json: result,
-          summary: `restored ${result.type} backup ${result.id} in ${duration(result.durationMs)}`,
+          summary: `restored ${result.type} backup ${result.id} in ${formatDuration(result.durationMs)}`,
           log: { id: result.id, type: result.type, target: o.target, verified: result.verified, database: result.database, storage: result.storage && { ...result.storage, warnings: undefined } },
           human: (ui) => {
             const note = latestNote(ref, result.type, result.id);
             if (note) ui.warn(note);
-            ui.out(`${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${duration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`);
+            ui.out(`${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${formatDuration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`);
             if (result.database) {
               ui.out(`  database -> ${result.database.to} (integrity_check: ${result.database.integrity})`);
               if (result.database.savedCurrentAs) ui.out(`             previous database saved as ${result.database.savedCurrentAs}`);
             }
             if (result.storage) {
-              ui.out(`  storage  -> ${result.storage.to} (${result.storage.entries} entries, ${bytes(result.storage.bytes)})`);
+              ui.out(`  storage  -> ${result.storage.to} (${result.storage.entries} entries, ${formatBytes(result.storage.bytes)})`);
               if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
               for (const w of result.storage.warnings) ui.warn(w);
             }

@@ -4,7 +4,7 @@ import type { RetentionPolicy } from '../../ops/retention.js';
 import type { RotateResult } from '../../ops/rotate.js';
 import { action } from '../run.js';
 import type { Ui } from '../ui.js';
-import { bytes } from '../format.js';
+import { formatBytes } from '../../format.js';
 
 function count(flag: string) {
   return (v: string) => {
@@ -50,7 +50,7 @@ Examples:
         const r = await rotateBackups(ctx.cfg, { policy, dryRun: o.dryRun, type: o.type, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0 });
         return {
           json: r,
-          summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.removed.length} backups, ${bytes(r.freedBytes)}`,
+          summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.removed.length} backups, ${formatBytes(r.freedBytes)}`,
           log: o.dryRun ? undefined : { policy, removed: r.removed.map((x) => `${x.type}:${x.id}`), freed: r.freedBytes },
           human: (ui) => printRotation(ui, r),
         };
@@ -69,12 +69,12 @@ export function printRotation(ui: Ui, r: RotateResult): void {
     ...r.kept.map((k) => ({ type: k.type, id: k.id, action: 'keep', why: k.reasons.join(', '), bytes: k.bytes })),
     ...r.removed.map((x) => ({ type: x.type, id: x.id, action: r.dryRun ? 'would remove' : 'removed', why: x.reason, bytes: x.bytes })),
   ].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
-  for (const x of all) rows.push([x.type, x.id, x.action === 'keep' ? ui.c.green(x.action) : ui.c.yellow(x.action), x.why, bytes(x.bytes)]);
+  for (const x of all) rows.push([x.type, x.id, x.action === 'keep' ? ui.c.green(x.action) : ui.c.yellow(x.action), x.why, formatBytes(x.bytes)]);
   if (rows.length) ui.out(ui.table(['type', 'id', 'action', 'rule', 'size'], rows, ['left', 'left', 'left', 'left', 'right']));
   const verb = r.dryRun ? 'would remove' : 'removed';
   ui.out(
     r.removed.length
-      ? `${verb} ${r.removed.length} backups, ${r.dryRun ? 'would free' : 'freed'} ${bytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`
+      ? `${verb} ${r.removed.length} backups, ${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`
       : `nothing to remove (${r.kept.length} kept)`,
   );
   // incremental storage backups: what each kept one still needs

@@ -4,6 +4,7 @@ import type { JobSpec, SchedulerEvent } from '../../schedule/index.js';
 import { action, type Context } from '../run.js';
 import type { Ui } from '../ui.js';
 import { SCHEDULE_TABLE } from '../../schedule/table.js';
+import { formatAge, formatDuration } from '../../format.js';
 
 /** The defaults as the one schedule table has them (the crontab and the systemd timer agree). */
 function jobHelp(): string {
@@ -66,7 +67,7 @@ function localTime(d: Date): string {
 }
 
 async function listOutcome(jobs: JobSpec[], count: number, graceMs: number) {
-  const { nextRuns, formatAge } = await import('../../schedule/index.js');
+  const { nextRuns } = await import('../../schedule/index.js');
   const now = new Date();
   const rows = jobs.map((j) => ({
     name: j.name,
@@ -147,7 +148,7 @@ function eventLogger(ui: Ui, json: boolean): (e: SchedulerEvent) => void {
         for (const j of e.jobs) ui.out(`  ${j.name.padEnd(8)} ${j.schedule.padEnd(16)} next ${j.next ? at(j.next) : 'never'}`);
         break;
       case 'catch-up':
-        ui.out(`${e.job}: running the ${at(e.scheduledAt)} run missed while stopped (${Math.round(e.lateMs / 1000)} s late)`);
+        ui.out(`${e.job}: running the ${at(e.scheduledAt)} run missed while stopped (${formatAge(e.lateMs)} late)`);
         break;
       case 'job-start':
         ui.out(`${e.job}: started (scheduled ${at(e.scheduledAt)}, pid ${e.pid ?? '?'})`);
@@ -155,11 +156,11 @@ function eventLogger(ui: Ui, json: boolean): (e: SchedulerEvent) => void {
       case 'job-end': {
         const o = e.outcome;
         const how = o.error ?? (o.signal ? `killed by ${o.signal}` : `exit ${o.exitCode}`);
-        const secs = (o.durationMs / 1000).toFixed(1);
-        if (e.result === 'ok') ui.out(`${e.job}: finished ok in ${secs} s`);
+        const took = formatDuration(o.durationMs);
+        if (e.result === 'ok') ui.out(`${e.job}: finished ok in ${took}`);
         else if (e.result === 'locked') ui.warn(`${e.job}: skipped, another run holds the backup-directory lock (${how})`);
         else if (e.result === 'aborted') ui.warn(`${e.job}: aborted by the scheduler stopping (${how}); it runs again if restarted within the grace time`);
-        else ui.warn(`${e.job}: FAILED after ${secs} s (${how})`);
+        else ui.warn(`${e.job}: FAILED after ${took} (${how})`);
         break;
       }
       case 'job-skip':

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { action } from '../run.js';
-import { age, bytes } from '../format.js';
+import { formatAge, formatBytes } from '../../format.js';
 
 export function register(program: Command): void {
   program
@@ -18,12 +18,12 @@ export function register(program: Command): void {
               t.type,
               t.count,
               t.notOk ? ui.c.yellow(String(t.notOk)) : '0',
-              t.type === 'full' ? '-' : bytes(t.bytes),
-              t.newest ? `${t.newest.id} (${age(t.newest.ageSeconds)} ago)` : '-',
-              t.oldest ? `${t.oldest.id} (${age(t.oldest.ageSeconds)} ago)` : '-',
+              t.type === 'full' ? '-' : formatBytes(t.bytes),
+              t.newest ? `${t.newest.id} (${formatAge(t.newest.ageSeconds * 1000)} ago)` : '-',
+              t.oldest ? `${t.oldest.id} (${formatAge(t.oldest.ageSeconds * 1000)} ago)` : '-',
             ]);
             ui.out(ui.table(['type', 'count', 'not ok', 'size', 'newest ok', 'oldest ok'], rows));
-            ui.out(`total ${s.totalCount} backups, ${bytes(s.totalBytes)}; free at ${s.backupDir}: ${bytes(s.freeBytes)}`);
+            ui.out(`total ${s.totalCount} backups, ${formatBytes(s.totalBytes)}; free at ${s.backupDir}: ${formatBytes(s.freeBytes)}`);
           },
         };
       }),

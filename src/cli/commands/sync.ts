@@ -4,7 +4,7 @@ import { BackupError } from '../../errors.js';
 import type { RemotesConfig } from '../../remote/config.js';
 import type { SyncOptions, SyncResult } from '../../ops/sync.js';
 import { type Context, action } from '../run.js';
-import { bytes, duration } from '../format.js';
+import { formatBytes, formatDuration } from '../../format.js';
 import { REMOTES_CONFIG_HELP, loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -88,7 +88,7 @@ Examples:
         return {
           json: { ok, remotes: results },
           exitCode: ok ? 0 : 1,
-          summary: ok ? `synced ${uploadedBackups} backups (${bytes(sent)}) to ${names.join(', ')}` : `sync failed for ${results.filter((r) => !r.ok).map((r) => r.remote).join(', ')}`,
+          summary: ok ? `synced ${uploadedBackups} backups (${formatBytes(sent)}) to ${names.join(', ')}` : `sync failed for ${results.filter((r) => !r.ok).map((r) => r.remote).join(', ')}`,
           sizeBytes: sent,
           log: {
             remotes: results.map((r) => ({
@@ -106,11 +106,11 @@ Examples:
                 continue;
               }
               const s = r.result;
-              const rate = s.ms > 0 ? ` (${bytes(Math.round((s.bytes * 1000) / s.ms))}/s)` : '';
+              const rate = s.ms > 0 ? ` (${formatBytes(Math.round((s.bytes * 1000) / s.ms))}/s)` : '';
               if (!s.synced.length) ui.out(`${r.remote}: up to date (${s.upToDate} backups)`);
               else {
-                ui.out(ui.table(['type', 'id', 'files sent', 'skipped', 'size'], s.synced.map((b) => [b.type, b.id, b.uploaded.length, b.skipped, bytes(b.bytes)])));
-                ui.out(`${r.remote}: sent ${bytes(s.bytes)} in ${duration(s.ms)}${rate}; ${s.upToDate} already there`);
+                ui.out(ui.table(['type', 'id', 'files sent', 'skipped', 'size'], s.synced.map((b) => [b.type, b.id, b.uploaded.length, b.skipped, formatBytes(b.bytes)])));
+                ui.out(`${r.remote}: sent ${formatBytes(s.bytes)} in ${formatDuration(s.ms)}${rate}; ${s.upToDate} already there`);
               }
               for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.type} ${n.id} is ${n.reason}`);
             }

@@ -3,7 +3,7 @@ import type { BackupType } from '../../catalog/sidecar.js';
 import { BackupError } from '../../errors.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
-import { bytes } from '../format.js';
+import { formatBytes } from '../../format.js';
 
 export function register(program: Command): void {
   const command = program
@@ -63,7 +63,7 @@ Encrypted backups are checked by their ciphertext without a key (the bytes are i
               return;
             }
             const rows = report.results.map((r) =>
-              r.inProgress ? [r.type, r.id, ui.c.yellow('in progress'), r.note ?? ''] : [r.type, r.id, r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'), r.ok ? `${bytes(r.checked)}${r.encryption === 'ciphertext' ? ' (encrypted: bytes only, no key given)' : r.encryption ? ' (decrypted)' : ''}` : r.problems.join('; ')],
+              r.inProgress ? [r.type, r.id, ui.c.yellow('in progress'), r.note ?? ''] : [r.type, r.id, r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'), r.ok ? `${formatBytes(r.checked)}${r.encryption === 'ciphertext' ? ' (encrypted: bytes only, no key given)' : r.encryption ? ' (decrypted)' : ''}` : r.problems.join('; ')],
             );
             ui.out(ui.table(['type', 'id', 'result', 'details'], rows));
             if (!report.ok) ui.error(`${bad.length} backup(s) failed verification`);
