@@ -9,7 +9,7 @@ import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
 import { type ChangePlan, recordFor } from '../sources/changes.js';
 import type { ManifestRecord } from './manifest.js';
-import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, showName } from '../sources/bytenames.js';
+import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, paxMtimeEntry, showName } from '../sources/bytenames.js';
 import { OPEN_FLAGS, READ_AHEAD, SMALL_FILE, type SkippedPath, type SmallFile, type WalkSinks, UNREADABLE, excluder, pathsInside, readOpen, readSmallFile, sameFile, walk } from '../sources/files.js';
 
 /**
@@ -56,6 +56,8 @@ function quiet(sink: { on?: (ev: string, fn: () => void) => unknown }): void {
 
 type Added = { kind: 'dir' | 'skip' | 'ok'; size?: number; sha256?: string; linkname?: string };
 const SKIP: Added = { kind: 'skip' };
+/** tar-stream writes a header's time through a 32-bit integer: later than 2038-01-19 wraps */
+const MAX_HEADER_SECONDS = 2 ** 31 - 1;
 
 /**
  * Synchronous on purpose: an unchanged tree is one lstat per path and nothing else, and a cached lstat
@@ -114,17 +116,24 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
   };
 
   /**
-   * tar-stream writes names as UTF-8 text. A name (or link target) that is not UTF-8 goes in a GNU
-   * long-name entry holding its bytes, pushed just before the entry's own header (the pack is idle
-   * between entries: each is awaited), and the header gets a plain ASCII stand-in that no PAX record
-   * would override.
+   * What tar-stream cannot write, pushed as extension entries just before the entry's own header (the
+   * pack is idle between entries: each is awaited). A name (or link target) that is not UTF-8 goes in a
+   * GNU long-name entry holding its bytes, and the header gets a plain ASCII stand-in that no PAX record
+   * would override; a time outside what its header field holds goes in a PAX record (paxMtimeEntry).
    */
-  const byteNames = <H extends Partial<tar.Header> & { name: string }>(header: H): H => {
-    if (!isByteName(header.name) && !(header.linkname && isByteName(header.linkname))) return header;
+  const extended = <H extends Partial<tar.Header> & { name: string }>(header: H): H => {
+    const seconds = header.mtime ? Math.floor(header.mtime.getTime() / 1000) : 0;
+    const timeFits = seconds >= 0 && seconds <= MAX_HEADER_SECONDS;
+    const bytes = isByteName(header.name) || (header.linkname ? isByteName(header.linkname) : false);
+    if (timeFits && !bytes) return header;
+    const out = { ...header };
+    if (!timeFits) out.mtime = new Date(Math.min(Math.max(seconds, 0), MAX_HEADER_SECONDS) * 1000);
+    // UTF-8 names: tar-stream's own PAX header carries the time along with any long name
+    if (!bytes) return { ...out, pax: { mtime: String(seconds) } };
     const plain = (s: string) => /^[\x20-\x7e]{0,98}$/.test(s);
     const standIn = (s: string) => showName(s).replace(/[^\x20-\x7e]/g, '?').slice(-98);
-    const out = { ...header };
     const push = (pack as unknown as { push(b: Buffer): boolean }).push.bind(pack);
+    if (!timeFits) push(paxMtimeEntry(seconds));
     if (!plain(header.name)) {
       push(gnuLongNameEntry(nameBytes(header.name), 'name'));
       out.name = standIn(header.name);
@@ -139,10 +148,10 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
   const addEntry = (header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> =>
     new Promise((resolve, reject) => {
       if (!body) {
-        quiet(pack.entry(byteNames(header) as tar.Header, (err) => (err ? reject(err) : resolve())));
+        quiet(pack.entry(extended(header) as tar.Header, (err) => (err ? reject(err) : resolve())));
         return;
       }
-      const sink = pack.entry(byteNames(header) as tar.Header, (err) => (err ? reject(err) : resolve()));
+      const sink = pack.entry(extended(header) as tar.Header, (err) => (err ? reject(err) : resolve()));
       pipeline(body, sink).catch(reject);
     });
 
@@ -160,7 +169,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     }
     const sha256 = options.plan ? createHash('sha256').update(file.buf).digest('hex') : undefined;
     res.bytes += file.buf.length;
-    await new Promise<void>((resolve, reject) => quiet(pack.entry(byteNames(header) as tar.Header, file.buf, (err) => (err ? reject(err) : resolve()))));
+    await new Promise<void>((resolve, reject) => quiet(pack.entry(extended(header) as tar.Header, file.buf, (err) => (err ? reject(err) : resolve()))));
     res.entryCount++;
     res.fileCount++;
     options.onProgress?.({ files: res.fileCount, bytes: res.bytes });

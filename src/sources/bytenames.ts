@@ -97,16 +97,34 @@ export function decodeEntryNames(h: { name: string; linkname?: string | null; pa
  * the way GNU tar itself stores names that are not UTF-8. tar-stream writes only UTF-8 names.
  */
 export function gnuLongNameEntry(bytes: Buffer, kind: 'name' | 'link'): Buffer {
-  const data = Buffer.concat([bytes, Buffer.alloc(1)]);
+  // the GNU magic: these entries are a GNU extension
+  return extensionEntry('././@LongLink', kind === 'name' ? 'L' : 'K', 'ustar  \0', Buffer.concat([bytes, Buffer.alloc(1)]));
+}
+
+/**
+ * A POSIX extended header ('x') with one `mtime` record for the entry that follows it. The ustar
+ * field holds 0 to 2^33 seconds, and tar-stream writes it through a 32-bit integer: a file dated
+ * before 1970 or after 2038 (camera clocks, extracted zips) would come back from GNU tar with a
+ * wrapped date, so its header gets a stand-in and this record the real time.
+ */
+export function paxMtimeEntry(seconds: number): Buffer {
+  const body = ` mtime=${seconds}\n`;
+  // the record's length counts its own digits
+  let len = body.length + 1;
+  while (`${len}${body}`.length !== len) len++;
+  return extensionEntry('././@PaxHeader', 'x', 'ustar\x0000', Buffer.from(`${len}${body}`, 'ascii'));
+}
+
+function extensionEntry(name: string, typeflag: string, magic: string, data: Buffer): Buffer {
   const header = Buffer.alloc(512);
-  header.write('././@LongLink', 0, 'ascii');
+  header.write(name, 0, 'ascii');
   header.write('0000644\0', 100, 'ascii');
   header.write('0000000\0', 108, 'ascii');
   header.write('0000000\0', 116, 'ascii');
   header.write(`${data.length.toString(8).padStart(11, '0')}\0`, 124, 'ascii');
   header.write('00000000000\0', 136, 'ascii');
-  header.write(kind === 'name' ? 'L' : 'K', 156, 'ascii');
-  header.write('ustar  \0', 257, 'ascii'); // the GNU magic: these entries are a GNU extension
+  header.write(typeflag, 156, 'ascii');
+  header.write(magic, 257, 'ascii');
   header.fill(0x20, 148, 156);
   let sum = 0;
   for (const byte of header) sum += byte;
