@@ -184,7 +184,7 @@ class Extractor {
     }
     const mode = this.mode(h);
     const mtime = entryMtime(h);
-    const owner = this.owners && Number.isInteger(h.uid) && Number.isInteger(h.gid) ? { uid: h.uid as number, gid: h.gid as number } : undefined;
+    const owner = this.owners ? entryOwner(h) : undefined;
     switch (h.type) {
       case 'file':
       case 'contiguous-file': // POSIX: may be extracted as a regular file
@@ -498,6 +498,15 @@ class TailTracker {
   endsWithEofMarker(): boolean {
     return this.tail.length === 1024 && this.tail.every((b) => b === 0);
   }
+}
+
+/** uid and gid, from PAX records when the header's fields were too small for them */
+function entryOwner(h: Header): Owner | undefined {
+  const pax = h.pax as Record<string, string> | null | undefined;
+  const id = (fromPax: string | undefined, field: unknown) => (fromPax !== undefined && /^\d+$/.test(fromPax) ? Number(fromPax) : field);
+  const uid = id(pax?.uid, h.uid);
+  const gid = id(pax?.gid, h.gid);
+  return Number.isInteger(uid) && Number.isInteger(gid) ? { uid: uid as number, gid: gid as number } : undefined;
 }
 
 function entryMtime(h: Header): Date {

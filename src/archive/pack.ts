@@ -9,7 +9,7 @@ import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
 import { type ChangePlan, recordFor } from '../sources/changes.js';
 import type { ManifestRecord } from './manifest.js';
-import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, paxMtimeEntry, showName } from '../sources/bytenames.js';
+import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, paxEntry, showName } from '../sources/bytenames.js';
 import { OPEN_FLAGS, READ_AHEAD, SMALL_FILE, type SkippedPath, type SmallFile, type WalkSinks, UNREADABLE, excluder, pathsInside, readOpen, readSmallFile, sameFile, walk } from '../sources/files.js';
 
 /**
@@ -56,8 +56,9 @@ function quiet(sink: { on?: (ev: string, fn: () => void) => unknown }): void {
 
 type Added = { kind: 'dir' | 'skip' | 'ok'; size?: number; sha256?: string; linkname?: string };
 const SKIP: Added = { kind: 'skip' };
-/** tar-stream writes a header's time through a 32-bit integer: later than 2038-01-19 wraps */
+// what tar-stream's header fields hold (see `extended` in packTree)
 const MAX_HEADER_SECONDS = 2 ** 31 - 1;
+const MAX_HEADER_ID = 0o777777;
 
 /**
  * Synchronous on purpose: an unchanged tree is one lstat per path and nothing else, and a cached lstat
@@ -119,21 +120,28 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
    * What tar-stream cannot write, pushed as extension entries just before the entry's own header (the
    * pack is idle between entries: each is awaited). A name (or link target) that is not UTF-8 goes in a
    * GNU long-name entry holding its bytes, and the header gets a plain ASCII stand-in that no PAX record
-   * would override; a time outside what its header field holds goes in a PAX record (paxMtimeEntry).
+   * would override. Numbers the header fields cannot hold go in PAX records: tar-stream writes times
+   * through a 32-bit integer (a file dated before 1970 or after 2038 came back from GNU tar with a
+   * wrapped date) and owners in 6 octal digits (uid 1234567, as LDAP and FreeIPA hand out, became
+   * 262143, and a restore as root gave the files to that stranger).
    */
   const extended = <H extends Partial<tar.Header> & { name: string }>(header: H): H => {
+    const records: Record<string, string> = {};
     const seconds = header.mtime ? Math.floor(header.mtime.getTime() / 1000) : 0;
-    const timeFits = seconds >= 0 && seconds <= MAX_HEADER_SECONDS;
+    if (seconds < 0 || seconds > MAX_HEADER_SECONDS) records.mtime = String(seconds);
+    if ((header.uid ?? 0) > MAX_HEADER_ID) records.uid = String(header.uid);
+    if ((header.gid ?? 0) > MAX_HEADER_ID) records.gid = String(header.gid);
     const bytes = isByteName(header.name) || (header.linkname ? isByteName(header.linkname) : false);
-    if (timeFits && !bytes) return header;
+    const fits = Object.keys(records).length === 0;
+    if (fits && !bytes) return header;
     const out = { ...header };
-    if (!timeFits) out.mtime = new Date(Math.min(Math.max(seconds, 0), MAX_HEADER_SECONDS) * 1000);
-    // UTF-8 names: tar-stream's own PAX header carries the time along with any long name
-    if (!bytes) return { ...out, pax: { mtime: String(seconds) } };
+    if (records.mtime) out.mtime = new Date(Math.min(Math.max(seconds, 0), MAX_HEADER_SECONDS) * 1000);
+    // UTF-8 names: tar-stream's own PAX header carries the records along with any long name
+    if (!bytes) return { ...out, pax: records };
+    const push = (pack as unknown as { push(b: Buffer): boolean }).push.bind(pack);
+    if (!fits) push(paxEntry(records));
     const plain = (s: string) => /^[\x20-\x7e]{0,98}$/.test(s);
     const standIn = (s: string) => showName(s).replace(/[^\x20-\x7e]/g, '?').slice(-98);
-    const push = (pack as unknown as { push(b: Buffer): boolean }).push.bind(pack);
-    if (!timeFits) push(paxMtimeEntry(seconds));
     if (!plain(header.name)) {
       push(gnuLongNameEntry(nameBytes(header.name), 'name'));
       out.name = standIn(header.name);

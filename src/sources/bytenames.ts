@@ -102,17 +102,19 @@ export function gnuLongNameEntry(bytes: Buffer, kind: 'name' | 'link'): Buffer {
 }
 
 /**
- * A POSIX extended header ('x') with one `mtime` record for the entry that follows it. The ustar
- * field holds 0 to 2^33 seconds, and tar-stream writes it through a 32-bit integer: a file dated
- * before 1970 or after 2038 (camera clocks, extracted zips) would come back from GNU tar with a
- * wrapped date, so its header gets a stand-in and this record the real time.
+ * A POSIX extended header ('x') with the given records for the entry that follows it: what a ustar
+ * header cannot hold (see archive/pack.ts), for an entry whose names tar-stream must not write.
  */
-export function paxMtimeEntry(seconds: number): Buffer {
-  const body = ` mtime=${seconds}\n`;
-  // the record's length counts its own digits
-  let len = body.length + 1;
-  while (`${len}${body}`.length !== len) len++;
-  return extensionEntry('././@PaxHeader', 'x', 'ustar\x0000', Buffer.from(`${len}${body}`, 'ascii'));
+export function paxEntry(records: Record<string, string>): Buffer {
+  let text = '';
+  for (const [key, value] of Object.entries(records)) {
+    const body = ` ${key}=${value}\n`;
+    // a record's length counts its own digits
+    let len = body.length + 1;
+    while (`${len}${body}`.length !== len) len++;
+    text += `${len}${body}`;
+  }
+  return extensionEntry('././@PaxHeader', 'x', 'ustar\x0000', Buffer.from(text, 'utf8'));
 }
 
 function extensionEntry(name: string, typeflag: string, magic: string, data: Buffer): Buffer {
