@@ -1,6 +1,6 @@
 import * as path from 'node:path';
 import { judgeChains } from './chain.js';
-import { dateOfId, parseName, TYPE_DIR } from './names.js';
+import { compareIds, dateOfId, parseName, TYPE_DIR } from './names.js';
 import { type BackupType, type Sidecar, artifactFiles } from './sidecar.js';
 
 /**
@@ -151,7 +151,7 @@ const TYPE_RANK: Record<BackupType, number> = { full: 0, database: 1, storage: 2
 
 /** Newest first; ids are run start times, so one run's full, database and storage backups stay together, full first. */
 export function newestFirst(a: BackupEntry, b: BackupEntry): number {
-  return b.id.localeCompare(a.id, 'en', { numeric: true }) || TYPE_RANK[a.type] - TYPE_RANK[b.type];
+  return compareIds(b.id, a.id) || TYPE_RANK[a.type] - TYPE_RANK[b.type];
 }
 
 /**

@@ -17,6 +17,11 @@ export function timestampOf(date: Date): string {
   return `${p(date.getUTCFullYear(), 4)}${p(date.getUTCMonth() + 1)}${p(date.getUTCDate())}_${p(date.getUTCHours())}${p(date.getUTCMinutes())}${p(date.getUTCSeconds())}`;
 }
 
+/** Older first: ids are UTC timestamps, `_N` suffixes counting within one second. */
+export function compareIds(a: string, b: string): number {
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
 /** The UTC time an id stands for. */
 export function dateOfId(id: string): Date {
   const m = /^(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})/.exec(id);

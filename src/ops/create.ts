@@ -7,9 +7,9 @@ import { type NextLevel, nextLevel } from '../catalog/chain.js';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import { healIfInterrupted } from './restore-journal.js';
-import { baseName, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
+import { baseName, compareIds, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
 import type { BackupType, Sidecar, WrittenSidecar } from '../catalog/sidecar.js';
-import { SIDECAR_FORMAT } from '../catalog/sidecar.js';
+import { BACKUP_TYPES, SIDECAR_FORMAT } from '../catalog/sidecar.js';
 import { getCodec } from '../codec/registry.js';
 import { AGE_EXTENSION, encryptFileInto, encryptStage } from '../crypto/age-artifact.js';
 import type { Recipient } from '../crypto/age-keys.js';
@@ -72,18 +72,33 @@ export interface CreateResult {
   notes: string[];
 }
 
-/** A `YYYYMMDD_HHMMSS` id no file of these types uses yet (`_2`, `_3`… for the same second). */
-async function allocateId(backupDir: string, types: BackupType[], now: Date): Promise<string> {
+/**
+ * A `YYYYMMDD_HHMMSS` id no file of these types uses yet (`_2`, `_3`… for the same second), and never
+ * older than the newest backup of any type: ids order the catalog ("latest", keep-last, chains), and a
+ * clock that is behind (a board without a battery-backed clock before NTP has synced, a bad manual
+ * setting) would name the newest backup as the oldest, the first one rotation removes. Such a backup
+ * takes the newest id's second instead, and the run says why.
+ */
+async function allocateId(backupDir: string, types: BackupType[], now: Date): Promise<{ id: string; warning?: string }> {
   const used = new Set<string>();
-  for (const t of types) {
+  let newest: string | undefined;
+  for (const t of BACKUP_TYPES) {
     for (const name of await fsp.readdir(typeDir(backupDir, t)).catch(() => [] as string[])) {
       const p = parseName(name);
-      if (p) used.add(p.id);
+      if (!p) continue;
+      if (types.includes(t)) used.add(p.id);
+      if (newest === undefined || compareIds(p.id, newest) > 0) newest = p.id;
     }
   }
-  const ts = timestampOf(now);
-  if (!used.has(ts)) return ts;
-  for (let n = 2; ; n++) if (!used.has(`${ts}_${n}`)) return `${ts}_${n}`;
+  const clock = timestampOf(now);
+  const behind = newest !== undefined && compareIds(clock, newest.slice(0, clock.length)) < 0;
+  const ts = behind ? newest!.slice(0, clock.length) : clock;
+  let id = ts;
+  for (let n = 2; used.has(id) || (behind && compareIds(id, newest!) <= 0); n++) id = `${ts}_${n}`;
+  const warning = behind
+    ? `the system clock (${now.toISOString()}) is behind the newest backup ${newest}: this backup is named ${id}; set the clock (NTP, timedatectl)`
+    : undefined;
+  return { id, warning };
 }
 
 /** A backup directory we cannot write to is a configuration problem (exit 2), found before any work. */
@@ -391,7 +406,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   await removeTempLeftovers(cfg.backupDir);
   const recipients = opts.recipients === undefined ? resolveRecipients({}, cfg.env) : (opts.recipients ?? undefined);
 
-  const id = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
+  const { id, warning: clockWarning } = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
   const backups: CreatedBackup[] = [];
   const errors: string[] = [];
   const failures: BackupError[] = [];
@@ -408,7 +423,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
       if (type !== 'full') throw e;
     }
   }
-  const warnings = backups.flatMap((b) => b.warnings);
+  const warnings = [...(clockWarning ? [clockWarning] : []), ...backups.flatMap((b) => b.warnings)];
   const skipped = backups.flatMap((b) => b.skipped ?? []);
   const notes = backups.flatMap((b) => b.notes ?? []);
   const size = backups.reduce((s, b) => s + b.size, 0);

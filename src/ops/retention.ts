@@ -3,6 +3,7 @@
  * asks this module what to keep, and deletes the rest while holding the lock.
  */
 import { pinnedByKept } from '../catalog/chain.js';
+import { compareIds } from '../catalog/names.js';
 
 export interface RetentionPolicy {
   /** `--max-backups` / `--keep-last`: the newest N of each type */
@@ -138,19 +139,12 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
   return plan;
 }
 
-/** Newest first; the same second is ordered by id, whose `_2` suffix marks the later backup. */
+/**
+ * Newest first, by id: the order backups were made in (create never names a backup older than the
+ * newest, see allocateId), which a wrong clock's `created_at` is not.
+ */
 function newestFirst(a: RetentionItem, b: RetentionItem): number {
-  return b.time.getTime() - a.time.getTime() || compareIds(b.id, a.id);
-}
-
-function compareIds(a: string, b: string): number {
-  const suffix = (id: string) => {
-    const m = /_(\d+)$/.exec(id.replace(/^\d{8}_\d{6}/, ''));
-    return m ? Number(m[1]) : 1;
-  };
-  const base = (id: string) => (/^\d{8}_\d{6}/.exec(id)?.[0] ?? id);
-  if (base(a) !== base(b)) return base(a) < base(b) ? -1 : 1;
-  return suffix(a) - suffix(b) || (a < b ? -1 : a > b ? 1 : 0);
+  return compareIds(b.id, a.id);
 }
 
 function count(n: number | undefined): number {
