@@ -40,3 +40,8 @@ export function formatAge(ms: number): string {
   if (m > 0) return `${m}m ${s % 60}s`;
   return `${s}s`;
 }
+
+/** "1 file", "2 files", "1 entry", "3 entries": a count with its noun, for messages people read. */
+export function countOf(n: number, singular: string, plural = `${singular}s`): string {
+  return `${n} ${n === 1 ? singular : plural}`;
+}

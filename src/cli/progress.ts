@@ -1,5 +1,5 @@
 import type { ProgressEvent } from '../ops/progress.js';
-import { formatBytes, formatDuration } from '../format.js';
+import { countOf, formatBytes, formatDuration } from '../format.js';
 import type { Ui } from './ui.js';
 
 export const DEFAULT_PROGRESS_INTERVAL_S = 30;
@@ -83,7 +83,7 @@ export function formatProgress(f: ProgressFigures, elapsedMs: number): string {
   const parts: string[] = [];
   const total = f.total !== undefined && f.total > 0 ? f.total : undefined;
   parts.push(total !== undefined ? `${amount(f.done)} / ${amount(total)}${f.unit === 'pages' ? ' pages' : ''} (${Math.min(100, Math.floor((f.done / total) * 100))}%)` : `${amount(f.done)}${f.unit === 'pages' ? ' pages' : ''}`);
-  if (f.files !== undefined) parts.push(f.totalFiles !== undefined ? `${f.files}/${f.totalFiles} files` : `${f.files} files`);
+  if (f.files !== undefined) parts.push(f.totalFiles !== undefined ? `${f.files}/${countOf(f.totalFiles, 'file')}` : countOf(f.files, 'file'));
   if (elapsedMs >= 1000 && f.done > 0 && (total === undefined || f.done < total)) {
     const rate = f.done / (elapsedMs / 1000);
     if (f.unit !== 'pages') parts.push(`${formatBytes(Math.round(rate))}/s`);

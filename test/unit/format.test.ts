@@ -24,3 +24,13 @@ describe('formatBytes / formatDuration / formatAge', () => {
     expect(formatAge(-5000)).toBe('0s');
   });
 });
+
+describe('countOf', () => {
+  it('says "1 file" and "2 files", with an irregular plural where given', async () => {
+    const { countOf } = await import('../../src/format.js');
+    expect(countOf(1, 'file')).toBe('1 file');
+    expect(countOf(0, 'file')).toBe('0 files');
+    expect(countOf(2, 'entry', 'entries')).toBe('2 entries');
+    expect(countOf(1, 'entry', 'entries')).toBe('1 entry');
+  });
+});

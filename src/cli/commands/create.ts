@@ -2,7 +2,7 @@ import { type Command, Option } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
 import { printRotation } from './rotate.js';
-import { formatBytes, formatDuration } from '../../format.js';
+import { countOf, formatBytes, formatDuration } from '../../format.js';
 
 export function register(program: Command): void {
   program
@@ -97,7 +97,7 @@ Examples:
               ui.out(`${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}`);
               for (const b of result.backups) {
                 if (b.type === 'full') continue;
-                const files = b.fileCount !== undefined ? `, ${b.fileCount} files${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
+                const files = b.fileCount !== undefined ? `, ${countOf(b.fileCount, 'file')}${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
                 ui.out(`  ${b.type.padEnd(8)} ${formatBytes(b.size)}${files}  ${b.files[0]}`);
               }
               for (const n of result.notes) ui.warn(n);
@@ -130,11 +130,11 @@ function planOutcome(plan: import('../../ops/plan.js').CreatePlan) {
       ui.out(`dry run: create --type ${plan.type} would back up (nothing written)`);
       if (plan.database) ui.out(`  database  ${formatBytes(plan.database.bytes).padStart(10)}  ${plan.database.path}`);
       if (plan.storage) {
-        ui.out(`  storage   ${formatBytes(plan.storage.bytes).padStart(10)}  ${plan.storage.files} files in ${plan.storage.path}`);
+        ui.out(`  storage   ${formatBytes(plan.storage.bytes).padStart(10)}  ${countOf(plan.storage.files, 'file')} in ${plan.storage.path}`);
         ui.out(`            estimated archive ${formatBytes(plan.storage.estimatedSize)} (${plan.storage.compression})`);
       }
-      for (const x of plan.excludes) ui.out(`  exclude '${x.pattern}': ${x.matched} ${x.matched === 1 ? 'path' : 'paths'} left out`);
-      ui.out(`total ${plan.files} files, ${formatBytes(plan.bytes)}; the backup would add about ${formatBytes(plan.estimatedSize)}`);
+      for (const x of plan.excludes) ui.out(`  exclude '${x.pattern}': ${countOf(x.matched, 'path')} left out`);
+      ui.out(`total ${countOf(plan.files, 'file')}, ${formatBytes(plan.bytes)}; the backup would add about ${formatBytes(plan.estimatedSize)}`);
       for (const w of plan.warnings) ui.warn(w);
     },
   };

@@ -4,7 +4,7 @@ import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
-import { formatBytes, formatDuration } from '../../format.js';
+import { countOf, formatBytes, formatDuration } from '../../format.js';
 
 async function ask(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
@@ -123,7 +123,7 @@ Examples:
               if (result.database.savedCurrentAs) ui.out(`             previous database saved as ${result.database.savedCurrentAs}`);
             }
             if (result.storage) {
-              ui.out(`  storage  -> ${result.storage.to} (${result.storage.entries} entries, ${formatBytes(result.storage.bytes)})`);
+              ui.out(`  storage  -> ${result.storage.to} (${countOf(result.storage.entries, 'entry', 'entries')}, ${formatBytes(result.storage.bytes)})`);
               if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
               for (const w of result.storage.warnings) ui.warn(w);
             }

@@ -4,7 +4,7 @@ import type { RetentionPolicy } from '../../ops/retention.js';
 import type { RotateResult } from '../../ops/rotate.js';
 import { action } from '../run.js';
 import type { Ui } from '../ui.js';
-import { formatBytes } from '../../format.js';
+import { countOf, formatBytes } from '../../format.js';
 
 function count(flag: string) {
   return (v: string) => {
@@ -50,7 +50,7 @@ Examples:
         const r = await rotateBackups(ctx.cfg, { policy, dryRun: o.dryRun, type: o.type, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0 });
         return {
           json: r,
-          summary: `${r.dryRun ? 'would remove' : 'removed'} ${r.removed.length} backups, ${formatBytes(r.freedBytes)}`,
+          summary: `${r.dryRun ? 'would remove' : 'removed'} ${countOf(r.removed.length, 'backup')}, ${formatBytes(r.freedBytes)}`,
           log: o.dryRun ? undefined : { policy, removed: r.removed.map((x) => `${x.type}:${x.id}`), freed: r.freedBytes },
           human: (ui) => printRotation(ui, r),
         };
@@ -74,7 +74,7 @@ export function printRotation(ui: Ui, r: RotateResult): void {
   const verb = r.dryRun ? 'would remove' : 'removed';
   ui.out(
     r.removed.length
-      ? `${verb} ${r.removed.length} backups, ${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`
+      ? `${verb} ${countOf(r.removed.length, 'backup')}, ${r.dryRun ? 'would free' : 'freed'} ${formatBytes(r.freedBytes)}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`
       : `nothing to remove (${r.kept.length} kept)`,
   );
   // incremental storage backups: what each kept one still needs

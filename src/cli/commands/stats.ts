@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { action } from '../run.js';
-import { formatAge, formatBytes } from '../../format.js';
+import { countOf, formatAge, formatBytes } from '../../format.js';
 
 export function register(program: Command): void {
   program
@@ -23,7 +23,7 @@ export function register(program: Command): void {
               t.oldest ? `${t.oldest.id} (${formatAge(t.oldest.ageSeconds * 1000)} ago)` : '-',
             ]);
             ui.out(ui.table(['type', 'count', 'not ok', 'size', 'newest ok', 'oldest ok'], rows));
-            ui.out(`total ${s.totalCount} backups, ${formatBytes(s.totalBytes)}; free at ${s.backupDir}: ${formatBytes(s.freeBytes)}`);
+            ui.out(`total ${countOf(s.totalCount, 'backup')}, ${formatBytes(s.totalBytes)}; free at ${s.backupDir}: ${formatBytes(s.freeBytes)}`);
           },
         };
       }),
