@@ -20,6 +20,7 @@ import { BackupError, toBackupError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { ensureDir, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
 import { packTree } from '../archive/pack.js';
+import { refuseUnexpectedlyEmpty } from './empty-tree.js';
 import { checkStorageDir, pathsInside, type SkippedPath, treeSize } from '../sources/files.js';
 import { ChangePlan } from '../sources/changes.js';
 import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
@@ -246,6 +247,8 @@ export interface StorageRunOptions {
   reread?: boolean;
   /** a new level 0 once the chain's base is this old (default 7 days) */
   fullEveryMs?: number;
+  /** back up an empty storage directory even though the last backup of it held files (see ops/empty-tree.ts) */
+  allowEmpty?: boolean;
 }
 
 export const DEFAULT_FULL_EVERY_MS = 7 * 86_400_000;
@@ -379,11 +382,12 @@ const partsOf = (type: BackupType): BackupType[] => (type === 'full' ? ['databas
  * Every input checked before a byte is written (the lock file included): a typo in a path is exit 2
  * and leaves nothing behind, not a partial backup or an empty backup directory.
  */
-export async function checkInputs(cfg: Config, type: BackupType): Promise<void> {
+export async function checkInputs(cfg: Config, type: BackupType, storage: StorageRunOptions = {}): Promise<void> {
   const parts = partsOf(type);
   if (parts.includes('database')) await checkSourceDatabase(cfg.dbPath);
   if (parts.includes('storage')) {
     await checkStorageDir(cfg.storagePath);
+    if (!storage.allowEmpty) await refuseUnexpectedlyEmpty(cfg);
     await getCodec(cfg.compression).checkAvailable();
     // inside the storage directory it is left out of the archive (packTree); being it cannot work
     if ((await pathsInside(cfg.storagePath, [cfg.backupDir])).includes('')) {
@@ -399,7 +403,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   const type = opts.type ?? 'full';
   const started = Date.now();
   const parts = partsOf(type);
-  await checkInputs(cfg, type);
+  await checkInputs(cfg, type, opts.storage);
   await checkBackupDirWritable(cfg.backupDir);
   const storageRun = parts.includes('storage') ? await planStorageRun(cfg, opts) : undefined;
   const { tree } = await checkFreeSpace(cfg, parts, storageRun);
@@ -452,7 +456,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
   // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
   await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`);
-  await checkInputs(cfg, opts.type ?? 'full');
+  await checkInputs(cfg, opts.type ?? 'full', opts.storage);
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     return await runCreate(cfg, opts);

@@ -15,6 +15,7 @@ export function register(program: Command): void {
     .option('--exclude <glob>', 'leave out matching paths (repeatable; env BACKUP_EXCLUDE, comma-separated)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--full', 'storage: a level 0 backup of every file, starting a new chain (default: only what changed)')
     .option('--reread', 'storage: read and hash every file instead of trusting unchanged size, times and inode')
+    .option('--allow-empty', 'storage: back up an empty storage directory even though the last backup of it held files (refused by default: an unmounted disk)')
     .option('--full-every <duration>', 'storage: start a new chain (level 0) once its base is this old, like 7d or 36h', '7d')
     .option('--rotate', 'apply the retention policy after a successful backup (MAX_BACKUPS, KEEP_DAILY/WEEKLY/MONTHLY/YEARLY)')
     .option('--max-backups <n>', 'keep this many per type after the backup; implies --rotate (env MAX_BACKUPS, default 7)')
@@ -42,7 +43,7 @@ Examples:
     )
     .action(
       action('create', async (ctx, cmd) => {
-        const o = cmd.opts() as { type: BackupType; rotate?: boolean; dryRun?: boolean; wait: string; sync?: string | boolean; maxBackups?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string; keepYearly?: string; full?: boolean; reread?: boolean; fullEvery: string };
+        const o = cmd.opts() as { type: BackupType; rotate?: boolean; dryRun?: boolean; wait: string; sync?: string | boolean; maxBackups?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string; keepYearly?: string; full?: boolean; reread?: boolean; allowEmpty?: boolean; fullEvery: string };
         const { parseDuration } = await import('../../schedule/duration.js');
         const fullEveryMs = parseDuration(o.fullEvery, '--full-every');
         // a retention flag on the command line says "rotate": taking it and keeping everything would be a surprise
@@ -52,14 +53,15 @@ Examples:
         const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
         if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
-        await checkInputs(ctx.cfg, o.type);
+        const storage = { full: o.full, reread: o.reread, fullEveryMs, allowEmpty: o.allowEmpty };
+        await checkInputs(ctx.cfg, o.type, storage);
         const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
         try {
           const result = await runCreate(ctx.cfg, {
             type: o.type,
             signal: ctx.signal,
-            storage: { full: o.full, reread: o.reread, fullEveryMs },
+            storage,
             recipients,
             onProgress: (p) => ctx.progress.event(p),
           });
