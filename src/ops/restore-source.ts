@@ -96,6 +96,17 @@ export async function resolveRestoreSource(backupDir: string, ref: string): Prom
   }
   if (name.endsWith('.json')) throw usageError(`${file} is not the metadata of a backup`);
 
+  // a level N archive holds only what changed since the backup before it: alone, it is not the tree
+  if (parsed?.type === 'storage') {
+    const level = (await findBackup(backupDir, parsed.id, 'storage').catch(() => undefined))?.sidecar?.level;
+    if (level !== undefined && level > 0) {
+      throw usageError(
+        `${file} is the archive of incremental storage backup ${parsed.id} (level ${level}): it holds only what changed since the backup before it`,
+        `restore the backup by its id, which reads every archive it needs: vertex-backup restore ${parsed.id}`,
+      );
+    }
+  }
+
   // no sidecar: the file alone, typed by its content
   const kind = await sniff(file);
   if (!kind) throw usageError(`${file} is neither a SQLite database nor a tar archive (plain or gzip, xz, bzip2, zstd)`, 'give a backup id or the path of a backup file');

@@ -279,7 +279,12 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   const { entry, sourceDir } = source;
   const warnings: string[] = [];
   const verify = opts.verify !== false && !source.unverifiable;
-  if (source.unverifiable) warnings.push(`no checksum was available for ${entry.files[0]} (no metadata beside it): it was checked by reading it${entry.type === 'database' ? ' (integrity_check)' : ' (a full unpack)'} only`);
+  if (source.unverifiable) {
+    warnings.push(
+      `no checksum was available for ${entry.files[0]} (no metadata beside it): it was checked by reading it${entry.type === 'database' ? ' (integrity_check)' : ' (a full unpack)'} only` +
+        (entry.type === 'storage' ? '; if it is the archive of an incremental (level > 0) backup, it held only what changed since the backup before it' : ''),
+    );
+  }
   if (verify) {
     const v = await verifyEntry(sourceDir, entry, { signal: opts.signal, onProgress: opts.onProgress, identities: opts.identities });
     if (!v.ok) {
