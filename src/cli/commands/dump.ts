@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { pipeline } from 'node:stream/promises';
 import { action } from '../run.js';
+import { nameArg } from '../name-args.js';
 
 export function register(program: Command): void {
   program
@@ -13,7 +14,7 @@ export function register(program: Command): void {
       action('dump', async (ctx, cmd) => {
         const [ref, file] = cmd.args as string[];
         const { dumpFile } = await import('../../ops/dump.js');
-        const d = await dumpFile(ctx.cfg.backupDir, ref, file);
+        const d = await dumpFile(ctx.cfg.backupDir, ref, nameArg(file));
         const { path: _p, ...meta } = d.record;
         if (ctx.global.json) {
           d.content.destroy();

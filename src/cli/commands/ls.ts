@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../format.js';
 import { action } from '../run.js';
+import { nameArg } from '../name-args.js';
 
 export function register(program: Command): void {
   program
@@ -13,7 +14,7 @@ export function register(program: Command): void {
       action('ls', async (ctx, cmd) => {
         const [ref, under] = cmd.args as string[];
         const { lsBackup } = await import('../../ops/ls.js');
-        const r = await lsBackup(ctx.cfg.backupDir, ref, under);
+        const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under));
         return {
           json: r,
           human: (ui) => {

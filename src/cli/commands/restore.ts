@@ -5,6 +5,7 @@ import type { RestorePlan } from '../../ops/restore.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
 import { countOf, formatBytes, formatDuration } from '../../format.js';
+import { nameArg } from '../name-args.js';
 
 async function ask(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
@@ -80,7 +81,7 @@ Examples:
         const identities = await commandIdentities(ctx, cmd, !o.from && (await passphraseNeeded(ctx.cfg.backupDir, ref)));
         const options: import('../../ops/restore.js').RestoreOptions = {
           target: o.target,
-          include: o.include,
+          include: o.include?.map(nameArg),
           verify: o.verify,
           identities,
           signal: ctx.signal,
