@@ -21,6 +21,7 @@ import { formatBytes } from '../format.js';
 import { ensureDir, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
 import { packTree } from '../archive/pack.js';
 import { refuseUnexpectedlyEmpty } from './empty-tree.js';
+import { faultPoint } from './fault-point.js';
 import { checkStorageDir, pathsInside, type SkippedPath, treeSize } from '../sources/files.js';
 import { ChangePlan } from '../sources/changes.js';
 import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
@@ -410,6 +411,8 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   await removeTempLeftovers(cfg.backupDir);
   const recipients = opts.recipients === undefined ? resolveRecipients({}, cfg.env) : (opts.recipients ?? undefined);
 
+  // tests stop a run here, holding the lock with nothing written yet (see ops/fault-point.ts)
+  faultPoint('create-locked');
   const { id, warning: clockWarning } = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
   const backups: CreatedBackup[] = [];
   const errors: string[] = [];

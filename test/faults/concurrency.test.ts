@@ -125,11 +125,16 @@ try {
 
 describe('rotate during create', () => {
   it('never removes the backup being written: it exits 4, or with --wait runs after and keeps it', async () => {
-    const c = startCli(['create', '--type', 'full', '--json', ...flags], { cwd });
-    await waitFor(() => fs.existsSync(lockFile()), 20_000, 'create to take the lock', 2);
+    // the create stops itself holding the lock (a loaded machine may otherwise finish it before the rotate starts)
+    const c = startCli(['create', '--type', 'full', '--json', ...flags], { cwd, env: { VERTEX_BACKUP_FAULT_POINT: 'create-locked' } });
+    const stopped = () => fs.readFileSync(`/proc/${c.child.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
+    await waitFor(stopped, 60_000, 'create to take the lock', 2);
     const r = await cli(['rotate', '--max-backups', '1', ...flags], { cwd });
     expect(r.code, show(r)).toBe(4);
     const waiting = startCli(['rotate', '--max-backups', '1', '--wait', '120', '--json', ...flags], { cwd });
+    // the waiting rotate must be waiting before the create goes on
+    await new Promise((res) => setTimeout(res, 1500));
+    c.child.kill('SIGCONT');
     const cr = await c.done;
     expect(cr.code, show(cr)).toBe(0);
     const id = json(cr).id as string;
