@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as v from 'valibot';
 import { exists, writeFileAtomic } from '../fsutil.js';
 import { redact } from '../secrets.js';
+import { ownIdentity, stillRunning } from './process-identity.js';
 import type { BackupType } from './sidecar.js';
 
 /**
@@ -39,6 +40,9 @@ const StartedRecordSchema = v.object({
   started_at: v.string(),
   host: v.string(),
   pid: v.number(),
+  // which process the pid was (see process-identity.ts); absent in files of older versions
+  boot_id: v.optional(v.string()),
+  start_ticks: v.optional(v.number()),
 });
 export type StartedRecord = v.InferOutput<typeof StartedRecordSchema>;
 
@@ -164,15 +168,9 @@ function withoutOwnStart(started: Record<string, StartedRecord> | undefined, key
   return Object.keys(rest).length ? rest : undefined;
 }
 
-/** False only when the recorded process is known to be gone: same host, no such pid. */
+/** False only when the recorded process is known to be gone: same host, and another boot, no such pid, or another process under it. */
 export function startedRunAlive(s: StartedRecord): boolean {
-  if (s.host !== hostname()) return true;
-  try {
-    process.kill(s.pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return s.host !== hostname() || stillRunning(s.pid, s);
 }
 
 /**
@@ -192,7 +190,7 @@ export async function recordStart(backupDir: string, command: string, type?: Bac
     updated_at: now.toISOString(),
     last_run: previous?.last_run ?? null,
     runs: previous?.runs ?? {},
-    started: { ...(previous?.started ?? {}), [key]: { command, type, started_at: now.toISOString(), host: hostname(), pid: process.pid } },
+    started: { ...(previous?.started ?? {}), [key]: { command, type, started_at: now.toISOString(), host: hostname(), pid: process.pid, ...ownIdentity() } },
   };
   await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
 }

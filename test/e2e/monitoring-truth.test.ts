@@ -81,3 +81,41 @@ describe('a run killed with SIGKILL', () => {
     }
   });
 });
+
+describe('a run cut off by a power failure, its pid reused after the reboot', () => {
+  it('check still reports it (another boot id, or another process under the pid), and the next run replaces the marker', async () => {
+    const { spawn } = await import('node:child_process');
+    const { hostname } = await import('node:os');
+    // a process that lives on under the dead run's pid, as a daemon started at boot would
+    const squatter = spawn('sleep', ['120'], { stdio: 'ignore' });
+    try {
+      const ticks = Number(fs.readFileSync(`/proc/${squatter.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19]);
+      const boot = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+      const plant = (identity: Record<string, unknown>) => {
+        const s = readJson<Record<string, any>>(statusFile());
+        s.started = { 'create:full': { command: 'create', type: 'full', started_at: new Date(Date.now() - 3_600_000).toISOString(), host: hostname(), pid: squatter.pid, ...identity } };
+        fs.writeFileSync(statusFile(), JSON.stringify(s));
+      };
+      const check = () => run(['check', '--json', ...app.flags], { cwd: app.cwd });
+
+      for (const identity of [{ boot_id: 'a-boot-before-the-power-cut', start_ticks: ticks }, { boot_id: boot, start_ticks: ticks - 1 }]) {
+        plant(identity);
+        const c = await check();
+        expect(c.code, `${JSON.stringify(identity)}\n${describeRun(c)}`).toBe(1);
+        expect(parseJsonStdout<{ reasons: string[] }>(c).reasons.join('\n')).toMatch(/last create --type full started at .* never finished/);
+      }
+      // the very process: a run still going, not a failure
+      plant({ boot_id: boot, start_ticks: ticks });
+      expect((await check()).code).toBe(0);
+
+      // the next run is not held off by the stale marker, and clears it
+      plant({ boot_id: 'a-boot-before-the-power-cut', start_ticks: ticks });
+      const again = await run(['create', ...app.flags], { cwd: app.cwd });
+      expect(again.code, describeRun(again)).toBe(0);
+      expect(readJson<{ started?: Record<string, unknown> }>(statusFile()).started ?? {}).toEqual({});
+      expect((await check()).code).toBe(0);
+    } finally {
+      squatter.kill();
+    }
+  });
+});
