@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -100,7 +101,8 @@ interface StagedStorage {
 /**
  * Unpacks the storage backup where the swap will be cheap, and validates it; nothing live changes. A
  * plain directory: into a sibling, swapped by two renames. A mount point (a Docker volume) cannot be
- * renamed: into a directory inside it, swapped entry by entry, the old entries kept inside it too.
+ * renamed, nor a directory in a parent we cannot write: into a directory inside it, swapped entry by
+ * entry, the old entries kept inside it too.
  */
 async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, opts: RestoreOptions, journal: RestoreJournal, stateDir: string): Promise<StagedStorage> {
   const s = entry.sidecar!;
@@ -111,7 +113,13 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   await fsp.mkdir(parent, { recursive: true });
   const destStat = await fsp.lstat(dest).catch(() => undefined);
   if (destStat && !destStat.isDirectory()) throw new BackupError('USAGE', `storage path is not a directory: ${dest}`, { hint: 'set --storage-path to the media directory, or use --target DIR' });
-  const mode = destStat && (await isMountPoint(dest)) ? 'contents' : 'rename';
+  // the contents swap also serves a directory whose parent we may not write: /var/www/app owned by root,
+  // its storage by www-data, and the restore run as www-data
+  const parentWritable = await fsp.access(parent, fsConstants.W_OK | fsConstants.X_OK).then(
+    () => true,
+    () => false,
+  );
+  const mode = destStat && ((await isMountPoint(dest)) || !parentWritable) ? 'contents' : 'rename';
   const base = path.basename(dest);
   const staging = mode === 'rename' ? path.join(parent, `.${base}.restore-${id}-${runTag()}.tmp`) : path.join(dest, `.vertex-restore-${id}-${runTag()}.tmp`);
   const swap: StorageSwap = { dest, mode, staging };
