@@ -79,6 +79,8 @@ const FILE_KEYS: Record<string, string> = {
   notifyWebhookUrl: 'NOTIFY_WEBHOOK_URL',
   healthcheckUrl: 'HEALTHCHECK_URL',
   remotesConfig: 'REMOTES_CONFIG',
+  rtoTarget: 'RTO_TARGET',
+  rpoTarget: 'RPO_TARGET',
 };
 
 /**

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { register as registerCheck } from './commands/check.js';
+import { register as registerDrill } from './commands/drill.js';
 import { register as registerCreate } from './commands/create.js';
 import { register as registerList } from './commands/list.js';
 import { register as registerRestore } from './commands/restore.js';
@@ -64,7 +65,7 @@ program.exitOverride();
 program.configureHelp({ showGlobalOptions: true });
 program.configureOutput({ outputError: (str, write) => write(str) });
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerLs, registerDiff, registerDump, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
+for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerDrill, registerLs, registerDiff, registerDump, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
 registerKeygen(program);
 registerRekey(program);
 
