@@ -24,7 +24,11 @@ function render(ui: Ui, r: DrillResult): void {
   const mark = r.result === 'passed' ? ui.c.green('✔') : r.result === 'target-missed' ? ui.c.yellow('!') : ui.c.red('✘');
   ui.out(`${mark} drill of ${r.backup?.type} backup ${ui.c.bold(r.backup?.id ?? '?')} (${r.source}): ${r.result.toUpperCase()}`);
   const t = r.timings_ms;
-  ui.out(`  RTO  ${formatDuration(r.rto.measured_ms).padEnd(9)} target ${formatDuration(r.rto.target_ms).padEnd(8)} ${r.rto.ok ? 'ok' : 'MISSED'}   (download ${formatDuration(t.download)}, verify ${formatDuration(t.verify)}, restore ${formatDuration(t.restore)})`);
+  ui.out(`  RTO  ${formatDuration(r.rto.measured_ms).padEnd(9)} target ${formatDuration(r.rto.target_ms).padEnd(8)} ${r.rto.ok ? 'ok' : 'MISSED'}   (download ${formatDuration(t.download)}, verify ${formatDuration(t.verify)}, restore ${formatDuration(t.restore)}${r.rto.extrapolated ? `; extrapolated from a ${r.sample?.percent}% sample that took ${formatDuration(r.rto.sampled_ms ?? 0)}` : ''})`);
+  if (r.sample) {
+    const s = r.sample;
+    ui.out(`  sample ${s.percent}%: ${s.stored_files_read} stored files (${formatBytes(s.stored_bytes_read)}) hashed, coverage ${s.coverage.coverage_pct}% of ${formatBytes(s.stored_bytes_total)} after ${s.coverage.runs_in_cycle} of ${s.coverage.runs_per_cycle} drills; ${s.tree_files_restored} of ${s.tree_files_total} tree files restored`);
+  }
   for (const p of r.rpo.types) {
     const judged = p.type === r.rpo.judged_type;
     ui.out(
@@ -55,6 +59,7 @@ export function register(program: Command): void {
     .option('--remotes-config <file>', REMOTES_CONFIG_HELP)
     .addOption(new Option('-t, --type <type>', 'drill the newest good backup of this type (default: the newest full backup)').choices(['full', 'database', 'storage']))
     .option('--keep', 'keep the scratch copy (in the backup directory) for inspection')
+    .option('--sample <percent>', 'hash about this share of the stored files and restore this share of the tree, covering everything within ceil(100/PCT) drills; RTO extrapolated')
     .option('--rto-target <duration>', 'restore time objective, e.g. 1h, 30m (env RTO_TARGET, default 1h)')
     .option('--rpo-target <duration>', 'recovery point objective, e.g. 4h, 26h (env RPO_TARGET, default 4h)')
     .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
@@ -76,7 +81,7 @@ Examples:
     );
   identityOption(command).action(
     action('drill', async (ctx, cmd) => {
-      const o = cmd.opts() as { from?: string; type?: BackupType; keep?: boolean; rtoTarget?: string; rpoTarget?: string; wait: string };
+      const o = cmd.opts() as { from?: string; type?: BackupType; keep?: boolean; sample?: string; rtoTarget?: string; rpoTarget?: string; wait: string };
       const { parseDuration } = await import('../../schedule/duration.js');
       const { runDrill, DEFAULT_RTO_TARGET_MS, DEFAULT_RPO_TARGET_MS } = await import('../../ops/drill.js');
       const target = (flag: string | undefined, flagName: string, envName: string, fileKey: string, dflt: number) => {
@@ -87,8 +92,10 @@ Examples:
       };
       const rtoTargetMs = target(o.rtoTarget, '--rto-target', 'RTO_TARGET', 'rtoTarget', DEFAULT_RTO_TARGET_MS);
       const rpoTargetMs = target(o.rpoTarget, '--rpo-target', 'RPO_TARGET', 'rpoTarget', DEFAULT_RPO_TARGET_MS);
+      const { parsePercent } = await import('../../ops/sample.js');
+      const samplePercent = o.sample === undefined ? undefined : parsePercent(o.sample);
       const identities = await commandIdentities(ctx, cmd, false);
-      const common = { type: o.type, keep: o.keep, identities, rtoTargetMs, rpoTargetMs, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0, onProgress: (p: import('../../ops/progress.js').ProgressEvent) => ctx.progress.event(p) };
+      const common = { type: o.type, keep: o.keep, samplePercent, identities, rtoTargetMs, rpoTargetMs, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0, onProgress: (p: import('../../ops/progress.js').ProgressEvent) => ctx.progress.event(p) };
       let result: DrillResult;
       if (o.from) {
         const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
