@@ -99,7 +99,7 @@ const NOTIFY_SECTION_KEYS: Record<string, string> = {
   retryDelayMs: 'NOTIFY_RETRY_DELAY_MS',
   hostname: 'NOTIFY_HOSTNAME',
 };
-const SCHEDULE_JOBS = ['database', 'storage', 'full', 'rotation'];
+const SCHEDULE_JOBS = ['database', 'storage', 'full', 'rotation', 'drill'];
 
 /** The known name closest to a typo (edit distance), when one is close enough to be a plausible fix. */
 export function nearest(word: string, known: string[]): string | undefined {
