@@ -80,6 +80,7 @@ const FILE_KEYS: Record<string, string> = {
   healthcheckUrl: 'HEALTHCHECK_URL',
   remotesConfig: 'REMOTES_CONFIG',
   rtoTarget: 'RTO_TARGET',
+  metricsFile: 'METRICS_FILE',
   rpoTarget: 'RPO_TARGET',
 };
 

@@ -46,6 +46,7 @@ const program = new Command('vertex-backup')
   .option('-v, --verbose', 'print details, and stack traces on errors')
   .option('--no-color', 'no colours (also NO_COLOR=1)')
   .option('--notify', 'send the result to Telegram / webhook (failures only unless NOTIFY_ON=always)')
+  .option('--metrics-file <path>', 'after the run, write Prometheus metrics here for node_exporter\'s textfile collector (env METRICS_FILE)')
   .option('--progress-interval <seconds>', 'not on a terminal: one progress line every N seconds (default 30, 0 = none)')
   .showSuggestionAfterError()
   .addHelpText(

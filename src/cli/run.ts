@@ -11,6 +11,7 @@ export interface GlobalOptions extends ConfigFlags {
   color?: boolean;
   notify?: boolean;
   progressInterval?: string;
+  metricsFile?: string;
 }
 
 export interface Context {
@@ -149,6 +150,12 @@ export function action(name: string, fn: Action) {
     if (cfg) {
       const { clearStart } = await import('../catalog/status.js');
       await clearStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(() => {});
+    }
+    // the scheduler's jobs are runs of their own and write the file themselves
+    const metricsFile = global.metricsFile ?? cfg?.env.METRICS_FILE ?? (typeof cfg?.file.metricsFile === 'string' ? cfg.file.metricsFile : undefined);
+    if (cfg && metricsFile && name !== 'schedule') {
+      const { writeMetricsFile } = await import('../notify/metrics.js');
+      await writeMetricsFile(metricsFile, cfg.backupDir).catch((err) => ui.warn(`cannot write the metrics file ${metricsFile}: ${(err as Error).message}`));
     }
     process.exitCode = exitCode;
   };
