@@ -58,6 +58,8 @@ export function action(name: string, fn: Action) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     const started = Date.now();
+    const { randomUUID } = await import('node:crypto');
+    const runId = randomUUID();
     let notifyCfg: import('../notify/types.js').NotifyConfig | undefined;
     const notifyLog = (level: 'info' | 'warn', msg: string) => (level === 'warn' ? ui.warn(msg) : ui.debug(msg));
     const cmdType = (command.opts() as { type?: string }).type;
@@ -74,7 +76,7 @@ export function action(name: string, fn: Action) {
       const { resolveNotifyConfig } = await import('../notify/config.js');
       notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
       const { reportStart } = await import('../notify/report.js');
-      await reportStart(name, label, notifyCfg, notifyLog);
+      await reportStart(name, label, notifyCfg, notifyLog, runId);
       // every command first completes or rolls back a restore that was killed, and says so
       const { healIfInterrupted } = await import('../ops/restore-journal.js');
       const healed = await healIfInterrupted(cfg.backupDir, name);
@@ -143,6 +145,8 @@ export function action(name: string, fn: Action) {
         error: error ? redact(error.message) : exitCode !== 0 ? outcome?.summary : undefined,
         backupId: typeof outcome?.log?.id === 'string' ? outcome.log.id : undefined,
         argumentError: error?.argument,
+        log: ui.transcript(),
+        runId,
       },
       { backupDir: cfg?.backupDir, notify: notifyCfg ?? fallbackNotifyConfig(process.env, global.notify), log: notifyLog },
     );

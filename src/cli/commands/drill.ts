@@ -15,7 +15,7 @@ export function drillSummary(r: DrillResult): string {
   const what = r.backup ? `${r.backup.type} backup ${r.backup.id}${r.source === 'local' ? '' : ` from ${r.source}`}` : 'no backup';
   const age = r.rpo.types.find((t) => t.type === r.rpo.judged_type)?.age_ms;
   const figures = `RTO ${formatDuration(r.rto.measured_ms)} (target ${formatDuration(r.rto.target_ms)}), RPO ${age === null || age === undefined ? '?' : formatAge(age)} (target ${formatDuration(r.rpo.target_ms)})`;
-  if (r.result === 'failed') return `drill FAILED: ${what}: ${r.problems.join('; ')}`;
+  if (r.result === 'failed') return `drill FAILED: ${what}: ${r.problems.join('; ')}; ${figures}`;
   if (r.result === 'target-missed') return `drill restored ${what} but missed a target: ${r.targets_missed.join('; ')}; ${figures}`;
   return `drill passed: ${what} restored and proved; ${figures}`;
 }
