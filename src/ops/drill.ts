@@ -354,6 +354,16 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
     if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
   }
+  // no key is a setup problem, not a damaged backup: said before anything is read
+  if (!opts.identities?.length) {
+    const parts = entry.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((ty) => (entry!.sidecar?.[ty] ? componentLookup(sourceDir)(ty, entry!.sidecar[ty]!) : undefined))) : [entry];
+    const locked = parts.find((p) => p?.sidecar?.encryption);
+    if (locked) {
+      throw new BackupError('USAGE', `${locked.type} backup ${locked.id} is encrypted: the drill needs the key to restore it`, {
+        hint: 'pass --identity FILE (or set AGE_IDENTITY_FILE; a passphrase: AGE_PASSPHRASE_FILE)',
+      });
+    }
+  }
   let t = Date.now();
   let include: string[] | undefined;
   if (opts.samplePercent !== undefined) {

@@ -145,6 +145,25 @@ describe('drill: a good backup', () => {
     expect(old.doc.notes.join()).toMatch(/row counts were not recorded at backup time/);
   });
 
+  it('an encrypted backup: without the key exit 2 naming --identity; with it the drill decrypts, restores and proves', async () => {
+    const a = app();
+    const keyFile = path.join(a.cwd, 'key.txt');
+    const k = await run(['keygen', '-o', keyFile, '--json'], { cwd: a.cwd });
+    expect(k.code, describeRun(k)).toBe(0);
+    const recipient = parseJsonStdout<{ recipient: string }>(k).recipient;
+    const c = await run(['create', '--type', 'full', ...a.flags], { cwd: a.cwd, env: { BACKUP_RECIPIENTS: recipient } });
+    expect(c.code, describeRun(c)).toBe(0);
+    const locked = await drill(a);
+    expect(locked.r.code, describeRun(locked.r)).toBe(2);
+    expect(locked.doc.error.message).toMatch(/backup \S+ is encrypted: the drill needs the key/);
+    expect(locked.doc.error.hint).toMatch(/--identity FILE/);
+    const { r, doc } = await drill(a, ['--identity', keyFile]);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(Object.fromEntries(doc.database.tables.map((t: Doc) => [t.name, t.rows]))).toEqual(a.rows);
+    expect(doc.storage.manifest_checked).toBe(true);
+    expect(scratchLeft(a)).toEqual([]);
+  });
+
   it('no backup to drill is a usage error (exit 2)', async () => {
     const a = app({ minimalStorage: true });
     const { r, doc } = await drill(a);
