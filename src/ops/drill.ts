@@ -15,7 +15,7 @@ import { fsPath } from '../sources/bytenames.js';
 import type { ProgressFn } from './progress.js';
 import { fetchRemoteBackup, restoreLocked } from './restore.js';
 import { lockAndHeal } from './restore-journal.js';
-import { type Coverage, commitSample, planSample, type StoredFile } from './sample.js';
+import { type Coverage, commitSample, nextRound, planSample, type StoredFile } from './sample.js';
 import { artifactFiles } from '../catalog/sidecar.js';
 import { verifyEntry } from './verify.js';
 
@@ -449,9 +449,9 @@ async function sampledVerify(cfg: Config, sourceDir: string, entry: BackupEntry,
   }
   const coverage = await commitSample(cfg.backupDir, plan, good);
   result.bytes.verified = read;
-  // the tree's share: where this drill starts counts the drills of the cycle
+  // the tree's share: a round of its own (the stored files may all fit in one run's share)
   const k = Math.ceil(100 / percent);
-  const offset = (coverage.runs_in_cycle - 1) % k;
+  const offset = await nextRound(cfg.backupDir, `drill-tree:${result.source}`, k);
   const storage = entry.type === 'storage' ? entry : entry.type === 'full' && entry.sidecar?.storage ? await componentLookup(sourceDir)('storage', entry.sidecar.storage) : undefined;
   const manifest = storage?.sidecar?.manifest;
   let include: string[] | undefined;

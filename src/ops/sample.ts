@@ -20,7 +20,12 @@ const ScopeSchema = v.object({
   /** stored file (relative to the backup directory) → the checksum it was read with */
   covered: v.record(v.string(), v.string()),
 });
-const StateSchema = v.object({ format: v.literal(1), scopes: v.record(v.string(), ScopeSchema) });
+const StateSchema = v.object({
+  format: v.literal(1),
+  scopes: v.record(v.string(), ScopeSchema),
+  /** round-robin counters (the drill's share of the tree), by scope */
+  rounds: v.optional(v.record(v.string(), v.number())),
+});
 type SampleState = v.InferOutput<typeof StateSchema>;
 type Scope = v.InferOutput<typeof ScopeSchema>;
 
@@ -132,6 +137,18 @@ export async function commitSample(backupDir: string, plan: SamplePlan, good: St
     cycle_started_at: s.cycle_started_at,
     runs_per_cycle: Math.ceil(100 / plan.percent),
   };
+}
+
+/**
+ * The next turn of a round of `k` (0 … k-1), counted in the state file: the drill restores the tree's
+ * k-th files from this offset, so k drills restore every file whatever the stored files' cycle does.
+ */
+export async function nextRound(backupDir: string, scope: string, k: number): Promise<number> {
+  const state = await readState(backupDir);
+  const turn = (state.rounds?.[scope] ?? 0) % k;
+  state.rounds = { ...(state.rounds ?? {}), [scope]: (turn + 1) % k };
+  await writeFileAtomic(path.join(backupDir, SAMPLE_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+  return turn;
 }
 
 export interface SampledFileResult {

@@ -123,4 +123,24 @@ describe('drill --sample PCT', () => {
     }
     expect(restored.size).toBe(treeTotal);
   });
+
+  it('the tree is covered in ceil(100/PCT) drills even when the stored files all fit in one run (one unsplit archive)', async () => {
+    const a = makeApp({ randomBytes: 512 * 1024 });
+    apps.push(a);
+    const c = await run(['create', '--type', 'storage', ...a.flags], { cwd: a.cwd });
+    expect(c.code, describeRun(c)).toBe(0);
+    const offsets: number[] = [];
+    let restored = 0;
+    let total = 0;
+    for (let i = 1; i <= 3; i++) {
+      const r = await run(['drill', '--type', 'storage', '--sample', '50', '--json', ...a.flags], { cwd: a.cwd });
+      expect(r.code, describeRun(r)).toBe(0);
+      const doc = parseJsonStdout<Doc>(r);
+      offsets.push(doc.sample.tree_offset);
+      if (i <= 2) restored += doc.sample.tree_files_restored;
+      total = doc.sample.tree_files_total;
+    }
+    expect(offsets).toEqual([0, 1, 0]);
+    expect(restored).toBe(total);
+  });
 });
