@@ -81,7 +81,7 @@ export function tableRows(db: Database.Database): Record<string, number> {
     try {
       rows[name] = (db.prepare(`SELECT count(*) FROM ${quoteIdent(name)}`).pluck().get() as number) ?? 0;
     } catch {
-      // counted by nobody: the drill reports it as not recorded
+      // left out: the drill then lists it without a count to compare with
     }
   }
   return rows;
@@ -95,12 +95,12 @@ function inspectCopy(file: string, sourceJournalMode: string): SqliteInfo {
     const integrity = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
     const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
     return {
-      table_rows: tableRows(db),
       page_size: db.pragma('page_size', { simple: true }) as number,
       page_count: db.pragma('page_count', { simple: true }) as number,
       journal_mode: sourceJournalMode,
       integrity,
       tables,
+      table_rows: tableRows(db),
     };
   } finally {
     db.close();
