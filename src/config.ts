@@ -78,7 +78,11 @@ const FILE_KEYS: Record<string, string> = {
   notifyOn: 'NOTIFY_ON',
   notifyWebhookUrl: 'NOTIFY_WEBHOOK_URL',
   healthcheckUrl: 'HEALTHCHECK_URL',
+  uptimeKumaUrl: 'UPTIME_KUMA_URL',
   remotesConfig: 'REMOTES_CONFIG',
+  rtoTarget: 'RTO_TARGET',
+  metricsFile: 'METRICS_FILE',
+  rpoTarget: 'RPO_TARGET',
 };
 
 /**
@@ -92,12 +96,13 @@ const NOTIFY_SECTION_KEYS: Record<string, string> = {
   telegramApiUrl: 'TELEGRAM_API_URL',
   webhookUrl: 'NOTIFY_WEBHOOK_URL',
   healthcheckUrl: 'HEALTHCHECK_URL',
+  uptimeKumaUrl: 'UPTIME_KUMA_URL',
   timeoutMs: 'NOTIFY_TIMEOUT_MS',
   retries: 'NOTIFY_RETRIES',
   retryDelayMs: 'NOTIFY_RETRY_DELAY_MS',
   hostname: 'NOTIFY_HOSTNAME',
 };
-const SCHEDULE_JOBS = ['database', 'storage', 'full', 'rotation'];
+const SCHEDULE_JOBS = ['database', 'storage', 'full', 'rotation', 'drill'];
 
 /** The known name closest to a typo (edit distance), when one is close enough to be a plausible fix. */
 export function nearest(word: string, known: string[]): string | undefined {
@@ -232,7 +237,7 @@ export function checkSecretFileMode(file: string, secrets: boolean | string[]): 
  * The secrets this tool itself reads. The application's own `.env` often sits in the same directory
  * with its SECRET_KEY and the like: those are the application's business, so they only earn a warning.
  */
-const TOOL_SECRET_VARS = new Set(['TELEGRAM_BOT_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'SFTP_PASSWORD', 'WEBDAV_PASSWORD', 'YANDEX_DISK_TOKEN', 'NOTIFY_WEBHOOK_URL', 'HEALTHCHECK_URL']);
+const TOOL_SECRET_VARS = new Set(['TELEGRAM_BOT_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'SFTP_PASSWORD', 'WEBDAV_PASSWORD', 'YANDEX_DISK_TOKEN', 'NOTIFY_WEBHOOK_URL', 'HEALTHCHECK_URL', 'UPTIME_KUMA_URL']);
 export const isToolSecret = (name: string) => TOOL_SECRET_VARS.has(name) || (/^(BACKUP|VERTEX_BACKUP)_/.test(name) && isSecretName(name));
 
 function envFileWarnings(file: string, dotenv: Record<string, string>): string[] {

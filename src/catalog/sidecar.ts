@@ -32,6 +32,8 @@ const SqliteInfoSchema = v.object({
   journal_mode: v.string(), // the source database's journal mode
   integrity: v.string(), // result of PRAGMA integrity_check on the copy ('ok')
   tables: v.number(), // tables in the copy: a copy with none is not a backup
+  /** rows of each table of the copy at backup time: what a restore drill compares with (absent in older sidecars) */
+  table_rows: v.optional(v.record(v.string(), v.number())),
 });
 export type SqliteInfo = v.InferOutput<typeof SqliteInfoSchema>;
 

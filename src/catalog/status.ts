@@ -56,6 +56,25 @@ const InterruptedRunSchema = v.object({
 });
 export type InterruptedRun = v.InferOutput<typeof InterruptedRunSchema>;
 
+/** The last restore drill's figures (the run itself is in `runs.drill`): for `check` and the metrics file. */
+const DrillRecordSchema = v.object({
+  finished_at: v.string(),
+  result: v.picklist(['passed', 'target-missed', 'failed']),
+  source: v.string(),
+  backup_type: v.optional(BackupTypeSchema),
+  backup_id: v.optional(v.string()),
+  rto_ms: v.number(),
+  rto_target_ms: v.number(),
+  rto_extrapolated: v.optional(v.boolean()),
+  /** age of the drilled backup when the drill started */
+  rpo_ms: v.optional(v.number()),
+  rpo_target_ms: v.number(),
+  bytes_restored: v.optional(v.number()),
+  coverage_pct: v.optional(v.number()),
+  problems: v.optional(v.array(v.string())),
+});
+export type DrillRecord = v.InferOutput<typeof DrillRecordSchema>;
+
 const StatusFileSchema = v.object({
   format: v.number(),
   updated_at: v.string(),
@@ -72,6 +91,7 @@ const StatusFileSchema = v.object({
    * gone is a run that was killed (SIGKILL, OOM, power loss): `check` reports it.
    */
   started: v.optional(v.record(v.string(), StartedRecordSchema)),
+  drill: v.optional(DrillRecordSchema),
 });
 export type StatusFile = v.InferOutput<typeof StatusFileSchema>;
 
@@ -138,12 +158,29 @@ export async function recordRun(backupDir: string, input: RunInput, now = new Da
     last_run: record,
     runs: { ...(previous?.runs ?? {}), [key]: record },
     started: withoutOwnStart(previous?.started, key),
+    // the last drill's figures are written by the drill itself and stay
+    drill: previous?.drill,
   };
   const interrupted = { ...(previous?.interrupted ?? {}) };
   if (record.ok) delete interrupted[runKey(record.command, record.type)];
   if (Object.keys(interrupted).length) status.interrupted = interrupted;
   await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
   return status;
+}
+
+/** Records the figures of a finished drill (its outcome as a run is recorded by recordRun). Same contract as recordRun. */
+export async function recordDrill(backupDir: string, drill: DrillRecord, now = new Date()): Promise<void> {
+  if (!(await exists(backupDir))) return;
+  const { status: previous } = await readStatus(backupDir);
+  const status: StatusFile = {
+    ...previous,
+    format: STATUS_FORMAT,
+    updated_at: now.toISOString(),
+    last_run: previous?.last_run ?? null,
+    runs: previous?.runs ?? {},
+    drill: { ...drill, problems: drill.problems?.map((p) => redact(p).split('\n')[0]) },
+  };
+  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
 }
 
 /** Records that a run died holding the lock (see acquireLock); does not touch the runs' outcomes. */

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { VERSION } from '../version.js';
 import { register as registerCheck } from './commands/check.js';
+import { register as registerDrill } from './commands/drill.js';
 import { register as registerCreate } from './commands/create.js';
 import { register as registerList } from './commands/list.js';
 import { register as registerRestore } from './commands/restore.js';
@@ -45,6 +46,7 @@ const program = new Command('vertex-backup')
   .option('-v, --verbose', 'print details, and stack traces on errors')
   .option('--no-color', 'no colours (also NO_COLOR=1)')
   .option('--notify', 'send the result to Telegram / webhook (failures only unless NOTIFY_ON=always)')
+  .option('--metrics-file <path>', 'after the run, write Prometheus metrics here for node_exporter\'s textfile collector (env METRICS_FILE)')
   .option('--progress-interval <seconds>', 'not on a terminal: one progress line every N seconds (default 30, 0 = none)')
   .showSuggestionAfterError()
   .addHelpText(
@@ -64,7 +66,7 @@ program.exitOverride();
 program.configureHelp({ showGlobalOptions: true });
 program.configureOutput({ outputError: (str, write) => write(str) });
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerLs, registerDiff, registerDump, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
+for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerDrill, registerLs, registerDiff, registerDump, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
 registerKeygen(program);
 registerRekey(program);
 

@@ -11,6 +11,7 @@ export interface GlobalOptions extends ConfigFlags {
   color?: boolean;
   notify?: boolean;
   progressInterval?: string;
+  metricsFile?: string;
 }
 
 export interface Context {
@@ -57,6 +58,8 @@ export function action(name: string, fn: Action) {
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);
     const started = Date.now();
+    const { randomUUID } = await import('node:crypto');
+    const runId = randomUUID();
     let notifyCfg: import('../notify/types.js').NotifyConfig | undefined;
     const notifyLog = (level: 'info' | 'warn', msg: string) => (level === 'warn' ? ui.warn(msg) : ui.debug(msg));
     const cmdType = (command.opts() as { type?: string }).type;
@@ -73,7 +76,7 @@ export function action(name: string, fn: Action) {
       const { resolveNotifyConfig } = await import('../notify/config.js');
       notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
       const { reportStart } = await import('../notify/report.js');
-      await reportStart(name, label, notifyCfg, notifyLog);
+      await reportStart(name, label, notifyCfg, notifyLog, runId);
       // every command first completes or rolls back a restore that was killed, and says so
       const { healIfInterrupted } = await import('../ops/restore-journal.js');
       const healed = await healIfInterrupted(cfg.backupDir, name);
@@ -142,6 +145,8 @@ export function action(name: string, fn: Action) {
         error: error ? redact(error.message) : exitCode !== 0 ? outcome?.summary : undefined,
         backupId: typeof outcome?.log?.id === 'string' ? outcome.log.id : undefined,
         argumentError: error?.argument,
+        log: ui.transcript(),
+        runId,
       },
       { backupDir: cfg?.backupDir, notify: notifyCfg ?? fallbackNotifyConfig(process.env, global.notify), log: notifyLog },
     );
@@ -149,6 +154,12 @@ export function action(name: string, fn: Action) {
     if (cfg) {
       const { clearStart } = await import('../catalog/status.js');
       await clearStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(() => {});
+    }
+    // the scheduler's jobs are runs of their own and write the file themselves
+    const metricsFile = global.metricsFile ?? cfg?.env.METRICS_FILE ?? (typeof cfg?.file.metricsFile === 'string' ? cfg.file.metricsFile : undefined);
+    if (cfg && metricsFile && name !== 'schedule') {
+      const { writeMetricsFile } = await import('../notify/metrics.js');
+      await writeMetricsFile(metricsFile, cfg.backupDir).catch((err) => ui.warn(`cannot write the metrics file ${metricsFile}: ${(err as Error).message}`));
     }
     process.exitCode = exitCode;
   };

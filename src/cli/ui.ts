@@ -19,6 +19,9 @@ export class Ui {
   readonly interactive: boolean;
   private spinner?: { text: string; stop(): void; start(): unknown };
   private spinnerPending?: Promise<void>;
+  /** what the run said (stdout and stderr lines, --quiet or not), for the healthcheck ping's body */
+  private said: string[] = [];
+  private saidBytes = 0;
 
   constructor(readonly opts: UiOptions) {
     const colorOk = opts.color && !process.env.NO_COLOR && process.stdout.isTTY === true && process.env.TERM !== 'dumb';
@@ -29,8 +32,28 @@ export class Ui {
     this.interactive = process.stderr.isTTY === true && sized && !opts.json && !opts.quiet && !process.env.INVOCATION_ID && !process.env.CI;
   }
 
+  /** The run's own lines, newest last, at most `maxBytes` of them (the oldest dropped first). */
+  transcript(maxBytes = 100_000): string {
+    const lines: string[] = [];
+    let n = 0;
+    for (let i = this.said.length - 1; i >= 0 && n + this.said[i].length + 1 <= maxBytes; i--) {
+      lines.unshift(this.said[i]);
+      n += Buffer.byteLength(this.said[i]) + 1;
+    }
+    return lines.join('\n');
+  }
+
+  private record(line: string): void {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the colour codes chalk adds on a terminal
+    const plain = redact(line).replace(/\x1b\[[0-9;]*m/g, '');
+    this.said.push(plain);
+    this.saidBytes += plain.length + 1;
+    while (this.saidBytes > 200_000 && this.said.length > 1) this.saidBytes -= this.said.shift()!.length + 1;
+  }
+
   /** Human output on stdout (suppressed by --json and --quiet). */
   out(line = ''): void {
+    this.record(line);
     if (this.opts.json || this.opts.quiet) return;
     this.stopProgress();
     process.stdout.write(`${redact(line)}\n`);
@@ -38,17 +61,20 @@ export class Ui {
 
   /** Notes for the operator on stderr: warnings survive --quiet, info does not. */
   info(line: string): void {
+    this.record(line);
     if (this.opts.quiet || this.opts.json) return;
     this.stopProgress();
     process.stderr.write(`${redact(line)}\n`);
   }
 
   warn(line: string): void {
+    this.record(`warning: ${line}`);
     this.stopProgress();
     process.stderr.write(`${this.c.yellow('warning:')} ${redact(line)}\n`);
   }
 
   error(line: string, hint?: string): void {
+    this.record(`error: ${line}${hint ? `\nhint: ${hint}` : ''}`);
     this.stopProgress();
     process.stderr.write(`${this.c.red('error:')} ${redact(line)}\n`);
     if (hint) process.stderr.write(`${this.c.dim('hint:')} ${redact(hint)}\n`);

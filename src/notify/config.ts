@@ -16,6 +16,7 @@ const FILE_KEYS: Record<string, string> = {
   telegramApiUrl: 'TELEGRAM_API_URL',
   notifyWebhookUrl: 'NOTIFY_WEBHOOK_URL',
   healthcheckUrl: 'HEALTHCHECK_URL',
+  uptimeKumaUrl: 'UPTIME_KUMA_URL',
 };
 
 /**
@@ -38,13 +39,14 @@ export function resolveNotifyConfig(
   const apiUrl = nonEmpty(env.TELEGRAM_API_URL) ?? DEFAULT_TELEGRAM_API_URL;
   const webhookUrl = nonEmpty(env.NOTIFY_WEBHOOK_URL);
   const healthcheckUrl = nonEmpty(env.HEALTHCHECK_URL);
+  const uptimeKumaUrl = nonEmpty(env.UPTIME_KUMA_URL);
 
   let telegramProblem: string | undefined;
   if (token && !chatId) telegramProblem = 'TELEGRAM_BOT_TOKEN is set but TELEGRAM_CHAT_ID is not';
   if (!token && chatId) telegramProblem = 'TELEGRAM_CHAT_ID is set but TELEGRAM_BOT_TOKEN is not';
 
   // the token, and the webhook and ping URLs (their paths are the credential), leave no output from now on
-  const secrets = [token, webhookUrl, healthcheckUrl].filter((s): s is string => !!s);
+  const secrets = [token, webhookUrl, healthcheckUrl, uptimeKumaUrl].filter((s): s is string => !!s);
   secrets.forEach(registerSecret);
   return {
     mode,
@@ -52,6 +54,7 @@ export function resolveNotifyConfig(
     telegramProblem,
     webhookUrl,
     healthcheckUrl,
+    uptimeKumaUrl,
     timeoutMs: positiveInt(env, 'NOTIFY_TIMEOUT_MS', DEFAULT_TIMEOUT_MS, 1),
     retries: positiveInt(env, 'NOTIFY_RETRIES', DEFAULT_RETRIES, 0),
     retryDelayMs: positiveInt(env, 'NOTIFY_RETRY_DELAY_MS', DEFAULT_RETRY_DELAY_MS, 0),
@@ -61,7 +64,7 @@ export function resolveNotifyConfig(
 }
 
 export function hasChannels(cfg: NotifyConfig): boolean {
-  return !!(cfg.telegram || cfg.telegramProblem || cfg.webhookUrl || cfg.healthcheckUrl);
+  return !!(cfg.telegram || cfg.telegramProblem || cfg.webhookUrl || cfg.healthcheckUrl || cfg.uptimeKumaUrl);
 }
 
 function resolveMode(env: NodeJS.ProcessEnv, flag?: string | boolean): NotifyMode {

@@ -2,7 +2,7 @@ import { redact, registerSecret } from '../secrets.js';
 import { formatMessage, oneLine } from './message.js';
 import { sendTelegram } from './telegram.js';
 import { sendWebhook, webhookPayload } from './webhook.js';
-import { sendPing } from './healthcheck.js';
+import { pingBody, sendKuma, sendPing } from './healthcheck.js';
 import type { SendOptions } from './http.js';
 import type { ChannelName, ChannelOutcome, NotifyConfig, NotifyLogger, NotifyReport, RunResult } from './types.js';
 
@@ -40,7 +40,14 @@ export async function notifyResult(result: RunResult, config: NotifyConfig, log?
   }
   if (config.healthcheckUrl) {
     const url = config.healthcheckUrl;
-    jobs.push(attempt('healthcheck', () => sendPing(url, result.ok ? 'success' : 'fail', text, opts)));
+    // the exit status itself when known (/0 would do for success; the base URL says the same)
+    const kind = result.ok ? 'success' : result.exitCode ? result.exitCode : 'fail';
+    jobs.push(attempt('healthcheck', () => sendPing(url, kind, pingBody(text, result.log && redact(result.log)), opts, result.runId)));
+  }
+  if (config.uptimeKumaUrl) {
+    const url = config.uptimeKumaUrl;
+    const msg = oneLine(result.ok ? `${result.command}: ${safe.summary || 'ok'}` : `${result.command} FAILED: ${safe.error || safe.summary || 'see the log'}`, 250);
+    jobs.push(attempt('uptime-kuma', () => sendKuma(url, result.ok, msg, result.durationMs, opts)));
   }
   if (jobs.length === 0) return { attempted: false, outcomes: [] };
   const outcomes = await Promise.all(jobs);
@@ -49,7 +56,7 @@ export async function notifyResult(result: RunResult, config: NotifyConfig, log?
 }
 
 /** The healthcheck "/start" ping at the beginning of a run, so the monitor can measure its duration. */
-export async function notifyStart(command: string, config: NotifyConfig, log?: NotifyLogger): Promise<NotifyReport> {
+export async function notifyStart(command: string, config: NotifyConfig, log?: NotifyLogger, runId?: string): Promise<NotifyReport> {
   if (config.mode === 'never' || !config.healthcheckUrl) return { attempted: false, outcomes: [] };
   config.secrets.forEach(registerSecret);
   const url = config.healthcheckUrl;
@@ -57,11 +64,17 @@ export async function notifyStart(command: string, config: NotifyConfig, log?: N
     'healthcheck',
     // one short attempt: a monitor that is down must not hold up the backup it would time
     () =>
-      sendPing(url, 'start', `vertex-backup on ${config.host}: ${command} started`, {
-        ...sendOptions(config),
-        retries: 0,
-        timeoutMs: Math.min(config.timeoutMs, 5000),
-      }),
+      sendPing(
+        url,
+        'start',
+        `vertex-backup on ${config.host}: ${command} started`,
+        {
+          ...sendOptions(config),
+          retries: 0,
+          timeoutMs: Math.min(config.timeoutMs, 5000),
+        },
+        runId,
+      ),
   );
   report([outcome], log);
   return { attempted: true, outcomes: [outcome] };

@@ -6,12 +6,12 @@ import { notifyResult, notifyStart } from './index.js';
 import type { NotifyConfig, NotifyLogger } from './types.js';
 
 /** Commands whose outcome `check` needs: recorded in <backup-dir>/status.json. */
-export const RECORDED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify']);
+export const RECORDED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify', 'drill']);
 /**
  * Commands whose result is sent by --notify / NOTIFY_ON. Not list/stats (read-only, and the shell
  * wrapper runs stats after every backup), not schedule (its jobs report themselves) and not notify.
  */
-export const NOTIFIED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify', 'restore', 'check']);
+export const NOTIFIED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify', 'restore', 'check', 'drill']);
 
 export interface FinishedRun {
   /** the subcommand: 'create' */
@@ -29,12 +29,16 @@ export interface FinishedRun {
   backupId?: string;
   /** the command line itself was wrong (unknown id, bad value): not a failed run */
   argumentError?: boolean;
+  /** the run's own output (last lines), for the healthcheck ping's body */
+  log?: string;
+  /** one UUID per run, shared by the start and the end ping */
+  runId?: string;
 }
 
 /** The "/start" ping for commands that report their result; never throws. */
-export async function reportStart(name: string, label: string, notify: NotifyConfig | undefined, log: NotifyLogger): Promise<void> {
+export async function reportStart(name: string, label: string, notify: NotifyConfig | undefined, log: NotifyLogger, runId?: string): Promise<void> {
   if (!notify || !NOTIFIED_COMMANDS.has(name)) return;
-  await notifyStart(label, notify, log).catch(() => {});
+  await notifyStart(label, notify, log, runId).catch(() => {});
 }
 
 /**
@@ -72,6 +76,8 @@ export async function reportRun(run: FinishedRun, opts: { backupDir?: string; no
         durationMs: run.durationMs,
         error: run.ok ? undefined : run.error,
         exitCode: run.exitCode,
+        log: run.log,
+        runId: run.runId,
       },
       opts.notify,
       opts.log,

@@ -11,6 +11,10 @@ export interface RunResult {
   /** The one-line reason on failure (already free of secrets as far as the caller knows). */
   error?: string;
   exitCode?: number;
+  /** the last lines of the run's own output: the body of the healthcheck ping */
+  log?: string;
+  /** one UUID per run: pairs the healthcheck start ping with the end ping (`?rid=`) */
+  runId?: string;
 }
 
 /** failure: only failed runs reach Telegram/webhook; always: every run; never: nothing at all. */
@@ -30,6 +34,8 @@ export interface NotifyConfig {
   telegramProblem?: string;
   webhookUrl?: string;
   healthcheckUrl?: string;
+  /** an Uptime Kuma push URL: status=up|down, msg, ping */
+  uptimeKumaUrl?: string;
   timeoutMs: number;
   retries: number;
   /** Delay before the first retry; doubled each time. */
@@ -39,7 +45,7 @@ export interface NotifyConfig {
   secrets: string[];
 }
 
-export type ChannelName = 'telegram' | 'webhook' | 'healthcheck';
+export type ChannelName = 'telegram' | 'webhook' | 'healthcheck' | 'uptime-kuma';
 
 export interface ChannelOutcome {
   channel: ChannelName;

@@ -1,11 +1,12 @@
 import { listBackups, type BackupEntry } from '../catalog/listing.js';
 import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
-import { describeInterrupted, readStatus, runKey, startedRunAlive, type RunRecord } from '../catalog/status.js';
+import { describeInterrupted, type DrillRecord, readStatus, runKey, startedRunAlive, type RunRecord } from '../catalog/status.js';
 import { exists } from '../fsutil.js';
 import { readEnabled } from '../schedule/config.js';
 import { formatAge } from '../format.js';
 
 export const DEFAULT_MAX_AGE_MS = 26 * 3_600_000;
+export const DEFAULT_MAX_DRILL_AGE_MS = 8 * 86_400_000;
 
 export interface CheckOptions {
   backupDir: string;
@@ -13,6 +14,10 @@ export interface CheckOptions {
   types: BackupType[];
   /** also require the last rotate and verify to have succeeded (off when one type is asked about) */
   includeOtherRuns?: boolean;
+  /** the last restore drill must be younger than this (only once drills are set up: see drillSetUp) */
+  maxDrillAgeMs?: number;
+  /** BACKUP_DRILL_ENABLED=true: drills are expected even before the first one is recorded */
+  drillExpected?: boolean;
   now?: Date;
 }
 
@@ -34,6 +39,8 @@ export interface CheckResult {
   types: TypeCheck[];
   /** the recorded runs that were looked at (status.json) */
   runs: RunRecord[];
+  /** the last restore drill, when drills are set up */
+  drill?: { expected: boolean; max_age_ms: number; last?: DrillRecord; age_ms?: number; ok: boolean };
   /** every reason the check fails, one line each */
   reasons: string[];
 }
@@ -80,6 +87,8 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
   if (status) {
     const keys = opts.types.map((t) => runKey('create', t));
     if (opts.includeOtherRuns !== false) keys.push('rotate', 'verify');
+    // drills count once they are set up: a drill was recorded, or BACKUP_DRILL_ENABLED=true says one is expected
+    if (opts.includeOtherRuns !== false && (status.runs.drill || status.drill || opts.drillExpected)) keys.push('drill');
     for (const key of keys) {
       const begun = status.started?.[key];
       if (begun && !startedRunAlive(begun)) {
@@ -102,6 +111,25 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     }
   }
 
+  let drill: CheckResult['drill'];
+  if (opts.includeOtherRuns !== false && (status?.runs.drill || status?.drill || opts.drillExpected)) {
+    const maxAge = opts.maxDrillAgeMs ?? DEFAULT_MAX_DRILL_AGE_MS;
+    const last = status?.runs.drill;
+    drill = { expected: true, max_age_ms: maxAge, last: status?.drill, ok: true };
+    if (!last) {
+      drill.ok = false;
+      reasons.push(`no restore drill recorded in ${opts.backupDir} (BACKUP_DRILL_ENABLED=true): run vertex-backup drill`);
+    } else {
+      const age = Math.max(0, now.getTime() - Date.parse(last.finished_at));
+      drill.age_ms = age;
+      if (age > maxAge) {
+        drill.ok = false;
+        reasons.push(`the last restore drill finished ${formatAge(age)} ago (limit ${formatAge(maxAge)}): run vertex-backup drill`);
+      }
+      if (!last.ok) drill.ok = false;
+    }
+  }
+
   return {
     ok: reasons.length === 0,
     checked_at: now.toISOString(),
@@ -109,6 +137,7 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     max_age_ms: opts.maxAgeMs,
     types,
     runs,
+    drill,
     reasons,
   };
 }

@@ -4,8 +4,8 @@ import { usageError } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { SCHEDULE_TABLE } from './table.js';
 
-export type JobName = 'database' | 'storage' | 'full' | 'rotation';
-export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation'];
+export type JobName = 'database' | 'storage' | 'full' | 'rotation' | 'drill';
+export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation', 'drill'];
 
 export interface JobSpec {
   name: JobName;
@@ -23,6 +23,7 @@ export const DEFAULT_SCHEDULES: Record<JobName, string> = {
   storage: SCHEDULE_TABLE.storage.cron,
   full: SCHEDULE_TABLE.full.cron,
   rotation: SCHEDULE_TABLE.rotation.cron,
+  drill: SCHEDULE_TABLE.drill.cron,
 };
 
 export const DEFAULT_GRACE_MS = 5 * 60_000;
@@ -32,6 +33,7 @@ const JOB_ARGS: Record<JobName, readonly string[]> = {
   storage: SCHEDULE_TABLE.storage.args,
   full: SCHEDULE_TABLE.full.args,
   rotation: SCHEDULE_TABLE.rotation.args,
+  drill: SCHEDULE_TABLE.drill.args,
 };
 
 /**
@@ -44,11 +46,11 @@ export function envPrefix(name: JobName): string {
   return `BACKUP_${name.toUpperCase()}`;
 }
 
-/** BACKUP_<TYPE>_ENABLED: unset means enabled, as in the seed. */
+/** BACKUP_<TYPE>_ENABLED: unset means enabled, as in the seed (the drill, which is not in the seed: disabled). */
 export function readEnabled(env: NodeJS.ProcessEnv, name: JobName | BackupType): boolean {
   const v = `BACKUP_${name.toUpperCase()}_ENABLED`;
   const raw = env[v]?.trim().toLowerCase();
-  if (!raw) return true;
+  if (!raw) return name !== 'drill';
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
   if (['0', 'false', 'no', 'off'].includes(raw)) return false;
   throw usageError(`${v}: expected true or false, got "${env[v]}"`);

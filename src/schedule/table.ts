@@ -17,6 +17,7 @@ export const SCHEDULE_TABLE = {
   database: { cron: '0 */6 * * *', when: 'every 6 hours', args: ['create', '--type', 'database'] },
   storage: { cron: '0 3 * * 0', when: 'Sunday 03:00', args: ['create', '--type', 'storage'] },
   rotation: { cron: '0 4 * * *', when: 'daily 04:00', args: ['rotate'] },
+  drill: { cron: '30 5 * * 0', when: 'Sunday 05:30', args: ['drill'] },
 } as const satisfies Record<string, ScheduledJob>;
 
 /** Jobs only the crontab carries (the scheduler and the timer leave monitoring to the operator). */
@@ -28,4 +29,7 @@ export const CRON_ONLY_JOBS = {
  * The systemd timer runs the full backup with rotation in one unit: its OnCalendar is the full job's
  * time. (systemd's calendar syntax differs from cron's; the test compares the next run times.)
  */
+/** The weekly restore drill: systemd/vertex-backup-drill.timer and .service. */
+export const SYSTEMD_DRILL_TIMER = { onCalendar: 'Sun *-*-* 05:30:00', job: 'drill' as const, args: ['drill'] };
+
 export const SYSTEMD_TIMER = { onCalendar: '*-*-* 02:00:00', job: 'full' as const, args: ['create', '--type', 'full', '--rotate'] };

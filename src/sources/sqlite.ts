@@ -68,6 +68,25 @@ async function beginReadSnapshot(db: Database.Database, waitMs = 60_000): Promis
   }
 }
 
+const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/**
+ * Rows of every table (SQLite's own `sqlite_*` tables aside), for a restore drill to compare with. A table
+ * that cannot be counted here (a virtual table whose module is missing) is left out, not guessed.
+ */
+export function tableRows(db: Database.Database): Record<string, number> {
+  const rows: Record<string, number> = {};
+  const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").pluck().all() as string[];
+  for (const name of names) {
+    try {
+      rows[name] = (db.prepare(`SELECT count(*) FROM ${quoteIdent(name)}`).pluck().get() as number) ?? 0;
+    } catch {
+      // left out: the drill then lists it without a count to compare with
+    }
+  }
+  return rows;
+}
+
 function inspectCopy(file: string, sourceJournalMode: string): SqliteInfo {
   const db = new Database(file, { fileMustExist: true });
   try {
@@ -81,6 +100,7 @@ function inspectCopy(file: string, sourceJournalMode: string): SqliteInfo {
       journal_mode: sourceJournalMode,
       integrity,
       tables,
+      table_rows: tableRows(db),
     };
   } finally {
     db.close();

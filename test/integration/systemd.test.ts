@@ -8,7 +8,7 @@ import { Cron } from 'croner';
 import { needs } from '../helpers/optional.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const UNITS = ['vertex-backup.service', 'vertex-backup.timer', 'vertex-backup-notify@.service'];
+const UNITS = ['vertex-backup.service', 'vertex-backup.timer', 'vertex-backup-notify@.service', 'vertex-backup-drill.service', 'vertex-backup-drill.timer'];
 const analyze = needs('systemd-analyze', 'systemd');
 
 /** `[Section]` → key → values (keys may repeat). */

@@ -139,7 +139,8 @@ describe('sending', () => {
     expect((hook.json as { error: string }).error).toContain('not enough disk space');
 
     const ping = srv.requests.find((r) => r.url.startsWith('/ping/'))!;
-    expect(ping.url).toBe('/ping/abcdef-uuid/fail');
+    // the exit status as /{code} (issue 17)
+    expect(ping.url).toBe('/ping/abcdef-uuid/5');
     expect(ping.body).toContain('FAILED');
   });
 

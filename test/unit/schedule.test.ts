@@ -33,7 +33,10 @@ describe('job configuration', () => {
       ['storage', '0 3 * * 0', true, 'create --type storage'],
       ['full', '0 2 * * *', true, 'create --type full'],
       ['rotation', '0 4 * * *', true, 'rotate'],
+      // not in the seed: off unless BACKUP_DRILL_ENABLED=true
+      ['drill', '30 5 * * 0', false, 'drill'],
     ]);
+    expect(loadJobSpecs({ BACKUP_DRILL_ENABLED: 'true' }).find((j) => j.name === 'drill')!.enabled).toBe(true);
     expect(DEFAULT_SCHEDULES.full).toBe('0 2 * * *');
   });
 

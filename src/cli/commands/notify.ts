@@ -14,7 +14,7 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       `
-Channels: TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID, NOTIFY_WEBHOOK_URL, HEALTHCHECK_URL. NOTIFY_ON=never
+Channels: TELEGRAM_BOT_TOKEN + TELEGRAM_CHAT_ID, NOTIFY_WEBHOOK_URL, HEALTHCHECK_URL, UPTIME_KUMA_URL. NOTIFY_ON=never
 silences this command too. Exit 0 when at least one channel took the message, 1 when all failed,
 2 when no channel is configured.
 
@@ -36,7 +36,7 @@ Examples:
         }
         const config = resolveNotifyConfig(ctx.cfg.env, 'always', ctx.cfg.file);
         if (!hasChannels(config)) {
-          throw usageError('no notification channel is configured', 'set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID, NOTIFY_WEBHOOK_URL or HEALTHCHECK_URL');
+          throw usageError('no notification channel is configured', 'set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID, NOTIFY_WEBHOOK_URL, HEALTHCHECK_URL or UPTIME_KUMA_URL');
         }
 
         let result;

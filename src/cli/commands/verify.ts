@@ -14,7 +14,7 @@ export function register(program: Command): void {
     .option('--all', 'every backup')
     .addOption(new Option('-t, --type <type>', 'only this type').choices(['full', 'database', 'storage']))
     .option('--remote <name>', 'verify the copies on this remote (download and hash)')
-    .option('--sample <percent>', 'with --remote: check a random sample of this percentage of the files of each backup')
+    .option('--sample <percent>', 'read about this percentage of the stored bytes, those not read in the current cycle first, so ceil(100/PCT) runs read everything (state in <backup-dir>/.sample-state.json); with --remote: a random sample of the files of each backup')
     .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
     .addHelpText(
       'after',
@@ -26,6 +26,7 @@ Examples:
   vertex-backup verify --all
   vertex-backup verify 20240101_120000
   vertex-backup verify backups/storage/storage_backup_20240101_120000.json
+  vertex-backup verify --sample 15            # nightly: every stored byte read within 7 runs
   vertex-backup verify --remote s3-offsite --all --sample 10
   vertex-backup verify --all --identity ~/backup-key.txt   # encrypted: decrypt and check contents too
 
@@ -44,6 +45,7 @@ Encrypted backups are checked by their ciphertext without a key (the bytes are i
           }
           return (await import('../remote-outcomes.js')).remoteVerifyOutcome(ctx, cmd, o.remote, { ref: ref === 'latest' ? undefined : ref, all: o.all, type: o.type, samplePercent });
         }
+        if (o.sample !== undefined) return sampledVerify(ctx, ref, o);
         const { verifyBackups } = await import('../../ops/verify.js');
         const identities = await commandIdentities(ctx, cmd, await passphraseNeeded(ctx.cfg.backupDir, ref === 'latest' ? undefined : ref));
         const report = await verifyBackups(
@@ -71,4 +73,29 @@ Encrypted backups are checked by their ciphertext without a key (the bytes are i
         };
       }),
     );
+}
+
+/** `verify --sample PCT` of the local backup directory: this run's share of the stored files, and the coverage reached. */
+async function sampledVerify(ctx: import('../run.js').Context, ref: string | undefined, o: { all?: boolean; latest?: boolean; sample?: string }): Promise<import('../run.js').Outcome> {
+  const { parsePercent, verifySample } = await import('../../ops/sample.js');
+  const percent = parsePercent(o.sample!);
+  if (ref || o.all || o.latest) throw new BackupError('USAGE', '--sample reads its share of every stored file: it takes no backup id, --all or --latest', { argument: true });
+  const report = await verifySample(ctx.cfg.backupDir, percent, {
+    signal: ctx.signal,
+    onFile: (f) => ctx.progress.event({ phase: 'verify', subject: f.rel }),
+  });
+  const bad = report.results.filter((r) => !r.ok);
+  const c = report.coverage;
+  const summary = `${report.files_read} files (${formatBytes(report.bytes_read)}) read; coverage ${c.coverage_pct}% of ${formatBytes(c.total_bytes)} after ${c.runs_in_cycle} of ${c.runs_per_cycle} runs`;
+  return {
+    json: report,
+    exitCode: report.ok ? 0 : 3,
+    summary: report.ok ? summary : `${bad.length} stored files damaged: ${bad.map((r) => r.problem).join('; ')}`,
+    log: { sample_pct: percent, files_read: report.files_read, bytes_read: report.bytes_read, coverage_pct: c.coverage_pct, damaged: bad.map((r) => ({ backup: `${r.type}:${r.id}`, problems: [r.problem] })) },
+    human: (ui) => {
+      ui.out(`${report.ok ? ui.c.green('✔') : ui.c.red('✘')} ${summary}`);
+      if (c.coverage_pct >= 100) ui.out('  every stored byte has been read in this cycle: the next run starts a new one');
+      for (const r of bad) ui.error(r.problem!);
+    },
+  };
 }

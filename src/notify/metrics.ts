@@ -1,0 +1,145 @@
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
+import { listBackups } from '../catalog/listing.js';
+import { BACKUP_TYPES } from '../catalog/sidecar.js';
+import { readStatus } from '../catalog/status.js';
+import { exists, freeSpace } from '../fsutil.js';
+
+/**
+ * The node_exporter textfile collector file (`--metrics-file`, METRICS_FILE): what the backup directory
+ * and status.json say, in the Prometheus text format, names in the style of restic-exporter. Rewritten
+ * whole after each run, atomically (temp file + rename in the same directory): the collector never
+ * reads half a file.
+ */
+
+interface Sample {
+  labels?: Record<string, string>;
+  value: number;
+}
+
+interface Family {
+  name: string;
+  help: string;
+  type: 'gauge' | 'counter';
+  samples: Sample[];
+}
+
+const escapeLabel = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+const escapeHelp = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
+
+function formatValue(n: number): string {
+  if (Number.isNaN(n)) return 'NaN';
+  if (n === Infinity) return '+Inf';
+  if (n === -Infinity) return '-Inf';
+  return String(n);
+}
+
+/** The text format: HELP and TYPE once per family, then its samples. Families without samples are left out. */
+export function renderMetrics(families: Family[]): string {
+  const lines: string[] = [];
+  for (const f of families) {
+    if (!f.samples.length) continue;
+    lines.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`);
+    for (const s of f.samples) {
+      const labels = s.labels && Object.keys(s.labels).length ? `{${Object.entries(s.labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}` : '';
+      lines.push(`${f.name}${labels} ${formatValue(s.value)}`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+const seconds = (iso: string | undefined) => (iso ? Date.parse(iso) / 1000 : Number.NaN);
+
+/** Every metric, from the backup directory's listing and status.json. */
+export async function collectMetrics(backupDir: string): Promise<Family[]> {
+  const fam = (name: string, help: string, type: Family['type'] = 'gauge'): Family => ({ name: `vertex_backup_${name}`, help, type, samples: [] });
+  const lastSuccess = fam('last_success_timestamp_seconds', 'Unix time of the last successful run of each job (create: the newest good backup of the type)');
+  const lastRun = fam('last_run_timestamp_seconds', 'Unix time the last run of each job finished');
+  const lastRunOk = fam('last_run_success', '1 when the last run of each job succeeded, 0 when it failed');
+  const lastRunExit = fam('last_run_exit_code', 'Exit code of the last run of each job');
+  const lastRunDuration = fam('last_run_duration_seconds', 'Wall time of the last run of each job');
+  const backups = fam('backups', 'Good backups (ok or partial) in the backup directory, per type');
+  const backupBytes = fam('backups_bytes', 'Bytes of the good backups in the backup directory, per type');
+  const lastBytes = fam('last_backup_size_bytes', 'Size on disk of the newest good backup of each type');
+  const lastFiles = fam('last_backup_files', 'Files in the newest good storage backup (the whole tree for incremental ones)');
+  const lastDuration = fam('last_backup_duration_seconds', 'How long the newest good backup of each type took to make');
+  const damaged = fam('damaged_backups', 'Backups that are incomplete or damaged, per type (removed by rotate, or to look at)');
+  const verifyOk = fam('last_verify_success', '1 when the last verify found nothing damaged, 0 otherwise');
+  const drillOk = fam('drill_last_success', '1 when the last restore drill passed (restored, proved, within RTO and RPO targets)');
+  const drillResult = fam('drill_last_result', 'The result of the last restore drill: 1 for the one that applies');
+  const drillTime = fam('drill_last_timestamp_seconds', 'Unix time the last restore drill finished');
+  const drillRto = fam('drill_rto_seconds', 'RTO measured by the last restore drill: download + verify + restore (extrapolated when sampled)');
+  const drillRtoTarget = fam('drill_rto_target_seconds', 'RTO target the last drill judged against (RTO_TARGET)');
+  const drillRpo = fam('drill_rpo_seconds', 'Age of the drilled backup when the last drill started');
+  const drillRpoTarget = fam('drill_rpo_target_seconds', 'RPO target the last drill judged against (RPO_TARGET)');
+  const drillBytes = fam('drill_restored_bytes', 'Bytes the last drill restored');
+  const free = fam('backup_dir_free_bytes', 'Free bytes at the backup directory');
+  const scrape = fam('metrics_timestamp_seconds', 'Unix time this file was written');
+  const families = [
+    lastSuccess, lastRun, lastRunOk, lastRunExit, lastRunDuration, backups, backupBytes, lastBytes, lastFiles, lastDuration, damaged,
+    verifyOk, drillOk, drillResult, drillTime, drillRto, drillRtoTarget, drillRpo, drillRpoTarget, drillBytes, free, scrape,
+  ];
+
+  const entries = (await exists(backupDir)) ? await listBackups(backupDir) : [];
+  for (const type of BACKUP_TYPES) {
+    const good = entries.filter((e) => e.type === type && (e.status === 'ok' || e.status === 'partial'));
+    const labels = { type };
+    backups.samples.push({ labels, value: good.length });
+    backupBytes.samples.push({ labels, value: good.reduce((n, e) => n + e.size, 0) });
+    damaged.samples.push({ labels, value: entries.filter((e) => e.type === type && (e.status === 'damaged' || e.status === 'incomplete')).length });
+    const newest = good[0];
+    if (!newest) continue;
+    lastSuccess.samples.push({ labels: { job: 'create', type }, value: newest.createdAt.getTime() / 1000 });
+    lastBytes.samples.push({ labels, value: newest.size });
+    const s = newest.sidecar;
+    if (s?.duration_ms !== undefined) lastDuration.samples.push({ labels, value: s.duration_ms / 1000 });
+    const files = s?.tree_files ?? s?.file_count;
+    if (type === 'storage' && files !== undefined) lastFiles.samples.push({ labels, value: files });
+  }
+
+  const { status } = (await exists(backupDir)) ? await readStatus(backupDir) : { status: null };
+  for (const run of Object.values(status?.runs ?? {})) {
+    const labels = { job: run.command, type: run.type ?? '' };
+    lastRun.samples.push({ labels, value: seconds(run.finished_at) });
+    lastRunOk.samples.push({ labels, value: run.ok ? 1 : 0 });
+    lastRunExit.samples.push({ labels, value: run.exit_code });
+    lastRunDuration.samples.push({ labels, value: run.duration_ms / 1000 });
+    // create's last success is its newest backup (above); the others' only when their last run succeeded
+    if (run.ok && run.command !== 'create') lastSuccess.samples.push({ labels, value: seconds(run.finished_at) });
+    if (run.command === 'verify') verifyOk.samples.push({ value: run.ok ? 1 : 0 });
+  }
+  const d = status?.drill;
+  if (d) {
+    drillOk.samples.push({ value: d.result === 'passed' ? 1 : 0 });
+    for (const r of ['passed', 'target-missed', 'failed']) drillResult.samples.push({ labels: { result: r }, value: d.result === r ? 1 : 0 });
+    drillTime.samples.push({ value: seconds(d.finished_at) });
+    const labels = { source: d.source, type: d.backup_type ?? '' };
+    drillRto.samples.push({ labels, value: d.rto_ms / 1000 });
+    drillRtoTarget.samples.push({ value: d.rto_target_ms / 1000 });
+    if (d.rpo_ms !== undefined) drillRpo.samples.push({ labels, value: d.rpo_ms / 1000 });
+    drillRpoTarget.samples.push({ value: d.rpo_target_ms / 1000 });
+    if (d.bytes_restored !== undefined) drillBytes.samples.push({ labels, value: d.bytes_restored });
+  }
+  if (await exists(backupDir)) free.samples.push({ value: await freeSpace(backupDir) });
+  scrape.samples.push({ value: Date.now() / 1000 });
+  return families;
+}
+
+/**
+ * Writes the metrics file atomically. Mode 0644: node_exporter runs as another user, and the file holds
+ * figures, no secrets.
+ */
+export async function writeMetricsFile(file: string, backupDir: string): Promise<void> {
+  const text = renderMetrics(await collectMetrics(backupDir));
+  const dir = path.dirname(file);
+  // node_exporter reads only *.prom: a temp name that does not end in .prom is never collected half-written
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+  try {
+    await fsp.writeFile(tmp, text, { mode: 0o644 });
+    await fsp.chmod(tmp, 0o644);
+    await fsp.rename(tmp, file);
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+}
