@@ -4,6 +4,7 @@ import { parseEnv } from 'node:util';
 import * as v from 'valibot';
 import { getCodec } from './codec/registry.js';
 import { type BackupError, usageError } from './errors.js';
+import { withoutBom } from './fsutil.js';
 import { isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
 
 /** What the user can pass as flags; anything unset falls through to env, the config file, defaults. */
@@ -213,7 +214,7 @@ export function loadEnvFile(file: string, required: boolean): Record<string, str
     if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw usageError(`cannot read env file ${file}: ${(err as Error).message}`);
   }
-  return parseEnv(text) as Record<string, string>;
+  return parseEnv(withoutBom(text)) as Record<string, string>;
 }
 
 /**
@@ -258,7 +259,7 @@ function readConfigFile(file: string): { obj: Record<string, unknown>; env: Reco
   }
   let data: unknown;
   try {
-    data = JSON.parse(text);
+    data = JSON.parse(withoutBom(text));
   } catch (err) {
     throw usageError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
   }

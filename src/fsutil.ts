@@ -89,3 +89,8 @@ export async function freeSpace(dir: string): Promise<number> {
     }
   }
 }
+
+/** Text of a file an operator edited, without the byte-order mark Windows editors put first (it would become part of the first key). */
+export function withoutBom(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}

@@ -2,6 +2,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as v from 'valibot';
 import { BackupError, usageError } from '../errors.js';
+import { withoutBom } from '../fsutil.js';
 import { maskUrl, registerSecretsIn } from '../secrets.js';
 
 /**
@@ -67,7 +68,7 @@ export async function loadRemotesConfig(file: string, options: { required?: bool
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = JSON.parse(withoutBom(text));
   } catch (err) {
     throw usageError(`the remotes config ${file} is not valid JSON: ${(err as Error).message}`);
   }

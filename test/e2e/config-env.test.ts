@@ -61,3 +61,23 @@ describe("the application's .env", () => {
     expect(r.stderr).not.toContain('secret-token-value');
   });
 });
+
+describe('files saved by a Windows editor (a byte-order mark first, CRLF line ends)', () => {
+  it('.env, the config file and the remotes file are read as if the mark were not there', async () => {
+    const dir = path.join(cwd, 'bom');
+    fs.mkdirSync(path.join(dir, 'media'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'media', 'a.jpg'), 'a');
+    const bom = '\ufeff';
+    // the first key of each file is the one the mark would swallow
+    fs.writeFileSync(path.join(dir, '.env'), `${bom}STORAGE_PATH=${path.join(dir, 'media')}\r\nBACKUP_DIR=${path.join(dir, 'backups')}\r\n`);
+    fs.writeFileSync(path.join(dir, 'vb.json'), `${bom}${JSON.stringify({ compression: 'none' })}\r\n`);
+    fs.writeFileSync(path.join(dir, 'remotes.json'), `${bom}${JSON.stringify({ remotes: { usb: { url: `file://${path.join(dir, 'usb')}` } } })}`, { mode: 0o600 });
+    const r = await run(['create', '--type', 'storage', '--json', '--config', 'vb.json'], { cwd: dir });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(parseJsonStdout<{ backups: string[] }>(r).backups).toBeDefined();
+    expect(fs.readdirSync(path.join(dir, 'backups', 'storage')).some((n) => n.endsWith('.tar'))).toBe(true);
+    const remotes = await run(['remote', 'list', '--json', '--remotes-config', 'remotes.json'], { cwd: dir });
+    expect(remotes.code, describeRun(remotes)).toBe(0);
+    expect(remotes.stdout).toContain('usb');
+  });
+});
