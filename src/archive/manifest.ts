@@ -38,6 +38,11 @@ export interface ManifestRecord {
   a: string;
   /** symlink target */
   l?: string;
+  /**
+   * 1 in a level N manifest: the path (of type `t`) is gone since the previous backup. Only `t` is
+   * set beside it; views (readView) never yield one.
+   */
+  x?: 1;
 }
 
 export interface ManifestInfo {
@@ -53,7 +58,9 @@ const TAB = 0x09;
 const NUL = 0x00;
 
 export function encodeRecord(r: ManifestRecord): Buffer {
-  const { path: p, ...meta } = r;
+  const { path: p, ...rest } = r;
+  // a deletion starts with {"x": so that `grep -z '^{"x"'` finds the deletions of a manifest
+  const meta = r.x ? { x: 1, t: r.t } : rest;
   return Buffer.concat([Buffer.from(JSON.stringify(meta), 'utf8'), Buffer.of(TAB), nameBytes(p), Buffer.of(NUL)]);
 }
 
@@ -66,7 +73,7 @@ export function decodeRecord(buf: Buffer, where: string): ManifestRecord {
   } catch {
     throw new BackupError('DAMAGED', `${where}: manifest record is not valid JSON`);
   }
-  if (!meta || (meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || typeof meta.a !== 'string') {
+  if (!meta || (meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || (typeof meta.a !== 'string' && meta.x !== 1)) {
     throw new BackupError('DAMAGED', `${where}: manifest record lacks its type or archive id`);
   }
   return { path: decodeName(buf.subarray(tab + 1)), ...meta };
@@ -166,6 +173,9 @@ export class ManifestWriter {
   }
 }
 
+/** A deletion record for `r`: the path is gone in the backup whose manifest holds it. */
+export const deletionOf = (r: { path: string; t: EntryType }): ManifestRecord => ({ path: r.path, t: r.t, x: 1 }) as ManifestRecord;
+
 /** The records of a manifest file in their order; checks the file's SHA-256 when `checksum` is given. */
 export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
   const where = path.basename(file);
@@ -235,5 +245,48 @@ export class ManifestCursor {
 
   async close(): Promise<void> {
     await this.it.return(undefined);
+  }
+}
+
+export interface ManifestFile {
+  file: string;
+  /** checked once the file was read to its end */
+  checksum?: string;
+}
+
+/**
+ * The tree a backup describes: the merge of its chain's manifests (the level 0's, then each level N's
+ * changes and deletions, oldest first). All are in group order, so this is a sorted merge holding one
+ * record per manifest: memory does not grow with the tree. For a path in several manifests the newest
+ * record wins; a deletion drops the path.
+ */
+export async function* readView(chain: ManifestFile[]): AsyncGenerator<ManifestRecord> {
+  if (chain.length === 1) {
+    for await (const r of readManifest(chain[0].file, chain[0].checksum)) if (!r.x) yield r;
+    return;
+  }
+  const cursors = chain.map((m) => new ManifestCursor(readManifest(m.file, m.checksum)));
+  const heads: (ManifestRecord | undefined)[] = new Array(cursors.length);
+  try {
+    for (;;) {
+      let min: ManifestRecord | undefined;
+      for (let i = 0; i < cursors.length; i++) {
+        const h = await cursors[i].peek();
+        heads[i] = h;
+        if (h && (!min || compareRecords(h, min) < 0)) min = h;
+      }
+      if (!min) return;
+      let newest = min;
+      for (let i = 0; i < cursors.length; i++) {
+        const h = heads[i];
+        if (h && compareRecords(h, min) === 0) {
+          newest = h;
+          await cursors[i].take();
+        }
+      }
+      if (!newest.x) yield newest;
+    }
+  } finally {
+    for (const c of cursors) await c.close();
   }
 }

@@ -292,9 +292,11 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
         const group = plan ? await plan.openGroup(name) : undefined;
         const dst = plan ? statBig(abs, follow) : undefined;
         let headed = false;
+        // a directory that is not one any more (or vanished) holds nothing of what it held
+        const gone = async () => plan?.writeGroup(group!, []);
         // an unchanged directory gets a header only when something inside it is archived again
         if (!plan || !(await plan.unchanged(group!.self, dst, abs))) {
-          if ((await addPath(abs, name, follow)).kind !== 'dir') return;
+          if ((await addPath(abs, name, follow)).kind !== 'dir') return gone();
           headed = true;
         }
         const entries: { rel: string; abs: string }[] = [];
@@ -314,7 +316,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
           }
         }
         if (plan && !headed && todo.length > 0) {
-          if ((await addPath(abs, name, follow)).kind !== 'dir') return;
+          if ((await addPath(abs, name, follow)).kind !== 'dir') return gone();
           headed = true;
         }
         for (let k = 0; k < todo.length; k++) {
@@ -333,7 +335,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
         if (plan) {
           const self = headed ? (dst && recordFor(name, dst, plan.archiveId)) : group!.self;
           records.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-          await plan.writeGroup(self ? [self, ...records] : records);
+          await plan.writeGroup(group!, self ? [self, ...records] : records);
         }
         for (const sub of subdirs) await addDir(sub);
       };

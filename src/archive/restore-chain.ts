@@ -8,10 +8,10 @@ import { codecForFile, getCodec } from '../codec/registry.js';
 import { BackupError } from '../errors.js';
 import { fsPath, showName } from '../sources/bytenames.js';
 import { extractArchive } from './extract.js';
-import { compareRecords, ManifestCursor, type ManifestRecord, readManifest } from './manifest.js';
+import { compareRecords, ManifestCursor, type ManifestFile, type ManifestRecord, readView } from './manifest.js';
 
 /**
- * Restore of an incremental storage backup from its manifest: directories come from the manifest,
+ * Restore of an incremental storage backup from its manifests: directories come from the manifest,
  * files and symlinks from the archives it names, each read once, each entry written once (an entry
  * that a later backup holds again is read past in the older archive). Every file is hashed as it is
  * written and compared with the manifest.
@@ -78,7 +78,8 @@ export async function archiveTarStream(archive: ChainArchive, id: string): Promi
 const nsToSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6;
 
 export async function extractChain(
-  manifest: { path: string; checksum: string },
+  /** the manifests of the backup's chain, oldest first (see readView) */
+  manifests: ManifestFile[],
   archives: (id: string) => ChainArchive | undefined,
   staging: string,
   options: ChainRestoreOptions = {},
@@ -91,7 +92,7 @@ export async function extractChain(
   let entries = 0;
   let toWrite = 0;
   let toWriteBytes = 0;
-  for await (const r of readManifest(manifest.path, manifest.checksum)) {
+  for await (const r of readView(manifests)) {
     safeRel(r.path);
     if (!want(r)) continue;
     entries++;
@@ -116,7 +117,7 @@ export async function extractChain(
     const archive = archives(id);
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
     const tarStream = await (options.tarStream ?? archiveTarStream)(archive, id);
-    const cursor = new ManifestCursor(readManifest(manifest.path));
+    const cursor = new ManifestCursor(readView(manifests.map((m) => ({ file: m.file }))));
     const nextWanted = async (): Promise<ManifestRecord | undefined> => {
       for (let r = await cursor.peek(); r; r = await cursor.peek()) {
         if (r.t !== 'd' && r.a === id && want(r)) return r;
@@ -164,7 +165,7 @@ export async function extractChain(
   }
   // pass 3: directory owners (as root, as GNU tar does), modes and times, once nothing more is written into them
   const asRoot = process.getuid?.() === 0;
-  for await (const r of readManifest(manifest.path)) {
+  for await (const r of readView(manifests.map((m) => ({ file: m.file })))) {
     if (r.t !== 'd' || !want(r)) continue;
     const p = fsPath(path.join(root, r.path));
     if (asRoot) await fsp.lchown(p, r.u, r.g);

@@ -110,7 +110,9 @@ const SIDECAR_ENTRIES = {
   previous: v.optional(v.string()),
   /** the file manifest: every path of the tree and the backup whose archive holds it */
   manifest: v.optional(ManifestInfoSchema),
-  /** ids of the storage backups whose archives the manifest references, oldest first (itself included) */
+  /** ids of the storage backups whose manifests make up its file list: its base, each level up to itself */
+  chain: v.optional(v.array(v.pipe(v.string(MALFORMED_REFERENCES), v.regex(ID_PATTERN, MALFORMED_REFERENCES)), MALFORMED_REFERENCES)),
+  /** ids of the storage backups it needs, oldest first (itself included): whose archives hold its files, and its chain */
   references: v.optional(v.array(v.pipe(v.string(MALFORMED_REFERENCES), v.regex(ID_PATTERN, MALFORMED_REFERENCES)), MALFORMED_REFERENCES)),
   /** bytes of file content the manifest takes from each referenced backup */
   referenced_bytes: v.optional(v.record(v.string(), v.number())),

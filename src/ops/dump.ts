@@ -21,7 +21,7 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
   const entry = await storageWithManifest(backupDir, ref);
   const want = archivePath(entry, file);
   let record: ManifestRecord | undefined;
-  for await (const r of manifestRecords(entry)) {
+  for await (const r of manifestRecords(backupDir, entry)) {
     if (r.path === want) {
       record = r;
       break;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type BigIntStats, createReadStream } from 'node:fs';
-import { comparePaths, type EntryType, groupOf, ManifestCursor, type ManifestRecord, type ManifestWriter } from '../archive/manifest.js';
+import { comparePaths, deletionOf, type EntryType, groupOf, ManifestCursor, type ManifestRecord, type ManifestWriter } from '../archive/manifest.js';
 import { fsPath } from './bytenames.js';
 
 /**
@@ -9,6 +9,10 @@ import { fsPath } from './bytenames.js';
  * memory holds one directory's records, never the tree. A path is unchanged when its type, size,
  * mtime, ctime, inode, mode and owner all match the previous record (restic's and Borg's rule): its
  * content is not read, its record (hash, archive id) is carried over.
+ *
+ * The manifest written is the change against the previous view (see readView in archive/manifest.ts):
+ * only records that differ from the previous ones, and a deletion record for each path gone. With no
+ * previous view (level 0) that is every record.
  */
 
 export interface PreviousGroup {
@@ -97,7 +101,11 @@ export class ChangePlan {
       const c = comparePaths(groupOf(r), dir);
       if (c > 0) break;
       await this.prev.take();
-      if (c < 0) continue;
+      if (c < 0) {
+        // a directory no longer walked (removed, excluded, now a file): everything in it is gone
+        await this.writer.write(deletionOf(r));
+        continue;
+      }
       if (r.t === 'd') group.self = r;
       else group.entries.set(r.path, r);
     }
@@ -111,14 +119,34 @@ export class ChangePlan {
     return true;
   }
 
-  async writeGroup(records: ManifestRecord[]): Promise<void> {
+  /**
+   * The records of one directory group as the tree holds them now (the directory first, then its
+   * entries by path); what the manifest gets is what differs from `group`, the previous ones.
+   */
+  async writeGroup(group: PreviousGroup, records: ManifestRecord[]): Promise<void> {
+    const changes: ManifestRecord[] = [];
+    const still = new Set<string>();
+    let self: ManifestRecord | undefined;
     for (const r of records) {
       if (r.t === 'f') this.stats.files++;
       if (r.a === this.archiveId) this.stats.packed++;
       else this.stats.unchanged++;
       this.stats.referenced.set(r.a, (this.stats.referenced.get(r.a) ?? 0) + (r.t === 'f' ? r.s : 0));
-      await this.writer.write(r);
+      if (r.t === 'd') self = r;
+      else still.add(r.path);
+      // carried-over records are the previous objects themselves
+      if (r !== group.self && r !== group.entries.get(r.path)) changes.push(r);
     }
+    if (group.self && !self) changes.unshift(deletionOf(group.self));
+    for (const [p, r] of group.entries) if (!still.has(p)) changes.push(deletionOf(r));
+    changes.sort((a, b) => (a.t === 'd' ? -1 : b.t === 'd' ? 1 : a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    for (const r of changes) await this.writer.write(r);
+  }
+
+  /** The previous records after the last group walked are gone: their deletions close the manifest. */
+  async finish(): Promise<void> {
+    if (!this.prev) return;
+    for (let r = await this.prev.take(); r; r = await this.prev.take()) await this.writer.write(deletionOf(r));
   }
 
   async close(): Promise<void> {
