@@ -265,17 +265,31 @@ export async function* readView(chain: ManifestFile[]): AsyncGenerator<ManifestR
     for await (const r of readManifest(chain[0].file, chain[0].checksum)) if (!r.x) yield r;
     return;
   }
-  const cursors = chain.map((m) => new ManifestCursor(readManifest(m.file, m.checksum)));
-  const heads: (ManifestRecord | undefined)[] = new Array(cursors.length);
+  const all = chain.map((m) => new ManifestCursor(readManifest(m.file, m.checksum)));
+  // a manifest read to its end leaves the merge (most nightly ones are empty or nearly so)
+  let cursors = all;
+  const heads: (ManifestRecord | undefined)[] = [];
   try {
     for (;;) {
       let min: ManifestRecord | undefined;
+      let ended = false;
       for (let i = 0; i < cursors.length; i++) {
         const h = await cursors[i].peek();
         heads[i] = h;
-        if (h && (!min || compareRecords(h, min) < 0)) min = h;
+        if (!h) ended = true;
+        else if (!min || compareRecords(h, min) < 0) min = h;
+      }
+      if (ended) {
+        const live = cursors.filter((_, i) => heads[i] !== undefined);
+        heads.splice(0, heads.length, ...heads.filter((h) => h !== undefined));
+        cursors = live;
       }
       if (!min) return;
+      if (cursors.length === 1) {
+        // one manifest left: the rest of it is the view
+        for (let r = await cursors[0].take(); r; r = await cursors[0].take()) if (!r.x) yield r;
+        return;
+      }
       let newest = min;
       for (let i = 0; i < cursors.length; i++) {
         const h = heads[i];
@@ -287,6 +301,6 @@ export async function* readView(chain: ManifestFile[]): AsyncGenerator<ManifestR
       if (!newest.x) yield newest;
     }
   } finally {
-    for (const c of cursors) await c.close();
+    for (const c of all) await c.close();
   }
 }
