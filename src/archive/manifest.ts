@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, fsyncDir } from '../fsutil.js';
 import { decodeName, nameBytes } from '../sources/bytenames.js';
@@ -79,14 +79,21 @@ export function decodeRecord(buf: Buffer, where: string): ManifestRecord {
   return { path: decodeName(buf.subarray(tab + 1)), ...meta };
 }
 
-/** Path components compared one by one: the order of a depth-first walk over sorted names. */
+/**
+ * Path components compared one by one: the order of a depth-first walk over sorted names. A '/' ends
+ * a component, so it sorts before any other character (one pass, no split: this runs per record).
+ */
 export function comparePaths(a: string, b: string): number {
-  const pa = a.split('/');
-  const pb = b.split('/');
-  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
-    if (pa[i] !== pb[i]) return pa[i] < pb[i] ? -1 : 1;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const ca = a.charCodeAt(i);
+    const cb = b.charCodeAt(i);
+    if (ca === cb) continue;
+    if (ca === 0x2f) return -1;
+    if (cb === 0x2f) return 1;
+    return ca < cb ? -1 : 1;
   }
-  return pa.length - pb.length;
+  return a.length - b.length;
 }
 
 /** The directory a record belongs to in group order: a directory heads its own group. */
@@ -177,17 +184,31 @@ export class ManifestWriter {
 export const deletionOf = (r: { path: string; t: EntryType }): ManifestRecord => ({ path: r.path, t: r.t, x: 1 }) as ManifestRecord;
 
 /** The records of a manifest file in their order; checks the file's SHA-256 when `checksum` is given. */
-export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
-  const where = path.basename(file);
-  const hash = createHash('sha256');
+/** Manifests up to this size are read and unpacked in one go: a nightly one, or a tree of a few thousand files. */
+const SMALL_MANIFEST = 1 << 20;
+
+/** The unpacked bytes of a manifest file, fed to `hash` as read. */
+async function* manifestBytes(file: string, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+  if (statSync(file).size <= SMALL_MANIFEST) {
+    const gz = readFileSync(file);
+    hash.update(gz);
+    yield gunzipSync(gz);
+    return;
+  }
   const raw = createReadStream(file);
   raw.on('data', (c) => hash.update(c as Buffer));
   const gunzip = raw.pipe(createGunzip());
   raw.on('error', (e) => gunzip.destroy(e));
+  for await (const chunk of gunzip) yield chunk as Buffer;
+}
+
+export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
+  const where = path.basename(file);
+  const hash = createHash('sha256');
   let rest = Buffer.alloc(0);
   try {
-    for await (const chunk of gunzip) {
-      let buf = rest.length ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    for await (const chunk of manifestBytes(file, hash)) {
+      let buf = rest.length ? Buffer.concat([rest, chunk]) : chunk;
       let start = 0;
       for (let nul = buf.indexOf(NUL, start); nul >= 0; nul = buf.indexOf(NUL, start)) {
         yield decodeRecord(buf.subarray(start, nul), where);
