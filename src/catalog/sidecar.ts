@@ -35,21 +35,6 @@ const SqliteInfoSchema = v.object({
 });
 export type SqliteInfo = v.InferOutput<typeof SqliteInfoSchema>;
 
-const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
-const MALFORMED_REFERENCES = 'metadata has malformed references';
-const ManifestInfoSchema = v.object(
-  {
-    file: v.pipe(
-      v.string(MALFORMED_MANIFEST),
-      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
-    ),
-    size: v.number(MALFORMED_MANIFEST),
-    checksum: v.string(MALFORMED_MANIFEST),
-    entries: v.number(MALFORMED_MANIFEST),
-  },
-  MALFORMED_MANIFEST,
-);
-
 /**
  * An encrypted artifact (`….age`): `file_size`/`checksum`/`parts` describe the ciphertext on disk (so a
  * keyless verify proves the bytes intact); these fields describe the plaintext, checked with a key.
@@ -62,6 +47,23 @@ const EncryptionInfoSchema = v.object({
   plaintext_checksum: v.optional(v.string()),
 });
 export type EncryptionInfo = v.InferOutput<typeof EncryptionInfoSchema>;
+
+const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
+const MALFORMED_REFERENCES = 'metadata has malformed references';
+const ManifestInfoSchema = v.object(
+  {
+    file: v.pipe(
+      v.string(MALFORMED_MANIFEST),
+      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
+    ),
+    size: v.number(MALFORMED_MANIFEST),
+    checksum: v.string(MALFORMED_MANIFEST),
+    entries: v.number(MALFORMED_MANIFEST),
+    /** on an encrypting remote: `file` is `….manifest.gz.age`, size and checksum the ciphertext's */
+    encryption: v.optional(EncryptionInfoSchema),
+  },
+  MALFORMED_MANIFEST,
+);
 
 // one backup written by a newer tool (or edited) is damaged for us; it must not stop the others
 const unknownCompression = (issue: { input: unknown }) => `unknown compression ${JSON.stringify(issue.input)}`;

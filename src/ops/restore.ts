@@ -491,6 +491,8 @@ export async function restoreFromRemote(
   try {
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
     try {
+      // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones below
+      await (await import('../crypto/age-remote.js')).decryptFetchedManifests(fetched.dir, opts.identities ?? []);
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);
