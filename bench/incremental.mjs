@@ -5,6 +5,7 @@
 // archive; peak RSS of a nothing-changed run at 20k and 200k files (memory flat in the number of files).
 // Usage: node bench/incremental.mjs DATASET_DIR (holding storage/) — or through run.mjs (group "incremental").
 import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -86,6 +87,70 @@ function smallTree(dir, files) {
   }
 }
 
+/**
+ * 1% of the files (by count, a different 1% each night, picked like mutate-files.py: ordered by the
+ * SHA-256 of their path) get new random first 4 KiB: real new content, size kept.
+ */
+function changeOnePercent(root, night) {
+  const files = [];
+  const walkDir = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walkDir(p);
+      else if (e.isFile()) files.push(p);
+    }
+  };
+  walkDir(root);
+  const key = (p) => createHash('sha256').update(path.relative(root, p)).digest('hex');
+  const sorted = files.map((p) => [key(p), p]).sort((a, b) => (a[0] < b[0] ? -1 : 1)).map((x) => x[1]);
+  let bytes = 0;
+  sorted.forEach((p, i) => {
+    if (i % 100 !== night % 100) return;
+    const size = fs.statSync(p).size;
+    const fd = fs.openSync(p, 'r+');
+    fs.writeSync(fd, randomBytes(Math.min(4096, size)), 0, Math.min(4096, size), 0);
+    fs.closeSync(fd);
+    bytes += size;
+  });
+  return bytes;
+}
+
+/**
+ * 30 nightly storage runs with 1% changed each night and the default retention (MAX_BACKUPS 7 with
+ * `create --rotate`, a new level 0 every 7 days), on a fake clock through the library's `now`: one night
+ * apart, so --full-every and the ids see 30 days pass. The figure: the backup directory against the tree.
+ */
+export async function thirtyNights(parent, work) {
+  log('incremental: 30 nights');
+  const { resolveConfig, createBackup, runRotate, acquireLock } = await import(path.join(here, '..', 'dist', 'index.js'));
+  const dir = path.join(work, 'nights');
+  const tree = path.join(work, 'nights-tree');
+  spawnSync('cp', ['-a', path.join(parent, 'storage'), tree]);
+  const cfg = resolveConfig({ backupDir: dir, storagePath: tree }, { PATH: process.env.PATH }, work);
+  const start = Date.parse('2026-01-01T02:00:00Z');
+  const levels = [];
+  let changed = 0;
+  for (let night = 0; night < 30; night++) {
+    if (night > 0) changed += changeOnePercent(tree, night);
+    const now = new Date(start + night * 86_400_000);
+    const r = await createBackup(cfg, { type: 'storage', now: () => now });
+    levels.push(r.backups[0].level);
+    const lock = await acquireLock(cfg.backupDir, 'bench rotate');
+    try {
+      await runRotate(cfg, { policy: cfg.retention });
+    } finally {
+      lock.release();
+    }
+  }
+  const store = sizeOf(dir);
+  const data = sizeOf(tree);
+  const kept = fs.readdirSync(path.join(dir, 'storage')).filter((n) => n.endsWith('.json')).length;
+  rm(dir);
+  rm(tree);
+  const f = (x, d = 2) => x.toFixed(d);
+  return `30 nights, 1% of files changed each night (${f(changed / MB, 0)} MB of changed files in all), default retention: the backup directory holds ${f(store / MB, 0)} MB for a ${f(data / MB, 0)} MB tree (${f(store / data)}×), ${kept} storage backups kept; levels ${levels.join(' ')}.`;
+}
+
 export async function incrementalBench(dataset, work = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-incr-'))) {
   const lines = [];
   const parent = path.join(work, 'tree');
@@ -143,6 +208,8 @@ export async function incrementalBench(dataset, work = fs.mkdtempSync(path.join(
   const tar = timed('tar', ['-xzf', path.join(chainDir, 'storage', base), '-C', rt]);
   rm(rt);
   lines.push('', `restore of the latest of a chain of 7: ${f(ours.wall)} s; tar -xzf of one full archive: ${f(tar.wall)} s (${f(ours.wall / tar.wall)}×).`);
+
+  lines.push('', await thirtyNights(parent, work));
 
   // memory flat in the number of files
   for (const n of [20_000, 200_000]) {

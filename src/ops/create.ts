@@ -293,6 +293,8 @@ export async function planStorageRun(cfg: Config, opts: CreateOptions = {}): Pro
 
 async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, storageRun?: StorageRunPlan, total?: { bytes: number; files: number }, recipients?: Recipient[]): Promise<CreatedBackup> {
   const started = new Date();
+  // the chain's age (--full-every) is measured on the clock the id comes from (a test's or bench's `now`)
+  const createdAt = opts.now?.() ?? started;
   const dir = typeDir(cfg.backupDir, 'storage');
   await ensureDir(dir);
   const codec = getCodec(cfg.compression);
@@ -330,7 +332,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, s
     // oldest first (ids are timestamps): the archives that hold its files, and the manifests of its chain
     const references = [...new Set([...referenced.keys(), ...chain])].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     const sidecar: WrittenSidecar = {
-      ...baseSidecar('storage', id, started),
+      ...baseSidecar('storage', id, createdAt),
       duration_ms: Date.now() - started.getTime(),
       original_path: cfg.storagePath,
       backup_path: name,
