@@ -158,30 +158,51 @@ export async function incrementalBench(dataset, work = fs.mkdtempSync(path.join(
   fs.mkdirSync(parent, { recursive: true });
   spawnSync('cp', ['-a', path.join(dataset, 'storage'), parent]);
   const save = path.join(work, 'mutate-save');
-  const rows = [];
-  for (const t of tools(work, parent)) {
-    log(`incremental: ${t.name}`);
-    t.init?.();
-    const first = t.backup();
-    const s1 = sizeOf(t.store);
-    const same = t.backup();
-    const s2 = sizeOf(t.store);
-    const m = spawnSync('python3', [mutate, path.join(parent, 'storage'), save]).stdout.toString().trim().split(' ').map(Number);
-    const changed = t.backup();
-    const s3 = sizeOf(t.store);
-    const target = path.join(work, `restore-${t.name}`);
-    const restored = t.restore(target);
-    rm(target);
-    spawnSync('python3', [mutate, path.join(parent, 'storage'), save, '--restore']);
-    rm(save);
-    rows.push({ name: t.name, first, s1, same, s2, changed, s3, restored, changedFiles: m[0], changedBytes: m[1] });
+  // BENCH_RUNS repetitions (default 3), each in fresh stores, the tools taking turns within one
+  // repetition (a machine whose load changes treats them alike); every figure is the median
+  const reps = Number(process.env.BENCH_RUNS ?? 3);
+  const runs = new Map();
+  for (let rep = 0; rep < reps; rep++) {
+    const repDir = path.join(work, `rep${rep}`);
+    fs.mkdirSync(repDir, { recursive: true });
+    for (const t of tools(repDir, parent)) {
+      log(`incremental: ${t.name} (run ${rep + 1} of ${reps})`);
+      t.init?.();
+      const first = t.backup();
+      const s1 = sizeOf(t.store);
+      const same = t.backup();
+      const s2 = sizeOf(t.store);
+      const m = spawnSync('python3', [mutate, path.join(parent, 'storage'), save]).stdout.toString().trim().split(' ').map(Number);
+      const changed = t.backup();
+      const s3 = sizeOf(t.store);
+      const target = path.join(work, `restore-${t.name}`);
+      const restored = t.restore(target);
+      rm(target);
+      spawnSync('python3', [mutate, path.join(parent, 'storage'), save, '--restore']);
+      rm(save);
+      rm(t.store);
+      if (!runs.has(t.name)) runs.set(t.name, []);
+      runs.get(t.name).push({ first: first.wall, s1, same: same.wall, add2: s2 - s1, changed: changed.wall, add3: s3 - s2, restored: restored.wall, s3, changedFiles: m[0], changedBytes: m[1] });
+    }
+    rm(repDir);
   }
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  const rows = [...runs].map(([name, rs]) => {
+    const m = Object.fromEntries(Object.keys(rs[0]).map((k) => [k, median(rs.map((r) => r[k]))]));
+    return { name, ...m, sameAll: rs.map((r) => r.same) };
+  });
   const f = (x, d = 2) => x.toFixed(d);
+  lines.push(`Medians of ${reps} runs.`, '');
   lines.push('| | first backup | nothing changed | 1% of files changed | restore latest | store after 3 runs |');
   lines.push('| --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
-    lines.push(`| ${r.name} | ${f(r.first.wall)} s, +${f(r.s1 / MB, 0)} MB | ${f(r.same.wall)} s, +${f((r.s2 - r.s1) / 1e3, 1)} KB | ${f(r.changed.wall)} s, +${f((r.s3 - r.s2) / MB)} MB | ${f(r.restored.wall)} s | ${f(r.s3 / MB, 0)} MB |`);
+    lines.push(`| ${r.name} | ${f(r.first)} s, +${f(r.s1 / MB, 0)} MB | ${f(r.same)} s, +${f(r.add2 / 1e3, 1)} KB | ${f(r.changed)} s, +${f(r.add3 / MB)} MB | ${f(r.restored)} s | ${f(r.s3 / MB, 0)} MB |`);
   }
+  const vbRow = rows.find((r) => r.name === 'vertex-backup');
+  for (const peer of rows.filter((r) => r !== vbRow)) lines.push('', `nothing changed: vertex-backup / ${peer.name} = ${f(vbRow.same / peer.same)}× (runs: ${vbRow.sameAll.map((x) => f(x)).join(', ')} s against ${peer.sameAll.map((x) => f(x)).join(', ')} s).`);
   const c = rows[0];
   lines.push('', `1% changed: ${c.changedFiles} files, ${f(c.changedBytes / MB)} MB.`);
 
