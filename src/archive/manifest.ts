@@ -43,6 +43,16 @@ export interface ManifestRecord {
    * set beside it; views (readView) never yield one.
    */
   x?: 1;
+  /**
+   * A file whose content was already stored (renamed or copied): the path of that content in the
+   * archive of backup `a`; `path` is where it is now.
+   */
+  o?: string;
+  /**
+   * The manual restore's copy step, after a level N manifest's records: `{"c":1}` then the path the
+   * content is at before this backup, `{"c":2}` then the path it is copied to. Readers pass them over.
+   */
+  c?: 1 | 2;
 }
 
 export interface ManifestInfo {
@@ -60,7 +70,7 @@ const NUL = 0x00;
 export function encodeRecord(r: ManifestRecord): Buffer {
   const { path: p, ...rest } = r;
   // a deletion starts with {"x": so that `grep -z '^{"x"'` finds the deletions of a manifest
-  const meta = r.x ? { x: 1, t: r.t } : rest;
+  const meta = r.c ? { c: r.c } : r.x ? { x: 1, t: r.t } : rest;
   return Buffer.concat([Buffer.from(JSON.stringify(meta), 'utf8'), Buffer.of(TAB), nameBytes(p), Buffer.of(NUL)]);
 }
 
@@ -73,6 +83,7 @@ export function decodeRecord(buf: Buffer, where: string): ManifestRecord {
   } catch {
     throw new BackupError('DAMAGED', `${where}: manifest record is not valid JSON`);
   }
+  if (meta && (meta.c === 1 || meta.c === 2)) return { path: decodeName(buf.subarray(tab + 1)), ...meta };
   if (!meta || (meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || (typeof meta.a !== 'string' && meta.x !== 1)) {
     throw new BackupError('DAMAGED', `${where}: manifest record lacks its type or archive id`);
   }
@@ -161,7 +172,19 @@ export class ManifestWriter {
     if (!this.gzip.write(chunk)) await new Promise<void>((resolve) => this.gzip.once('drain', resolve));
   }
 
+  private copies: ManifestRecord[] = [];
+
+  /** A copy step for the manual restore (see `c`), written after every record. */
+  copy(from: string, to: string): void {
+    this.copies.push({ path: from, c: 1 } as ManifestRecord, { path: to, c: 2 } as ManifestRecord);
+  }
+
   async commit(): Promise<ManifestInfo> {
+    for (const r of this.copies) {
+      const b = encodeRecord(r);
+      this.pending.push(b);
+      this.pendingBytes += b.length;
+    }
     await this.flush();
     this.gzip.end();
     await this.done;
@@ -211,8 +234,9 @@ export async function* readManifest(file: string, checksum?: string): AsyncGener
       let buf = rest.length ? Buffer.concat([rest, chunk]) : chunk;
       let start = 0;
       for (let nul = buf.indexOf(NUL, start); nul >= 0; nul = buf.indexOf(NUL, start)) {
-        yield decodeRecord(buf.subarray(start, nul), where);
+        const r = decodeRecord(buf.subarray(start, nul), where);
         start = nul + 1;
+        if (!r.c) yield r;
       }
       buf = buf.subarray(start);
       rest = Buffer.from(buf);

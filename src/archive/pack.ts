@@ -323,6 +323,12 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
           if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
           for (let j = k + 1; j < Math.min(todo.length, k + 1 + READ_AHEAD); j++) prefetch(entries[todo[j].i].abs);
           const e = entries[todo[k].i];
+          // content the chain already holds (a renamed or copied large file) is referenced, not stored
+          const ref = plan && stats[todo[k].i] ? await plan.reference(`${top}/${e.rel}`, e.abs, stats[todo[k].i]!) : undefined;
+          if (ref) {
+            records.push(ref);
+            continue;
+          }
           const added = await addPath(e.abs, `${top}/${e.rel}`);
           if (!plan) {
             if (added.kind === 'dir') subdirs.push(e.rel);

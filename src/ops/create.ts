@@ -307,7 +307,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, s
   // a level N manifest holds what changed since the tree its chain describes
   const chain = prev ? [...manifestChain(prevEntry!.id, prev), id] : [id];
   const previousRecords = prev ? readView(manifests!) : undefined;
-  const plan = new ChangePlan(id, manifestWriter, previousRecords, run.reread);
+  const plan = new ChangePlan(id, manifestWriter, previousRecords, run.reread, prev ? manifests : undefined);
   const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   const { stream, result } = packTree(cfg.storagePath, {
     plan,

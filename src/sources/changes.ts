@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type BigIntStats, createReadStream } from 'node:fs';
-import { comparePaths, deletionOf, type EntryType, groupOf, ManifestCursor, type ManifestRecord, type ManifestWriter } from '../archive/manifest.js';
+import { comparePaths, deletionOf, type EntryType, groupOf, ManifestCursor, type ManifestFile, type ManifestRecord, type ManifestWriter, readView } from '../archive/manifest.js';
 import { fsPath } from './bytenames.js';
 
 /**
@@ -79,6 +79,14 @@ async function sha256Of(abs: string): Promise<string | undefined> {
   return hash.digest('hex');
 }
 
+/**
+ * Files from this size up whose content the chain already holds (a renamed or copied video) are
+ * referenced, not stored again. Smaller ones cost little to store, and leaving them out keeps the
+ * index small: it holds at most MAX_INDEXED files of the previous tree, so memory stays bounded.
+ */
+export const DEDUPE_MIN = 1024 * 1024;
+const MAX_INDEXED = 50_000;
+
 export class ChangePlan {
   readonly stats: PlanStats = { unchanged: 0, packed: 0, referenced: new Map(), files: 0 };
   private readonly prev?: ManifestCursor;
@@ -89,6 +97,8 @@ export class ChangePlan {
     previous?: AsyncGenerator<ManifestRecord>,
     /** hash every file, even one whose metadata is unchanged (`--reread`) */
     private readonly reread = false,
+    /** the previous tree's manifests: where content already stored is looked up */
+    private readonly previousChain?: ManifestFile[],
   ) {
     if (previous) this.prev = new ManifestCursor(previous);
   }
@@ -110,6 +120,45 @@ export class ChangePlan {
       else group.entries.set(r.path, r);
     }
     return group;
+  }
+
+  private index?: Map<string, ManifestRecord>;
+  private sizes?: Set<number>;
+
+  /** The large files of the previous tree by size and SHA-256: built on the first large new or changed file. */
+  private async lookup(): Promise<{ index: Map<string, ManifestRecord>; sizes: Set<number> }> {
+    if (!this.index || !this.sizes) {
+      const index = new Map<string, ManifestRecord>();
+      const sizes = new Set<number>();
+      for await (const r of readView(this.previousChain ?? [])) {
+        if (r.t !== 'f' || r.s < DEDUPE_MIN || !r.h || index.size >= MAX_INDEXED) continue;
+        const key = `${r.s}:${r.h}`;
+        if (!index.has(key)) index.set(key, r);
+        sizes.add(r.s);
+      }
+      this.index = index;
+      this.sizes = sizes;
+    }
+    return { index: this.index, sizes: this.sizes };
+  }
+
+  /**
+   * The record of a new or changed large file whose content the previous tree already holds (same size
+   * and SHA-256): it points at the archive and path holding that content, nothing is stored again. Only
+   * a file whose size matches one of the previous tree's is read for its hash.
+   */
+  async reference(archivePath: string, abs: string, st: BigIntStats): Promise<ManifestRecord | undefined> {
+    if (!this.previousChain?.length || !st.isFile() || st.size < BigInt(DEDUPE_MIN)) return undefined;
+    const { index, sizes } = await this.lookup();
+    if (!sizes.has(Number(st.size))) return undefined;
+    const h = await sha256Of(abs);
+    const src = h && index.get(`${st.size}:${h}`);
+    if (!src) return undefined;
+    const r = recordFor(archivePath, st, src.a, { size: src.s, sha256: h });
+    r.o = src.o ?? src.path;
+    // by hand: the content is at src.path once the chain up to the previous backup is unpacked
+    this.writer.copy(src.path, archivePath);
+    return r;
   }
 
   /** Whether `prev` still describes the path: metadata equal (and with `--reread`, the content hash too). */

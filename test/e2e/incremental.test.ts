@@ -3,6 +3,7 @@
  * previous backup; each is a plain tar archive plus a file manifest. Run through the built binary;
  * archives read back with GNU tar, the manual restore run literally as the README writes it.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,12 +190,50 @@ describe('a level N file list is the merge of its chain (item 1 of the second ro
   });
 });
 
+describe('renamed or copied files are referenced, not stored again (item 2 of the second round)', () => {
+  it('a renamed and a copied 1.5 MiB file: the level N archive holds neither, restore, dump and --include bring them back exactly', async () => {
+    const a = app('dedupe');
+    const big = crypto.randomBytes(1536 * 1024);
+    fs.writeFileSync(path.join(a.storage, 'videos', 'big.mp4'), big);
+    const b0 = await create(a);
+    fs.mkdirSync(path.join(a.storage, 'archive'));
+    fs.renameSync(path.join(a.storage, 'videos', 'big.mp4'), path.join(a.storage, 'archive', 'renamed.mp4'));
+    // a plain copy: new mtime and mode, same content
+    fs.copyFileSync(path.join(a.storage, 'archive', 'renamed.mp4'), path.join(a.storage, 'images', 'copy.mp4'));
+    fs.chmodSync(path.join(a.storage, 'images', 'copy.mp4'), 0o604);
+    const b1 = await create(a);
+    expect(b1.sidecar.level).toBe(1);
+    // neither file's content is in the level 1 archive: it stores a few directory headers
+    expect(b1.sidecar.content_bytes).toBe(0);
+    expect(tarNames(b1.archive).filter((n) => n.endsWith('.mp4'))).toEqual([]);
+    const ls = parseJsonStdout<{ entries: { path: string; archive: string; sha256: string }[] }>(await run(['ls', b1.id, '--json', '--backup-dir', a.backupDir], { cwd: a.root }));
+    const sha = crypto.createHash('sha256').update(big).digest('hex');
+    for (const p of ['archive/renamed.mp4', 'images/copy.mp4']) expect(ls.entries.find((e) => e.path === p)).toMatchObject({ archive: b0.id, sha256: sha });
+    const want = tree(a.storage);
+    const target = path.join(a.root, 'r1');
+    await restoreTo(a, b1.id, target);
+    expect(tree(path.join(target, 'storage'))).toEqual(want);
+    const d = spawnSync(process.execPath, [BIN, 'dump', b1.id, 'images/copy.mp4', '--backup-dir', a.backupDir], { cwd: a.root, maxBuffer: 8 << 20 });
+    expect(d.status, d.stderr.toString()).toBe(0);
+    expect(Buffer.compare(d.stdout, big)).toBe(0);
+    const inc = path.join(a.root, 'r1-include');
+    await restoreTo(a, b1.id, inc, '--include', 'archive');
+    expect(fs.readFileSync(path.join(inc, 'storage', 'archive', 'renamed.mp4')).equals(big)).toBe(true);
+    expect(fs.existsSync(path.join(inc, 'storage', 'videos'))).toBe(false);
+    // the base is pinned by the content it holds for b1, and a damaged base is found through it
+    flipByte(b0.archive, 2000);
+    const v = await run(['verify', b1.id, '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(v.code, describeRun(v)).toBe(3);
+  });
+});
+
 describe('the manual restore with GNU tar and coreutils (item 2: the README lines, run literally)', () => {
   it('replaying the chain oldest to newest (delete what each manifest marks gone, then tar -xzf its archive) gives the tree', async () => {
     const a = app('manual');
     // a name that is not UTF-8 and one with a tab and a newline: the one-liner must not trip on them
     fs.writeFileSync(Buffer.concat([Buffer.from(`${a.storage}/`), Buffer.from('caf\xe9.txt', 'latin1')]), 'latin-1 name');
     fs.writeFileSync(path.join(a.storage, 'tab\there\nnewline.txt'), 'odd name');
+    fs.writeFileSync(path.join(a.storage, 'videos', 'big one.mp4'), crypto.randomBytes(1100 * 1024));
     await create(a);
     fs.rmSync(path.join(a.storage, 'images', 'nested'), { recursive: true });
     fs.rmSync(path.join(a.storage, 'tab\there\nnewline.txt'));
@@ -203,7 +242,11 @@ describe('the manual restore with GNU tar and coreutils (item 2: the README line
     fs.rmSync(path.join(a.storage, 'zero-length.dat'));
     fs.mkdirSync(path.join(a.storage, 'zero-length.dat'));
     fs.writeFileSync(path.join(a.storage, 'zero-length.dat', 'inside'), 'now a directory');
+    // a large file renamed into a new directory: stored by reference, put in place by the copy step
+    fs.mkdirSync(path.join(a.storage, 'moved here'));
+    fs.renameSync(path.join(a.storage, 'videos', 'big one.mp4'), path.join(a.storage, 'moved here', 'big one.mp4'));
     const last = await create(a);
+    expect(last.sidecar.content_bytes).toBeLessThan(100);
     const want = tree(a.storage, false);
 
     const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');

@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { compareRecords, decodeRecord, deletionOf, encodeRecord, type ManifestRecord, ManifestWriter, readManifest, readView } from '../../src/archive/manifest.js';
 import { judgeChains, nextLevel, pinnedByKept } from '../../src/catalog/chain.js';
@@ -85,6 +86,23 @@ describe('the tree of a chain: level N manifests hold changes, merged oldest to 
       expect(await view([m0, m1, m2, m3])).toEqual(['d s A', 'f s/a L1', 'f s/c L1', 'f s/d L3', 'd s/x L3']);
       // every manifest of the chain is checked against its checksum
       await expect(view([m0, { ...m1, checksum: '0'.repeat(64) }])).rejects.toThrow(/checksum mismatch/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('copy steps for the manual restore close the manifest and are passed over by readers', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-copies-'));
+    try {
+      const w = new ManifestWriter(dir, 'c.gz');
+      await w.write(rec('s/new', 'f', { a: 'B', o: 's/old' }));
+      w.copy('s/old', 's/new');
+      const info = await w.commit();
+      const back: ManifestRecord[] = [];
+      for await (const r of readManifest(path.join(dir, 'c.gz'), info.checksum)) back.push(r);
+      expect(back).toEqual([rec('s/new', 'f', { a: 'B', o: 's/old' })]);
+      const raw = zlib.gunzipSync(fs.readFileSync(path.join(dir, 'c.gz'))).toString('latin1');
+      expect(raw.endsWith('{"c":1}\ts/old\0{"c":2}\ts/new\0')).toBe(true);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
