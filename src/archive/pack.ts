@@ -324,7 +324,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
           for (let j = k + 1; j < Math.min(todo.length, k + 1 + READ_AHEAD); j++) prefetch(entries[todo[j].i].abs);
           const e = entries[todo[k].i];
           // content the chain already holds (a renamed or copied large file) is referenced, not stored
-          const ref = plan && stats[todo[k].i] ? await plan.reference(`${top}/${e.rel}`, e.abs, stats[todo[k].i]!) : undefined;
+          const ref = plan && stats[todo[k].i] ? await plan.reference(`${top}/${e.rel}`, e.abs, stats[todo[k].i]!, group!.entries.get(`${top}/${e.rel}`)) : undefined;
           if (ref) {
             records.push(ref);
             continue;

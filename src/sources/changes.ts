@@ -145,10 +145,13 @@ export class ChangePlan {
   /**
    * The record of a new or changed large file whose content the previous tree already holds (same size
    * and SHA-256): it points at the archive and path holding that content, nothing is stored again. Only
-   * a file whose size matches one of the previous tree's is read for its hash.
+   * a new file (or one whose size changed) whose size matches one of the previous tree's is read for
+   * its hash.
    */
-  async reference(archivePath: string, abs: string, st: BigIntStats): Promise<ManifestRecord | undefined> {
+  async reference(archivePath: string, abs: string, st: BigIntStats, before?: ManifestRecord): Promise<ManifestRecord | undefined> {
     if (!this.previousChain?.length || !st.isFile() || st.size < BigInt(DEDUPE_MIN)) return undefined;
+    // a file rewritten in place at its size is an edit, not a copy: not read twice
+    if (before?.t === 'f' && BigInt(before.s) === st.size) return undefined;
     const { index, sizes } = await this.lookup();
     if (!sizes.has(Number(st.size))) return undefined;
     const h = await sha256Of(abs);
