@@ -30,6 +30,9 @@ function sizeOf(p) {
 
 /** Wall seconds and peak RSS (MB) of one process under /usr/bin/time. */
 function timed(cmd, args, { cwd, env } = {}) {
+  // the previous operation's writeback (600 MB after a first backup) is flushed first, so no tool pays
+  // for another's dirty pages when it fsyncs
+  spawnSync('sync');
   const tf = path.join(os.tmpdir(), `vb-incr-time-${process.pid}`);
   const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', tf, cmd, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
   const [wall, rss] = fs.readFileSync(tf, 'utf8').trim().split('\n').pop().split(' ').map(Number);
