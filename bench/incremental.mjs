@@ -5,6 +5,7 @@
 // archive; peak RSS of a nothing-changed run at 20k and 200k files (memory flat in the number of files).
 // Usage: node bench/incremental.mjs DATASET_DIR (holding storage/) — or through run.mjs (group "incremental").
 import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -29,6 +30,9 @@ function sizeOf(p) {
 
 /** Wall seconds and peak RSS (MB) of one process under /usr/bin/time. */
 function timed(cmd, args, { cwd, env } = {}) {
+  // the previous operation's writeback (600 MB after a first backup) is flushed first, so no tool pays
+  // for another's dirty pages when it fsyncs
+  spawnSync('sync');
   const tf = path.join(os.tmpdir(), `vb-incr-time-${process.pid}`);
   const r = spawnSync('/usr/bin/time', ['-f', '%e %M', '-o', tf, cmd, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
   const [wall, rss] = fs.readFileSync(tf, 'utf8').trim().split('\n').pop().split(' ').map(Number);
@@ -86,6 +90,70 @@ function smallTree(dir, files) {
   }
 }
 
+/**
+ * 1% of the files (by count, a different 1% each night, picked like mutate-files.py: ordered by the
+ * SHA-256 of their path) get new random first 4 KiB: real new content, size kept.
+ */
+function changeOnePercent(root, night) {
+  const files = [];
+  const walkDir = (d) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walkDir(p);
+      else if (e.isFile()) files.push(p);
+    }
+  };
+  walkDir(root);
+  const key = (p) => createHash('sha256').update(path.relative(root, p)).digest('hex');
+  const sorted = files.map((p) => [key(p), p]).sort((a, b) => (a[0] < b[0] ? -1 : 1)).map((x) => x[1]);
+  let bytes = 0;
+  sorted.forEach((p, i) => {
+    if (i % 100 !== night % 100) return;
+    const size = fs.statSync(p).size;
+    const fd = fs.openSync(p, 'r+');
+    fs.writeSync(fd, randomBytes(Math.min(4096, size)), 0, Math.min(4096, size), 0);
+    fs.closeSync(fd);
+    bytes += size;
+  });
+  return bytes;
+}
+
+/**
+ * 30 nightly storage runs with 1% changed each night and the default retention (MAX_BACKUPS 7 with
+ * `create --rotate`, a new level 0 every 7 days), on a fake clock through the library's `now`: one night
+ * apart, so --full-every and the ids see 30 days pass. The figure: the backup directory against the tree.
+ */
+export async function thirtyNights(parent, work) {
+  log('incremental: 30 nights');
+  const { resolveConfig, createBackup, runRotate, acquireLock } = await import(path.join(here, '..', 'dist', 'index.js'));
+  const dir = path.join(work, 'nights');
+  const tree = path.join(work, 'nights-tree');
+  spawnSync('cp', ['-a', path.join(parent, 'storage'), tree]);
+  const cfg = resolveConfig({ backupDir: dir, storagePath: tree }, { PATH: process.env.PATH }, work);
+  const start = Date.parse('2026-01-01T02:00:00Z');
+  const levels = [];
+  let changed = 0;
+  for (let night = 0; night < 30; night++) {
+    if (night > 0) changed += changeOnePercent(tree, night);
+    const now = new Date(start + night * 86_400_000);
+    const r = await createBackup(cfg, { type: 'storage', now: () => now });
+    levels.push(r.backups[0].level);
+    const lock = await acquireLock(cfg.backupDir, 'bench rotate');
+    try {
+      await runRotate(cfg, { policy: cfg.retention });
+    } finally {
+      lock.release();
+    }
+  }
+  const store = sizeOf(dir);
+  const data = sizeOf(tree);
+  const kept = fs.readdirSync(path.join(dir, 'storage')).filter((n) => n.endsWith('.json')).length;
+  rm(dir);
+  rm(tree);
+  const f = (x, d = 2) => x.toFixed(d);
+  return `30 nights, 1% of files changed each night (${f(changed / MB, 0)} MB of changed files in all), default retention: the backup directory holds ${f(store / MB, 0)} MB for a ${f(data / MB, 0)} MB tree (${f(store / data)}×), ${kept} storage backups kept; levels ${levels.join(' ')}.`;
+}
+
 export async function incrementalBench(dataset, work = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-incr-'))) {
   const lines = [];
   const parent = path.join(work, 'tree');
@@ -93,30 +161,51 @@ export async function incrementalBench(dataset, work = fs.mkdtempSync(path.join(
   fs.mkdirSync(parent, { recursive: true });
   spawnSync('cp', ['-a', path.join(dataset, 'storage'), parent]);
   const save = path.join(work, 'mutate-save');
-  const rows = [];
-  for (const t of tools(work, parent)) {
-    log(`incremental: ${t.name}`);
-    t.init?.();
-    const first = t.backup();
-    const s1 = sizeOf(t.store);
-    const same = t.backup();
-    const s2 = sizeOf(t.store);
-    const m = spawnSync('python3', [mutate, path.join(parent, 'storage'), save]).stdout.toString().trim().split(' ').map(Number);
-    const changed = t.backup();
-    const s3 = sizeOf(t.store);
-    const target = path.join(work, `restore-${t.name}`);
-    const restored = t.restore(target);
-    rm(target);
-    spawnSync('python3', [mutate, path.join(parent, 'storage'), save, '--restore']);
-    rm(save);
-    rows.push({ name: t.name, first, s1, same, s2, changed, s3, restored, changedFiles: m[0], changedBytes: m[1] });
+  // BENCH_RUNS repetitions (default 3), each in fresh stores, the tools taking turns within one
+  // repetition (a machine whose load changes treats them alike); every figure is the median
+  const reps = Number(process.env.BENCH_RUNS ?? 3);
+  const runs = new Map();
+  for (let rep = 0; rep < reps; rep++) {
+    const repDir = path.join(work, `rep${rep}`);
+    fs.mkdirSync(repDir, { recursive: true });
+    for (const t of tools(repDir, parent)) {
+      log(`incremental: ${t.name} (run ${rep + 1} of ${reps})`);
+      t.init?.();
+      const first = t.backup();
+      const s1 = sizeOf(t.store);
+      const same = t.backup();
+      const s2 = sizeOf(t.store);
+      const m = spawnSync('python3', [mutate, path.join(parent, 'storage'), save]).stdout.toString().trim().split(' ').map(Number);
+      const changed = t.backup();
+      const s3 = sizeOf(t.store);
+      const target = path.join(work, `restore-${t.name}`);
+      const restored = t.restore(target);
+      rm(target);
+      spawnSync('python3', [mutate, path.join(parent, 'storage'), save, '--restore']);
+      rm(save);
+      rm(t.store);
+      if (!runs.has(t.name)) runs.set(t.name, []);
+      runs.get(t.name).push({ first: first.wall, s1, same: same.wall, add2: s2 - s1, changed: changed.wall, add3: s3 - s2, restored: restored.wall, s3, changedFiles: m[0], changedBytes: m[1] });
+    }
+    rm(repDir);
   }
+  const median = (xs) => {
+    const v = [...xs].sort((a, b) => a - b);
+    return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+  };
+  const rows = [...runs].map(([name, rs]) => {
+    const m = Object.fromEntries(Object.keys(rs[0]).map((k) => [k, median(rs.map((r) => r[k]))]));
+    return { name, ...m, sameAll: rs.map((r) => r.same) };
+  });
   const f = (x, d = 2) => x.toFixed(d);
+  lines.push(`Medians of ${reps} runs.`, '');
   lines.push('| | first backup | nothing changed | 1% of files changed | restore latest | store after 3 runs |');
   lines.push('| --- | --- | --- | --- | --- | --- |');
   for (const r of rows) {
-    lines.push(`| ${r.name} | ${f(r.first.wall)} s, +${f(r.s1 / MB, 0)} MB | ${f(r.same.wall)} s, +${f((r.s2 - r.s1) / 1e3, 1)} KB | ${f(r.changed.wall)} s, +${f((r.s3 - r.s2) / MB)} MB | ${f(r.restored.wall)} s | ${f(r.s3 / MB, 0)} MB |`);
+    lines.push(`| ${r.name} | ${f(r.first)} s, +${f(r.s1 / MB, 0)} MB | ${f(r.same)} s, +${f(r.add2 / 1e3, 1)} KB | ${f(r.changed)} s, +${f(r.add3 / MB)} MB | ${f(r.restored)} s | ${f(r.s3 / MB, 0)} MB |`);
   }
+  const vbRow = rows.find((r) => r.name === 'vertex-backup');
+  for (const peer of rows.filter((r) => r !== vbRow)) lines.push('', `nothing changed: vertex-backup / ${peer.name} = ${f(vbRow.same / peer.same)}× (runs: ${vbRow.sameAll.map((x) => f(x)).join(', ')} s against ${peer.sameAll.map((x) => f(x)).join(', ')} s).`);
   const c = rows[0];
   lines.push('', `1% changed: ${c.changedFiles} files, ${f(c.changedBytes / MB)} MB.`);
 
@@ -143,6 +232,8 @@ export async function incrementalBench(dataset, work = fs.mkdtempSync(path.join(
   const tar = timed('tar', ['-xzf', path.join(chainDir, 'storage', base), '-C', rt]);
   rm(rt);
   lines.push('', `restore of the latest of a chain of 7: ${f(ours.wall)} s; tar -xzf of one full archive: ${f(tar.wall)} s (${f(ours.wall / tar.wall)}×).`);
+
+  lines.push('', await thirtyNights(parent, work));
 
   // memory flat in the number of files
   for (const n of [20_000, 200_000]) {

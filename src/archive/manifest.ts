@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, readFileSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { createGunzip, createGzip } from 'node:zlib';
+import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, fsyncDir } from '../fsutil.js';
 import { decodeName, nameBytes } from '../sources/bytenames.js';
@@ -38,6 +38,21 @@ export interface ManifestRecord {
   a: string;
   /** symlink target */
   l?: string;
+  /**
+   * 1 in a level N manifest: the path (of type `t`) is gone since the previous backup. Only `t` is
+   * set beside it; views (readView) never yield one.
+   */
+  x?: 1;
+  /**
+   * A file whose content was already stored (renamed or copied): the path of that content in the
+   * archive of backup `a`; `path` is where it is now.
+   */
+  o?: string;
+  /**
+   * The manual restore's copy step, after a level N manifest's records: `{"c":1}` then the path the
+   * content is at before this backup, `{"c":2}` then the path it is copied to. Readers pass them over.
+   */
+  c?: 1 | 2;
 }
 
 export interface ManifestInfo {
@@ -53,7 +68,9 @@ const TAB = 0x09;
 const NUL = 0x00;
 
 export function encodeRecord(r: ManifestRecord): Buffer {
-  const { path: p, ...meta } = r;
+  const { path: p, ...rest } = r;
+  // a deletion starts with {"x": so that `grep -z '^{"x"'` finds the deletions of a manifest
+  const meta = r.c ? { c: r.c } : r.x ? { x: 1, t: r.t } : rest;
   return Buffer.concat([Buffer.from(JSON.stringify(meta), 'utf8'), Buffer.of(TAB), nameBytes(p), Buffer.of(NUL)]);
 }
 
@@ -66,20 +83,28 @@ export function decodeRecord(buf: Buffer, where: string): ManifestRecord {
   } catch {
     throw new BackupError('DAMAGED', `${where}: manifest record is not valid JSON`);
   }
-  if (!meta || (meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || typeof meta.a !== 'string') {
+  if (meta && (meta.c === 1 || meta.c === 2)) return { path: decodeName(buf.subarray(tab + 1)), ...meta };
+  if (!meta || (meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || (typeof meta.a !== 'string' && meta.x !== 1)) {
     throw new BackupError('DAMAGED', `${where}: manifest record lacks its type or archive id`);
   }
   return { path: decodeName(buf.subarray(tab + 1)), ...meta };
 }
 
-/** Path components compared one by one: the order of a depth-first walk over sorted names. */
+/**
+ * Path components compared one by one: the order of a depth-first walk over sorted names. A '/' ends
+ * a component, so it sorts before any other character (one pass, no split: this runs per record).
+ */
 export function comparePaths(a: string, b: string): number {
-  const pa = a.split('/');
-  const pb = b.split('/');
-  for (let i = 0; i < Math.min(pa.length, pb.length); i++) {
-    if (pa[i] !== pb[i]) return pa[i] < pb[i] ? -1 : 1;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const ca = a.charCodeAt(i);
+    const cb = b.charCodeAt(i);
+    if (ca === cb) continue;
+    if (ca === 0x2f) return -1;
+    if (cb === 0x2f) return 1;
+    return ca < cb ? -1 : 1;
   }
-  return pa.length - pb.length;
+  return a.length - b.length;
 }
 
 /** The directory a record belongs to in group order: a directory heads its own group. */
@@ -147,7 +172,19 @@ export class ManifestWriter {
     if (!this.gzip.write(chunk)) await new Promise<void>((resolve) => this.gzip.once('drain', resolve));
   }
 
+  private copies: ManifestRecord[] = [];
+
+  /** A copy step for the manual restore (see `c`), written after every record. */
+  copy(from: string, to: string): void {
+    this.copies.push({ path: from, c: 1 } as ManifestRecord, { path: to, c: 2 } as ManifestRecord);
+  }
+
   async commit(): Promise<ManifestInfo> {
+    for (const r of this.copies) {
+      const b = encodeRecord(r);
+      this.pending.push(b);
+      this.pendingBytes += b.length;
+    }
     await this.flush();
     this.gzip.end();
     await this.done;
@@ -166,22 +203,40 @@ export class ManifestWriter {
   }
 }
 
+/** A deletion record for `r`: the path is gone in the backup whose manifest holds it. */
+export const deletionOf = (r: { path: string; t: EntryType }): ManifestRecord => ({ path: r.path, t: r.t, x: 1 }) as ManifestRecord;
+
 /** The records of a manifest file in their order; checks the file's SHA-256 when `checksum` is given. */
-export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
-  const where = path.basename(file);
-  const hash = createHash('sha256');
+/** Manifests up to this size are read and unpacked in one go: a nightly one, or a tree of a few thousand files. */
+const SMALL_MANIFEST = 1 << 20;
+
+/** The unpacked bytes of a manifest file, fed to `hash` as read. */
+async function* manifestBytes(file: string, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+  if (statSync(file).size <= SMALL_MANIFEST) {
+    const gz = readFileSync(file);
+    hash.update(gz);
+    yield gunzipSync(gz);
+    return;
+  }
   const raw = createReadStream(file);
   raw.on('data', (c) => hash.update(c as Buffer));
   const gunzip = raw.pipe(createGunzip());
   raw.on('error', (e) => gunzip.destroy(e));
+  for await (const chunk of gunzip) yield chunk as Buffer;
+}
+
+export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
+  const where = path.basename(file);
+  const hash = createHash('sha256');
   let rest = Buffer.alloc(0);
   try {
-    for await (const chunk of gunzip) {
-      let buf = rest.length ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    for await (const chunk of manifestBytes(file, hash)) {
+      let buf = rest.length ? Buffer.concat([rest, chunk]) : chunk;
       let start = 0;
       for (let nul = buf.indexOf(NUL, start); nul >= 0; nul = buf.indexOf(NUL, start)) {
-        yield decodeRecord(buf.subarray(start, nul), where);
+        const r = decodeRecord(buf.subarray(start, nul), where);
         start = nul + 1;
+        if (!r.c) yield r;
       }
       buf = buf.subarray(start);
       rest = Buffer.from(buf);
@@ -235,5 +290,62 @@ export class ManifestCursor {
 
   async close(): Promise<void> {
     await this.it.return(undefined);
+  }
+}
+
+export interface ManifestFile {
+  file: string;
+  /** checked once the file was read to its end */
+  checksum?: string;
+}
+
+/**
+ * The tree a backup describes: the merge of its chain's manifests (the level 0's, then each level N's
+ * changes and deletions, oldest first). All are in group order, so this is a sorted merge holding one
+ * record per manifest: memory does not grow with the tree. For a path in several manifests the newest
+ * record wins; a deletion drops the path.
+ */
+export async function* readView(chain: ManifestFile[]): AsyncGenerator<ManifestRecord> {
+  if (chain.length === 1) {
+    for await (const r of readManifest(chain[0].file, chain[0].checksum)) if (!r.x) yield r;
+    return;
+  }
+  const all = chain.map((m) => new ManifestCursor(readManifest(m.file, m.checksum)));
+  // a manifest read to its end leaves the merge (most nightly ones are empty or nearly so)
+  let cursors = all;
+  const heads: (ManifestRecord | undefined)[] = [];
+  try {
+    for (;;) {
+      let min: ManifestRecord | undefined;
+      let ended = false;
+      for (let i = 0; i < cursors.length; i++) {
+        const h = await cursors[i].peek();
+        heads[i] = h;
+        if (!h) ended = true;
+        else if (!min || compareRecords(h, min) < 0) min = h;
+      }
+      if (ended) {
+        const live = cursors.filter((_, i) => heads[i] !== undefined);
+        heads.splice(0, heads.length, ...heads.filter((h) => h !== undefined));
+        cursors = live;
+      }
+      if (!min) return;
+      if (cursors.length === 1) {
+        // one manifest left: the rest of it is the view
+        for (let r = await cursors[0].take(); r; r = await cursors[0].take()) if (!r.x) yield r;
+        return;
+      }
+      let newest = min;
+      for (let i = 0; i < cursors.length; i++) {
+        const h = heads[i];
+        if (h && compareRecords(h, min) === 0) {
+          newest = h;
+          await cursors[i].take();
+        }
+      }
+      if (!newest.x) yield newest;
+    }
+  } finally {
+    for (const c of all) await c.close();
   }
 }

@@ -309,9 +309,11 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
         const group = plan ? await plan.openGroup(name) : undefined;
         const dst = plan ? statBig(abs, follow) : undefined;
         let headed = false;
+        // a directory that is not one any more (or vanished) holds nothing of what it held
+        const gone = async () => plan?.writeGroup(group!, []);
         // an unchanged directory gets a header only when something inside it is archived again
         if (!plan || !(await plan.unchanged(group!.self, dst, abs))) {
-          if ((await addPath(abs, name, follow)).kind !== 'dir') return;
+          if ((await addPath(abs, name, follow)).kind !== 'dir') return gone();
           headed = true;
         }
         const entries: { rel: string; abs: string }[] = [];
@@ -331,13 +333,19 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
           }
         }
         if (plan && !headed && todo.length > 0) {
-          if ((await addPath(abs, name, follow)).kind !== 'dir') return;
+          if ((await addPath(abs, name, follow)).kind !== 'dir') return gone();
           headed = true;
         }
         for (let k = 0; k < todo.length; k++) {
           if (options.signal?.aborted) throw options.signal.reason ?? new Error('aborted');
           for (let j = k + 1; j < Math.min(todo.length, k + 1 + READ_AHEAD); j++) prefetch(entries[todo[j].i].abs);
           const e = entries[todo[k].i];
+          // content the chain already holds (a renamed or copied large file) is referenced, not stored
+          const ref = plan && stats[todo[k].i] ? await plan.reference(`${top}/${e.rel}`, e.abs, stats[todo[k].i]!, group!.entries.get(`${top}/${e.rel}`)) : undefined;
+          if (ref) {
+            records.push(ref);
+            continue;
+          }
           const added = await addPath(e.abs, `${top}/${e.rel}`);
           if (!plan) {
             if (added.kind === 'dir') subdirs.push(e.rel);
@@ -350,7 +358,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
         if (plan) {
           const self = headed ? (dst && recordFor(name, dst, plan.archiveId)) : group!.self;
           records.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
-          await plan.writeGroup(self ? [self, ...records] : records);
+          await plan.writeGroup(group!, self ? [self, ...records] : records);
         }
         for (const sub of subdirs) await addDir(sub);
       };

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -6,12 +8,13 @@ import type { Sidecar } from '../catalog/sidecar.js';
 import { readParts } from './parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { BackupError } from '../errors.js';
-import { fsPath, showName } from '../sources/bytenames.js';
+import tar from 'tar-stream';
+import { decodeEntryNames, fsPath, nameBytes, showName } from '../sources/bytenames.js';
 import { extractArchive } from './extract.js';
-import { compareRecords, ManifestCursor, type ManifestRecord, readManifest } from './manifest.js';
+import { compareRecords, ManifestCursor, type ManifestFile, type ManifestRecord, readView } from './manifest.js';
 
 /**
- * Restore of an incremental storage backup from its manifest: directories come from the manifest,
+ * Restore of an incremental storage backup from its manifests: directories come from the manifest,
  * files and symlinks from the archives it names, each read once, each entry written once (an entry
  * that a later backup holds again is read past in the older archive). Every file is hashed as it is
  * written and compared with the manifest.
@@ -78,7 +81,8 @@ export async function archiveTarStream(archive: ChainArchive, id: string): Promi
 const nsToSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6;
 
 export async function extractChain(
-  manifest: { path: string; checksum: string },
+  /** the manifests of the backup's chain, oldest first (see readView) */
+  manifests: ManifestFile[],
   archives: (id: string) => ChainArchive | undefined,
   staging: string,
   options: ChainRestoreOptions = {},
@@ -88,15 +92,24 @@ export async function extractChain(
   const want = (r: ManifestRecord) => (r.t === 'd' ? onTheWay(r.path, options.include) : included(r.path, options.include));
   // pass 1: the directories, and which archives hold what we need
   const needed = new Map<string, number>();
+  // files stored by reference (renamed or copied): archive id -> path in that archive -> records to write
+  const refs = new Map<string, Map<string, ManifestRecord[]>>();
   let entries = 0;
   let toWrite = 0;
   let toWriteBytes = 0;
-  for await (const r of readManifest(manifest.path, manifest.checksum)) {
+  for await (const r of readView(manifests)) {
     safeRel(r.path);
     if (!want(r)) continue;
     entries++;
     if (r.t === 'd') await fsp.mkdir(fsPath(path.join(root, r.path)), { recursive: true, mode: 0o700 });
-    else {
+    else if (r.t === 'f' && r.o !== undefined) {
+      safeRel(r.o);
+      const byPath = refs.get(r.a) ?? new Map<string, ManifestRecord[]>();
+      refs.set(r.a, byPath);
+      byPath.set(r.o, [...(byPath.get(r.o) ?? []), r]);
+      toWrite++;
+      toWriteBytes += r.s;
+    } else {
       needed.set(r.a, (needed.get(r.a) ?? 0) + 1);
       toWrite++;
       if (r.t === 'f') toWriteBytes += r.s;
@@ -116,10 +129,10 @@ export async function extractChain(
     const archive = archives(id);
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
     const tarStream = await (options.tarStream ?? archiveTarStream)(archive, id);
-    const cursor = new ManifestCursor(readManifest(manifest.path));
+    const cursor = new ManifestCursor(readView(manifests.map((m) => ({ file: m.file }))));
     const nextWanted = async (): Promise<ManifestRecord | undefined> => {
       for (let r = await cursor.peek(); r; r = await cursor.peek()) {
-        if (r.t !== 'd' && r.a === id && want(r)) return r;
+        if (r.t !== 'd' && r.a === id && r.o === undefined && want(r)) return r;
         await cursor.take();
       }
       return undefined;
@@ -162,9 +175,21 @@ export async function extractChain(
       await cursor.close();
     }
   }
+  // pass 2b: files stored by reference, from the archives that hold their content
+  for (const id of [...refs.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))) {
+    const archive = archives(id);
+    if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
+    const written = await copyReferenced(await (options.tarStream ?? archiveTarStream)(archive, id), root, refs.get(id)!, id);
+    await options.afterArchive?.(id);
+    for (const [name, size] of written) {
+      bytes += size;
+      options.onEntry?.(name, size);
+    }
+    if (!ids.includes(id)) ids.push(id);
+  }
   // pass 3: directory owners (as root, as GNU tar does), modes and times, once nothing more is written into them
   const asRoot = process.getuid?.() === 0;
-  for await (const r of readManifest(manifest.path)) {
+  for await (const r of readView(manifests.map((m) => ({ file: m.file })))) {
     if (r.t !== 'd' || !want(r)) continue;
     const p = fsPath(path.join(root, r.path));
     if (asRoot) await fsp.lchown(p, r.u, r.g);
@@ -173,4 +198,68 @@ export async function extractChain(
     await fsp.utimes(p, t, t);
   }
   return { entries, bytes, warnings, archivesRead: ids };
+}
+
+/**
+ * Reads one archive to its end and writes each referenced file from the entry holding its content:
+ * the first copy is hashed as written and must match the manifest; further copies are copied from it.
+ */
+async function copyReferenced(tarStream: Readable, root: string, byPath: Map<string, ManifestRecord[]>, id: string): Promise<[string, number][]> {
+  const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
+  tarStream.pipe(ex as unknown as NodeJS.WritableStream);
+  tarStream.on('error', (e) => ex.destroy(e));
+  const written: [string, number][] = [];
+  const asRoot = process.getuid?.() === 0;
+  const place = async (r: ManifestRecord, from?: string): Promise<string> => {
+    const dest = path.join(root, r.path);
+    // nothing is written through a symlink: the parent must be the directory the manifest names
+    const real = await fsp.realpath(fsPath(path.dirname(dest)), { encoding: 'buffer' });
+    if (!real.equals(nameBytes(path.join(root, path.dirname(r.path))))) {
+      throw new BackupError('DAMAGED', `${JSON.stringify(showName(r.path))}: its directory is not a directory of the restored tree`);
+    }
+    if (from) await fsp.copyFile(fsPath(from), fsPath(dest), fsConstants.COPYFILE_EXCL);
+    return dest;
+  };
+  const finish = async (r: ManifestRecord, dest: string) => {
+    if (asRoot) await fsp.lchown(fsPath(dest), r.u, r.g);
+    await fsp.chmod(fsPath(dest), r.m & 0o7777);
+    const t = nsToSeconds(r.mt);
+    await fsp.utimes(fsPath(dest), t, t);
+    written.push([r.path, r.s]);
+  };
+  try {
+    for await (const e of ex) {
+      decodeEntryNames(e.header);
+      const name = e.header.name.split('/').filter((p) => p !== '' && p !== '.').join('/');
+      const want = e.header.type === 'file' ? byPath.get(name) : undefined;
+      if (!want) {
+        e.resume();
+        continue;
+      }
+      byPath.delete(name);
+      const first = await place(want[0]);
+      const fh = await fsp.open(fsPath(first), fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+      const hash = createHash('sha256');
+      let size = 0;
+      try {
+        for await (const chunk of e) {
+          hash.update(chunk as Buffer);
+          size += (chunk as Buffer).length;
+          await fh.write(chunk as Buffer);
+        }
+      } finally {
+        await fh.close();
+      }
+      if (size !== want[0].s || hash.digest('hex') !== want[0].h) {
+        throw new BackupError('DAMAGED', `restored ${JSON.stringify(showName(want[0].path))} (from ${JSON.stringify(showName(name))} in the archive of storage backup ${id}) does not match the manifest`);
+      }
+      for (const r of want.slice(1)) await finish(r, await place(r, first));
+      await finish(want[0], first);
+    }
+  } finally {
+    tarStream.destroy();
+  }
+  const lost = byPath.keys().next();
+  if (!lost.done) throw new BackupError('DAMAGED', `the archive of storage backup ${id} lacks ${JSON.stringify(showName(lost.value))}, which the manifest says it holds`);
+  return written;
 }

@@ -9,6 +9,9 @@ export interface ChainItem {
   references?: string[];
 }
 
+/** The backups whose manifests make up a storage backup's file list, oldest first (a level 0: itself). */
+export const manifestChain = (id: string, sidecar: { chain?: string[] }): string[] => sidecar.chain ?? [id];
+
 /** The other backups whose archives `item` needs. */
 export function pinsOf(item: ChainItem): string[] {
   return (item.references ?? []).filter((r) => r !== item.id);

@@ -37,21 +37,6 @@ const SqliteInfoSchema = v.object({
 });
 export type SqliteInfo = v.InferOutput<typeof SqliteInfoSchema>;
 
-const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
-const MALFORMED_REFERENCES = 'metadata has malformed references';
-const ManifestInfoSchema = v.object(
-  {
-    file: v.pipe(
-      v.string(MALFORMED_MANIFEST),
-      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
-    ),
-    size: v.number(MALFORMED_MANIFEST),
-    checksum: v.string(MALFORMED_MANIFEST),
-    entries: v.number(MALFORMED_MANIFEST),
-  },
-  MALFORMED_MANIFEST,
-);
-
 /**
  * An encrypted artifact (`….age`): `file_size`/`checksum`/`parts` describe the ciphertext on disk (so a
  * keyless verify proves the bytes intact); these fields describe the plaintext, checked with a key.
@@ -64,6 +49,23 @@ const EncryptionInfoSchema = v.object({
   plaintext_checksum: v.optional(v.string()),
 });
 export type EncryptionInfo = v.InferOutput<typeof EncryptionInfoSchema>;
+
+const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
+const MALFORMED_REFERENCES = 'metadata has malformed references';
+const ManifestInfoSchema = v.object(
+  {
+    file: v.pipe(
+      v.string(MALFORMED_MANIFEST),
+      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
+    ),
+    size: v.number(MALFORMED_MANIFEST),
+    checksum: v.string(MALFORMED_MANIFEST),
+    entries: v.number(MALFORMED_MANIFEST),
+    /** on an encrypting remote: `file` is `….manifest.gz.age`, size and checksum the ciphertext's */
+    encryption: v.optional(EncryptionInfoSchema),
+  },
+  MALFORMED_MANIFEST,
+);
 
 // one backup written by a newer tool (or edited) is damaged for us; it must not stop the others
 const unknownCompression = (issue: { input: unknown }) => `unknown compression ${JSON.stringify(issue.input)}`;
@@ -112,7 +114,9 @@ const SIDECAR_ENTRIES = {
   previous: v.optional(v.string()),
   /** the file manifest: every path of the tree and the backup whose archive holds it */
   manifest: v.optional(ManifestInfoSchema),
-  /** ids of the storage backups whose archives the manifest references, oldest first (itself included) */
+  /** ids of the storage backups whose manifests make up its file list: its base, each level up to itself */
+  chain: v.optional(v.array(v.pipe(v.string(MALFORMED_REFERENCES), v.regex(ID_PATTERN, MALFORMED_REFERENCES)), MALFORMED_REFERENCES)),
+  /** ids of the storage backups it needs, oldest first (itself included): whose archives hold its files, and its chain */
   references: v.optional(v.array(v.pipe(v.string(MALFORMED_REFERENCES), v.regex(ID_PATTERN, MALFORMED_REFERENCES)), MALFORMED_REFERENCES)),
   /** bytes of file content the manifest takes from each referenced backup */
   referenced_bytes: v.optional(v.record(v.string(), v.number())),

@@ -1,17 +1,20 @@
+import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { artifactFiles } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import { PartWriter, readParts } from '../archive/parts.js';
-import { FILE_MODE } from '../fsutil.js';
+import { FILE_MODE, writeFileAtomic } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
 import { pinsOf } from '../catalog/chain.js';
-import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, uploadBackup, uploadFile } from '../remote/transfer.js';
-import { AGE_EXTENSION, encryptStage } from './age-artifact.js';
-import type { Recipient } from './age-keys.js';
+import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, uploadBackup } from '../remote/transfer.js';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AGE_EXTENSION, decryptToFile, encryptStage } from './age-artifact.js';
+import type { Identity, Recipient } from './age-keys.js';
 import { recipientsFromList } from './age-settings.js';
 
 /**
@@ -27,9 +30,10 @@ export function remoteRecipients(remotes: RemotesConfig, nameOrUrl: string): Rec
   return recipientsFromList((enc as { recipients?: unknown } | null)?.recipients, where);
 }
 
+type RemoteSidecar = Awaited<ReturnType<typeof readRemoteSidecar>>;
+
 /** Is the remote copy this local backup, already encrypted? (A random file key makes bytes differ each time.) */
-async function remoteHasIt(remote: Remote, type: BackupType, id: string, local: Sidecar, options: TransferOptions): Promise<string | undefined> {
-  const rs = await readRemoteSidecar(remote, type, id, options).catch(() => undefined);
+async function remoteHasIt(remote: Remote, type: BackupType, rs: RemoteSidecar | undefined, local: Sidecar, options: TransferOptions): Promise<string | undefined> {
   const e = rs?.sidecar.encryption;
   if (!rs || !e || e.plaintext_checksum !== local.checksum || e.plaintext_size !== local.file_size || !rs.sidecar.backup_path) return undefined;
   const rel = `${TYPE_DIR[type]}/${rs.sidecar.backup_path}`;
@@ -37,65 +41,119 @@ async function remoteHasIt(remote: Remote, type: BackupType, id: string, local: 
   return st && st.size === rs.sidecar.file_size ? rel : undefined;
 }
 
+/** The same for an incremental backup's file manifest, encrypted beside its archive. */
+async function remoteHasManifest(remote: Remote, type: BackupType, rs: RemoteSidecar | undefined, local: Sidecar, options: TransferOptions): Promise<string | undefined> {
+  const m = rs?.sidecar.manifest;
+  if (!m?.encryption || m.encryption.plaintext_checksum !== local.manifest?.checksum) return undefined;
+  const rel = `${TYPE_DIR[type]}/${m.file}`;
+  const st = await retrying(remote, options).stat(rel);
+  return st && st.size === m.size ? rel : undefined;
+}
+
+/** Encrypts the local file `name` of `dir` to a temp file, uploads it as `rel`; what was written. */
+async function encryptAndUpload(remote: Remote, dir: string, name: string, rel: string, recipients: Recipient[], options: TransferOptions, src: Readable) {
+  // a temp name (`….tmp`) the catalog ignores and the next create cleans up if we die here
+  const tmpName = `${name}.upload.tmp`;
+  const writer = new PartWriter(dir, tmpName);
+  const stage = await encryptStage(recipients);
+  try {
+    await pipeline(src, stage.stream, writer, { signal: options.signal });
+    const written = await writer.commit();
+    const started = Date.now();
+    options.onEvent?.({ kind: 'start', rel, size: written.size, reportsProgress: remote.reportsProgress });
+    const onProgress = options.onEvent ? (bytes: number) => options.onEvent?.({ kind: 'progress', rel, bytes, size: written.size }) : undefined;
+    await retrying(remote, options).put(rel, path.join(dir, tmpName), { signal: options.signal, checksum: written.checksum, onProgress });
+    options.onEvent?.({ kind: 'upload', rel, size: written.size, ms: Date.now() - started });
+    return { ...written, info: stage.info() };
+  } finally {
+    await writer.abort();
+    await fsp.rm(path.join(dir, tmpName), { force: true });
+  }
+}
+
 /**
  * Uploads a plaintext local backup to an encrypting remote: the artifact (all its parts, as one
  * stream) is encrypted to a temporary file beside it, uploaded as `….age`, then the sidecar that
- * describes it goes last, the remote commit marker as always.
+ * describes it goes last, the remote commit marker as always. An incremental storage backup's file
+ * manifest is encrypted the same way (`….manifest.gz.age`): the remote sees no names, sizes or hashes.
  */
 export async function uploadEncrypted(remote: Remote, backupDir: string, type: BackupType, id: string, local: Sidecar, recipients: Recipient[], options: TransferOptions): Promise<UploadResult> {
   const scRel = sidecarRel(type, id);
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
-  // an incremental storage backup: its chain first (each encrypted and committed on its own), then its
-  // manifest, which stays plaintext like the local one (see README, incremental storage backups)
+  // an incremental storage backup: its chain first, each encrypted and committed on its own
   for (const rid of pinsOf({ id, references: local.references })) {
     const sub = await uploadBackup(remote, backupDir, 'storage', rid, options);
     result.uploaded.push(...sub.uploaded);
     result.skipped.push(...sub.skipped);
     result.bytes += sub.bytes;
   }
-  if (local.manifest) {
-    const m = { rel: `${TYPE_DIR[type]}/${local.manifest.file}`, size: local.manifest.size, checksum: local.manifest.checksum };
-    if (await uploadFile(retrying(remote, options), backupDir, m, options)) {
-      result.uploaded.push(m.rel);
-      result.bytes += m.size;
-    } else result.skipped.push(m.rel);
-  }
-  const done = await remoteHasIt(remote, type, id, local, options);
-  if (done) {
-    options.onEvent?.({ kind: 'skip', rel: done, size: 0 });
-    result.skipped.push(done, scRel);
+  const rs = await readRemoteSidecar(remote, type, id, options).catch(() => undefined);
+  const doneArtifact = await remoteHasIt(remote, type, rs, local, options);
+  const doneManifest = local.manifest ? await remoteHasManifest(remote, type, rs, local, options) : undefined;
+  if (doneArtifact && (!local.manifest || doneManifest)) {
+    for (const rel of [doneArtifact, doneManifest]) if (rel) options.onEvent?.({ kind: 'skip', rel, size: 0 });
+    result.skipped.push(...[doneArtifact, doneManifest].filter((x): x is string => !!x), scRel);
     return result;
   }
   const dir = path.join(backupDir, TYPE_DIR[type]);
-  const name = path.basename(local.backup_path!) + AGE_EXTENSION;
-  const rel = `${TYPE_DIR[type]}/${name}`;
-  // a temp name (`….tmp`) the catalog ignores and the next create cleans up if we die here
-  const tmpName = `${name}.upload.tmp`;
-  const writer = new PartWriter(dir, tmpName);
-  const stage = await encryptStage(recipients);
+  let manifest: Sidecar['manifest'];
+  if (local.manifest) {
+    if (doneManifest) {
+      manifest = rs!.sidecar.manifest;
+      result.skipped.push(doneManifest);
+    } else {
+      const name = local.manifest.file + AGE_EXTENSION;
+      const rel = `${TYPE_DIR[type]}/${name}`;
+      const w = await encryptAndUpload(remote, dir, name, rel, recipients, options, createReadStream(path.join(dir, local.manifest.file)));
+      manifest = { file: name, size: w.size, checksum: w.checksum, entries: local.manifest.entries, encryption: { ...w.info, plaintext_checksum: local.manifest.checksum } };
+      result.uploaded.push(rel);
+      result.bytes += w.size;
+    }
+  }
+  let artifact: Pick<Sidecar, 'backup_path' | 'file_size' | 'checksum' | 'encryption'>;
+  if (doneArtifact) {
+    artifact = { backup_path: rs!.sidecar.backup_path, file_size: rs!.sidecar.file_size, checksum: rs!.sidecar.checksum, encryption: rs!.sidecar.encryption };
+    result.skipped.push(doneArtifact);
+  } else {
+    const name = path.basename(local.backup_path!) + AGE_EXTENSION;
+    const rel = `${TYPE_DIR[type]}/${name}`;
+    const w = await encryptAndUpload(remote, dir, name, rel, recipients, options, readParts(artifactFiles(local).map((p) => path.join(dir, p.file))));
+    artifact = { backup_path: name, file_size: w.size, checksum: w.checksum, encryption: { ...w.info, plaintext_checksum: local.checksum } };
+    result.uploaded.push(rel);
+    result.bytes += w.size;
+  }
   const tmpSidecar = path.join(dir, `${path.basename(scRel)}.upload.tmp`);
-  const tmp = path.join(dir, tmpName);
   try {
-    const { pipeline } = await import('node:stream/promises');
-    await pipeline(readParts(artifactFiles(local).map((p) => path.join(dir, p.file))), stage.stream, writer, { signal: options.signal });
-    const written = await writer.commit();
-    const info = stage.info();
-    const started = Date.now();
-    options.onEvent?.({ kind: 'start', rel, size: written.size, reportsProgress: remote.reportsProgress });
-    const onProgress = options.onEvent ? (bytes: number) => options.onEvent?.({ kind: 'progress', rel, bytes, size: written.size }) : undefined;
-    await retrying(remote, options).put(rel, tmp, { signal: options.signal, checksum: written.checksum, onProgress });
-    options.onEvent?.({ kind: 'upload', rel, size: written.size, ms: Date.now() - started });
-    const remoteSidecar: Sidecar = { ...local, backup_path: name, file_size: written.size, checksum: written.checksum, parts: undefined, encryption: { ...info, plaintext_checksum: local.checksum } };
+    const remoteSidecar: Sidecar = { ...local, ...artifact, parts: undefined, manifest };
     const bytes = Buffer.from(`${JSON.stringify(remoteSidecar, null, 2)}\n`);
     await fsp.writeFile(tmpSidecar, bytes, { mode: FILE_MODE });
     await retrying(remote, options).put(scRel, tmpSidecar, { signal: options.signal });
     options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
-    result.uploaded.push(rel, scRel);
-    result.bytes += written.size + bytes.length;
+    result.uploaded.push(scRel);
+    result.bytes += bytes.length;
     return result;
   } finally {
-    await writer.abort();
-    await fsp.rm(tmp, { force: true });
     await fsp.rm(tmpSidecar, { force: true });
+  }
+}
+
+/**
+ * After `restore --from` downloaded a backup of an encrypting remote into `dir`: each storage
+ * backup's manifest is decrypted beside it (checked against its plaintext checksum) and its sidecar
+ * rewritten to name the plaintext, so the restore reads it like a local one.
+ */
+export async function decryptFetchedManifests(dir: string, identities: Identity[]): Promise<void> {
+  const sdir = path.join(dir, TYPE_DIR.storage);
+  for (const name of await fsp.readdir(sdir).catch(() => [] as string[])) {
+    if (!name.endsWith('.json')) continue;
+    const scPath = path.join(sdir, name);
+    const sc = JSON.parse(await fsp.readFile(scPath, 'utf8')) as Sidecar;
+    const m = sc.manifest;
+    if (!m?.encryption) continue;
+    const plain = m.file.slice(0, -AGE_EXTENSION.length);
+    await decryptToFile(createReadStream(path.join(sdir, m.file)), path.join(sdir, plain), { identities, subject: `the manifest of storage backup ${sc.id}`, info: m.encryption });
+    const { encryption, ...rest } = m;
+    const next: Sidecar = { ...sc, manifest: { ...rest, file: plain, size: encryption.plaintext_size, checksum: encryption.plaintext_checksum ?? '' } };
+    await writeFileAtomic(scPath, `${JSON.stringify(next, null, 2)}\n`);
   }
 }

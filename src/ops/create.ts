@@ -1,9 +1,10 @@
-import { constants as fsConstants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants as fsConstants, readFileSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ManifestWriter, manifestFileName, readManifest } from '../archive/manifest.js';
-import { type NextLevel, nextLevel } from '../catalog/chain.js';
+import { type ManifestFile, ManifestWriter, manifestFileName, readView } from '../archive/manifest.js';
+import { manifestChain, type NextLevel, nextLevel } from '../catalog/chain.js';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { acquireLock } from '../catalog/lock.js';
 import { healIfInterrupted } from './restore-journal.js';
@@ -256,21 +257,41 @@ export const DEFAULT_FULL_EVERY_MS = 7 * 86_400_000;
 /** a new level 0 once the chain stores more dead content than this share of its base */
 const MAX_CHAIN_WASTE = 0.5;
 
+/** Nightly manifests are a few bytes to a few KB: one synchronous read beats a stream's round trips. */
+async function manifestChecksum(file: string, size: number): Promise<string | undefined> {
+  try {
+    if (size <= 1 << 20) return createHash('sha256').update(readFileSync(file)).digest('hex');
+    return (await sha256File(file)).checksum;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The backup the next incremental run compares with: the newest good storage backup of this tree with a manifest. */
-async function previousStorage(cfg: Config): Promise<{ entries: BackupEntry[]; previous?: BackupEntry; warning?: string }> {
+async function previousStorage(cfg: Config): Promise<{ entries: BackupEntry[]; previous?: BackupEntry; manifests?: ManifestFile[]; warning?: string }> {
   const entries = await listBackups(cfg.backupDir, { type: 'storage' });
   const previous = entries.find((e) => e.status === 'ok' && e.sidecar?.manifest && e.sidecar.level !== undefined);
   if (!previous) return { entries };
   if (path.resolve(previous.sidecar!.original_path ?? '') !== path.resolve(cfg.storagePath)) return { entries };
-  // a damaged manifest must not poison the next backup: start a new chain instead
-  const m = previous.sidecar!.manifest!;
-  const got = await sha256File(path.join(path.dirname(previous.sidecarPath!), m.file)).catch(() => undefined);
-  if (got?.checksum !== m.checksum) return { entries, warning: `the manifest of storage backup ${previous.id} is damaged: starting a new chain (level 0)` };
-  return { entries, previous };
+  // made before level N manifests held only changes: its chain cannot be replayed by hand, start anew
+  if (!previous.sidecar!.chain) return { entries };
+  // a damaged manifest anywhere in the chain must not poison the next backup: start a new chain instead
+  const manifests: ManifestFile[] = [];
+  for (const cid of manifestChain(previous.id, previous.sidecar!)) {
+    const e = entries.find((x) => x.id === cid);
+    const m = e?.sidecar?.manifest;
+    const file = m ? path.join(path.dirname(e.sidecarPath!), m.file) : undefined;
+    const got = file ? await manifestChecksum(file, m!.size) : undefined;
+    if (!file || got !== m?.checksum) return { entries, warning: `the manifest of storage backup ${cid} is damaged or missing: starting a new chain (level 0)` };
+    manifests.push({ file });
+  }
+  return { entries, previous, manifests };
 }
 
 export interface StorageRunPlan {
   previous?: BackupEntry;
+  /** the manifests of the previous backup's chain, oldest first: the tree this run compares with */
+  manifests?: ManifestFile[];
   next: NextLevel;
   warning?: string;
 }
@@ -278,7 +299,7 @@ export interface StorageRunPlan {
 /** Which level the next storage backup is, and the backup it is compared with. */
 export async function planStorageRun(cfg: Config, opts: CreateOptions = {}): Promise<StorageRunPlan> {
   const run = opts.storage ?? {};
-  const { entries, previous, warning } = await previousStorage(cfg);
+  const { entries, previous, manifests, warning } = await previousStorage(cfg);
   const sidecarOf = (sid: string) => entries.find((e) => e.id === sid && e.status === 'ok')?.sidecar;
   const next = nextLevel(previous?.sidecar, sidecarOf, {
     full: run.full,
@@ -286,22 +307,26 @@ export async function planStorageRun(cfg: Config, opts: CreateOptions = {}): Pro
     maxWaste: MAX_CHAIN_WASTE,
     now: (opts.now ?? (() => new Date()))(),
   });
-  return { previous, next, warning };
+  return { previous, manifests, next, warning };
 }
 
 async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, storageRun?: StorageRunPlan, total?: { bytes: number; files: number }, recipients?: Recipient[]): Promise<CreatedBackup> {
   const started = new Date();
+  // the chain's age (--full-every) is measured on the clock the id comes from (a test's or bench's `now`)
+  const createdAt = opts.now?.() ?? started;
   const dir = typeDir(cfg.backupDir, 'storage');
   await ensureDir(dir);
   const codec = getCodec(cfg.compression);
   const name = `${baseName('storage', id)}${codec.extension}${recipients ? AGE_EXTENSION : ''}`;
   const encrypt = recipients ? await encryptStage(recipients) : undefined;
   const run = opts.storage ?? {};
-  const { previous: prevEntry, warning, next } = storageRun ?? (await planStorageRun(cfg, opts));
+  const { previous: prevEntry, manifests, warning, next } = storageRun ?? (await planStorageRun(cfg, opts));
   const prev = next.level > 0 ? prevEntry!.sidecar! : undefined;
   const manifestWriter = new ManifestWriter(dir, manifestFileName(baseName('storage', id)));
-  const previousRecords = prev ? readManifest(path.join(dir, prev.manifest!.file)) : undefined;
-  const plan = new ChangePlan(id, manifestWriter, previousRecords, run.reread);
+  // a level N manifest holds what changed since the tree its chain describes
+  const chain = prev ? [...manifestChain(prevEntry!.id, prev), id] : [id];
+  const previousRecords = prev ? readView(manifests!) : undefined;
+  const plan = new ChangePlan(id, manifestWriter, previousRecords, run.reread, prev ? manifests : undefined);
   const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   const { stream, result } = packTree(cfg.storagePath, {
     plan,
@@ -315,6 +340,7 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, s
     const compressor = codec.compressor({ level: cfg.compressionLevel });
     await (encrypt ? pipeline(stream, compressor, encrypt.stream, writer, { signal: opts.signal }) : pipeline(stream, compressor, writer, { signal: opts.signal }));
     const packed = await result;
+    await plan.finish();
     await plan.close();
     const artifact = await writer.commit();
     committed.push(...artifact.files);
@@ -322,10 +348,10 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, s
     committed.push(path.join(dir, manifest.file));
     if (warning) packed.warnings.unshift(warning);
     const referenced = plan.stats.referenced;
-    // oldest first: ids are timestamps
-    const references = [...referenced.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    // oldest first (ids are timestamps): the archives that hold its files, and the manifests of its chain
+    const references = [...new Set([...referenced.keys(), ...chain])].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     const sidecar: WrittenSidecar = {
-      ...baseSidecar('storage', id, started),
+      ...baseSidecar('storage', id, createdAt),
       duration_ms: Date.now() - started.getTime(),
       original_path: cfg.storagePath,
       backup_path: name,
@@ -341,8 +367,9 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, s
       base: prev ? (prev.base ?? prev.id) : id,
       previous: prev?.id,
       manifest,
+      chain,
       references,
-      referenced_bytes: Object.fromEntries(references.map((r) => [r, referenced.get(r)!])),
+      referenced_bytes: Object.fromEntries(references.map((r) => [r, referenced.get(r) ?? 0])),
       tree_files: plan.stats.files,
       tree_bytes: [...referenced.values()].reduce((a, b) => a + b, 0),
       warnings: packed.warnings.length ? packed.warnings : undefined,

@@ -27,8 +27,8 @@ function differences(a: ManifestRecord, b: ManifestRecord): string[] {
 export async function diffBackups(backupDir: string, ref1: string, ref2: string): Promise<DiffResult> {
   const e1 = await storageWithManifest(backupDir, ref1);
   const e2 = await storageWithManifest(backupDir, ref2);
-  const c1 = new ManifestCursor(manifestRecords(e1));
-  const c2 = new ManifestCursor(manifestRecords(e2));
+  const c1 = new ManifestCursor(manifestRecords(backupDir, e1));
+  const c2 = new ManifestCursor(manifestRecords(backupDir, e2));
   const out: DiffResult = { from: e1.id, to: e2.id, added: [], removed: [], changed: [] };
   // a type change moves a path between groups (a directory heads its own): seen as removed + added
   const show = (e: typeof e1, r: ManifestRecord) => showName(shownPath(e, r.path));

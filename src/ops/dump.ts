@@ -21,7 +21,7 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
   const entry = await storageWithManifest(backupDir, ref);
   const want = archivePath(entry, file);
   let record: ManifestRecord | undefined;
-  for await (const r of manifestRecords(entry)) {
+  for await (const r of manifestRecords(backupDir, entry)) {
     if (r.path === want) {
       record = r;
       break;
@@ -44,11 +44,13 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
   tarStream.on('error', (e) => ex.destroy(e));
   const out = new PassThrough();
   const rec = record;
+  // a renamed or copied file: its content is under the path it was first stored at
+  const inArchive = record.o ?? want;
   (async () => {
     for await (const e of ex) {
       decodeEntryNames(e.header);
       const name = e.header.name.split('/').filter((p) => p !== '' && p !== '.').join('/');
-      if (name !== want || e.header.type !== 'file') {
+      if (name !== inArchive || e.header.type !== 'file') {
         e.resume();
         continue;
       }

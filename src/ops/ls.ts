@@ -37,7 +37,7 @@ export async function lsBackup(backupDir: string, ref: string, under?: string): 
   const entry = await storageWithManifest(backupDir, ref);
   const prefix = under ? [archivePath(entry, under)] : undefined;
   const entries: ListedPath[] = [];
-  for await (const r of manifestRecords(entry)) {
+  for await (const r of manifestRecords(backupDir, entry)) {
     if (!included(r.path, prefix)) continue;
     entries.push({
       path: showName(shownPath(entry, r.path)),

@@ -1,5 +1,6 @@
 import * as path from 'node:path';
-import { readManifest, type ManifestRecord } from '../archive/manifest.js';
+import { type ManifestFile, type ManifestRecord, readView } from '../archive/manifest.js';
+import { manifestChain } from '../catalog/chain.js';
 import { type BackupEntry, componentLookup, findBackup } from '../catalog/listing.js';
 import { BackupError } from '../errors.js';
 
@@ -20,10 +21,27 @@ export async function storageWithManifest(backupDir: string, ref: string): Promi
   return entry;
 }
 
-/** The manifest's records, checked against the sidecar's checksum once read to the end. */
-export function manifestRecords(entry: BackupEntry): AsyncGenerator<ManifestRecord> {
-  const m = entry.sidecar!.manifest!;
-  return readManifest(path.join(path.dirname(entry.sidecarPath!), m.file), m.checksum);
+/**
+ * The manifests that make up a storage backup's file list (its chain, oldest first), each with the
+ * checksum its own sidecar gives; `lookup` finds the other backups of the chain.
+ */
+export async function chainManifests(entry: BackupEntry, lookup: (id: string) => Promise<BackupEntry | undefined>): Promise<ManifestFile[]> {
+  const files: ManifestFile[] = [];
+  for (const id of manifestChain(entry.id, entry.sidecar!)) {
+    const e = id === entry.id ? entry : await lookup(id);
+    const m = e?.sidecar?.manifest;
+    if (!e?.sidecarPath || !m) {
+      throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${id}, which is ${e ? `${e.status}${e.reason ? ` (${e.reason})` : ''}` : 'missing'}`);
+    }
+    files.push({ file: path.join(path.dirname(e.sidecarPath), m.file), checksum: m.checksum });
+  }
+  return files;
+}
+
+/** Every path of the backup's tree (the merge of its chain's manifests), each manifest checked against its checksum once read to the end. */
+export async function* manifestRecords(backupDir: string, entry: BackupEntry): AsyncGenerator<ManifestRecord> {
+  const lookup = componentLookup(backupDir);
+  yield* readView(await chainManifests(entry, (id) => lookup('storage', id)));
 }
 
 /** A path as the user types it (relative to the storage directory) to the manifest's archive path. */

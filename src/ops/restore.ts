@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
+import { manifestChain } from '../catalog/chain.js';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { finished } from 'node:stream/promises';
@@ -179,7 +180,12 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
         }
         return out as unknown as Readable;
       };
-      extracted = await extractChain({ path: path.join(dir, s.manifest.file), checksum: s.manifest.checksum }, (rid) => chain.get(rid), staging, {
+      const manifests = manifestChain(entry.id, s).map((rid) => {
+        const c = chain.get(rid);
+        if (!c?.sidecar.manifest) throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${rid}, which is missing or damaged`);
+        return { file: path.join(c.dir, c.sidecar.manifest.file), checksum: c.sidecar.manifest.checksum };
+      });
+      extracted = await extractChain(manifests, (rid) => chain.get(rid), staging, {
         maxBytes: s.tree_bytes !== undefined ? Math.min(room, s.tree_bytes + 1024 * 1024) : room,
         signal: opts.signal,
         include: opts.include?.map((i) => archivePath(entry, i)),
@@ -498,6 +504,8 @@ export async function restoreFromRemote(
   try {
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
     try {
+      // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones below
+      await (await import('../crypto/age-remote.js')).decryptFetchedManifests(fetched.dir, opts.identities ?? []);
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);

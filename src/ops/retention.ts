@@ -119,13 +119,13 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
     }
   }
 
-  // An incremental storage backup needs the archives of its chain: a kept one pins them (catalog/chain.ts).
+  // An incremental storage backup needs its chain (manifests and archives): a kept one pins it (catalog/chain.ts).
   const storage = items.filter((i) => i.type === 'storage');
   const { pinned } = pinnedByKept(storage, storage.filter((i) => reasons.has(i)).map((i) => i.id));
   for (const [id, by] of pinned) {
     const target = byKey.get(`storage:${id}`);
     if (target === undefined) continue;
-    keepFor(target, `archive needed by storage ${by.join(', ')}`);
+    keepFor(target, `chain needed by storage ${by.join(', ')}`);
     removal.delete(target);
   }
 

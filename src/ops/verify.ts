@@ -15,7 +15,7 @@ import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, usageError } from '../errors.js';
 import { type Remote, RemoteError } from '../remote/remote.js';
 import { type TransferOptions, dataFiles, hashRemote, listRemoteBackups } from '../remote/transfer.js';
-import { pinsOf } from '../catalog/chain.js';
+import { manifestChain, pinsOf } from '../catalog/chain.js';
 import { exists, sha256File } from '../fsutil.js';
 import { checkDatabaseFile } from '../sources/sqlite.js';
 import type { ProgressFn } from './progress.js';
@@ -209,6 +209,15 @@ export async function verifyEntry(
   return result;
 }
 
+async function verifyManifest(entry: BackupEntry, result: VerifyResult): Promise<void> {
+  const m = entry.sidecar!.manifest!;
+  const file = path.join(path.dirname(entry.sidecarPath!), m.file);
+  const got = await sha256File(file).catch(() => undefined);
+  if (!got) result.problems.push(`missing ${m.file}`);
+  else if (got.size !== m.size || got.checksum !== m.checksum) result.problems.push(`${m.file}: checksum mismatch`);
+  else result.checked += got.size;
+}
+
 /** An incremental storage backup needs its manifest and the archive of every backup the manifest references. */
 async function verifyChain(
   entry: BackupEntry,
@@ -217,12 +226,8 @@ async function verifyChain(
   lookup: ReturnType<typeof componentLookup>,
   result: VerifyResult,
 ): Promise<void> {
-  const m = entry.sidecar!.manifest!;
-  const file = path.join(path.dirname(entry.sidecarPath!), m.file);
-  const got = await sha256File(file).catch(() => undefined);
-  if (!got) result.problems.push(`missing ${m.file}`);
-  else if (got.size !== m.size || got.checksum !== m.checksum) result.problems.push(`${m.file}: checksum mismatch`);
-  else result.checked += got.size;
+  await verifyManifest(entry, result);
+  const chain = manifestChain(entry.id, entry.sidecar!);
   for (const rid of pinsOf({ id: entry.id, references: entry.sidecar!.references })) {
     const key = `archive:storage:${rid}`;
     let r = cache.get(key);
@@ -230,7 +235,11 @@ async function verifyChain(
       const dep = await lookup('storage', rid);
       r = { type: 'storage', id: rid, ok: false, problems: [], size: dep?.size ?? 0, checked: 0 };
       if (!dep?.sidecar) r.problems.push(dep ? `it is ${dep.status}` : 'it is missing');
-      else await verifyArtifact(dep, opts, r);
+      else {
+        await verifyArtifact(dep, opts, r);
+        // the file list of a level N backup is the merge of its chain's manifests
+        if (chain.includes(rid) && dep.sidecar.manifest) await verifyManifest(dep, r);
+      }
       r.ok = r.problems.length === 0;
       cache.set(key, r);
       result.checked += r.checked;

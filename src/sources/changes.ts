@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type BigIntStats, createReadStream } from 'node:fs';
-import { comparePaths, type EntryType, groupOf, ManifestCursor, type ManifestRecord, type ManifestWriter } from '../archive/manifest.js';
+import { comparePaths, deletionOf, type EntryType, groupOf, ManifestCursor, type ManifestFile, type ManifestRecord, type ManifestWriter, readView } from '../archive/manifest.js';
 import { fsPath } from './bytenames.js';
 
 /**
@@ -9,6 +9,10 @@ import { fsPath } from './bytenames.js';
  * memory holds one directory's records, never the tree. A path is unchanged when its type, size,
  * mtime, ctime, inode, mode and owner all match the previous record (restic's and Borg's rule): its
  * content is not read, its record (hash, archive id) is carried over.
+ *
+ * The manifest written is the change against the previous view (see readView in archive/manifest.ts):
+ * only records that differ from the previous ones, and a deletion record for each path gone. With no
+ * previous view (level 0) that is every record.
  */
 
 export interface PreviousGroup {
@@ -75,6 +79,14 @@ async function sha256Of(abs: string): Promise<string | undefined> {
   return hash.digest('hex');
 }
 
+/**
+ * Files from this size up whose content the chain already holds (a renamed or copied video) are
+ * referenced, not stored again. Smaller ones cost little to store, and leaving them out keeps the
+ * index small: it holds at most MAX_INDEXED files of the previous tree, so memory stays bounded.
+ */
+export const DEDUPE_MIN = 1024 * 1024;
+const MAX_INDEXED = 50_000;
+
 export class ChangePlan {
   readonly stats: PlanStats = { unchanged: 0, packed: 0, referenced: new Map(), files: 0 };
   private readonly prev?: ManifestCursor;
@@ -85,6 +97,8 @@ export class ChangePlan {
     previous?: AsyncGenerator<ManifestRecord>,
     /** hash every file, even one whose metadata is unchanged (`--reread`) */
     private readonly reread = false,
+    /** the previous tree's manifests: where content already stored is looked up */
+    private readonly previousChain?: ManifestFile[],
   ) {
     if (previous) this.prev = new ManifestCursor(previous);
   }
@@ -97,11 +111,57 @@ export class ChangePlan {
       const c = comparePaths(groupOf(r), dir);
       if (c > 0) break;
       await this.prev.take();
-      if (c < 0) continue;
+      if (c < 0) {
+        // a directory no longer walked (removed, excluded, now a file): everything in it is gone
+        await this.writer.write(deletionOf(r));
+        continue;
+      }
       if (r.t === 'd') group.self = r;
       else group.entries.set(r.path, r);
     }
     return group;
+  }
+
+  private index?: Map<string, ManifestRecord>;
+  private sizes?: Set<number>;
+
+  /** The large files of the previous tree by size and SHA-256: built on the first large new or changed file. */
+  private async lookup(): Promise<{ index: Map<string, ManifestRecord>; sizes: Set<number> }> {
+    if (!this.index || !this.sizes) {
+      const index = new Map<string, ManifestRecord>();
+      const sizes = new Set<number>();
+      for await (const r of readView(this.previousChain ?? [])) {
+        if (r.t !== 'f' || r.s < DEDUPE_MIN || !r.h || index.size >= MAX_INDEXED) continue;
+        const key = `${r.s}:${r.h}`;
+        if (!index.has(key)) index.set(key, r);
+        sizes.add(r.s);
+      }
+      this.index = index;
+      this.sizes = sizes;
+    }
+    return { index: this.index, sizes: this.sizes };
+  }
+
+  /**
+   * The record of a new or changed large file whose content the previous tree already holds (same size
+   * and SHA-256): it points at the archive and path holding that content, nothing is stored again. Only
+   * a new file (or one whose size changed) whose size matches one of the previous tree's is read for
+   * its hash.
+   */
+  async reference(archivePath: string, abs: string, st: BigIntStats, before?: ManifestRecord): Promise<ManifestRecord | undefined> {
+    if (!this.previousChain?.length || !st.isFile() || st.size < BigInt(DEDUPE_MIN)) return undefined;
+    // a file rewritten in place at its size is an edit, not a copy: not read twice
+    if (before?.t === 'f' && BigInt(before.s) === st.size) return undefined;
+    const { index, sizes } = await this.lookup();
+    if (!sizes.has(Number(st.size))) return undefined;
+    const h = await sha256Of(abs);
+    const src = h && index.get(`${st.size}:${h}`);
+    if (!src) return undefined;
+    const r = recordFor(archivePath, st, src.a, { size: src.s, sha256: h });
+    r.o = src.o ?? src.path;
+    // by hand: the content is at src.path once the chain up to the previous backup is unpacked
+    this.writer.copy(src.path, archivePath);
+    return r;
   }
 
   /** Whether `prev` still describes the path: metadata equal (and with `--reread`, the content hash too). */
@@ -111,14 +171,34 @@ export class ChangePlan {
     return true;
   }
 
-  async writeGroup(records: ManifestRecord[]): Promise<void> {
+  /**
+   * The records of one directory group as the tree holds them now (the directory first, then its
+   * entries by path); what the manifest gets is what differs from `group`, the previous ones.
+   */
+  async writeGroup(group: PreviousGroup, records: ManifestRecord[]): Promise<void> {
+    const changes: ManifestRecord[] = [];
+    const still = new Set<string>();
+    let self: ManifestRecord | undefined;
     for (const r of records) {
       if (r.t === 'f') this.stats.files++;
       if (r.a === this.archiveId) this.stats.packed++;
       else this.stats.unchanged++;
       this.stats.referenced.set(r.a, (this.stats.referenced.get(r.a) ?? 0) + (r.t === 'f' ? r.s : 0));
-      await this.writer.write(r);
+      if (r.t === 'd') self = r;
+      else still.add(r.path);
+      // carried-over records are the previous objects themselves
+      if (r !== group.self && r !== group.entries.get(r.path)) changes.push(r);
     }
+    if (group.self && !self) changes.unshift(deletionOf(group.self));
+    for (const [p, r] of group.entries) if (!still.has(p)) changes.push(deletionOf(r));
+    changes.sort((a, b) => (a.t === 'd' ? -1 : b.t === 'd' ? 1 : a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    for (const r of changes) await this.writer.write(r);
+  }
+
+  /** The previous records after the last group walked are gone: their deletions close the manifest. */
+  async finish(): Promise<void> {
+    if (!this.prev) return;
+    for (let r = await this.prev.take(); r; r = await this.prev.take()) await this.writer.write(deletionOf(r));
   }
 
   async close(): Promise<void> {

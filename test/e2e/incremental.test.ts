@@ -3,6 +3,7 @@
  * previous backup; each is a plain tar archive plus a file manifest. Run through the built binary;
  * archives read back with GNU tar, the manual restore run literally as the README writes it.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -64,15 +65,21 @@ describe('level 0 and level N storage backups (item 1)', () => {
     const t0 = tree(a.storage);
 
     const b1 = await create(a);
-    expect(b1.sidecar).toMatchObject({ level: 1, base: b0.id, previous: b0.id, file_count: 0, content_bytes: 0, references: [b0.id] });
+    expect(b1.sidecar).toMatchObject({ level: 1, base: b0.id, previous: b0.id, file_count: 0, content_bytes: 0, chain: [b0.id, b1.id], references: [b0.id, b1.id] });
     expect(tarNames(b1.archive)).toEqual([]);
+    // its manifest holds what changed: nothing (the file list is the merge of the chain's manifests)
+    expect(b1.sidecar.manifest.entries).toBe(0);
 
     fs.writeFileSync(path.join(a.storage, 'images', 'new.jpg'), 'new photo');
     fs.appendFileSync(path.join(a.storage, 'markers', 'marker.patt'), 'more\n');
     fs.rmSync(path.join(a.storage, 'notes.tmp'));
     const t2 = tree(a.storage);
     const b2 = await create(a);
-    expect(b2.sidecar).toMatchObject({ level: 2, base: b0.id, previous: b1.id, file_count: 2, references: [b0.id, b2.id] });
+    expect(b2.sidecar).toMatchObject({ level: 2, base: b0.id, previous: b1.id, file_count: 2, chain: [b0.id, b1.id, b2.id], references: [b0.id, b1.id, b2.id] });
+    // the changed records (2 files, 3 directories) and one deletion
+    expect(b2.sidecar.manifest.entries).toBe(6);
+    const gone = sh('bash', ['-c', `zcat '${path.join(a.backupDir, 'storage', b2.sidecar.manifest.file)}' | grep -z '^{"x"' | tr '\\0' '\\n'`]).stdout;
+    expect(gone).toBe('{"x":1,"t":"f"}\tstorage/notes.tmp\n');
     // the changed files, and the directories whose entries changed (their times come back right)
     expect(tarNames(b2.archive).sort()).toEqual(['storage', 'storage/images', 'storage/images/new.jpg', 'storage/markers', 'storage/markers/marker.patt']);
 
@@ -156,12 +163,77 @@ describe('the chain a backup needs (item 1: verify, list, restore)', () => {
   });
 });
 
+describe('a level N file list is the merge of its chain (item 1 of the second round)', () => {
+  it('a damaged or missing manifest in the middle of a chain: verify and list name it, restore refuses, the next run starts a new chain', async () => {
+    const a = app('mid-manifest');
+    const b0 = await create(a);
+    fs.writeFileSync(path.join(a.storage, 'images', 'one.jpg'), 'one');
+    const b1 = await create(a);
+    fs.writeFileSync(path.join(a.storage, 'images', 'two.jpg'), 'two');
+    const b2 = await create(a);
+    expect(b2.sidecar.chain).toEqual([b0.id, b1.id, b2.id]);
+    // ls of b2 holds what b1's manifest added
+    const ls = parseJsonStdout<{ entries: { path: string; archive: string }[] }>(await run(['ls', b2.id, 'images', '--json', '--backup-dir', a.backupDir], { cwd: a.root }));
+    expect(ls.entries.filter((e) => /one|two/.test(e.path))).toEqual([expect.objectContaining({ path: 'images/one.jpg', archive: b1.id }), expect.objectContaining({ path: 'images/two.jpg', archive: b2.id })]);
+    const m1 = path.join(a.backupDir, 'storage', b1.sidecar.manifest.file);
+    flipByte(m1, 12);
+    const v = await run(['verify', b2.id, '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(v.code, describeRun(v)).toBe(3);
+    expect(v.stdout).toContain(b1.sidecar.manifest.file);
+    const r = await run(['restore', b2.id, '--target', path.join(a.root, 'r'), '--yes', ...a.flags], { cwd: a.root });
+    expect(r.code, describeRun(r)).toBe(3);
+    const b3 = await create(a);
+    expect(b3.sidecar.level).toBe(0);
+    fs.rmSync(m1);
+    const l = parseJsonStdout<{ id: string; status: string; reason?: string }[]>(await run(['list', '--json', '--backup-dir', a.backupDir], { cwd: a.root }));
+    expect(l.find((e) => e.id === b2.id)).toMatchObject({ status: 'damaged', reason: expect.stringContaining(b1.id) });
+  });
+});
+
+describe('renamed or copied files are referenced, not stored again (item 2 of the second round)', () => {
+  it('a renamed and a copied 1.5 MiB file: the level N archive holds neither, restore, dump and --include bring them back exactly', async () => {
+    const a = app('dedupe');
+    const big = crypto.randomBytes(1536 * 1024);
+    fs.writeFileSync(path.join(a.storage, 'videos', 'big.mp4'), big);
+    const b0 = await create(a);
+    fs.mkdirSync(path.join(a.storage, 'archive'));
+    fs.renameSync(path.join(a.storage, 'videos', 'big.mp4'), path.join(a.storage, 'archive', 'renamed.mp4'));
+    // a plain copy: new mtime and mode, same content
+    fs.copyFileSync(path.join(a.storage, 'archive', 'renamed.mp4'), path.join(a.storage, 'images', 'copy.mp4'));
+    fs.chmodSync(path.join(a.storage, 'images', 'copy.mp4'), 0o604);
+    const b1 = await create(a);
+    expect(b1.sidecar.level).toBe(1);
+    // neither file's content is in the level 1 archive: it stores a few directory headers
+    expect(b1.sidecar.content_bytes).toBe(0);
+    expect(tarNames(b1.archive).filter((n) => n.endsWith('.mp4'))).toEqual([]);
+    const ls = parseJsonStdout<{ entries: { path: string; archive: string; sha256: string }[] }>(await run(['ls', b1.id, '--json', '--backup-dir', a.backupDir], { cwd: a.root }));
+    const sha = crypto.createHash('sha256').update(big).digest('hex');
+    for (const p of ['archive/renamed.mp4', 'images/copy.mp4']) expect(ls.entries.find((e) => e.path === p)).toMatchObject({ archive: b0.id, sha256: sha });
+    const want = tree(a.storage);
+    const target = path.join(a.root, 'r1');
+    await restoreTo(a, b1.id, target);
+    expect(tree(path.join(target, 'storage'))).toEqual(want);
+    const d = spawnSync(process.execPath, [BIN, 'dump', b1.id, 'images/copy.mp4', '--backup-dir', a.backupDir], { cwd: a.root, maxBuffer: 8 << 20 });
+    expect(d.status, d.stderr.toString()).toBe(0);
+    expect(Buffer.compare(d.stdout, big)).toBe(0);
+    const inc = path.join(a.root, 'r1-include');
+    await restoreTo(a, b1.id, inc, '--include', 'archive');
+    expect(fs.readFileSync(path.join(inc, 'storage', 'archive', 'renamed.mp4')).equals(big)).toBe(true);
+    expect(fs.existsSync(path.join(inc, 'storage', 'videos'))).toBe(false);
+    // the base is pinned by the content it holds for b1, and a damaged base is found through it
+    flipByte(b0.archive, 2000);
+    const v = await run(['verify', b1.id, '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(v.code, describeRun(v)).toBe(3);
+  });
+});
+
 describe('the manual restore with GNU tar and coreutils (item 2: the README lines, run literally)', () => {
-  it('tar -xzf of the chain oldest to newest, then the one-liner deleting what the manifest lacks, gives the tree', async () => {
+  it('replaying the chain oldest to newest (delete what each manifest marks gone, then tar -xzf its archive) gives the tree', async () => {
     const a = app('manual');
     // a name that is not UTF-8 and one with a tab and a newline: the one-liner must not trip on them
     fs.writeFileSync(Buffer.concat([Buffer.from(`${a.storage}/`), Buffer.from('caf\xe9.txt', 'latin1')]), 'latin-1 name');
     fs.writeFileSync(path.join(a.storage, 'tab\there\nnewline.txt'), 'odd name');
+    fs.writeFileSync(path.join(a.storage, 'videos', 'big one.mp4'), crypto.randomBytes(1100 * 1024));
     await create(a);
     fs.rmSync(path.join(a.storage, 'images', 'nested'), { recursive: true });
     fs.rmSync(path.join(a.storage, 'tab\there\nnewline.txt'));
@@ -170,7 +242,11 @@ describe('the manual restore with GNU tar and coreutils (item 2: the README line
     fs.rmSync(path.join(a.storage, 'zero-length.dat'));
     fs.mkdirSync(path.join(a.storage, 'zero-length.dat'));
     fs.writeFileSync(path.join(a.storage, 'zero-length.dat', 'inside'), 'now a directory');
+    // a large file renamed into a new directory: stored by reference, put in place by the copy step
+    fs.mkdirSync(path.join(a.storage, 'moved here'));
+    fs.renameSync(path.join(a.storage, 'videos', 'big one.mp4'), path.join(a.storage, 'moved here', 'big one.mp4'));
     const last = await create(a);
+    expect(last.sidecar.content_bytes).toBeLessThan(100);
     const want = tree(a.storage, false);
 
     const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
@@ -195,7 +271,7 @@ describe('the manual restore with GNU tar and coreutils (item 2: the README line
 });
 
 describe('rotation of chains (item 2)', () => {
-  it('never removes a backup whose archive a kept backup needs, says what each kept backup pins, and what is left restores', async () => {
+  it('never removes a backup of a kept backup\'s chain (archives and manifests), says what each kept backup pins, and what is left restores', async () => {
     const a = app('rotate');
     const x = path.join(a.storage, 'markers', 'marker.patt');
     const b0 = await create(a);
@@ -203,23 +279,32 @@ describe('rotation of chains (item 2)', () => {
     const b1 = await create(a);
     fs.appendFileSync(x, 'second change\n');
     const b2 = await create(a);
-    // b2 holds the newest marker.patt: it needs the base and itself, not b1
-    expect(b2.sidecar.references).toEqual([b0.id, b2.id]);
-    const want = tree(a.storage);
+    // b2 holds the newest marker.patt; b1's archive holds nothing b2 needs, but its manifest is part of b2's file list
+    expect(b2.sidecar.references).toEqual([b0.id, b1.id, b2.id]);
     const dry = await run(['rotate', '--max-backups', '1', '--dry-run', '--backup-dir', a.backupDir], { cwd: a.root });
     expect(dry.code, describeRun(dry)).toBe(0);
-    expect(dry.stdout).toContain(`storage ${b2.id} pins the archives of ${b0.id}`);
+    expect(dry.stdout).toContain(`storage ${b2.id} pins its chain: ${b0.id}, ${b1.id}`);
     const r = await run(['rotate', '--max-backups', '1', '--json', '--backup-dir', a.backupDir], { cwd: a.root });
     expect(r.code, describeRun(r)).toBe(0);
     const doc = parseJsonStdout<{ kept: { id: string; reasons: string[]; pins?: string[] }[]; removed: { id: string }[] }>(r);
-    expect(doc.removed.map((x) => x.id)).toEqual([b1.id]);
-    expect(doc.kept.find((k) => k.id === b2.id)?.pins).toEqual([b0.id]);
-    expect(doc.kept.find((k) => k.id === b0.id)?.reasons).toEqual([`archive needed by storage ${b2.id}`]);
+    expect(doc.removed).toEqual([]);
+    expect(doc.kept.find((k) => k.id === b2.id)?.pins).toEqual([b0.id, b1.id]);
+    expect(doc.kept.find((k) => k.id === b1.id)?.reasons).toEqual([`chain needed by storage ${b2.id}`]);
+    // a new chain: the old one goes once no kept backup needs it
+    const b3 = await create(a, '--full');
+    fs.appendFileSync(x, 'third change\n');
+    const b4 = await create(a);
+    const want4 = tree(a.storage);
+    const r2 = await run(['rotate', '--max-backups', '1', '--json', '--backup-dir', a.backupDir], { cwd: a.root });
+    expect(r2.code, describeRun(r2)).toBe(0);
+    const doc2 = parseJsonStdout<{ kept: { id: string; pins?: string[] }[]; removed: { id: string }[] }>(r2);
+    expect(doc2.removed.map((e) => e.id).sort()).toEqual([b0.id, b1.id, b2.id]);
+    expect(doc2.kept.find((k) => k.id === b4.id)?.pins).toEqual([b3.id]);
     const v = await run(['verify', '--all', '--backup-dir', a.backupDir], { cwd: a.root });
     expect(v.code, describeRun(v)).toBe(0);
     const target = path.join(a.root, 'after-rotate');
-    await restoreTo(a, b2.id, target);
-    expect(tree(path.join(target, 'storage'))).toEqual(want);
+    await restoreTo(a, b4.id, target);
+    expect(tree(path.join(target, 'storage'))).toEqual(want4);
   });
 });
 

@@ -67,7 +67,7 @@ describe('rotate: the dry run tells the truth', () => {
     expect(keepLines.length, r.stdout).toBe(4);
     expect(keepLines.find((l) => /\bfull\b/.test(l)), r.stdout).toMatch(/\blast\b/);
     expect(r.stdout).toMatch(/component of full/);
-    expect(r.stdout).toMatch(/archive needed by storage/);
+    expect(r.stdout).toMatch(/chain needed by storage/);
     expect(r.stdout).toMatch(/would remove 2 backups, would free/);
   });
 });

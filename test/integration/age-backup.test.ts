@@ -270,8 +270,8 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     const r = await vb(['sync', '--remote', 'nas']);
     expect(r.code, describeRun(r)).toBe(0);
     const st = fs.readdirSync(path.join(nas, 'storage')).filter((n) => n.includes(id));
-    // the manifest of an incremental storage backup goes along in plaintext, as it is kept locally
-    expect(st.sort()).toEqual([`storage_backup_${id}.json`, `storage_backup_${id}.manifest.gz`, `storage_backup_${id}.tar.gz.age`]);
+    // the file manifest of a storage backup is encrypted like its archive
+    expect(st.sort()).toEqual([`storage_backup_${id}.json`, `storage_backup_${id}.manifest.gz.age`, `storage_backup_${id}.tar.gz.age`]);
     expect(fs.readdirSync(path.join(nas, 'database')).filter((n) => n.includes(id)).sort()).toEqual([`db_backup_${id}.db.age`, `db_backup_${id}.json`]);
     const rs = readJson<Record<string, any>>(path.join(nas, 'storage', `storage_backup_${id}.json`));
     const ls = readJson<Record<string, any>>(path.join(app.backupDir, 'storage', `storage_backup_${id}.json`));
@@ -308,7 +308,7 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     expect(Number(sqlite(path.join(target, 'app_data.db'), 'SELECT count(*) FROM clients'))).toBe(app.rows.clients);
   });
 
-  it('a level N backup goes with its chain and its manifest: listed ok on the remote, restored whole with the identity', async () => {
+  it('a level N backup goes with its chain and its manifests, encrypted: listed ok on the remote, restored whole with the identity', async () => {
     fs.writeFileSync(path.join(app.storagePath, 'added after the level 0.txt'), 'new\n');
     const c = await vb(['create', '--type', 'storage', '--json']);
     expect(c.code, describeRun(c)).toBe(0);
@@ -319,8 +319,28 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     expect(s.code, describeRun(s)).toBe(0);
     for (const rid of local.references as string[]) {
       const names = fs.readdirSync(path.join(nas, 'storage')).filter((n) => n.includes(rid));
-      expect(names.sort(), rid).toEqual([`storage_backup_${rid}.json`, `storage_backup_${rid}.manifest.gz`, `storage_backup_${rid}.tar.gz.age`]);
+      expect(names.sort(), rid).toEqual([`storage_backup_${rid}.json`, `storage_backup_${rid}.manifest.gz.age`, `storage_backup_${rid}.tar.gz.age`]);
+      // the remote sees no file names, sizes or hashes: the manifest is ciphertext, its sidecar says so
+      const m = path.join(nas, 'storage', `storage_backup_${rid}.manifest.gz.age`);
+      const remoteSc = readJson<Record<string, any>>(path.join(nas, 'storage', `storage_backup_${rid}.json`));
+      expect(remoteSc.manifest).toMatchObject({ file: path.basename(m), encryption: { format: 'age', recipients: [recipient] } });
+      expect(fs.readFileSync(m).subarray(0, 21).toString()).toBe('age-encryption.org/v1');
     }
+    // and a real age CLI decrypts it to the plaintext manifest, which lists the new file
+    if (!skipWithoutAge) {
+      const m = path.join(nas, 'storage', `storage_backup_${nid}.manifest.gz.age`);
+      const d = spawnSync('bash', ['-c', `age -d -i '${keyFile}' '${m}' | zcat | cut -z -f2- | tr '\\0' '\\n'`], { encoding: 'utf8' });
+      expect(d.status, d.stderr).toBe(0);
+      expect(d.stdout).toContain('storage/added after the level 0.txt');
+    }
+    // a second sync sends nothing again (the encrypted manifest is recognised by its plaintext checksum)
+    const again = await vb(['sync', '--remote', 'nas', '--json']);
+    expect(again.code, describeRun(again)).toBe(0);
+    expect(parseJsonStdout<{ remotes: { result: { synced: unknown[] } }[] }>(again).remotes[0].result.synced).toEqual([]);
+    // the identity is needed to read the manifest back: without it, restore --from refuses (exit 3)
+    const none = await vb(['restore', `storage_backup_${nid}.json`, '--from', 'nas', '--yes', '--target', scratchDir()]);
+    expect(none.code, describeRun(none)).toBe(3);
+    expect(none.stderr).toContain(recipient);
     const l = await vb(['list', '--remote', 'nas', '--type', 'storage', '--json']);
     expect(l.code, describeRun(l)).toBe(0);
     expect(parseJsonStdout<{ id: string; status: string }[]>(l).find((b) => b.id === nid)?.status).toBe('ok');

@@ -5,8 +5,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { compareRecords, decodeRecord, encodeRecord, type ManifestRecord, ManifestWriter, readManifest } from '../../src/archive/manifest.js';
+import { compareRecords, decodeRecord, deletionOf, encodeRecord, type ManifestRecord, ManifestWriter, readManifest, readView } from '../../src/archive/manifest.js';
 import { judgeChains, nextLevel, pinnedByKept } from '../../src/catalog/chain.js';
 import { validateSidecar } from '../../src/catalog/sidecar.js';
 import { planRetention, type RetentionItem } from '../../src/ops/retention.js';
@@ -49,6 +50,68 @@ describe('manifest records', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the tree of a chain: level N manifests hold changes, merged oldest to newest (readView)', () => {
+  it('the newest record of a path wins, a deletion drops it (a directory with what it held), a type change replaces it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-view-'));
+    const write = async (name: string, records: ManifestRecord[]) => {
+      const w = new ManifestWriter(dir, name);
+      for (const r of records) await w.write(r);
+      return { file: path.join(dir, name), checksum: (await w.commit()).checksum };
+    };
+    try {
+      const m0 = await write('0.gz', [rec('s', 'd'), rec('s/a'), rec('s/b'), rec('s/x'), rec('s/d', 'd'), rec('s/d/in'), rec('s/d/sub', 'd'), rec('s/d/sub/deep')]);
+      // level 1: a changed, b gone, c new, directory d gone with everything in it
+      const m1 = await write('1.gz', [
+        rec('s/a', 'f', { a: 'L1' }),
+        deletionOf(rec('s/b')),
+        rec('s/c', 'f', { a: 'L1' }),
+        deletionOf(rec('s/d', 'd')),
+        deletionOf(rec('s/d/in')),
+        deletionOf(rec('s/d/sub', 'd')),
+        deletionOf(rec('s/d/sub/deep')),
+      ]);
+      // level 2: nothing changed; level 3: x became a directory, d comes back as a file
+      const m2 = await write('2.gz', []);
+      const m3 = await write('3.gz', [rec('s/d', 'f', { a: 'L3' }), deletionOf(rec('s/x')), rec('s/x', 'd', { a: 'L3' })]);
+      const view = async (chain: { file: string; checksum: string }[]) => {
+        const out: string[] = [];
+        for await (const r of readView(chain)) out.push(`${r.t} ${r.path} ${r.a}`);
+        return out;
+      };
+      expect(await view([m0])).toEqual(['d s A', 'f s/a A', 'f s/b A', 'f s/x A', 'd s/d A', 'f s/d/in A', 'd s/d/sub A', 'f s/d/sub/deep A']);
+      expect(await view([m0, m1, m2])).toEqual(['d s A', 'f s/a L1', 'f s/c L1', 'f s/x A']);
+      expect(await view([m0, m1, m2, m3])).toEqual(['d s A', 'f s/a L1', 'f s/c L1', 'f s/d L3', 'd s/x L3']);
+      // every manifest of the chain is checked against its checksum
+      await expect(view([m0, { ...m1, checksum: '0'.repeat(64) }])).rejects.toThrow(/checksum mismatch/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('copy steps for the manual restore close the manifest and are passed over by readers', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vb-copies-'));
+    try {
+      const w = new ManifestWriter(dir, 'c.gz');
+      await w.write(rec('s/new', 'f', { a: 'B', o: 's/old' }));
+      w.copy('s/old', 's/new');
+      const info = await w.commit();
+      const back: ManifestRecord[] = [];
+      for await (const r of readManifest(path.join(dir, 'c.gz'), info.checksum)) back.push(r);
+      expect(back).toEqual([rec('s/new', 'f', { a: 'B', o: 's/old' })]);
+      const raw = zlib.gunzipSync(fs.readFileSync(path.join(dir, 'c.gz'))).toString('latin1');
+      expect(raw.endsWith('{"c":1}\ts/old\0{"c":2}\ts/new\0')).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a deletion record is {"x":1,"t":T} then the path: the manual restore finds deletions with grep -z', () => {
+    const b = encodeRecord(deletionOf(rec('storage/gone dir', 'd')));
+    expect(b.toString('latin1')).toBe('{"x":1,"t":"d"}\tstorage/gone dir\0');
+    expect(decodeRecord(b.subarray(0, b.length - 1), 'm')).toEqual({ path: 'storage/gone dir', t: 'd', x: 1 });
   });
 });
 
@@ -100,7 +163,7 @@ describe('pins', () => {
     const plan = planRetention(items, { keepLast: 1 });
     expect(plan.keep.map((k) => [k.item.id, k.reasons])).toEqual([
       ['L2', ['last']],
-      ['B', ['archive needed by storage L2']],
+      ['B', ['chain needed by storage L2']],
     ]);
     expect(plan.remove.map((r) => r.item.id)).toEqual(['L1']);
   });

@@ -78,5 +78,5 @@ export function printRotation(ui: Ui, r: RotateResult): void {
       : `nothing to remove (${r.kept.length} kept)`,
   );
   // incremental storage backups: what each kept one still needs
-  for (const k of r.kept) if (k.pins) ui.out(`  ${k.type} ${k.id} pins the archives of ${k.pins.join(', ')}`);
+  for (const k of r.kept) if (k.pins) ui.out(`  ${k.type} ${k.id} pins its chain: ${k.pins.join(', ')}`);
 }
