@@ -4,6 +4,7 @@ import type { RemotesConfig } from '../../remote/config.js';
 import type { Remote } from '../../remote/remote.js';
 import type { TransferEvent } from '../../remote/transfer.js';
 import { type Context, action } from '../run.js';
+import { remotesConfigOption } from '../options.js';
 import { formatBytes, formatDuration } from '../../format.js';
 
 /**
@@ -12,7 +13,6 @@ import { formatBytes, formatDuration } from '../../format.js';
  * by name or URL.
  */
 
-export const REMOTES_CONFIG_HELP = 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)';
 
 export async function loadRemotes(ctx: Context, cmd: Command): Promise<RemotesConfig> {
   const { loadRemotesConfig, parseRemotesConfig, remotesConfigPath } = await import('../../remote/config.js');
@@ -45,7 +45,7 @@ export function register(program: Command): void {
   const remote = program
     .command('remote')
     .description('configured remotes (offsite copies): list, test, info')
-    .option('--remotes-config <file>', REMOTES_CONFIG_HELP)
+    .addOption(remotesConfigOption())
     .addHelpText(
       'after',
       `
