@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,8 +29,11 @@ class FileRemote extends SchemeRemote {
   }
 
   async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+    // opened first: a stream's open error emitted before downloadTo pipes it would go unhandled (and a
+    // missing local file is no remote's "not found")
+    const source = (await fsp.open(localFile, 'r')).createReadStream({ highWaterMark: 1 << 20 });
     try {
-      await downloadTo(createReadStream(localFile, { highWaterMark: 1 << 20 }), this.abs(relPath), options, this.abs(tempName(relPath)));
+      await downloadTo(source, this.abs(relPath), options, this.abs(tempName(relPath)));
     } catch (err) {
       throw this.wrap(err, relPath);
     }
