@@ -177,10 +177,10 @@ function warm(dir) {
   spawnSync('sh', ['-c', `tar -cf - -C '${dir}' . | cat > /dev/null`], { stdio: 'ignore' });
 }
 
-/** The one artifact file a create wrote under backupDir/type/, for sizes and later steps. */
+/** The one artifact file a create wrote under backupDir/type/ (not its sidecar or file manifest), for sizes and later steps. */
 function artifact(backupDir, type) {
   const dir = path.join(backupDir, type);
-  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => !f.endsWith('.json')) : [];
+  const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => !f.endsWith('.json') && !f.endsWith('.manifest.gz')) : [];
   return files.length ? path.join(dir, files.sort()[0]) : undefined;
 }
 

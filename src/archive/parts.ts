@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { FILE_MODE, fsyncDir } from '../fsutil.js';
 
 export interface WrittenPart {
@@ -141,19 +142,96 @@ export class PartWriter extends Writable {
   }
 }
 
-/** A stream of the concatenated parts, calling `onPart` with each part's size and sha256 as it ends. */
-export function readParts(files: string[], onPart?: (file: string, size: number, checksum: string) => void): Readable {
+/** The parts concatenated, in order: what restore reads (verify has checked them, or --no-verify said not to). */
+export function readParts(files: string[]): Readable {
   async function* gen() {
-    for (const file of files) {
-      const hash = createHash('sha256');
-      let size = 0;
-      for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
-        hash.update(chunk as Buffer);
-        size += (chunk as Buffer).length;
-        yield chunk as Buffer;
-      }
-      onPart?.(file, size, hash.digest('hex'));
-    }
+    for (const file of files) yield* createReadStream(file, { highWaterMark: 1 << 20 });
   }
   return Readable.from(gen(), { objectMode: false, highWaterMark: 1 << 20 });
+}
+
+/** What a sidecar says of one stored file: a part, an unsplit artifact, a file manifest. */
+export interface PartRef {
+  /** the name problems are reported under */
+  file: string;
+  size: number;
+  checksum?: string;
+}
+
+/** The one comparison of a stored file with its sidecar entry, local or remote. */
+export function partProblem(file: string, got: { size: number; checksum: string }, want: { size: number; checksum?: string }): string | undefined {
+  if (got.size !== want.size) return `${file} is ${got.size} bytes, metadata says ${want.size}`;
+  if (want.checksum && got.checksum !== want.checksum) return `${file}: checksum mismatch`;
+  return undefined;
+}
+
+export interface PartChecks {
+  /** bytes read so far, over all parts */
+  onBytes?: (total: number) => void;
+  /** a part whose size or sha256 is not what its sidecar says, reported as that part ends */
+  onProblem?: (problem: string) => void;
+}
+
+export interface HashedParts {
+  /** the parts in order, as one stream */
+  stream: Readable;
+  /** sha256 and size of all that was read: the whole artifact once the stream has ended */
+  whole: () => { checksum: string; size: number };
+}
+
+/** Opens a part of an artifact in the local directory `dir`. */
+export const localPart =
+  (dir: string) =>
+  (part: PartRef): Readable =>
+    createReadStream(path.join(dir, part.file), { highWaterMark: 1 << 20 });
+
+/**
+ * The one hashing path of stored artifacts, local files and remote objects alike (verify, the download
+ * for a restore, a remote verify): the parts read in order as one stream, each compared with its sidecar
+ * entry as it ends, the whole hashed on the way. One part is hashed once: its checksum is the whole's.
+ */
+export function hashParts<P extends PartRef>(parts: readonly P[], open: (part: P) => Readable | Promise<Readable>, checks: PartChecks = {}): HashedParts {
+  const whole = createHash('sha256');
+  let total = 0;
+  let result: { checksum: string; size: number } | undefined;
+  const digest = () => {
+    result ??= { checksum: whole.digest('hex'), size: total };
+    return result;
+  };
+  async function* gen() {
+    for (const part of parts) {
+      const own = parts.length > 1 ? createHash('sha256') : undefined;
+      let size = 0;
+      for await (const chunk of await open(part)) {
+        const c = chunk as Buffer;
+        whole.update(c);
+        own?.update(c);
+        size += c.length;
+        total += c.length;
+        checks.onBytes?.(total);
+        yield c;
+      }
+      const problem = partProblem(part.file, { size, checksum: own ? own.digest('hex') : digest().checksum }, part);
+      if (problem) checks.onProblem?.(problem);
+    }
+    digest();
+  }
+  return { stream: Readable.from(gen(), { objectMode: false, highWaterMark: 1 << 20 }), whole: digest };
+}
+
+/** Reads parts to the end for their checks alone; returns the whole's sha256 and size. */
+export async function checkParts<P extends PartRef>(
+  parts: readonly P[],
+  open: (part: P) => Readable | Promise<Readable>,
+  checks: PartChecks = {},
+  signal?: AbortSignal,
+): Promise<{ checksum: string; size: number }> {
+  const h = hashParts(parts, open, checks);
+  await pipeline(h.stream, discard(), { signal });
+  return h.whole();
+}
+
+/** A sink for bytes that are read only to be checked. */
+export function discard(): Writable {
+  return new Writable({ write: (_c, _e, cb) => cb() });
 }

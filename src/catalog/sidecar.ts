@@ -11,14 +11,17 @@ export const BACKUP_TYPES: readonly BackupType[] = ['full', 'database', 'storage
 const MALFORMED_PARTS = 'metadata has malformed parts';
 const LACKS_ARTIFACT = 'metadata lacks backup_path, checksum or file_size';
 
-// every part lies beside its sidecar: a name with a directory part could lead anywhere (backup_path is
-// only ever used by its base name, which seed sidecars with absolute paths rely on)
+// every file a sidecar names lies beside it: a name with a directory part could lead anywhere
+// (backup_path is only ever used by its base name, which seed sidecars with absolute paths rely on)
+const fileBeside = (malformed: string) =>
+  v.pipe(
+    v.string(malformed),
+    v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
+  );
+
 const PartSchema = v.object(
   {
-    file: v.pipe(
-      v.string(MALFORMED_PARTS),
-      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
-    ),
+    file: fileBeside(MALFORMED_PARTS),
     size: v.number(MALFORMED_PARTS),
     checksum: v.string(MALFORMED_PARTS), // sha256 hex
   },
@@ -54,10 +57,7 @@ const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
 const MALFORMED_REFERENCES = 'metadata has malformed references';
 const ManifestInfoSchema = v.object(
   {
-    file: v.pipe(
-      v.string(MALFORMED_MANIFEST),
-      v.check(isPlainFileName, (issue) => `metadata names ${JSON.stringify(issue.input)}, which is not a file in its own directory`),
-    ),
+    file: fileBeside(MALFORMED_MANIFEST),
     size: v.number(MALFORMED_MANIFEST),
     checksum: v.string(MALFORMED_MANIFEST),
     entries: v.number(MALFORMED_MANIFEST),

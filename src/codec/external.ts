@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { Duplex } from 'node:stream';
 import { BackupError } from '../errors.js';
+import type { Codec } from './codec.js';
 
 /**
  * xz, bzip2 and zstd run as child processes: their native multi-threaded encoders beat anything in
@@ -50,4 +51,16 @@ export async function requireBinary(command: string, codec: string, debianPackag
       hint: `install it (apt-get install ${debianPackage}) or choose --compression gzip`,
     });
   }
+}
+
+/** A codec that is a program on the PATH, reading stdin and writing stdout (`-d` to decompress). */
+export function programCodec(c: { name: string; extension: string; sizeFactor: number; debianPackage: string; defaultLevel: number; compressArgs?: string[] }): Codec {
+  return {
+    name: c.name,
+    extension: c.extension,
+    sizeFactor: c.sizeFactor,
+    checkAvailable: () => requireBinary(c.name, c.name, c.debianPackage),
+    compressor: ({ level }) => processFilter(c.name, [...(c.compressArgs ?? []), `-${level ?? c.defaultLevel}`, '-c', '-q']),
+    decompressor: () => processFilter(c.name, ['-d', '-c', '-q']),
+  };
 }

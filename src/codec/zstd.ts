@@ -1,11 +1,3 @@
-import type { Codec } from './codec.js';
-import { processFilter, requireBinary } from './external.js';
+import { programCodec } from './external.js';
 
-export const zstdCodec: Codec = {
-  name: 'zstd',
-  extension: '.tar.zst',
-  sizeFactor: 0.97,
-  checkAvailable: () => requireBinary('zstd', 'zstd', 'zstd'),
-  compressor: ({ level }) => processFilter('zstd', ['-T0', `-${level ?? 3}`, '-c', '-q']),
-  decompressor: () => processFilter('zstd', ['-d', '-c', '-q']),
-};
+export const zstdCodec = programCodec({ name: 'zstd', extension: '.tar.zst', sizeFactor: 0.97, debianPackage: 'zstd', defaultLevel: 3, compressArgs: ['-T0'] });

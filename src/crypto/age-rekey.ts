@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -7,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { type BackupEntry, componentLookup } from '../catalog/listing.js';
 import { artifactFiles } from '../catalog/sidecar.js';
 import { acquireLock } from '../catalog/lock.js';
-import { PartWriter } from '../archive/parts.js';
+import { PartWriter, checkParts } from '../archive/parts.js';
 import { BackupError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { selectForVerify, type VerifySelection } from '../ops/verify.js';
@@ -67,20 +66,11 @@ async function rekeyEntry(entry: BackupEntry, opts: RekeyOptions): Promise<Rekey
       yield* createReadStream(first, { start: header.length, highWaterMark: 1 << 20 });
     })()), writer, { signal: opts.signal });
     const written = await writer.commit();
-    const whole = createHash('sha256');
-    let total = 0;
-    const newParts = [];
-    for (const [i, p] of parts.entries()) {
-      const file = i === 0 ? written.files[0] : path.join(dir, p.file);
-      for await (const c of createReadStream(file, { highWaterMark: 1 << 20 })) {
-        whole.update(c as Buffer);
-        total += (c as Buffer).length;
-      }
-      newParts.push(i === 0 ? { file: p.file, size: written.size, checksum: written.checksum } : p);
-    }
+    const newParts = parts.map((p, i) => (i === 0 ? { file: p.file, size: written.size, checksum: written.checksum } : p));
+    const whole = await checkParts(newParts, (p) => createReadStream(p === newParts[0] ? written.files[0] : path.join(dir, p.file), { highWaterMark: 1 << 20 }));
     await fsp.rename(written.files[0], first);
     const recipients = opts.recipients.map(describeRecipient);
-    const next = { ...s, file_size: total, checksum: whole.digest('hex'), parts: s.parts?.length ? newParts : undefined, encryption: { ...s.encryption, recipients } };
+    const next = { ...s, file_size: whole.size, checksum: whole.checksum, parts: s.parts?.length ? newParts : undefined, encryption: { ...s.encryption, recipients } };
     await writeFileAtomic(entry.sidecarPath!, `${JSON.stringify(next, null, 2)}\n`);
     return { type, id: entry.id, file: first, result: 'rekeyed', recipients };
   } finally {

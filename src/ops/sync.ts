@@ -5,10 +5,10 @@ import * as path from 'node:path';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';
-import { FILE_MODE } from '../fsutil.js';
+import { FILE_MODE, exists } from '../fsutil.js';
 import { type Remote, type SpaceInfo, errorMessage, isTempName, readSmall } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
-import { type RemoteBackup, type TransferOptions, listRemoteBackups, uploadBackup } from '../remote/transfer.js';
+import { type RemoteBackup, type TransferOptions, type UploadResult, listRemoteBackups, uploadBackup } from '../remote/transfer.js';
 
 export interface SyncOptions extends TransferOptions {
   type?: BackupType;
@@ -67,7 +67,17 @@ export async function syncToRemote(remote: Remote, backupDir: string, options: S
   for (const e of pick) {
     if (done.has(`${e.type}:${e.id}`) || components.has(`${e.type}:${e.id}`)) continue;
     if (options.signal?.aborted) throw options.signal.reason ?? new BackupError('FAILED', 'sync interrupted');
-    const r = await uploadBackup(remote, backupDir, e.type, e.id, options);
+    let r: UploadResult;
+    try {
+      r = await uploadBackup(remote, backupDir, e.type, e.id, options);
+    } catch (err) {
+      // sync takes no lock (an upload may outlast the night's create and rotate, which must not wait for
+      // it): a backup that a rotation removed meanwhile is passed over; the remote's rotation removes
+      // what was sent of it, as of any upload without its sidecar
+      if (options.signal?.aborted || !e.sidecarPath || (await exists(e.sidecarPath))) throw err;
+      result.notComplete.push({ type: e.type, id: e.id, reason: 'removed from the backup directory during the sync' });
+      continue;
+    }
     done.add(`${e.type}:${e.id}`);
     if (e.type === 'full') for (const t of ['database', 'storage'] as const) if (e.sidecar?.[t]) done.add(`${t}:${e.sidecar[t]}`);
     if (r.uploaded.length) result.synced.push({ type: e.type, id: e.id, uploaded: r.uploaded, skipped: r.skipped.length, bytes: r.bytes });

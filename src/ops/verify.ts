@@ -1,22 +1,21 @@
-import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { artifactFiles, type BackupType, type Sidecar } from '../catalog/sidecar.js';
-import { readParts } from '../archive/parts.js';
+import { checkParts, discard, hashParts, localPart } from '../archive/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, usageError } from '../errors.js';
 import { type Remote, RemoteError } from '../remote/remote.js';
-import { type TransferOptions, dataFiles, hashRemote, listRemoteBackups } from '../remote/transfer.js';
+import { type FileRef, type TransferOptions, artifactRefs, checkRemoteFile, dataFiles, listRemoteBackups } from '../remote/transfer.js';
 import { manifestChain, pinsOf } from '../catalog/chain.js';
-import { exists, sha256File } from '../fsutil.js';
+import { exists } from '../fsutil.js';
 import { checkDatabaseFile } from '../sources/sqlite.js';
 import type { ProgressFn } from './progress.js';
 
@@ -65,13 +64,6 @@ function tarCounter(): { sink: Writable; counts: { files: number; entries: numbe
   return { sink: extract as unknown as Writable, counts };
 }
 
-/** The one comparison of a data file with its sidecar entry: local parts as they are read, remote ones as they are downloaded. */
-function partProblem(file: string, got: { size: number; checksum: string }, want: { size: number; checksum?: string }): string | undefined {
-  if (got.size !== want.size) return `${file} is ${got.size} bytes, metadata says ${want.size}`;
-  if (want.checksum && got.checksum !== want.checksum) return `${file}: checksum mismatch`;
-  return undefined;
-}
-
 /** A full backup is as good as its components: each one found and checked (local or remote alike). */
 async function verifyComponents<R extends { ok: boolean; problems: string[] }>(
   s: Sidecar,
@@ -105,21 +97,14 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
     result.problems.push(`missing ${missing.join(', ')}`);
     return;
   }
-  const whole = createHash('sha256');
-  const onPart = (file: string, size: number, checksum: string) => {
-    const want = parts.find((p) => path.join(dir, p.file) === file)!;
-    const problem = partProblem(want.file, { size, checksum }, want);
-    if (problem) result.problems.push(problem);
-  };
-  const stream = readParts(parts.map((p) => path.join(dir, p.file)), onPart);
-  stream.on('data', (c: Buffer) => {
-    whole.update(c);
-    result.checked += c.length;
-    opts.onProgress?.({ phase: 'verify', subject: entry.id, bytes: result.checked, totalBytes: s.file_size });
+  const before = result.checked;
+  const { stream, whole } = hashParts(parts, localPart(dir), {
+    onBytes: (bytes) => {
+      result.checked = before + bytes;
+      opts.onProgress?.({ phase: 'verify', subject: entry.id, bytes: result.checked, totalBytes: s.file_size });
+    },
+    onProblem: (problem) => result.problems.push(problem),
   });
-  // a 'data' listener starts the flow at once: bytes read before the consumer below is piped (after an
-  // await) would be hashed but never decrypted or unpacked, so the stream waits for it
-  stream.pause();
 
   const enc = s.encryption;
   const decrypt = enc && opts.identities?.length ? { identities: opts.identities, subject: `${entry.type} backup ${entry.id}`, info: enc } : undefined;
@@ -138,7 +123,7 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
         result.problems.push(err.message);
         return;
       }
-    } else await pipeline(stream, new Writable({ write: (_c, _e, cb) => cb() }), { signal: opts.signal });
+    } else await pipeline(stream, discard(), { signal: opts.signal });
   } else {
     const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
     if (!codec) {
@@ -159,8 +144,7 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
     if (s.file_count !== undefined && counts.files !== s.file_count) result.problems.push(`archive holds ${counts.files} files, metadata says ${s.file_count}`);
     if (s.entry_count !== undefined && counts.entries !== s.entry_count) result.problems.push(`archive holds ${counts.entries} entries, metadata says ${s.entry_count}`);
   }
-  const checksum = whole.digest('hex');
-  if (result.problems.length === 0 && checksum !== s.checksum) result.problems.push('checksum of the whole artifact does not match');
+  if (result.problems.length === 0 && whole().checksum !== s.checksum) result.problems.push('checksum of the whole artifact does not match');
 
   if (entry.type === 'database' && result.problems.length === 0 && (!enc || plainDb)) {
     try {
@@ -209,13 +193,15 @@ export async function verifyEntry(
   return result;
 }
 
-async function verifyManifest(entry: BackupEntry, result: VerifyResult): Promise<void> {
+async function verifyManifest(entry: BackupEntry, result: VerifyResult, signal?: AbortSignal): Promise<void> {
   const m = entry.sidecar!.manifest!;
-  const file = path.join(path.dirname(entry.sidecarPath!), m.file);
-  const got = await sha256File(file).catch(() => undefined);
-  if (!got) result.problems.push(`missing ${m.file}`);
-  else if (got.size !== m.size || got.checksum !== m.checksum) result.problems.push(`${m.file}: checksum mismatch`);
-  else result.checked += got.size;
+  const problems: string[] = [];
+  const got = await checkParts([m], localPart(path.dirname(entry.sidecarPath!)), { onProblem: (p) => problems.push(p) }, signal).catch((err) => {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    problems.push(`missing ${m.file}`);
+  });
+  result.problems.push(...problems);
+  if (got && !problems.length) result.checked += got.size;
 }
 
 /** An incremental storage backup needs its manifest and the archive of every backup the manifest references. */
@@ -226,26 +212,52 @@ async function verifyChain(
   lookup: ReturnType<typeof componentLookup>,
   result: VerifyResult,
 ): Promise<void> {
-  await verifyManifest(entry, result);
+  await verifyManifest(entry, result, opts.signal);
+  // the file list of a level N backup is the merge of its chain's manifests: each is checked with its archive
   const chain = manifestChain(entry.id, entry.sidecar!);
-  for (const rid of pinsOf({ id: entry.id, references: entry.sidecar!.references })) {
-    const key = `archive:storage:${rid}`;
-    let r = cache.get(key);
-    if (!r) {
-      const dep = await lookup('storage', rid);
-      r = { type: 'storage', id: rid, ok: false, problems: [], size: dep?.size ?? 0, checked: 0 };
-      if (!dep?.sidecar) r.problems.push(dep ? `it is ${dep.status}` : 'it is missing');
-      else {
-        await verifyArtifact(dep, opts, r);
-        // the file list of a level N backup is the merge of its chain's manifests
-        if (chain.includes(rid) && dep.sidecar.manifest) await verifyManifest(dep, r);
-      }
-      r.ok = r.problems.length === 0;
-      cache.set(key, r);
+  const archives = await verifyChainArchives(entry, {
+    find: (rid) => lookup('storage', rid),
+    cache,
+    result: (rid, dep) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], size: dep?.size ?? 0, checked: 0 }),
+    check: async (dep, r) => {
+      await verifyArtifact(dep, opts, r);
+      if (chain.includes(dep.id) && dep.sidecar?.manifest) await verifyManifest(dep, r, opts.signal);
+    },
+    checked: (r) => {
       result.checked += r.checked;
+    },
+  });
+  result.problems.push(...archives);
+}
+
+interface ChainArchiveCheck<R extends { ok: boolean; problems: string[] }> {
+  find: (id: string) => Promise<BackupEntry | undefined>;
+  /** one result per archive and run, under `archive:storage:<id>` */
+  cache: Map<string, R>;
+  result: (id: string, dep: BackupEntry | undefined) => R;
+  check: (dep: BackupEntry, r: R) => Promise<void>;
+  /** an archive checked for the first time in this run */
+  checked?: (r: R) => void;
+}
+
+/** An incremental storage backup is as good as the archives of its chain: each found and checked once (local or remote alike). */
+async function verifyChainArchives<R extends { ok: boolean; problems: string[] }>(entry: BackupEntry, c: ChainArchiveCheck<R>): Promise<string[]> {
+  const problems: string[] = [];
+  for (const rid of pinsOf({ id: entry.id, references: entry.sidecar?.references })) {
+    const key = `archive:storage:${rid}`;
+    let r = c.cache.get(key);
+    if (!r) {
+      const dep = await c.find(rid);
+      r = c.result(rid, dep);
+      if (!dep?.sidecar) r.problems.push(dep ? `it is ${dep.status}` : 'it is missing');
+      else await c.check(dep, r);
+      r.ok = r.problems.length === 0;
+      c.cache.set(key, r);
+      c.checked?.(r);
     }
-    if (!r.ok) result.problems.push(`needs the archive of storage backup ${rid}: ${r.problems.join('; ')}`);
+    if (!r.ok) problems.push(`needs the archive of storage backup ${rid}: ${r.problems.join('; ')}`);
   }
+  return problems;
 }
 
 export interface VerifySelection {
@@ -334,6 +346,21 @@ export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions 
   const byKey = new Map(list.map((b) => [`${b.type}:${b.id}`, b]));
   const results: RemoteVerifyResult[] = [];
   const done = new Set<string>();
+  const archiveCache = new Map<string, RemoteVerifyResult>();
+  const hashRemoteFiles = async (files: FileRef[], r: RemoteVerifyResult): Promise<void> => {
+    r.totalFiles += files.length;
+    for (const f of sample(files, options.samplePercent, options.random ?? Math.random)) {
+      try {
+        const got = await checkRemoteFile(remote, f, options);
+        r.checkedFiles++;
+        r.bytes += got.size;
+        if (got.problem) r.problems.push(got.problem);
+      } catch (err) {
+        if (err instanceof RemoteError && err.kind === 'missing') r.problems.push(`${f.rel} is missing`);
+        else throw err;
+      }
+    }
+  };
   const verifyOne = async (b: BackupEntry): Promise<RemoteVerifyResult> => {
     const r: RemoteVerifyResult = { type: b.type, id: b.id, ok: true, problems: [], checkedFiles: 0, totalFiles: 0, bytes: 0 };
     if (!b.sidecar) {
@@ -346,25 +373,20 @@ export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions 
         results.push(sub);
       }
     } else {
+      await hashRemoteFiles(dataFiles(b.type, b.sidecar), r);
       // an incremental storage backup needs the archives of its chain on the remote too
-      for (const rid of pinsOf({ id: b.id, references: b.sidecar.references })) {
-        const dep = byKey.get(`storage:${rid}`);
-        if (dep?.status !== 'ok') r.problems.push(`needs the archive of storage backup ${rid}, which is ${dep ? dep.status : 'missing'} on the remote`);
-      }
-      const files = dataFiles(b.type, b.sidecar);
-      r.totalFiles = files.length;
-      for (const f of sample(files, options.samplePercent, options.random ?? Math.random)) {
-        try {
-          const got = await hashRemote(remote, f.rel, options);
-          r.checkedFiles++;
-          r.bytes += got.size;
-          const problem = partProblem(f.rel, got, f);
-          if (problem) r.problems.push(problem);
-        } catch (err) {
-          if (err instanceof RemoteError && err.kind === 'missing') r.problems.push(`${f.rel} is missing`);
-          else throw err;
-        }
-      }
+      const archives = await verifyChainArchives(b, {
+        find: async (rid) => byKey.get(`storage:${rid}`),
+        cache: archiveCache,
+        result: (rid) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], checkedFiles: 0, totalFiles: 0, bytes: 0 }),
+        check: (dep, dr) => hashRemoteFiles(artifactRefs('storage', dep.sidecar!), dr),
+        checked: (dr) => {
+          r.checkedFiles += dr.checkedFiles;
+          r.totalFiles += dr.totalFiles;
+          r.bytes += dr.bytes;
+        },
+      });
+      r.problems.push(...archives);
     }
     r.ok = r.problems.length === 0;
     return r;

@@ -1,11 +1,10 @@
-import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { usageError } from '../errors.js';
 import { ensureDir } from '../fsutil.js';
 import {
-  type Remote,
+  SchemeRemote,
   type RemoteEntry,
   RemoteError,
   type SpaceInfo,
@@ -17,21 +16,24 @@ import {
 } from './remote.js';
 
 /** file:///mnt/nas/backups — another disk or a mounted NAS. */
-class FileRemote implements Remote {
-  readonly scheme = 'file';
-  readonly reportsProgress = true;
+class FileRemote extends SchemeRemote {
   constructor(
-    readonly url: string,
+    url: string,
     private readonly root: string,
-  ) {}
+  ) {
+    super('file', url);
+  }
 
   private abs(rel: string): string {
     return path.join(this.root, ...joinRemote('', rel).split('/'));
   }
 
   async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+    // opened first: a stream's open error emitted before downloadTo pipes it would go unhandled (and a
+    // missing local file is no remote's "not found")
+    const source = (await fsp.open(localFile, 'r')).createReadStream({ highWaterMark: 1 << 20 });
     try {
-      await downloadTo(createReadStream(localFile, { highWaterMark: 1 << 20 }), this.abs(relPath), options, this.abs(tempName(relPath)));
+      await downloadTo(source, this.abs(relPath), options, this.abs(tempName(relPath)));
     } catch (err) {
       throw this.wrap(err, relPath);
     }
@@ -44,10 +46,6 @@ class FileRemote implements Remote {
       throw this.wrap(err, relPath);
     });
     return fh.createReadStream({ highWaterMark: 1 << 20 });
-  }
-
-  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
-    await downloadTo(await this.read(relPath), localFile, options);
   }
 
   async list(prefix = ''): Promise<RemoteEntry[]> {
@@ -94,8 +92,6 @@ class FileRemote implements Remote {
     const total = Number(s.blocks) * Number(s.bsize);
     return { free, total, used: total - Number(s.bfree) * Number(s.bsize) };
   }
-
-  async close(): Promise<void> {}
 
   private wrap(err: unknown, rel: string): unknown {
     const code = (err as NodeJS.ErrnoException).code;

@@ -3,13 +3,12 @@ import { stat } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
 import {
-  type Remote,
+  SchemeRemote,
   type RemoteEntry,
   RemoteError,
   type RemoteSpec,
   type SpaceInfo,
   type TransferOptions,
-  downloadTo,
   joinRemote,
   registerScheme,
   tempName,
@@ -32,16 +31,17 @@ const EXIT_DIR_NOT_FOUND = 3;
 const EXIT_FILE_NOT_FOUND = 4;
 const EXIT_TEMPORARY = 5;
 
-class RcloneRemote implements Remote {
-  readonly scheme = 'rclone';
-  readonly reportsProgress = false;
+class RcloneRemote extends SchemeRemote {
+  override readonly reportsProgress = false;
   constructor(
-    readonly url: string,
+    url: string,
     private readonly binary: string,
     private readonly target: string,
     private readonly baseArgs: string[],
     private readonly env: NodeJS.ProcessEnv,
-  ) {}
+  ) {
+    super('rclone', url);
+  }
 
   private t(rel: string): string {
     const r = joinRemote('', rel);
@@ -107,10 +107,6 @@ class RcloneRemote implements Remote {
     return out;
   }
 
-  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
-    await downloadTo(await this.read(relPath, options), localFile, options);
-  }
-
   async list(prefix = ''): Promise<RemoteEntry[]> {
     const r = await this.run(['lsjson', '-R', '--files-only', this.t(prefix)]);
     if (r.code === EXIT_DIR_NOT_FOUND || (r.code !== 0 && notFound(r.stderr))) return [];
@@ -143,8 +139,6 @@ class RcloneRemote implements Remote {
     const a = JSON.parse(r.stdout) as { total?: number; used?: number; free?: number };
     return { total: a.total, used: a.used, free: a.free };
   }
-
-  async close(): Promise<void> {}
 
   private fail(r: RunResult, rel: string, op: string): RemoteError {
     const lastLines = r.stderr

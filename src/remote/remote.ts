@@ -50,6 +50,32 @@ export interface Remote {
   close(): Promise<void>;
 }
 
+/**
+ * What every scheme shares: its name and printable URL, and a download to a file that is its read
+ * streamed to disk. A scheme implements the calls that talk to its server.
+ */
+export abstract class SchemeRemote implements Remote {
+  /** rclone reports only at the end of a transfer */
+  readonly reportsProgress: boolean = true;
+  constructor(
+    readonly scheme: string,
+    readonly url: string,
+  ) {}
+
+  abstract put(relPath: string, localFile: string, options?: TransferOptions): Promise<void>;
+  abstract read(relPath: string, options?: { signal?: AbortSignal }): Promise<Readable>;
+  abstract list(prefix?: string): Promise<RemoteEntry[]>;
+  abstract stat(relPath: string): Promise<RemoteEntry | null>;
+  abstract delete(relPath: string): Promise<void>;
+  abstract space(): Promise<SpaceInfo>;
+
+  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+    await downloadTo(await this.read(relPath, options), localFile, options);
+  }
+
+  async close(): Promise<void> {}
+}
+
 /** What a scheme factory gets: the URL and the options of the named remote (secrets included). */
 export interface RemoteSpec {
   name?: string;

@@ -4,13 +4,12 @@ import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { usageError } from '../errors.js';
 import {
-  type Remote,
+  SchemeRemote,
   type RemoteEntry,
   RemoteError,
   type RemoteSpec,
   type SpaceInfo,
   type TransferOptions,
-  downloadTo,
   errorMessage,
   isTransientNetworkError,
   joinRemote,
@@ -37,18 +36,18 @@ const AUTH_ERRORS = new Set([
 
 type SdkModule = typeof import('@aws-sdk/client-s3');
 
-class S3Remote implements Remote {
-  readonly scheme = 's3';
-  readonly reportsProgress = true;
+class S3Remote extends SchemeRemote {
   constructor(
-    readonly url: string,
+    url: string,
     private readonly sdk: SdkModule,
     private readonly client: S3Client,
     private readonly bucket: string,
     private readonly prefix: string,
     private readonly partSize: number,
     private readonly queueSize: number,
-  ) {}
+  ) {
+    super('s3', url);
+  }
 
   private key(rel: string): string {
     return joinRemote(this.prefix, rel);
@@ -94,10 +93,6 @@ class S3Remote implements Remote {
     }
   }
 
-  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
-    await downloadTo(await this.read(relPath, options), localFile, options);
-  }
-
   async list(prefix = ''): Promise<RemoteEntry[]> {
     const base = this.prefix === '' ? '' : `${this.prefix.replace(/\/+$/, '')}/`;
     const sub = joinRemote('', prefix);
@@ -139,7 +134,7 @@ class S3Remote implements Remote {
     return {}; // S3 has no quota call; `remote info` sums the listing instead
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.client.destroy();
   }
 

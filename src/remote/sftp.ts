@@ -6,13 +6,12 @@ import type { SFTPWrapper, Stats } from 'ssh2';
 import { usageError } from '../errors.js';
 import { KnownHosts } from './known-hosts.js';
 import {
-  type Remote,
+  SchemeRemote,
   type RemoteEntry,
   RemoteError,
   type RemoteSpec,
   type SpaceInfo,
   type TransferOptions,
-  downloadTo,
   errorMessage,
   isTransientNetworkError,
   joinRemote,
@@ -43,18 +42,17 @@ interface StatVfs {
 const SFTP_NO_SUCH_FILE = 2;
 const SFTP_PERMISSION_DENIED = 3;
 
-class SftpRemote implements Remote {
-  readonly scheme = 'sftp';
-  readonly reportsProgress = true;
+class SftpRemote extends SchemeRemote {
   private readonly madeDirs = new Set<string>();
   private session: SftpSession | null;
   private sequential = false;
   constructor(
-    readonly url: string,
+    url: string,
     first: SftpSession,
     private readonly reconnect: () => Promise<SftpSession>,
     private readonly root: string,
   ) {
+    super('sftp', url);
     this.session = first;
   }
 
@@ -242,14 +240,6 @@ class SftpRemote implements Remote {
     });
   }
 
-  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
-    try {
-      await downloadTo(await this.read(relPath), localFile, options);
-    } catch (err) {
-      throw this.wrap(err, relPath);
-    }
-  }
-
   async list(prefix = ''): Promise<RemoteEntry[]> {
     const out: RemoteEntry[] = [];
     const walk = async (rel: string) => {
@@ -300,7 +290,7 @@ class SftpRemote implements Remote {
     }
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     const s = this.session;
     this.session = null;
     s?.ssh.end();

@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { Transform, Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { checkParts, discard, hashParts, localPart } from '../archive/parts.js';
 import { type BackupEntry, type StoredFile, judgeBackups } from '../catalog/catalog.js';
 import { pinsOf } from '../catalog/chain.js';
 import { PREFIX, TYPE_DIR } from '../catalog/names.js';
@@ -45,9 +45,14 @@ export function sidecarRel(type: BackupType, id: string): string {
   return `${TYPE_DIR[type]}/${PREFIX[type]}${id}.json`;
 }
 
+/** The files of a (non-full) backup's artifact, as paths relative to the backup root. */
+export function artifactRefs(type: BackupType, sidecar: Sidecar): FileRef[] {
+  return artifactFiles(sidecar).map((p) => ({ rel: `${TYPE_DIR[type]}/${p.file}`, size: p.size, checksum: p.checksum || undefined }));
+}
+
 /** The data files a (non-full) sidecar names, as paths relative to the backup root. */
 export function dataFiles(type: BackupType, sidecar: Sidecar): FileRef[] {
-  const files = artifactFiles(sidecar).map((p) => ({ rel: `${TYPE_DIR[type]}/${p.file}`, size: p.size, checksum: p.checksum || undefined }));
+  const files = artifactRefs(type, sidecar);
   // incremental storage backups: the manifest travels with its archive
   if (sidecar.manifest) files.push({ rel: `${TYPE_DIR[type]}/${sidecar.manifest.file}`, size: sidecar.manifest.size, checksum: sidecar.manifest.checksum });
   return files;
@@ -158,18 +163,24 @@ export async function uploadBackup(
   return result;
 }
 
-/** A hashing pass-through, so a download is verified while it is written. */
-function hasher(): { stream: Transform; digest: () => { checksum: string; size: number } } {
-  const hash = createHash('sha256');
-  let size = 0;
-  const stream = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      cb(null, chunk);
-    },
+/**
+ * Streams one remote file through the shared part checks (archive/parts.ts) into what `sink` makes: a
+ * download is hashed while it is written, a remote verify hashes without writing. A transfer cut off
+ * midway starts over: the hash covers the whole file.
+ */
+export async function checkRemoteFile(remote: Remote, f: FileRef, options: TransferOptions = {}, sink: () => Writable = discard): Promise<{ size: number; problem?: string }> {
+  return retrying(remote, options).attempt(f.rel, async (raw) => {
+    let problem: string | undefined;
+    options.onEvent?.({ kind: 'start', rel: f.rel, size: f.size, reportsProgress: true });
+    const got = hashParts([{ file: f.rel, size: f.size, checksum: f.checksum }], () => raw.read(f.rel, { signal: options.signal }), {
+      onBytes: (bytes) => options.onEvent?.({ kind: 'progress', rel: f.rel, bytes, size: f.size }),
+      onProblem: (p) => {
+        problem = p;
+      },
+    });
+    await pipeline(got.stream, sink(), { signal: options.signal });
+    return { size: got.whole().size, problem };
   });
-  return { stream, digest: () => ({ checksum: hash.digest('hex'), size }) };
 }
 
 /** Downloads one file to `dest`, checking size and sha256 against the sidecar before the final rename. */
@@ -177,27 +188,17 @@ async function downloadFile(remote: RetryingRemote, f: FileRef, dest: string, op
   await ensureDir(path.dirname(dest));
   const tmp = path.join(path.dirname(dest), `.tmp-${path.basename(dest)}-${process.pid}`);
   const started = Date.now();
-  // a download cut off midway starts over: the hash covers the whole file
-  await remote.attempt(f.rel, async (raw) => {
-      const h = hasher();
-      try {
-        await pipeline(await raw.read(f.rel, { signal: options.signal }), h.stream, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }));
-      } catch (err) {
-        await fsp.rm(tmp, { force: true });
-        throw err;
-      }
-      const got = h.digest();
-      const problem =
-        got.size !== f.size
-          ? `is ${got.size} bytes, metadata says ${f.size}`
-          : f.checksum && got.checksum !== f.checksum
-            ? 'has a different sha256 than its metadata'
-            : undefined;
-      if (problem) {
-        await fsp.rm(tmp, { force: true });
-        throw new BackupError('DAMAGED', `remote ${f.rel} on ${remote.url} ${problem}`);
-      }
-  });
+  let got: { problem?: string };
+  try {
+    got = await checkRemoteFile(remote, f, options, () => createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }));
+  } catch (err) {
+    await fsp.rm(tmp, { force: true });
+    throw err;
+  }
+  if (got.problem) {
+    await fsp.rm(tmp, { force: true });
+    throw new BackupError('DAMAGED', `remote ${remote.url}: ${got.problem}`);
+  }
   await fsyncFile(tmp);
   await fsp.rename(tmp, dest);
   options.onEvent?.({ kind: 'download', rel: f.rel, size: f.size, ms: Date.now() - started });
@@ -254,23 +255,10 @@ export async function downloadBackup(
 /** A split artifact's parts each matched; the whole checksum covers their order too. */
 async function verifyWhole(destDir: string, type: BackupType, sidecar: Sidecar): Promise<void> {
   if (!sidecar.parts?.length || !sidecar.checksum) return;
-  const hash = createHash('sha256');
-  for (const f of artifactFiles(sidecar).map((p) => ({ rel: `${TYPE_DIR[type]}/${p.file}` }))) {
-    for await (const chunk of createReadStream(path.join(destDir, ...f.rel.split('/')), { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  }
-  if (hash.digest('hex') !== sidecar.checksum) {
+  const whole = await checkParts(artifactFiles(sidecar), localPart(path.join(destDir, TYPE_DIR[type])));
+  if (whole.checksum !== sidecar.checksum) {
     throw new BackupError('DAMAGED', `${type} backup ${sidecar.id}: the parts do not add up to the archive's checksum`);
   }
-}
-
-/** Hashes a remote object by streaming it: nothing is written locally. */
-export async function hashRemote(remote: Remote, rel: string, options: TransferOptions = {}): Promise<{ checksum: string; size: number }> {
-  return retrying(remote, options).attempt(rel, async (raw) => {
-    const h = hasher();
-    const sink = new Writable({ write: (_c, _e, cb) => cb() });
-    await pipeline(await raw.read(rel, { signal: options.signal }), h.stream, sink);
-    return h.digest();
-  });
 }
 
 /** A backup on a remote: judged by the catalog like a local one; its files are remote paths. */

@@ -8,11 +8,11 @@ import type { FileStat, WebDAVClient } from 'webdav';
 import { usageError } from '../errors.js';
 import {
   type Remote,
+  SchemeRemote,
   type RemoteEntry,
   RemoteError,
   type SpaceInfo,
   type TransferOptions,
-  downloadTo,
   errorMessage,
   isTransientNetworkError,
   joinRemote,
@@ -26,17 +26,15 @@ import {
  * basic auth (URL userinfo or username/password), Yandex.Disk with `Authorization: OAuth <token>`
  * (token option, or YANDEX_DISK_TOKEN for webdav.yandex.ru). Uploads go to a temp name, then MOVE.
  */
-class WebdavRemote implements Remote {
-  readonly scheme: string;
-  readonly reportsProgress = true;
+class WebdavRemote extends SchemeRemote {
   private readonly madeDirs = new Set<string>();
   constructor(
-    readonly url: string,
+    url: string,
     private readonly client: WebDAVClient,
     private readonly root: string, // the URL path, without leading or trailing '/'
     private readonly agent: http.Agent,
   ) {
-    this.scheme = url.startsWith('webdavs') ? 'webdavs' : 'webdav';
+    super(url.startsWith('webdavs') ? 'webdavs' : 'webdav', url);
   }
 
   private p(rel: string): string {
@@ -98,10 +96,6 @@ class WebdavRemote implements Remote {
     }
   }
 
-  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
-    await downloadTo(await this.read(relPath, options), localFile, options);
-  }
-
   async list(prefix = ''): Promise<RemoteEntry[]> {
     const out: RemoteEntry[] = [];
     const walk = async (rel: string) => {
@@ -149,7 +143,7 @@ class WebdavRemote implements Remote {
     }
   }
 
-  async close(): Promise<void> {
+  override async close(): Promise<void> {
     this.agent.destroy();
   }
 

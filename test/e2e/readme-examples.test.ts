@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, REPO, run } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
-import { ciMode, findProgram } from '../helpers/optional.js';
+import { type Need, needs } from '../helpers/optional.js';
 
 /** The command lines of the README's sh/bash blocks, comments stripped, split into argv. */
 function readmeExamples(): string[] {
@@ -36,6 +36,8 @@ const EXPECTED_EXIT: Record<string, number> = {
   // "asks first": without a terminal it refuses (exit 2) and says to pass --yes
   'vertex-backup restore latest': 2,
 };
+
+const CODEC_PROGRAMS: Record<string, Need> = { zstd: needs('zstd', 'zstd'), xz: needs('xz', 'xz-utils'), bzip2: needs('bzip2', 'bzip2') };
 
 let app: AppFixture;
 const examples = readmeExamples();
@@ -66,12 +68,7 @@ describe('README examples', () => {
     let args = argv(line);
     // an example with an optional codec follows the rule of test/helpers/optional.ts
     const codec = args[args.indexOf('--compression') + 1];
-    const program = { zstd: ['zstd', 'zstd'], xz: ['xz', 'xz-utils'], bzip2: ['bzip2', 'bzip2'] }[codec as 'zstd'];
-    if (args.includes('--compression') && program && !findProgram(program[0])) {
-      if (ciMode()) throw new Error(`${program[0]} is not installed, and CI=true runs every test: apt-get install ${program[1]}`);
-      ctx.skip(`needs ${program[0]} (Debian package ${program[1]})`);
-      return;
-    }
+    if (args.includes('--compression')) CODEC_PROGRAMS[codec!]?.require(ctx);
     if (args.some((a) => a.startsWith('/mnt/usb/storage_backup_'))) {
       // a copy of one archive restores the tree only when it is a level 0 (a level N is refused: the test below)
       const r = await run(['list', '--type', 'storage', '--json'], { cwd: app.cwd });

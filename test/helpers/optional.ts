@@ -44,6 +44,11 @@ export interface Need {
   reason: string;
   describe(name: string, body: Body): void;
   it(name: string, body: TestBody, timeout?: number): void;
+  /**
+   * Inside a running test that needs the program only for some of its rows (`it.for`): skips it with
+   * the reason as its note (CI unset), or fails it (CI=true), when the program is missing.
+   */
+  require(ctx: { skip: (note?: string) => void }): void;
 }
 
 export class MissingProgramError extends Error {}
@@ -56,16 +61,18 @@ export function needs(program: string, debianPackage: string, env: NodeJS.Proces
   const available = findProgram(program, env) !== undefined;
   const reason = `${path.basename(program)} (Debian package ${debianPackage})`;
   const base = { program, debianPackage, available, reason };
-  if (available) return { ...base, describe: (n, b) => describe(n, b), it: (n, b, t) => it(n, b, t) };
+  if (available) return { ...base, describe: (n, b) => describe(n, b), it: (n, b, t) => it(n, b, t), require: () => {} };
   const title = (n: string) => `${n} ${SKIP_MARK}${reason}]`;
   if (!ciMode(env)) {
-    return { ...base, describe: (n, b) => describe.skip(title(n), b), it: (n, b, t) => it.skip(title(n), b, t) };
+    // the note reads as the skip reporter words a skip by title
+    return { ...base, describe: (n, b) => describe.skip(title(n), b), it: (n, b, t) => it.skip(title(n), b, t), require: (ctx) => ctx.skip(`${reason} is not installed`) };
   }
   const missing = () => {
     throw new MissingProgramError(`${program} is not installed, and CI=true runs every test: apt-get install ${debianPackage}`);
   };
   return {
     ...base,
+    require: missing,
     // the suite's own tests and hooks are not registered: one failing test stands for them
     describe: (n) => describe(n, () => it(`needs ${program}`, missing)),
     it: (n, _b, t) => it(n, missing, t),

@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import S3rver from 's3rver';
 import webdavServer from 'webdav-server';
+import ssh2 from 'ssh2';
 
 const { v2: webdav } = webdavServer as unknown as { v2: typeof import('webdav-server').v2 };
 
@@ -179,6 +180,43 @@ function spawnServer(cmd: string, args: string[], env?: NodeJS.ProcessEnv): { ch
   return { child, log: () => log };
 }
 
+// ---- ssh keys (sshd and the in-process SFTP server) -------------------------------------------------
+
+export interface SshKeys {
+  hostKey: string; // private key files, OpenSSH format, with `.pub` beside each
+  userKey: string;
+  wrongKey: string; // a key the server does not know
+  knownHosts: string; // a known_hosts file naming the host key at 127.0.0.1:port
+  hostKeyLine: string;
+  /** a public key line of the host key's type that is not the host's */
+  otherKeyLine: string;
+}
+
+/** Host, user and stranger ed25519 keys in `dir`, made by the ssh2 package (no ssh-keygen needed). */
+export function sshKeys(dir: string, port: number): SshKeys {
+  const { utils } = ssh2;
+  const make = (name: string) => {
+    let k = utils.generateKeyPairSync('ed25519');
+    // ssh2 1.17 drops a leading zero byte of the public key (about 1 key in 300): such a key is unusable
+    while (utils.parseKey(k.public) instanceof Error || utils.parseKey(k.private) instanceof Error) k = utils.generateKeyPairSync('ed25519');
+    fs.writeFileSync(path.join(dir, name), k.private, { mode: 0o600 });
+    fs.writeFileSync(path.join(dir, `${name}.pub`), k.public);
+    return k.public.trim().split(/\s+/).slice(0, 2).join(' ');
+  };
+  const hostPub = make('host_ed25519');
+  make('user_ed25519');
+  const hostKeyLine = `[127.0.0.1]:${port} ${hostPub}`;
+  fs.writeFileSync(path.join(dir, 'known_hosts'), `${hostKeyLine}\n`, { mode: 0o600 });
+  return {
+    hostKey: path.join(dir, 'host_ed25519'),
+    userKey: path.join(dir, 'user_ed25519'),
+    wrongKey: path.join(dir, 'wrong_ed25519'),
+    knownHosts: path.join(dir, 'known_hosts'),
+    hostKeyLine,
+    otherKeyLine: make('wrong_ed25519'),
+  };
+}
+
 // ---- sshd -------------------------------------------------------------------------------------------
 
 export interface SshServer extends TestServer {
@@ -197,14 +235,8 @@ export interface SshServer extends TestServer {
 export async function startSshd(): Promise<SshServer> {
   const dir = tempDir('sshd');
   const port = await freePort();
-  const keygen = (file: string) => execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', file]);
-  keygen(path.join(dir, 'host_ed25519'));
-  keygen(path.join(dir, 'user_ed25519'));
-  keygen(path.join(dir, 'wrong_ed25519'));
-  fs.copyFileSync(path.join(dir, 'user_ed25519.pub'), path.join(dir, 'authorized_keys'));
-  const hostPub = fs.readFileSync(path.join(dir, 'host_ed25519.pub'), 'utf8').trim().split(/\s+/);
-  const hostKeyLine = `[127.0.0.1]:${port} ${hostPub[0]} ${hostPub[1]}`;
-  fs.writeFileSync(path.join(dir, 'known_hosts'), `${hostKeyLine}\n`, { mode: 0o600 });
+  const keys = sshKeys(dir, port);
+  fs.copyFileSync(`${keys.userKey}.pub`, path.join(dir, 'authorized_keys'));
   const root = path.join(dir, 'data');
   fs.mkdirSync(root);
   fs.writeFileSync(
@@ -212,7 +244,7 @@ export async function startSshd(): Promise<SshServer> {
     [
       `Port ${port}`,
       'ListenAddress 127.0.0.1',
-      `HostKey ${path.join(dir, 'host_ed25519')}`,
+      `HostKey ${keys.hostKey}`,
       `PidFile ${path.join(dir, 'sshd.pid')}`,
       `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`,
       'StrictModes no',
@@ -253,11 +285,7 @@ export async function startSshd(): Promise<SshServer> {
     dataDir: root,
     root,
     user: os.userInfo().username,
-    userKey: path.join(dir, 'user_ed25519'),
-    wrongKey: path.join(dir, 'wrong_ed25519'),
-    knownHosts: path.join(dir, 'known_hosts'),
-    hostKeyLine,
-    otherKeyLine: fs.readFileSync(path.join(dir, 'wrong_ed25519.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' '),
+    ...keys,
     statvfs: true,
     stop,
     restart: start,

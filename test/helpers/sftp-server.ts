@@ -12,7 +12,7 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, SFTPWrapper } from 'ssh2';
-import { freePort, tempDir } from './servers.js';
+import { freePort, sshKeys, tempDir } from './servers.js';
 
 const { Server, utils } = ssh2;
 const { STATUS_CODE, flagsToString } = utils.sftp;
@@ -54,10 +54,6 @@ function statusOf(err: unknown): number {
     default:
       return STATUS_CODE.FAILURE;
   }
-}
-
-function keyLine(pub: string): string {
-  return pub.trim().split(/\s+/).slice(0, 2).join(' ');
 }
 
 /** One SFTP session over `dataDir`: every request of the protocol the client library can send. */
@@ -195,22 +191,11 @@ export async function startSftpServer(opts: { user?: string; password?: string }
   const home = `/home/${user}`;
   fs.mkdirSync(path.join(dataDir, home), { recursive: true });
   fs.mkdirSync(path.join(dataDir, 'srv'));
-  const keys = (name: string) => {
-    let k = utils.generateKeyPairSync('ed25519');
-    // ssh2 1.17 drops a leading zero byte of the public key (about 1 key in 300): such a key is unusable
-    while (utils.parseKey(k.public) instanceof Error || utils.parseKey(k.private) instanceof Error) k = utils.generateKeyPairSync('ed25519');
-    fs.writeFileSync(path.join(dir, name), k.private, { mode: 0o600 });
-    fs.writeFileSync(path.join(dir, `${name}.pub`), k.public);
-    return k;
-  };
-  const host = keys('host_ed25519');
-  const userKey = keys('user_ed25519');
-  const wrong = keys('wrong_ed25519');
-  const allowed = utils.parseKey(userKey.public);
-  if (allowed instanceof Error) throw allowed;
   const port = await freePort();
-  const hostKeyLine = `[127.0.0.1]:${port} ${keyLine(host.public)}`;
-  fs.writeFileSync(path.join(dir, 'known_hosts'), `${hostKeyLine}\n`, { mode: 0o600 });
+  const keys = sshKeys(dir, port);
+  const hostKey = fs.readFileSync(keys.hostKey);
+  const allowed = utils.parseKey(fs.readFileSync(`${keys.userKey}.pub`));
+  if (allowed instanceof Error) throw allowed;
 
   const authenticate = (ctx: AuthContext) => {
     if (ctx.username !== user) return ctx.reject();
@@ -227,7 +212,7 @@ export async function startSftpServer(opts: { user?: string; password?: string }
   let server: InstanceType<typeof Server> | undefined;
   const sockets = new Set<net.Socket>();
   const start = async () => {
-    const s = new Server({ hostKeys: [host.private] }, (client: Connection) => {
+    const s = new Server({ hostKeys: [hostKey] }, (client: Connection) => {
       client.on('error', () => {}); // a connection cut by stop()
       client.on('authentication', authenticate);
       client.on('ready', () => {
@@ -261,11 +246,7 @@ export async function startSftpServer(opts: { user?: string; password?: string }
     dataDir,
     user,
     password,
-    userKey: path.join(dir, 'user_ed25519'),
-    wrongKey: path.join(dir, 'wrong_ed25519'),
-    knownHosts: path.join(dir, 'known_hosts'),
-    hostKeyLine,
-    otherKeyLine: keyLine(wrong.public),
+    ...keys,
     root: '/srv',
     statvfs: false,
     stop,

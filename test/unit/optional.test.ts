@@ -38,15 +38,15 @@ describe('optional programs', () => {
   it('without CI, a missing program skips its tests, names the package, and the run ends with the skip list', () => {
     const r = runFixture(undefined);
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/Skipped tests, and why:\n {2}vb-no-such-program \(Debian package vb-no-such-package\) is not installed: 2 tests\n {4}needs\.fixture\.ts \(2\)/);
-    expect(r.out).toMatch(/1 passed \| 2 skipped/);
+    expect(r.out).toMatch(/Skipped tests, and why:\n {2}vb-no-such-program \(Debian package vb-no-such-package\) is not installed: 3 tests\n {4}needs\.fixture\.ts \(3\)/);
+    expect(r.out).toMatch(/2 passed \| 3 skipped/);
   });
 
   it('under CI=true, a missing program fails the run, naming the package to install', () => {
     const r = runFixture('true');
     expect(r.code, r.out).toBe(1);
     expect(r.out).toContain('vb-no-such-program is not installed, and CI=true runs every test: apt-get install vb-no-such-package');
-    expect(r.out).toMatch(/2 failed \| 1 passed/);
+    expect(r.out).toMatch(/3 failed \| 2 passed/);
     expect(r.out).toContain('Nothing was skipped.');
   });
 });

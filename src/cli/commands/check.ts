@@ -1,6 +1,7 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
+import { typeOption } from '../options.js';
 
 export function register(program: Command): void {
   program
@@ -8,7 +9,7 @@ export function register(program: Command): void {
     .description('for monitoring: exit 0 when every enabled type has a recent ok backup and the last runs succeeded')
     .option('--max-age <duration>', 'newest ok backup must be younger than this, e.g. 26h, 90m, 2d (env BACKUP_CHECK_MAX_AGE)', undefined)
     .option('--max-drill-age <duration>', 'once restore drills are set up (one was recorded, or BACKUP_DRILL_ENABLED=true): the last drill must have passed and be younger than this (env BACKUP_CHECK_MAX_DRILL_AGE, default 8d)')
-    .addOption(new Option('-t, --type <type>', 'check only this type (default: every type not disabled by BACKUP_<TYPE>_ENABLED)').choices(['full', 'database', 'storage']))
+    .addOption(typeOption('check only this type (default: every type not disabled by BACKUP_<TYPE>_ENABLED)'))
     .option('--notify', 'send an alert through the configured channels when the check fails (NOTIFY_ON=always: every time)')
     .addHelpText(
       'after',

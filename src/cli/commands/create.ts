@@ -1,6 +1,7 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
+import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import { printRotation } from './rotate.js';
 import { countOf, formatBytes, formatDuration } from '../../format.js';
 
@@ -8,7 +9,7 @@ export function register(program: Command): void {
   program
     .command('create')
     .description('create a backup: the database, the storage directory, or both ("full")')
-    .addOption(new Option('-t, --type <type>', 'what to back up').choices(['full', 'database', 'storage']).default('full'))
+    .addOption(typeOption('what to back up').default('full'))
     .option('--compression <codec>', 'gzip (default), none, zstd, xz, bzip2 (env BACKUP_COMPRESSION)')
     .option('--compression-level <n>', 'codec level (env BACKUP_COMPRESSION_LEVEL)')
     .option('--split-size <MiB>', 'split archives into parts of this size while writing (env BACKUP_SPLIT_SIZE_MB)')
@@ -24,8 +25,8 @@ export function register(program: Command): void {
     .option('--keep-monthly <n>', 'keep the newest of each of the last N months; implies --rotate (env KEEP_MONTHLY)')
     .option('--keep-yearly <n>', 'keep the newest of each of the last N years; implies --rotate (env KEEP_YEARLY)')
     .option('--sync [remote]', 'after a successful backup, upload it to this remote (default: every enabled remote)')
-    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
-    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addOption(remotesConfigOption())
+    .addOption(waitOption())
     .option('-n, --dry-run', 'walk the sources and show what would be backed up (files, bytes, estimated size, what each --exclude matched); write nothing')
     .option('--encrypt', 'encrypt (age format) to BACKUP_RECIPIENTS / BACKUP_RECIPIENTS_FILE; an error when none is set')
     .option('--recipient <age1…>', 'encrypt to this age recipient (repeatable; implies --encrypt)', (v: string, prev: string[] = []) => [...prev, v])

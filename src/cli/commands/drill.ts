@@ -1,11 +1,11 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { formatAge, formatBytes, formatDuration } from '../../format.js';
 import type { DrillResult } from '../../ops/drill.js';
 import { identityOption, commandIdentities } from '../encryption-options.js';
 import { action } from '../run.js';
 import type { Ui } from '../ui.js';
-import { REMOTES_CONFIG_HELP } from './remote.js';
+import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 
 /** The exit code of a drill: 0 passed, 1 a target missed, 3 the backup could not be restored or proved. */
 export const drillExitCode = (r: DrillResult) => (r.result === 'passed' ? 0 : r.result === 'target-missed' ? 1 : 3);
@@ -76,13 +76,13 @@ export function register(program: Command): void {
     .command('drill')
     .description('restore the newest good backup into a scratch directory, prove it, and measure RTO and RPO')
     .option('--from <remote>', 'download the backup from this remote (name or URL) instead of the local backup directory')
-    .option('--remotes-config <file>', REMOTES_CONFIG_HELP)
-    .addOption(new Option('-t, --type <type>', 'drill the newest good backup of this type (default: the newest full backup)').choices(['full', 'database', 'storage']))
+    .addOption(remotesConfigOption())
+    .addOption(typeOption('drill the newest good backup of this type (default: the newest full backup)'))
     .option('--keep', 'keep the scratch copy (in the backup directory) for inspection')
     .option('--sample <percent>', 'hash about this share of the stored files and restore this share of the tree, covering everything within ceil(100/PCT) drills; RTO extrapolated')
     .option('--rto-target <duration>', 'restore time objective, e.g. 1h, 30m (env RTO_TARGET, default 1h)')
     .option('--rpo-target <duration>', 'recovery point objective, e.g. 4h, 26h (env RPO_TARGET, default 4h)')
-    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addOption(waitOption())
     .addHelpText(
       'after',
       `

@@ -1,15 +1,16 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
+import { remotesConfigOption, typeOption } from '../options.js';
 import { backupJson, printBackupTable } from '../backup-table.js';
 
 export function register(program: Command): void {
   program
     .command('list')
     .description('list backups, newest first, with their status (ok, partial, incomplete, damaged)')
-    .addOption(new Option('-t, --type <type>', 'only this type').choices(['full', 'database', 'storage']))
+    .addOption(typeOption())
     .option('--remote <name>', 'list the backups on this remote (name in the remotes config, or a URL)')
-    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
+    .addOption(remotesConfigOption())
     .addHelpText('after', '\nExamples:\n  vertex-backup list\n  vertex-backup list --type database --json\n  vertex-backup list --remote yandex')
     .action(
       action('list', async (ctx, cmd) => {

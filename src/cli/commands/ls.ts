@@ -1,31 +1,26 @@
 import type { Command } from 'commander';
 import { formatBytes } from '../../format.js';
-import { action } from '../run.js';
+import { manifestCommand } from '../manifest-command.js';
 import { nameArg } from '../name-args.js';
 
 export function register(program: Command): void {
-  program
-    .command('ls')
-    .argument('<backup>', 'storage or full backup id (or "latest")')
-    .argument('[path]', 'only this path and what is under it, relative to the storage directory')
-    .description('list the files a storage backup holds, from its manifest (nothing is unpacked)')
-    .addHelpText('after', '\nExamples:\n  vertex-backup ls latest\n  vertex-backup ls 20240101_120000 images/2024 --json')
-    .action(
-      action('ls', async (ctx, cmd) => {
-        const [ref, under] = cmd.args as string[];
-        const { lsBackup } = await import('../../ops/ls.js');
-        const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under));
-        return {
-          json: r,
-          human: (ui) => {
-            if (!r.entries.length) ui.out(`nothing under ${under} in storage backup ${r.id}`);
-            for (const e of r.entries) {
-              const kind = e.type === 'dir' ? 'd' : e.type === 'symlink' ? 'l' : '-';
-              const size = e.type === 'file' ? formatBytes(e.size) : '';
-              ui.out(`${kind}${e.mode.toString(8).padStart(4, '0')} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  ${e.mtime.slice(0, 19).replace('T', ' ')}  ${e.path}${e.target !== undefined ? ` -> ${e.target}` : ''}${e.type === 'dir' ? '/' : ''}`);
-            }
-          },
-        };
-      }),
-    );
+  manifestCommand(
+    program,
+    { name: 'ls', args: [['<backup>', 'storage or full backup id (or "latest")'], ['[path]', 'only this path and what is under it, relative to the storage directory']], description: 'list the files a storage backup holds, from its manifest (nothing is unpacked)', examples: ['ls latest', 'ls 20240101_120000 images/2024 --json'] },
+    async (ctx, [ref, under]) => {
+      const { lsBackup } = await import('../../ops/ls.js');
+      const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under));
+      return {
+        json: r,
+        human: (ui) => {
+          if (!r.entries.length) ui.out(`nothing under ${under} in storage backup ${r.id}`);
+          for (const e of r.entries) {
+            const kind = e.type === 'dir' ? 'd' : e.type === 'symlink' ? 'l' : '-';
+            const size = e.type === 'file' ? formatBytes(e.size) : '';
+            ui.out(`${kind}${e.mode.toString(8).padStart(4, '0')} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  ${e.mtime.slice(0, 19).replace('T', ' ')}  ${e.path}${e.target !== undefined ? ` -> ${e.target}` : ''}${e.type === 'dir' ? '/' : ''}`);
+          }
+        },
+      };
+    },
+  );
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { BackupError } from '../../errors.js';
 import { commandIdentities, identityOption } from '../encryption-options.js';
 import { action } from '../run.js';
+import { waitOption } from '../options.js';
 
 export const REVOKE_NOTE = 'rekey cannot revoke a key that already read a file: whoever held a removed identity and a copy of these files can still decrypt that copy. To shut them out, make new backups and delete the old ones everywhere.';
 
@@ -13,7 +14,7 @@ export function register(program: Command): void {
     .option('--all', 'every encrypted backup')
     .option('--recipient <age1…>', 'the new recipients (repeatable; default BACKUP_RECIPIENTS / BACKUP_RECIPIENTS_FILE)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--recipients-file <file>', 'the new recipients, one per line')
-    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addOption(waitOption())
     .addHelpText(
       'after',
       `

@@ -3,7 +3,8 @@ import { usageError } from '../../errors.js';
 import type { RemotesConfig } from '../../remote/config.js';
 import type { Remote } from '../../remote/remote.js';
 import type { TransferEvent } from '../../remote/transfer.js';
-import { type Context, action } from '../run.js';
+import { type Context, type Outcome, action } from '../run.js';
+import { remotesConfigOption } from '../options.js';
 import { formatBytes, formatDuration } from '../../format.js';
 
 /**
@@ -12,7 +13,6 @@ import { formatBytes, formatDuration } from '../../format.js';
  * by name or URL.
  */
 
-export const REMOTES_CONFIG_HELP = 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)';
 
 export async function loadRemotes(ctx: Context, cmd: Command): Promise<RemotesConfig> {
   const { loadRemotesConfig, parseRemotesConfig, remotesConfigPath } = await import('../../remote/config.js');
@@ -45,7 +45,7 @@ export function register(program: Command): void {
   const remote = program
     .command('remote')
     .description('configured remotes (offsite copies): list, test, info')
-    .option('--remotes-config <file>', REMOTES_CONFIG_HELP)
+    .addOption(remotesConfigOption())
     .addHelpText(
       'after',
       `
@@ -98,57 +98,55 @@ Examples:
       }),
     );
 
-  remote
-    .command('test')
-    .argument('<name>', 'remote name or URL')
-    .description('connect, write a probe object, read it back, delete it; names the step that failed')
-    .action(
-      action('remote test', async (ctx, cmd) => {
-        const [name] = cmd.args as [string];
-        const cfg = await loadRemotes(ctx, cmd);
-        const { testRemote } = await import('../../ops/sync.js');
-        const r = await testRemote(() => openRemoteByName(ctx, cfg, name), name);
-        const failed = r.steps.find((s) => !s.ok);
-        return {
-          json: r,
-          exitCode: r.ok ? 0 : 1,
-          summary: r.ok ? `remote ${name} works` : `remote ${name} failed at ${failed?.step}: ${failed?.error}`,
-          log: { remote: name, ok: r.ok, failed_step: failed?.step },
-          human: (ui) => {
-            for (const s of r.steps) ui.out(`${s.ok ? ui.c.green('ok  ') : ui.c.red('FAIL')} ${s.step.padEnd(8)} ${formatDuration(s.ms)}${s.error ? `  ${s.error}` : ''}`);
-            if (!r.ok) ui.error(`remote ${name} failed at ${failed?.step}`);
-            else ui.out(`remote ${name} (${r.remote}) works`);
-          },
-        };
-      }),
-    );
+  namedRemoteCommand(remote, 'test', 'connect, write a probe object, read it back, delete it; names the step that failed', async (ctx, cfg, name) => {
+    const { testRemote } = await import('../../ops/sync.js');
+    const r = await testRemote(() => openRemoteByName(ctx, cfg, name), name);
+    const failed = r.steps.find((s) => !s.ok);
+    return {
+      json: r,
+      exitCode: r.ok ? 0 : 1,
+      summary: r.ok ? `remote ${name} works` : `remote ${name} failed at ${failed?.step}: ${failed?.error}`,
+      log: { remote: name, ok: r.ok, failed_step: failed?.step },
+      human: (ui) => {
+        for (const s of r.steps) ui.out(`${s.ok ? ui.c.green('ok  ') : ui.c.red('FAIL')} ${s.step.padEnd(8)} ${formatDuration(s.ms)}${s.error ? `  ${s.error}` : ''}`);
+        if (!r.ok) ui.error(`remote ${name} failed at ${failed?.step}`);
+        else ui.out(`remote ${name} (${r.remote}) works`);
+      },
+    };
+  });
 
-  remote
-    .command('info')
+  namedRemoteCommand(remote, 'info', 'used and free space (where the protocol tells) and what the remote holds', async (ctx, cfg, name) => {
+    const r = await openRemoteByName(ctx, cfg, name);
+    try {
+      const { remoteInfo } = await import('../../ops/sync.js');
+      const info = await remoteInfo(r, { signal: ctx.signal });
+      return {
+        json: info,
+        human: (ui) => {
+          ui.out(`remote    ${info.remote}`);
+          ui.out(`used      ${info.space.used !== undefined ? formatBytes(info.space.used) : 'not reported by the protocol'}`);
+          ui.out(`free      ${info.space.free !== undefined ? formatBytes(info.space.free) : 'not reported by the protocol'}`);
+          if (info.space.total !== undefined) ui.out(`total     ${formatBytes(info.space.total)}`);
+          ui.out(`stored    ${formatBytes(info.storedBytes)} in ${info.objects} objects`);
+          ui.out(`backups   ${info.backups.ok} ok, ${info.backups.incomplete} incomplete, ${info.backups.damaged} damaged`);
+        },
+      };
+    } finally {
+      await r.close();
+    }
+  });
+}
+
+/** `remote test|info NAME`: the remote's name or URL, with the remotes config loaded. */
+function namedRemoteCommand(parent: Command, name: string, description: string, run: (ctx: Context, cfg: RemotesConfig, remote: string) => Promise<Outcome>): void {
+  parent
+    .command(name)
     .argument('<name>', 'remote name or URL')
-    .description('used and free space (where the protocol tells) and what the remote holds')
+    .description(description)
     .action(
-      action('remote info', async (ctx, cmd) => {
-        const [name] = cmd.args as [string];
-        const cfg = await loadRemotes(ctx, cmd);
-        const r = await openRemoteByName(ctx, cfg, name);
-        try {
-          const { remoteInfo } = await import('../../ops/sync.js');
-          const info = await remoteInfo(r, { signal: ctx.signal });
-          return {
-            json: info,
-            human: (ui) => {
-              ui.out(`remote    ${info.remote}`);
-              ui.out(`used      ${info.space.used !== undefined ? formatBytes(info.space.used) : 'not reported by the protocol'}`);
-              ui.out(`free      ${info.space.free !== undefined ? formatBytes(info.space.free) : 'not reported by the protocol'}`);
-              if (info.space.total !== undefined) ui.out(`total     ${formatBytes(info.space.total)}`);
-              ui.out(`stored    ${formatBytes(info.storedBytes)} in ${info.objects} objects`);
-              ui.out(`backups   ${info.backups.ok} ok, ${info.backups.incomplete} incomplete, ${info.backups.damaged} damaged`);
-            },
-          };
-        } finally {
-          await r.close();
-        }
+      action(`remote ${name}`, async (ctx, cmd) => {
+        const [remote] = cmd.args as [string];
+        return run(ctx, await loadRemotes(ctx, cmd), remote);
       }),
     );
 }

@@ -4,6 +4,7 @@ import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
+import { remotesConfigOption, waitOption } from '../options.js';
 import { countOf, formatBytes, formatDuration } from '../../format.js';
 import { nameArg } from '../name-args.js';
 
@@ -48,8 +49,8 @@ export function register(program: Command): void {
     .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
     .option('--include <path>', 'storage: restore only this path of the tree, relative to the storage directory (repeatable; needs --target)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
-    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
-    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addOption(remotesConfigOption())
+    .addOption(waitOption())
     .addHelpText(
       'after',
       `

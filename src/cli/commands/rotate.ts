@@ -1,8 +1,9 @@
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import type { RetentionPolicy } from '../../ops/retention.js';
 import type { RotateResult } from '../../ops/rotate.js';
 import { action } from '../run.js';
+import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import type { Ui } from '../ui.js';
 import { countOf, formatBytes } from '../../format.js';
 
@@ -24,11 +25,11 @@ export function register(program: Command): void {
     .option('--keep-weekly <n>', 'keep the newest of each of the last N weeks', count('--keep-weekly'))
     .option('--keep-monthly <n>', 'keep the newest of each of the last N months', count('--keep-monthly'))
     .option('--keep-yearly <n>', 'keep the newest of each of the last N years', count('--keep-yearly'))
-    .addOption(new Option('-t, --type <type>', 'only remove backups of this type').choices(['full', 'database', 'storage']))
+    .addOption(typeOption('only remove backups of this type'))
     .option('-n, --dry-run', 'show what would be removed, remove nothing')
     .option('--remote <name>', 'apply the policy to the copies on this remote instead')
-    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
-    .option('--wait <seconds>', 'wait this long for another run to finish instead of exiting with code 4', '0')
+    .addOption(remotesConfigOption())
+    .addOption(waitOption())
     .addHelpText(
       'after',
       `

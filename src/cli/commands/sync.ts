@@ -1,11 +1,12 @@
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { BackupError } from '../../errors.js';
 import type { RemotesConfig } from '../../remote/config.js';
 import type { SyncOptions, SyncResult } from '../../ops/sync.js';
 import { type Context, action } from '../run.js';
+import { remotesConfigOption, typeOption } from '../options.js';
 import { formatBytes, formatDuration } from '../../format.js';
-import { REMOTES_CONFIG_HELP, loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
+import { loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -57,10 +58,10 @@ export function register(program: Command): void {
     .command('sync')
     .description('upload every complete local backup the remote lacks (data first, the sidecar last as the commit marker)')
     .option('-r, --remote <name>', 'remote name or URL (repeatable; default: every enabled remote)', collect)
-    .addOption(new Option('-t, --type <type>', 'only this type').choices(['full', 'database', 'storage']))
+    .addOption(typeOption())
     .option('--latest', 'only the newest complete backup of each type')
     .option('--retries <n>', 'retries per file on transient errors, with exponential backoff (default 4)', wholeNumber('--retries'))
-    .option('--remotes-config <file>', REMOTES_CONFIG_HELP)
+    .addOption(remotesConfigOption())
     .addHelpText(
       'after',
       `

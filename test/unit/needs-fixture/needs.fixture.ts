@@ -14,6 +14,12 @@ missing.it('a test that needs it', () => {
   expect(true).toBe(true);
 });
 
+// rows of one test, of which only some need it (the README examples with an optional codec)
+it.for(['a row that needs nothing', 'a row that needs it'])('%s', (row, ctx) => {
+  if (row.endsWith('needs it')) missing.require(ctx);
+  expect(true).toBe(true);
+});
+
 it('a test that needs nothing', () => {
   expect(1 + 1).toBe(2);
 });
