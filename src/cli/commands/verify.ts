@@ -1,7 +1,8 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { BackupError } from '../../errors.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
+import { remotesConfigOption, typeOption } from '../options.js';
 import { action } from '../run.js';
 import { formatBytes } from '../../format.js';
 
@@ -12,10 +13,10 @@ export function register(program: Command): void {
     .description('check backups: every checksum, integrity_check of databases, a full read of archives')
     .option('--latest', 'the newest backup of each type (the default)')
     .option('--all', 'every backup')
-    .addOption(new Option('-t, --type <type>', 'only this type').choices(['full', 'database', 'storage']))
+    .addOption(typeOption())
     .option('--remote <name>', 'verify the copies on this remote (download and hash)')
     .option('--sample <percent>', 'read about this percentage of the stored bytes, those not read in the current cycle first, so ceil(100/PCT) runs read everything (state in <backup-dir>/.sample-state.json); with --remote: a random sample of the files of each backup')
-    .option('--remotes-config <file>', 'remotes config file (env REMOTES_CONFIG, default ./remote_storage.json)')
+    .addOption(remotesConfigOption())
     .addHelpText(
       'after',
       `
