@@ -133,18 +133,12 @@ export function nearest(word: string, known: string[]): string | undefined {
 // a section value stands for an environment variable: it must be something a variable can hold
 const scalar = v.union([v.string(), v.number(), v.boolean()], 'must be a string, number or boolean');
 const optionalScalar = v.optional(scalar);
-const NotifySectionSchema = v.strictObject(
-  Object.fromEntries(Object.keys(NOTIFY_SECTION_KEYS).map((k) => [k, optionalScalar])),
-  'must be an object',
-);
+const NotifySectionSchema = v.strictObject(Object.fromEntries(Object.keys(NOTIFY_SECTION_KEYS).map((k) => [k, optionalScalar])), 'must be an object');
 const ScheduleJobSchema = v.strictObject({ schedule: optionalScalar, enabled: optionalScalar });
 const ScheduleSectionSchema = v.strictObject(
   {
     ...Object.fromEntries(
-      SCHEDULE_JOBS.map((job) => [
-        job,
-        v.optional(v.union([v.string(), ScheduleJobSchema], 'must be a cron expression or { "schedule", "enabled" }')),
-      ]),
+      SCHEDULE_JOBS.map((job) => [job, v.optional(v.union([v.string(), ScheduleJobSchema], 'must be a cron expression or { "schedule", "enabled" }'))]),
     ),
     misfireGrace: optionalScalar,
   },
@@ -180,10 +174,18 @@ function configProblem(file: string, raw: Issue) {
   const { issue, prefix } = innermost(raw);
   if (issue.type === 'strict_object' && issue.expected === 'never' && issue.path?.length) {
     const key = String(issue.path[issue.path.length - 1].key);
-    const where = prefix + issue.path.slice(0, -1).map((p) => `${String(p.key)}.`).join('');
+    const where =
+      prefix +
+      issue.path
+        .slice(0, -1)
+        .map((p) => `${String(p.key)}.`)
+        .join('');
     const known = KNOWN_KEYS[where] ?? [];
     const near = nearest(key, known);
-    return usageError(`config file ${file}: unknown key '${where}${key}'${near ? ` (did you mean '${where}${near}'?)` : ''}`, `known keys${where ? ` in ${where.slice(0, -1)}` : ''}: ${known.join(', ')}`);
+    return usageError(
+      `config file ${file}: unknown key '${where}${key}'${near ? ` (did you mean '${where}${near}'?)` : ''}`,
+      `known keys${where ? ` in ${where.slice(0, -1)}` : ''}: ${known.join(', ')}`,
+    );
   }
   return usageError(issue.path?.length ? `config file ${file}: '${v.getDotPath(issue)}' ${issue.message}` : `config file ${file} ${issue.message}`);
 }
@@ -227,10 +229,7 @@ export function checkSecretFileMode(file: string, secrets: boolean | string[]): 
   const mode = fs.statSync(file).mode & 0o777;
   if (mode & 0o077) {
     const what = names.length ? `${names.join(', ')}, a secret vertex-backup uses,` : 'secrets';
-    throw usageError(
-      `${file} holds ${what} but is readable by group or others (mode ${mode.toString(8).padStart(4, '0')})`,
-      `run: chmod 600 ${file}`,
-    );
+    throw usageError(`${file} holds ${what} but is readable by group or others (mode ${mode.toString(8).padStart(4, '0')})`, `run: chmod 600 ${file}`);
   }
 }
 
@@ -238,7 +237,17 @@ export function checkSecretFileMode(file: string, secrets: boolean | string[]): 
  * The secrets this tool itself reads. The application's own `.env` often sits in the same directory
  * with its SECRET_KEY and the like: those are the application's business, so they only earn a warning.
  */
-const TOOL_SECRET_VARS = new Set(['TELEGRAM_BOT_TOKEN', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'SFTP_PASSWORD', 'WEBDAV_PASSWORD', 'YANDEX_DISK_TOKEN', 'NOTIFY_WEBHOOK_URL', 'HEALTHCHECK_URL', 'UPTIME_KUMA_URL']);
+const TOOL_SECRET_VARS = new Set([
+  'TELEGRAM_BOT_TOKEN',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'SFTP_PASSWORD',
+  'WEBDAV_PASSWORD',
+  'YANDEX_DISK_TOKEN',
+  'NOTIFY_WEBHOOK_URL',
+  'HEALTHCHECK_URL',
+  'UPTIME_KUMA_URL',
+]);
 export const isToolSecret = (name: string) => TOOL_SECRET_VARS.has(name) || (/^(BACKUP|VERTEX_BACKUP)_/.test(name) && isSecretName(name));
 
 function envFileWarnings(file: string, dotenv: Record<string, string>): string[] {
@@ -247,7 +256,9 @@ function envFileWarnings(file: string, dotenv: Record<string, string>): string[]
   if (!others.length) return [];
   const mode = (fs.statSync(file, { throwIfNoEntry: false })?.mode ?? 0) & 0o777;
   if (!(mode & 0o077)) return [];
-  return [`${file} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}) and holds ${others.join(', ')}; vertex-backup does not use ${others.length > 1 ? 'them' : 'it'}, but consider: chmod 600 ${file}`];
+  return [
+    `${file} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}) and holds ${others.join(', ')}; vertex-backup does not use ${others.length > 1 ? 'them' : 'it'}, but consider: chmod 600 ${file}`,
+  ];
 }
 
 function readConfigFile(file: string): { obj: Record<string, unknown>; env: Record<string, string> } {
@@ -280,7 +291,10 @@ export function parseDatabaseUrl(url: string, name = 'DATABASE_URL'): string {
   if (!url.includes('://')) return url;
   const m = /^sqlite(?:3)?:\/\/(.*)$/i.exec(url);
   if (!m) {
-    throw usageError(`${name} is not a SQLite URL: ${url.replace(/\/\/[^/\s]*@/, '//***@')}`, 'vertex-backup backs up SQLite databases: use sqlite:///path/to/app.db or a plain path');
+    throw usageError(
+      `${name} is not a SQLite URL: ${url.replace(/\/\/[^/\s]*@/, '//***@')}`,
+      'vertex-backup backs up SQLite databases: use sqlite:///path/to/app.db or a plain path',
+    );
   }
   let rest = m[1].split('?')[0];
   if (rest.startsWith('//')) rest = rest.slice(1);
@@ -316,9 +330,7 @@ function pick(...sources: [string, unknown][]): { value: string | number | undef
 }
 
 export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, string | undefined> = process.env, cwd = process.cwd()): Config {
-  const dotenv = flags.envFile
-    ? loadEnvFile(path.resolve(cwd, flags.envFile), true)
-    : loadEnvFile(path.join(cwd, '.env'), false);
+  const dotenv = flags.envFile ? loadEnvFile(path.resolve(cwd, flags.envFile), true) : loadEnvFile(path.join(cwd, '.env'), false);
   const configFile = flags.config ?? processEnv.VERTEX_BACKUP_CONFIG ?? dotenv.VERTEX_BACKUP_CONFIG;
   const read = configFile ? readConfigFile(path.resolve(cwd, configFile)) : { obj: {}, env: {} };
   const file = read.obj;
@@ -347,11 +359,7 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   const maxBackups = maxB.value === undefined ? DEFAULTS.maxBackups : parseIntIn(maxB.value, maxB.from, maxB.from === '--keep-last' ? 0 : 1, 100000);
   const anyGfs = gfs.some((n) => n !== undefined && n > 0);
   const comp = pick(['--compression', flags.compression], ['BACKUP_COMPRESSION', env.BACKUP_COMPRESSION], fileKey('compression'));
-  const level = pick(
-    ['--compression-level', flags.compressionLevel],
-    ['BACKUP_COMPRESSION_LEVEL', env.BACKUP_COMPRESSION_LEVEL],
-    fileKey('compressionLevel'),
-  );
+  const level = pick(['--compression-level', flags.compressionLevel], ['BACKUP_COMPRESSION_LEVEL', env.BACKUP_COMPRESSION_LEVEL], fileKey('compressionLevel'));
   const split = pick(['--split-size', flags.splitSize], ['BACKUP_SPLIT_SIZE_MB', env.BACKUP_SPLIT_SIZE_MB], fileKey('splitSizeMb'));
 
   const compression = str(comp, DEFAULTS.compression).toLowerCase();
@@ -363,13 +371,20 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   const splitMb = split.value === undefined ? 0 : parseNumberIn(split.value, split.from, 0, 1024 * 1024);
 
   const fileExclude = Array.isArray(file.exclude) ? (file.exclude as unknown[]).map(String) : [];
-  const envExclude = env.BACKUP_EXCLUDE ? env.BACKUP_EXCLUDE.split(',').map((s) => s.trim()).filter(Boolean) : [];
+  const envExclude = env.BACKUP_EXCLUDE
+    ? env.BACKUP_EXCLUDE.split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : [];
 
   const resolve = (p: string) => path.resolve(cwd, p);
   const backupDirPick = pick(['--backup-dir', flags.backupDir], ['BACKUP_DIR', env.BACKUP_DIR], fileKey('backupDir'));
   const backupDir = resolve(str(backupDirPick, DEFAULTS.backupDir));
   const notADir = (what: string) =>
-    usageError(`backup directory ${backupDir} (${backupDirPick.from || 'default'}) ${what}`, 'set --backup-dir or BACKUP_DIR to a directory (it is created when missing)');
+    usageError(
+      `backup directory ${backupDir} (${backupDirPick.from || 'default'}) ${what}`,
+      'set --backup-dir or BACKUP_DIR to a directory (it is created when missing)',
+    );
   let backupDirStat: fs.Stats | undefined;
   try {
     backupDirStat = fs.statSync(backupDir, { throwIfNoEntry: false });
@@ -391,7 +406,8 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
       keepYearly: gfs[3],
     },
     compression,
-    compressionLevel: level.value === undefined ? undefined : parseIntIn(level.value, level.from, compression === 'zstd' ? 1 : 0, compression === 'zstd' ? 19 : 9),
+    compressionLevel:
+      level.value === undefined ? undefined : parseIntIn(level.value, level.from, compression === 'zstd' ? 1 : 0, compression === 'zstd' ? 19 : 9),
     splitSize: splitMb > 0 ? Math.max(1, Math.round(splitMb * 1024 * 1024)) : undefined,
     exclude: flags.exclude?.length ? flags.exclude : envExclude.length ? envExclude : fileExclude,
     env,

@@ -19,7 +19,17 @@ export { dumpFile, type Dumped } from './ops/dump.js';
 export { readManifest, readView, type ManifestRecord } from './archive/manifest.js';
 export type { EncryptionInfo } from './catalog/sidecar.js';
 export { createEncryptStream, createDecryptStream, type AgeEncryptStream, type AgeDecryptStream } from './crypto/age-stream.js';
-export { generateIdentity, identityFileText, parseIdentityText, parseRecipient, parseRecipientsText, passphraseIdentity, passphraseRecipient, type Identity, type Recipient } from './crypto/age-keys.js';
+export {
+  generateIdentity,
+  identityFileText,
+  parseIdentityText,
+  parseRecipient,
+  parseRecipientsText,
+  passphraseIdentity,
+  passphraseRecipient,
+  type Identity,
+  type Recipient,
+} from './crypto/age-keys.js';
 export { rekeyBackups, type RekeyedFile } from './crypto/age-rekey.js';
 export { runDrill, recoveryPoints, type DrillOptions, type DrillResult } from './ops/drill.js';
 export { verifySample, type SampledVerifyReport, type Coverage } from './ops/sample.js';

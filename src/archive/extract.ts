@@ -54,11 +54,7 @@ const MODE_MASK = 0o1777;
 
 type Header = tar.Header;
 
-export async function extractArchive(
-  input: Readable,
-  targetDir: string,
-  options: ExtractOptions = {},
-): Promise<ExtractResult> {
+export async function extractArchive(input: Readable, targetDir: string, options: ExtractOptions = {}): Promise<ExtractResult> {
   await fsp.mkdir(targetDir, { recursive: true, mode: 0o700 });
   const root = await fsp.realpath(targetDir);
   const x = new Extractor(root, options);
@@ -154,12 +150,7 @@ class Extractor {
     }
 
     if (!tail.endsWithEofMarker()) {
-      throw new BackupError(
-        'DAMAGED',
-        tail.total === 0
-          ? 'archive is empty'
-          : 'archive ends without the tar end-of-archive marker: it is truncated',
-      );
+      throw new BackupError('DAMAGED', tail.total === 0 ? 'archive is empty' : 'archive ends without the tar end-of-archive marker: it is truncated');
     }
     await this.finish();
     if (this.strippedModes > 0) {
@@ -275,11 +266,9 @@ class Extractor {
   private async file(rel: string, h: Header, mode: number, mtime: Date, stream: AsyncIterable<unknown>, owner?: Owner): Promise<void> {
     if (rel === '') throw damaged(h.name, 'names the target directory itself as a file');
     if (this.bytes + h.size > this.maxBytes) {
-      throw new BackupError(
-        'DAMAGED',
-        `archive unpacks to more than ${this.maxBytes} bytes (entry ${quote(h.name)}): refused as a possible archive bomb`,
-        { hint: 'the archive holds more than its metadata says or the free space allows; free space if it is genuine, or restore another backup' },
-      );
+      throw new BackupError('DAMAGED', `archive unpacks to more than ${this.maxBytes} bytes (entry ${quote(h.name)}): refused as a possible archive bomb`, {
+        hint: 'the archive holds more than its metadata says or the free space allows; free space if it is genuine, or restore another backup',
+      });
     }
     this.parents(rel, h.name);
     if (this.symlinks.has(rel)) this.replaceable(rel, h.name);

@@ -10,7 +10,21 @@ import { usageError } from '../errors.js';
 import { type ChangePlan, recordFor } from '../sources/changes.js';
 import type { ManifestRecord } from './manifest.js';
 import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, paxEntry, showName } from '../sources/bytenames.js';
-import { OPEN_FLAGS, READ_AHEAD, SMALL_FILE, type SkippedPath, type SmallFile, type WalkSinks, UNREADABLE, excluder, pathsInside, readOpen, readSmallFile, sameFile, walk } from '../sources/files.js';
+import {
+  OPEN_FLAGS,
+  READ_AHEAD,
+  SMALL_FILE,
+  type SkippedPath,
+  type SmallFile,
+  type WalkSinks,
+  UNREADABLE,
+  excluder,
+  pathsInside,
+  readOpen,
+  readSmallFile,
+  sameFile,
+  walk,
+} from '../sources/files.js';
 
 /**
  * The tar side of a storage backup: the tree that sources/files.ts walks, packed as a stream that
@@ -141,7 +155,10 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     const push = (pack as unknown as { push(b: Buffer): boolean }).push.bind(pack);
     if (!fits) push(paxEntry(records));
     const plain = (s: string) => /^[\x20-\x7e]{0,98}$/.test(s);
-    const standIn = (s: string) => showName(s).replace(/[^\x20-\x7e]/g, '?').slice(-98);
+    const standIn = (s: string) =>
+      showName(s)
+        .replace(/[^\x20-\x7e]/g, '?')
+        .slice(-98);
     if (!plain(header.name)) {
       push(gnuLongNameEntry(nameBytes(header.name), 'name'));
       out.name = standIn(header.name);
@@ -296,7 +313,11 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
     try {
       inside = new Set(await pathsInside(root, options.excludePaths));
       for (const rel of inside) {
-        if (rel === '') throw usageError(`the backup directory is the storage directory ${root}`, 'set --backup-dir or BACKUP_DIR to a directory outside the storage directory');
+        if (rel === '')
+          throw usageError(
+            `the backup directory is the storage directory ${root}`,
+            'set --backup-dir or BACKUP_DIR to a directory outside the storage directory',
+          );
         res.notes.push(`the backup directory ${showName(`${top}/${rel}`)} is inside the storage directory: left out of the archive`);
       }
       // Group order (see archive/manifest.ts): a directory's header, then its files and symlinks by
@@ -341,7 +362,8 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
           for (let j = k + 1; j < Math.min(todo.length, k + 1 + READ_AHEAD); j++) prefetch(entries[todo[j].i].abs);
           const e = entries[todo[k].i];
           // content the chain already holds (a renamed or copied large file) is referenced, not stored
-          const ref = plan && stats[todo[k].i] ? await plan.reference(`${top}/${e.rel}`, e.abs, stats[todo[k].i]!, group!.entries.get(`${top}/${e.rel}`)) : undefined;
+          const ref =
+            plan && stats[todo[k].i] ? await plan.reference(`${top}/${e.rel}`, e.abs, stats[todo[k].i]!, group!.entries.get(`${top}/${e.rel}`)) : undefined;
           if (ref) {
             records.push(ref);
             continue;
@@ -356,7 +378,7 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
           else if (added.kind === 'ok' && st) records.push(recordFor(`${top}/${e.rel}`, st, plan.archiveId, added));
         }
         if (plan) {
-          const self = headed ? (dst && recordFor(name, dst, plan.archiveId)) : group!.self;
+          const self = headed ? dst && recordFor(name, dst, plan.archiveId) : group!.self;
           records.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
           await plan.writeGroup(group!, self ? [self, ...records] : records);
         }

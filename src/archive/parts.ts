@@ -94,9 +94,12 @@ export class PartWriter extends Writable {
       if (c.unsynced >= SYNC_EVERY && !c.syncing) {
         c.unsynced = 0;
         // an error here resurfaces at the final fsync, which is awaited
-        c.syncing = c.fh.datasync().catch(() => {}).finally(() => {
-          c.syncing = undefined;
-        });
+        c.syncing = c.fh
+          .datasync()
+          .catch(() => {})
+          .finally(() => {
+            c.syncing = undefined;
+          });
       }
       this.total += piece.length;
       buf = buf.subarray(piece.length);

@@ -138,7 +138,8 @@ export async function extractChain(
       return undefined;
     };
     const expected = new Map<string, ManifestRecord>();
-    const lacks = (r: ManifestRecord) => new BackupError('DAMAGED', `the archive of storage backup ${id} lacks ${JSON.stringify(showName(r.path))}, which the manifest says it holds`);
+    const lacks = (r: ManifestRecord) =>
+      new BackupError('DAMAGED', `the archive of storage backup ${id} lacks ${JSON.stringify(showName(r.path))}, which the manifest says it holds`);
     try {
       const got = await extractArchive(tarStream, root, {
         maxBytes: options.maxBytes === undefined ? undefined : options.maxBytes - bytes,
@@ -153,7 +154,11 @@ export async function extractChain(
           if (c > 0) return false;
           if (c < 0) throw lacks(r);
           await cursor.take();
-          if (r.t !== key.t) throw new BackupError('DAMAGED', `${JSON.stringify(showName(rel))} in the archive of storage backup ${id} is not the ${r.t === 'f' ? 'file' : 'symlink'} the manifest names`);
+          if (r.t !== key.t)
+            throw new BackupError(
+              'DAMAGED',
+              `${JSON.stringify(showName(rel))} in the archive of storage backup ${id} is not the ${r.t === 'f' ? 'file' : 'symlink'} the manifest names`,
+            );
           if (r.t === 'f') expected.set(rel, r);
           return true;
         },
@@ -161,7 +166,10 @@ export async function extractChain(
           const r = expected.get(rel);
           expected.delete(rel);
           if (!r || r.s !== size || (r.h && r.h !== sha256)) {
-            throw new BackupError('DAMAGED', `restored ${JSON.stringify(showName(rel))} does not match the manifest (${r && r.s !== size ? `size ${size}, expected ${r.s}` : 'SHA-256 differs'})`);
+            throw new BackupError(
+              'DAMAGED',
+              `restored ${JSON.stringify(showName(rel))} does not match the manifest (${r && r.s !== size ? `size ${size}, expected ${r.s}` : 'SHA-256 differs'})`,
+            );
           }
         },
       });
@@ -230,7 +238,10 @@ async function copyReferenced(tarStream: Readable, root: string, byPath: Map<str
   try {
     for await (const e of ex) {
       decodeEntryNames(e.header);
-      const name = e.header.name.split('/').filter((p) => p !== '' && p !== '.').join('/');
+      const name = e.header.name
+        .split('/')
+        .filter((p) => p !== '' && p !== '.')
+        .join('/');
       const want = e.header.type === 'file' ? byPath.get(name) : undefined;
       if (!want) {
         e.resume();
@@ -251,7 +262,10 @@ async function copyReferenced(tarStream: Readable, root: string, byPath: Map<str
         await fh.close();
       }
       if (size !== want[0].s || hash.digest('hex') !== want[0].h) {
-        throw new BackupError('DAMAGED', `restored ${JSON.stringify(showName(want[0].path))} (from ${JSON.stringify(showName(name))} in the archive of storage backup ${id}) does not match the manifest`);
+        throw new BackupError(
+          'DAMAGED',
+          `restored ${JSON.stringify(showName(want[0].path))} (from ${JSON.stringify(showName(name))} in the archive of storage backup ${id}) does not match the manifest`,
+        );
       }
       for (const r of want.slice(1)) await finish(r, await place(r, first));
       await finish(want[0], first);
@@ -260,6 +274,7 @@ async function copyReferenced(tarStream: Readable, root: string, byPath: Map<str
     tarStream.destroy();
   }
   const lost = byPath.keys().next();
-  if (!lost.done) throw new BackupError('DAMAGED', `the archive of storage backup ${id} lacks ${JSON.stringify(showName(lost.value))}, which the manifest says it holds`);
+  if (!lost.done)
+    throw new BackupError('DAMAGED', `the archive of storage backup ${id} lacks ${JSON.stringify(showName(lost.value))}, which the manifest says it holds`);
   return written;
 }

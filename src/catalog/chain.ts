@@ -91,7 +91,10 @@ export function nextLevel(
   const waste = stored - used;
   const baseBytes = base.content_bytes ?? 0;
   if (baseBytes > 0 && waste > options.maxWaste * baseBytes) {
-    return { level: 0, reason: `the chain holds ${waste} bytes of content no longer in the tree, more than ${Math.round(options.maxWaste * 100)}% of its base` };
+    return {
+      level: 0,
+      reason: `the chain holds ${waste} bytes of content no longer in the tree, more than ${Math.round(options.maxWaste * 100)}% of its base`,
+    };
   }
   return { level: previous.level + 1 };
 }

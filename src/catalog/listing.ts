@@ -56,7 +56,9 @@ export async function listBackups(backupDir: string, options: { type?: BackupTyp
       files: await localFiles(backupDir),
       readSidecar: (f, type, id) => readSidecar(f.ref, type, id),
       // ids are the run's start second: the active run's files have ids from its start on
-      active: active ? { since: Math.floor(Date.parse(active.started_at) / 1000) * 1000, describe: `the running '${active.command}' (pid ${active.pid})` } : undefined,
+      active: active
+        ? { since: Math.floor(Date.parse(active.started_at) / 1000) * 1000, describe: `the running '${active.command}' (pid ${active.pid})` }
+        : undefined,
     },
     options.type,
   );

@@ -87,7 +87,12 @@ const SIDECAR_ENTRIES = {
   backup_path: v.optional(v.string(LACKS_ARTIFACT)), // relative to the sidecar; for split archives the name without .partNNN
   checksum: v.optional(v.string(LACKS_ARTIFACT)), // sha256 of the whole artifact (the concatenation of the parts)
   file_size: v.optional(v.number(LACKS_ARTIFACT)),
-  compression: v.optional(v.pipe(v.string(unknownCompression), v.check((c) => getCodecOrUndefined(c) !== undefined, unknownCompression))),
+  compression: v.optional(
+    v.pipe(
+      v.string(unknownCompression),
+      v.check((c) => getCodecOrUndefined(c) !== undefined, unknownCompression),
+    ),
+  ),
   parts: v.optional(v.array(PartSchema, MALFORMED_PARTS)),
   file_count: v.optional(v.number()), // storage: regular files archived
   entry_count: v.optional(v.number()), // storage: every tar entry (files, directories, symlinks)
@@ -131,15 +136,21 @@ export type Sidecar = v.InferOutput<typeof SidecarSchema>;
 export type WrittenSidecar = Sidecar & Required<Pick<Sidecar, 'tool' | 'timestamp' | 'created_at' | 'duration_ms'>>;
 
 // a missing required key gets the object's message
-const FullSidecarSchema = v.object({ ...SIDECAR_ENTRIES, status: v.picklist(['ok', 'partial'], 'metadata has no valid status') }, 'metadata has no valid status');
+const FullSidecarSchema = v.object(
+  { ...SIDECAR_ENTRIES, status: v.picklist(['ok', 'partial'], 'metadata has no valid status') },
+  'metadata has no valid status',
+);
 // the artifact first: its absence is the reason to give, before any detail of its description
 const { backup_path: _b, checksum: _c, file_size: _f, ...REST } = SIDECAR_ENTRIES;
-const ComponentSidecarSchema = v.object({
-  backup_path: v.string(LACKS_ARTIFACT),
-  checksum: v.string(LACKS_ARTIFACT),
-  file_size: v.number(LACKS_ARTIFACT),
-  ...REST,
-}, LACKS_ARTIFACT);
+const ComponentSidecarSchema = v.object(
+  {
+    backup_path: v.string(LACKS_ARTIFACT),
+    checksum: v.string(LACKS_ARTIFACT),
+    file_size: v.number(LACKS_ARTIFACT),
+    ...REST,
+  },
+  LACKS_ARTIFACT,
+);
 
 const HeaderSchema = v.object(
   {

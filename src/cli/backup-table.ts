@@ -26,7 +26,9 @@ export function backupJson(b: ListedBackup, extra: Record<string, unknown> = {})
     ...extra,
     ...(b.type === 'full' ? { database: b.sidecar?.database ?? null, storage: b.sidecar?.storage ?? null } : {}),
     // incremental storage backups: where it stands in its chain and which archives it needs
-    ...(b.type === 'storage' && b.sidecar?.level !== undefined ? { level: b.sidecar.level, base: b.sidecar.base ?? null, references: b.sidecar.references ?? [] } : {}),
+    ...(b.type === 'storage' && b.sidecar?.level !== undefined
+      ? { level: b.sidecar.level, base: b.sidecar.base ?? null, references: b.sidecar.references ?? [] }
+      : {}),
   };
 }
 
@@ -40,7 +42,10 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
   const base = list.map((b) => [
     b.type === 'storage' && b.sidecar?.level !== undefined ? `storage L${b.sidecar.level}` : b.type,
     b.id,
-    b.createdAt.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
+    b.createdAt
+      .toISOString()
+      .replace('T', ' ')
+      .replace(/\.\d+Z$/, 'Z'),
     b.size ? formatBytes(b.size) : '-',
     b.fileCount ?? '-',
   ]);

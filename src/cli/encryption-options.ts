@@ -9,14 +9,20 @@ export async function createRecipients(ctx: Context, cmd: Command): Promise<Reci
   const { resolveRecipients } = await import('../crypto/age-settings.js');
   const recipients = resolveRecipients({ recipient: o.recipient, recipientsFile: o.recipientsFile }, ctx.cfg.env);
   if (o.encrypt && !recipients) {
-    throw new BackupError('USAGE', '--encrypt: no recipients to encrypt to', { hint: 'set BACKUP_RECIPIENTS=age1… (vertex-backup keygen prints one), BACKUP_RECIPIENTS_FILE, or pass --recipient' });
+    throw new BackupError('USAGE', '--encrypt: no recipients to encrypt to', {
+      hint: 'set BACKUP_RECIPIENTS=age1… (vertex-backup keygen prints one), BACKUP_RECIPIENTS_FILE, or pass --recipient',
+    });
   }
   return recipients ?? null;
 }
 
 /** Adds --identity to a command that reads encrypted backups (restore, verify). */
 export function identityOption(command: Command): Command {
-  return command.option('-i, --identity <file>', 'age identity file to decrypt encrypted backups (repeatable; env AGE_IDENTITY_FILE; passphrase: AGE_PASSPHRASE_FILE)', (v: string, prev: string[] = []) => [...prev, v]);
+  return command.option(
+    '-i, --identity <file>',
+    'age identity file to decrypt encrypted backups (repeatable; env AGE_IDENTITY_FILE; passphrase: AGE_PASSPHRASE_FILE)',
+    (v: string, prev: string[] = []) => [...prev, v],
+  );
 }
 
 /** Reads a passphrase from the terminal without echo (only when there is one). */
@@ -71,6 +77,9 @@ export async function passphraseNeeded(backupDir: string, ref: string | undefine
   const entry = await findBackup(backupDir, ref).catch(() => undefined);
   if (!entry?.sidecar) return false;
   const lookup = componentLookup(backupDir);
-  const entries = entry.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((t) => (entry.sidecar![t] ? lookup(t, entry.sidecar![t]!) : undefined))) : [entry];
+  const entries =
+    entry.type === 'full'
+      ? await Promise.all((['database', 'storage'] as const).map((t) => (entry.sidecar![t] ? lookup(t, entry.sidecar![t]!) : undefined)))
+      : [entry];
   return entries.some((e) => e?.sidecar?.encryption?.recipients.some((r) => !r.startsWith('age1')));
 }

@@ -46,7 +46,7 @@ const program = new Command('vertex-backup')
   .option('-v, --verbose', 'print details, and stack traces on errors')
   .option('--no-color', 'no colours (also NO_COLOR=1)')
   .option('--notify', 'send the result to Telegram / webhook (failures only unless NOTIFY_ON=always)')
-  .option('--metrics-file <path>', 'after the run, write Prometheus metrics here for node_exporter\'s textfile collector (env METRICS_FILE)')
+  .option('--metrics-file <path>', "after the run, write Prometheus metrics here for node_exporter's textfile collector (env METRICS_FILE)")
   .option('--progress-interval <seconds>', 'not on a terminal: one progress line every N seconds (default 30, 0 = none)')
   .showSuggestionAfterError()
   .addHelpText(
@@ -66,7 +66,24 @@ program.exitOverride();
 program.configureHelp({ showGlobalOptions: true });
 program.configureOutput({ outputError: (str, write) => write(str) });
 
-for (const register of [registerCreate, registerList, registerStats, registerVerify, registerRestore, registerDrill, registerLs, registerDiff, registerDump, registerRotate, registerCheck, registerSchedule, registerNotify, registerSync, registerRemote]) register(program);
+for (const register of [
+  registerCreate,
+  registerList,
+  registerStats,
+  registerVerify,
+  registerRestore,
+  registerDrill,
+  registerLs,
+  registerDiff,
+  registerDump,
+  registerRotate,
+  registerCheck,
+  registerSchedule,
+  registerNotify,
+  registerSync,
+  registerRemote,
+])
+  register(program);
 registerKeygen(program);
 registerRekey(program);
 

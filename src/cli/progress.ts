@@ -82,7 +82,11 @@ export function formatProgress(f: ProgressFigures, elapsedMs: number): string {
   const amount = (n: number) => (f.unit === 'pages' ? `${n}` : formatBytes(n));
   const parts: string[] = [];
   const total = f.total !== undefined && f.total > 0 ? f.total : undefined;
-  parts.push(total !== undefined ? `${amount(f.done)} / ${amount(total)}${f.unit === 'pages' ? ' pages' : ''} (${Math.min(100, Math.floor((f.done / total) * 100))}%)` : `${amount(f.done)}${f.unit === 'pages' ? ' pages' : ''}`);
+  parts.push(
+    total !== undefined
+      ? `${amount(f.done)} / ${amount(total)}${f.unit === 'pages' ? ' pages' : ''} (${Math.min(100, Math.floor((f.done / total) * 100))}%)`
+      : `${amount(f.done)}${f.unit === 'pages' ? ' pages' : ''}`,
+  );
   if (f.files !== undefined) parts.push(f.totalFiles !== undefined ? `${f.files}/${countOf(f.totalFiles, 'file')}` : countOf(f.files, 'file'));
   if (elapsedMs >= 1000 && f.done > 0 && (total === undefined || f.done < total)) {
     const rate = f.done / (elapsedMs / 1000);

@@ -42,7 +42,9 @@ export async function remoteVerifyOutcome(
   return {
     json: { remote: name, ...report },
     exitCode: report.ok ? 0 : 3,
-    summary: report.ok ? `${report.results.length} backups on ${name} verified` : `${bad.length} damaged on ${name}: ${bad.map((b) => `${b.type} ${b.id}`).join(', ')}`,
+    summary: report.ok
+      ? `${report.results.length} backups on ${name} verified`
+      : `${bad.length} damaged on ${name}: ${bad.map((b) => `${b.type} ${b.id}`).join(', ')}`,
     log: { remote: name, ok: report.ok, damaged: bad.map((b) => `${b.type}:${b.id}`), sample_percent: sel.samplePercent },
     human: (ui) => {
       const rows = report.results.map((r) => [
@@ -75,7 +77,12 @@ export async function remoteRotateOutcome(
     human: (ui) => {
       if (!r.deleted.length) ui.out(`nothing to remove on ${name} (${r.kept.length} kept)`);
       else {
-        ui.out(ui.table(['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'], r.deleted.map((d) => [d.type, d.id, d.reason, formatBytes(d.bytes)])));
+        ui.out(
+          ui.table(
+            ['type', 'id', r.dryRun ? 'would remove' : 'removed', 'size'],
+            r.deleted.map((d) => [d.type, d.id, d.reason, formatBytes(d.bytes)]),
+          ),
+        );
         ui.out(`${r.dryRun ? 'would free' : 'freed'} ${formatBytes(freed)} on ${name}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
       }
       if (r.staleTemps.length) ui.out(`${r.dryRun ? 'would remove' : 'removed'} ${r.staleTemps.length} temp objects of long-interrupted uploads`);

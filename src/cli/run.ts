@@ -84,8 +84,8 @@ export function action(name: string, fn: Action) {
       const { RECORDED_COMMANDS } = await import('../notify/report.js');
       if (RECORDED_COMMANDS.has(name)) {
         const { recordStart } = await import('../catalog/status.js');
-        await recordStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch((err) =>
-          ui.warn(`cannot record the start of the run in status.json: ${(err as Error).message}`),
+        await recordStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(
+          (err) => ui.warn(`cannot record the start of the run in status.json: ${(err as Error).message}`),
         );
       }
       const { ProgressView, DEFAULT_PROGRESS_INTERVAL_S } = await import('./progress.js');
@@ -153,7 +153,9 @@ export function action(name: string, fn: Action) {
     // a run that recorded no outcome (argument error, lock refused) leaves no "started" marker behind
     if (cfg) {
       const { clearStart } = await import('../catalog/status.js');
-      await clearStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(() => {});
+      await clearStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(
+        () => {},
+      );
     }
     // the scheduler's jobs are runs of their own and write the file themselves
     const metricsFile = global.metricsFile ?? cfg?.env.METRICS_FILE ?? (typeof cfg?.file.metricsFile === 'string' ? cfg.file.metricsFile : undefined);

@@ -117,7 +117,7 @@ export class Ui {
     const t = new Table({
       head: head.map((h) => this.c.bold(h)),
       style: { head: [], border: [], compact: true },
-      colAligns: align ?? head.map(() => "left" as const),
+      colAligns: align ?? head.map(() => 'left' as const),
       chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
     });
     for (const r of rows) t.push(r.map(String));
@@ -136,4 +136,3 @@ export class Ui {
     return this.c.red(s);
   }
 }
-

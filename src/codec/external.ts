@@ -54,7 +54,14 @@ export async function requireBinary(command: string, codec: string, debianPackag
 }
 
 /** A codec that is a program on the PATH, reading stdin and writing stdout (`-d` to decompress). */
-export function programCodec(c: { name: string; extension: string; sizeFactor: number; debianPackage: string; defaultLevel: number; compressArgs?: string[] }): Codec {
+export function programCodec(c: {
+  name: string;
+  extension: string;
+  sizeFactor: number;
+  debianPackage: string;
+  defaultLevel: number;
+  compressArgs?: string[];
+}): Codec {
   return {
     name: c.name,
     extension: c.extension,

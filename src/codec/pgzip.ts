@@ -39,7 +39,6 @@ const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]);
 /** an empty stored block with BFINAL set: ends the deflate stream after sync-flushed pieces */
 const FINAL_BLOCK = Buffer.from([1, 0, 0, 0xff, 0xff]);
 
-
 /**
  * A parallel gzip compressor in the manner of pigz: the input is cut into blocks, the blocks are
  * deflated concurrently on the libuv thread pool, and the results are joined into ONE gzip member

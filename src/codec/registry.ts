@@ -27,7 +27,5 @@ export const getCodecOrUndefined = (name: string): Codec | undefined => codecs.g
 /** The codec whose archive extension ends `fileName` (longest match, so .tar.gz beats .tar). */
 export function codecForFile(fileName: string): Codec | undefined {
   const base = fileName.replace(/\.part\d{3,}$/, '');
-  return [...codecs.values()]
-    .sort((a, b) => b.extension.length - a.extension.length)
-    .find((c) => base.endsWith(c.extension));
+  return [...codecs.values()].sort((a, b) => b.extension.length - a.extension.length).find((c) => base.endsWith(c.extension));
 }

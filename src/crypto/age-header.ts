@@ -98,7 +98,9 @@ async function unwrapScrypt(s: Stanza, passphrase: string, maxLogN: number): Pro
 const damaged = (msg: string) => new BackupError('DAMAGED', `not a valid age file: ${msg}`);
 
 function headerMac(fileKey: Buffer, macInput: Buffer): Buffer {
-  return createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header')).update(macInput).digest();
+  return createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+    .update(macInput)
+    .digest();
 }
 
 function serializeStanzas(stanzas: Stanza[]): string {
@@ -141,7 +143,10 @@ export function parseHeader(buf: Buffer): ParsedHeader | undefined {
   const macInput = buf.subarray(0, end + 4);
   const mac = b64decode(buf.subarray(end + 5, eol).toString('latin1'));
   if (mac?.length !== 32) throw damaged('malformed header MAC');
-  const lines = buf.subarray(magic.length, end + 1).toString('latin1').split('\n');
+  const lines = buf
+    .subarray(magic.length, end + 1)
+    .toString('latin1')
+    .split('\n');
   lines.pop(); // the newline before ---
   const stanzas: Stanza[] = [];
   let i = 0;
@@ -198,13 +203,14 @@ export async function unwrapFileKey(header: ParsedHeader, identities: Identity[]
     const to = ctx.knownRecipients?.length ? ctx.knownRecipients.join(', ') : describeStanzas(header.stanzas);
     const tried = identities.length ? identities.map(describeIdentity).join(', ') : 'none given';
     throw new BackupError('DAMAGED', `${what}cannot be decrypted: it is encrypted to ${to}; identities tried: ${tried}`, {
-      hint: identities.length ? 'pass the identity file of one of those recipients with --identity FILE (or AGE_IDENTITY_FILE)' : 'pass an identity with --identity FILE, AGE_IDENTITY_FILE or AGE_PASSPHRASE_FILE',
+      hint: identities.length
+        ? 'pass the identity file of one of those recipients with --identity FILE (or AGE_IDENTITY_FILE)'
+        : 'pass an identity with --identity FILE, AGE_IDENTITY_FILE or AGE_PASSPHRASE_FILE',
     });
   }
   const want = headerMac(fileKey, header.macInput);
   if (!timingSafeEqual(want, header.mac)) throw new BackupError('DAMAGED', `${what}the age header was altered (MAC mismatch)`);
   return fileKey;
 }
-
 
 export const payloadKey = (fileKey: Buffer, nonce: Buffer): Buffer => hkdf(fileKey, nonce, 'payload');

@@ -79,10 +79,14 @@ function decodeBech32(text: string, prefix: string): Buffer | undefined {
 export function parseRecipient(text: string, where: string): X25519Recipient {
   const t = text.trim();
   if (/^ssh-(ed25519|rsa) /.test(t)) {
-    throw usageError(`${where}: SSH public keys are not supported as recipients`, 'make an age key with vertex-backup keygen (or age-keygen) and use its age1… recipient');
+    throw usageError(
+      `${where}: SSH public keys are not supported as recipients`,
+      'make an age key with vertex-backup keygen (or age-keygen) and use its age1… recipient',
+    );
   }
   const raw = t.startsWith('age1') && t === t.toLowerCase() ? decodeBech32(t, 'age') : undefined;
-  if (!raw) throw usageError(`${where}: not an age recipient: '${t.slice(0, 80)}'`, 'recipients look like age1… (62 characters); vertex-backup keygen prints one');
+  if (!raw)
+    throw usageError(`${where}: not an age recipient: '${t.slice(0, 80)}'`, 'recipients look like age1… (62 characters); vertex-backup keygen prints one');
   return { type: 'X25519', publicKey: raw, keyObject: x25519PublicKeyObject(raw), text: t };
 }
 
@@ -113,8 +117,10 @@ export function parseIdentityText(text: string, source: string): X25519Identity[
     const t = line.trim();
     if (!t || t.startsWith('#')) continue;
     registerSecret(t);
-    if (t.startsWith('-----BEGIN')) throw usageError(`${source}: SSH private keys are not supported as identities`, 'use an age identity file (vertex-backup keygen)');
-    if (t.startsWith('age-encryption.org/')) throw usageError(`${source}: passphrase-protected identity files are not supported`, 'decrypt it first with age -d');
+    if (t.startsWith('-----BEGIN'))
+      throw usageError(`${source}: SSH private keys are not supported as identities`, 'use an age identity file (vertex-backup keygen)');
+    if (t.startsWith('age-encryption.org/'))
+      throw usageError(`${source}: passphrase-protected identity files are not supported`, 'decrypt it first with age -d');
     out.push(identityFromSecret(t, `${source} line ${i + 1}`));
   }
   if (!out.length) throw usageError(`${source}: no identity in the file (expected a line AGE-SECRET-KEY-1…)`);

@@ -61,16 +61,30 @@ async function rekeyEntry(entry: BackupEntry, opts: RekeyOptions): Promise<Rekey
   const tmpName = `${parts[0].file}.rekey.tmp`;
   const writer = new PartWriter(dir, tmpName);
   try {
-    await pipeline(Readable.from((async function* () {
-      yield newHeader;
-      yield* createReadStream(first, { start: header.length, highWaterMark: 1 << 20 });
-    })()), writer, { signal: opts.signal });
+    await pipeline(
+      Readable.from(
+        (async function* () {
+          yield newHeader;
+          yield* createReadStream(first, { start: header.length, highWaterMark: 1 << 20 });
+        })(),
+      ),
+      writer,
+      { signal: opts.signal },
+    );
     const written = await writer.commit();
     const newParts = parts.map((p, i) => (i === 0 ? { file: p.file, size: written.size, checksum: written.checksum } : p));
-    const whole = await checkParts(newParts, (p) => createReadStream(p === newParts[0] ? written.files[0] : path.join(dir, p.file), { highWaterMark: 1 << 20 }));
+    const whole = await checkParts(newParts, (p) =>
+      createReadStream(p === newParts[0] ? written.files[0] : path.join(dir, p.file), { highWaterMark: 1 << 20 }),
+    );
     await fsp.rename(written.files[0], first);
     const recipients = opts.recipients.map(describeRecipient);
-    const next = { ...s, file_size: whole.size, checksum: whole.checksum, parts: s.parts?.length ? newParts : undefined, encryption: { ...s.encryption, recipients } };
+    const next = {
+      ...s,
+      file_size: whole.size,
+      checksum: whole.checksum,
+      parts: s.parts?.length ? newParts : undefined,
+      encryption: { ...s.encryption, recipients },
+    };
     await writeFileAtomic(entry.sidecarPath!, `${JSON.stringify(next, null, 2)}\n`);
     return { type, id: entry.id, file: first, result: 'rekeyed', recipients };
   } finally {
@@ -82,14 +96,16 @@ async function rekeyEntry(entry: BackupEntry, opts: RekeyOptions): Promise<Rekey
 /** Rekeys the selected local backups (components of full backups included), under the lock. */
 export async function rekeyBackups(backupDir: string, sel: VerifySelection, opts: RekeyOptions): Promise<RekeyedFile[]> {
   if (!sel.ref && !sel.all && !sel.latest) throw new BackupError('USAGE', 'rekey needs a backup id, latest, or --all');
-  if (!opts.identities.length) throw new BackupError('USAGE', 'rekey needs the current identity to unwrap the file keys', { hint: 'pass --identity FILE (or AGE_IDENTITY_FILE)' });
+  if (!opts.identities.length)
+    throw new BackupError('USAGE', 'rekey needs the current identity to unwrap the file keys', { hint: 'pass --identity FILE (or AGE_IDENTITY_FILE)' });
   const lock = await acquireLock(backupDir, 'rekey', { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     const lookup = componentLookup(backupDir);
     const seen = new Set<string>();
     const out: RekeyedFile[] = [];
     for (const e of await selectForVerify(backupDir, sel)) {
-      const items = e.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((t) => (e.sidecar?.[t] ? lookup(t, e.sidecar[t]!) : undefined))) : [e];
+      const items =
+        e.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((t) => (e.sidecar?.[t] ? lookup(t, e.sidecar[t]!) : undefined))) : [e];
       for (const item of items) {
         if (!item?.sidecar || item.type === 'full' || seen.has(`${item.type}:${item.id}`)) continue;
         seen.add(`${item.type}:${item.id}`);

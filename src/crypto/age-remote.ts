@@ -33,7 +33,13 @@ export function remoteRecipients(remotes: RemotesConfig, nameOrUrl: string): Rec
 type RemoteSidecar = Awaited<ReturnType<typeof readRemoteSidecar>>;
 
 /** Is the remote copy this local backup, already encrypted? (A random file key makes bytes differ each time.) */
-async function remoteHasIt(remote: Remote, type: BackupType, rs: RemoteSidecar | undefined, local: Sidecar, options: TransferOptions): Promise<string | undefined> {
+async function remoteHasIt(
+  remote: Remote,
+  type: BackupType,
+  rs: RemoteSidecar | undefined,
+  local: Sidecar,
+  options: TransferOptions,
+): Promise<string | undefined> {
   const e = rs?.sidecar.encryption;
   if (!rs || !e || e.plaintext_checksum !== local.checksum || e.plaintext_size !== local.file_size || !rs.sidecar.backup_path) return undefined;
   const rel = `${TYPE_DIR[type]}/${rs.sidecar.backup_path}`;
@@ -42,7 +48,13 @@ async function remoteHasIt(remote: Remote, type: BackupType, rs: RemoteSidecar |
 }
 
 /** The same for an incremental backup's file manifest, encrypted beside its archive. */
-async function remoteHasManifest(remote: Remote, type: BackupType, rs: RemoteSidecar | undefined, local: Sidecar, options: TransferOptions): Promise<string | undefined> {
+async function remoteHasManifest(
+  remote: Remote,
+  type: BackupType,
+  rs: RemoteSidecar | undefined,
+  local: Sidecar,
+  options: TransferOptions,
+): Promise<string | undefined> {
   const m = rs?.sidecar.manifest;
   if (!m?.encryption || m.encryption.plaintext_checksum !== local.manifest?.checksum) return undefined;
   const rel = `${TYPE_DIR[type]}/${m.file}`;
@@ -77,7 +89,15 @@ async function encryptAndUpload(remote: Remote, dir: string, name: string, rel: 
  * describes it goes last, the remote commit marker as always. An incremental storage backup's file
  * manifest is encrypted the same way (`….manifest.gz.age`): the remote sees no names, sizes or hashes.
  */
-export async function uploadEncrypted(remote: Remote, backupDir: string, type: BackupType, id: string, local: Sidecar, recipients: Recipient[], options: TransferOptions): Promise<UploadResult> {
+export async function uploadEncrypted(
+  remote: Remote,
+  backupDir: string,
+  type: BackupType,
+  id: string,
+  local: Sidecar,
+  recipients: Recipient[],
+  options: TransferOptions,
+): Promise<UploadResult> {
   const scRel = sidecarRel(type, id);
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
   // an incremental storage backup: its chain first, each encrypted and committed on its own
@@ -105,7 +125,13 @@ export async function uploadEncrypted(remote: Remote, backupDir: string, type: B
       const name = local.manifest.file + AGE_EXTENSION;
       const rel = `${TYPE_DIR[type]}/${name}`;
       const w = await encryptAndUpload(remote, dir, name, rel, recipients, options, createReadStream(path.join(dir, local.manifest.file)));
-      manifest = { file: name, size: w.size, checksum: w.checksum, entries: local.manifest.entries, encryption: { ...w.info, plaintext_checksum: local.manifest.checksum } };
+      manifest = {
+        file: name,
+        size: w.size,
+        checksum: w.checksum,
+        entries: local.manifest.entries,
+        encryption: { ...w.info, plaintext_checksum: local.manifest.checksum },
+      };
       result.uploaded.push(rel);
       result.bytes += w.size;
     }
@@ -151,7 +177,11 @@ export async function decryptFetchedManifests(dir: string, identities: Identity[
     const m = sc.manifest;
     if (!m?.encryption) continue;
     const plain = m.file.slice(0, -AGE_EXTENSION.length);
-    await decryptToFile(createReadStream(path.join(sdir, m.file)), path.join(sdir, plain), { identities, subject: `the manifest of storage backup ${sc.id}`, info: m.encryption });
+    await decryptToFile(createReadStream(path.join(sdir, m.file)), path.join(sdir, plain), {
+      identities,
+      subject: `the manifest of storage backup ${sc.id}`,
+      info: m.encryption,
+    });
     const { encryption, ...rest } = m;
     const next: Sidecar = { ...sc, manifest: { ...rest, file: plain, size: encryption.plaintext_size, checksum: encryption.plaintext_checksum ?? '' } };
     await writeFileAtomic(scPath, `${JSON.stringify(next, null, 2)}\n`);

@@ -36,7 +36,12 @@ export function readPassphraseFile(file: string, what: string): string {
 export function resolveRecipients(flags: RecipientFlags, env: Record<string, string | undefined>, cwd = process.cwd()): Recipient[] | undefined {
   const out: Recipient[] = [];
   const fromFlags = !!(flags.recipient?.length || flags.recipientsFile || flags.passphraseFile);
-  const list = fromFlags ? (flags.recipient ?? []) : (env.BACKUP_RECIPIENTS ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const list = fromFlags
+    ? (flags.recipient ?? [])
+    : (env.BACKUP_RECIPIENTS ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
   const listFrom = fromFlags ? '--recipient' : 'BACKUP_RECIPIENTS';
   for (const r of list) out.push(parseRecipient(r, listFrom));
   const rfile = fromFlags ? flags.recipientsFile : env.BACKUP_RECIPIENTS_FILE;
@@ -49,7 +54,10 @@ export function resolveRecipients(flags: RecipientFlags, env: Record<string, str
   const pfile = fromFlags ? flags.passphraseFile : env.BACKUP_PASSPHRASE_FILE;
   if (pfile) out.push(passphraseRecipient(readPassphraseFile(path.resolve(cwd, pfile), 'passphrase file')));
   if (out.some((r) => r.type === 'scrypt') && out.length > 1) {
-    throw usageError('a passphrase cannot be combined with recipients (the age format allows a passphrase only alone)', 'use either age1… recipients or one passphrase file');
+    throw usageError(
+      'a passphrase cannot be combined with recipients (the age format allows a passphrase only alone)',
+      'use either age1… recipients or one passphrase file',
+    );
   }
   return out.length ? out : undefined;
 }
@@ -72,7 +80,12 @@ export interface IdentityFlags {
  * `prompt` when given). An empty result means "no key": encrypted backups are then checked by their
  * ciphertext only.
  */
-export async function loadIdentities(flags: IdentityFlags, env: Record<string, string | undefined>, cwd = process.cwd(), prompt?: () => Promise<string>): Promise<Identity[]> {
+export async function loadIdentities(
+  flags: IdentityFlags,
+  env: Record<string, string | undefined>,
+  cwd = process.cwd(),
+  prompt?: () => Promise<string>,
+): Promise<Identity[]> {
   const files = flags.identity?.length ? flags.identity : env.AGE_IDENTITY_FILE ? [env.AGE_IDENTITY_FILE] : [];
   const out: Identity[] = [];
   for (const f of files) {

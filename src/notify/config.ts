@@ -25,11 +25,7 @@ const FILE_KEYS: Record<string, string> = {
  * NOTIFY_ON, and without that to "never". Opt-in, so the shell wrapper and the OnFailure= unit, which
  * report on their own, do not cause duplicates.
  */
-export function resolveNotifyConfig(
-  processEnv: NodeJS.ProcessEnv,
-  flag?: string | boolean,
-  file: Record<string, unknown> = {},
-): NotifyConfig {
+export function resolveNotifyConfig(processEnv: NodeJS.ProcessEnv, flag?: string | boolean, file: Record<string, unknown> = {}): NotifyConfig {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, name] of Object.entries(FILE_KEYS)) if (typeof file[key] === 'string') env[name] = file[key] as string;
   Object.assign(env, processEnv);

@@ -26,7 +26,7 @@ export function pingBody(head: string, log?: string): string {
   const bytes = (s: string) => Buffer.byteLength(s);
   const top = head.slice(0, MAX_PING_BODY);
   if (!log) return top;
-  const sep = '\n\n--- the run\'s output (last lines) ---\n';
+  const sep = "\n\n--- the run's output (last lines) ---\n";
   let room = MAX_PING_BODY - bytes(top) - bytes(sep);
   if (room <= 0) return top;
   const lines = log.split('\n');

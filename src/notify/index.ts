@@ -46,7 +46,10 @@ export async function notifyResult(result: RunResult, config: NotifyConfig, log?
   }
   if (config.uptimeKumaUrl) {
     const url = config.uptimeKumaUrl;
-    const msg = oneLine(result.ok ? `${result.command}: ${safe.summary || 'ok'}` : `${result.command} FAILED: ${safe.error || safe.summary || 'see the log'}`, 250);
+    const msg = oneLine(
+      result.ok ? `${result.command}: ${safe.summary || 'ok'}` : `${result.command} FAILED: ${safe.error || safe.summary || 'see the log'}`,
+      250,
+    );
     jobs.push(attempt('uptime-kuma', () => sendKuma(url, result.ok, msg, result.durationMs, opts)));
   }
   if (jobs.length === 0) return { attempted: false, outcomes: [] };
@@ -84,10 +87,7 @@ function sendOptions(config: NotifyConfig): SendOptions {
   return { timeoutMs: config.timeoutMs, retries: config.retries, retryDelayMs: config.retryDelayMs };
 }
 
-async function attempt(
-  channel: ChannelName,
-  send: () => Promise<{ attempts: number }>,
-): Promise<ChannelOutcome> {
+async function attempt(channel: ChannelName, send: () => Promise<{ attempts: number }>): Promise<ChannelOutcome> {
   try {
     const { attempts } = await send();
     return { channel, ok: true, attempts };

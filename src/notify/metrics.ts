@@ -41,7 +41,12 @@ export function renderMetrics(families: Family[]): string {
     if (!f.samples.length) continue;
     lines.push(`# HELP ${f.name} ${escapeHelp(f.help)}`, `# TYPE ${f.name} ${f.type}`);
     for (const s of f.samples) {
-      const labels = s.labels && Object.keys(s.labels).length ? `{${Object.entries(s.labels).map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}` : '';
+      const labels =
+        s.labels && Object.keys(s.labels).length
+          ? `{${Object.entries(s.labels)
+              .map(([k, v]) => `${k}="${escapeLabel(v)}"`)
+              .join(',')}}`
+          : '';
       lines.push(`${f.name}${labels} ${formatValue(s.value)}`);
     }
   }
@@ -76,8 +81,28 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
   const free = fam('backup_dir_free_bytes', 'Free bytes at the backup directory');
   const scrape = fam('metrics_timestamp_seconds', 'Unix time this file was written');
   const families = [
-    lastSuccess, lastRun, lastRunOk, lastRunExit, lastRunDuration, backups, backupBytes, lastBytes, lastFiles, lastDuration, damaged,
-    verifyOk, drillOk, drillResult, drillTime, drillRto, drillRtoTarget, drillRpo, drillRpoTarget, drillBytes, free, scrape,
+    lastSuccess,
+    lastRun,
+    lastRunOk,
+    lastRunExit,
+    lastRunDuration,
+    backups,
+    backupBytes,
+    lastBytes,
+    lastFiles,
+    lastDuration,
+    damaged,
+    verifyOk,
+    drillOk,
+    drillResult,
+    drillTime,
+    drillRto,
+    drillRtoTarget,
+    drillRpo,
+    drillRpoTarget,
+    drillBytes,
+    free,
+    scrape,
   ];
 
   const entries = (await exists(backupDir)) ? await listBackups(backupDir) : [];

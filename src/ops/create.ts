@@ -143,7 +143,11 @@ export function archiveEstimate(t: { bytes: number; files: number }, compression
   return t.bytes * getCodec(compression).sizeFactor + t.files * 1024;
 }
 
-async function estimateBytes(cfg: Config, types: BackupType[], storageRun?: StorageRunPlan): Promise<{ bytes: number; tree?: { bytes: number; files: number } }> {
+async function estimateBytes(
+  cfg: Config,
+  types: BackupType[],
+  storageRun?: StorageRunPlan,
+): Promise<{ bytes: number; tree?: { bytes: number; files: number } }> {
   let bytes = 0;
   let tree: { bytes: number; files: number } | undefined;
   if (types.includes('database')) {
@@ -165,14 +169,22 @@ async function estimateBytes(cfg: Config, types: BackupType[], storageRun?: Stor
 }
 
 /** Refuses to start a backup that cannot fit: better a clear exit 5 now than ENOSPC at 90%. */
-export async function checkFreeSpace(cfg: Config, types: BackupType[], storageRun?: StorageRunPlan): Promise<{ needed: number; free: number; tree?: { bytes: number; files: number } }> {
+export async function checkFreeSpace(
+  cfg: Config,
+  types: BackupType[],
+  storageRun?: StorageRunPlan,
+): Promise<{ needed: number; free: number; tree?: { bytes: number; files: number } }> {
   const estimate = await estimateBytes(cfg, types, storageRun);
   const needed = Math.ceil(estimate.bytes * 1.05) + 16 * 1024 * 1024;
   const free = await freeSpace(cfg.backupDir);
   if (needed > free) {
-    throw new BackupError('NO_SPACE', `not enough free space at ${cfg.backupDir}: the backup needs about ${formatBytes(needed)}, ${formatBytes(free)} is free`, {
-      hint: 'free some space or remove old backups (vertex-backup rotate --max-backups N)',
-    });
+    throw new BackupError(
+      'NO_SPACE',
+      `not enough free space at ${cfg.backupDir}: the backup needs about ${formatBytes(needed)}, ${formatBytes(free)} is free`,
+      {
+        hint: 'free some space or remove old backups (vertex-backup rotate --max-backups N)',
+      },
+    );
   }
   return { needed, free, tree: estimate.tree };
 }
@@ -282,7 +294,8 @@ async function previousStorage(cfg: Config): Promise<{ entries: BackupEntry[]; p
     const m = e?.sidecar?.manifest;
     const file = m ? path.join(path.dirname(e.sidecarPath!), m.file) : undefined;
     const got = file ? await manifestChecksum(file, m!.size) : undefined;
-    if (!file || got !== m?.checksum) return { entries, warning: `the manifest of storage backup ${cid} is damaged or missing: starting a new chain (level 0)` };
+    if (!file || got !== m?.checksum)
+      return { entries, warning: `the manifest of storage backup ${cid} is damaged or missing: starting a new chain (level 0)` };
     manifests.push({ file });
   }
   return { entries, previous, manifests };
@@ -310,7 +323,14 @@ export async function planStorageRun(cfg: Config, opts: CreateOptions = {}): Pro
   return { previous, manifests, next, warning };
 }
 
-async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, storageRun?: StorageRunPlan, total?: { bytes: number; files: number }, recipients?: Recipient[]): Promise<CreatedBackup> {
+async function backupStoragePart(
+  cfg: Config,
+  id: string,
+  opts: CreateOptions,
+  storageRun?: StorageRunPlan,
+  total?: { bytes: number; files: number },
+  recipients?: Recipient[],
+): Promise<CreatedBackup> {
   const started = new Date();
   // the chain's age (--full-every) is measured on the clock the id comes from (a test's or bench's `now`)
   const createdAt = opts.now?.() ?? started;
@@ -338,7 +358,9 @@ async function backupStoragePart(cfg: Config, id: string, opts: CreateOptions, s
   const committed: string[] = [];
   try {
     const compressor = codec.compressor({ level: cfg.compressionLevel });
-    await (encrypt ? pipeline(stream, compressor, encrypt.stream, writer, { signal: opts.signal }) : pipeline(stream, compressor, writer, { signal: opts.signal }));
+    await (encrypt
+      ? pipeline(stream, compressor, encrypt.stream, writer, { signal: opts.signal })
+      : pipeline(stream, compressor, writer, { signal: opts.signal }));
     const packed = await result;
     await plan.finish();
     await plan.close();
@@ -440,14 +462,20 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
   // tests stop a run here, holding the lock with nothing written yet (see ops/fault-point.ts)
   faultPoint('create-locked');
-  const { id, warning: clockWarning } = await allocateId(cfg.backupDir, type === 'full' ? ['full', 'database', 'storage'] : [type], (opts.now ?? (() => new Date()))());
+  const { id, warning: clockWarning } = await allocateId(
+    cfg.backupDir,
+    type === 'full' ? ['full', 'database', 'storage'] : [type],
+    (opts.now ?? (() => new Date()))(),
+  );
   const backups: CreatedBackup[] = [];
   const errors: string[] = [];
   const failures: BackupError[] = [];
   for (const part of parts) {
     try {
       opts.signal?.throwIfAborted();
-      backups.push(part === 'database' ? await backupDatabasePart(cfg, id, opts, recipients) : await backupStoragePart(cfg, id, opts, storageRun, tree, recipients));
+      backups.push(
+        part === 'database' ? await backupDatabasePart(cfg, id, opts, recipients) : await backupStoragePart(cfg, id, opts, storageRun, tree, recipients),
+      );
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       const e = toBackupError(err);

@@ -84,7 +84,17 @@ export interface DrillResult {
   timings_ms: { download: number; verify: number; restore: number; checks: number };
   /** measured_ms: download + verify + restore; sampled drills extrapolate the verify and restore parts to the whole backup */
   rto: { measured_ms: number; target_ms: number; ok: boolean; extrapolated: boolean; sampled_ms?: number };
-  sample?: { percent: number; stored_files_read: number; stored_bytes_read: number; stored_bytes_total: number; coverage: Coverage; tree_files_restored: number; tree_files_total: number; tree_offset: number; tree_runs_per_cycle: number };
+  sample?: {
+    percent: number;
+    stored_files_read: number;
+    stored_bytes_read: number;
+    stored_bytes_total: number;
+    coverage: Coverage;
+    tree_files_restored: number;
+    tree_files_total: number;
+    tree_offset: number;
+    tree_runs_per_cycle: number;
+  };
   rpo: { target_ms: number; ok: boolean; judged_type: BackupType | null; types: RpoType[] };
   bytes: { downloaded: number; verified: number; restored: number };
   database?: { backup_id: string; integrity: string; row_counts_recorded: boolean; tables: TableCheck[] };
@@ -159,12 +169,18 @@ function checkRestoredDatabase(file: string, s: Sidecar | undefined): { integrit
   try {
     const integrity = (db.pragma('integrity_check') as { integrity_check: string }[]).map((r) => r.integrity_check).join('; ');
     if (integrity !== 'ok') problems.push(`the restored database fails integrity_check: ${integrity.slice(0, 200)}`);
-    const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").pluck().all() as string[];
+    const names = db
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
+      .pluck()
+      .all() as string[];
     const expected = s?.sqlite?.table_rows;
     const tables: TableCheck[] = [];
     const count = (name: string): number | null => {
       try {
-        return db.prepare(`SELECT count(*) FROM "${name.replace(/"/g, '""')}"`).pluck().get() as number;
+        return db
+          .prepare(`SELECT count(*) FROM "${name.replace(/"/g, '""')}"`)
+          .pluck()
+          .get() as number;
       } catch {
         return null;
       }
@@ -183,7 +199,8 @@ function checkRestoredDatabase(file: string, s: Sidecar | undefined): { integrit
       const recordedTables = s?.sqlite?.tables;
       // the older count includes SQLite's own tables (sqlite_sequence…)
       const all = (db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table'").pluck().get() as number) ?? 0;
-      if (recordedTables !== undefined && all < recordedTables) problems.push(`the restored database holds ${all} tables, ${recordedTables} were recorded at backup time`);
+      if (recordedTables !== undefined && all < recordedTables)
+        problems.push(`the restored database holds ${all} tables, ${recordedTables} were recorded at backup time`);
     }
     if (!names.length) problems.push('the restored database holds no tables');
     return { integrity, recorded: !!expected, tables, problems };
@@ -264,9 +281,13 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
     const need = (await restoredSize(chosen, lookup)) + (opts.remote ? downloadSize(chosen, listed) : 0);
     const free = await freeSpace(cfg.backupDir);
     if (need + SPACE_MARGIN > free) {
-      throw new BackupError('NO_SPACE', `not enough free space at ${cfg.backupDir} for the drill's scratch copy: it needs about ${formatBytes(need)} (and ${formatBytes(SPACE_MARGIN)} to spare), ${formatBytes(free)} is free`, {
-        hint: 'free some space at the backup directory; the drill restores into a scratch directory there',
-      });
+      throw new BackupError(
+        'NO_SPACE',
+        `not enough free space at ${cfg.backupDir} for the drill's scratch copy: it needs about ${formatBytes(need)} (and ${formatBytes(SPACE_MARGIN)} to spare), ${formatBytes(free)} is free`,
+        {
+          hint: 'free some space at the backup directory; the drill restores into a scratch directory there',
+        },
+      );
     }
 
     const scratch = await fsp.mkdtemp(path.join(cfg.backupDir, `${SCRATCH_PREFIX}${chosen.id}-`)).then(async (d) => {
@@ -307,7 +328,8 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
         const full = await restoredSize(chosen, lookup);
         const scale = (ms: number, part: number, whole: number) => (part > 0 ? Math.round((ms * whole) / part) : ms);
         result.rto.sampled_ms = result.rto.measured_ms;
-        result.rto.measured_ms = t.download + scale(t.verify, result.sample.stored_bytes_read, result.sample.stored_bytes_total) + scale(t.restore, result.bytes.restored, full);
+        result.rto.measured_ms =
+          t.download + scale(t.verify, result.sample.stored_bytes_read, result.sample.stored_bytes_total) + scale(t.restore, result.bytes.restored, full);
         result.rto.extrapolated = true;
       }
       if (opts.keep && (await exists(scratch))) {
@@ -319,7 +341,10 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
     }
 
     result.rto.ok = result.rto.measured_ms <= rtoTarget;
-    if (!result.rto.ok) result.targets_missed.push(`RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`);
+    if (!result.rto.ok)
+      result.targets_missed.push(
+        `RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`,
+      );
     if (judged) {
       const worst = Math.max(judged.age_ms ?? 0, judged.longest_gap_ms ?? 0);
       result.rpo.ok = worst <= rpoTarget;
@@ -356,7 +381,12 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   }
   // no key is a setup problem, not a damaged backup: said before anything is read
   if (!opts.identities?.length) {
-    const parts = entry.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((ty) => (entry!.sidecar?.[ty] ? componentLookup(sourceDir)(ty, entry!.sidecar[ty]!) : undefined))) : [entry];
+    const parts =
+      entry.type === 'full'
+        ? await Promise.all(
+            (['database', 'storage'] as const).map((ty) => (entry!.sidecar?.[ty] ? componentLookup(sourceDir)(ty, entry!.sidecar[ty]!) : undefined)),
+          )
+        : [entry];
     const locked = parts.find((p) => p?.sidecar?.encryption);
     if (locked) {
       throw new BackupError('USAGE', `${locked.type} backup ${locked.id} is encrypted: the drill needs the key to restore it`, {
@@ -372,13 +402,20 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     const verified = await verifyEntry(sourceDir, entry, { identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress });
     result.bytes.verified = verified.checked;
     if (!verified.ok) throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${verified.problems.join('; ')}`);
-    if (verified.encryption === 'ciphertext') throw new BackupError('USAGE', `${entry.type} backup ${entry.id} is encrypted: the drill needs the key to restore it`, { hint: 'pass --identity FILE (or configure the key)' });
+    if (verified.encryption === 'ciphertext')
+      throw new BackupError('USAGE', `${entry.type} backup ${entry.id} is encrypted: the drill needs the key to restore it`, {
+        hint: 'pass --identity FILE (or configure the key)',
+      });
   }
   result.timings_ms.verify = Date.now() - t;
 
   t = Date.now();
   const target = path.join(scratch, 'restore');
-  const restored = await restoreLocked(cfg, { sourceDir, entry }, { target, verify: false, include, identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress });
+  const restored = await restoreLocked(
+    cfg,
+    { sourceDir, entry },
+    { target, verify: false, include, identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress },
+  );
   result.timings_ms.restore = Date.now() - t;
 
   t = Date.now();
@@ -389,7 +426,10 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     result.bytes.restored += st.size;
     const check = checkRestoredDatabase(restored.database.to, dbEntry?.sidecar);
     result.database = { backup_id: restored.database.backupId, integrity: check.integrity, row_counts_recorded: check.recorded, tables: check.tables };
-    if (!check.recorded) result.notes.push(`database backup ${restored.database.backupId}: row counts were not recorded at backup time (an older version made it); only its tables were checked`);
+    if (!check.recorded)
+      result.notes.push(
+        `database backup ${restored.database.backupId}: row counts were not recorded at backup time (an older version made it); only its tables were checked`,
+      );
     result.problems.push(...check.problems);
   }
   if (restored.storage) {
@@ -400,7 +440,9 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     if (manifest && stEntry?.sidecarPath) {
       result.live = await spotCheckLive(path.join(path.dirname(stEntry.sidecarPath), manifest.file), cfg.storagePath);
     } else {
-      result.notes.push(`storage backup ${restored.storage.backupId} has no file manifest: its entries were counted, not hashed one by one, and the live tree was not compared`);
+      result.notes.push(
+        `storage backup ${restored.storage.backupId} has no file manifest: its entries were counted, not hashed one by one, and the live tree was not compared`,
+      );
     }
   }
   result.timings_ms.checks = Date.now() - t;
@@ -417,7 +459,8 @@ async function filesOf(sourceDir: string, entry: BackupEntry): Promise<StoredFil
       return;
     }
     const dir = path.relative(sourceDir, path.dirname(e.sidecarPath));
-    for (const p of artifactFiles(e.sidecar)) out.set(path.join(dir, p.file), { rel: path.join(dir, p.file), size: p.size, checksum: p.checksum, type: e.type, id: e.id });
+    for (const p of artifactFiles(e.sidecar))
+      out.set(path.join(dir, p.file), { rel: path.join(dir, p.file), size: p.size, checksum: p.checksum, type: e.type, id: e.id });
     const m = e.sidecar.manifest;
     if (m) out.set(path.join(dir, m.file), { rel: path.join(dir, m.file), size: m.size, checksum: m.checksum, type: e.type, id: e.id });
     for (const rid of e.sidecar.references ?? []) if (rid !== e.id) await add(await lookup('storage', rid));
@@ -452,7 +495,12 @@ async function sampledVerify(cfg: Config, sourceDir: string, entry: BackupEntry,
   // the tree's share: a round of its own (the stored files may all fit in one run's share)
   const k = Math.ceil(100 / percent);
   const offset = await nextRound(cfg.backupDir, `drill-tree:${result.source}`, k);
-  const storage = entry.type === 'storage' ? entry : entry.type === 'full' && entry.sidecar?.storage ? await componentLookup(sourceDir)('storage', entry.sidecar.storage) : undefined;
+  const storage =
+    entry.type === 'storage'
+      ? entry
+      : entry.type === 'full' && entry.sidecar?.storage
+        ? await componentLookup(sourceDir)('storage', entry.sidecar.storage)
+        : undefined;
   const manifest = storage?.sidecar?.manifest;
   let include: string[] | undefined;
   let treeFiles = 0;

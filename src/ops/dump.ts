@@ -29,7 +29,11 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
   }
   const shown = JSON.stringify(showName(file));
   if (!record) throw new BackupError('USAGE', `storage backup ${entry.id} has no ${shown}`, { hint: `see what it holds with: vertex-backup ls ${entry.id}` });
-  if (record.t !== 'f') throw new BackupError('USAGE', `${shown} is a ${record.t === 'd' ? 'directory' : `symlink to ${JSON.stringify(showName(record.l ?? ''))}`} in storage backup ${entry.id}, not a file`);
+  if (record.t !== 'f')
+    throw new BackupError(
+      'USAGE',
+      `${shown} is a ${record.t === 'd' ? 'directory' : `symlink to ${JSON.stringify(showName(record.l ?? ''))}`} in storage backup ${entry.id}, not a file`,
+    );
   const holder = record.a === entry.id ? entry : await componentLookup(backupDir)('storage', record.a);
   if (!holder?.sidecar) throw new BackupError('DAMAGED', `storage backup ${record.a}, whose archive holds ${shown}, is missing`);
   if (holder.sidecar.encryption) {
@@ -49,7 +53,10 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
   (async () => {
     for await (const e of ex) {
       decodeEntryNames(e.header);
-      const name = e.header.name.split('/').filter((p) => p !== '' && p !== '.').join('/');
+      const name = e.header.name
+        .split('/')
+        .filter((p) => p !== '' && p !== '.')
+        .join('/');
       if (name !== inArchive || e.header.type !== 'file') {
         e.resume();
         continue;
@@ -61,7 +68,8 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
         size += (chunk as Buffer).length;
         if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
       }
-      if (size !== rec.s || (rec.h && hash.digest('hex') !== rec.h)) throw new BackupError('DAMAGED', `${shown} in the archive of storage backup ${holder.id} does not match the manifest`);
+      if (size !== rec.s || (rec.h && hash.digest('hex') !== rec.h))
+        throw new BackupError('DAMAGED', `${shown} in the archive of storage backup ${holder.id} does not match the manifest`);
       out.end();
       ex.destroy();
       input.destroy();

@@ -22,9 +22,15 @@ export async function refuseUnexpectedlyEmpty(cfg: Config): Promise<void> {
   if (!empty) return;
   const entries = await listBackups(cfg.backupDir, { type: 'storage' }).catch(() => []);
   const held = (s: (typeof entries)[number]['sidecar']) => s?.tree_files ?? s?.file_count ?? 0;
-  const previous = entries.find((e) => e.status === 'ok' && path.resolve(e.sidecar?.original_path ?? '') === path.resolve(cfg.storagePath) && held(e.sidecar) > 0);
+  const previous = entries.find(
+    (e) => e.status === 'ok' && path.resolve(e.sidecar?.original_path ?? '') === path.resolve(cfg.storagePath) && held(e.sidecar) > 0,
+  );
   if (!previous) return;
-  throw new BackupError('USAGE', `storage directory ${cfg.storagePath} is empty, but storage backup ${previous.id} of it held ${countOf(held(previous.sidecar), 'file')}: is its disk mounted?`, {
-    hint: 'mount it and run again; to back up an empty directory on purpose, add --allow-empty',
-  });
+  throw new BackupError(
+    'USAGE',
+    `storage directory ${cfg.storagePath} is empty, but storage backup ${previous.id} of it held ${countOf(held(previous.sidecar), 'file')}: is its disk mounted?`,
+    {
+      hint: 'mount it and run again; to back up an empty directory on purpose, add --allow-empty',
+    },
+  );
 }

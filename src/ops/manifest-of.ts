@@ -16,7 +16,9 @@ export async function storageWithManifest(backupDir: string, ref: string): Promi
   }
   if (!entry.sidecar) throw new BackupError('DAMAGED', `storage backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
   if (!entry.sidecar.manifest) {
-    throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest (made before incremental backups)`, { hint: 'list it with tar -tzf on its archive' });
+    throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest (made before incremental backups)`, {
+      hint: 'list it with tar -tzf on its archive',
+    });
   }
   return entry;
 }
@@ -31,7 +33,10 @@ export async function chainManifests(entry: BackupEntry, lookup: (id: string) =>
     const e = id === entry.id ? entry : await lookup(id);
     const m = e?.sidecar?.manifest;
     if (!e?.sidecarPath || !m) {
-      throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${id}, which is ${e ? `${e.status}${e.reason ? ` (${e.reason})` : ''}` : 'missing'}`);
+      throw new BackupError(
+        'DAMAGED',
+        `storage backup ${entry.id} needs the manifest of storage backup ${id}, which is ${e ? `${e.status}${e.reason ? ` (${e.reason})` : ''}` : 'missing'}`,
+      );
     }
     files.push({ file: path.join(path.dirname(e.sidecarPath), m.file), checksum: m.checksum });
   }

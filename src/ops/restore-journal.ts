@@ -124,7 +124,11 @@ async function copyRootMeta(from: string, to: string): Promise<void> {
  * function finishes a swap that was killed half-way. `onPhase` records the switch from moving the old
  * entries out to moving the new ones in (a contents swap).
  */
-export async function completeSwap(s: StorageSwap, onPhase?: (p: 'storage-new') => Promise<void>, startAt: 'storage' | 'storage-new' = 'storage'): Promise<void> {
+export async function completeSwap(
+  s: StorageSwap,
+  onPhase?: (p: 'storage-new') => Promise<void>,
+  startAt: 'storage' | 'storage-new' = 'storage',
+): Promise<void> {
   const newTree = s.newTree ?? s.staging;
   if (s.mode === 'rename') {
     if (await exists(newTree)) {
@@ -223,7 +227,11 @@ export async function healInterruptedRestore(backupDir: string): Promise<string 
  * The backup-directory lock for a command that changes the backup directory or the live paths, after
  * which an interrupted restore is healed. `healed` says what was done, if anything.
  */
-export async function lockAndHeal(backupDir: string, command: string, options: { waitMs?: number; signal?: AbortSignal } = {}): Promise<{ lock: Lock; healed?: string }> {
+export async function lockAndHeal(
+  backupDir: string,
+  command: string,
+  options: { waitMs?: number; signal?: AbortSignal } = {},
+): Promise<{ lock: Lock; healed?: string }> {
   const lock = await acquireLock(backupDir, command, options);
   try {
     return { lock, healed: await healInterruptedRestore(backupDir) };

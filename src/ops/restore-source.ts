@@ -82,16 +82,42 @@ export async function resolveRestoreSource(backupDir: string, ref: string): Prom
     }
   }
   // metadata of the seed's system (no `format`) carries no checksum we can use: the file is read alone
-  const ours = sidecarFile && (await fsp.readFile(sidecarFile, 'utf8').then((t) => (JSON.parse(t) as Partial<Sidecar>)?.format !== undefined, (err: NodeJS.ErrnoException) => err.code !== 'ENOENT').catch(() => true));
+  const ours =
+    sidecarFile &&
+    (await fsp
+      .readFile(sidecarFile, 'utf8')
+      .then(
+        (t) => (JSON.parse(t) as Partial<Sidecar>)?.format !== undefined,
+        (err: NodeJS.ErrnoException) => err.code !== 'ENOENT',
+      )
+      .catch(() => true));
   if (sidecarFile && type && id && ours) {
-    if (type === 'full') throw usageError(`${file} is a full backup outside a backup directory`, 'restore it by id from its backup directory (--backup-dir DIR), or restore its database and storage files by path');
+    if (type === 'full')
+      throw usageError(
+        `${file} is a full backup outside a backup directory`,
+        'restore it by id from its backup directory (--backup-dir DIR), or restore its database and storage files by path',
+      );
     const { sidecar, error } = await readSidecar(sidecarFile, type, id);
-    if (!sidecar) throw new BackupError('DAMAGED', `the metadata beside ${file} is unusable: ${error}`, { hint: 'remove or fix it to restore the file without a checksum' });
+    if (!sidecar)
+      throw new BackupError('DAMAGED', `the metadata beside ${file} is unusable: ${error}`, {
+        hint: 'remove or fix it to restore the file without a checksum',
+      });
     const files = (sidecar.parts?.length ? sidecar.parts.map((p) => p.file) : [path.basename(sidecar.backup_path ?? '')]).map((f) => path.join(dir, f));
     if (file !== sidecarFile && !files.includes(file)) {
-      throw new BackupError('DAMAGED', `${sidecarFile} describes other files than ${file}`, { hint: 'remove or fix that metadata to restore the file without a checksum' });
+      throw new BackupError('DAMAGED', `${sidecarFile} describes other files than ${file}`, {
+        hint: 'remove or fix that metadata to restore the file without a checksum',
+      });
     }
-    const entry: BackupEntry = { type, id, status: 'ok', createdAt: new Date(sidecar.created_at ?? Number.NaN), size: sidecar.file_size ?? 0, sidecarPath: sidecarFile, sidecar, files: [...files, sidecarFile] };
+    const entry: BackupEntry = {
+      type,
+      id,
+      status: 'ok',
+      createdAt: new Date(sidecar.created_at ?? Number.NaN),
+      size: sidecar.file_size ?? 0,
+      sidecarPath: sidecarFile,
+      sidecar,
+      files: [...files, sidecarFile],
+    };
     return { sourceDir: dir, entry };
   }
   if (name.endsWith('.json')) throw usageError(`${file} is not the metadata of a backup`);
@@ -109,7 +135,11 @@ export async function resolveRestoreSource(backupDir: string, ref: string): Prom
 
   // no sidecar: the file alone, typed by its content
   const kind = await sniff(file);
-  if (!kind) throw usageError(`${file} is neither a SQLite database nor a tar archive (plain or gzip, xz, bzip2, zstd)`, 'give a backup id or the path of a backup file');
+  if (!kind)
+    throw usageError(
+      `${file} is neither a SQLite database nor a tar archive (plain or gzip, xz, bzip2, zstd)`,
+      'give a backup id or the path of a backup file',
+    );
   const sidecar: Sidecar = {
     format: SIDECAR_FORMAT,
     id: id ?? name,
@@ -119,6 +149,15 @@ export async function resolveRestoreSource(backupDir: string, ref: string): Prom
     checksum: '',
     compression: kind.compression,
   } as Sidecar;
-  const entry: BackupEntry = { type: kind.type, id: id ?? name, status: 'ok', createdAt: st.mtime, size: st.size, sidecarPath: path.join(dir, `.${name}.no-sidecar.json`), sidecar, files: [file] };
+  const entry: BackupEntry = {
+    type: kind.type,
+    id: id ?? name,
+    status: 'ok',
+    createdAt: st.mtime,
+    size: st.size,
+    sidecarPath: path.join(dir, `.${name}.no-sidecar.json`),
+    sidecar,
+    files: [file],
+  };
   return { sourceDir: dir, entry, unverifiable: true };
 }

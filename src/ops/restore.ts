@@ -77,7 +77,6 @@ const runTag = () => `${process.pid}-${randomBytes(3).toString('hex')}`;
 function withState(err: unknown, state: string, context: string): BackupError {
   const e = toBackupError(err, context);
   return new BackupError(e.code, `${e.message}; ${state}`, { hint: e.hint, cause: e.cause ?? err });
-
 }
 
 const dbFileOf = (entry: BackupEntry) => path.join(path.dirname(entry.sidecarPath!), artifactFiles(entry.sidecar!)[0].file);
@@ -105,7 +104,14 @@ interface StagedStorage {
  * renamed, nor a directory in a parent we cannot write: into a directory inside it, swapped entry by
  * entry, the old entries kept inside it too.
  */
-async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, opts: RestoreOptions, journal: RestoreJournal, stateDir: string): Promise<StagedStorage> {
+async function stageStorage(
+  entry: BackupEntry,
+  linkOrDest: string,
+  id: string,
+  opts: RestoreOptions,
+  journal: RestoreJournal,
+  stateDir: string,
+): Promise<StagedStorage> {
   const s = entry.sidecar!;
   // a storage path that is a symlink (to a mounted volume) stays a symlink: the swap happens where it leads
   const dest = (await fsp.lstat(linkOrDest).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(linkOrDest) : linkOrDest;
@@ -113,7 +119,8 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   const parent = path.dirname(dest);
   await fsp.mkdir(parent, { recursive: true });
   const destStat = await fsp.lstat(dest).catch(() => undefined);
-  if (destStat && !destStat.isDirectory()) throw new BackupError('USAGE', `storage path is not a directory: ${dest}`, { hint: 'set --storage-path to the media directory, or use --target DIR' });
+  if (destStat && !destStat.isDirectory())
+    throw new BackupError('USAGE', `storage path is not a directory: ${dest}`, { hint: 'set --storage-path to the media directory, or use --target DIR' });
   // the contents swap also serves a directory whose parent we may not write: /var/www/app owned by root,
   // its storage by www-data, and the restore run as www-data
   const parentWritable = await fsp.access(parent, fsConstants.W_OK | fsConstants.X_OK).then(
@@ -135,9 +142,13 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
   const room = Math.max(0, free - 64 * 1024 * 1024);
   const declared = s.manifest ? s.tree_bytes : s.content_bytes;
   if (declared !== undefined && declared > room) {
-    throw new BackupError('NO_SPACE', `not enough free space at ${where} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`, {
-      hint: 'free some space, or restore elsewhere with --target DIR',
-    });
+    throw new BackupError(
+      'NO_SPACE',
+      `not enough free space at ${where} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`,
+      {
+        hint: 'free some space, or restore elsewhere with --target DIR',
+      },
+    );
   }
   // our archives say how much they hold: one that unpacks to more is damaged or hostile (a gzip bomb);
   // any archive stops before it would fill the disk
@@ -182,7 +193,8 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
       };
       const manifests = manifestChain(entry.id, s).map((rid) => {
         const c = chain.get(rid);
-        if (!c?.sidecar.manifest) throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${rid}, which is missing or damaged`);
+        if (!c?.sidecar.manifest)
+          throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${rid}, which is missing or damaged`);
         return { file: path.join(c.dir, c.sidecar.manifest.file), checksum: c.sidecar.manifest.checksum };
       });
       extracted = await extractChain(manifests, (rid) => chain.get(rid), staging, {
@@ -198,38 +210,53 @@ async function stageStorage(entry: BackupEntry, linkOrDest: string, id: string, 
           if (++unpacked === 1) faultPoint('staging');
           unpackedBytes += bytes;
           // totals from the manifest, so a terminal shows percent and ETA as create does
-          opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes: unpackedBytes, totalBytes: totals?.bytes, files: unpacked, totalFiles: totals?.files });
+          opts.onProgress?.({
+            phase: 'restore',
+            subject: entry.id,
+            bytes: unpackedBytes,
+            totalBytes: totals?.bytes,
+            files: unpacked,
+            totalFiles: totals?.files,
+          });
         },
       });
     } else {
-    if (opts.include?.length) throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest: --include needs one`, { hint: 'restore it whole with --target DIR' });
-    const input = readParts(files);
-    const decrypt = s.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${entry.id}`, info: s.encryption }) : undefined;
-    const plain = decrypt ? input.pipe(decrypt) : input;
-    if (decrypt) input.on('error', (e) => decrypt.destroy(e));
-    const tarStream = plain.pipe(codec.decompressor());
-    plain.on('error', (e) => tarStream.destroy(e));
-    extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
-      maxBytes,
-      signal: opts.signal,
-      onEntry: (_name, bytes) => {
-        if (++unpacked === 1) faultPoint('staging');
-        unpackedBytes += bytes;
-        // totals from the sidecar, so a terminal shows percent and ETA as create does
-        opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes: unpackedBytes, totalBytes: s.content_bytes, files: unpacked, totalFiles: s.entry_count });
-      },
-    });
-    if (decrypt) {
-      // the last chunk authenticates the whole payload: nothing is swapped in before it has
-      decrypt.unpipe();
-      decrypt.resume();
-      await finished(decrypt);
-      const problem = plaintextProblem(decrypt, s.encryption!);
-      if (problem) throw new BackupError('DAMAGED', `storage backup ${entry.id}: ${problem}`);
-    }
-    if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
-      throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
-    }
+      if (opts.include?.length)
+        throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest: --include needs one`, { hint: 'restore it whole with --target DIR' });
+      const input = readParts(files);
+      const decrypt = s.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${entry.id}`, info: s.encryption }) : undefined;
+      const plain = decrypt ? input.pipe(decrypt) : input;
+      if (decrypt) input.on('error', (e) => decrypt.destroy(e));
+      const tarStream = plain.pipe(codec.decompressor());
+      plain.on('error', (e) => tarStream.destroy(e));
+      extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
+        maxBytes,
+        signal: opts.signal,
+        onEntry: (_name, bytes) => {
+          if (++unpacked === 1) faultPoint('staging');
+          unpackedBytes += bytes;
+          // totals from the sidecar, so a terminal shows percent and ETA as create does
+          opts.onProgress?.({
+            phase: 'restore',
+            subject: entry.id,
+            bytes: unpackedBytes,
+            totalBytes: s.content_bytes,
+            files: unpacked,
+            totalFiles: s.entry_count,
+          });
+        },
+      });
+      if (decrypt) {
+        // the last chunk authenticates the whole payload: nothing is swapped in before it has
+        decrypt.unpipe();
+        decrypt.resume();
+        await finished(decrypt);
+        const problem = plaintextProblem(decrypt, s.encryption!);
+        if (problem) throw new BackupError('DAMAGED', `storage backup ${entry.id}: ${problem}`);
+      }
+      if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
+        throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
+      }
     }
   } catch (err) {
     if (err instanceof BackupError && maxBytes === room && /archive bomb/.test(err.message)) {
@@ -266,7 +293,8 @@ async function keptAsFor(linkOrDest: string, id: string): Promise<string | undef
 async function checkTarget(target: string): Promise<string> {
   const dir = path.resolve(target);
   const st = await fsp.stat(dir).catch(() => undefined);
-  if (st && !st.isDirectory()) throw new BackupError('USAGE', `--target must name a directory, and ${dir} is a file`, { hint: 'give a new or existing directory to restore into' });
+  if (st && !st.isDirectory())
+    throw new BackupError('USAGE', `--target must name a directory, and ${dir} is a file`, { hint: 'give a new or existing directory to restore into' });
   return dir;
 }
 
@@ -325,7 +353,8 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   for (const e of [dbEntry, stEntry]) {
     if (e?.sidecar?.encryption && !opts.identities?.length) throw needIdentity({ subject: `${e.type} backup ${e.id}`, info: e.sidecar.encryption });
   }
-  if (opts.confirm && !(await opts.confirm(plan))) return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
+  if (opts.confirm && !(await opts.confirm(plan)))
+    return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
   opts.signal?.throwIfAborted();
 
   const stateDir = cfg.backupDir;
@@ -382,7 +411,6 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   }
 
   async function applyRestore(): Promise<RestoreResult> {
-
     // 2. the database: SQLite replaces it in one transaction, so a failure leaves the previous one
     let database: RestoreResult['database'];
     if (dbEntry) {
@@ -431,7 +459,14 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
           : '';
         throw withState(err, `${db}the storage at ${staged.swap.dest} was not changed`, 'storage swap');
       }
-      storage = { backupId: stEntry.id, to: staged.swap.dest, previousKeptAs: staged.swap.previous, entries: staged.entries, bytes: staged.bytes, warnings: staged.warnings };
+      storage = {
+        backupId: stEntry.id,
+        to: staged.swap.dest,
+        previousKeptAs: staged.swap.previous,
+        entries: staged.entries,
+        bytes: staged.bytes,
+        warnings: staged.warnings,
+      };
     }
     await removeJournal(stateDir);
     return { ...plan, database, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
@@ -454,7 +489,12 @@ export interface FetchedBackup {
  * Downloads a remote backup into a fresh temporary directory beside the backup directory (same
  * filesystem, so the restore's renames stay cheap), verifying every file against its sidecar on the way.
  */
-export async function fetchRemoteBackup(remote: Remote, ref: string, backupDir: string, options: TransferOptions & { type?: BackupType } = {}): Promise<FetchedBackup> {
+export async function fetchRemoteBackup(
+  remote: Remote,
+  ref: string,
+  backupDir: string,
+  options: TransferOptions & { type?: BackupType } = {},
+): Promise<FetchedBackup> {
   const started = Date.now();
   const list = await listRemoteBackups(remote, { ...options, type: options.type });
   const b = resolveRef(
@@ -497,7 +537,10 @@ export async function restoreFromRemote(
   const started = Date.now();
   if (opts.target) {
     const st = await fsp.stat(path.resolve(opts.target)).catch(() => undefined);
-    if (st && !st.isDirectory()) throw new BackupError('USAGE', `--target must name a directory, and ${path.resolve(opts.target)} is a file`, { hint: 'give a new or existing directory to restore into' });
+    if (st && !st.isDirectory())
+      throw new BackupError('USAGE', `--target must name a directory, and ${path.resolve(opts.target)} is a file`, {
+        hint: 'give a new or existing directory to restore into',
+      });
   }
   const { lockAndHeal } = await import('./restore-journal.js');
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, { waitMs: opts.lockWaitMs, signal: opts.signal });

@@ -121,7 +121,10 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
 
   // An incremental storage backup needs its chain (manifests and archives): a kept one pins it (catalog/chain.ts).
   const storage = items.filter((i) => i.type === 'storage');
-  const { pinned } = pinnedByKept(storage, storage.filter((i) => reasons.has(i)).map((i) => i.id));
+  const { pinned } = pinnedByKept(
+    storage,
+    storage.filter((i) => reasons.has(i)).map((i) => i.id),
+  );
   for (const [id, by] of pinned) {
     const target = byKey.get(`storage:${id}`);
     if (target === undefined) continue;

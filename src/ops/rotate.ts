@@ -104,7 +104,8 @@ function pinsOfEntry(entry: BackupEntry): string[] | undefined {
 export async function runRotate(cfg: Config, opts: RotateOptions): Promise<RotateResult> {
   const plan = planRotation(await listBackups(cfg.backupDir), opts.policy, opts.type);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
-  for (const { entry, reasons } of plan.kept) result.kept.push({ type: entry.type, id: entry.id, reasons, bytes: await backupBytes(entry), pins: pinsOfEntry(entry) });
+  for (const { entry, reasons } of plan.kept)
+    result.kept.push({ type: entry.type, id: entry.id, reasons, bytes: await backupBytes(entry), pins: pinsOfEntry(entry) });
   for (const { entry, reason } of plan.remove) {
     opts.signal?.throwIfAborted();
     const bytes = opts.dryRun ? await backupBytes(entry) : await removeBackup(entry);

@@ -173,7 +173,11 @@ export interface SampledVerifyReport {
  * `verify --sample PCT`: this run's share of the stored files hashed against their sidecars. A file that
  * fails stays uncovered (it is read again next run) and fails the run.
  */
-export async function verifySample(backupDir: string, percent: number, opts: { signal?: AbortSignal; onFile?: (f: StoredFile, done: number, total: number) => void } = {}): Promise<SampledVerifyReport> {
+export async function verifySample(
+  backupDir: string,
+  percent: number,
+  opts: { signal?: AbortSignal; onFile?: (f: StoredFile, done: number, total: number) => void } = {},
+): Promise<SampledVerifyReport> {
   const files = await storedFiles(backupDir);
   const plan = await planSample(backupDir, 'verify', files, percent);
   const results: SampledFileResult[] = [];
@@ -182,7 +186,9 @@ export async function verifySample(backupDir: string, percent: number, opts: { s
   for (const f of plan.chosen) {
     opts.signal?.throwIfAborted();
     opts.onFile?.(f, results.length, plan.chosen.length);
-    const got = await sha256File(path.join(backupDir, f.rel)).catch((err: NodeJS.ErrnoException) => ({ error: err.code === 'ENOENT' ? 'missing' : `cannot be read: ${err.code ?? err.message}` }));
+    const got = await sha256File(path.join(backupDir, f.rel)).catch((err: NodeJS.ErrnoException) => ({
+      error: err.code === 'ENOENT' ? 'missing' : `cannot be read: ${err.code ?? err.message}`,
+    }));
     let problem: string | undefined;
     if ('error' in got) problem = `${f.rel} is ${got.error}`;
     else {

@@ -133,7 +133,9 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
     const { sink, counts } = tarCounter();
     const stage = decrypt ? decryptStage(decrypt) : undefined;
     try {
-      await (stage ? pipeline(stream, stage, codec.decompressor(), sink, { signal: opts.signal }) : pipeline(stream, codec.decompressor(), sink, { signal: opts.signal }));
+      await (stage
+        ? pipeline(stream, stage, codec.decompressor(), sink, { signal: opts.signal })
+        : pipeline(stream, codec.decompressor(), sink, { signal: opts.signal }));
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       result.problems.push(err instanceof BackupError ? err.message : `archive cannot be read: ${(err as Error).message.split('\n')[0]}`);
@@ -142,7 +144,8 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
     const problem = stage && plaintextProblem(stage, enc!);
     if (problem) result.problems.push(problem);
     if (s.file_count !== undefined && counts.files !== s.file_count) result.problems.push(`archive holds ${counts.files} files, metadata says ${s.file_count}`);
-    if (s.entry_count !== undefined && counts.entries !== s.entry_count) result.problems.push(`archive holds ${counts.entries} entries, metadata says ${s.entry_count}`);
+    if (s.entry_count !== undefined && counts.entries !== s.entry_count)
+      result.problems.push(`archive holds ${counts.entries} entries, metadata says ${s.entry_count}`);
   }
   if (result.problems.length === 0 && whole().checksum !== s.checksum) result.problems.push('checksum of the whole artifact does not match');
 
@@ -271,7 +274,9 @@ export interface VerifySelection {
 export async function selectForVerify(backupDir: string, sel: VerifySelection): Promise<BackupEntry[]> {
   // verifying nothing must not look like success: a mistyped --backup-dir is an error
   if (!(await exists(backupDir))) {
-    throw new BackupError('USAGE', `${sel.ref ? `no backup '${sel.ref}': ` : ''}backup directory not found: ${backupDir}`, { hint: 'set --backup-dir or BACKUP_DIR to where the backups are' });
+    throw new BackupError('USAGE', `${sel.ref ? `no backup '${sel.ref}': ` : ''}backup directory not found: ${backupDir}`, {
+      hint: 'set --backup-dir or BACKUP_DIR to where the backups are',
+    });
   }
   if (sel.ref) {
     const e = await findBackup(backupDir, sel.ref, sel.type);

@@ -12,7 +12,13 @@ import './rclone.js';
 
 export function urlScheme(url: string): string {
   const m = url.match(/^([a-z][a-z0-9+.-]*):/i);
-  if (!m) throw usageError(`not a remote URL: ${url}`, `use one of ${registeredSchemes().map((s) => `${s}:`).join(' ')}`);
+  if (!m)
+    throw usageError(
+      `not a remote URL: ${url}`,
+      `use one of ${registeredSchemes()
+        .map((s) => `${s}:`)
+        .join(' ')}`,
+    );
   return m[1]!.toLowerCase();
 }
 

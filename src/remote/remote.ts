@@ -148,7 +148,11 @@ export function isTransientNetworkError(err: unknown): boolean {
     if (typeof e.code === 'string' && TRANSIENT_CODES.has(e.code)) return true;
     if (typeof e.errno === 'string' && TRANSIENT_CODES.has(e.errno)) return true;
     const msg = String(e.message ?? '');
-    if (/socket hang up|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|premature close|Timed out|Connection lost|No response from server|other side closed|terminated/i.test(msg))
+    if (
+      /socket hang up|ECONNRESET|ECONNREFUSED|EPIPE|ETIMEDOUT|premature close|Timed out|Connection lost|No response from server|other side closed|terminated/i.test(
+        msg,
+      )
+    )
       return true;
   }
   return false;

@@ -100,9 +100,7 @@ class S3Remote extends SchemeRemote {
     let token: string | undefined;
     try {
       do {
-        const res = await this.client.send(
-          new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + sub, ContinuationToken: token }),
-        );
+        const res = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + sub, ContinuationToken: token }));
         for (const o of res.Contents ?? []) {
           if (!o.Key || o.Key.endsWith('/')) continue;
           out.push({ path: o.Key.slice(base.length), size: o.Size ?? 0 });
@@ -127,7 +125,11 @@ class S3Remote extends SchemeRemote {
   }
 
   async delete(relPath: string): Promise<void> {
-    await missingAs(() => this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) })), (err) => this.wrap(err, relPath), undefined);
+    await missingAs(
+      () => this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) })),
+      (err) => this.wrap(err, relPath),
+      undefined,
+    );
   }
 
   async space(): Promise<SpaceInfo> {

@@ -117,12 +117,7 @@ class SftpRemote extends SchemeRemote {
       await this.mkdirs(path.posix.dirname(joinRemote('', relPath)));
       const upload = (concurrency: number) =>
         this.call<void>((cb) =>
-          sftp.fastPut(
-            localFile,
-            this.p(tmp),
-            { mode: 0o600, concurrency, step: (done: number) => options.onProgress?.(done) },
-            (e) => cb(e, undefined),
-          ),
+          sftp.fastPut(localFile, this.p(tmp), { mode: 0o600, concurrency, step: (done: number) => options.onProgress?.(done) }, (e) => cb(e, undefined)),
         );
       try {
         await upload(this.sequential ? 1 : 64);
@@ -326,9 +321,7 @@ registerScheme('sftp', async (spec: RemoteSpec) => {
   const username = decodeURIComponent(u.username) || (spec.options.username as string | undefined) || os.userInfo().username;
   const password = decodeURIComponent(u.password) || (spec.options.password as string | undefined) || spec.env.SFTP_PASSWORD;
   const keyFile = (spec.options.private_key as string | undefined) ?? spec.env.SFTP_PRIVATE_KEY;
-  const knownHostsFile = expandHome(
-    String(spec.options.known_hosts ?? spec.env.SFTP_KNOWN_HOSTS ?? path.join(os.homedir(), '.ssh', 'known_hosts')),
-  );
+  const knownHostsFile = expandHome(String(spec.options.known_hosts ?? spec.env.SFTP_KNOWN_HOSTS ?? path.join(os.homedir(), '.ssh', 'known_hosts')));
   const acceptUnknown = truthy(spec.options.accept_unknown_host ?? spec.env.SFTP_ACCEPT_UNKNOWN_HOST);
   // '/path' is relative to the login directory; '//path' is absolute (the convention restic uses)
   const rawPath = decodeURIComponent(u.pathname);

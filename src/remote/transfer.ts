@@ -99,13 +99,7 @@ export interface UploadResult {
  * Uploads the backup whose sidecar is `<backupDir>/<type>/<prefix><id>.json`, then its sidecar. A full
  * backup uploads its components (each committed by its own sidecar) before its own sidecar.
  */
-export async function uploadBackup(
-  remote: Remote,
-  backupDir: string,
-  type: BackupType,
-  id: string,
-  options: TransferOptions = {},
-): Promise<UploadResult> {
+export async function uploadBackup(remote: Remote, backupDir: string, type: BackupType, id: string, options: TransferOptions = {}): Promise<UploadResult> {
   remote = retrying(remote, options);
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
   const rel = sidecarRel(type, id);
@@ -142,7 +136,10 @@ export async function uploadBackup(
     for (const f of dataFiles(type, sidecar)) {
       const st = await fsp.stat(path.join(backupDir, ...f.rel.split('/'))).catch(() => null);
       if (!st || st.size !== f.size) {
-        throw new BackupError('DAMAGED', `local backup ${type} ${id} is incomplete: ${f.rel} ${st ? `is ${st.size} bytes, metadata says ${f.size}` : 'is missing'}`);
+        throw new BackupError(
+          'DAMAGED',
+          `local backup ${type} ${id} is incomplete: ${f.rel} ${st ? `is ${st.size} bytes, metadata says ${f.size}` : 'is missing'}`,
+        );
       }
       if (await uploadFile(remote as RetryingRemote, backupDir, f, options, force)) {
         result.uploaded.push(f.rel);
@@ -168,7 +165,12 @@ export async function uploadBackup(
  * download is hashed while it is written, a remote verify hashes without writing. A transfer cut off
  * midway starts over: the hash covers the whole file.
  */
-export async function checkRemoteFile(remote: Remote, f: FileRef, options: TransferOptions = {}, sink: () => Writable = discard): Promise<{ size: number; problem?: string }> {
+export async function checkRemoteFile(
+  remote: Remote,
+  f: FileRef,
+  options: TransferOptions = {},
+  sink: () => Writable = discard,
+): Promise<{ size: number; problem?: string }> {
   return retrying(remote, options).attempt(f.rel, async (raw) => {
     let problem: string | undefined;
     options.onEvent?.({ kind: 'start', rel: f.rel, size: f.size, reportsProgress: true });
@@ -205,7 +207,12 @@ async function downloadFile(remote: RetryingRemote, f: FileRef, dest: string, op
 }
 
 /** Reads and validates a sidecar on the remote. */
-export async function readRemoteSidecar(remote: Remote, type: BackupType, id: string, options: TransferOptions = {}): Promise<{ rel: string; bytes: Buffer; sidecar: Sidecar }> {
+export async function readRemoteSidecar(
+  remote: Remote,
+  type: BackupType,
+  id: string,
+  options: TransferOptions = {},
+): Promise<{ rel: string; bytes: Buffer; sidecar: Sidecar }> {
   const rel = sidecarRel(type, id);
   let bytes: Buffer;
   try {
@@ -224,13 +231,7 @@ export async function readRemoteSidecar(remote: Remote, type: BackupType, id: st
  * its sidecar while writing; the sidecar is written last. Returns the local sidecar path, ready for the
  * normal restore.
  */
-export async function downloadBackup(
-  remote: Remote,
-  type: BackupType,
-  id: string,
-  destDir: string,
-  options: TransferOptions = {},
-): Promise<string> {
+export async function downloadBackup(remote: Remote, type: BackupType, id: string, destDir: string, options: TransferOptions = {}): Promise<string> {
   const r = retrying(remote, options);
   const { rel, bytes, sidecar } = await readRemoteSidecar(r, type, id, options);
   if (type === 'full') {
@@ -240,7 +241,8 @@ export async function downloadBackup(
     }
   } else {
     for (const rid of pinsOf({ id, references: sidecar.references })) {
-      if (!(await fsp.stat(path.join(destDir, ...sidecarRel('storage', rid).split('/'))).catch(() => null))) await downloadBackup(r, 'storage', rid, destDir, options);
+      if (!(await fsp.stat(path.join(destDir, ...sidecarRel('storage', rid).split('/'))).catch(() => null)))
+        await downloadBackup(r, 'storage', rid, destDir, options);
     }
     for (const f of dataFiles(type, sidecar)) await downloadFile(r, f, path.join(destDir, ...f.rel.split('/')), options);
     await verifyWhole(destDir, type, sidecar);

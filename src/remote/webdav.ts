@@ -129,7 +129,11 @@ class WebdavRemote extends SchemeRemote {
   }
 
   async delete(relPath: string): Promise<void> {
-    await missingAs(() => this.client.deleteFile(this.p(relPath)), (err) => this.wrap(err, relPath), undefined);
+    await missingAs(
+      () => this.client.deleteFile(this.p(relPath)),
+      (err) => this.wrap(err, relPath),
+      undefined,
+    );
   }
 
   async space(): Promise<SpaceInfo> {
@@ -179,9 +183,7 @@ async function openWebdav(spec: import('./remote.js').RemoteSpec): Promise<Remot
   const password = decodeURIComponent(u.password) || (spec.options.password as string | undefined) || spec.env.WEBDAV_PASSWORD;
   const yandex = /(^|\.)webdav\.yandex\.(ru|com)$/i.test(u.hostname);
   const token =
-    (spec.options.token as string | undefined) ??
-    (spec.options.oauth_token as string | undefined) ??
-    (yandex ? spec.env.YANDEX_DISK_TOKEN : undefined);
+    (spec.options.token as string | undefined) ?? (spec.options.oauth_token as string | undefined) ?? (yandex ? spec.env.YANDEX_DISK_TOKEN : undefined);
   const base = `${secure ? 'https' : 'http'}://${u.host}`;
   const root = decodeURIComponent(u.pathname).replace(/^\/+|\/+$/g, '');
   const { createClient, AuthType } = await import('webdav');

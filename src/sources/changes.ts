@@ -1,6 +1,16 @@
 import { createHash } from 'node:crypto';
 import { type BigIntStats, createReadStream } from 'node:fs';
-import { comparePaths, deletionOf, type EntryType, groupOf, ManifestCursor, type ManifestFile, type ManifestRecord, type ManifestWriter, readView } from '../archive/manifest.js';
+import {
+  comparePaths,
+  deletionOf,
+  type EntryType,
+  groupOf,
+  ManifestCursor,
+  type ManifestFile,
+  type ManifestRecord,
+  type ManifestWriter,
+  readView,
+} from '../archive/manifest.js';
 import { fsPath } from './bytenames.js';
 
 /**

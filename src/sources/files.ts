@@ -88,7 +88,10 @@ export async function checkStorageDir(dir: string): Promise<void> {
   try {
     await fsp.access(dir, fsConstants.R_OK | fsConstants.X_OK);
   } catch (err) {
-    throw usageError(`cannot read storage directory ${dir}: ${(err as NodeJS.ErrnoException).code}`, 'run the backup as a user that can read the media directory');
+    throw usageError(
+      `cannot read storage directory ${dir}: ${(err as NodeJS.ErrnoException).code}`,
+      'run the backup as a user that can read the media directory',
+    );
   }
 }
 
@@ -129,7 +132,9 @@ export async function* walk(root: string, isExcluded: (rel: string) => boolean, 
   try {
     // synchronous: a cached directory lists in microseconds, a thread-pool round trip costs more (an
     // unchanged nightly run is mostly this walk)
-    names = readdirSync(fsPath(path.join(root, rel)), { encoding: 'buffer' }).map(decodeName).sort();
+    names = readdirSync(fsPath(path.join(root, rel)), { encoding: 'buffer' })
+      .map(decodeName)
+      .sort();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     if (code === 'ENOENT' && rel) {

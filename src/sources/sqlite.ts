@@ -76,10 +76,17 @@ const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
  */
 export function tableRows(db: Database.Database): Record<string, number> {
   const rows: Record<string, number> = {};
-  const names = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name").pluck().all() as string[];
+  const names = db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")
+    .pluck()
+    .all() as string[];
   for (const name of names) {
     try {
-      rows[name] = (db.prepare(`SELECT count(*) FROM ${quoteIdent(name)}`).pluck().get() as number) ?? 0;
+      rows[name] =
+        (db
+          .prepare(`SELECT count(*) FROM ${quoteIdent(name)}`)
+          .pluck()
+          .get() as number) ?? 0;
     } catch {
       // left out: the drill then lists it without a count to compare with
     }
@@ -185,9 +192,13 @@ export async function restoreDatabaseInto(backupFile: string, livePath: string):
         try {
           live.pragma('journal_mode = DELETE');
         } catch (err) {
-          throw new BackupError('FAILED', `cannot restore: the backup's page size (${backupPageSize}) differs from the live database's (${livePageSize}), and SQLite can change it only while no other process has the database open (${(err as Error).message})`, {
-            hint: 'stop the application and run the restore again',
-          });
+          throw new BackupError(
+            'FAILED',
+            `cannot restore: the backup's page size (${backupPageSize}) differs from the live database's (${livePageSize}), and SQLite can change it only while no other process has the database open (${(err as Error).message})`,
+            {
+              hint: 'stop the application and run the restore again',
+            },
+          );
         }
       }
       // the destination is a real connection to the live file, so it takes SQLite's locks and writes
@@ -246,7 +257,9 @@ export async function copyDatabaseAside(source: string, dest: string, temp = `${
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOSPC' || code === 'SQLITE_FULL') {
       await cleanTemp();
-      throw new BackupError('NO_SPACE', `not enough space to copy the current database aside to ${dest}`, { hint: 'free some space and run the restore again' });
+      throw new BackupError('NO_SPACE', `not enough space to copy the current database aside to ${dest}`, {
+        hint: 'free some space and run the restore again',
+      });
     }
     how = 'raw';
     await cleanTemp();

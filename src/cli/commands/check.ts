@@ -8,7 +8,10 @@ export function register(program: Command): void {
     .command('check')
     .description('for monitoring: exit 0 when every enabled type has a recent ok backup and the last runs succeeded')
     .option('--max-age <duration>', 'newest ok backup must be younger than this, e.g. 26h, 90m, 2d (env BACKUP_CHECK_MAX_AGE)', undefined)
-    .option('--max-drill-age <duration>', 'once restore drills are set up (one was recorded, or BACKUP_DRILL_ENABLED=true): the last drill must have passed and be younger than this (env BACKUP_CHECK_MAX_DRILL_AGE, default 8d)')
+    .option(
+      '--max-drill-age <duration>',
+      'once restore drills are set up (one was recorded, or BACKUP_DRILL_ENABLED=true): the last drill must have passed and be younger than this (env BACKUP_CHECK_MAX_DRILL_AGE, default 8d)',
+    )
     .addOption(typeOption('check only this type (default: every type not disabled by BACKUP_<TYPE>_ENABLED)'))
     .option('--notify', 'send an alert through the configured channels when the check fails (NOTIFY_ON=always: every time)')
     .addHelpText(
@@ -50,9 +53,14 @@ Examples:
           summary: result.ok ? `backups are fresh: ${fresh.join(', ')}` : result.reasons.join('; '),
           human: (ui) => {
             // what is fine on stdout, each problem once on stderr (so --quiet, as from cron, keeps them)
-            for (const t of result.types) if (t.ok) ui.out(`${ui.c.green('✔')} ${t.type.padEnd(8)} newest ok: ${t.newest_id} (${formatAge(t.age_ms ?? 0)} old)`);
-            for (const r of result.runs) if (r.ok) ui.out(`${ui.c.green('✔')} last ${r.type ? `${r.command} --type ${r.type}` : r.command}: ok at ${r.finished_at}`);
-            if (result.drill?.ok && result.drill.last) ui.out(`${ui.c.green('✔')} last drill: ${result.drill.last.result}, RTO ${formatAge(result.drill.last.rto_ms)}, ${formatAge(result.drill.age_ms ?? 0)} ago`);
+            for (const t of result.types)
+              if (t.ok) ui.out(`${ui.c.green('✔')} ${t.type.padEnd(8)} newest ok: ${t.newest_id} (${formatAge(t.age_ms ?? 0)} old)`);
+            for (const r of result.runs)
+              if (r.ok) ui.out(`${ui.c.green('✔')} last ${r.type ? `${r.command} --type ${r.type}` : r.command}: ok at ${r.finished_at}`);
+            if (result.drill?.ok && result.drill.last)
+              ui.out(
+                `${ui.c.green('✔')} last drill: ${result.drill.last.result}, RTO ${formatAge(result.drill.last.rto_ms)}, ${formatAge(result.drill.age_ms ?? 0)} ago`,
+              );
             if (result.ok) ui.out(`OK: every checked type has an ok backup younger than ${formatAge(maxAgeMs)}`);
             else for (const r of result.reasons) ui.error(r);
           },

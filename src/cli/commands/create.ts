@@ -44,7 +44,22 @@ Examples:
     )
     .action(
       action('create', async (ctx, cmd) => {
-        const o = cmd.opts() as { type: BackupType; rotate?: boolean; dryRun?: boolean; wait: string; sync?: string | boolean; maxBackups?: string; keepDaily?: string; keepWeekly?: string; keepMonthly?: string; keepYearly?: string; full?: boolean; reread?: boolean; allowEmpty?: boolean; fullEvery: string };
+        const o = cmd.opts() as {
+          type: BackupType;
+          rotate?: boolean;
+          dryRun?: boolean;
+          wait: string;
+          sync?: string | boolean;
+          maxBackups?: string;
+          keepDaily?: string;
+          keepWeekly?: string;
+          keepMonthly?: string;
+          keepYearly?: string;
+          full?: boolean;
+          reread?: boolean;
+          allowEmpty?: boolean;
+          fullEvery: string;
+        };
         const { parseDuration } = await import('../../schedule/duration.js');
         const fullEveryMs = parseDuration(o.fullEvery, '--full-every');
         // a retention flag on the command line says "rotate": taking it and keeping everything would be a surprise
@@ -53,7 +68,8 @@ Examples:
         const { acquireLock } = await import('../../catalog/lock.js');
         const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
-        if (!Number.isFinite(waitS) || waitS < 0) throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
+        if (!Number.isFinite(waitS) || waitS < 0)
+          throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
         const storage = { full: o.full, reread: o.reread, fullEveryMs, allowEmpty: o.allowEmpty };
         await checkInputs(ctx.cfg, o.type, storage);
         const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
@@ -94,10 +110,21 @@ Examples:
             exitCode: !result.ok || syncFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
             summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}`,
             sizeBytes: result.size,
-            log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), warnings: result.warnings.length || undefined, skipped: result.skipped.length ? result.skipped : undefined, errors: result.errors.length ? result.errors : undefined },
+            log: {
+              type: result.type,
+              id: result.id,
+              status: result.status,
+              size: result.size,
+              backups: result.backups.map((b) => `${b.type}:${b.id}`),
+              warnings: result.warnings.length || undefined,
+              skipped: result.skipped.length ? result.skipped : undefined,
+              errors: result.errors.length ? result.errors : undefined,
+            },
             human: (ui) => {
               const mark = result.ok ? ui.c.green('✔') : ui.c.yellow('!');
-              ui.out(`${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}`);
+              ui.out(
+                `${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}`,
+              );
               for (const b of result.backups) {
                 if (b.type === 'full') continue;
                 const files = b.fileCount !== undefined ? `, ${countOf(b.fileCount, 'file')}${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
@@ -105,14 +132,17 @@ Examples:
               }
               for (const n of result.notes) ui.warn(n);
               if (result.skipped.length) {
-                ui.error(`${result.skipped.length} path${result.skipped.length === 1 ? '' : 's'} could not be read and ${result.skipped.length === 1 ? 'is' : 'are'} NOT in this backup (exit ${EXIT_SKIPPED}):`);
+                ui.error(
+                  `${result.skipped.length} path${result.skipped.length === 1 ? '' : 's'} could not be read and ${result.skipped.length === 1 ? 'is' : 'are'} NOT in this backup (exit ${EXIT_SKIPPED}):`,
+                );
                 for (const p of result.skipped.slice(0, 50)) ui.error(`  ${p.path}: ${p.error}`);
                 if (result.skipped.length > 50) ui.error(`  …and ${result.skipped.length - 50} more (see the sidecar's "skipped")`);
               }
               for (const w of result.warnings.slice(0, 20)) ui.warn(w);
               if (result.warnings.length > 20) ui.warn(`…and ${result.warnings.length - 20} more warnings (see the sidecar)`);
               for (const e of result.errors) ui.error(e);
-              for (const s of sync ?? []) s.ok ? ui.out(`  sync to ${s.remote}: ${formatBytes(s.uploaded ?? 0)} uploaded`) : ui.error(`sync to ${s.remote} failed: ${s.error}`);
+              for (const s of sync ?? [])
+                s.ok ? ui.out(`  sync to ${s.remote}: ${formatBytes(s.uploaded ?? 0)} uploaded`) : ui.error(`sync to ${s.remote} failed: ${s.error}`);
               if (rotation) {
                 ui.out('rotation:');
                 printRotation(ui, rotation);

@@ -4,7 +4,15 @@ import { manifestCommand } from '../manifest-command.js';
 export function register(program: Command): void {
   manifestCommand(
     program,
-    { name: 'diff', args: [['<from>', 'the earlier storage or full backup id'], ['<to>', 'the later one']], description: 'what was added, removed and changed between two storage backups, from their manifests', examples: ['diff 20240101_020000 20240102_020000', 'diff 20240101_020000 latest --json'] },
+    {
+      name: 'diff',
+      args: [
+        ['<from>', 'the earlier storage or full backup id'],
+        ['<to>', 'the later one'],
+      ],
+      description: 'what was added, removed and changed between two storage backups, from their manifests',
+      examples: ['diff 20240101_020000 20240102_020000', 'diff 20240101_020000 latest --json'],
+    },
     async (ctx, [a, b]) => {
       const { diffBackups } = await import('../../ops/diff.js');
       const r = await diffBackups(ctx.cfg.backupDir, a, b);

@@ -44,10 +44,14 @@ function render(ui: Ui, r: DrillResult): void {
   const mark = r.result === 'passed' ? ui.c.green('✔') : r.result === 'target-missed' ? ui.c.yellow('!') : ui.c.red('✘');
   ui.out(`${mark} drill of ${r.backup?.type} backup ${ui.c.bold(r.backup?.id ?? '?')} (${r.source}): ${r.result.toUpperCase()}`);
   const t = r.timings_ms;
-  ui.out(`  RTO  ${formatDuration(r.rto.measured_ms).padEnd(9)} target ${formatDuration(r.rto.target_ms).padEnd(8)} ${r.rto.ok ? 'ok' : 'MISSED'}   (download ${formatDuration(t.download)}, verify ${formatDuration(t.verify)}, restore ${formatDuration(t.restore)}${r.rto.extrapolated ? `; extrapolated from a ${r.sample?.percent}% sample that took ${formatDuration(r.rto.sampled_ms ?? 0)}` : ''})`);
+  ui.out(
+    `  RTO  ${formatDuration(r.rto.measured_ms).padEnd(9)} target ${formatDuration(r.rto.target_ms).padEnd(8)} ${r.rto.ok ? 'ok' : 'MISSED'}   (download ${formatDuration(t.download)}, verify ${formatDuration(t.verify)}, restore ${formatDuration(t.restore)}${r.rto.extrapolated ? `; extrapolated from a ${r.sample?.percent}% sample that took ${formatDuration(r.rto.sampled_ms ?? 0)}` : ''})`,
+  );
   if (r.sample) {
     const s = r.sample;
-    ui.out(`  sample ${s.percent}%: ${s.stored_files_read} stored files (${formatBytes(s.stored_bytes_read)}) hashed, coverage ${s.coverage.coverage_pct}% of ${formatBytes(s.stored_bytes_total)} after ${s.coverage.runs_in_cycle} of ${s.coverage.runs_per_cycle} drills; ${s.tree_files_restored} of ${s.tree_files_total} tree files restored`);
+    ui.out(
+      `  sample ${s.percent}%: ${s.stored_files_read} stored files (${formatBytes(s.stored_bytes_read)}) hashed, coverage ${s.coverage.coverage_pct}% of ${formatBytes(s.stored_bytes_total)} after ${s.coverage.runs_in_cycle} of ${s.coverage.runs_per_cycle} drills; ${s.tree_files_restored} of ${s.tree_files_total} tree files restored`,
+    );
   }
   for (const p of r.rpo.types) {
     const judged = p.type === r.rpo.judged_type;
@@ -58,9 +62,14 @@ function render(ui: Ui, r: DrillResult): void {
   if (r.database) {
     const bad = r.database.tables.filter((x) => !x.ok).length;
     const rows = r.database.tables.reduce((n, x) => n + (x.rows ?? 0), 0);
-    ui.out(`  database ${r.database.backup_id}: integrity_check ${r.database.integrity.slice(0, 60)}, ${r.database.tables.length} tables, ${rows} rows${r.database.row_counts_recorded ? (bad ? `, ${bad} differ from the recorded counts` : ', every count as recorded') : ''}`);
+    ui.out(
+      `  database ${r.database.backup_id}: integrity_check ${r.database.integrity.slice(0, 60)}, ${r.database.tables.length} tables, ${rows} rows${r.database.row_counts_recorded ? (bad ? `, ${bad} differ from the recorded counts` : ', every count as recorded') : ''}`,
+    );
   }
-  if (r.storage) ui.out(`  storage  ${r.storage.backup_id}: ${r.storage.entries} entries, ${formatBytes(r.storage.bytes)}${r.storage.manifest_checked ? ', every file hashed against the manifest' : ''}`);
+  if (r.storage)
+    ui.out(
+      `  storage  ${r.storage.backup_id}: ${r.storage.entries} entries, ${formatBytes(r.storage.bytes)}${r.storage.manifest_checked ? ', every file hashed against the manifest' : ''}`,
+    );
   if (r.live) {
     ui.out(`  live tree ${r.live.storage_path}: ${r.live.sampled} files sampled, ${r.live.changed} changed and ${r.live.missing} gone since the backup`);
     for (const e of r.live.examples) ui.out(ui.c.dim(`    ${e}`));
@@ -79,7 +88,10 @@ export function register(program: Command): void {
     .addOption(remotesConfigOption())
     .addOption(typeOption('drill the newest good backup of this type (default: the newest full backup)'))
     .option('--keep', 'keep the scratch copy (in the backup directory) for inspection')
-    .option('--sample <percent>', 'hash about this share of the stored files and restore this share of the tree, covering everything within ceil(100/PCT) drills; RTO extrapolated')
+    .option(
+      '--sample <percent>',
+      'hash about this share of the stored files and restore this share of the tree, covering everything within ceil(100/PCT) drills; RTO extrapolated',
+    )
     .option('--rto-target <duration>', 'restore time objective, e.g. 1h, 30m (env RTO_TARGET, default 1h)')
     .option('--rpo-target <duration>', 'recovery point objective, e.g. 4h, 26h (env RPO_TARGET, default 4h)')
     .addOption(waitOption())
@@ -115,7 +127,17 @@ Examples:
       const { parsePercent } = await import('../../ops/sample.js');
       const samplePercent = o.sample === undefined ? undefined : parsePercent(o.sample);
       const identities = await commandIdentities(ctx, cmd, false);
-      const common = { type: o.type, keep: o.keep, samplePercent, identities, rtoTargetMs, rpoTargetMs, signal: ctx.signal, lockWaitMs: Number(o.wait) * 1000 || 0, onProgress: (p: import('../../ops/progress.js').ProgressEvent) => ctx.progress.event(p) };
+      const common = {
+        type: o.type,
+        keep: o.keep,
+        samplePercent,
+        identities,
+        rtoTargetMs,
+        rpoTargetMs,
+        signal: ctx.signal,
+        lockWaitMs: Number(o.wait) * 1000 || 0,
+        onProgress: (p: import('../../ops/progress.js').ProgressEvent) => ctx.progress.event(p),
+      };
       let result: DrillResult;
       if (o.from) {
         const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
@@ -130,13 +152,23 @@ Examples:
       }
       const summary = drillSummary(result);
       const { recordDrill } = await import('../../catalog/status.js');
-      await recordDrill(ctx.cfg.backupDir, drillRecord(result)).catch((err) => ctx.ui.warn(`cannot record the drill in status.json: ${(err as Error).message}`));
+      await recordDrill(ctx.cfg.backupDir, drillRecord(result)).catch((err) =>
+        ctx.ui.warn(`cannot record the drill in status.json: ${(err as Error).message}`),
+      );
       return {
         json: result,
         exitCode: drillExitCode(result),
         summary,
         sizeBytes: result.bytes.restored,
-        log: { id: result.backup?.id, type: result.backup?.type, drill: result.result, source: result.source, rto_ms: result.rto.measured_ms, problems: result.problems, targets_missed: result.targets_missed },
+        log: {
+          id: result.backup?.id,
+          type: result.backup?.type,
+          drill: result.result,
+          source: result.source,
+          rto_ms: result.rto.measured_ms,
+          problems: result.problems,
+          targets_missed: result.targets_missed,
+        },
         human: (ui) => render(ui, result),
       };
     }),

@@ -6,7 +6,15 @@ import { nameArg } from '../name-args.js';
 export function register(program: Command): void {
   manifestCommand(
     program,
-    { name: 'dump', args: [['<backup>', 'storage or full backup id (or "latest")'], ['<file>', 'the file, relative to the storage directory']], description: 'write one file of a storage backup to stdout (with --json: its manifest record instead)', examples: ['dump latest images/photo.jpg > photo.jpg', 'dump 20240101_120000 notes.txt --json'] },
+    {
+      name: 'dump',
+      args: [
+        ['<backup>', 'storage or full backup id (or "latest")'],
+        ['<file>', 'the file, relative to the storage directory'],
+      ],
+      description: 'write one file of a storage backup to stdout (with --json: its manifest record instead)',
+      examples: ['dump latest images/photo.jpg > photo.jpg', 'dump 20240101_120000 notes.txt --json'],
+    },
     async (ctx, [ref, file]) => {
       const { dumpFile } = await import('../../ops/dump.js');
       const d = await dumpFile(ctx.cfg.backupDir, ref, nameArg(file));

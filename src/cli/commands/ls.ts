@@ -6,7 +6,15 @@ import { nameArg } from '../name-args.js';
 export function register(program: Command): void {
   manifestCommand(
     program,
-    { name: 'ls', args: [['<backup>', 'storage or full backup id (or "latest")'], ['[path]', 'only this path and what is under it, relative to the storage directory']], description: 'list the files a storage backup holds, from its manifest (nothing is unpacked)', examples: ['ls latest', 'ls 20240101_120000 images/2024 --json'] },
+    {
+      name: 'ls',
+      args: [
+        ['<backup>', 'storage or full backup id (or "latest")'],
+        ['[path]', 'only this path and what is under it, relative to the storage directory'],
+      ],
+      description: 'list the files a storage backup holds, from its manifest (nothing is unpacked)',
+      examples: ['ls latest', 'ls 20240101_120000 images/2024 --json'],
+    },
     async (ctx, [ref, under]) => {
       const { lsBackup } = await import('../../ops/ls.js');
       const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under));
@@ -17,7 +25,9 @@ export function register(program: Command): void {
           for (const e of r.entries) {
             const kind = e.type === 'dir' ? 'd' : e.type === 'symlink' ? 'l' : '-';
             const size = e.type === 'file' ? formatBytes(e.size) : '';
-            ui.out(`${kind}${e.mode.toString(8).padStart(4, '0')} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  ${e.mtime.slice(0, 19).replace('T', ' ')}  ${e.path}${e.target !== undefined ? ` -> ${e.target}` : ''}${e.type === 'dir' ? '/' : ''}`);
+            ui.out(
+              `${kind}${e.mode.toString(8).padStart(4, '0')} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  ${e.mtime.slice(0, 19).replace('T', ' ')}  ${e.path}${e.target !== undefined ? ` -> ${e.target}` : ''}${e.type === 'dir' ? '/' : ''}`,
+            );
           }
         },
       };

@@ -36,7 +36,10 @@ Examples:
         }
         const config = resolveNotifyConfig(ctx.cfg.env, 'always', ctx.cfg.file);
         if (!hasChannels(config)) {
-          throw usageError('no notification channel is configured', 'set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID, NOTIFY_WEBHOOK_URL, HEALTHCHECK_URL or UPTIME_KUMA_URL');
+          throw usageError(
+            'no notification channel is configured',
+            'set TELEGRAM_BOT_TOKEN and TELEGRAM_CHAT_ID, NOTIFY_WEBHOOK_URL, HEALTHCHECK_URL or UPTIME_KUMA_URL',
+          );
         }
 
         let result;

@@ -4,7 +4,8 @@ import { commandIdentities, identityOption } from '../encryption-options.js';
 import { action } from '../run.js';
 import { waitOption } from '../options.js';
 
-export const REVOKE_NOTE = 'rekey cannot revoke a key that already read a file: whoever held a removed identity and a copy of these files can still decrypt that copy. To shut them out, make new backups and delete the old ones everywhere.';
+export const REVOKE_NOTE =
+  'rekey cannot revoke a key that already read a file: whoever held a removed identity and a copy of these files can still decrypt that copy. To shut them out, make new backups and delete the old ones everywhere.';
 
 export function register(program: Command): void {
   const command = program
@@ -12,7 +13,10 @@ export function register(program: Command): void {
     .argument('[backup]', 'backup id, path, or "latest"')
     .description('re-wrap the file keys of encrypted local backups for a new set of recipients (payload unchanged)')
     .option('--all', 'every encrypted backup')
-    .option('--recipient <age1…>', 'the new recipients (repeatable; default BACKUP_RECIPIENTS / BACKUP_RECIPIENTS_FILE)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--recipient <age1…>', 'the new recipients (repeatable; default BACKUP_RECIPIENTS / BACKUP_RECIPIENTS_FILE)', (v: string, prev: string[] = []) => [
+      ...prev,
+      v,
+    ])
     .option('--recipients-file <file>', 'the new recipients, one per line')
     .addOption(waitOption())
     .addHelpText(
@@ -32,7 +36,10 @@ Examples:
       const o = cmd.opts() as { all?: boolean; recipient?: string[]; recipientsFile?: string; wait: string };
       const { resolveRecipients } = await import('../../crypto/age-settings.js');
       const recipients = resolveRecipients({ recipient: o.recipient, recipientsFile: o.recipientsFile }, ctx.cfg.env);
-      if (!recipients) throw new BackupError('USAGE', 'rekey: no new recipients', { hint: 'pass --recipient age1… (repeatable) or --recipients-file, or set BACKUP_RECIPIENTS' });
+      if (!recipients)
+        throw new BackupError('USAGE', 'rekey: no new recipients', {
+          hint: 'pass --recipient age1… (repeatable) or --recipients-file, or set BACKUP_RECIPIENTS',
+        });
       const identities = await commandIdentities(ctx, cmd);
       const { rekeyBackups } = await import('../../crypto/age-rekey.js');
       const files = await rekeyBackups(ctx.cfg.backupDir, ref === 'latest' ? { latest: true } : { ref, all: o.all }, {

@@ -13,7 +13,6 @@ import { formatBytes, formatDuration } from '../../format.js';
  * by name or URL.
  */
 
-
 export async function loadRemotes(ctx: Context, cmd: Command): Promise<RemotesConfig> {
   const { loadRemotesConfig, parseRemotesConfig, remotesConfigPath } = await import('../../remote/config.js');
   const flag = (cmd.optsWithGlobals() as { remotesConfig?: string }).remotesConfig;
@@ -90,7 +89,14 @@ Examples:
             ui.out(
               ui.table(
                 ['name', 'url', 'enabled', 'options'],
-                rows.map((r) => [r.name, r.url, r.enabled ? 'yes' : 'no', Object.entries(r.options).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')]),
+                rows.map((r) => [
+                  r.name,
+                  r.url,
+                  r.enabled ? 'yes' : 'no',
+                  Object.entries(r.options)
+                    .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`)
+                    .join(' '),
+                ]),
               ),
             );
           },
@@ -108,7 +114,8 @@ Examples:
       summary: r.ok ? `remote ${name} works` : `remote ${name} failed at ${failed?.step}: ${failed?.error}`,
       log: { remote: name, ok: r.ok, failed_step: failed?.step },
       human: (ui) => {
-        for (const s of r.steps) ui.out(`${s.ok ? ui.c.green('ok  ') : ui.c.red('FAIL')} ${s.step.padEnd(8)} ${formatDuration(s.ms)}${s.error ? `  ${s.error}` : ''}`);
+        for (const s of r.steps)
+          ui.out(`${s.ok ? ui.c.green('ok  ') : ui.c.red('FAIL')} ${s.step.padEnd(8)} ${formatDuration(s.ms)}${s.error ? `  ${s.error}` : ''}`);
         if (!r.ok) ui.error(`remote ${name} failed at ${failed?.step}`);
         else ui.out(`remote ${name} (${r.remote}) works`);
       },
@@ -138,7 +145,12 @@ Examples:
 }
 
 /** `remote test|info NAME`: the remote's name or URL, with the remotes config loaded. */
-function namedRemoteCommand(parent: Command, name: string, description: string, run: (ctx: Context, cfg: RemotesConfig, remote: string) => Promise<Outcome>): void {
+function namedRemoteCommand(
+  parent: Command,
+  name: string,
+  description: string,
+  run: (ctx: Context, cfg: RemotesConfig, remote: string) => Promise<Outcome>,
+): void {
   parent
     .command(name)
     .argument('<name>', 'remote name or URL')

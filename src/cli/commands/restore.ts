@@ -20,7 +20,9 @@ async function ask(question: string): Promise<boolean> {
 
 /** What "latest" picked when it is not a full backup: the operator must not have to guess. */
 function latestNote(ref: string, type: string, id: string): string | undefined {
-  return ref === 'latest' && type !== 'full' ? `"latest" is the ${type} backup ${id}: there is no full backup, so the newest backup of any type was taken` : undefined;
+  return ref === 'latest' && type !== 'full'
+    ? `"latest" is the ${type} backup ${id}: there is no full backup, so the newest backup of any type was taken`
+    : undefined;
 }
 
 function describe(plan: RestorePlan, ref: string): string[] {
@@ -33,7 +35,9 @@ function describe(plan: RestorePlan, ref: string): string[] {
     lines.push(`  database ${plan.database.backupId} -> ${plan.database.to}  (${aside})`);
   }
   if (plan.storage) {
-    const kept = existsSync(plan.storage.to) ? `the current tree is kept as ${plan.storage.keptAs ?? `${plan.storage.to}.pre-restore-${plan.id}`}` : 'a new directory: nothing there now';
+    const kept = existsSync(plan.storage.to)
+      ? `the current tree is kept as ${plan.storage.keptAs ?? `${plan.storage.to}.pre-restore-${plan.id}`}`
+      : 'a new directory: nothing there now';
     lines.push(`  storage  ${plan.storage.backupId} -> ${plan.storage.to}  (${kept})`);
   }
   return lines;
@@ -47,7 +51,11 @@ export function register(program: Command): void {
     .option('--target <dir>', 'restore into this directory instead of the live database and storage paths')
     .option('--no-verify', 'skip verification before restoring (not recommended)')
     .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
-    .option('--include <path>', 'storage: restore only this path of the tree, relative to the storage directory (repeatable; needs --target)', (v: string, prev: string[] = []) => [...prev, v])
+    .option(
+      '--include <path>',
+      'storage: restore only this path of the tree, relative to the storage directory (repeatable; needs --target)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
     .addOption(remotesConfigOption())
     .addOption(waitOption())
@@ -67,73 +75,86 @@ Examples:
   vertex-backup restore 20240101_120000 --target /tmp/r --include images/2024 --yes   # part of the tree
   vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup`,
     );
-  identityOption(command)
-    .action(
-      action('restore', async (ctx, cmd) => {
-        const [ref] = cmd.args as string[];
-        const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[] };
-        // a partial tree swapped in for the live one would look like lost files: only beside it
-        if (o.include?.length && !o.target) throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', { hint: 'add --target DIR (the live storage directory is not replaced by a partial tree)' });
-        const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
-        if (!o.yes && !interactive) {
-          throw new BackupError('USAGE', 'restore replaces current data and there is no terminal to confirm on', { hint: 'pass --yes to restore without asking' });
+  identityOption(command).action(
+    action('restore', async (ctx, cmd) => {
+      const [ref] = cmd.args as string[];
+      const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[] };
+      // a partial tree swapped in for the live one would look like lost files: only beside it
+      if (o.include?.length && !o.target)
+        throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', {
+          hint: 'add --target DIR (the live storage directory is not replaced by a partial tree)',
+        });
+      const interactive = process.stdin.isTTY === true && process.stderr.isTTY === true;
+      if (!o.yes && !interactive) {
+        throw new BackupError('USAGE', 'restore replaces current data and there is no terminal to confirm on', {
+          hint: 'pass --yes to restore without asking',
+        });
+      }
+      const { restoreBackup } = await import('../../ops/restore.js');
+      const identities = await commandIdentities(ctx, cmd, !o.from && (await passphraseNeeded(ctx.cfg.backupDir, ref)));
+      const options: import('../../ops/restore.js').RestoreOptions = {
+        target: o.target,
+        include: o.include?.map(nameArg),
+        verify: o.verify,
+        identities,
+        signal: ctx.signal,
+        lockWaitMs: Number(o.wait) * 1000 || 0,
+        onProgress: (p) => ctx.progress.event(p),
+        confirm: o.yes
+          ? undefined
+          : async (plan) => {
+              // no spinner (nor its timer) over the question
+              ctx.progress.stop();
+              await ctx.ui.settle();
+              for (const l of describe(plan, ref)) process.stderr.write(`${l}\n`);
+              return ask('Proceed? [y/N] ');
+            },
+      };
+      let result: import('../../ops/restore.js').RestoreResult;
+      if (o.from) {
+        const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
+        const { restoreFromRemote } = await import('../../ops/restore.js');
+        const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
+        try {
+          result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, o.from) } });
+        } finally {
+          await remote.close();
         }
-        const { restoreBackup } = await import('../../ops/restore.js');
-        const identities = await commandIdentities(ctx, cmd, !o.from && (await passphraseNeeded(ctx.cfg.backupDir, ref)));
-        const options: import('../../ops/restore.js').RestoreOptions = {
+      } else {
+        result = await restoreBackup(ctx.cfg, ref, options);
+      }
+      if (result.cancelled) return { json: result, exitCode: 1, human: (ui) => ui.out('restore cancelled: nothing was changed') };
+      return {
+        json: result,
+        summary: `restored ${result.type} backup ${result.id} in ${formatDuration(result.durationMs)}`,
+        log: {
+          id: result.id,
+          type: result.type,
           target: o.target,
-          include: o.include?.map(nameArg),
-          verify: o.verify,
-          identities,
-          signal: ctx.signal,
-          lockWaitMs: Number(o.wait) * 1000 || 0,
-          onProgress: (p) => ctx.progress.event(p),
-          confirm: o.yes
-            ? undefined
-            : async (plan) => {
-                // no spinner (nor its timer) over the question
-                ctx.progress.stop();
-                await ctx.ui.settle();
-                for (const l of describe(plan, ref)) process.stderr.write(`${l}\n`);
-                return ask('Proceed? [y/N] ');
-              },
-        };
-        let result: import('../../ops/restore.js').RestoreResult;
-        if (o.from) {
-          const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
-          const { restoreFromRemote } = await import('../../ops/restore.js');
-          const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
-          try {
-            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, o.from) } });
-          } finally {
-            await remote.close();
+          verified: result.verified,
+          database: result.database,
+          storage: result.storage && { ...result.storage, warnings: undefined },
+        },
+        human: (ui) => {
+          const note = latestNote(ref, result.type, result.id);
+          if (note) ui.warn(note);
+          ui.out(
+            `${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${formatDuration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`,
+          );
+          if (result.database) {
+            ui.out(`  database -> ${result.database.to} (integrity_check: ${result.database.integrity})`);
+            if (result.database.savedCurrentAs) ui.out(`             previous database saved as ${result.database.savedCurrentAs}`);
           }
-        } else {
-          result = await restoreBackup(ctx.cfg, ref, options);
-        }
-        if (result.cancelled) return { json: result, exitCode: 1, human: (ui) => ui.out('restore cancelled: nothing was changed') };
-        return {
-          json: result,
-          summary: `restored ${result.type} backup ${result.id} in ${formatDuration(result.durationMs)}`,
-          log: { id: result.id, type: result.type, target: o.target, verified: result.verified, database: result.database, storage: result.storage && { ...result.storage, warnings: undefined } },
-          human: (ui) => {
-            const note = latestNote(ref, result.type, result.id);
-            if (note) ui.warn(note);
-            ui.out(`${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${formatDuration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`);
-            if (result.database) {
-              ui.out(`  database -> ${result.database.to} (integrity_check: ${result.database.integrity})`);
-              if (result.database.savedCurrentAs) ui.out(`             previous database saved as ${result.database.savedCurrentAs}`);
-            }
-            if (result.storage) {
-              ui.out(`  storage  -> ${result.storage.to} (${countOf(result.storage.entries, 'entry', 'entries')}, ${formatBytes(result.storage.bytes)})`);
-              if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
-              for (const w of result.storage.warnings) ui.warn(w);
-            }
-            for (const w of result.warnings ?? []) ui.warn(w);
-            if (result.healed) ui.warn(result.healed);
-            if (result.database?.savedCurrentAs || result.storage?.previousKeptAs) ui.out(ui.c.dim('  remove the kept copies once the application runs well'));
-          },
-        };
-      }),
-    );
+          if (result.storage) {
+            ui.out(`  storage  -> ${result.storage.to} (${countOf(result.storage.entries, 'entry', 'entries')}, ${formatBytes(result.storage.bytes)})`);
+            if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
+            for (const w of result.storage.warnings) ui.warn(w);
+          }
+          for (const w of result.warnings ?? []) ui.warn(w);
+          if (result.healed) ui.warn(result.healed);
+          if (result.database?.savedCurrentAs || result.storage?.previousKeptAs) ui.out(ui.c.dim('  remove the kept copies once the application runs well'));
+        },
+      };
+    }),
+  );
 }

@@ -43,7 +43,17 @@ Examples:
     )
     .action(
       action('rotate', async (ctx, cmd) => {
-        const o = cmd.opts() as { remote?: string; keepLast?: number; keepDaily?: number; keepWeekly?: number; keepMonthly?: number; keepYearly?: number; type?: BackupType; dryRun?: boolean; wait: string };
+        const o = cmd.opts() as {
+          remote?: string;
+          keepLast?: number;
+          keepDaily?: number;
+          keepWeekly?: number;
+          keepMonthly?: number;
+          keepYearly?: number;
+          type?: BackupType;
+          dryRun?: boolean;
+          wait: string;
+        };
         // flags > MAX_BACKUPS / KEEP_* > config file, folded once in resolveConfig
         const policy: RetentionPolicy = ctx.cfg.retention;
         if (o.remote) return (await import('../remote-outcomes.js')).remoteRotateOutcome(ctx, cmd, o.remote, policy, { type: o.type, dryRun: o.dryRun });

@@ -89,7 +89,9 @@ async function listOutcome(jobs: JobSpec[], count: number, graceMs: number) {
             r.enabled ? r.schedule : ui.c.dim(`${r.schedule} (disabled)`),
             r.command,
             r.enabled
-              ? r.next_runs.map((t, i) => (i === 0 ? `${localTime(new Date(t))} (in ${formatAge(Date.parse(t) - now.getTime())})` : localTime(new Date(t)))).join('\n')
+              ? r.next_runs
+                  .map((t, i) => (i === 0 ? `${localTime(new Date(t))} (in ${formatAge(Date.parse(t) - now.getTime())})` : localTime(new Date(t))))
+                  .join('\n')
               : '-',
           ]),
         ),
@@ -167,7 +169,9 @@ function eventLogger(ui: Ui, json: boolean): (e: SchedulerEvent) => void {
         ui.warn(`${e.job}: the ${at(e.scheduledAt)} run is skipped: ${e.reason}`);
         break;
       case 'stopping':
-        ui.out(`scheduler stopping${e.running ? `: waiting for ${e.running} to end` : ''}${e.dropped.length ? `; dropped queued ${e.dropped.join(', ')}` : ''}`);
+        ui.out(
+          `scheduler stopping${e.running ? `: waiting for ${e.running} to end` : ''}${e.dropped.length ? `; dropped queued ${e.dropped.join(', ')}` : ''}`,
+        );
         break;
       case 'warning':
         ui.warn(e.message);

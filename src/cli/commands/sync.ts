@@ -22,7 +22,13 @@ export interface RemoteSync {
  * The per-remote loop of `sync` and `create --sync`: each remote in turn, each with its own encryption
  * settings; a remote that fails does not stop the others (`onFailure` says so as it happens).
  */
-export async function syncEach(ctx: Context, remotes: RemotesConfig, names: string[], options: SyncOptions, onFailure?: (name: string, e: BackupError) => void): Promise<RemoteSync[]> {
+export async function syncEach(
+  ctx: Context,
+  remotes: RemotesConfig,
+  names: string[],
+  options: SyncOptions,
+  onFailure?: (name: string, e: BackupError) => void,
+): Promise<RemoteSync[]> {
   const { syncToRemote } = await import('../../ops/sync.js');
   const { remoteRecipients } = await import('../../crypto/age-remote.js');
   const results: RemoteSync[] = [];
@@ -31,7 +37,12 @@ export async function syncEach(ctx: Context, remotes: RemotesConfig, names: stri
     try {
       const remote = await openRemoteByName(ctx, remotes, name);
       try {
-        const result = await syncToRemote(remote, ctx.cfg.backupDir, { ...options, signal: ctx.signal, onEvent: transferProgress(ctx, name), encryptTo: remoteRecipients(remotes, name) });
+        const result = await syncToRemote(remote, ctx.cfg.backupDir, {
+          ...options,
+          signal: ctx.signal,
+          onEvent: transferProgress(ctx, name),
+          encryptTo: remoteRecipients(remotes, name),
+        });
         results.push({ remote: name, ok: true, result });
       } finally {
         await remote.close();
@@ -89,7 +100,12 @@ Examples:
         return {
           json: { ok, remotes: results },
           exitCode: ok ? 0 : 1,
-          summary: ok ? `synced ${uploadedBackups} backups (${formatBytes(sent)}) to ${names.join(', ')}` : `sync failed for ${results.filter((r) => !r.ok).map((r) => r.remote).join(', ')}`,
+          summary: ok
+            ? `synced ${uploadedBackups} backups (${formatBytes(sent)}) to ${names.join(', ')}`
+            : `sync failed for ${results
+                .filter((r) => !r.ok)
+                .map((r) => r.remote)
+                .join(', ')}`,
           sizeBytes: sent,
           log: {
             remotes: results.map((r) => ({
@@ -110,7 +126,12 @@ Examples:
               const rate = s.ms > 0 ? ` (${formatBytes(Math.round((s.bytes * 1000) / s.ms))}/s)` : '';
               if (!s.synced.length) ui.out(`${r.remote}: up to date (${s.upToDate} backups)`);
               else {
-                ui.out(ui.table(['type', 'id', 'files sent', 'skipped', 'size'], s.synced.map((b) => [b.type, b.id, b.uploaded.length, b.skipped, formatBytes(b.bytes)])));
+                ui.out(
+                  ui.table(
+                    ['type', 'id', 'files sent', 'skipped', 'size'],
+                    s.synced.map((b) => [b.type, b.id, b.uploaded.length, b.skipped, formatBytes(b.bytes)]),
+                  ),
+                );
                 ui.out(`${r.remote}: sent ${formatBytes(s.bytes)} in ${formatDuration(s.ms)}${rate}; ${s.upToDate} already there`);
               }
               for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.type} ${n.id} is ${n.reason}`);
