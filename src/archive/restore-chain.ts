@@ -48,6 +48,15 @@ export interface ChainRestoreResult {
   archivesRead: string[];
 }
 
+/** An entry's path as manifests write it: its bytes decoded (see sources/bytenames.ts), without `./` or empty parts. */
+export function entryPath(header: tar.Header): string {
+  decodeEntryNames(header);
+  return header.name
+    .split('/')
+    .filter((p) => p !== '' && p !== '.')
+    .join('/');
+}
+
 function safeRel(p: string): string {
   const parts = p.split('/');
   if (p.startsWith('/') || parts.some((x) => x === '' || x === '.' || x === '..') || p.includes('\0')) {
@@ -237,11 +246,7 @@ async function copyReferenced(tarStream: Readable, root: string, byPath: Map<str
   };
   try {
     for await (const e of ex) {
-      decodeEntryNames(e.header);
-      const name = e.header.name
-        .split('/')
-        .filter((p) => p !== '' && p !== '.')
-        .join('/');
+      const name = entryPath(e.header);
       const want = e.header.type === 'file' ? byPath.get(name) : undefined;
       if (!want) {
         e.resume();

@@ -168,19 +168,25 @@ export async function recordRun(backupDir: string, input: RunInput, now = new Da
   return status;
 }
 
-/** Records the figures of a finished drill (its outcome as a run is recorded by recordRun). Same contract as recordRun. */
-export async function recordDrill(backupDir: string, drill: DrillRecord, now = new Date()): Promise<void> {
-  if (!(await exists(backupDir))) return;
-  const { status: previous } = await readStatus(backupDir);
+/** status.json rewritten whole, atomically: the previous file with `fields` changed (a missing or unusable one starts empty). */
+async function writeStatus(backupDir: string, previous: StatusFile | null | undefined, now: Date, fields: Partial<StatusFile>): Promise<StatusFile> {
   const status: StatusFile = {
     ...previous,
     format: STATUS_FORMAT,
     updated_at: now.toISOString(),
     last_run: previous?.last_run ?? null,
     runs: previous?.runs ?? {},
-    drill: { ...drill, problems: drill.problems?.map((p) => redact(p).split('\n')[0]) },
+    ...fields,
   };
   await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
+  return status;
+}
+
+/** Records the figures of a finished drill (its outcome as a run is recorded by recordRun). Same contract as recordRun. */
+export async function recordDrill(backupDir: string, drill: DrillRecord, now = new Date()): Promise<void> {
+  if (!(await exists(backupDir))) return;
+  const { status: previous } = await readStatus(backupDir);
+  await writeStatus(backupDir, previous, now, { drill: { ...drill, problems: drill.problems?.map((p) => redact(p).split('\n')[0]) } });
 }
 
 /** Records that a run died holding the lock (see acquireLock); does not touch the runs' outcomes. */
@@ -190,13 +196,12 @@ export async function recordInterrupted(
   now = new Date(),
 ): Promise<void> {
   const { status: previous } = await readStatus(backupDir);
-  const status: StatusFile = previous ?? { format: STATUS_FORMAT, updated_at: now.toISOString(), last_run: null, runs: {} };
-  status.updated_at = now.toISOString();
-  status.interrupted = {
-    ...(status.interrupted ?? {}),
-    [run.job]: { command: redact(run.command), pid: run.pid, hostname: run.hostname, started_at: run.started_at, found_at: now.toISOString() },
-  };
-  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
+  await writeStatus(backupDir, previous, now, {
+    interrupted: {
+      ...(previous?.interrupted ?? {}),
+      [run.job]: { command: redact(run.command), pid: run.pid, hostname: run.hostname, started_at: run.started_at, found_at: now.toISOString() },
+    },
+  });
 }
 
 function withoutOwnStart(started: Record<string, StartedRecord> | undefined, key: string): Record<string, StartedRecord> | undefined {
@@ -221,15 +226,9 @@ export async function recordStart(backupDir: string, command: string, type?: Bac
   const { status: previous } = await readStatus(backupDir);
   const current = previous?.started?.[key];
   if (current && (current.pid !== process.pid || current.host !== hostname()) && startedRunAlive(current)) return;
-  const status: StatusFile = {
-    ...previous,
-    format: STATUS_FORMAT,
-    updated_at: now.toISOString(),
-    last_run: previous?.last_run ?? null,
-    runs: previous?.runs ?? {},
+  await writeStatus(backupDir, previous, now, {
     started: { ...(previous?.started ?? {}), [key]: { command, type, started_at: now.toISOString(), host: hostname(), pid: process.pid, ...ownIdentity() } },
-  };
-  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
+  });
 }
 
 /** The one line `check` and the notifications show for a run that died. */

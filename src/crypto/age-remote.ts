@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { artifactFiles } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
-import type { BackupType, Sidecar } from '../catalog/sidecar.js';
+import type { BackupType, EncryptionInfo, Sidecar } from '../catalog/sidecar.js';
 import { PartWriter, readParts } from '../archive/parts.js';
 import { FILE_MODE, writeFileAtomic } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
@@ -30,36 +30,24 @@ export function remoteRecipients(remotes: RemotesConfig, nameOrUrl: string): Rec
   return recipientsFromList((enc as { recipients?: unknown } | null)?.recipients, where);
 }
 
-type RemoteSidecar = Awaited<ReturnType<typeof readRemoteSidecar>>;
-
-/** Is the remote copy this local backup, already encrypted? (A random file key makes bytes differ each time.) */
-async function remoteHasIt(
+/**
+ * Is this local file already on the remote, encrypted? A random file key makes the bytes differ each
+ * time, so the remote sidecar's plaintext checksum says it (for the archive, and for an incremental
+ * backup's file manifest beside it), and the object's size that it is whole.
+ */
+async function remoteHas(
   remote: Remote,
   type: BackupType,
-  rs: RemoteSidecar | undefined,
-  local: Sidecar,
+  stored: { file?: string; size?: number; encryption?: EncryptionInfo } | undefined,
+  plaintext: { checksum?: string; size?: number },
   options: TransferOptions,
 ): Promise<string | undefined> {
-  const e = rs?.sidecar.encryption;
-  if (!rs || !e || e.plaintext_checksum !== local.checksum || e.plaintext_size !== local.file_size || !rs.sidecar.backup_path) return undefined;
-  const rel = `${TYPE_DIR[type]}/${rs.sidecar.backup_path}`;
+  const e = stored?.encryption;
+  if (!stored?.file || !e || e.plaintext_checksum !== plaintext.checksum || (plaintext.size !== undefined && e.plaintext_size !== plaintext.size))
+    return undefined;
+  const rel = `${TYPE_DIR[type]}/${stored.file}`;
   const st = await retrying(remote, options).stat(rel);
-  return st && st.size === rs.sidecar.file_size ? rel : undefined;
-}
-
-/** The same for an incremental backup's file manifest, encrypted beside its archive. */
-async function remoteHasManifest(
-  remote: Remote,
-  type: BackupType,
-  rs: RemoteSidecar | undefined,
-  local: Sidecar,
-  options: TransferOptions,
-): Promise<string | undefined> {
-  const m = rs?.sidecar.manifest;
-  if (!m?.encryption || m.encryption.plaintext_checksum !== local.manifest?.checksum) return undefined;
-  const rel = `${TYPE_DIR[type]}/${m.file}`;
-  const st = await retrying(remote, options).stat(rel);
-  return st && st.size === m.size ? rel : undefined;
+  return st && st.size === stored.size ? rel : undefined;
 }
 
 /** Encrypts the local file `name` of `dir` to a temp file, uploads it as `rel`; what was written. */
@@ -108,8 +96,14 @@ export async function uploadEncrypted(
     result.bytes += sub.bytes;
   }
   const rs = await readRemoteSidecar(remote, type, id, options).catch(() => undefined);
-  const doneArtifact = await remoteHasIt(remote, type, rs, local, options);
-  const doneManifest = local.manifest ? await remoteHasManifest(remote, type, rs, local, options) : undefined;
+  const doneArtifact = await remoteHas(
+    remote,
+    type,
+    rs && { file: rs.sidecar.backup_path, size: rs.sidecar.file_size, encryption: rs.sidecar.encryption },
+    { checksum: local.checksum, size: local.file_size },
+    options,
+  );
+  const doneManifest = local.manifest ? await remoteHas(remote, type, rs?.sidecar.manifest, { checksum: local.manifest.checksum }, options) : undefined;
   if (doneArtifact && (!local.manifest || doneManifest)) {
     for (const rel of [doneArtifact, doneManifest]) if (rel) options.onEvent?.({ kind: 'skip', rel, size: 0 });
     result.skipped.push(...[doneArtifact, doneManifest].filter((x): x is string => !!x), scRel);

@@ -3,10 +3,10 @@ import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { ManifestRecord } from '../archive/manifest.js';
-import { archiveTarStream } from '../archive/restore-chain.js';
+import { archiveTarStream, entryPath } from '../archive/restore-chain.js';
 import { componentLookup } from '../catalog/listing.js';
 import { BackupError } from '../errors.js';
-import { decodeEntryNames, showName } from '../sources/bytenames.js';
+import { showName } from '../sources/bytenames.js';
 import { archivePath, manifestRecords, storageWithManifest } from './manifest-of.js';
 
 export interface Dumped {
@@ -52,11 +52,7 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
   const inArchive = record.o ?? want;
   (async () => {
     for await (const e of ex) {
-      decodeEntryNames(e.header);
-      const name = e.header.name
-        .split('/')
-        .filter((p) => p !== '' && p !== '.')
-        .join('/');
+      const name = entryPath(e.header);
       if (name !== inArchive || e.header.type !== 'file') {
         e.resume();
         continue;

@@ -158,6 +158,15 @@ async function stageStorage(
   let unpacked = 0;
   let unpackedBytes = 0;
   let totals: { files: number; bytes: number } | undefined;
+  // totals from the manifest or the sidecar, so a terminal shows percent and ETA as create does
+  const progressEntry =
+    (total: () => { files?: number; bytes?: number } | undefined) =>
+    (_name: string, bytes: number): void => {
+      if (++unpacked === 1) faultPoint('staging');
+      unpackedBytes += bytes;
+      const t = total();
+      opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes: unpackedBytes, totalBytes: t?.bytes, files: unpacked, totalFiles: t?.files });
+    };
   try {
     if (s.manifest) {
       // incremental storage backup: the manifest says which archive holds each entry (archive/restore-chain.ts)
@@ -206,19 +215,7 @@ async function stageStorage(
         onTotals: (entries, bytes) => {
           totals = { files: entries, bytes };
         },
-        onEntry: (_name, bytes) => {
-          if (++unpacked === 1) faultPoint('staging');
-          unpackedBytes += bytes;
-          // totals from the manifest, so a terminal shows percent and ETA as create does
-          opts.onProgress?.({
-            phase: 'restore',
-            subject: entry.id,
-            bytes: unpackedBytes,
-            totalBytes: totals?.bytes,
-            files: unpacked,
-            totalFiles: totals?.files,
-          });
-        },
+        onEntry: progressEntry(() => totals),
       });
     } else {
       if (opts.include?.length)
@@ -232,19 +229,7 @@ async function stageStorage(
       extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
         maxBytes,
         signal: opts.signal,
-        onEntry: (_name, bytes) => {
-          if (++unpacked === 1) faultPoint('staging');
-          unpackedBytes += bytes;
-          // totals from the sidecar, so a terminal shows percent and ETA as create does
-          opts.onProgress?.({
-            phase: 'restore',
-            subject: entry.id,
-            bytes: unpackedBytes,
-            totalBytes: s.content_bytes,
-            files: unpacked,
-            totalFiles: s.entry_count,
-          });
-        },
+        onEntry: progressEntry(() => ({ bytes: s.content_bytes, files: s.entry_count })),
       });
       if (decrypt) {
         // the last chunk authenticates the whole payload: nothing is swapped in before it has
