@@ -76,31 +76,30 @@ export interface CreateResult {
 }
 
 /**
- * A `YYYYMMDD_HHMMSS` id no file of these types uses yet (`_2`, `_3`… for the same second), and never
- * older than the newest backup of any type: ids order the catalog ("latest", keep-last, chains), and a
+ * A `YYYYMMDD_HHMMSS` id after every id in the backup directory: ids order the catalog ("latest",
+ * keep-last, chains). In the second of the newest backup (of any type) it takes the next `_N`; a
  * clock that is behind (a board without a battery-backed clock before NTP has synced, a bad manual
- * setting) would name the newest backup as the oldest, the first one rotation removes. Such a backup
- * takes the newest id's second instead, and the run says why.
+ * setting) would name the newest backup as the oldest, the first one rotation removes, so such a
+ * backup takes the newest id's second too, and the run says why.
  */
-async function allocateId(backupDir: string, types: BackupType[], now: Date): Promise<{ id: string; warning?: string }> {
-  const used = new Set<string>();
+async function allocateId(backupDir: string, now: Date): Promise<{ id: string; warning?: string }> {
   let newest: string | undefined;
   for (const t of BACKUP_TYPES) {
     for (const name of await fsp.readdir(typeDir(backupDir, t)).catch(() => [] as string[])) {
       const p = parseName(name);
-      if (!p) continue;
-      if (types.includes(t)) used.add(p.id);
-      if (newest === undefined || compareIds(p.id, newest) > 0) newest = p.id;
+      if (p && (newest === undefined || compareIds(p.id, newest) > 0)) newest = p.id;
     }
   }
   const clock = timestampOf(now);
-  const behind = newest !== undefined && compareIds(clock, newest.slice(0, clock.length)) < 0;
-  const ts = behind ? newest!.slice(0, clock.length) : clock;
+  const order = newest === undefined ? 1 : compareIds(clock, newest.slice(0, clock.length));
+  if (order > 0) return { id: clock };
+  const ts = newest!.slice(0, clock.length);
   let id = ts;
-  for (let n = 2; used.has(id) || (behind && compareIds(id, newest!) <= 0); n++) id = `${ts}_${n}`;
-  const warning = behind
-    ? `the system clock (${now.toISOString()}) is behind the newest backup ${newest}: this backup is named ${id}; set the clock (NTP, timedatectl)`
-    : undefined;
+  for (let n = 2; compareIds(id, newest!) <= 0; n++) id = `${ts}_${n}`;
+  const warning =
+    order < 0
+      ? `the system clock (${now.toISOString()}) is behind the newest backup ${newest}: this backup is named ${id}; set the clock (NTP, timedatectl)`
+      : undefined;
   return { id, warning };
 }
 
@@ -462,11 +461,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
   // tests stop a run here, holding the lock with nothing written yet (see ops/fault-point.ts)
   faultPoint('create-locked');
-  const { id, warning: clockWarning } = await allocateId(
-    cfg.backupDir,
-    type === 'full' ? ['full', 'database', 'storage'] : [type],
-    (opts.now ?? (() => new Date()))(),
-  );
+  const { id, warning: clockWarning } = await allocateId(cfg.backupDir, (opts.now ?? (() => new Date()))());
   const backups: CreatedBackup[] = [];
   const errors: string[] = [];
   const failures: BackupError[] = [];
