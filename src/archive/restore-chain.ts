@@ -10,6 +10,7 @@ import { codecForFile, getCodec } from '../codec/registry.js';
 import { BackupError } from '../errors.js';
 import tar from 'tar-stream';
 import { decodeEntryNames, fsPath, nameBytes, showName } from '../sources/bytenames.js';
+import { compareIds } from '../catalog/names.js';
 import { extractArchive } from './extract.js';
 import { compareRecords, ManifestCursor, type ManifestFile, type ManifestRecord, readView } from './manifest.js';
 
@@ -133,7 +134,7 @@ export async function extractChain(
   // pass 2: files and symlinks, archive by archive, oldest first
   let bytes = 0;
   const warnings: string[] = [];
-  const ids = [...needed.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+  const ids = [...needed.keys()].sort(compareIds);
   for (const id of ids) {
     const archive = archives(id);
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
@@ -193,7 +194,7 @@ export async function extractChain(
     }
   }
   // pass 2b: files stored by reference, from the archives that hold their content
-  for (const id of [...refs.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))) {
+  for (const id of [...refs.keys()].sort(compareIds)) {
     const archive = archives(id);
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
     const written = await copyReferenced(await (options.tarStream ?? archiveTarStream)(archive, id), root, refs.get(id)!, id);

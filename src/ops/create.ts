@@ -370,7 +370,7 @@ async function backupStoragePart(
     if (warning) packed.warnings.unshift(warning);
     const referenced = plan.stats.referenced;
     // oldest first (ids are timestamps): the archives that hold its files, and the manifests of its chain
-    const references = [...new Set([...referenced.keys(), ...chain])].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
+    const references = [...new Set([...referenced.keys(), ...chain])].sort(compareIds);
     const sidecar: WrittenSidecar = {
       ...baseSidecar('storage', id, createdAt),
       duration_ms: Date.now() - started.getTime(),
