@@ -1,7 +1,10 @@
 import { Chalk, type ChalkInstance } from 'chalk';
-import Table from 'cli-table3';
 import { redact } from '../secrets.js';
 import { snakeKeys } from './json-keys.js';
+import { createRequire } from 'node:module';
+
+// loaded when a table is printed: most runs (the nightly create above all) print none
+const loadTable = (): typeof import('cli-table3') => createRequire(import.meta.url)('cli-table3');
 
 export interface UiOptions {
   json: boolean;
@@ -114,6 +117,7 @@ export class Ui {
   }
 
   table(head: string[], rows: (string | number)[][], align?: ('left' | 'right')[]): string {
+    const Table = loadTable();
     const t = new Table({
       head: head.map((h) => this.c.bold(h)),
       style: { head: [], border: [], compact: true },

@@ -35,6 +35,9 @@ function utf8SequenceAt(buf: Uint8Array, i: number): number {
 /** Bytes of a name (from readdir with encoding 'buffer', or a tar header) to the program's string. */
 export function decodeName(buf: Uint8Array): string {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  // nearly every name is valid UTF-8: decoded without a replacement character, it is exactly that
+  const text = b.toString('utf8');
+  if (!text.includes('\ufffd')) return text;
   let out = '';
   let start = 0;
   let i = 0;

@@ -1,5 +1,8 @@
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import picomatch from 'picomatch';
+
+// loaded only when there are patterns: an unchanged nightly run without any spends its time elsewhere
+const loadPicomatch = (): typeof import('picomatch') => createRequire(import.meta.url)('picomatch');
 
 /**
  * `--exclude` patterns, matched against paths relative to the storage root:
@@ -16,10 +19,11 @@ export interface ExcludeMatcher {
 
 export function excludeMatcher(globs: string[] | undefined): ExcludeMatcher {
   const counts = (globs ?? []).map((pattern) => ({ pattern, matched: 0 }));
+  const picomatch = globs?.length ? loadPicomatch() : undefined;
   const tests = (globs ?? []).map((g) => {
     const anchored = g.startsWith('/');
     const body = anchored ? g.replace(/^\/+/, '') : g;
-    return picomatch(body, { dot: true, basename: !anchored });
+    return picomatch!(body, { dot: true, basename: !anchored });
   });
   const match = ((rel: string) => {
     for (let i = 0; i < tests.length; i++) {
