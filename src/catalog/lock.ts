@@ -6,6 +6,7 @@ import Database from 'better-sqlite3';
 import { BackupError } from '../errors.js';
 import { ensureDir, writeFileAtomic } from '../fsutil.js';
 import { recordInterrupted } from './status.js';
+import { stillRunning } from './process-identity.js';
 
 /** The holder's JSON: only for the message a refused run prints. It never decides who holds the lock. */
 export const LOCK_FILE = '.vertex-backup.lock';
@@ -80,20 +81,11 @@ async function describeHolder(file: string): Promise<string> {
   let h: LockHolder | undefined;
   for (let i = 0; i < 20; i++) {
     h = readHolderSync(file);
-    if (h && (h.hostname !== os.hostname() || isAlive(h.pid))) break;
+    // only picks the message: whether the lock is held is the kernel's answer, never this guess
+    if (h && (h.hostname !== os.hostname() || stillRunning(h.pid, {}))) break;
     await new Promise((r) => setTimeout(r, 50));
   }
   return h ? `pid ${h.pid} on ${h.hostname}, '${h.command}' since ${h.started_at}` : 'an unknown process';
-}
-
-/** Only used to pick a message: whether a lock is held is the kernel's answer, never this guess. */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
