@@ -23,6 +23,8 @@ export interface RunOptions {
   /** added to the clean base environment; `undefined` values remove a variable */
   env?: Record<string, string | undefined>;
   timeoutMs?: number;
+  /** run as this user (uid = gid), as root only: see binaryUnreachableBy */
+  uid?: number;
 }
 
 /** A minimal environment: no CI, NO_COLOR, INVOCATION_ID or BACKUP_* leaking in from the test runner. */
@@ -47,6 +49,7 @@ export function start(args: string[], opts: RunOptions): { child: ChildProcess; 
     cwd: opts.cwd,
     env: baseEnv(opts.cwd, opts.env),
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.uid === undefined ? {} : { uid: opts.uid, gid: opts.uid }),
   });
   let stdout = '';
   let stderr = '';
@@ -68,6 +71,16 @@ export function start(args: string[], opts: RunOptions): { child: ChildProcess; 
     });
   });
   return { child, done };
+}
+
+/**
+ * Why a process of user `uid` cannot run the built binary, or undefined when it can. A checkout under a
+ * mode-0700 directory (`mktemp -d`) is out of every other user's reach; tests that run the binary as
+ * another user skip by this reason instead of failing on MODULE_NOT_FOUND.
+ */
+export function binaryUnreachableBy(uid: number): string | undefined {
+  const probe = spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(BIN)}, require('fs').constants.R_OK)`], { uid, gid: uid });
+  return probe.status === 0 ? undefined : `uid ${uid} cannot read ${BIN} (the checkout lies under a directory other users cannot enter)`;
 }
 
 /** Runs `vertex-backup ARGS` to the end. */
