@@ -5,7 +5,7 @@ import * as v from 'valibot';
 import { getCodec } from './codec/registry.js';
 import { type BackupError, usageError } from './errors.js';
 import { withoutBom } from './fsutil.js';
-import { isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
+import { checkSecretFileMode, isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
 
 /** What the user can pass as flags; anything unset falls through to env, the config file, defaults. */
 export interface ConfigFlags {
@@ -217,20 +217,6 @@ export function loadEnvFile(file: string, required: boolean): Record<string, str
     throw usageError(`cannot read env file ${file}: ${(err as Error).message}`);
   }
   return parseEnv(withoutBom(text)) as Record<string, string>;
-}
-
-/**
- * A file holding a secret must be private: a token readable by every local user is a leaked token.
- * `secrets` names what it holds, so the message says which variable is exposed.
- */
-export function checkSecretFileMode(file: string, secrets: boolean | string[]): void {
-  const names = Array.isArray(secrets) ? secrets : [];
-  if ((Array.isArray(secrets) ? !secrets.length : !secrets) || process.platform === 'win32') return;
-  const mode = fs.statSync(file).mode & 0o777;
-  if (mode & 0o077) {
-    const what = names.length ? `${names.join(', ')}, a secret vertex-backup uses,` : 'secrets';
-    throw usageError(`${file} holds ${what} but is readable by group or others (mode ${mode.toString(8).padStart(4, '0')})`, `run: chmod 600 ${file}`);
-  }
 }
 
 /**

@@ -30,7 +30,7 @@ export {
   type Identity,
   type Recipient,
 } from './crypto/age-keys.js';
-export { rekeyBackups, type RekeyedFile } from './crypto/age-rekey.js';
+export { rekeyBackups, type RekeyedFile } from './ops/rekey.js';
 export { runDrill, recoveryPoints, type DrillOptions, type DrillResult } from './ops/drill.js';
 export { verifySample, type SampledVerifyReport, type Coverage } from './ops/sample.js';
 export { collectMetrics, renderMetrics, writeMetricsFile } from './notify/metrics.js';

@@ -1,3 +1,5 @@
+import * as fs from 'node:fs';
+import { usageError } from './errors.js';
 /**
  * Every secret the process knows (tokens and passwords from the environment, the config file, the
  * remotes file, notification URLs) is registered here when it is read, and every line that leaves the
@@ -124,5 +126,19 @@ function urlPath(s: string): string | undefined {
     return rest.length > 1 ? rest : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * A file holding a secret must be private: a token readable by every local user is a leaked token.
+ * `secrets` names what it holds, so the message says which variable is exposed.
+ */
+export function checkSecretFileMode(file: string, secrets: boolean | string[]): void {
+  const names = Array.isArray(secrets) ? secrets : [];
+  if ((Array.isArray(secrets) ? !secrets.length : !secrets) || process.platform === 'win32') return;
+  const mode = fs.statSync(file).mode & 0o777;
+  if (mode & 0o077) {
+    const what = names.length ? `${names.join(', ')}, a secret vertex-backup uses,` : 'secrets';
+    throw usageError(`${file} holds ${what} but is readable by group or others (mode ${mode.toString(8).padStart(4, '0')})`, `run: chmod 600 ${file}`);
   }
 }

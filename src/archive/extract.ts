@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { BackupError, toBackupError } from '../errors.js';
-import { decodeEntryNames, fsPath } from '../sources/bytenames.js';
+import { decodeEntryNames, fsPath } from './bytenames.js';
 
 /**
  * Safe unpack of a tar stream (restore of a storage backup).

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, fsyncDir } from '../fsutil.js';
-import { decodeName, nameBytes } from '../sources/bytenames.js';
+import { decodeName, nameBytes } from './bytenames.js';
 
 /**
  * The file manifest of a storage backup: every path of the tree at that moment and the id of the

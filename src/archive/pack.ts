@@ -7,9 +7,9 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { usageError } from '../errors.js';
-import { type ChangePlan, recordFor } from '../sources/changes.js';
+import { type ChangePlan, recordFor } from './changes.js';
 import type { ManifestRecord } from './manifest.js';
-import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, paxEntry, showName } from '../sources/bytenames.js';
+import { decodeName, fsPath, gnuLongNameEntry, isByteName, nameBytes, paxEntry, showName } from './bytenames.js';
 import {
   OPEN_FLAGS,
   READ_AHEAD,
@@ -24,7 +24,7 @@ import {
   readSmallFile,
   sameFile,
   walk,
-} from '../sources/files.js';
+} from './tree.js';
 
 /**
  * The tar side of a storage backup: the tree that sources/files.ts walks, packed as a stream that

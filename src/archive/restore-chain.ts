@@ -9,7 +9,7 @@ import { readParts } from './parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { BackupError } from '../errors.js';
 import tar from 'tar-stream';
-import { decodeEntryNames, fsPath, nameBytes, showName } from '../sources/bytenames.js';
+import { decodeEntryNames, fsPath, nameBytes, showName } from './bytenames.js';
 import { compareIds } from '../catalog/names.js';
 import { extractArchive } from './extract.js';
 import { compareRecords, ManifestCursor, type ManifestFile, type ManifestRecord, readView } from './manifest.js';

@@ -1,5 +1,7 @@
 import * as path from 'node:path';
-import type { BackupType } from './sidecar.js';
+
+/** The three kinds of backup the catalog holds (a directory each). */
+export type BackupType = 'database' | 'storage' | 'full';
 
 export const TYPE_DIR: Record<BackupType, string> = { database: 'database', storage: 'storage', full: 'full' };
 export const PREFIX: Record<BackupType, string> = { database: 'db_backup_', storage: 'storage_backup_', full: 'full_backup_' };

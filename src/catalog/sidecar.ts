@@ -1,11 +1,13 @@
 import * as path from 'node:path';
 import * as v from 'valibot';
 import { getCodecOrUndefined } from '../codec/registry.js';
-import { ID_PATTERN } from './names.js';
+import type { EncryptionInfo } from '../crypto/age-artifact.js';
+import { type BackupType, ID_PATTERN } from './names.js';
+
+export type { BackupType } from './names.js';
 
 export const SIDECAR_FORMAT = 1;
 
-export type BackupType = 'database' | 'storage' | 'full';
 export const BACKUP_TYPES: readonly BackupType[] = ['full', 'database', 'storage'];
 
 const MALFORMED_PARTS = 'metadata has malformed parts';
@@ -44,14 +46,14 @@ export type SqliteInfo = v.InferOutput<typeof SqliteInfoSchema>;
  * An encrypted artifact (`….age`): `file_size`/`checksum`/`parts` describe the ciphertext on disk (so a
  * keyless verify proves the bytes intact); these fields describe the plaintext, checked with a key.
  */
-const EncryptionInfoSchema = v.object({
+const EncryptionInfoSchema: v.GenericSchema<EncryptionInfo> = v.object({
   format: v.literal('age'),
   /** public recipients (`age1…`) or 'passphrase (scrypt)': never a secret */
   recipients: v.array(v.string()),
   plaintext_size: v.number(),
   plaintext_checksum: v.optional(v.string()),
 });
-export type EncryptionInfo = v.InferOutput<typeof EncryptionInfoSchema>;
+export type { EncryptionInfo };
 
 const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
 const MALFORMED_REFERENCES = 'metadata has malformed references';

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { decodeName } from '../sources/bytenames.js';
+import { decodeName } from '../archive/bytenames.js';
 
 let cmdline: Buffer[] | undefined;
 /** The arguments as bytes: Node decodes argv as UTF-8 and turns bytes that are not into U+FFFD. */

@@ -21,7 +21,7 @@ async function withRemote<T>(ctx: Context, cmd: Command, name: string, fn: (remo
 }
 
 export async function remoteListOutcome(ctx: Context, cmd: Command, name: string, type?: BackupType): Promise<Outcome> {
-  const { listRemoteBackups } = await import('../remote/transfer.js');
+  const { listRemoteBackups } = await import('../offsite/transfer.js');
   const { list, url } = await withRemote(ctx, cmd, name, async (r) => ({ list: await listRemoteBackups(r, { type, signal: ctx.signal }), url: r.url }));
   const rows = list.map((b) => ({ ...b, fileCount: b.sidecar?.file_count }));
   return {

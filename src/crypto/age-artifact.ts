@@ -2,7 +2,6 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { EncryptionInfo } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE } from '../fsutil.js';
 import { describeRecipient, type Identity, type Recipient } from './age-keys.js';
@@ -10,6 +9,15 @@ import { type AgeDecryptStream, type AgeEncryptStream, createDecryptStream, crea
 
 /** Encrypted artifacts end in `.age`, after the codec's extension: `storage_backup_ID.tar.gz.age`. */
 export const AGE_EXTENSION = '.age';
+
+/** What a sidecar records of an encrypted artifact's plaintext (catalog/sidecar.ts validates it on read). */
+export interface EncryptionInfo {
+  format: 'age';
+  /** public recipients (`age1…`) or 'passphrase (scrypt)': never a secret */
+  recipients: string[];
+  plaintext_size: number;
+  plaintext_checksum?: string;
+}
 
 export interface EncryptStage {
   stream: AgeEncryptStream;

@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { checkSecretFileMode } from '../config.js';
+import { checkSecretFileMode } from '../secrets.js';
 import { usageError } from '../errors.js';
 import { type Identity, parseIdentityText, parseRecipient, parseRecipientsText, passphraseIdentity, passphraseRecipient, type Recipient } from './age-keys.js';
 

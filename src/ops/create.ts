@@ -23,8 +23,8 @@ import { ensureDir, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js'
 import { packTree } from '../archive/pack.js';
 import { refuseUnexpectedlyEmpty } from './empty-tree.js';
 import { faultPoint } from './fault-point.js';
-import { checkStorageDir, pathsInside, type SkippedPath, treeSize } from '../sources/files.js';
-import { ChangePlan } from '../sources/changes.js';
+import { checkStorageDir, pathsInside, type SkippedPath, treeSize } from '../archive/tree.js';
+import { ChangePlan } from '../archive/changes.js';
 import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
 import { TOOL } from '../version.js';
 import type { ProgressFn } from './progress.js';

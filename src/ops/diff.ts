@@ -1,5 +1,5 @@
 import { compareRecords, ManifestCursor, type ManifestRecord } from '../archive/manifest.js';
-import { showName } from '../sources/bytenames.js';
+import { showName } from '../archive/bytenames.js';
 import { manifestRecords, shownPath, storageWithManifest } from './manifest-of.js';
 
 export interface DiffResult {

@@ -6,7 +6,7 @@ import type { ManifestRecord } from '../archive/manifest.js';
 import { archiveTarStream, entryPath } from '../archive/restore-chain.js';
 import { componentLookup } from '../catalog/listing.js';
 import { BackupError } from '../errors.js';
-import { showName } from '../sources/bytenames.js';
+import { showName } from '../archive/bytenames.js';
 import { archivePath, manifestRecords, storageWithManifest } from './manifest-of.js';
 
 export interface Dumped {

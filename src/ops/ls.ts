@@ -1,5 +1,5 @@
 import type { EntryType } from '../archive/manifest.js';
-import { showName } from '../sources/bytenames.js';
+import { showName } from '../archive/bytenames.js';
 import { included } from '../archive/restore-chain.js';
 import { archivePath, manifestRecords, shownPath, storageWithManifest } from './manifest-of.js';
 

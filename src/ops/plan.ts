@@ -1,8 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
-import { excludeMatcher, unmatchedHint } from '../sources/exclude.js';
-import { treeSize } from '../sources/files.js';
+import { excludeMatcher, unmatchedHint } from '../archive/exclude.js';
+import { treeSize } from '../archive/tree.js';
 import { archiveEstimate, checkInputs } from './create.js';
 
 export interface CreatePlan {

@@ -19,7 +19,7 @@ import { BackupError, toBackupError, usageError } from '../errors.js';
 import { formatBytes } from '../format.js';
 import { exists, freeSpace } from '../fsutil.js';
 import type { Remote } from '../remote/remote.js';
-import { type TransferOptions, downloadBackup, listRemoteBackups, sidecarRel } from '../remote/transfer.js';
+import { type TransferOptions, downloadBackup, listRemoteBackups, sidecarRel } from '../offsite/transfer.js';
 import { extractArchive } from '../archive/extract.js';
 import { checkDatabaseFile, checkSourceDatabase, copyDatabaseAside, removeSqliteSidecars, restoreDatabaseInto } from '../sources/sqlite.js';
 import { completeSwap, isMountPoint, lockAndHeal, type RestoreJournal, removeJournal, type StorageSwap, undoSwap, writeJournal } from './restore-journal.js';
@@ -533,7 +533,7 @@ export async function restoreFromRemote(
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
     try {
       // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones below
-      await (await import('../crypto/age-remote.js')).decryptFetchedManifests(fetched.dir, opts.identities ?? []);
+      await (await import('../offsite/remote-encryption.js')).decryptFetchedManifests(fetched.dir, opts.identities ?? []);
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);

@@ -3,7 +3,7 @@
  * asks this module what to keep, and deletes the rest while holding the lock.
  */
 import { pinnedByKept } from '../catalog/chain.js';
-import { compareIds } from '../catalog/names.js';
+import { type BackupType, compareIds } from '../catalog/names.js';
 
 export interface RetentionPolicy {
   /** `--max-backups` / `--keep-last`: the newest N of each type */
@@ -13,8 +13,6 @@ export interface RetentionPolicy {
   keepMonthly?: number;
   keepYearly?: number;
 }
-
-export type BackupType = 'full' | 'database' | 'storage';
 
 export interface RetentionItem {
   id: string;

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { usageError } from '../errors.js';
 import { type Remote, tempAgeMs } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
-import { type TransferOptions, listRemoteBackups } from '../remote/transfer.js';
+import { type TransferOptions, listRemoteBackups } from '../offsite/transfer.js';
 import { fsyncDir } from '../fsutil.js';
 import { planRetention, type RetentionItem, type RetentionPolicy } from './retention.js';
 

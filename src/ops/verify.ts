@@ -13,7 +13,7 @@ import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-art
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, usageError } from '../errors.js';
 import { type Remote, RemoteError } from '../remote/remote.js';
-import { type FileRef, type TransferOptions, artifactRefs, checkRemoteFile, dataFiles, listRemoteBackups } from '../remote/transfer.js';
+import { type FileRef, type TransferOptions, artifactRefs, checkRemoteFile, dataFiles, listRemoteBackups } from '../offsite/transfer.js';
 import { manifestChain, pinsOf } from '../catalog/chain.js';
 import { exists } from '../fsutil.js';
 import { checkDatabaseFile } from '../sources/sqlite.js';

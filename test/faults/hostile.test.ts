@@ -30,20 +30,21 @@ afterAll(() => {
   rmrf(victim);
 });
 
-type Entry = { header: tar.Headers; body?: Buffer | (() => Readable) };
+type Entry = { header: Partial<tar.Header> & { name: string }; body?: Buffer | (() => Readable) };
 
 async function tarStream(entries: Entry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
-  pack.on('data', (c: Buffer) => chunks.push(c));
-  const done = new Promise((r) => pack.on('end', r));
+  pack.on('data', (c: unknown) => chunks.push(c as Buffer));
+  const done = new Promise<void>((r) => pack.on('end', () => r()));
   for (const e of entries) {
-    if (typeof e.body === 'function') {
+    const body = e.body;
+    if (typeof body === 'function') {
       await new Promise<void>((resolve, reject) => {
         const sink = pack.entry(e.header, (err) => (err ? reject(err) : resolve()));
-        (e.body as () => Readable)().pipe(sink);
+        body().pipe(sink);
       });
-    } else await new Promise<void>((resolve, reject) => pack.entry(e.header, e.body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
+    } else await new Promise<void>((resolve, reject) => pack.entry(e.header, body ?? Buffer.alloc(0), (err) => (err ? reject(err) : resolve())));
   }
   pack.finalize();
   await done;

@@ -117,7 +117,7 @@ export async function packBuffer(entries: PackEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   const done = new Promise<void>((resolve, reject) => {
-    pack.on('data', (c: Buffer) => chunks.push(c));
+    pack.on('data', (c: unknown) => chunks.push(c as Buffer));
     pack.on('end', () => resolve());
     pack.on('error', reject);
   });
@@ -141,8 +141,8 @@ export async function packTreeWithTarStream(root: string, out: string): Promise<
     sink.on('finish', () => resolve());
     sink.on('error', reject);
   });
-  pack.on('data', (c: Buffer) => {
-    if (!sink.write(c)) pack.pause();
+  pack.on('data', (c: unknown) => {
+    if (!sink.write(c as Buffer)) pack.pause();
   });
   sink.on('drain', () => pack.resume());
   pack.on('end', () => sink.end());

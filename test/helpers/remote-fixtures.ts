@@ -12,7 +12,7 @@ import { rotateRemote } from '../../src/ops/rotate.js';
 import { verifyRemote } from '../../src/ops/verify.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { type Remote, isTempName } from '../../src/remote/remote.js';
-import { type TransferEvent, listRemoteBackups } from '../../src/remote/transfer.js';
+import { type TransferEvent, listRemoteBackups } from '../../src/offsite/transfer.js';
 import { tempDir } from './servers.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

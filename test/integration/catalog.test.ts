@@ -12,7 +12,7 @@ import { fetchRemoteBackup } from '../../src/ops/restore.js';
 import { verifyRemote } from '../../src/ops/verify.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
-import { listRemoteBackups } from '../../src/remote/transfer.js';
+import { listRemoteBackups } from '../../src/offsite/transfer.js';
 import { ids, makeBackupSet } from '../helpers/remote-fixtures.js';
 import { tempDir } from '../helpers/servers.js';
 

@@ -13,7 +13,7 @@ import { fetchRemoteBackup } from '../../src/ops/restore.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { verifyBackups, verifyRemote } from '../../src/ops/verify.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
-import type { TransferEvent } from '../../src/remote/transfer.js';
+import type { TransferEvent } from '../../src/offsite/transfer.js';
 import { flipByte, makeStorage } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/servers.js';
 

@@ -3,7 +3,7 @@ import { remoteInfo, testRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { syncToRemote } from '../../src/ops/sync.js';
-import type { TransferEvent } from '../../src/remote/transfer.js';
+import type { TransferEvent } from '../../src/offsite/transfer.js';
 import { describeRemoteContract, ids, interruptedSync, makeBackupSet, report, roundTrip } from '../helpers/remote-fixtures.js';
 import { type WebdavServer, startWebdav, tempDir } from '../helpers/servers.js';
 

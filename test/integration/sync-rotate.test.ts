@@ -10,7 +10,7 @@ import { rotateBackups } from '../../src/ops/rotate.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import type { Remote } from '../../src/remote/remote.js';
-import { listRemoteBackups } from '../../src/remote/transfer.js';
+import { listRemoteBackups } from '../../src/offsite/transfer.js';
 import { ids, makeBackupSet } from '../helpers/remote-fixtures.js';
 import { tempDir } from '../helpers/servers.js';
 

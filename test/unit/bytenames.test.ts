@@ -1,7 +1,7 @@
 /** Issue 12, items 1 and 8: names as bytes, and URL passwords masked whole. */
 import { describe, expect, it } from 'vitest';
 import { redact } from '../../src/secrets.js';
-import { decodeName, fsPath, nameBytes, showName } from '../../src/sources/bytenames.js';
+import { decodeName, fsPath, nameBytes, showName } from '../../src/archive/bytenames.js';
 
 describe('byte names', () => {
   it.each([

@@ -41,7 +41,7 @@ Examples:
           hint: 'pass --recipient age1… (repeatable) or --recipients-file, or set BACKUP_RECIPIENTS',
         });
       const identities = await commandIdentities(ctx, cmd);
-      const { rekeyBackups } = await import('../../crypto/age-rekey.js');
+      const { rekeyBackups } = await import('../../ops/rekey.js');
       const files = await rekeyBackups(ctx.cfg.backupDir, ref === 'latest' ? { latest: true } : { ref, all: o.all }, {
         identities,
         recipients,

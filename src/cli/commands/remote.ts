@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { usageError } from '../../errors.js';
 import type { RemotesConfig } from '../../remote/config.js';
 import type { Remote } from '../../remote/remote.js';
-import type { TransferEvent } from '../../remote/transfer.js';
+import type { TransferEvent } from '../../offsite/transfer.js';
 import { type Context, type Outcome, action } from '../run.js';
 import { remotesConfigOption } from '../options.js';
 import { formatBytes, formatDuration } from '../../format.js';

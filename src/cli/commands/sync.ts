@@ -30,7 +30,7 @@ export async function syncEach(
   onFailure?: (name: string, e: BackupError) => void,
 ): Promise<RemoteSync[]> {
   const { syncToRemote } = await import('../../ops/sync.js');
-  const { remoteRecipients } = await import('../../crypto/age-remote.js');
+  const { remoteRecipients } = await import('../../offsite/remote-encryption.js');
   const results: RemoteSync[] = [];
   for (const name of names) {
     if (ctx.signal.aborted) break;

@@ -10,12 +10,12 @@ import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
 import { pinsOf } from '../catalog/chain.js';
-import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, uploadBackup } from '../remote/transfer.js';
+import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, uploadBackup } from './transfer.js';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AGE_EXTENSION, decryptToFile, encryptStage } from './age-artifact.js';
-import type { Identity, Recipient } from './age-keys.js';
-import { recipientsFromList } from './age-settings.js';
+import { AGE_EXTENSION, decryptToFile, encryptStage } from '../crypto/age-artifact.js';
+import type { Identity, Recipient } from '../crypto/age-keys.js';
+import { recipientsFromList } from '../crypto/age-settings.js';
 
 /**
  * Per-remote encryption: `"encrypt": {"recipients": ["age1…"]}` in a remote's definition. The remote

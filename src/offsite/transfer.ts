@@ -11,8 +11,8 @@ import { type BackupType, type Sidecar, artifactFiles, parseSidecar } from '../c
 import type { Recipient } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, ensureDir, fsyncDir, fsyncFile, writeFileAtomic } from '../fsutil.js';
-import { type Remote, RemoteError, readSmall } from './remote.js';
-import { type RetryOptions, type RetryingRemote, retrying } from './retry.js';
+import { type Remote, RemoteError, readSmall } from '../remote/remote.js';
+import { type RetryOptions, type RetryingRemote, retrying } from '../remote/retry.js';
 
 /**
  * Moving one backup between the local directory and a remote. The remote layout mirrors the local one
@@ -107,7 +107,7 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   const bytes = await fsp.readFile(localSidecar);
   const sidecar = parseSidecarBytes(bytes, type, id, localSidecar);
   if (type !== 'full' && options.encryptTo?.length && !sidecar.encryption) {
-    return (await import('../crypto/age-remote.js')).uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options);
+    return (await import('./remote-encryption.js')).uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options);
   }
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
   const state = await remoteSidecarState(remote as RetryingRemote, rel, bytes);

@@ -10,7 +10,7 @@ import {
   type ManifestRecord,
   type ManifestWriter,
   readView,
-} from '../archive/manifest.js';
+} from './manifest.js';
 import { fsPath } from './bytenames.js';
 
 /**

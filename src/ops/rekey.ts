@@ -9,9 +9,9 @@ import { acquireLock } from '../catalog/lock.js';
 import { PartWriter, checkParts } from '../archive/parts.js';
 import { BackupError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
-import { selectForVerify, type VerifySelection } from '../ops/verify.js';
-import { buildHeader, MAX_HEADER_BYTES, parseHeader, unwrapFileKey } from './age-header.js';
-import { describeRecipient, type Identity, type Recipient } from './age-keys.js';
+import { selectForVerify, type VerifySelection } from './verify.js';
+import { buildHeader, MAX_HEADER_BYTES, parseHeader, unwrapFileKey } from '../crypto/age-header.js';
+import { describeRecipient, type Identity, type Recipient } from '../crypto/age-keys.js';
 
 export interface RekeyedFile {
   type: 'database' | 'storage';
