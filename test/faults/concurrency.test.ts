@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO, cli, json, makeCounterDb, makeMedia, rmrf, rng, show, startCli, tempDir, trials, waitFor } from './helpers.js';
+import { REPO, cli, json, makeCounterDb, makeMedia, rmrf, rng, show, startCli, tempDir, trials, waitFor } from '../helpers/faults.js';
 
 const RACE_TRIALS = trials(3, 12);
 const RACERS = 5;

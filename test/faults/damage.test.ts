@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, fileHash, json, makeCounterDb, makeMedia, rmrf, rng, show, STACK, tempDir, treeDigest, trials } from './helpers.js';
+import { cli, fileHash, json, makeCounterDb, makeMedia, rmrf, rng, show, STACK, tempDir, treeDigest, trials } from '../helpers/faults.js';
 
 const TRIALS = trials(10, 60);
 const R = rng('damage');

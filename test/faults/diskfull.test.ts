@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, fileHash, json, makeCounterDb, makeMedia, mountSmallFs, rmrf, show, STACK, startCli, tempDir, tempFilesIn, treeDigest, trials } from './helpers.js';
+import { cli, fileHash, json, makeCounterDb, makeMedia, mountSmallFs, rmrf, show, STACK, startCli, tempDir, tempFilesIn, treeDigest, trials } from '../helpers/faults.js';
 
 const MIDWRITE_TRIALS = trials(2, 6);
 let cwd: string;

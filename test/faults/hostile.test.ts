@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import * as zlib from 'node:zlib';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, freeBytes, makeMedia, mountSmallFs, rmrf, sh, show, STACK, tempDir, treeDigest } from './helpers.js';
+import { cli, freeBytes, makeMedia, mountSmallFs, rmrf, sh, show, STACK, tempDir, treeDigest } from '../helpers/faults.js';
 
 let cwd: string;
 let victim: string; // an absolute directory outside everything the archives may touch

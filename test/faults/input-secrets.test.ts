@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, makeCounterDb, makeMedia, rmrf, show, STACK, tempDir } from './helpers.js';
+import { cli, makeCounterDb, makeMedia, rmrf, show, STACK, tempDir } from '../helpers/faults.js';
 
 let cwd: string;
 let base: string[];

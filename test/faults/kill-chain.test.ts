@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, json, makeMedia, rmrf, rng, show, sleep, startCli, tempDir, tempFilesIn, treeDigest, trials } from './helpers.js';
+import { cli, json, makeMedia, rmrf, rng, show, sleep, startCli, tempDir, tempFilesIn, treeDigest, trials } from '../helpers/faults.js';
 
 const CREATE_TRIALS = trials(3, 20);
 const ROTATE_TRIALS = trials(2, 10);

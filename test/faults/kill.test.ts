@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   cli, counterState, fileHash, json, makeCounterDb, makeMedia, rmrf, rng, show, sleep, startCli, tempDir, tempFilesIn, treeDigest, trials,
-} from './helpers.js';
+} from '../helpers/faults.js';
 
 const CREATE_TRIALS = trials(3, 20);
 const RESTORE_TRIALS = trials(3, 20);

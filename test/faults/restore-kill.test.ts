@@ -12,7 +12,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type AppFixture, makeApp, rmrf, snapshot, sqlite } from '../helpers/fixtures.js';
-import { cli, rng, type RunResult, show, sleep, startCli, trials } from './helpers.js';
+import { cli, rng, type RunResult, show, sleep, startCli, trials } from '../helpers/faults.js';
 
 const ROOT = process.getuid?.() === 0;
 const mounts: string[] = [];

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli, counterState, json, makeCounterDb, makeMedia, rmrf, rng, sh, show, STACK, startCounterWriter, tempDir, trials, waitFor } from './helpers.js';
+import { cli, counterState, json, makeCounterDb, makeMedia, rmrf, rng, sh, show, STACK, startCounterWriter, tempDir, trials, waitFor } from '../helpers/faults.js';
 
 const ROUNDS = trials(1, 3);
 const R = rng('writers');

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { ciMode, findProgram } from '../helpers/optional.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const FIXTURE_CONFIG = path.join(REPO, 'test', 'unit', 'needs-fixture', 'vitest.config.ts');
+const FIXTURE_CONFIG = path.join(REPO, 'test', 'integration', 'needs-fixture', 'vitest.config.ts');
 
 /** vitest on a file whose tests need a program that does not exist */
 function runFixture(ci: string | undefined) {

@@ -1,4 +1,4 @@
-// Runs needs.fixture.ts alone, with the suite's skip reporter: test/unit/optional.test.ts starts it.
+// Runs needs.fixture.ts alone, with the suite's skip reporter: test/integration/optional.test.ts starts it.
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 

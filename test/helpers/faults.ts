@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-import { BIN, baseEnv, REPO, type RunOptions, type RunResult, start } from '../helpers/cli.js';
+import { BIN, baseEnv, REPO, type RunOptions, type RunResult, start } from './cli.js';
 
 export { BIN, REPO };
 export const FULL = !!process.env.FAULT_TRIALS;
@@ -44,7 +44,7 @@ export function rmrf(p: string | undefined): void {
   if (p) fs.rmSync(p, { recursive: true, force: true });
 }
 
-export type { RunResult } from '../helpers/cli.js';
+export type { RunResult } from './cli.js';
 
 /** A clean environment: nothing from the test runner leaks in (no BACKUP_*, CI, NO_COLOR). */
 export const cleanEnv = baseEnv;
