@@ -77,7 +77,7 @@ function tryKernelLock(file: string): Database.Database | undefined {
  * the kernel lock; a loser that looks in between sees no file, or the file of a run that died: it looks
  * again for a moment so the message names the live holder.
  */
-async function describeHolder(file: string): Promise<string> {
+async function describeHolder(file: string): Promise<string | undefined> {
   let h: LockHolder | undefined;
   for (let i = 0; i < 20; i++) {
     h = readHolderSync(file);
@@ -85,7 +85,7 @@ async function describeHolder(file: string): Promise<string> {
     if (h && (h.hostname !== os.hostname() || stillRunning(h.pid, {}))) break;
     await new Promise((r) => setTimeout(r, 50));
   }
-  return h ? `pid ${h.pid} on ${h.hostname}, '${h.command}' since ${h.started_at}` : 'an unknown process';
+  return h ? `pid ${h.pid} on ${h.hostname}, '${h.command}' since ${h.started_at}` : undefined;
 }
 
 /**
@@ -109,6 +109,7 @@ export async function acquireLock(backupDir: string, command: string, options: {
   const holder: LockHolder = { pid: process.pid, hostname: os.hostname(), started_at: new Date().toISOString(), command, job: jobOf(command) };
   const deadline = Date.now() + (options.waitMs ?? 0);
   let db: Database.Database | undefined;
+  let retried = false;
   for (;;) {
     try {
       db = tryKernelLock(dbFile);
@@ -119,7 +120,14 @@ export async function acquireLock(backupDir: string, command: string, options: {
     }
     if (db) break;
     if (Date.now() >= deadline || options.signal?.aborted) {
-      throw new BackupError('LOCKED', `another vertex-backup run holds the lock on ${backupDir}: ${await describeHolder(file)}`, {
+      const who = await describeHolder(file);
+      // no holder file: the holder finished while we looked (it removes the file on release), so the lock
+      // is likely free now; one more try instead of refusing in the name of "an unknown process"
+      if (who === undefined && !retried && !options.signal?.aborted) {
+        retried = true;
+        continue;
+      }
+      throw new BackupError('LOCKED', `another vertex-backup run holds the lock on ${backupDir}: ${who ?? 'an unknown process'}`, {
         hint: 'wait for it to finish, or pass --wait SECONDS',
       });
     }

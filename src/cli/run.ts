@@ -115,8 +115,6 @@ export function action(name: string, fn: Action) {
       if (global.verbose && cause.stack) process.stderr.write(`${redact(cause.stack)}\n`);
     } finally {
       progress?.stop();
-      process.removeListener('SIGINT', onSignal);
-      process.removeListener('SIGTERM', onSignal);
     }
     // usage errors change nothing, so they leave no log line
     if (cfg && (outcome?.log || (error && error.code !== 'USAGE'))) {
@@ -163,6 +161,10 @@ export function action(name: string, fn: Action) {
       const { writeMetricsFile } = await import('../notify/metrics.js');
       await writeMetricsFile(metricsFile, cfg.backupDir).catch((err) => ui.warn(`cannot write the metrics file ${metricsFile}: ${(err as Error).message}`));
     }
+    // the handlers stay until here: a signal during the log or the notification used to kill the process
+    // by the signal's default action, so cron saw a signal death for a backup that had been made
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
     process.exitCode = exitCode;
   };
 }
