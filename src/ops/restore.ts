@@ -288,7 +288,11 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   const started = Date.now();
   if (opts.target) await checkTarget(opts.target);
   const source = await resolveRestoreSource(cfg.backupDir, ref);
-  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, {
+    waitMs: opts.lockWaitMs,
+    signal: opts.signal,
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+  });
   try {
     return { ...(await restoreLocked(cfg, source, opts, started)), healed };
   } finally {
@@ -528,7 +532,11 @@ export async function restoreFromRemote(
       });
   }
   const { lockAndHeal } = await import('./restore-journal.js');
-  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, {
+    waitMs: opts.lockWaitMs,
+    signal: opts.signal,
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+  });
   try {
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
     try {
