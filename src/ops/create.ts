@@ -209,9 +209,13 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
   const final = path.join(dir, name);
   const tmp = path.join(dir, `${plainName}.tmp`);
   try {
-    const info = await backupDatabase(cfg.dbPath, tmp, (bytes, total) => opts.onProgress?.({ phase: 'database', subject: id, bytes, totalBytes: total }));
+    let copying = false;
+    const info = await backupDatabase(cfg.dbPath, tmp, (bytes, total) => {
+      if (!copying) faultPoint('database-copy');
+      copying = true;
+      opts.onProgress?.({ phase: 'database', subject: id, bytes, totalBytes: total });
+    });
     opts.signal?.throwIfAborted();
-    await fsp.chmod(tmp, 0o600);
     let checksum: string;
     let size: number;
     let encryption: Sidecar['encryption'];

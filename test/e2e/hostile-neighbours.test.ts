@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeRun, parseJsonStdout, run, type RunResult } from '../helpers/cli.js';
+import { describeRun, parseJsonStdout, run, type RunResult, start } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf, tempDir } from '../helpers/fixtures.js';
 
 const ROOT = process.getuid?.() === 0;
@@ -99,5 +99,43 @@ describe('1. a planted .restore-in-progress.json', () => {
     const r4 = await vb(app, ['list']);
     expect(r4.code, describeRun(r4)).toBe(0);
     expect(fs.readFileSync(path.join(victim, 'secret'), 'utf8')).toBe('root only\n');
+  });
+});
+
+/** Waits until `pid` stops itself at a fault point (VERTEX_BACKUP_FAULT_POINT); false when it exited first. */
+async function stoppedAtFaultPoint(pid: number, done: { exited: boolean }): Promise<boolean> {
+  for (;;) {
+    if (done.exited) return false;
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return true;
+    } catch {
+      return false;
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+describe('5. the database copy is private while it is written', () => {
+  it('from a shell with umask 022 the temp copy is 0600 from its first byte', async () => {
+    const app = newApp({ events: 3000 });
+    const old = process.umask(0o022);
+    let child: ReturnType<typeof start>;
+    try {
+      child = start(['create', '--type', 'database', ...app.flags], { cwd: app.cwd, env: { VERTEX_BACKUP_FAULT_POINT: 'database-copy' } });
+    } finally {
+      process.umask(old);
+    }
+    const done = { exited: false };
+    child.child.on('exit', () => (done.exited = true));
+    const stopped = await stoppedAtFaultPoint(child.child.pid!, done);
+    const dir = path.join(app.backupDir, 'database');
+    const temps = stopped ? fs.readdirSync(dir).filter((n) => n.includes('.tmp')) : [];
+    const modes = temps.map((n) => `${n} ${(fs.statSync(path.join(dir, n)).mode & 0o777).toString(8)}`);
+    child.child.kill('SIGKILL');
+    const r = await child.done;
+    expect(stopped, describeRun(r)).toBe(true);
+    expect(temps.length).toBeGreaterThan(0);
+    for (const m of modes) expect(m).toMatch(/ 600$/);
   });
 });
