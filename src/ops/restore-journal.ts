@@ -244,10 +244,14 @@ export function journalProblem(j: RestoreJournal, live: LivePaths | undefined): 
           : undefined;
     if (!staging) return `unknown swap mode ${JSON.stringify(String(st.mode).slice(0, 40))}`;
     if (!matches(st.staging, staging)) return `staging directory ${JSON.stringify(String(st.staging).slice(0, 200))} is not a name a restore gives it`;
-    if (st.newTree !== undefined && !(st.newTree === st.staging || (typeof st.newTree === 'string' && path.dirname(st.newTree) === st.staging && !/^\.\.?$/.test(path.basename(st.newTree)))))
+    if (
+      st.newTree !== undefined &&
+      !(st.newTree === st.staging || (typeof st.newTree === 'string' && path.dirname(st.newTree) === st.staging && !/^\.\.?$/.test(path.basename(st.newTree))))
+    )
       return `new tree ${JSON.stringify(String(st.newTree).slice(0, 200))} is not inside the staging directory`;
     const previous = st.mode === 'rename' ? new RegExp(`^${dest}\\.pre-restore-${id}(-\\d+)?$`) : new RegExp(`^${dest}/\\.pre-restore-${id}(-\\d+)?$`);
-    if (st.previous !== undefined && !matches(st.previous, previous)) return `kept tree ${JSON.stringify(String(st.previous).slice(0, 200))} is not a name a restore gives it`;
+    if (st.previous !== undefined && !matches(st.previous, previous))
+      return `kept tree ${JSON.stringify(String(st.previous).slice(0, 200))} is not a name a restore gives it`;
   }
   return undefined;
 }

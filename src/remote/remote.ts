@@ -195,12 +195,7 @@ export function tempAgeMs(relPath: string, now = Date.now()): number | undefined
  * Shared download path (and the file scheme's upload): stream into a temp file beside the target,
  * fsync, rename.
  */
-export async function downloadTo(
-  source: Readable,
-  localFile: string,
-  options: TransferOptions = {},
-  tmp = tempNameBeside(localFile),
-): Promise<void> {
+export async function downloadTo(source: Readable, localFile: string, options: TransferOptions = {}, tmp = tempNameBeside(localFile)): Promise<void> {
   const dir = path.dirname(localFile);
   await ensureDir(dir);
   let done = 0;
