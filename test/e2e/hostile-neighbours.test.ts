@@ -5,10 +5,12 @@
  * built binary as an operator would.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { describeRun, parseJsonStdout, run, type RunResult, start } from '../helpers/cli.js';
+import { BIN, baseEnv, describeRun, parseJsonStdout, run, type RunResult, start } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf, tempDir } from '../helpers/fixtures.js';
 
 const ROOT = process.getuid?.() === 0;
@@ -138,4 +140,131 @@ describe('5. the database copy is private while it is written', () => {
     expect(temps.length).toBeGreaterThan(0);
     for (const m of modes) expect(m).toMatch(/ 600$/);
   });
+});
+
+/** Rewrites the manifest of storage backup `id` record by record (raw bytes between NULs), sidecar checksum updated. */
+function rewriteManifest(app: AppFixture, id: string, edit: (records: Buffer[]) => Buffer[] | Buffer): void {
+  const dir = path.join(app.backupDir, 'storage');
+  const sidecarFile = path.join(dir, `storage_backup_${id}.json`);
+  const sc = JSON.parse(fs.readFileSync(sidecarFile, 'utf8'));
+  const file = path.join(dir, sc.manifest.file);
+  const raw = zlib.gunzipSync(fs.readFileSync(file));
+  const records: Buffer[] = [];
+  for (let s = 0, i = raw.indexOf(0); i >= 0; s = i + 1, i = raw.indexOf(0, s)) records.push(raw.subarray(s, i));
+  const out = edit(records);
+  const gz = Buffer.isBuffer(out) ? out : zlib.gzipSync(Buffer.concat(out.flatMap((r) => [r, Buffer.of(0)])));
+  fs.writeFileSync(file, gz);
+  sc.manifest.checksum = createHash('sha256').update(gz).digest('hex');
+  if ('size' in sc.manifest) sc.manifest.size = gz.length;
+  fs.writeFileSync(sidecarFile, JSON.stringify(sc));
+}
+const recordOf = (r: Buffer) => ({ meta: JSON.parse(r.toString('utf8', 0, r.indexOf(9))) as Record<string, unknown>, path: r.subarray(r.indexOf(9) + 1).toString('utf8') });
+const makeRecord = (meta: Record<string, unknown>, p: string) => Buffer.concat([Buffer.from(JSON.stringify(meta)), Buffer.of(9), Buffer.from(p)]);
+
+describe('13-14. manifest records judged once, the same way by ls, verify and restore', () => {
+  it('a non-numeric "mt" is damage (exit 3, one line), not a crash', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'storage');
+    rewriteManifest(app, id, (rs) => rs.map((r) => (recordOf(r).meta.t === 'f' ? makeRecord({ ...recordOf(r).meta, mt: 'abc' }, recordOf(r).path) : r)));
+    const target = path.join(app.cwd, 'elsewhere');
+    for (const args of [['ls', id], ['verify', id], ['restore', id, '--target', target, '--yes']]) {
+      const r = await vb(app, args);
+      expect(r.code, `${args[0]}: ${describeRun(r)}`).toBe(3);
+      expect(r.stderr).not.toMatch(/BigInt/);
+      expect(r.stdout + r.stderr).toMatch(/non-numeric "mt"/);
+      noStack(r);
+    }
+  });
+
+  it('a "path" key inside a record does not override the raw path after the tab', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'storage');
+    let victimPath = '';
+    rewriteManifest(app, id, (rs) =>
+      rs.map((r) => {
+        const { meta, path: p } = recordOf(r);
+        if (meta.t !== 'f' || victimPath) return r;
+        victimPath = p;
+        return makeRecord({ ...meta, path: 'storage/../../escaped' }, p);
+      }),
+    );
+    const r = await vb(app, ['ls', id, '--json']);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stdout).not.toMatch(/escaped/);
+    expect(r.stdout).toContain(victimPath.split('/').pop());
+  });
+});
+
+describe('15. restore --include of a path the backup does not hold', () => {
+  it('exits 2 and restores nothing', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'storage');
+    const target = path.join(app.cwd, 'elsewhere');
+    const r = await vb(app, ['restore', id, '--include', 'does/not/exist', '--target', target, '--yes']);
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/holds nothing under ".*does\/not\/exist"/);
+    expect(fs.existsSync(target) ? fs.readdirSync(target) : []).toEqual([]);
+    noStack(r);
+  });
+});
+
+describe('16. ls shows control characters in names escaped', () => {
+  it('ESC, BEL and newline in a name or a link target never reach the terminal raw', async () => {
+    const app = newApp();
+    fs.writeFileSync(path.join(app.storagePath, 'evil\x1b[2Jname\x07\nfake line'), 'x');
+    fs.symlinkSync('target\x1b]0;title\x07', path.join(app.storagePath, 'link'));
+    const id = await createBackup(app, 'storage');
+    const r = await vb(app, ['ls', id]);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stdout).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
+    expect(r.stdout).toContain('evil\\x1b[2Jname\\x07\\nfake line');
+    expect(r.stdout).toContain('-> target\\x1b]0;title\\x07');
+  });
+});
+
+describe('10. manifests are read in bounded memory and linear time', () => {
+  it('a gzip bomb of a manifest (small file, hundreds of MB unpacked) is damage, read in bounded memory', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'storage');
+    // one endless record: no NUL in 400 MB of 'a'
+    rewriteManifest(app, id, () => zlib.gzipSync(Buffer.alloc(400 << 20, 'a'), { level: 9 }));
+    const r = spawnSync('/usr/bin/time', ['-f', 'maxrss=%M', process.execPath, BIN, 'ls', id, ...app.flags], {
+      cwd: app.cwd,
+      env: baseEnv(app.cwd),
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status, r.stderr).toBe(3);
+    expect(r.stderr).toMatch(/longer than/);
+    const kb = Number(/maxrss=(\d+)/.exec(r.stderr)?.[1]);
+    expect(kb).toBeLessThan(200 * 1024);
+  });
+});
+
+describe('13. verify says ok only to what restore accepts', () => {
+  for (const [what, edit] of [
+    ['a "../" path', (p: string) => p.replace(/\/[^/]+$/, '/../../escaped')],
+    ['an absolute path', () => '/etc/escaped'],
+    ['a NUL in a path', (p: string) => `${p}\0x`],
+  ] as const) {
+    it(`a manifest naming ${what}: verify exits 3 as restore does`, async () => {
+      const app = newApp();
+      const id = await createBackup(app, 'storage');
+      let done = false;
+      rewriteManifest(app, id, (rs) =>
+        rs.map((r) => {
+          const { meta, path: p } = recordOf(r);
+          if (meta.t !== 'f' || done) return r;
+          done = true;
+          return makeRecord(meta, edit(p));
+        }),
+      );
+      const v = await vb(app, ['verify', id]);
+      const target = path.join(app.cwd, 'elsewhere');
+      const r = await vb(app, ['restore', id, '--target', target, '--yes', '--no-verify']);
+      expect(r.code, describeRun(r)).toBe(3);
+      expect(v.code, describeRun(v)).toBe(3);
+      noStack(v);
+    });
+  }
 });
