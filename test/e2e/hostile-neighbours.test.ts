@@ -268,3 +268,36 @@ describe('13. verify says ok only to what restore accepts', () => {
     });
   }
 });
+
+describe('2. symlinks the app user plants at the live paths', () => {
+  asRoot('a restore as root refuses a storage path or database that another user replaced with a link to what is not theirs', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'full');
+    const rootOnly = tempDir('vb-root-only-');
+    scratch.push(rootOnly);
+    fs.chmodSync(rootOnly, 0o700);
+    fs.writeFileSync(path.join(rootOnly, 'secret'), 'root\n');
+    const rootDb = path.join(rootOnly, 'root.db');
+    fs.copyFileSync(app.dbPath, rootDb);
+    const rootDbBytes = fs.readFileSync(rootDb);
+    // www-data (uid 33) owns the app tree and plants links at both live paths
+    fs.rmSync(app.storagePath, { recursive: true });
+    fs.symlinkSync(rootOnly, app.storagePath);
+    fs.lchownSync(app.storagePath, 33, 33);
+    fs.rmSync(app.dbPath);
+    fs.symlinkSync(rootDb, app.dbPath);
+    fs.lchownSync(app.dbPath, 33, 33);
+    const r = await vb(app, ['restore', id, '--yes']);
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/refusing to restore the database through .* symlink owned by uid 33/);
+    noStack(r);
+    // the database link removed: the storage link is refused too
+    fs.rmSync(app.dbPath);
+    const r2 = await vb(app, ['restore', id, '--yes']);
+    expect(r2.code, describeRun(r2)).toBe(2);
+    expect(r2.stderr).toMatch(/refusing to restore the storage through .* symlink owned by uid 33/);
+    expect(fs.readdirSync(rootOnly).sort()).toEqual(['root.db', 'secret']);
+    expect(fs.readFileSync(rootDb).equals(rootDbBytes)).toBe(true);
+    expect(fs.readdirSync(path.dirname(rootOnly)).filter((n) => n.startsWith(`${path.basename(rootOnly)}.pre-restore`))).toEqual([]);
+  });
+});
