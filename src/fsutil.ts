@@ -1,11 +1,19 @@
-import { constants, createReadStream } from 'node:fs';
+import { constants, createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
 import * as path from 'node:path';
 
 /** Backups hold user data: files are 0600 and directories 0700. */
 export const FILE_MODE = 0o600;
 export const DIR_MODE = 0o700;
+/** open(2) flags of a new file that must not exist yet, nor be a link */
+const EXCLUSIVE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+
+/** A write stream into a new file (see createExclusive): never through a link planted at its name. */
+export function exclusiveWriteStream(file: string, mode = FILE_MODE): WriteStream {
+  // fs.open takes numeric flags; @types/node declares only the string form
+  return createWriteStream(file, { flags: EXCLUSIVE_FLAGS as unknown as string, mode, highWaterMark: 1 << 20 });
+}
 
 export async function ensureDir(dir: string): Promise<void> {
   await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
@@ -33,11 +41,38 @@ export async function fsyncFile(file: string): Promise<void> {
   }
 }
 
-/** Write a small file atomically: temp name, fsync, rename, fsync the directory. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = FILE_MODE): Promise<void> {
+/**
+ * Creates `file` for writing, failing when anything (a file, a planted symlink) already has its name:
+ * O_EXCL and O_NOFOLLOW, so a run as root never writes through a link a neighbour left in a shared
+ * directory. `mode` is given at creation and set again on the descriptor (the umask may have narrowed it).
+ */
+export async function createExclusive(file: string, mode = FILE_MODE): Promise<fsp.FileHandle> {
+  const fh = await fsp.open(file, EXCLUSIVE_FLAGS, mode);
+  try {
+    await fh.chmod(mode);
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await fsp.rm(file, { force: true });
+    throw err;
+  }
+  return fh;
+}
+
+/**
+ * A temporary name beside `file` that nobody can guess: `<prefix><name>-<pid><random digits><suffix>`
+ * (digits only, so the `.tmp-NAME-<digits>` leftovers stay recognisable).
+ */
+export function tempNameBeside(file: string, prefix = '.tmp-', suffix = ''): string {
+  return path.join(path.dirname(file), `${prefix}${path.basename(file)}-${process.pid}${randomInt(1e9, 1e10)}${suffix}`);
+}
+
+/**
+ * Write a small file atomically: an unguessable temp name created exclusively (never through a link),
+ * fsync, rename, fsync the directory.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = FILE_MODE, tmp = tempNameBeside(file)): Promise<void> {
   const dir = path.dirname(file);
-  const tmp = path.join(dir, `.tmp-${path.basename(file)}-${process.pid}`);
-  const fh = await fsp.open(tmp, 'w', mode);
+  const fh = await createExclusive(tmp, mode);
   try {
     await fh.writeFile(data);
     await fh.sync();

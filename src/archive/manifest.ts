@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, readFileSync, statSync } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { Readable } from 'node:stream';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, fsyncDir } from '../fsutil.js';
@@ -74,20 +75,51 @@ export function encodeRecord(r: ManifestRecord): Buffer {
   return Buffer.concat([Buffer.from(JSON.stringify(meta), 'utf8'), Buffer.of(TAB), nameBytes(p), Buffer.of(NUL)]);
 }
 
+/** A manifest record longer than this (its JSON, path and NUL) is damage, not a file: a 4 KiB path and target fit many times */
+export const MAX_RECORD = 256 * 1024;
+/** the longest path or symlink target a record may hold (Linux allows 4,096 bytes per path) */
+export const MAX_NAME = 64 * 1024;
+const DECIMAL = /^-?\d{1,30}$/;
+const isCount = (v: unknown) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/**
+ * One record, judged: the raw path after the tab is the path (a "path" key inside the JSON never
+ * overrides it), the decimal fields are decimal, the numbers are counts. Anything else is DAMAGED (exit
+ * 3) with the record named, never a crash of a reader further on ("Cannot convert abc to a BigInt").
+ */
 export function decodeRecord(buf: Buffer, where: string): ManifestRecord {
   const tab = buf.indexOf(TAB);
   if (tab < 0) throw new BackupError('DAMAGED', `${where}: manifest record without a path`);
-  let meta: Omit<ManifestRecord, 'path'>;
+  if (buf.length - tab - 1 > MAX_NAME) throw new BackupError('DAMAGED', `${where}: manifest record with a path of ${buf.length - tab - 1} bytes`);
+  let meta: Omit<ManifestRecord, 'path'> & { path?: unknown };
   try {
     meta = JSON.parse(buf.toString('utf8', 0, tab));
   } catch {
     throw new BackupError('DAMAGED', `${where}: manifest record is not valid JSON`);
   }
-  if (meta && (meta.c === 1 || meta.c === 2)) return { path: decodeName(buf.subarray(tab + 1)), ...meta };
-  if (!meta || (meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || (typeof meta.a !== 'string' && meta.x !== 1)) {
+  if (!meta || typeof meta !== 'object' || Array.isArray(meta)) throw new BackupError('DAMAGED', `${where}: manifest record is not a JSON object`);
+  delete meta.path;
+  const p = decodeName(buf.subarray(tab + 1));
+  if (meta.c === 1 || meta.c === 2) return { ...meta, path: p };
+  if ((meta.t !== 'd' && meta.t !== 'f' && meta.t !== 'l') || (typeof meta.a !== 'string' && meta.x !== 1)) {
     throw new BackupError('DAMAGED', `${where}: manifest record lacks its type or archive id`);
   }
-  return { path: decodeName(buf.subarray(tab + 1)), ...meta };
+  if (meta.x !== 1) {
+    const shown = JSON.stringify(p.slice(0, 200));
+    for (const k of ['mt', 'ct', 'i'] as const) {
+      if (meta[k] !== undefined && (typeof meta[k] !== 'string' || !DECIMAL.test(meta[k])))
+        throw new BackupError('DAMAGED', `${where}: the record of ${shown} has a non-numeric "${k}" (${JSON.stringify(String(meta[k]).slice(0, 40))})`);
+    }
+    for (const k of ['s', 'm', 'u', 'g'] as const) {
+      if (meta[k] !== undefined && !isCount(meta[k]))
+        throw new BackupError('DAMAGED', `${where}: the record of ${shown} has an invalid "${k}" (${JSON.stringify(meta[k])?.slice(0, 40)})`);
+    }
+    for (const k of ['l', 'o', 'a', 'h'] as const) {
+      if (meta[k] !== undefined && (typeof meta[k] !== 'string' || meta[k].length > MAX_NAME))
+        throw new BackupError('DAMAGED', `${where}: the record of ${shown} has an invalid "${k}"`);
+    }
+  }
+  return { ...meta, path: p };
 }
 
 /**
@@ -209,13 +241,26 @@ export const deletionOf = (r: { path: string; t: EntryType }): ManifestRecord =>
 /** The records of a manifest file in their order; checks the file's SHA-256 when `checksum` is given. */
 /** Manifests up to this size are read and unpacked in one go: a nightly one, or a tree of a few thousand files. */
 const SMALL_MANIFEST = 1 << 20;
+/** what such a manifest may unpack to in one buffer */
+const SMALL_UNPACKED = 16 << 20;
 
 /** The unpacked bytes of a manifest file, fed to `hash` as read. */
 async function* manifestBytes(file: string, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
   if (statSync(file).size <= SMALL_MANIFEST) {
     const gz = readFileSync(file);
     hash.update(gz);
-    yield gunzipSync(gz);
+    // bounded: a small file may unpack to anything (a gzip bomb); past the bound it is streamed
+    let whole: Buffer | undefined;
+    try {
+      whole = gunzipSync(gz, { maxOutputLength: SMALL_UNPACKED });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw err;
+    }
+    if (whole) {
+      yield whole;
+      return;
+    }
+    for await (const chunk of Readable.from([gz]).pipe(createGunzip())) yield chunk as Buffer;
     return;
   }
   const raw = createReadStream(file);
@@ -228,18 +273,32 @@ async function* manifestBytes(file: string, hash: ReturnType<typeof createHash>)
 export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
   const where = path.basename(file);
   const hash = createHash('sha256');
-  let rest = Buffer.alloc(0);
+  // the start of a record that continues in the next chunk: each byte is scanned once (linear in a
+  // record's length), and a record may not grow past MAX_RECORD
+  const rest: Buffer[] = [];
+  let restLength = 0;
+  const tooLong = () => new BackupError('DAMAGED', `manifest ${where} holds a record longer than ${MAX_RECORD} bytes`);
   try {
     for await (const chunk of manifestBytes(file, hash)) {
-      let buf = rest.length ? Buffer.concat([rest, chunk]) : chunk;
       let start = 0;
-      for (let nul = buf.indexOf(NUL, start); nul >= 0; nul = buf.indexOf(NUL, start)) {
-        const r = decodeRecord(buf.subarray(start, nul), where);
+      for (let nul = chunk.indexOf(NUL); nul >= 0; nul = chunk.indexOf(NUL, start)) {
+        let record = chunk.subarray(start, nul);
+        if (restLength) {
+          if (restLength + record.length > MAX_RECORD) throw tooLong();
+          record = Buffer.concat([...rest, record]);
+          rest.length = 0;
+          restLength = 0;
+        }
+        if (record.length > MAX_RECORD) throw tooLong();
+        const r = decodeRecord(record, where);
         start = nul + 1;
         if (!r.c) yield r;
       }
-      buf = buf.subarray(start);
-      rest = Buffer.from(buf);
+      if (start < chunk.length) {
+        restLength += chunk.length - start;
+        if (restLength > MAX_RECORD) throw tooLong();
+        rest.push(Buffer.from(chunk.subarray(start)));
+      }
     }
   } catch (err) {
     if (err instanceof BackupError) throw err;
@@ -247,7 +306,7 @@ export async function* readManifest(file: string, checksum?: string): AsyncGener
     if (code === 'ENOENT') throw new BackupError('DAMAGED', `manifest ${where} is missing`);
     throw new BackupError('DAMAGED', `manifest ${where} cannot be read: ${(err as Error).message}`);
   }
-  if (rest.length) throw new BackupError('DAMAGED', `manifest ${where} is truncated`);
+  if (restLength) throw new BackupError('DAMAGED', `manifest ${where} is truncated`);
   if (checksum && hash.digest('hex') !== checksum) throw new BackupError('DAMAGED', `manifest ${where}: checksum mismatch`);
 }
 

@@ -58,6 +58,16 @@ export function entryPath(header: tar.Header): string {
     .join('/');
 }
 
+/**
+ * What a restore refuses in a record of the tree (decodeRecord already judged its fields): an unsafe
+ * path, or an unsafe path of the content it refers to. `verify` judges every record with this too, so
+ * it never calls ok a backup that restore refuses.
+ */
+export function judgeRecord(r: ManifestRecord): void {
+  safeRel(r.path);
+  if (r.t === 'f' && r.o !== undefined) safeRel(r.o);
+}
+
 function safeRel(p: string): string {
   const parts = p.split('/');
   if (p.startsWith('/') || parts.some((x) => x === '' || x === '.' || x === '..') || p.includes('\0')) {
@@ -105,15 +115,17 @@ export async function extractChain(
   // files stored by reference (renamed or copied): archive id -> path in that archive -> records to write
   const refs = new Map<string, Map<string, ManifestRecord[]>>();
   let entries = 0;
+  // each --include must name something the backup holds: the directories on the way to it do not count
+  const unmatched = new Set(options.include ?? []);
   let toWrite = 0;
   let toWriteBytes = 0;
   for await (const r of readView(manifests)) {
-    safeRel(r.path);
+    judgeRecord(r);
     if (!want(r)) continue;
     entries++;
+    if (unmatched.size) for (const i of unmatched) if (r.path === i || r.path.startsWith(`${i}/`)) unmatched.delete(i);
     if (r.t === 'd') await fsp.mkdir(fsPath(path.join(root, r.path)), { recursive: true, mode: 0o700 });
     else if (r.t === 'f' && r.o !== undefined) {
-      safeRel(r.o);
       const byPath = refs.get(r.a) ?? new Map<string, ManifestRecord[]>();
       refs.set(r.a, byPath);
       byPath.set(r.o, [...(byPath.get(r.o) ?? []), r]);
@@ -126,8 +138,8 @@ export async function extractChain(
     }
   }
   options.onTotals?.(toWrite, toWriteBytes);
-  if (options.include?.length && entries === 0) {
-    throw new BackupError('USAGE', `the backup holds nothing under ${options.include.map((i) => JSON.stringify(showName(i))).join(', ')}`, {
+  if (unmatched.size) {
+    throw new BackupError('USAGE', `the backup holds nothing under ${[...unmatched].map((i) => JSON.stringify(showName(i))).join(', ')}`, {
       hint: 'see what it holds with: vertex-backup ls ID',
     });
   }

@@ -79,7 +79,9 @@ export function action(name: string, fn: Action) {
       await reportStart(name, label, notifyCfg, notifyLog, runId);
       // every command first completes or rolls back a restore that was killed, and says so
       const { healIfInterrupted } = await import('../ops/restore-journal.js');
-      const healed = await healIfInterrupted(cfg.backupDir, name);
+      // a journal is trusted only when it names this run's live paths (or those under restore --target)
+      const target = name === 'restore' ? (command.opts() as { target?: string }).target : undefined;
+      const healed = await healIfInterrupted(cfg.backupDir, name, { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target });
       if (healed) ui.warn(healed);
       const { RECORDED_COMMANDS } = await import('../notify/report.js');
       if (RECORDED_COMMANDS.has(name)) {

@@ -140,6 +140,8 @@ export function parseHeader(buf: Buffer): ParsedHeader | undefined {
     if (buf.length > MAX_HEADER_BYTES) throw damaged('header too long');
     return undefined;
   }
+  // the whole header is bounded, however much of it arrived in one read (stanzas and the MAC line too)
+  if (eol + 1 > MAX_HEADER_BYTES) throw damaged('header too long');
   const macInput = buf.subarray(0, end + 4);
   const mac = b64decode(buf.subarray(end + 5, eol).toString('latin1'));
   if (mac?.length !== 32) throw damaged('malformed header MAC');

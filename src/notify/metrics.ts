@@ -1,9 +1,7 @@
-import * as fsp from 'node:fs/promises';
-import * as path from 'node:path';
 import { listBackups } from '../catalog/listing.js';
 import { BACKUP_TYPES } from '../catalog/sidecar.js';
 import { readStatus } from '../catalog/status.js';
-import { exists, freeSpace } from '../fsutil.js';
+import { exists, freeSpace, tempNameBeside, writeFileAtomic } from '../fsutil.js';
 
 /**
  * The node_exporter textfile collector file (`--metrics-file`, METRICS_FILE): what the backup directory
@@ -156,15 +154,8 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
  */
 export async function writeMetricsFile(file: string, backupDir: string): Promise<void> {
   const text = renderMetrics(await collectMetrics(backupDir));
-  const dir = path.dirname(file);
-  // node_exporter reads only *.prom: a temp name that does not end in .prom is never collected half-written
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
-  try {
-    await fsp.writeFile(tmp, text, { mode: 0o644 });
-    await fsp.chmod(tmp, 0o644);
-    await fsp.rename(tmp, file);
-  } catch (err) {
-    await fsp.rm(tmp, { force: true });
-    throw err;
-  }
+  // node_exporter reads only *.prom: a temp name that does not end in .prom is never collected half-written.
+  // The textfile directory may be shared: the temp name is unguessable and created exclusively, never
+  // through a link another user planted there
+  await writeFileAtomic(file, text, 0o644, tempNameBeside(file, '.', '.tmp'));
 }

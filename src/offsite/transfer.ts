@@ -1,4 +1,3 @@
-import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -10,7 +9,7 @@ import { PREFIX, TYPE_DIR } from '../catalog/names.js';
 import { type BackupType, type Sidecar, artifactFiles, parseSidecar } from '../catalog/sidecar.js';
 import type { Recipient } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
-import { FILE_MODE, ensureDir, fsyncDir, fsyncFile, writeFileAtomic } from '../fsutil.js';
+import { exclusiveWriteStream, ensureDir, fsyncDir, fsyncFile, tempNameBeside, writeFileAtomic } from '../fsutil.js';
 import { type Remote, RemoteError, readSmall } from '../remote/remote.js';
 import { type RetryOptions, type RetryingRemote, retrying } from '../remote/retry.js';
 
@@ -188,11 +187,11 @@ export async function checkRemoteFile(
 /** Downloads one file to `dest`, checking size and sha256 against the sidecar before the final rename. */
 async function downloadFile(remote: RetryingRemote, f: FileRef, dest: string, options: TransferOptions): Promise<void> {
   await ensureDir(path.dirname(dest));
-  const tmp = path.join(path.dirname(dest), `.tmp-${path.basename(dest)}-${process.pid}`);
+  const tmp = tempNameBeside(dest);
   const started = Date.now();
   let got: { problem?: string };
   try {
-    got = await checkRemoteFile(remote, f, options, () => createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }));
+    got = await checkRemoteFile(remote, f, options, () => exclusiveWriteStream(tmp));
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     throw err;

@@ -209,9 +209,13 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
   const final = path.join(dir, name);
   const tmp = path.join(dir, `${plainName}.tmp`);
   try {
-    const info = await backupDatabase(cfg.dbPath, tmp, (bytes, total) => opts.onProgress?.({ phase: 'database', subject: id, bytes, totalBytes: total }));
+    let copying = false;
+    const info = await backupDatabase(cfg.dbPath, tmp, (bytes, total) => {
+      if (!copying) faultPoint('database-copy');
+      copying = true;
+      opts.onProgress?.({ phase: 'database', subject: id, bytes, totalBytes: total });
+    });
     opts.signal?.throwIfAborted();
-    await fsp.chmod(tmp, 0o600);
     let checksum: string;
     let size: number;
     let encryption: Sidecar['encryption'];
@@ -508,7 +512,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
   // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
-  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`);
+  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, cfg);
   await checkInputs(cfg, opts.type ?? 'full', opts.storage);
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {

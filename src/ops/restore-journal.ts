@@ -182,11 +182,87 @@ export async function undoSwap(s: StorageSwap): Promise<void> {
 }
 
 /**
+ * The paths a journal may name: this run's configured live database and storage directory (and, for
+ * `restore --target DIR`, their places inside DIR). Anything else in a journal was not written by a
+ * restore of this configuration.
+ */
+export interface LivePaths {
+  dbPath: string;
+  storagePath: string;
+  target?: string;
+}
+
+const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** `runTag()` of restore.ts: pid and 6 hex digits */
+const TAG = '\\d+-[0-9a-f]{6}';
+
+/**
+ * Why the journal cannot be trusted, or undefined when every path in it is one a restore of this
+ * configuration writes: the live paths themselves and the staging and aside names derived from them.
+ * A journal is planted by anyone who can write the backup directory (a NAS, a mounted disk); acting on
+ * its paths as root would delete, move or overwrite whatever it names.
+ */
+export function journalProblem(j: RestoreJournal, live: LivePaths | undefined): string | undefined {
+  if (!live) return 'no live paths to compare it with';
+  if (!/^[\w.-]{1,200}$/.test(j.id) || j.id === '.' || j.id === '..') return `id ${JSON.stringify(String(j.id).slice(0, 80))} is not a backup id`;
+  if (!['staging', 'database', 'storage', 'storage-new'].includes(j.phase)) return `unknown phase ${JSON.stringify(String(j.phase).slice(0, 40))}`;
+  const id = escapeRe(j.id);
+  const roots = (p: string) => {
+    const out = [path.resolve(p)];
+    if (live.target) out.push(path.join(path.resolve(live.target), path.basename(p)));
+    return out;
+  };
+  const matches = (value: unknown, re: RegExp) => typeof value === 'string' && re.test(value);
+  const db = j.database;
+  if (db !== undefined) {
+    if (typeof db !== 'object' || db === null || typeof db.live !== 'string' || !roots(live.dbPath).includes(db.live))
+      return `database path ${JSON.stringify(String(db?.live).slice(0, 200))} is not the configured database`;
+    const dir = path.dirname(db.live);
+    const base = escapeRe(path.basename(db.live));
+    if (db.savedAs !== undefined && !matches(db.savedAs, new RegExp(`^${escapeRe(db.live)}\\.pre-restore-${id}(-\\d+)?$`)))
+      return `database copy ${JSON.stringify(String(db.savedAs).slice(0, 200))} is not a name a restore gives it`;
+    if (db.asideTemp !== undefined && !matches(db.asideTemp, new RegExp(`^${escapeRe(dir)}/\\.${base}\\.pre-restore-${TAG}\\.tmp$`)))
+      return `temporary copy ${JSON.stringify(String(db.asideTemp).slice(0, 200))} is not a name a restore gives it`;
+  }
+  const st = j.storage;
+  if (st !== undefined) {
+    if (typeof st !== 'object' || st === null || typeof st.dest !== 'string') return 'the storage swap names no directory';
+    const dests = roots(live.storagePath).flatMap((p) => {
+      try {
+        return [p, fs.realpathSync(p)];
+      } catch {
+        return [p];
+      }
+    });
+    if (!dests.includes(st.dest)) return `storage path ${JSON.stringify(st.dest.slice(0, 200))} is not the configured storage directory`;
+    const dest = escapeRe(st.dest);
+    const staging =
+      st.mode === 'rename'
+        ? new RegExp(`^${escapeRe(path.dirname(st.dest))}/\\.${escapeRe(path.basename(st.dest))}\\.restore-${id}-${TAG}\\.tmp$`)
+        : st.mode === 'contents'
+          ? new RegExp(`^${dest}/\\.vertex-restore-${id}-${TAG}\\.tmp$`)
+          : undefined;
+    if (!staging) return `unknown swap mode ${JSON.stringify(String(st.mode).slice(0, 40))}`;
+    if (!matches(st.staging, staging)) return `staging directory ${JSON.stringify(String(st.staging).slice(0, 200))} is not a name a restore gives it`;
+    if (
+      st.newTree !== undefined &&
+      !(st.newTree === st.staging || (typeof st.newTree === 'string' && path.dirname(st.newTree) === st.staging && !/^\.\.?$/.test(path.basename(st.newTree))))
+    )
+      return `new tree ${JSON.stringify(String(st.newTree).slice(0, 200))} is not inside the staging directory`;
+    const previous = st.mode === 'rename' ? new RegExp(`^${dest}\\.pre-restore-${id}(-\\d+)?$`) : new RegExp(`^${dest}/\\.pre-restore-${id}(-\\d+)?$`);
+    if (st.previous !== undefined && !matches(st.previous, previous))
+      return `kept tree ${JSON.stringify(String(st.previous).slice(0, 200))} is not a name a restore gives it`;
+  }
+  return undefined;
+}
+
+/**
  * Completes or rolls back a restore that was killed (its journal is in the backup directory) and removes
  * the downloads of a killed `restore --from`. Call it holding the backup-directory lock. Returns what it
- * did, for the command to say, or undefined when there was nothing to heal.
+ * did, for the command to say, or undefined when there was nothing to heal. A journal naming other paths
+ * than `live` ones (see journalProblem) is not acted on: it is moved aside and the message says so.
  */
-export async function healInterruptedRestore(backupDir: string): Promise<string | undefined> {
+export async function healInterruptedRestore(backupDir: string, live?: LivePaths): Promise<string | undefined> {
   for (const n of await fsp.readdir(backupDir).catch(() => [] as string[])) {
     if (isLeftover(n)) await fsp.rm(path.join(backupDir, n), { recursive: true, force: true });
   }
@@ -194,6 +270,13 @@ export async function healInterruptedRestore(backupDir: string): Promise<string 
   if (!j) {
     await fsp.rm(journalPath(backupDir), { force: true });
     return undefined;
+  }
+  const problem = journalProblem(j, live);
+  if (problem) {
+    const aside = path.join(backupDir, `.restore-in-progress.refused-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+    await fsp.rename(journalPath(backupDir), aside);
+    await fsyncDir(backupDir);
+    return `ignored the journal of an interrupted restore in ${backupDir} and changed nothing: its ${problem} (it was not written by a restore of this configuration, or for another --target); moved it to ${aside} — if a restore of yours was interrupted, finish it by hand`;
   }
   let message: string;
   const db = j.database;
@@ -230,11 +313,11 @@ export async function healInterruptedRestore(backupDir: string): Promise<string 
 export async function lockAndHeal(
   backupDir: string,
   command: string,
-  options: { waitMs?: number; signal?: AbortSignal } = {},
+  options: { waitMs?: number; signal?: AbortSignal; live?: LivePaths } = {},
 ): Promise<{ lock: Lock; healed?: string }> {
   const lock = await acquireLock(backupDir, command, options);
   try {
-    return { lock, healed: await healInterruptedRestore(backupDir) };
+    return { lock, healed: await healInterruptedRestore(backupDir, options.live) };
   } catch (err) {
     lock.release();
     throw new BackupError('FAILED', `an interrupted restore could not be completed or rolled back: ${(err as Error).message}`, {
@@ -257,11 +340,11 @@ export function hasInterruptedRestore(backupDir: string): boolean {
  * For commands that do not otherwise lock (or check their inputs before locking): heals an interrupted
  * restore when there is one. A run holding the lock (the restore itself, still going) is left alone.
  */
-export async function healIfInterrupted(backupDir: string, command: string): Promise<string | undefined> {
+export async function healIfInterrupted(backupDir: string, command: string, live?: LivePaths): Promise<string | undefined> {
   if (!hasInterruptedRestore(backupDir)) return undefined;
   let held: { lock: Lock; healed?: string };
   try {
-    held = await lockAndHeal(backupDir, `${command} (healing an interrupted restore)`);
+    held = await lockAndHeal(backupDir, `${command} (healing an interrupted restore)`, { live });
   } catch (err) {
     if (err instanceof BackupError && (err.code === 'LOCKED' || err.code === 'USAGE')) return undefined;
     throw err;

@@ -274,6 +274,27 @@ async function keptAsFor(linkOrDest: string, id: string): Promise<string | undef
   return (await isMountPoint(dest)) ? path.join(dest, `.pre-restore-${id}`) : `${dest}.pre-restore-${id}`;
 }
 
+/**
+ * A live path that is a symlink planted by another user is refused: www-data replacing `storage` (or
+ * `app.db`) with a link to a root-only directory (or database) would make a restore run as root move
+ * that directory aside, or overwrite that database, with www-data's content. A link of our own, or of
+ * root, is the operator's (storage on a mounted volume) and is followed; so is a link whose owner also
+ * owns what it leads to (nothing gained through it).
+ */
+async function refuseForeignLink(p: string, what: 'database' | 'storage'): Promise<void> {
+  const link = await fsp.lstat(p).catch(() => undefined);
+  if (!link?.isSymbolicLink()) return;
+  const me = process.getuid?.() ?? -1;
+  if (link.uid === me || link.uid === 0) return;
+  const to = await fsp.stat(p).catch(() => undefined);
+  if (to && to.uid === link.uid) return;
+  throw new BackupError(
+    'USAGE',
+    `refusing to restore the ${what} through ${p}: it is a symlink owned by uid ${link.uid} that leads to ${to ? `something owned by uid ${to.uid}` : 'nothing'} (${await fsp.readlink(p).catch(() => '?')})`,
+    { hint: `check who replaced ${p}; set the real path with --${what === 'database' ? 'db' : 'storage'}-path, or use --target DIR` },
+  );
+}
+
 /** Checks `--target`: a directory or nothing yet, never a file. */
 async function checkTarget(target: string): Promise<string> {
   const dir = path.resolve(target);
@@ -288,7 +309,11 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   const started = Date.now();
   if (opts.target) await checkTarget(opts.target);
   const source = await resolveRestoreSource(cfg.backupDir, ref);
-  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, {
+    waitMs: opts.lockWaitMs,
+    signal: opts.signal,
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+  });
   try {
     return { ...(await restoreLocked(cfg, source, opts, started)), healed };
   } finally {
@@ -327,6 +352,8 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   const target = opts.target ? await checkTarget(opts.target) : undefined;
   const dbTo = target ? path.join(target, path.basename(cfg.dbPath)) : cfg.dbPath;
   const stTo = target ? path.join(target, path.basename(cfg.storagePath)) : cfg.storagePath;
+  if (dbEntry) await refuseForeignLink(dbTo, 'database');
+  if (stEntry) await refuseForeignLink(stTo, 'storage');
   const id = entry.type === 'full' || !source.unverifiable ? entry.id : path.basename(entry.id).replace(/[^\w.-]+/g, '_');
   const plan: RestorePlan = {
     type: entry.type,
@@ -528,7 +555,11 @@ export async function restoreFromRemote(
       });
   }
   const { lockAndHeal } = await import('./restore-journal.js');
-  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
+  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, {
+    waitMs: opts.lockWaitMs,
+    signal: opts.signal,
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+  });
   try {
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
     try {

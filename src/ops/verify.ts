@@ -7,7 +7,9 @@ import * as tar from 'tar-stream';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { artifactFiles, type BackupType, type Sidecar } from '../catalog/sidecar.js';
+import { readManifest } from '../archive/manifest.js';
 import { checkParts, discard, hashParts, localPart } from '../archive/parts.js';
+import { judgeRecord } from '../archive/restore-chain.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
 import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
@@ -203,6 +205,17 @@ async function verifyManifest(entry: BackupEntry, result: VerifyResult, signal?:
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     problems.push(`missing ${m.file}`);
   });
+  // the records judged exactly as restore judges them: verify never says ok to what restore refuses
+  if (got && !problems.length && !m.file.endsWith('.age')) {
+    try {
+      for await (const r of readManifest(path.join(path.dirname(entry.sidecarPath!), m.file), m.checksum)) {
+        if (!r.x) judgeRecord(r);
+      }
+    } catch (err) {
+      if (!(err instanceof BackupError) || err.code !== 'DAMAGED') throw err;
+      problems.push(err.message);
+    }
+  }
   result.problems.push(...problems);
   if (got && !problems.length) result.checked += got.size;
 }

@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,21 +29,45 @@ class FileRemote extends SchemeRemote {
     return path.join(this.root, ...joinRemote('', rel).split('/'));
   }
 
+  /**
+   * The path of `rel`, once every directory between the root and it is a real directory, not a symlink:
+   * whoever owns the NAS could otherwise aim a run's writes (as root) at local directories. The root
+   * itself may be a link the operator chose.
+   */
+  private async confined(rel: string): Promise<string> {
+    const parts = joinRemote('', rel).split('/');
+    let dir = this.root;
+    for (const part of parts.slice(0, -1)) {
+      dir = path.join(dir, part);
+      const st = await fsp.lstat(dir).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw this.wrap(err, rel);
+      });
+      if (!st) break;
+      if (!st.isDirectory())
+        throw new RemoteError('fatal', `${rel}: ${dir} is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'} on ${this.url}; refusing to follow it`, {
+          hint: 'a file:// remote holds real directories only: remove the link on the remote',
+        });
+    }
+    return this.abs(rel);
+  }
+
   async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
     // opened first: a stream's open error emitted before downloadTo pipes it would go unhandled (and a
     // missing local file is no remote's "not found")
     const source = (await fsp.open(localFile, 'r')).createReadStream({ highWaterMark: 1 << 20 });
     try {
-      await downloadTo(source, this.abs(relPath), options, this.abs(tempName(relPath)));
+      await downloadTo(source, await this.confined(relPath), options, this.abs(tempName(relPath)));
     } catch (err) {
+      source.destroy();
       throw this.wrap(err, relPath);
     }
   }
 
   async read(relPath: string) {
-    const file = this.abs(relPath);
+    const file = await this.confined(relPath);
     // open first so a missing file fails here, not as a stream error later
-    const fh = await fsp.open(file, 'r').catch((err) => {
+    const fh = await fsp.open(file, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW).catch((err) => {
       throw this.wrap(err, relPath);
     });
     return fh.createReadStream({ highWaterMark: 1 << 20 });
@@ -73,7 +98,7 @@ class FileRemote extends SchemeRemote {
 
   async stat(relPath: string): Promise<RemoteEntry | null> {
     try {
-      const st = await fsp.stat(this.abs(relPath));
+      const st = await fsp.lstat(await this.confined(relPath));
       return st.isFile() ? { path: relPath, size: st.size } : null;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -82,7 +107,7 @@ class FileRemote extends SchemeRemote {
   }
 
   async delete(relPath: string): Promise<void> {
-    await fsp.rm(this.abs(relPath), { force: true });
+    await fsp.rm(await this.confined(relPath), { force: true });
   }
 
   async space(): Promise<SpaceInfo> {

@@ -1,10 +1,9 @@
-import { createWriteStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.js';
-import { FILE_MODE, ensureDir, fsyncDir, fsyncFile } from '../fsutil.js';
+import { exclusiveWriteStream, ensureDir, fsyncDir, fsyncFile, tempNameBeside } from '../fsutil.js';
 
 /**
  * One interface for every place a backup can be copied to. Paths are always relative to the remote's
@@ -196,12 +195,7 @@ export function tempAgeMs(relPath: string, now = Date.now()): number | undefined
  * Shared download path (and the file scheme's upload): stream into a temp file beside the target,
  * fsync, rename.
  */
-export async function downloadTo(
-  source: Readable,
-  localFile: string,
-  options: TransferOptions = {},
-  tmp = path.join(path.dirname(localFile), `.tmp-${path.basename(localFile)}-${process.pid}`),
-): Promise<void> {
+export async function downloadTo(source: Readable, localFile: string, options: TransferOptions = {}, tmp = tempNameBeside(localFile)): Promise<void> {
   const dir = path.dirname(localFile);
   await ensureDir(dir);
   let done = 0;
@@ -212,7 +206,7 @@ export async function downloadTo(
     });
   }
   try {
-    await pipeline(source, createWriteStream(tmp, { mode: FILE_MODE, highWaterMark: 1 << 20 }), { signal: options.signal });
+    await pipeline(source, exclusiveWriteStream(tmp), { signal: options.signal });
     await fsyncFile(tmp);
     await fsp.rename(tmp, localFile);
   } catch (err) {

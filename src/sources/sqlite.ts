@@ -128,6 +128,10 @@ export async function backupDatabase(source: string, dest: string, onProgress?: 
   }
   let journalMode: string;
   let sourceTables: number;
+  // the copy (and the journal SQLite gives it, which takes the file's mode) is private from its first
+  // byte, not chmodded after: a run from a shell with umask 022 left it readable by all while it was written
+  for (const f of [dest, `${dest}-journal`, `${dest}-wal`, `${dest}-shm`]) await fsp.rm(f, { force: true });
+  await createPrivate(dest);
   try {
     // One read transaction for the whole copy: the backup API keeps a read transaction it did not open
     // across its steps, so the copy is one snapshot and never waits for the lock again. Taking and
@@ -221,7 +225,7 @@ export function removeSqliteSidecars(file: string): void {
 
 /** Creates `file` empty with mode 0600 (failing if it exists): the copy is private from its first byte. */
 async function createPrivate(file: string): Promise<void> {
-  const fh = await fsp.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  const fh = await fsp.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
   await fh.close();
 }
 

@@ -3,6 +3,21 @@ import { formatBytes } from '../../format.js';
 import { manifestCommand } from '../manifest-command.js';
 import { nameArg } from '../name-args.js';
 
+/**
+ * A name as a terminal may show it: control characters (ESC, BEL, newline, DEL, C1) written as
+ * escapes, so a name in a backup can neither move the cursor nor fake a line of output.
+ */
+export function printableName(name: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters escaped
+  return name.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\t') return '\\t';
+    if (c === '\r') return '\\r';
+    const code = c.charCodeAt(0);
+    return code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`;
+  });
+}
+
 export function register(program: Command): void {
   manifestCommand(
     program,
@@ -26,7 +41,7 @@ export function register(program: Command): void {
             const kind = e.type === 'dir' ? 'd' : e.type === 'symlink' ? 'l' : '-';
             const size = e.type === 'file' ? formatBytes(e.size) : '';
             ui.out(
-              `${kind}${e.mode.toString(8).padStart(4, '0')} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  ${e.mtime.slice(0, 19).replace('T', ' ')}  ${e.path}${e.target !== undefined ? ` -> ${e.target}` : ''}${e.type === 'dir' ? '/' : ''}`,
+              `${kind}${e.mode.toString(8).padStart(4, '0')} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  ${e.mtime.slice(0, 19).replace('T', ' ')}  ${printableName(e.path)}${e.target !== undefined ? ` -> ${printableName(e.target)}` : ''}${e.type === 'dir' ? '/' : ''}`,
             );
           }
         },
