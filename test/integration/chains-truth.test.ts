@@ -1,0 +1,108 @@
+/**
+ * Where incremental chains, encryption, remotes and drills meet (issue 21): each case combines them,
+ * through the built binary, and holds the tool to the truth: a backup it calls good restores with the
+ * key that made it, a drill reads what a restore would read, and a failed drill reports no healthy figures.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeRun, parseJsonStdout, readJson, run } from '../helpers/cli.js';
+import { type AppFixture, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
+
+let app: AppFixture;
+let oldKey: string;
+let newKey: string;
+let oldPub: string;
+let newPub: string;
+const scratch: string[] = [];
+const scratchDir = () => {
+  const d = tempDir('vb-chains-');
+  scratch.push(d);
+  return d;
+};
+
+interface Created {
+  id: string;
+  backups: { type: string; sidecar_path: string }[];
+}
+
+beforeAll(async () => {
+  app = makeApp({ randomBytes: 200 * 1024 });
+  fs.mkdirSync(path.join(app.cwd, 'keys'), { mode: 0o700 });
+  oldKey = path.join(app.cwd, 'keys', 'old.txt');
+  newKey = path.join(app.cwd, 'keys', 'new.txt');
+  for (const k of [oldKey, newKey]) expect((await run(['keygen', '-o', k], { cwd: app.cwd })).code).toBe(0);
+  const pub = (k: string) => /# public key: (age1\w+)/.exec(fs.readFileSync(k, 'utf8'))![1];
+  oldPub = pub(oldKey);
+  newPub = pub(newKey);
+});
+
+afterAll(() => {
+  rmrf(app?.cwd);
+  for (const d of scratch) rmrf(d);
+});
+
+/** A backup directory of its own for each case, sharing the app's database and storage tree. */
+function dirFlags(name: string): string[] {
+  return [...app.flags.slice(0, 4), '--backup-dir', path.join(app.cwd, name)];
+}
+
+async function storageBackup(flags: string[], env: Record<string, string | undefined> = {}): Promise<{ id: string; level: number; sidecar: Record<string, any> }> {
+  const r = await run(['create', '--type', 'storage', '--json', ...flags], { cwd: app.cwd, env });
+  expect(r.code, describeRun(r)).toBe(0);
+  const c = parseJsonStdout<Created>(r);
+  const sidecar = readJson<Record<string, any>>(c.backups[0].sidecar_path);
+  return { id: c.id, level: sidecar.level, sidecar };
+}
+
+const touch = (name: string, text: string) => fs.writeFileSync(path.join(app.storagePath, name), text);
+
+describe('item 1: a change of recipients or of encryption on/off mid-chain', () => {
+  it('starts a new level 0, so the new key alone restores the newest backup', async () => {
+    const flags = dirFlags('recipients-change');
+    const l0 = await storageBackup(flags, { BACKUP_RECIPIENTS: oldPub });
+    expect(l0.level).toBe(0);
+    touch('chain-1.txt', 'one\n');
+    const same = await storageBackup(flags, { BACKUP_RECIPIENTS: oldPub });
+    expect(same.level).toBe(1);
+    touch('chain-2.txt', 'two\n');
+    const rotated = await storageBackup(flags, { BACKUP_RECIPIENTS: newPub });
+    expect(rotated.level, 'a new recipient must start a new chain').toBe(0);
+    const target = scratchDir();
+    const r = await run(['restore', 'latest', '--identity', newKey, '--target', target, '--yes', ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(snapshot(path.join(target, 'storage'))).toEqual(snapshot(app.storagePath));
+
+    // encryption switched off: a plaintext backup must not lean on archives only a key opens
+    touch('chain-3.txt', 'three\n');
+    const off = await storageBackup(flags, { BACKUP_RECIPIENTS: undefined });
+    expect(off.level).toBe(0);
+    expect(off.sidecar.encryption).toBeUndefined();
+    // and on again: not on top of the plaintext chain
+    touch('chain-4.txt', 'four\n');
+    const on = await storageBackup(flags, { BACKUP_RECIPIENTS: newPub });
+    expect(on.level).toBe(0);
+    touch('chain-5.txt', 'five\n');
+    expect((await storageBackup(flags, { BACKUP_RECIPIENTS: newPub })).level).toBe(1);
+  });
+
+  it('rekey ID re-wraps every archive of the chain: the new key restores it and the chain goes on with it', async () => {
+    const flags = dirFlags('rekey-chain');
+    const l0 = await storageBackup(flags, { BACKUP_RECIPIENTS: oldPub });
+    touch('rekey-1.txt', 'one\n');
+    const l1 = await storageBackup(flags, { BACKUP_RECIPIENTS: oldPub });
+    expect(l1.level).toBe(1);
+    const r = await run(['rekey', l1.id, '--identity', oldKey, '--recipient', newPub, '--json', ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    const rekeyed = parseJsonStdout<{ files: { id: string; result: string }[] }>(r).files.filter((f) => f.result === 'rekeyed');
+    expect(rekeyed.map((f) => f.id).sort()).toEqual([l0.id, l1.id].sort());
+    const target = scratchDir();
+    const ok = await run(['restore', l1.id, '--identity', newKey, '--target', target, '--yes', ...flags], { cwd: app.cwd });
+    expect(ok.code, describeRun(ok)).toBe(0);
+    expect(snapshot(path.join(target, 'storage'))).toEqual(snapshot(app.storagePath));
+    // the chain now holds only the new key: the next backup with it continues the chain
+    touch('rekey-2.txt', 'two\n');
+    expect((await storageBackup(flags, { BACKUP_RECIPIENTS: newPub })).level).toBe(2);
+  });
+});
