@@ -372,7 +372,13 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   let entry: BackupEntry | undefined = chosen;
   if (opts.remote) {
     const t = Date.now();
-    const fetched = await fetchRemoteBackup(opts.remote, chosen.id, scratch, { ...opts.transfer, signal: opts.signal, type: chosen.type });
+    // the one path restore --from takes: the download verified, an encrypting remote's manifests decrypted
+    const fetched = await fetchRemoteBackup(opts.remote, chosen.id, scratch, {
+      ...opts.transfer,
+      signal: opts.signal,
+      type: chosen.type,
+      identities: opts.identities?.length ? opts.identities : undefined,
+    });
     result.timings_ms.download = Date.now() - t;
     result.bytes.downloaded = fetched.bytes;
     sourceDir = fetched.dir;

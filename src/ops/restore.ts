@@ -478,7 +478,11 @@ export async function fetchRemoteBackup(
   remote: Remote,
   ref: string,
   backupDir: string,
-  options: TransferOptions & { type?: BackupType } = {},
+  options: TransferOptions & {
+    type?: BackupType;
+    /** decrypt the manifests an encrypting remote holds with these (restore and drill read the download the same way) */
+    identities?: Identity[];
+  } = {},
 ): Promise<FetchedBackup> {
   const started = Date.now();
   const list = await listRemoteBackups(remote, { ...options, type: options.type });
@@ -498,6 +502,8 @@ export async function fetchRemoteBackup(
         options.onEvent?.(e);
       },
     });
+    // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones after
+    if (options.identities) await (await import('../crypto/age-remote.js')).decryptFetchedManifests(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {
     await fsp.rm(dir, { recursive: true, force: true });
@@ -530,10 +536,8 @@ export async function restoreFromRemote(
   const { lockAndHeal } = await import('./restore-journal.js');
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
-    const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
+    const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer, identities: opts.identities ?? [] });
     try {
-      // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones below
-      await (await import('../crypto/age-remote.js')).decryptFetchedManifests(fetched.dir, opts.identities ?? []);
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);

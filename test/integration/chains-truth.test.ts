@@ -9,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
+import { type S3Server, startS3 } from '../helpers/servers.js';
 
 let app: AppFixture;
 let oldKey: string;
@@ -104,5 +105,44 @@ describe('item 1: a change of recipients or of encryption on/off mid-chain', () 
     // the chain now holds only the new key: the next backup with it continues the chain
     touch('rekey-2.txt', 'two\n');
     expect((await storageBackup(flags, { BACKUP_RECIPIENTS: newPub })).level).toBe(2);
+  });
+});
+
+describe('item 3: drill --from an encrypting remote (s3rver), an incremental chain', () => {
+  let s3: S3Server;
+  let remotesFile: string;
+  let flags: string[];
+  const vb = (args: string[], env: Record<string, string | undefined> = {}) =>
+    run([...args, ...flags, '--remotes-config', remotesFile], { cwd: app.cwd, env, timeoutMs: 120_000 });
+
+  beforeAll(async () => {
+    s3 = await startS3();
+    flags = dirFlags('offsite-drill');
+    remotesFile = path.join(app.cwd, 'remotes-s3.json');
+    const s3Options = { endpoint: s3.endpoint, force_path_style: true, access_key_id: 'S3RVER', secret_access_key: 'S3RVER' };
+    fs.writeFileSync(remotesFile, JSON.stringify({ remotes: { offsite: { url: `s3://${s3.bucket}/vb`, ...s3Options, encrypt: { recipients: [oldPub] } } } }), {
+      mode: 0o600,
+    });
+    expect((await vb(['create', '--type', 'full'])).code).toBe(0);
+    touch('offsite-1.txt', 'after the level 0\n');
+    const c = await vb(['create', '--type', 'full', '--sync', '--json']);
+    expect(c.code, describeRun(c)).toBe(0);
+  });
+  afterAll(async () => {
+    await s3?.stop();
+  });
+
+  it('a whole drill and a sampled one pass with the identity, as restore --from does', async () => {
+    const whole = await vb(['drill', '--from', 'offsite', '--identity', oldKey, '--json']);
+    expect(whole.code, describeRun(whole)).toBe(0);
+    expect(parseJsonStdout<{ result: string }>(whole).result).toBe('passed');
+    const sampled = await vb(['drill', '--from', 'offsite', '--sample', '50', '--identity', oldKey, '--json']);
+    expect(sampled.code, describeRun(sampled)).toBe(0);
+  });
+
+  it('without a key it is a set-up problem (exit 2), not a damaged backup', async () => {
+    const r = await vb(['drill', '--from', 'offsite']);
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/--identity/);
   });
 });
