@@ -82,8 +82,11 @@ export interface DrillResult {
   scratch: string;
   kept: boolean;
   timings_ms: { download: number; verify: number; restore: number; checks: number };
-  /** measured_ms: download + verify + restore; sampled drills extrapolate the verify and restore parts to the whole backup */
-  rto: { measured_ms: number; target_ms: number; ok: boolean; extrapolated: boolean; sampled_ms?: number };
+  /**
+   * measured_ms: download + verify + restore; sampled drills extrapolate the verify and restore parts to
+   * the whole backup. null when the drill failed: a backup that did not come back has no recovery time.
+   */
+  rto: { measured_ms: number | null; target_ms: number; ok: boolean; extrapolated: boolean; sampled_ms?: number };
   sample?: {
     percent: number;
     stored_files_read: number;
@@ -104,12 +107,16 @@ export interface DrillResult {
   duration_ms: number;
 }
 
-/** Age of the newest good backup of each type, and the longest gap between good backups in the last 7 days. */
-export function recoveryPoints(entries: BackupEntry[], now: Date): RpoType[] {
+/**
+ * Age of the newest good backup of each type, and the longest gap between good backups in the last 7
+ * days. Good is `ok`: a `partial` full backup lacks a half, and `unrestorable` (backups a drill just
+ * failed to restore) are not good whatever the listing says.
+ */
+export function recoveryPoints(entries: BackupEntry[], now: Date, unrestorable: ReadonlySet<string> = new Set()): RpoType[] {
   const out: RpoType[] = [];
   for (const type of ['full', 'database', 'storage'] as const) {
     const good = entries
-      .filter((e) => e.type === type && (e.status === 'ok' || e.status === 'partial') && Number.isFinite(e.createdAt.getTime()))
+      .filter((e) => e.type === type && e.status === 'ok' && !unrestorable.has(`${e.type}:${e.id}`) && Number.isFinite(e.createdAt.getTime()))
       .map((e) => ({ id: e.id, t: e.createdAt.getTime() }))
       .sort((a, b) => a.t - b.t);
     if (!good.length) continue;
@@ -323,7 +330,8 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
     } finally {
       const t = result.timings_ms;
       result.rto.measured_ms = t.download + t.verify + t.restore;
-      if (result.sample) {
+      if (result.problems.length) result.rto.measured_ms = null;
+      else if (result.sample) {
         // linear in bytes: what the share took, scaled to the whole backup
         const full = await restoredSize(chosen, lookup);
         const scale = (ms: number, part: number, whole: number) => (part > 0 ? Math.round((ms * whole) / part) : ms);
@@ -340,12 +348,18 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
       } else await fsp.rm(scratch, { recursive: true, force: true });
     }
 
-    result.rto.ok = result.rto.measured_ms <= rtoTarget;
-    if (!result.rto.ok)
+    result.rto.ok = result.rto.measured_ms !== null && result.rto.measured_ms <= rtoTarget;
+    if (result.problems.length) {
+      // what the drill could not restore is no recovery point: the backup and what it is made of
+      const failed = new Set([`${chosen.type}:${chosen.id}`]);
+      if (chosen.type === 'full') for (const ty of ['database', 'storage'] as const) if (chosen.sidecar?.[ty]) failed.add(`${ty}:${chosen.sidecar[ty]}`);
+      result.rpo.types = recoveryPoints(listed, startedAt, failed);
+      result.rpo.ok = false;
+    } else if (!result.rto.ok)
       result.targets_missed.push(
-        `RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`,
+        `RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms ?? 0)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`,
       );
-    if (judged) {
+    if (judged && !result.problems.length) {
       const worst = Math.max(judged.age_ms ?? 0, judged.longest_gap_ms ?? 0);
       result.rpo.ok = worst <= rpoTarget;
       if (!result.rpo.ok) {

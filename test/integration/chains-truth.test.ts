@@ -8,7 +8,9 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run } from '../helpers/cli.js';
-import { type AppFixture, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
+import type { BackupEntry } from '../../src/catalog/listing.js';
+import { recoveryPoints } from '../../src/ops/drill.js';
+import { type AppFixture, flipByte, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
 import { type S3Server, startS3 } from '../helpers/servers.js';
 
 let app: AppFixture;
@@ -144,5 +146,43 @@ describe('item 3: drill --from an encrypting remote (s3rver), an incremental cha
     const r = await vb(['drill', '--from', 'offsite']);
     expect(r.code, describeRun(r)).toBe(2);
     expect(r.stderr).toMatch(/--identity/);
+  });
+});
+
+describe('item 4: a failed drill prints no healthy figures', () => {
+  it('a corrupt middle archive of an encrypted chain: exit 3, no RTO, RPO not met, the failed backup not counted as good', async () => {
+    const flags = dirFlags('failed-drill');
+    const env = { BACKUP_RECIPIENTS: oldPub };
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      touch(`failed-drill-${i}.txt`, `night ${i}\n`);
+      const r = await run(['create', '--type', 'full', '--json', ...flags], { cwd: app.cwd, env });
+      expect(r.code, describeRun(r)).toBe(0);
+      ids.push(parseJsonStdout<Created>(r).id);
+    }
+    const dir = path.join(app.cwd, 'failed-drill', 'storage');
+    const middle = readJson<Record<string, any>>(path.join(dir, `storage_backup_${ids[1]}.json`));
+    expect(middle.level).toBe(1);
+    flipByte(path.join(dir, middle.backup_path), Math.floor(middle.file_size / 2));
+    const r = await run(['drill', '--identity', oldKey, '--json', ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(3);
+    const doc = parseJsonStdout<Record<string, any>>(r);
+    expect(doc.backup.id).toBe(ids[2]);
+    expect(doc.rto).toMatchObject({ measured_ms: null, ok: false });
+    expect(doc.rpo.ok).toBe(false);
+    expect(doc.rpo.types.find((t: { type: string }) => t.type === 'full').newest_id).not.toBe(ids[2]);
+    const human = await run(['drill', '--identity', oldKey, ...flags], { cwd: app.cwd });
+    expect(human.code).toBe(3);
+    expect(human.stdout + human.stderr).not.toMatch(/RTO\s+\S+\s+target \S+\s+ok/);
+    const status = readJson<Record<string, any>>(path.join(app.cwd, 'failed-drill', 'status.json'));
+    expect(status.drill.result).toBe('failed');
+    expect(status.drill.rto_ms).toBeUndefined();
+  });
+
+  it('a partial full backup is no recovery point', () => {
+    const at = (id: string, status: string) =>
+      ({ type: 'full', id, status, createdAt: new Date(`2026-01-0${id}T00:00:00Z`), size: 0, files: [] }) as unknown as BackupEntry;
+    const points = recoveryPoints([at('1', 'ok'), at('2', 'partial')], new Date('2026-01-03T00:00:00Z'));
+    expect(points[0]).toMatchObject({ type: 'full', newest_id: '1', good_backups_7d: 1 });
   });
 });
