@@ -1,7 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { readManifest } from '../archive/manifest.js';
+import type { ManifestRecord } from '../archive/manifest.js';
+import { manifestRecords } from './manifest-of.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
@@ -216,14 +217,17 @@ function checkRestoredDatabase(file: string, s: Sidecar | undefined): { integrit
   }
 }
 
-/** A spread sample of the backup's files compared with the live tree (size and mtime): what changed since. */
-async function spotCheckLive(manifestFile: string, storagePath: string): Promise<NonNullable<DrillResult['live']>> {
+/**
+ * A spread sample of the backup's files compared with the live tree (size and mtime): what changed
+ * since. `records` reads the backup's tree: the merge of its chain's manifests, without deletion records.
+ */
+async function spotCheckLive(records: () => AsyncGenerator<ManifestRecord>, storagePath: string): Promise<NonNullable<DrillResult['live']>> {
   const live = { storage_path: storagePath, sampled: 0, changed: 0, missing: 0, examples: [] as string[] };
   let files = 0;
-  for await (const r of readManifest(manifestFile)) if (r.t === 'f') files++;
+  for await (const r of records()) if (r.t === 'f') files++;
   const every = Math.max(1, Math.ceil(files / SPOT_CHECK_FILES));
   let i = 0;
-  for await (const r of readManifest(manifestFile)) {
+  for await (const r of records()) {
     if (r.t !== 'f' || i++ % every !== 0) continue;
     // archive paths start with the storage directory's name
     const rel = r.path.slice(r.path.indexOf('/') + 1);
@@ -458,7 +462,7 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     result.storage = { backup_id: restored.storage.backupId, entries: restored.storage.entries, bytes: restored.storage.bytes, manifest_checked: !!manifest };
     result.bytes.restored += restored.storage.bytes;
     if (manifest && stEntry?.sidecarPath) {
-      result.live = await spotCheckLive(path.join(path.dirname(stEntry.sidecarPath), manifest.file), cfg.storagePath);
+      result.live = await spotCheckLive(() => manifestRecords(sourceDir, stEntry), cfg.storagePath);
     } else {
       result.notes.push(
         `storage backup ${restored.storage.backupId} has no file manifest: its entries were counted, not hashed one by one, and the live tree was not compared`,
@@ -526,7 +530,8 @@ async function sampledVerify(cfg: Config, sourceDir: string, entry: BackupEntry,
   let treeFiles = 0;
   if (manifest && storage?.sidecarPath) {
     include = [];
-    for await (const r of readManifest(path.join(path.dirname(storage.sidecarPath), manifest.file))) {
+    // the whole tree of the chain (every archive it reads), not the newest night's changes
+    for await (const r of manifestRecords(sourceDir, storage)) {
       if (r.t !== 'f') continue;
       if (treeFiles++ % k === offset) include.push(r.path.slice(r.path.indexOf('/') + 1));
     }

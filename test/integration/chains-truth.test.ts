@@ -3,6 +3,7 @@
  * through the built binary, and holds the tool to the truth: a backup it calls good restores with the
  * key that made it, a drill reads what a restore would read, and a failed drill reports no healthy figures.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -184,5 +185,55 @@ describe('item 4: a failed drill prints no healthy figures', () => {
       ({ type: 'full', id, status, createdAt: new Date(`2026-01-0${id}T00:00:00Z`), size: 0, files: [] }) as unknown as BackupEntry;
     const points = recoveryPoints([at('1', 'ok'), at('2', 'partial')], new Date('2026-01-03T00:00:00Z'));
     expect(points[0]).toMatchObject({ type: 'full', newest_id: '1', good_backups_7d: 1 });
+  });
+});
+
+describe('items 2 and 11: sampled drills and the live spot check read the chain, not the newest night', () => {
+  let flags: string[];
+  let liveFiles: number;
+  const env = { BACKUP_RECIPIENTS: oldPub };
+  const files = (root: string): number =>
+    fs.readdirSync(root, { withFileTypes: true }).reduce((n, d) => n + (d.isDirectory() ? files(path.join(root, d.name)) : d.isFile() ? 1 : 0), 0);
+
+  beforeAll(async () => {
+    flags = dirFlags('sampled-chain');
+    for (let i = 0; i < 12; i++) touch(`sampled-${i}.bin`, `${'x'.repeat(2000)}${i}\n`);
+    expect((await run(['create', '--type', 'full', ...flags], { cwd: app.cwd, env })).code).toBe(0);
+    // the next night: two files deleted, one added (a level 1 of three records, two of them deletions)
+    fs.rmSync(path.join(app.storagePath, 'sampled-0.bin'));
+    fs.rmSync(path.join(app.storagePath, 'sampled-1.bin'));
+    touch('sampled-new.bin', 'new\n');
+    const r = await run(['create', '--type', 'full', '--json', ...flags], { cwd: app.cwd, env });
+    expect(r.code, describeRun(r)).toBe(0);
+    liveFiles = files(app.storagePath);
+  });
+
+  it('the tree share is drawn from the merged view: every live file counted, deletions not; the live check finds nothing gone', async () => {
+    const r = await run(['drill', '--sample', '50', '--identity', oldKey, '--json', ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    const doc = parseJsonStdout<Record<string, any>>(r);
+    expect(doc.sample.tree_files_total).toBe(liveFiles);
+    expect(doc.sample.tree_files_restored).toBe(Math.ceil((liveFiles - doc.sample.tree_offset) / 2));
+    expect(doc.live).toMatchObject({ missing: 0, changed: 0 });
+    // extrapolated by what the share restored: at most the share's ratio, with room for timing noise
+    expect(doc.rto.measured_ms).toBeLessThanOrEqual(Math.max(2000, doc.rto.sampled_ms * 4));
+    const whole = await run(['drill', '--identity', oldKey, '--json', ...flags], { cwd: app.cwd });
+    expect(whole.code, describeRun(whole)).toBe(0);
+    expect(parseJsonStdout<Record<string, any>>(whole).live).toMatchObject({ missing: 0, changed: 0 });
+  });
+
+  it("a level 0 whose .age header is damaged fails the first sampled drill (the share reads the chain's archives)", async () => {
+    const dir = path.join(app.cwd, 'sampled-chain', 'storage');
+    const level0 = fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort()[0];
+    const scFile = path.join(dir, level0);
+    const sc = readJson<Record<string, any>>(scFile);
+    expect(sc.level).toBe(0);
+    const archive = path.join(dir, sc.backup_path);
+    // a byte of the recipient stanza changed, and the sidecar resealed: only decrypting finds it
+    flipByte(archive, 40);
+    sc.checksum = createHash('sha256').update(fs.readFileSync(archive)).digest('hex');
+    fs.writeFileSync(scFile, JSON.stringify(sc, null, 2));
+    const r = await run(['drill', '--sample', '50', '--identity', oldKey, '--json', ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(3);
   });
 });
