@@ -29,6 +29,8 @@ export interface RestoreJournal {
     asideTemp?: string;
   };
   storage?: StorageSwap;
+  /** the plaintext copy of an encrypted database backup: removed by healing whatever the phase */
+  decrypted?: string;
 }
 
 /**
@@ -195,6 +197,8 @@ export async function healInterruptedRestore(backupDir: string): Promise<string 
     await fsp.rm(journalPath(backupDir), { force: true });
     return undefined;
   }
+  // a plaintext copy of an encrypted backup never outlives its run
+  if (typeof j.decrypted === 'string' && j.decrypted.endsWith('.decrypted.tmp')) await fsp.rm(j.decrypted, { force: true });
   let message: string;
   const db = j.database;
   const st = j.storage;

@@ -189,6 +189,9 @@ async function stageStorage(
         if (decrypt) input.on('error', (e) => decrypt.destroy(e));
         const out = plain.pipe(c.decompressor());
         plain.on('error', (e) => out.destroy(e));
+        // the stream flows from here, before its reader attaches: the reader takes the error from
+        // `errored` (see extract.ts), never an unhandled 'error' event
+        out.on('error', () => {});
         if (decrypt) {
           checks.set(rid, async () => {
             decrypt.unpipe();
@@ -226,6 +229,7 @@ async function stageStorage(
       if (decrypt) input.on('error', (e) => decrypt.destroy(e));
       const tarStream = plain.pipe(codec.decompressor());
       plain.on('error', (e) => tarStream.destroy(e));
+      tarStream.on('error', () => {});
       extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
         maxBytes,
         signal: opts.signal,
@@ -359,6 +363,8 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       const enc = dbEntry.sidecar?.encryption;
       if (enc) {
         decrypted = path.join(path.dirname(dbTo), `.${path.basename(dbTo)}.restore-${runTag()}.decrypted.tmp`);
+        journal.decrypted = decrypted;
+        await writeJournal(stateDir, journal);
         const parts = artifactFiles(dbEntry.sidecar!).map((p) => path.join(path.dirname(dbEntry.sidecarPath!), p.file));
         await decryptToFile(readParts(parts), decrypted, { identities: opts.identities ?? [], subject: `database backup ${dbEntry.id}`, info: enc });
         dbFile = decrypted;

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { describeRun, parseJsonStdout, readJson, run } from '../helpers/cli.js';
+import { describeRun, parseJsonStdout, readJson, run, start } from '../helpers/cli.js';
 import type { BackupEntry } from '../../src/catalog/listing.js';
 import { recoveryPoints } from '../../src/ops/drill.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
@@ -191,7 +191,10 @@ describe('item 4: a failed drill prints no healthy figures', () => {
 describe('items 2 and 11: sampled drills and the live spot check read the chain, not the newest night', () => {
   let flags: string[];
   let liveFiles: number;
-  const env = { BACKUP_RECIPIENTS: oldPub };
+  const env: Record<string, string> = {};
+  beforeAll(() => {
+    env.BACKUP_RECIPIENTS = oldPub;
+  });
   const files = (root: string): number =>
     fs.readdirSync(root, { withFileTypes: true }).reduce((n, d) => n + (d.isDirectory() ? files(path.join(root, d.name)) : d.isFile() ? 1 : 0), 0);
 
@@ -228,6 +231,7 @@ describe('items 2 and 11: sampled drills and the live spot check read the chain,
     const scFile = path.join(dir, level0);
     const sc = readJson<Record<string, any>>(scFile);
     expect(sc.level).toBe(0);
+    expect(sc.backup_path).toMatch(/\.age$/);
     const archive = path.join(dir, sc.backup_path);
     // a byte of the recipient stanza changed, and the sidecar resealed: only decrypting finds it
     flipByte(archive, 40);
@@ -235,5 +239,65 @@ describe('items 2 and 11: sampled drills and the live spot check read the chain,
     fs.writeFileSync(scFile, JSON.stringify(sc, null, 2));
     const r = await run(['drill', '--sample', '50', '--identity', oldKey, '--json', ...flags], { cwd: app.cwd });
     expect(r.code, describeRun(r)).toBe(3);
+  });
+});
+
+describe('item 9: a damaged level 0 .age header, and plaintext temp files', () => {
+  let flags: string[];
+  let root: string;
+  let fullId: string;
+  const env: Record<string, string> = {};
+  beforeAll(() => {
+    env.BACKUP_RECIPIENTS = oldPub;
+  });
+
+  beforeAll(async () => {
+    root = path.join(app.cwd, 'damaged-header');
+    flags = dirFlags('damaged-header');
+    expect((await run(['create', '--type', 'full', ...flags], { cwd: app.cwd, env })).code).toBe(0);
+    touch('damaged-header.txt', 'level 1\n');
+    const r = await run(['create', '--type', 'full', '--json', ...flags], { cwd: app.cwd, env });
+    expect(r.code, describeRun(r)).toBe(0);
+    fullId = parseJsonStdout<Created>(r).id;
+  });
+
+  it('a restore killed after decrypting the database leaves a plaintext copy only until the next command heals', async () => {
+    const target = scratchDir();
+    const { child, done } = start(['restore', fullId, '--identity', oldKey, '--target', target, '--yes', ...flags], {
+      cwd: app.cwd,
+      env: { VERTEX_BACKUP_FAULT_POINT: 'staged' },
+    });
+    const stopped = () => {
+      try {
+        return fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.startsWith('T');
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 600 && !stopped() && child.exitCode === null; i++) await new Promise((r) => setTimeout(r, 50));
+    if (!stopped()) child.kill('SIGKILL');
+    expect(stopped(), 'the restore reaches its staged point').toBe(true);
+    const plaintext = () => fs.readdirSync(target).filter((n) => n.endsWith('.decrypted.tmp'));
+    expect(plaintext(), JSON.stringify([fs.readdirSync(target), fs.readdirSync(path.join(root, 'database')), fullId])).toHaveLength(1);
+    child.kill('SIGKILL');
+    await done;
+    const next = await run(['rotate', '--max-backups', '10', ...flags], { cwd: app.cwd });
+    expect(next.code, describeRun(next)).toBe(0);
+    expect(plaintext()).toEqual([]);
+  });
+
+  it('restore exits 3 with a one-line error, never an unhandled stream error, and leaves no plaintext behind', async () => {
+    const dir = path.join(root, 'storage');
+    const level0 = fs.readdirSync(dir).filter((n) => n.endsWith('.json')).sort()[0];
+    const sc = readJson<Record<string, any>>(path.join(dir, level0));
+    expect(sc.level).toBe(0);
+    expect(sc.backup_path).toMatch(/\.age$/);
+    flipByte(path.join(dir, sc.backup_path), 40);
+    for (let i = 0; i < 3; i++) {
+      const r = await run(['restore', fullId, '--identity', oldKey, '--yes', '--no-verify', ...flags], { cwd: app.cwd });
+      expect(r.code, describeRun(r)).toBe(3);
+      expect(r.stderr).not.toMatch(/Unhandled|\n\s+at /);
+      expect(fs.readdirSync(path.dirname(app.dbPath)).filter((n) => n.endsWith('.decrypted.tmp'))).toEqual([]);
+    }
   });
 });
