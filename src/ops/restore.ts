@@ -7,6 +7,7 @@ import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
 import { manifestChain } from '../catalog/chain.js';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
+import { compareIds } from '../catalog/names.js';
 import { finished } from 'node:stream/promises';
 import { archivePath } from './manifest-of.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
@@ -287,6 +288,16 @@ async function checkTarget(target: string): Promise<string> {
   return dir;
 }
 
+/** `latest` is the newest good backup: the newer ones it passed over (damaged, incomplete), said out loud. */
+async function skippedForLatest(backupDir: string, chosen: BackupEntry): Promise<string[]> {
+  const newer = (await listBackups(backupDir)).filter(
+    (e) => compareIds(e.id, chosen.id) > 0 && e.status !== 'ok' && e.status !== 'in-progress' && (chosen.type !== 'full' || e.type === 'full'),
+  );
+  return newer.map(
+    (e) => `latest: passed over the newer ${e.type} backup ${e.id}, which is ${e.status}${e.reason ? ` (${e.reason})` : ''}; restoring ${chosen.type} backup ${chosen.id}`,
+  );
+}
+
 /** Restores under the lock (so rotation cannot remove the backup being read). */
 export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const started = Date.now();
@@ -294,7 +305,10 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   const source = await resolveRestoreSource(cfg.backupDir, ref);
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
-    return { ...(await restoreLocked(cfg, source, opts, started)), healed };
+    const skipped = ref === 'latest' ? await skippedForLatest(cfg.backupDir, source.entry) : [];
+    const result = await restoreLocked(cfg, source, opts, started);
+    const warnings = [...skipped, ...(result.warnings ?? [])];
+    return { ...result, warnings: warnings.length ? warnings : undefined, healed };
   } finally {
     lock.release();
   }

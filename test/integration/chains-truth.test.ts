@@ -292,12 +292,41 @@ describe('item 9: a damaged level 0 .age header, and plaintext temp files', () =
     const sc = readJson<Record<string, any>>(path.join(dir, level0));
     expect(sc.level).toBe(0);
     expect(sc.backup_path).toMatch(/\.age$/);
-    flipByte(path.join(dir, sc.backup_path), 40);
+    // one base64 character of the X25519 stanza's body replaced by another: a well-formed header whose
+    // stanza no longer opens with the right key
+    const file = path.join(dir, sc.backup_path);
+    const bytes = fs.readFileSync(file);
+    const body = bytes.indexOf('\n', bytes.indexOf('-> X25519 ')) + 5;
+    bytes[body] = bytes[body] === 0x41 ? 0x42 : 0x41;
+    fs.writeFileSync(file, bytes);
     for (let i = 0; i < 3; i++) {
       const r = await run(['restore', fullId, '--identity', oldKey, '--yes', '--no-verify', ...flags], { cwd: app.cwd });
       expect(r.code, describeRun(r)).toBe(3);
       expect(r.stderr).not.toMatch(/Unhandled|\n\s+at /);
+      // item 12: the key is the right one; the header is what is damaged
+      expect(r.stderr).toMatch(/age header is damaged/);
       expect(fs.readdirSync(path.dirname(app.dbPath)).filter((n) => n.endsWith('.decrypted.tmp'))).toEqual([]);
     }
+  });
+});
+
+describe('item 12: restore latest says which newer backups it passed over', () => {
+  it('the newest full backup lost its storage archive: latest restores the one before, and says so on stderr', async () => {
+    const flags = dirFlags('latest-skips');
+    const ids: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      touch(`latest-skips-${i}.txt`, `${i}\n`);
+      const r = await run(['create', '--type', 'full', '--json', ...flags], { cwd: app.cwd });
+      expect(r.code, describeRun(r)).toBe(0);
+      ids.push(parseJsonStdout<Created>(r).id);
+    }
+    const dir = path.join(app.cwd, 'latest-skips', 'storage');
+    const sc = readJson<Record<string, any>>(path.join(dir, `storage_backup_${ids[1]}.json`));
+    fs.rmSync(path.join(dir, sc.backup_path));
+    const target = scratchDir();
+    const r = await run(['restore', 'latest', '--target', target, '--yes', ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stderr).toContain(`passed over the newer full backup ${ids[1]}`);
+    expect(r.stderr).toContain(`restoring full backup ${ids[0]}`);
   });
 });
