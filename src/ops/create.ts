@@ -135,7 +135,7 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
  * What a restore into a mount point keeps inside it (the previous contents, a staging tree): not the
  * application's data, so never backed up (and so never restored into the tree again).
  */
-const RESTORE_LEFTOVERS = ['.pre-restore-[0-9]*', '.vertex-restore-*'];
+const RESTORE_LEFTOVERS = ['/.pre-restore-[0-9]*', '/.vertex-restore-*'];
 
 /** The archive size to expect for a tree: the codec's typical ratio plus a tar header per file. */
 export function archiveEstimate(t: { bytes: number; files: number }, compression: string): number {
@@ -350,7 +350,8 @@ async function backupStoragePart(
   const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   const { stream, result } = packTree(cfg.storagePath, {
     plan,
-    exclude: [...cfg.exclude, ...RESTORE_LEFTOVERS],
+    exclude: cfg.exclude,
+    leftovers: RESTORE_LEFTOVERS,
     excludePaths: [cfg.backupDir],
     signal: opts.signal,
     onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes, totalFiles: total?.files, totalBytes: total?.bytes }),

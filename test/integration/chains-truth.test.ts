@@ -330,3 +330,30 @@ describe('item 12: restore latest says which newer backups it passed over', () =
     expect(r.stderr).toContain(`restoring full backup ${ids[0]}`);
   });
 });
+
+describe("item 10: a restore's leftovers are left out at the storage root only, and said", () => {
+  it('.pre-restore-1x and .vertex-restore-y deeper in the tree are backed up; at the root they are left out with a note', async () => {
+    const flags = dirFlags('leftovers');
+    const deep = path.join(app.storagePath, 'images', 'leftover-names');
+    fs.mkdirSync(deep, { recursive: true });
+    fs.writeFileSync(path.join(deep, '.pre-restore-1 user notes.txt'), 'mine\n');
+    fs.writeFileSync(path.join(deep, '.vertex-restore-draft'), 'mine too\n');
+    const top = path.join(app.storagePath, '.pre-restore-20260101_000000');
+    fs.mkdirSync(top);
+    fs.writeFileSync(path.join(top, 'old.txt'), 'a previous tree\n');
+    try {
+      const r = await run(['create', '--type', 'storage', '--full', '--json', ...flags], { cwd: app.cwd });
+      expect(r.code, describeRun(r)).toBe(0);
+      const ls = await run(['ls', 'latest', '--json', ...flags], { cwd: app.cwd });
+      expect(ls.code, describeRun(ls)).toBe(0);
+      expect(ls.stdout).toContain('.pre-restore-1 user notes.txt');
+      expect(ls.stdout).toContain('.vertex-restore-draft');
+      expect(ls.stdout).not.toContain('.pre-restore-20260101_000000');
+      const notes = parseJsonStdout<{ notes: string[] }>(r).notes;
+      expect(notes.join('\n')).toContain('.pre-restore-20260101_000000');
+    } finally {
+      fs.rmSync(deep, { recursive: true });
+      fs.rmSync(top, { recursive: true });
+    }
+  });
+});
