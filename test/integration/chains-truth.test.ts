@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run, start } from '../helpers/cli.js';
 import type { BackupEntry } from '../../src/catalog/listing.js';
 import { recoveryPoints } from '../../src/ops/drill.js';
+import { commitSample, planSample, type StoredFile } from '../../src/ops/sample.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
 import { type S3Server, startS3 } from '../helpers/servers.js';
 
@@ -355,5 +356,31 @@ describe("item 10: a restore's leftovers are left out at the storage root only, 
       fs.rmSync(deep, { recursive: true });
       fs.rmSync(top, { recursive: true });
     }
+  });
+});
+
+describe('item 5: verify --sample reads the oldest first, whatever keeps arriving', () => {
+  it('four new database backups a run cannot starve an older storage archive', async () => {
+    const dir = scratchDir();
+    const stored = (rel: string, id: string, size: number): StoredFile => ({ rel, id, size, checksum: 'x', type: rel.startsWith('database') ? 'database' : 'storage' });
+    let files: StoredFile[] = [stored('storage/storage_backup_20260101_000000.tar.gz', '20260101_000000', 700_000)];
+    let day = 2;
+    const nextDb = () => {
+      const id = `202601${String(Math.floor(day / 4) + 1).padStart(2, '0')}_${String((day % 4) * 6).padStart(2, '0')}0000`;
+      day++;
+      return stored(`database/db_backup_${id}.db`, id, 50_000);
+    };
+    for (let i = 0; i < 20; i++) files.push(nextDb());
+    let storageRead = false;
+    // a daily verify --sample 15 beside a database backup every 6 hours, rotation keeping the newest 20
+    for (let run = 0; run < 8 && !storageRead; run++) {
+      files.push(nextDb(), nextDb(), nextDb(), nextDb());
+      const dbs = files.filter((f) => f.type === 'database');
+      files = [files[0], ...dbs.slice(-20)].sort((a, b) => (a.rel < b.rel ? -1 : 1));
+      const plan = await planSample(dir, 'verify', files, 15);
+      storageRead = plan.chosen.some((f) => f.type === 'storage');
+      await commitSample(dir, plan, plan.chosen);
+    }
+    expect(storageRead).toBe(true);
   });
 });
