@@ -112,7 +112,8 @@ export async function rekeyBackups(backupDir: string, sel: VerifySelection, opts
       const chained: (BackupEntry | undefined)[] = [];
       for (const item of items) {
         chained.push(item);
-        if (item?.type === 'storage') for (const rid of pinsOf({ id: item.id, references: item.sidecar?.references })) chained.push(await lookup('storage', rid));
+        if (item?.type === 'storage')
+          for (const rid of pinsOf({ id: item.id, references: item.sidecar?.references })) chained.push(await lookup('storage', rid));
       }
       for (const item of chained) {
         if (!item?.sidecar || item.type === 'full' || seen.has(`${item.type}:${item.id}`)) continue;

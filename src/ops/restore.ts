@@ -294,7 +294,8 @@ async function skippedForLatest(backupDir: string, chosen: BackupEntry): Promise
     (e) => compareIds(e.id, chosen.id) > 0 && e.status !== 'ok' && e.status !== 'in-progress' && (chosen.type !== 'full' || e.type === 'full'),
   );
   return newer.map(
-    (e) => `latest: passed over the newer ${e.type} backup ${e.id}, which is ${e.status}${e.reason ? ` (${e.reason})` : ''}; restoring ${chosen.type} backup ${chosen.id}`,
+    (e) =>
+      `latest: passed over the newer ${e.type} backup ${e.id}, which is ${e.status}${e.reason ? ` (${e.reason})` : ''}; restoring ${chosen.type} backup ${chosen.id}`,
   );
 }
 
