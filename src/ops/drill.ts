@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import type { ManifestRecord } from '../archive/manifest.js';
 import { manifestRecords } from './manifest-of.js';
+import { pinsOf } from '../catalog/chain.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
@@ -411,6 +412,11 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
             (['database', 'storage'] as const).map((ty) => (entry!.sidecar?.[ty] ? componentLookup(sourceDir)(ty, entry!.sidecar[ty]!) : undefined)),
           )
         : [entry];
+    // an incremental storage backup is read from every archive of its chain: any of them may be the encrypted one
+    const lookup = componentLookup(sourceDir);
+    for (const p of [...parts])
+      for (const rid of pinsOf({ id: p?.id ?? '', references: p?.type === 'storage' ? p.sidecar?.references : undefined }))
+        parts.push(await lookup('storage', rid));
     const locked = parts.find((p) => p?.sidecar?.encryption);
     if (locked) {
       throw new BackupError('USAGE', `${locked.type} backup ${locked.id} is encrypted: the drill needs the key to restore it`, {

@@ -3,6 +3,7 @@
  * through the built binary, and holds the tool to the truth: a backup it calls good restores with the
  * key that made it, a drill reads what a restore would read, and a failed drill reports no healthy figures.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -13,6 +14,7 @@ import type { BackupEntry } from '../../src/catalog/listing.js';
 import { recoveryPoints } from '../../src/ops/drill.js';
 import { commitSample, planSample, type StoredFile } from '../../src/ops/sample.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
+import { needs } from '../helpers/optional.js';
 import { type S3Server, startS3 } from '../helpers/servers.js';
 
 let app: AppFixture;
@@ -382,5 +384,33 @@ describe('item 5: verify --sample reads the oldest first, whatever keeps arrivin
       await commitSample(dir, plan, plan.chosen);
     }
     expect(storageRead).toBe(true);
+  });
+});
+
+describe('item 12: a drill without a key on a mixed plaintext/encrypted chain', () => {
+  needs('age', 'age').it('is a set-up problem (exit 2) naming --identity, like any encrypted backup', async () => {
+    const flags = dirFlags('mixed-chain');
+    const l0 = await storageBackup(flags, { BACKUP_RECIPIENTS: oldPub });
+    touch('mixed-chain.txt', 'level 1\n');
+    const l1 = await storageBackup(flags, { BACKUP_RECIPIENTS: oldPub });
+    expect(l1.level).toBe(1);
+    // the chain an older version made: its level 1 plaintext on top of an encrypted level 0
+    const dir = path.join(app.cwd, 'mixed-chain', 'storage');
+    const scFile = path.join(dir, `storage_backup_${l1.id}.json`);
+    const sc = readJson<Record<string, any>>(scFile);
+    const plainName = sc.backup_path.replace(/\.age$/, '');
+    const x = spawnSync('age', ['-d', '-i', oldKey, '-o', path.join(dir, plainName), path.join(dir, sc.backup_path)]);
+    expect(x.status, x.stderr.toString()).toBe(0);
+    fs.rmSync(path.join(dir, sc.backup_path));
+    const plain = fs.readFileSync(path.join(dir, plainName));
+    const { encryption: _, ...rest } = sc;
+    fs.writeFileSync(
+      scFile,
+      JSON.stringify({ ...rest, backup_path: plainName, file_size: plain.length, checksum: createHash('sha256').update(plain).digest('hex') }, null, 2),
+    );
+    expect(readJson<Record<string, any>>(path.join(dir, `storage_backup_${l0.id}.json`)).encryption).toBeDefined();
+    const r = await run(['drill', '--type', 'storage', ...flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/--identity/);
   });
 });
