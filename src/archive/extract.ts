@@ -127,9 +127,14 @@ class Extractor {
       if (!ex.write(chunk)) input.pause();
     };
     ex.on('drain', () => input.resume());
+    // an input that failed before we were handed it (a decryption stage flows from its creation)
+    if (input.errored) throw input.errored;
     input.on('data', onData);
     input.once('end', () => ex.end(undefined));
     input.once('error', (err) => ex.destroy(err));
+    input.once('close', () => {
+      if (!input.readableEnded) ex.destroy(input.errored ?? new Error('the archive stream closed before its end'));
+    });
     const onAbort = () => ex.destroy(abortError(signal));
     signal?.addEventListener('abort', onAbort, { once: true });
 

@@ -27,7 +27,7 @@ import {
 } from './tree.js';
 
 /**
- * The tar side of a storage backup: the tree that sources/files.ts walks, packed as a stream that
+ * The tar side of a storage backup: the tree that archive/tree.ts walks, packed as a stream that
  * plain GNU tar reads back.
  */
 
@@ -54,6 +54,8 @@ export interface PackOptions {
   /** incremental backups: what to put in the archive, and the manifest being written (see changes.ts) */
   plan?: ChangePlan;
   exclude?: string[];
+  /** patterns the tool leaves out on its own (a restore's leftovers): each path left out is noted */
+  leftovers?: string[];
   /** absolute paths to leave out when they lie inside the tree: the backup directory itself */
   excludePaths?: string[];
   onProgress?: (p: PackProgress) => void;
@@ -122,8 +124,14 @@ export function packTree(root: string, options: PackOptions = {}): { stream: Rea
   const top = path.basename(path.resolve(root));
   const globs = excluder(options.exclude);
   let inside = new Set<string>();
-  const isExcluded = (rel: string) => inside.has(rel) || globs(rel);
+  const leftovers = excluder(options.leftovers);
   const res: PackResult = { fileCount: 0, entryCount: 0, bytes: 0, warnings: [], skipped: [], notes: [] };
+  const isExcluded = (rel: string) => {
+    if (inside.has(rel) || globs(rel)) return true;
+    if (!leftovers(rel)) return false;
+    res.notes.push(`${showName(`${top}/${rel}`)} is what a restore left in the storage directory: left out of the archive`);
+    return true;
+  };
   const sinks: WalkSinks = { warnings: res.warnings, skipped: res.skipped, top };
   const skip = (name: string, err: unknown): Added => {
     res.skipped.push({ path: showName(name), error: (err as NodeJS.ErrnoException).code ?? String(err) });

@@ -49,7 +49,7 @@ export interface ChainRestoreResult {
   archivesRead: string[];
 }
 
-/** An entry's path as manifests write it: its bytes decoded (see sources/bytenames.ts), without `./` or empty parts. */
+/** An entry's path as manifests write it: its bytes decoded (see archive/bytenames.ts), without `./` or empty parts. */
 export function entryPath(header: tar.Header): string {
   decodeEntryNames(header);
   return header.name
@@ -94,6 +94,7 @@ export async function archiveTarStream(archive: ChainArchive, id: string): Promi
   const input = readParts(artifactFiles(s).map((p) => path.join(archive.dir, p.file)));
   const tarStream = input.pipe(codec.decompressor());
   input.on('error', (e) => tarStream.destroy(e));
+  tarStream.on('error', () => {});
   tarStream.on('close', () => input.destroy());
   return tarStream as unknown as Readable;
 }
@@ -236,6 +237,7 @@ export async function extractChain(
  */
 async function copyReferenced(tarStream: Readable, root: string, byPath: Map<string, ManifestRecord[]>, id: string): Promise<[string, number][]> {
   const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
+  if (tarStream.errored) throw tarStream.errored;
   tarStream.pipe(ex as unknown as NodeJS.WritableStream);
   tarStream.on('error', (e) => ex.destroy(e));
   const written: [string, number][] = [];

@@ -58,6 +58,7 @@ export interface ChainSidecar {
   references?: string[];
   referenced_bytes?: Record<string, number>;
   manifest?: unknown;
+  encryption?: { recipients: string[] };
 }
 
 export interface NextLevel {
@@ -74,12 +75,35 @@ export interface NextLevel {
 export function nextLevel(
   previous: ChainSidecar | undefined,
   sidecars: (id: string) => ChainSidecar | undefined,
-  options: { full?: boolean; fullEveryMs: number; maxWaste: number; now: Date },
+  options: {
+    full?: boolean;
+    fullEveryMs: number;
+    maxWaste: number;
+    now: Date;
+    /** the recipients this run encrypts to (as sidecars name them); undefined: not encrypted */
+    recipients?: string[];
+  },
 ): NextLevel {
   if (options.full) return { level: 0, reason: 'a full (level 0) backup was asked for' };
   if (!previous?.manifest || previous.level === undefined) return { level: 0, reason: 'no earlier incremental storage backup' };
   const base = sidecars(previous.base ?? previous.id);
   if (!base) return { level: 0, reason: `the chain's base ${previous.base} is gone` };
+  // a chain is restored with one key: every archive it needs must be encrypted to exactly this run's
+  // recipients (or none), else a new key could not restore the backup it just made
+  const keyOf = (s: ChainSidecar | undefined) => [...(s?.encryption?.recipients ?? [])].sort().join('\n');
+  const want = [...(options.recipients ?? [])].sort().join('\n');
+  for (const id of new Set([previous.id, ...(previous.references ?? [])])) {
+    const s = id === previous.id ? previous : sidecars(id);
+    if (keyOf(s) === want) continue;
+    return {
+      level: 0,
+      reason: options.recipients?.length
+        ? s?.encryption
+          ? `the chain's storage backup ${id} is encrypted to other recipients`
+          : `the chain's storage backup ${id} is not encrypted`
+        : `the chain's storage backup ${id} is encrypted and this backup is not`,
+    };
+  }
   const age = options.now.getTime() - Date.parse(base.created_at ?? '');
   if (!(age < options.fullEveryMs)) return { level: 0, reason: `the chain's base ${base.id} is older than --full-every` };
   let stored = 0;

@@ -63,7 +63,8 @@ const DrillRecordSchema = v.object({
   source: v.string(),
   backup_type: v.optional(BackupTypeSchema),
   backup_id: v.optional(v.string()),
-  rto_ms: v.number(),
+  /** absent when the drill failed: nothing was restored, so there is no recovery time */
+  rto_ms: v.optional(v.number()),
   rto_target_ms: v.number(),
   rto_extrapolated: v.optional(v.boolean()),
   /** age of the drilled backup when the drill started */

@@ -18,7 +18,7 @@ function rawArgs(): Buffer[] {
 
 /**
  * A name inside a backup (ls PATH, dump FILE, restore --include PATH) as the program holds names (see
- * sources/bytenames.ts). A name that is not UTF-8 arrives two ways: as its raw bytes (completed by the
+ * archive/bytenames.ts). A name that is not UTF-8 arrives two ways: as its raw bytes (completed by the
  * shell's Tab), which Node's argv has already replaced with U+FFFD, so the bytes are read back from
  * /proc/self/cmdline; or typed the way `ls` shows it, `caf\xe9.jpg`.
  */

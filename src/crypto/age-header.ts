@@ -202,6 +202,17 @@ export async function unwrapFileKey(header: ParsedHeader, identities: Identity[]
   }
   const what = ctx.subject ? `${ctx.subject}: ` : '';
   if (fileKey?.length !== 16) {
+    // the metadata says the file is encrypted to one of these identities, yet its stanza does not open:
+    // the header was damaged, it is not a wrong key
+    const known = identities.find((i) => i.type === 'X25519' && ctx.knownRecipients?.includes(i.recipient));
+    if (known && known.type === 'X25519' && header.stanzas.some((st) => st.type === 'X25519'))
+      throw new BackupError(
+        'DAMAGED',
+        `${what}the age header is damaged: the stanza for ${known.recipient} does not open with its identity (${known.source})`,
+        {
+          hint: 'the file was altered after it was written; restore an older backup or another copy of this one',
+        },
+      );
     const to = ctx.knownRecipients?.length ? ctx.knownRecipients.join(', ') : describeStanzas(header.stanzas);
     const tried = identities.length ? identities.map(describeIdentity).join(', ') : 'none given';
     throw new BackupError('DAMAGED', `${what}cannot be decrypted: it is encrypted to ${to}; identities tried: ${tried}`, {

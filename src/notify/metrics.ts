@@ -137,7 +137,7 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
     for (const r of ['passed', 'target-missed', 'failed']) drillResult.samples.push({ labels: { result: r }, value: d.result === r ? 1 : 0 });
     drillTime.samples.push({ value: seconds(d.finished_at) });
     const labels = { source: d.source, type: d.backup_type ?? '' };
-    drillRto.samples.push({ labels, value: d.rto_ms / 1000 });
+    if (d.rto_ms !== undefined) drillRto.samples.push({ labels, value: d.rto_ms / 1000 });
     drillRtoTarget.samples.push({ value: d.rto_target_ms / 1000 });
     if (d.rpo_ms !== undefined) drillRpo.samples.push({ labels, value: d.rpo_ms / 1000 });
     drillRpoTarget.samples.push({ value: d.rpo_target_ms / 1000 });

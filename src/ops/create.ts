@@ -13,7 +13,7 @@ import type { BackupType, Sidecar, WrittenSidecar } from '../catalog/sidecar.js'
 import { BACKUP_TYPES, SIDECAR_FORMAT } from '../catalog/sidecar.js';
 import { getCodec } from '../codec/registry.js';
 import { AGE_EXTENSION, encryptFileInto, encryptStage } from '../crypto/age-artifact.js';
-import type { Recipient } from '../crypto/age-keys.js';
+import { describeRecipient, type Recipient } from '../crypto/age-keys.js';
 import { resolveRecipients } from '../crypto/age-settings.js';
 import { PartWriter } from '../archive/parts.js';
 import type { Config } from '../config.js';
@@ -135,7 +135,7 @@ export async function removeTempLeftovers(backupDir: string): Promise<string[]> 
  * What a restore into a mount point keeps inside it (the previous contents, a staging tree): not the
  * application's data, so never backed up (and so never restored into the tree again).
  */
-const RESTORE_LEFTOVERS = ['.pre-restore-[0-9]*', '.vertex-restore-*'];
+const RESTORE_LEFTOVERS = ['/.pre-restore-[0-9]*', '/.vertex-restore-*'];
 
 /** The archive size to expect for a tree: the codec's typical ratio plus a tar header per file. */
 export function archiveEstimate(t: { bytes: number; files: number }, compression: string): number {
@@ -313,7 +313,7 @@ export interface StorageRunPlan {
 }
 
 /** Which level the next storage backup is, and the backup it is compared with. */
-export async function planStorageRun(cfg: Config, opts: CreateOptions = {}): Promise<StorageRunPlan> {
+export async function planStorageRun(cfg: Config, opts: CreateOptions = {}, recipients?: Recipient[]): Promise<StorageRunPlan> {
   const run = opts.storage ?? {};
   const { entries, previous, manifests, warning } = await previousStorage(cfg);
   const sidecarOf = (sid: string) => entries.find((e) => e.id === sid && e.status === 'ok')?.sidecar;
@@ -322,6 +322,7 @@ export async function planStorageRun(cfg: Config, opts: CreateOptions = {}): Pro
     fullEveryMs: run.fullEveryMs ?? DEFAULT_FULL_EVERY_MS,
     maxWaste: MAX_CHAIN_WASTE,
     now: (opts.now ?? (() => new Date()))(),
+    recipients: recipients?.map(describeRecipient),
   });
   return { previous, manifests, next, warning };
 }
@@ -343,7 +344,7 @@ async function backupStoragePart(
   const name = `${baseName('storage', id)}${codec.extension}${recipients ? AGE_EXTENSION : ''}`;
   const encrypt = recipients ? await encryptStage(recipients) : undefined;
   const run = opts.storage ?? {};
-  const { previous: prevEntry, manifests, warning, next } = storageRun ?? (await planStorageRun(cfg, opts));
+  const { previous: prevEntry, manifests, warning, next } = storageRun ?? (await planStorageRun(cfg, opts, recipients));
   const prev = next.level > 0 ? prevEntry!.sidecar! : undefined;
   const manifestWriter = new ManifestWriter(dir, manifestFileName(baseName('storage', id)));
   // a level N manifest holds what changed since the tree its chain describes
@@ -353,7 +354,8 @@ async function backupStoragePart(
   const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   const { stream, result } = packTree(cfg.storagePath, {
     plan,
-    exclude: [...cfg.exclude, ...RESTORE_LEFTOVERS],
+    exclude: cfg.exclude,
+    leftovers: RESTORE_LEFTOVERS,
     excludePaths: [cfg.backupDir],
     signal: opts.signal,
     onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes, totalFiles: total?.files, totalBytes: total?.bytes }),
@@ -458,10 +460,10 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   const parts = partsOf(type);
   await checkInputs(cfg, type, opts.storage);
   await checkBackupDirWritable(cfg.backupDir);
-  const storageRun = parts.includes('storage') ? await planStorageRun(cfg, opts) : undefined;
+  const recipients = opts.recipients === undefined ? resolveRecipients({}, cfg.env) : (opts.recipients ?? undefined);
+  const storageRun = parts.includes('storage') ? await planStorageRun(cfg, opts, recipients) : undefined;
   const { tree } = await checkFreeSpace(cfg, parts, storageRun);
   await removeTempLeftovers(cfg.backupDir);
-  const recipients = opts.recipients === undefined ? resolveRecipients({}, cfg.env) : (opts.recipients ?? undefined);
 
   // tests stop a run here, holding the lock with nothing written yet (see ops/fault-point.ts)
   faultPoint('create-locked');

@@ -1,7 +1,9 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
-import { readManifest } from '../archive/manifest.js';
+import type { ManifestRecord } from '../archive/manifest.js';
+import { manifestRecords } from './manifest-of.js';
+import { pinsOf } from '../catalog/chain.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
@@ -82,8 +84,11 @@ export interface DrillResult {
   scratch: string;
   kept: boolean;
   timings_ms: { download: number; verify: number; restore: number; checks: number };
-  /** measured_ms: download + verify + restore; sampled drills extrapolate the verify and restore parts to the whole backup */
-  rto: { measured_ms: number; target_ms: number; ok: boolean; extrapolated: boolean; sampled_ms?: number };
+  /**
+   * measured_ms: download + verify + restore; sampled drills extrapolate the verify and restore parts to
+   * the whole backup. null when the drill failed: a backup that did not come back has no recovery time.
+   */
+  rto: { measured_ms: number | null; target_ms: number; ok: boolean; extrapolated: boolean; sampled_ms?: number };
   sample?: {
     percent: number;
     stored_files_read: number;
@@ -104,12 +109,16 @@ export interface DrillResult {
   duration_ms: number;
 }
 
-/** Age of the newest good backup of each type, and the longest gap between good backups in the last 7 days. */
-export function recoveryPoints(entries: BackupEntry[], now: Date): RpoType[] {
+/**
+ * Age of the newest good backup of each type, and the longest gap between good backups in the last 7
+ * days. Good is `ok`: a `partial` full backup lacks a half, and `unrestorable` (backups a drill just
+ * failed to restore) are not good whatever the listing says.
+ */
+export function recoveryPoints(entries: BackupEntry[], now: Date, unrestorable: ReadonlySet<string> = new Set()): RpoType[] {
   const out: RpoType[] = [];
   for (const type of ['full', 'database', 'storage'] as const) {
     const good = entries
-      .filter((e) => e.type === type && (e.status === 'ok' || e.status === 'partial') && Number.isFinite(e.createdAt.getTime()))
+      .filter((e) => e.type === type && e.status === 'ok' && !unrestorable.has(`${e.type}:${e.id}`) && Number.isFinite(e.createdAt.getTime()))
       .map((e) => ({ id: e.id, t: e.createdAt.getTime() }))
       .sort((a, b) => a.t - b.t);
     if (!good.length) continue;
@@ -209,14 +218,17 @@ function checkRestoredDatabase(file: string, s: Sidecar | undefined): { integrit
   }
 }
 
-/** A spread sample of the backup's files compared with the live tree (size and mtime): what changed since. */
-async function spotCheckLive(manifestFile: string, storagePath: string): Promise<NonNullable<DrillResult['live']>> {
+/**
+ * A spread sample of the backup's files compared with the live tree (size and mtime): what changed
+ * since. `records` reads the backup's tree: the merge of its chain's manifests, without deletion records.
+ */
+async function spotCheckLive(records: () => AsyncGenerator<ManifestRecord>, storagePath: string): Promise<NonNullable<DrillResult['live']>> {
   const live = { storage_path: storagePath, sampled: 0, changed: 0, missing: 0, examples: [] as string[] };
   let files = 0;
-  for await (const r of readManifest(manifestFile)) if (r.t === 'f') files++;
+  for await (const r of records()) if (r.t === 'f') files++;
   const every = Math.max(1, Math.ceil(files / SPOT_CHECK_FILES));
   let i = 0;
-  for await (const r of readManifest(manifestFile)) {
+  for await (const r of records()) {
     if (r.t !== 'f' || i++ % every !== 0) continue;
     // archive paths start with the storage directory's name
     const rel = r.path.slice(r.path.indexOf('/') + 1);
@@ -323,7 +335,8 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
     } finally {
       const t = result.timings_ms;
       result.rto.measured_ms = t.download + t.verify + t.restore;
-      if (result.sample) {
+      if (result.problems.length) result.rto.measured_ms = null;
+      else if (result.sample) {
         // linear in bytes: what the share took, scaled to the whole backup
         const full = await restoredSize(chosen, lookup);
         const scale = (ms: number, part: number, whole: number) => (part > 0 ? Math.round((ms * whole) / part) : ms);
@@ -340,12 +353,18 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
       } else await fsp.rm(scratch, { recursive: true, force: true });
     }
 
-    result.rto.ok = result.rto.measured_ms <= rtoTarget;
-    if (!result.rto.ok)
+    result.rto.ok = result.rto.measured_ms !== null && result.rto.measured_ms <= rtoTarget;
+    if (result.problems.length) {
+      // what the drill could not restore is no recovery point: the backup and what it is made of
+      const failed = new Set([`${chosen.type}:${chosen.id}`]);
+      if (chosen.type === 'full') for (const ty of ['database', 'storage'] as const) if (chosen.sidecar?.[ty]) failed.add(`${ty}:${chosen.sidecar[ty]}`);
+      result.rpo.types = recoveryPoints(listed, startedAt, failed);
+      result.rpo.ok = false;
+    } else if (!result.rto.ok)
       result.targets_missed.push(
-        `RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`,
+        `RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms ?? 0)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`,
       );
-    if (judged) {
+    if (judged && !result.problems.length) {
       const worst = Math.max(judged.age_ms ?? 0, judged.longest_gap_ms ?? 0);
       result.rpo.ok = worst <= rpoTarget;
       if (!result.rpo.ok) {
@@ -372,7 +391,13 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   let entry: BackupEntry | undefined = chosen;
   if (opts.remote) {
     const t = Date.now();
-    const fetched = await fetchRemoteBackup(opts.remote, chosen.id, scratch, { ...opts.transfer, signal: opts.signal, type: chosen.type });
+    // the one path restore --from takes: the download verified, an encrypting remote's manifests decrypted
+    const fetched = await fetchRemoteBackup(opts.remote, chosen.id, scratch, {
+      ...opts.transfer,
+      signal: opts.signal,
+      type: chosen.type,
+      identities: opts.identities?.length ? opts.identities : undefined,
+    });
     result.timings_ms.download = Date.now() - t;
     result.bytes.downloaded = fetched.bytes;
     sourceDir = fetched.dir;
@@ -387,6 +412,11 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
             (['database', 'storage'] as const).map((ty) => (entry!.sidecar?.[ty] ? componentLookup(sourceDir)(ty, entry!.sidecar[ty]!) : undefined)),
           )
         : [entry];
+    // an incremental storage backup is read from every archive of its chain: any of them may be the encrypted one
+    const lookup = componentLookup(sourceDir);
+    for (const p of [...parts])
+      for (const rid of pinsOf({ id: p?.id ?? '', references: p?.type === 'storage' ? p.sidecar?.references : undefined }))
+        parts.push(await lookup('storage', rid));
     const locked = parts.find((p) => p?.sidecar?.encryption);
     if (locked) {
       throw new BackupError('USAGE', `${locked.type} backup ${locked.id} is encrypted: the drill needs the key to restore it`, {
@@ -438,7 +468,7 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     result.storage = { backup_id: restored.storage.backupId, entries: restored.storage.entries, bytes: restored.storage.bytes, manifest_checked: !!manifest };
     result.bytes.restored += restored.storage.bytes;
     if (manifest && stEntry?.sidecarPath) {
-      result.live = await spotCheckLive(path.join(path.dirname(stEntry.sidecarPath), manifest.file), cfg.storagePath);
+      result.live = await spotCheckLive(() => manifestRecords(sourceDir, stEntry), cfg.storagePath);
     } else {
       result.notes.push(
         `storage backup ${restored.storage.backupId} has no file manifest: its entries were counted, not hashed one by one, and the live tree was not compared`,
@@ -506,7 +536,8 @@ async function sampledVerify(cfg: Config, sourceDir: string, entry: BackupEntry,
   let treeFiles = 0;
   if (manifest && storage?.sidecarPath) {
     include = [];
-    for await (const r of readManifest(path.join(path.dirname(storage.sidecarPath), manifest.file))) {
+    // the whole tree of the chain (every archive it reads), not the newest night's changes
+    for await (const r of manifestRecords(sourceDir, storage)) {
       if (r.t !== 'f') continue;
       if (treeFiles++ % k === offset) include.push(r.path.slice(r.path.indexOf('/') + 1));
     }

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type BackupEntry, componentLookup } from '../catalog/listing.js';
 import { artifactFiles } from '../catalog/sidecar.js';
+import { pinsOf } from '../catalog/chain.js';
 import { acquireLock } from '../catalog/lock.js';
 import { PartWriter, checkParts } from '../archive/parts.js';
 import { BackupError } from '../errors.js';
@@ -106,7 +107,15 @@ export async function rekeyBackups(backupDir: string, sel: VerifySelection, opts
     for (const e of await selectForVerify(backupDir, sel)) {
       const items =
         e.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((t) => (e.sidecar?.[t] ? lookup(t, e.sidecar[t]!) : undefined))) : [e];
+      // an incremental storage backup is restored from every archive its chain references: all of them
+      // are re-wrapped, or the new key could not restore it
+      const chained: (BackupEntry | undefined)[] = [];
       for (const item of items) {
+        chained.push(item);
+        if (item?.type === 'storage')
+          for (const rid of pinsOf({ id: item.id, references: item.sidecar?.references })) chained.push(await lookup('storage', rid));
+      }
+      for (const item of chained) {
         if (!item?.sidecar || item.type === 'full' || seen.has(`${item.type}:${item.id}`)) continue;
         seen.add(`${item.type}:${item.id}`);
         opts.signal?.throwIfAborted();

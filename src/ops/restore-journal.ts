@@ -29,6 +29,8 @@ export interface RestoreJournal {
     asideTemp?: string;
   };
   storage?: StorageSwap;
+  /** the plaintext copy of an encrypted database backup: removed by healing whatever the phase */
+  decrypted?: string;
 }
 
 /**
@@ -278,6 +280,8 @@ export async function healInterruptedRestore(backupDir: string, live?: LivePaths
     await fsyncDir(backupDir);
     return `ignored the journal of an interrupted restore in ${backupDir} and changed nothing: its ${problem} (it was not written by a restore of this configuration, or for another --target); moved it to ${aside} — if a restore of yours was interrupted, finish it by hand`;
   }
+  // a plaintext copy of an encrypted backup never outlives its run
+  if (typeof j.decrypted === 'string' && j.decrypted.endsWith('.decrypted.tmp')) await fsp.rm(j.decrypted, { force: true });
   let message: string;
   const db = j.database;
   const st = j.storage;

@@ -7,6 +7,7 @@ import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
 import { manifestChain } from '../catalog/chain.js';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
+import { compareIds } from '../catalog/names.js';
 import { finished } from 'node:stream/promises';
 import { archivePath } from './manifest-of.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
@@ -189,6 +190,9 @@ async function stageStorage(
         if (decrypt) input.on('error', (e) => decrypt.destroy(e));
         const out = plain.pipe(c.decompressor());
         plain.on('error', (e) => out.destroy(e));
+        // the stream flows from here, before its reader attaches: the reader takes the error from
+        // `errored` (see extract.ts), never an unhandled 'error' event
+        out.on('error', () => {});
         if (decrypt) {
           checks.set(rid, async () => {
             decrypt.unpipe();
@@ -226,6 +230,7 @@ async function stageStorage(
       if (decrypt) input.on('error', (e) => decrypt.destroy(e));
       const tarStream = plain.pipe(codec.decompressor());
       plain.on('error', (e) => tarStream.destroy(e));
+      tarStream.on('error', () => {});
       extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
         maxBytes,
         signal: opts.signal,
@@ -304,6 +309,17 @@ async function checkTarget(target: string): Promise<string> {
   return dir;
 }
 
+/** `latest` is the newest good backup: the newer ones it passed over (damaged, incomplete), said out loud. */
+async function skippedForLatest(backupDir: string, chosen: BackupEntry): Promise<string[]> {
+  const newer = (await listBackups(backupDir)).filter(
+    (e) => compareIds(e.id, chosen.id) > 0 && e.status !== 'ok' && e.status !== 'in-progress' && (chosen.type !== 'full' || e.type === 'full'),
+  );
+  return newer.map(
+    (e) =>
+      `latest: passed over the newer ${e.type} backup ${e.id}, which is ${e.status}${e.reason ? ` (${e.reason})` : ''}; restoring ${chosen.type} backup ${chosen.id}`,
+  );
+}
+
 /** Restores under the lock (so rotation cannot remove the backup being read). */
 export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
   const started = Date.now();
@@ -315,7 +331,10 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
     live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
   });
   try {
-    return { ...(await restoreLocked(cfg, source, opts, started)), healed };
+    const skipped = ref === 'latest' ? await skippedForLatest(cfg.backupDir, source.entry) : [];
+    const result = await restoreLocked(cfg, source, opts, started);
+    const warnings = [...skipped, ...(result.warnings ?? [])];
+    return { ...result, warnings: warnings.length ? warnings : undefined, healed };
   } finally {
     lock.release();
   }
@@ -386,6 +405,8 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       const enc = dbEntry.sidecar?.encryption;
       if (enc) {
         decrypted = path.join(path.dirname(dbTo), `.${path.basename(dbTo)}.restore-${runTag()}.decrypted.tmp`);
+        journal.decrypted = decrypted;
+        await writeJournal(stateDir, journal);
         const parts = artifactFiles(dbEntry.sidecar!).map((p) => path.join(path.dirname(dbEntry.sidecarPath!), p.file));
         await decryptToFile(readParts(parts), decrypted, { identities: opts.identities ?? [], subject: `database backup ${dbEntry.id}`, info: enc });
         dbFile = decrypted;
@@ -505,7 +526,11 @@ export async function fetchRemoteBackup(
   remote: Remote,
   ref: string,
   backupDir: string,
-  options: TransferOptions & { type?: BackupType } = {},
+  options: TransferOptions & {
+    type?: BackupType;
+    /** decrypt the manifests an encrypting remote holds with these (restore and drill read the download the same way) */
+    identities?: Identity[];
+  } = {},
 ): Promise<FetchedBackup> {
   const started = Date.now();
   const list = await listRemoteBackups(remote, { ...options, type: options.type });
@@ -525,6 +550,8 @@ export async function fetchRemoteBackup(
         options.onEvent?.(e);
       },
     });
+    // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones after
+    if (options.identities) await (await import('../offsite/remote-encryption.js')).decryptFetchedManifests(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {
     await fsp.rm(dir, { recursive: true, force: true });
@@ -561,10 +588,8 @@ export async function restoreFromRemote(
     live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
   });
   try {
-    const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer });
+    const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer, identities: opts.identities ?? [] });
     try {
-      // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones below
-      await (await import('../offsite/remote-encryption.js')).decryptFetchedManifests(fetched.dir, opts.identities ?? []);
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);

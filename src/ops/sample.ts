@@ -2,6 +2,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as v from 'valibot';
 import { listBackups } from '../catalog/listing.js';
+import { compareIds } from '../catalog/names.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';
 import { sha256File, writeFileAtomic } from '../fsutil.js';
@@ -82,7 +83,7 @@ export interface SamplePlan {
   files: StoredFile[];
 }
 
-/** The files this run reads: those not read in the current cycle, in a fixed order, until PCT % of the bytes. */
+/** The files this run reads: those not read in the current cycle, oldest backup first, until PCT % of the bytes. */
 export async function planSample(backupDir: string, scope: string, files: StoredFile[], percent: number, now = new Date()): Promise<SamplePlan> {
   const state = await readState(backupDir);
   let s: Scope | undefined = state.scopes[scope];
@@ -96,8 +97,10 @@ export async function planSample(backupDir: string, scope: string, files: Stored
   const budget = Math.ceil((totalBytes * percent) / 100);
   const chosen: StoredFile[] = [];
   let bytes = 0;
-  for (const f of files) {
-    if (isCovered(f)) continue;
+  // oldest first (by the backup's id, then path): files that keep arriving (a database backup every six
+  // hours sorts before storage/) cannot starve an older archive of its read
+  const order = files.filter((f) => !isCovered(f)).sort((a, b) => compareIds(a.id, b.id) || (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  for (const f of order) {
     // at least one file, and whole files: a run may read a little more than its share, never less
     if (chosen.length && bytes >= budget) break;
     chosen.push(f);

@@ -14,7 +14,9 @@ export const drillExitCode = (r: DrillResult) => (r.result === 'passed' ? 0 : r.
 export function drillSummary(r: DrillResult): string {
   const what = r.backup ? `${r.backup.type} backup ${r.backup.id}${r.source === 'local' ? '' : ` from ${r.source}`}` : 'no backup';
   const age = r.rpo.types.find((t) => t.type === r.rpo.judged_type)?.age_ms;
-  const figures = `RTO ${formatDuration(r.rto.measured_ms)} (target ${formatDuration(r.rto.target_ms)}), RPO ${age === null || age === undefined ? '?' : formatAge(age)} (target ${formatDuration(r.rpo.target_ms)})`;
+  const rto = r.rto.measured_ms === null ? 'none (not restored)' : formatDuration(r.rto.measured_ms);
+  const rpo = age === null || age === undefined ? (r.result === 'failed' ? 'no good backup' : '?') : formatAge(age);
+  const figures = `RTO ${rto} (target ${formatDuration(r.rto.target_ms)}), RPO ${rpo} (target ${formatDuration(r.rpo.target_ms)})`;
   if (r.result === 'failed') return `drill FAILED: ${what}: ${r.problems.join('; ')}; ${figures}`;
   if (r.result === 'target-missed') return `drill restored ${what} but missed a target: ${r.targets_missed.join('; ')}; ${figures}`;
   return `drill passed: ${what} restored and proved; ${figures}`;
@@ -29,7 +31,7 @@ export function drillRecord(r: DrillResult): import('../../catalog/status.js').D
     source: r.source,
     backup_type: r.backup?.type,
     backup_id: r.backup?.id,
-    rto_ms: r.rto.measured_ms,
+    rto_ms: r.rto.measured_ms ?? undefined,
     rto_target_ms: r.rto.target_ms,
     rto_extrapolated: r.rto.extrapolated || undefined,
     rpo_ms: judged?.age_ms ?? undefined,
@@ -45,7 +47,7 @@ function render(ui: Ui, r: DrillResult): void {
   ui.out(`${mark} drill of ${r.backup?.type} backup ${ui.c.bold(r.backup?.id ?? '?')} (${r.source}): ${r.result.toUpperCase()}`);
   const t = r.timings_ms;
   ui.out(
-    `  RTO  ${formatDuration(r.rto.measured_ms).padEnd(9)} target ${formatDuration(r.rto.target_ms).padEnd(8)} ${r.rto.ok ? 'ok' : 'MISSED'}   (download ${formatDuration(t.download)}, verify ${formatDuration(t.verify)}, restore ${formatDuration(t.restore)}${r.rto.extrapolated ? `; extrapolated from a ${r.sample?.percent}% sample that took ${formatDuration(r.rto.sampled_ms ?? 0)}` : ''})`,
+    `  RTO  ${(r.rto.measured_ms === null ? 'none' : formatDuration(r.rto.measured_ms)).padEnd(9)} target ${formatDuration(r.rto.target_ms).padEnd(8)} ${r.rto.measured_ms === null ? 'FAILED (not restored)' : r.rto.ok ? 'ok' : 'MISSED'}   (download ${formatDuration(t.download)}, verify ${formatDuration(t.verify)}, restore ${formatDuration(t.restore)}${r.rto.extrapolated ? `; extrapolated from a ${r.sample?.percent}% sample that took ${formatDuration(r.rto.sampled_ms ?? 0)}` : ''})`,
   );
   if (r.sample) {
     const s = r.sample;
@@ -165,7 +167,7 @@ Examples:
           type: result.backup?.type,
           drill: result.result,
           source: result.source,
-          rto_ms: result.rto.measured_ms,
+          rto_ms: result.rto.measured_ms ?? undefined,
           problems: result.problems,
           targets_missed: result.targets_missed,
         },
