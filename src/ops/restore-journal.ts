@@ -204,6 +204,18 @@ const TAG = '\\d+-[0-9a-f]{6}';
  * A journal is planted by anyone who can write the backup directory (a NAS, a mounted disk); acting on
  * its paths as root would delete, move or overwrite whatever it names.
  */
+/**
+ * A plaintext copy of an encrypted backup never outlives its run, even when the rest of the journal is
+ * refused (a --target restore healed by a command without --target): it is removed by its own name only,
+ * a regular file of the name a restore gives it, never a link.
+ */
+async function removeDecryptedCopy(j: RestoreJournal): Promise<void> {
+  const p = (j as { decrypted?: unknown }).decrypted;
+  if (typeof p !== 'string' || !path.isAbsolute(p) || !new RegExp(`^\\.[^/]+\\.restore-${TAG}\\.decrypted\\.tmp$`).test(path.basename(p))) return;
+  const st = await fsp.lstat(p).catch(() => undefined);
+  if (st?.isFile()) await fsp.rm(p, { force: true });
+}
+
 export function journalProblem(j: RestoreJournal, live: LivePaths | undefined): string | undefined {
   if (!live) return 'no live paths to compare it with';
   if (!/^[\w.-]{1,200}$/.test(j.id) || j.id === '.' || j.id === '..') return `id ${JSON.stringify(String(j.id).slice(0, 80))} is not a backup id`;
@@ -273,6 +285,7 @@ export async function healInterruptedRestore(backupDir: string, live?: LivePaths
     await fsp.rm(journalPath(backupDir), { force: true });
     return undefined;
   }
+  await removeDecryptedCopy(j);
   const problem = journalProblem(j, live);
   if (problem) {
     const aside = path.join(backupDir, `.restore-in-progress.refused-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
@@ -280,8 +293,6 @@ export async function healInterruptedRestore(backupDir: string, live?: LivePaths
     await fsyncDir(backupDir);
     return `ignored the journal of an interrupted restore in ${backupDir} and changed nothing: its ${problem} (it was not written by a restore of this configuration, or for another --target); moved it to ${aside} — if a restore of yours was interrupted, finish it by hand`;
   }
-  // a plaintext copy of an encrypted backup never outlives its run
-  if (typeof j.decrypted === 'string' && j.decrypted.endsWith('.decrypted.tmp')) await fsp.rm(j.decrypted, { force: true });
   let message: string;
   const db = j.database;
   const st = j.storage;
