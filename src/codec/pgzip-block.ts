@@ -195,9 +195,24 @@ function gf2Square(square: Uint32Array, mat: Uint32Array): void {
   for (let n = 0; n < 32; n++) square[n] = gf2Times(mat, mat[n] as number);
 }
 
+/** The operator crc(A) -> crc(A followed by len zero bytes) as a matrix, for the lengths seen last. */
+const operators = new Map<number, Uint32Array>();
+
 /** CRC-32 of A+B, given crc(A), crc(B) and B's length. */
 export function crc32Combine(crc1: number, crc2: number, len2: number): number {
   if (len2 <= 0) return crc1 >>> 0;
+  let op = operators.get(len2);
+  if (!op) {
+    // linear in crc1: build the matrix once per length (nearly every block has the same length)
+    op = new Uint32Array(32);
+    for (let i = 0; i < 32; i++) op[i] = shift(2 ** i, len2);
+    if (operators.size > 8) operators.clear();
+    operators.set(len2, op);
+  }
+  return (gf2Times(op, crc1) ^ crc2) >>> 0;
+}
+
+function shift(crc1: number, len2: number): number {
   const even = new Uint32Array(32);
   const odd = new Uint32Array(32);
   odd[0] = 0xedb88320;
@@ -215,5 +230,5 @@ export function crc32Combine(crc1: number, crc2: number, len2: number): number {
     if (len % 2) c = gf2Times(odd, c);
     len = Math.floor(len / 2);
   } while (len !== 0);
-  return (c ^ crc2) >>> 0;
+  return c;
 }

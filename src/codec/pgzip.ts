@@ -13,8 +13,9 @@ export interface ParallelGzipOptions {
   /** blocks compressed at the same time (in flight), default twice the number of threads */
   concurrency?: number;
   /**
-   * worker threads that classify, checksum and deflate the blocks, default the number of CPUs (at most
-   * 4); 0 compresses on the calling thread. The output is the same bytes either way.
+   * worker threads that classify, checksum and deflate the blocks, default one less than the CPUs (at
+   * least 1, at most 3: the calling thread reads, packs, hashes and writes meanwhile); 0 compresses on
+   * the calling thread. The output is the same bytes either way.
    */
   threads?: number;
   /** the worker script (tests only: a worker that fails) */
@@ -95,7 +96,8 @@ class BlockWorkers {
   ) {}
 
   private start(): { worker: Worker; busy: number } {
-    const worker = new Worker(this.script);
+    // a small heap: the worker's garbage is zlib state and buffers, collected sooner with a small young generation
+    const worker = new Worker(this.script, { resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
     const slot = { worker, busy: 0 };
     worker.unref();
     worker.on('message', (reply: BlockReply) => this.onReply(reply));
@@ -167,7 +169,7 @@ class ParallelGzip extends Transform {
     super({ readableHighWaterMark: 512 * 1024 });
     this.level = checkInt('level', options.level ?? 6, 0, 9);
     this.blockSize = checkInt('blockSize', options.blockSize ?? DEFAULT_BLOCK, 64, 1 << 30);
-    const threads = checkInt('threads', options.threads ?? Math.min(4, availableParallelism()), 0, 64);
+    const threads = checkInt('threads', options.threads ?? Math.max(1, Math.min(3, availableParallelism() - 1)), 0, 64);
     this.concurrency = checkInt('concurrency', options.concurrency ?? Math.max(2, 2 * threads), 1, 1024);
     this.pool = new BlockPool(this.blockSize, this.concurrency + 1);
     if (threads > 0 && this.blockSize >= INLINE_MAX) this.workers = new BlockWorkers(threads, options.workerScript ?? WORKER_SCRIPT);
