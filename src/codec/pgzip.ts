@@ -85,7 +85,10 @@ const workerFailure = (detail: string) =>
  */
 class BlockWorkers {
   private readonly workers: { worker: Worker; busy: number }[] = [];
-  private readonly pending = new Map<number, { resolve: (r: { done: BlockOutput; block: Buffer }) => void; reject: (e: Error) => void; slot: { worker: Worker; busy: number } }>();
+  private readonly pending = new Map<
+    number,
+    { resolve: (r: { done: BlockOutput; block: Buffer }) => void; reject: (e: Error) => void; slot: { worker: Worker; busy: number } }
+  >();
   private nextId = 0;
   private failed?: Error;
   private closed = false;
