@@ -40,7 +40,8 @@ export function parsePostgresUrl(
   const env = opts.env ?? {};
   let u: URL;
   try {
-    u = new URL(url);
+    // `user@/db?host=/run/postgresql`: a socket connection has no host part, which URL does not accept
+    u = new URL(url.replace(/@\//, '@_socket_/'));
   } catch {
     throw usageError(`${from} is not a valid PostgreSQL URL: ${maskUrl(url)}`, 'use postgresql://user@host:5432/dbname');
   }
@@ -51,7 +52,7 @@ export function parsePostgresUrl(
     warnings.push(`${from} holds a password: it is masked in output, but put it in ~/.pgpass (or PGPASSFILE) instead`);
   }
   const q = u.searchParams;
-  const host = q.get('host') ?? (u.hostname ? decodeURIComponent(u.hostname) : undefined);
+  const host = q.get('host') ?? (u.hostname && u.hostname !== '_socket_' ? decodeURIComponent(u.hostname) : undefined);
   const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || q.get('dbname') || 'postgres';
   const raw = opts.databases;
   let databases: string[] | 'all';
