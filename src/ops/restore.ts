@@ -353,7 +353,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   opts.signal?.throwIfAborted();
   let sources: RestoreOutcome[] | undefined;
   if (sourcesEntry) {
-    sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities });
+    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities });
     dbEntry = undefined;
     if (!stEntry) return { ...plan, database: undefined, storage: undefined, sources, durationMs: Date.now() - started };
   }

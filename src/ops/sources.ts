@@ -154,6 +154,8 @@ export interface SourcesRestoreOptions {
   globals?: boolean;
   identities?: Identity[];
   onStep?: (step: string) => void;
+  /** leave the sources alone (a drill proves them in scratch databases instead) */
+  skip?: boolean;
 }
 
 /** Restores every database of a backup of sources, each one swapped in only after it was restored and checked. */
