@@ -104,7 +104,11 @@ async function withTemp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
  * Verify of a backup of sources: every component's checksum, then what its kind proves (pg_restore
  * --list over the whole dump). Encrypted components without a key: the checksums only.
  */
-export async function verifySources(cfg: Config | undefined, entry: BackupEntry, identities: Identity[] | undefined): Promise<{ problems: string[]; checked: number }> {
+export async function verifySources(
+  cfg: Config | undefined,
+  entry: BackupEntry,
+  identities: Identity[] | undefined,
+): Promise<{ problems: string[]; checked: number }> {
   const s = entry.sidecar!;
   const dir = path.dirname(entry.sidecarPath!);
   const problems: string[] = [];
@@ -175,7 +179,8 @@ export async function restoreSources(cfg: Config, entry: BackupEntry, opts: Sour
     const outcomes: RestoreOutcome[] = [];
     if (opts.globals) {
       const globals = all.filter((c) => c.role !== 'data');
-      for (const g of globals) outcomes.push(await sourceKind(cfg, g.kind).restore(await stage(entry, [g], tmp, opts.identities), { id: runId, withAuxiliary: true }));
+      for (const g of globals)
+        outcomes.push(await sourceKind(cfg, g.kind).restore(await stage(entry, [g], tmp, opts.identities), { id: runId, withAuxiliary: true }));
     }
     for (const c of data) {
       const staged = await stage(entry, [c], tmp, opts.identities);

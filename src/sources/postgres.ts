@@ -71,10 +71,9 @@ function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit)
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
-  const line = redact(lines.find((l) => /FATAL|error:/i.test(l)) ?? lines[lines.length - 1] ?? (r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`)).replace(
-    /^(pg_dump|pg_dumpall|pg_restore|psql): (error: )?/,
-    '',
-  );
+  const line = redact(
+    lines.find((l) => /FATAL|error:/i.test(l)) ?? lines[lines.length - 1] ?? (r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`),
+  ).replace(/^(pg_dump|pg_dumpall|pg_restore|psql): (error: )?/, '');
   const where = `${s.display}`;
   if (/password authentication failed|no password supplied|authentication failed/i.test(line))
     return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'put the password in ~/.pgpass (or PGPASSFILE, mode 0600) or PGPASSWORD' });
@@ -466,7 +465,8 @@ export class PostgresKind implements SourceKind {
     if (req.target) return { name: live, restoredAs: staging, notes };
     const keptAs = `${live}_pre_restore_${req.id}`;
     req.onStep?.(`swapping ${staging} in as ${live}`);
-    const exists = (await psql(this.s, ADMIN_DB, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(live)}`, 'looking up the live database')).trim() === '1';
+    const exists =
+      (await psql(this.s, ADMIN_DB, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(live)}`, 'looking up the live database')).trim() === '1';
     const L = quoteIdent(live);
     // in one transaction-less but short step: no new connections, the old ones ended, two renames
     const swap = exists
@@ -487,7 +487,10 @@ export class PostgresKind implements SourceKind {
           END IF; END $$;
         ALTER DATABASE ${L} ALLOW_CONNECTIONS true;`;
       await psqlScript(this.s, back, `putting ${live} back`).catch(() => {});
-      throw new BackupError('FAILED', `swapping the restored copy in as ${live} failed: ${(err as Error).message}; ${live} is as it was, the copy is ${staging}`);
+      throw new BackupError(
+        'FAILED',
+        `swapping the restored copy in as ${live} failed: ${(err as Error).message}; ${live} is as it was, the copy is ${staging}`,
+      );
     }
     if (exists) notes.push(`the previous ${live} is kept as ${keptAs}: drop it when done with: DROP DATABASE ${quoteIdent(keptAs)};`);
     return { name: live, restoredAs: live, keptAs: exists ? keptAs : undefined, notes };

@@ -81,7 +81,17 @@ Examples:
   identityOption(command).action(
     action('restore', async (ctx, cmd) => {
       const [ref] = cmd.args as string[];
-      const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[]; targetDb?: string; database?: string[]; globals?: boolean };
+      const o = cmd.opts() as {
+        target?: string;
+        verify: boolean;
+        yes?: boolean;
+        wait: string;
+        from?: string;
+        include?: string[];
+        targetDb?: string;
+        database?: string[];
+        globals?: boolean;
+      };
       // a partial tree swapped in for the live one would look like lost files: only beside it
       if (o.include?.length && !o.target)
         throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', {
