@@ -19,6 +19,7 @@ const FLOORS = {
   schedule: 5,
   archive: 4,
   'config.ts': 4,
+  'postgres-settings.ts': 4,
   catalog: 3,
   remote: 2,
   crypto: 2,

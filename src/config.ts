@@ -6,6 +6,7 @@ import { getCodec } from './codec/registry.js';
 import { type BackupError, usageError } from './errors.js';
 import { withoutBom } from './fsutil.js';
 import { checkSecretFileMode, isSecretName, registerSecretsFromEnv, registerSecretsIn } from './secrets.js';
+import { isPostgresUrl, type PostgresSettings, parsePostgresUrl } from './postgres-settings.js';
 
 /** What the user can pass as flags; anything unset falls through to env, the config file, defaults. */
 export interface ConfigFlags {
@@ -48,6 +49,8 @@ export interface Config {
   configFile?: string;
   /** things the operator should hear about once, printed by the CLI */
   warnings: string[];
+  /** DATABASE_URL=postgresql://…: the databases are PostgreSQL's (see sources/postgres.ts), not the SQLite file */
+  postgres?: PostgresSettings;
 }
 
 export const DEFAULTS = {
@@ -84,6 +87,9 @@ const FILE_KEYS: Record<string, string> = {
   rtoTarget: 'RTO_TARGET',
   metricsFile: 'METRICS_FILE',
   rpoTarget: 'RPO_TARGET',
+  databases: 'PG_DATABASES',
+  pgBinDir: 'PG_BIN_DIR',
+  pgDumpContainer: 'PG_DUMP_CONTAINER',
 };
 
 /**
@@ -329,10 +335,21 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   const fileKey = (k: string): [string, unknown] => [`config key '${k}'`, file[k]];
 
   const dbUrl = pick(['DATABASE_URL', env.DATABASE_URL], fileKey('databaseUrl'));
+  const pgUrl = dbUrl.value !== undefined && isPostgresUrl(String(dbUrl.value)) ? String(dbUrl.value) : undefined;
+  const postgres = pgUrl
+    ? parsePostgresUrl(pgUrl, {
+        from: dbUrl.from,
+        databases: (env.PG_DATABASES ?? file.databases) as string | string[] | undefined,
+        binDir: String(pick(['PG_BIN_DIR', env.PG_BIN_DIR], fileKey('pgBinDir')).value ?? ''),
+        container: String(pick(['PG_DUMP_CONTAINER', env.PG_DUMP_CONTAINER], fileKey('pgDumpContainer')).value ?? ''),
+        env,
+      })
+    : undefined;
+  if (postgres) warnings.push(...postgres.warnings);
   const dbRaw = pick(
     ['--db-path', flags.dbPath],
     ['DATABASE_PATH', env.DATABASE_PATH],
-    ['DATABASE_URL', dbUrl.value !== undefined ? parseDatabaseUrl(String(dbUrl.value), dbUrl.from) : undefined],
+    ['DATABASE_URL', dbUrl.value !== undefined && !pgUrl ? parseDatabaseUrl(String(dbUrl.value), dbUrl.from) : undefined],
     fileKey('databasePath'),
   );
   const str = (p: { value: unknown }, def: string) => String(p.value ?? def);
@@ -400,5 +417,6 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
     file,
     configFile: configFile ? resolve(configFile) : undefined,
     warnings,
+    postgres,
   };
 }

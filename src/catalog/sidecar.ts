@@ -55,6 +55,23 @@ const EncryptionInfoSchema: v.GenericSchema<EncryptionInfo> = v.object({
 });
 export type { EncryptionInfo };
 
+const MALFORMED_COMPONENTS = 'metadata has malformed components';
+/** One file of a source (see sources/source.ts ComponentRecord): kind, name, role, file, size, checksum. */
+const ComponentSchema = v.object(
+  {
+    kind: v.string(MALFORMED_COMPONENTS),
+    name: v.string(MALFORMED_COMPONENTS),
+    role: v.string(MALFORMED_COMPONENTS),
+    file: fileBeside(MALFORMED_COMPONENTS),
+    size: v.number(MALFORMED_COMPONENTS),
+    checksum: v.string(MALFORMED_COMPONENTS),
+    encryption: v.optional(EncryptionInfoSchema),
+    info: v.optional(v.record(v.string(), v.unknown())),
+  },
+  MALFORMED_COMPONENTS,
+);
+export type ComponentInfo = v.InferOutput<typeof ComponentSchema>;
+
 const MALFORMED_MANIFEST = 'metadata has a malformed manifest';
 const MALFORMED_REFERENCES = 'metadata has malformed references';
 const ManifestInfoSchema = v.object(
@@ -101,6 +118,8 @@ const SIDECAR_ENTRIES = {
   content_bytes: v.optional(v.number()), // storage: bytes of file content before compression
   exclude: v.optional(v.array(v.string())),
   sqlite: v.optional(SqliteInfoSchema),
+  /** a backup of sources (PostgreSQL databases…): one entry per stored file; file_size is their total */
+  components: v.optional(v.array(ComponentSchema, MALFORMED_COMPONENTS)),
   encryption: v.optional(EncryptionInfoSchema),
   // full only
   database: v.nullish(v.string()), // id of the database component
@@ -154,6 +173,10 @@ const ComponentSidecarSchema = v.object(
   LACKS_ARTIFACT,
 );
 
+// a backup of sources names its files in `components`, not in backup_path/checksum
+const SourcesSidecarSchema = v.object({ ...SIDECAR_ENTRIES, components: v.array(ComponentSchema, MALFORMED_COMPONENTS) }, MALFORMED_COMPONENTS);
+const hasComponents = (data: unknown) => typeof data === 'object' && data !== null && 'components' in data;
+
 const HeaderSchema = v.object(
   {
     format: v.literal(SIDECAR_FORMAT, (issue) => `unknown metadata format ${JSON.stringify(issue.input)}`),
@@ -170,7 +193,8 @@ export function validateSidecar(data: unknown, type: BackupType, id: string): st
   if (header.output.type !== type) return `metadata type '${header.output.type}' does not match its directory '${type}'`;
   if (header.output.id !== id) return `metadata id '${header.output.id}' does not match its file name`;
   // no default wording: a field without a message of its own is named once the issue knows its path
-  const body = v.safeParse(type === 'full' ? FullSidecarSchema : ComponentSidecarSchema, data, { abortEarly: true, message: () => '' });
+  const schema = type === 'full' ? FullSidecarSchema : hasComponents(data) ? SourcesSidecarSchema : ComponentSidecarSchema;
+  const body = v.safeParse(schema, data, { abortEarly: true, message: () => '' });
   if (body.success) return undefined;
   const issue = body.issues[0];
   return issue.message || `metadata field ${v.getDotPath(issue) ?? '?'} is ${issue.received}, expected ${issue.expected}`;
@@ -182,6 +206,7 @@ function isPlainFileName(f: string): boolean {
 
 /** The data files a sidecar names, relative to its directory. */
 export function artifactFiles(s: Sidecar): { file: string; size: number; checksum: string }[] {
+  if (s.components) return s.components;
   if (s.parts?.length) return s.parts;
   if (!s.backup_path) return [];
   return [{ file: path.basename(s.backup_path), size: s.file_size ?? 0, checksum: s.checksum ?? '' }];

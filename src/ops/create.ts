@@ -27,6 +27,8 @@ import { checkStorageDir, pathsInside, type SkippedPath, treeSize } from '../arc
 import { ChangePlan } from '../archive/changes.js';
 import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
 import { TOOL } from '../version.js';
+import { databaseSources } from '../sources/kinds.js';
+import { backupSources } from './sources.js';
 import type { ProgressFn } from './progress.js';
 
 export interface CreateOptions {
@@ -201,6 +203,15 @@ function baseSidecar(type: BackupType, id: string, started: Date): WrittenSideca
 }
 
 async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, recipients?: Recipient[]): Promise<CreatedBackup> {
+  const sources = databaseSources(cfg);
+  if (sources) {
+    const b = await backupSources(cfg, await sources.sources(), id, {
+      recipients,
+      signal: opts.signal,
+      onProgress: (subject, bytes) => opts.onProgress?.({ phase: 'database', subject, bytes }),
+    });
+    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, size: b.size, durationMs: b.durationMs, warnings: [] };
+  }
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'database');
   await ensureDir(dir);
@@ -439,7 +450,8 @@ const partsOf = (type: BackupType): BackupType[] => (type === 'full' ? ['databas
  */
 export async function checkInputs(cfg: Config, type: BackupType, storage: StorageRunOptions = {}): Promise<void> {
   const parts = partsOf(type);
-  if (parts.includes('database')) await checkSourceDatabase(cfg.dbPath);
+  const sources = databaseSources(cfg);
+  if (parts.includes('database')) await (sources ? sources.check() : checkSourceDatabase(cfg.dbPath));
   if (parts.includes('storage')) {
     await checkStorageDir(cfg.storagePath);
     if (!storage.allowEmpty) await refuseUnexpectedlyEmpty(cfg);

@@ -19,6 +19,8 @@ import { fetchRemoteBackup, restoreLocked } from './restore.js';
 import { lockAndHeal } from './restore-journal.js';
 import { type Coverage, commitSample, nextRound, planSample, type StoredFile } from './sample.js';
 import { artifactFiles } from '../catalog/sidecar.js';
+import type { DrillProof } from '../sources/source.js';
+import { drillSources } from './sources.js';
 import { verifyEntry } from './verify.js';
 
 export const DEFAULT_RTO_TARGET_MS = 3_600_000;
@@ -103,6 +105,8 @@ export interface DrillResult {
   rpo: { target_ms: number; ok: boolean; judged_type: BackupType | null; types: RpoType[] };
   bytes: { downloaded: number; verified: number; restored: number };
   database?: { backup_id: string; integrity: string; row_counts_recorded: boolean; tables: TableCheck[] };
+  /** backups of sources: each database restored into a scratch database, its tables and rows compared, its RTO */
+  databases?: DrillProof[];
   storage?: { backup_id: string; entries: number; bytes: number; manifest_checked: boolean };
   live?: { storage_path: string; sampled: number; changed: number; missing: number; examples: string[] };
   started_at: string;
@@ -429,7 +433,7 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   if (opts.samplePercent !== undefined) {
     include = await sampledVerify(cfg, sourceDir, entry, opts.samplePercent, result);
   } else {
-    const verified = await verifyEntry(sourceDir, entry, { identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress });
+    const verified = await verifyEntry(sourceDir, entry, { identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress, config: cfg });
     result.bytes.verified = verified.checked;
     if (!verified.ok) throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${verified.problems.join('; ')}`);
     if (verified.encryption === 'ciphertext')
@@ -440,11 +444,18 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   result.timings_ms.verify = Date.now() - t;
 
   t = Date.now();
+  // a backup of sources (PostgreSQL): each database restored into a scratch database, compared, dropped
+  const sourcesEntry =
+    entry.type === 'full' ? await componentLookup(sourceDir)('database', entry.sidecar?.database ?? '') : entry.type === 'database' ? entry : undefined;
+  if (sourcesEntry?.sidecar?.components) {
+    result.databases = await drillSources(cfg, sourcesEntry, opts.identities);
+    for (const d of result.databases) if (!d.ok) result.problems.push(...d.problems.map((p) => `database ${d.name}: ${p}`));
+  }
   const target = path.join(scratch, 'restore');
   const restored = await restoreLocked(
     cfg,
     { sourceDir, entry },
-    { target, verify: false, include, identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress },
+    { target, verify: false, include, identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress, sources: { skip: true } },
   );
   result.timings_ms.restore = Date.now() - t;
 

@@ -28,6 +28,8 @@ import { type RestoreSource, resolveRestoreSource } from './restore-source.js';
 import { faultPoint } from './fault-point.js';
 import type { ProgressFn } from './progress.js';
 import { verifyEntry } from './verify.js';
+import { restoreSources, type SourcesRestoreOptions } from './sources.js';
+import type { RestoreOutcome } from '../sources/source.js';
 
 export interface RestoreOptions {
   /** restore into this directory instead of the live paths */
@@ -43,6 +45,8 @@ export interface RestoreOptions {
   confirm?: (plan: RestorePlan) => Promise<boolean>;
   /** age identities for encrypted backups */
   identities?: Identity[];
+  /** backups of sources (PostgreSQL): --target-db, --database, --globals */
+  sources?: Omit<SourcesRestoreOptions, 'identities'>;
 }
 
 export interface RestorePlan {
@@ -58,6 +62,8 @@ export interface RestoreResult extends RestorePlan {
   cancelled?: boolean;
   database?: RestorePlan['database'] & { savedCurrentAs?: string; integrity: string };
   storage?: RestorePlan['storage'] & { previousKeptAs?: string; entries: number; bytes: number; warnings: string[] };
+  /** backups of sources: each database restored (and where the previous one is kept) */
+  sources?: RestoreOutcome[];
   /** what was done to complete or roll back an earlier restore that had been interrupted */
   healed?: string;
   /** things the operator should know: no checksum was available, … */
@@ -357,7 +363,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     );
   }
   if (verify) {
-    const v = await verifyEntry(sourceDir, entry, { signal: opts.signal, onProgress: opts.onProgress, identities: opts.identities });
+    const v = await verifyEntry(sourceDir, entry, { signal: opts.signal, onProgress: opts.onProgress, identities: opts.identities, config: cfg });
     if (!v.ok) {
       throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
         hint: 'restore another backup, or pass --no-verify to restore it anyway',
@@ -366,7 +372,9 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   } else if (!entry.sidecar) {
     throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
   }
-  const dbEntry = entry.type === 'database' ? entry : entry.type === 'full' ? await component(sourceDir, 'database', entry.sidecar?.database) : undefined;
+  let dbEntry = entry.type === 'database' ? entry : entry.type === 'full' ? await component(sourceDir, 'database', entry.sidecar?.database) : undefined;
+  // a backup of sources (PostgreSQL) restores through its kinds, each database beside the live one first
+  const sourcesEntry = dbEntry?.sidecar?.components ? dbEntry : undefined;
   const stEntry = entry.type === 'storage' ? entry : entry.type === 'full' ? await component(sourceDir, 'storage', entry.sidecar?.storage) : undefined;
   const target = opts.target ? await checkTarget(opts.target) : undefined;
   const dbTo = target ? path.join(target, path.basename(cfg.dbPath)) : cfg.dbPath;
@@ -377,16 +385,24 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   const plan: RestorePlan = {
     type: entry.type,
     id: entry.id,
-    database: dbEntry && { backupId: dbEntry.id, to: dbTo },
+    database: dbEntry && { backupId: dbEntry.id, to: sourcesEntry ? (opts.sources?.targetDb ?? cfg.postgres?.display ?? 'PostgreSQL') : dbTo },
     storage: stEntry && { backupId: stEntry.id, to: stTo, keptAs: await keptAsFor(stTo, id) },
     verified: verify,
   };
+  const needsKey = sourcesEntry?.sidecar?.components?.find((c) => c.encryption);
+  if (needsKey?.encryption && !opts.identities?.length) throw needIdentity({ subject: `database backup ${sourcesEntry!.id}`, info: needsKey.encryption });
   for (const e of [dbEntry, stEntry]) {
     if (e?.sidecar?.encryption && !opts.identities?.length) throw needIdentity({ subject: `${e.type} backup ${e.id}`, info: e.sidecar.encryption });
   }
   if (opts.confirm && !(await opts.confirm(plan)))
     return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
   opts.signal?.throwIfAborted();
+  let sources: RestoreOutcome[] | undefined;
+  if (sourcesEntry) {
+    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities });
+    dbEntry = undefined;
+    if (!stEntry) return { ...plan, database: undefined, storage: undefined, sources, durationMs: Date.now() - started };
+  }
 
   const stateDir = cfg.backupDir;
   const journal: RestoreJournal = { id, pid: process.pid, started_at: new Date().toISOString(), phase: 'staging' };
@@ -502,7 +518,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       };
     }
     await removeJournal(stateDir);
-    return { ...plan, database, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
+    return { ...plan, database, sources, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
   }
 }
 

@@ -18,8 +18,10 @@ import { type Remote, RemoteError } from '../remote/remote.js';
 import { type FileRef, type TransferOptions, artifactRefs, checkRemoteFile, dataFiles, listRemoteBackups } from '../offsite/transfer.js';
 import { manifestChain, pinsOf } from '../catalog/chain.js';
 import { exists } from '../fsutil.js';
+import type { Config } from '../config.js';
 import { checkDatabaseFile } from '../sources/sqlite.js';
 import type { ProgressFn } from './progress.js';
+import { verifySources } from './sources.js';
 
 export interface VerifyResult {
   type: BackupType;
@@ -46,6 +48,8 @@ export interface VerifyOptions {
   signal?: AbortSignal;
   /** decrypt encrypted backups with these and check their contents too */
   identities?: Identity[];
+  /** the configuration, for source kinds that read a stored component with the configured tools (PG_BIN_DIR) */
+  config?: Config;
 }
 
 /** Reads every entry of a tar stream to the end, counting files and entries: a full parse of the archive. */
@@ -91,6 +95,13 @@ async function verifyComponents<R extends { ok: boolean; problems: string[] }>(
 
 async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: VerifyResult): Promise<void> {
   const s = entry.sidecar!;
+  if (s.components) {
+    // a backup of sources: each component's checksum, then what its kind proves (sources/source.ts)
+    const got = await verifySources(opts.config, entry, opts.identities);
+    result.problems.push(...got.problems);
+    result.checked += got.checked;
+    return;
+  }
   const dir = path.dirname(entry.sidecarPath!);
   const parts = artifactFiles(s);
   const missing: string[] = [];

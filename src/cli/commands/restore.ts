@@ -50,6 +50,9 @@ export function register(program: Command): void {
     .description('restore a database, storage or full backup without losing the current data')
     .option('--target <dir>', 'restore into this directory instead of the live database and storage paths')
     .option('--no-verify', 'skip verification before restoring (not recommended)')
+    .option('--target-db <name>', 'PostgreSQL: restore the database beside the live one under this name (no swap)')
+    .option('--database <name...>', 'PostgreSQL: restore only these databases of the backup')
+    .option('--globals', 'PostgreSQL: also restore roles and tablespaces (pg_dumpall --globals-only)')
     .option('-y, --yes', 'do not ask for confirmation (required when not on a terminal)')
     .option(
       '--include <path>',
@@ -78,7 +81,17 @@ Examples:
   identityOption(command).action(
     action('restore', async (ctx, cmd) => {
       const [ref] = cmd.args as string[];
-      const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[] };
+      const o = cmd.opts() as {
+        target?: string;
+        verify: boolean;
+        yes?: boolean;
+        wait: string;
+        from?: string;
+        include?: string[];
+        targetDb?: string;
+        database?: string[];
+        globals?: boolean;
+      };
       // a partial tree swapped in for the live one would look like lost files: only beside it
       if (o.include?.length && !o.target)
         throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', {
@@ -96,6 +109,7 @@ Examples:
         target: o.target,
         include: o.include?.map(nameArg),
         verify: o.verify,
+        sources: { targetDb: o.targetDb, databases: o.database, globals: !!o.globals },
         identities,
         signal: ctx.signal,
         lockWaitMs: Number(o.wait) * 1000 || 0,
@@ -133,6 +147,7 @@ Examples:
           target: o.target,
           verified: result.verified,
           database: result.database,
+          databases: result.sources,
           storage: result.storage && { ...result.storage, warnings: undefined },
         },
         human: (ui) => {
@@ -149,6 +164,10 @@ Examples:
             ui.out(`  storage  -> ${result.storage.to} (${countOf(result.storage.entries, 'entry', 'entries')}, ${formatBytes(result.storage.bytes)})`);
             if (result.storage.previousKeptAs) ui.out(`             previous tree kept as ${result.storage.previousKeptAs}`);
             for (const w of result.storage.warnings) ui.warn(w);
+          }
+          for (const d of result.sources ?? []) {
+            ui.out(`  database ${d.name} -> ${d.restoredAs}${d.keptAs ? ` (previous kept as ${d.keptAs})` : ''}`);
+            for (const n of d.notes) ui.out(ui.c.dim(`             ${n}`));
           }
           for (const w of result.warnings ?? []) ui.warn(w);
           if (result.healed) ui.warn(result.healed);

@@ -1,0 +1,191 @@
+/**
+ * Backups of sources (sources/source.ts) for the operations: one sidecar listing every component, and
+ * verify, drill and restore that reach each component's kind only through `SourceKind`.
+ */
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { checkParts, localPart, readParts } from '../archive/parts.js';
+import type { BackupEntry } from '../catalog/listing.js';
+import { baseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
+import { type ComponentInfo, SIDECAR_FORMAT, type WrittenSidecar } from '../catalog/sidecar.js';
+import type { Config } from '../config.js';
+import { decryptToFile } from '../crypto/age-artifact.js';
+import type { Identity, Recipient } from '../crypto/age-keys.js';
+import { BackupError, toBackupError } from '../errors.js';
+import { ensureDir, writeFileAtomic } from '../fsutil.js';
+import { sourceKind } from '../sources/kinds.js';
+import type { ComponentRecord, DrillProof, RestoreOutcome, Source, StagedComponent } from '../sources/source.js';
+import { TOOL } from '../version.js';
+
+export interface SourcesBackup {
+  sidecarPath: string;
+  files: string[];
+  size: number;
+  durationMs: number;
+  components: ComponentRecord[];
+}
+
+/** Snapshots every source into `database/`, then writes the sidecar naming each component; all or nothing. */
+export async function backupSources(
+  cfg: Config,
+  sources: Source[],
+  id: string,
+  opts: { recipients?: Recipient[]; signal?: AbortSignal; onProgress?: (name: string, bytes: number) => void },
+): Promise<SourcesBackup> {
+  const started = new Date();
+  const dir = typeDir(cfg.backupDir, 'database');
+  await ensureDir(dir);
+  const components: ComponentRecord[] = [];
+  try {
+    for (const src of sources) {
+      opts.signal?.throwIfAborted();
+      components.push(
+        ...(await src.snapshot({
+          dir,
+          id,
+          base: baseName('database', id),
+          recipients: opts.recipients,
+          signal: opts.signal,
+          onProgress: (b) => opts.onProgress?.(src.name, b),
+        })),
+      );
+    }
+    const size = components.reduce((n, c) => n + c.size, 0);
+    const sidecar: WrittenSidecar = {
+      format: SIDECAR_FORMAT,
+      tool: TOOL,
+      id,
+      type: 'database',
+      timestamp: id.slice(0, 15),
+      created_at: started.toISOString(),
+      duration_ms: Date.now() - started.getTime(),
+      original_path: cfg.postgres?.display,
+      file_size: size,
+      compression: 'none',
+      components: components as ComponentInfo[],
+    };
+    const sc = sidecarPath(cfg.backupDir, 'database', id);
+    await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
+    return { sidecarPath: sc, files: [...components.map((c) => path.join(dir, c.file)), sc], size, durationMs: sidecar.duration_ms, components };
+  } catch (err) {
+    // without its sidecar a dump is not a backup: nothing of this run stays
+    await Promise.all(components.map((c) => fsp.rm(path.join(dir, c.file), { force: true })));
+    throw toBackupError(err, 'database backup');
+  }
+}
+
+/** Plaintext, local copies of the components (decrypted into `tmp` when encrypted). */
+async function stage(entry: BackupEntry, components: ComponentRecord[], tmp: string, identities?: Identity[]): Promise<StagedComponent[]> {
+  const dir = path.dirname(entry.sidecarPath!);
+  const out: StagedComponent[] = [];
+  for (const c of components) {
+    let file = path.join(dir, c.file);
+    if (c.encryption) {
+      const dest = path.join(tmp, c.file.replace(/\.age$/, ''));
+      await decryptToFile(readParts([file]), dest, { identities: identities ?? [], subject: `${c.name} of database backup ${entry.id}`, info: c.encryption });
+      file = dest;
+    }
+    out.push({ record: c, file });
+  }
+  return out;
+}
+
+async function withTemp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const tmp = await fsp.mkdtemp(path.join(os.tmpdir(), 'vertex-backup-sources-'));
+  try {
+    return await fn(tmp);
+  } finally {
+    await fsp.rm(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Verify of a backup of sources: every component's checksum, then what its kind proves (pg_restore
+ * --list over the whole dump). Encrypted components without a key: the checksums only.
+ */
+export async function verifySources(
+  cfg: Config | undefined,
+  entry: BackupEntry,
+  identities: Identity[] | undefined,
+): Promise<{ problems: string[]; checked: number }> {
+  const s = entry.sidecar!;
+  const dir = path.dirname(entry.sidecarPath!);
+  const problems: string[] = [];
+  let checked = 0;
+  for (const c of s.components ?? []) {
+    const got = await checkParts([c], localPart(dir), { onProblem: (p) => problems.push(`${c.name}: ${p}`) }).catch((err) => {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      problems.push(`missing ${c.file}`);
+    });
+    if (got) checked += got.size;
+  }
+  if (problems.length) return { problems, checked };
+  const readable = (s.components ?? []).filter((c) => !c.encryption || identities?.length);
+  await withTemp(async (tmp) => {
+    for (const c of readable) {
+      try {
+        const [staged] = await stage(entry, [c], tmp, identities);
+        problems.push(...(await sourceKind(cfg, c.kind, true).verify(staged)));
+      } catch (err) {
+        if (err instanceof BackupError && err.code === 'USAGE') throw err;
+        problems.push(`${c.name}: ${(err as Error).message}`);
+      }
+    }
+  });
+  return { problems, checked };
+}
+
+/** Restores each database of the backup into a scratch database, compares tables and rows, drops it. */
+export async function drillSources(cfg: Config, entry: BackupEntry, identities?: Identity[]): Promise<DrillProof[]> {
+  const scratchId = timestampOf(new Date()).toLowerCase();
+  return withTemp(async (tmp) => {
+    const proofs: DrillProof[] = [];
+    for (const c of (entry.sidecar!.components ?? []).filter((x) => x.role === 'data')) {
+      const [staged] = await stage(entry, [c], tmp, identities);
+      proofs.push(await sourceKind(cfg, c.kind).drill(staged, scratchId));
+    }
+    return proofs;
+  });
+}
+
+export interface SourcesRestoreOptions {
+  /** restore beside the live database under this name (one database only) */
+  targetDb?: string;
+  /** only these databases (default: every one in the backup) */
+  databases?: string[];
+  /** also restore roles and tablespaces */
+  globals?: boolean;
+  identities?: Identity[];
+  onStep?: (step: string) => void;
+  /** leave the sources alone (a drill proves them in scratch databases instead) */
+  skip?: boolean;
+}
+
+/** Restores every database of a backup of sources, each one swapped in only after it was restored and checked. */
+export async function restoreSources(cfg: Config, entry: BackupEntry, opts: SourcesRestoreOptions): Promise<RestoreOutcome[]> {
+  const all = entry.sidecar!.components ?? [];
+  const data = all.filter((c) => c.role === 'data' && (!opts.databases?.length || opts.databases.includes(c.name)));
+  if (opts.databases?.length) {
+    const missing = opts.databases.filter((d) => !data.some((c) => c.name === d));
+    if (missing.length) throw new BackupError('USAGE', `database backup ${entry.id} holds no database ${missing.join(', ')}`);
+  }
+  if (opts.targetDb && data.length !== 1)
+    throw new BackupError('USAGE', `--target-db restores one database: the backup holds ${data.map((c) => c.name).join(', ')}`, {
+      hint: 'name it with --database NAME',
+    });
+  const runId = timestampOf(new Date());
+  return withTemp(async (tmp) => {
+    const outcomes: RestoreOutcome[] = [];
+    if (opts.globals) {
+      const globals = all.filter((c) => c.role !== 'data');
+      for (const g of globals)
+        outcomes.push(await sourceKind(cfg, g.kind).restore(await stage(entry, [g], tmp, opts.identities), { id: runId, withAuxiliary: true }));
+    }
+    for (const c of data) {
+      const staged = await stage(entry, [c], tmp, opts.identities);
+      outcomes.push(await sourceKind(cfg, c.kind).restore(staged, { id: runId, target: opts.targetDb, onStep: opts.onStep }));
+    }
+    return outcomes;
+  });
+}

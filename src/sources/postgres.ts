@@ -1,0 +1,511 @@
+/**
+ * PostgreSQL databases as a source kind (see sources/source.ts). The client tools do the work:
+ * `pg_dump --format=custom` of each database streamed straight into the backup file (through the age
+ * writer when encrypting), under a snapshot exported by a psql session that counts every table's rows
+ * in that same snapshot; `pg_dumpall --globals-only` beside them; `pg_restore --list` to verify;
+ * `pg_restore --jobs` into a new database, checked, then swapped in by renames, to restore.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { PartWriter } from '../archive/parts.js';
+import { AGE_EXTENSION, encryptStage } from '../crypto/age-artifact.js';
+import { BackupError } from '../errors.js';
+import { redact } from '../secrets.js';
+import { libpqEnv, type PostgresSettings } from '../postgres-settings.js';
+import type { ComponentRecord, DrillProof, RestoreOutcome, RestoreRequest, SnapshotContext, Source, SourceKind, StagedComponent } from './source.js';
+
+export const POSTGRES = 'postgres';
+const ADMIN_DB = 'postgres';
+
+// ---- running the client tools ---------------------------------------------------------------
+
+/** The command line of a client tool: from PG_BIN_DIR, PATH, or inside PG_DUMP_CONTAINER. */
+function command(s: PostgresSettings, tool: string, args: string[]): [string, string[]] {
+  if (s.container) {
+    // -e NAME without a value: docker copies it from our environment, so the password is never an argument
+    const pass = ['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD', 'PGDATABASE', 'PGCONNECT_TIMEOUT', 'PGAPPNAME'].flatMap((k) => ['-e', k]);
+    return ['docker', ['exec', '-i', ...pass, s.container, tool, ...args]];
+  }
+  return [s.binDir ? path.join(s.binDir, tool) : tool, args];
+}
+
+function startTool(s: PostgresSettings, tool: string, args: string[], database: string, stdin: 'pipe' | 'ignore' = 'ignore'): ChildProcess {
+  const [cmd, argv] = command(s, tool, args);
+  const env = libpqEnv(s, database);
+  if (s.container) for (const k of ['PGHOST', 'PGPORT', 'PGUSER', 'PGPASSWORD']) if (env[k] === undefined) env[k] = '';
+  return spawn(cmd, argv, { env, stdio: [stdin, 'pipe', 'pipe'] });
+}
+
+interface ToolExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  spawnError?: NodeJS.ErrnoException;
+}
+
+/** Resolves when the process has exited and its pipes closed, with the end of its stderr. */
+function exitOf(child: ChildProcess): Promise<ToolExit> {
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-8192);
+  });
+  return new Promise((resolve) => {
+    let spawnError: NodeJS.ErrnoException | undefined;
+    child.on('error', (err) => {
+      spawnError = err as NodeJS.ErrnoException;
+      resolve({ code: null, signal: null, stderr, spawnError });
+    });
+    child.on('close', (code, signal) => resolve({ code, signal, stderr, spawnError }));
+  });
+}
+
+/** The one line to show for a failed tool, with the exit code a user needs for it. */
+function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit): BackupError {
+  if (r.spawnError?.code === 'ENOENT') {
+    return new BackupError('USAGE', `${tool} not found${s.binDir ? ` in ${s.binDir}` : s.container ? ` in container ${s.container}` : ' on PATH'}`, {
+      hint: 'install the PostgreSQL client (apt-get install postgresql-client), or set PG_BIN_DIR to the directory holding it',
+    });
+  }
+  const lines = r.stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  const line = redact(
+    lines.find((l) => /FATAL|error:/i.test(l)) ?? lines[lines.length - 1] ?? (r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`),
+  ).replace(/^(pg_dump|pg_dumpall|pg_restore|psql): (error: )?/, '');
+  const where = `${s.display}`;
+  if (/password authentication failed|no password supplied|authentication failed/i.test(line))
+    return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'put the password in ~/.pgpass (or PGPASSFILE, mode 0600) or PGPASSWORD' });
+  if (/database ".*" does not exist/i.test(line))
+    return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'check PG_DATABASES / the database name in DATABASE_URL' });
+  if (/role ".*" does not exist/i.test(line)) return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'check the user in DATABASE_URL' });
+  if (/could not connect|connection refused|could not translate host|timeout expired|No such file or directory/i.test(line))
+    return new BackupError('FAILED', `${what}: cannot reach the PostgreSQL server: ${line} (${where})`, {
+      hint: 'check the host and port in DATABASE_URL and that the server is running',
+    });
+  const how = r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`;
+  return new BackupError('FAILED', `${what}: ${tool} failed (${how}): ${line}`);
+}
+
+/** Runs a tool to the end and returns its stdout; throws a BackupError when it fails. */
+async function runTool(s: PostgresSettings, tool: string, args: string[], database: string, what: string): Promise<string> {
+  const child = startTool(s, tool, args, database);
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const r = await exitOf(child);
+  if (r.code !== 0) throw toolError(s, tool, what, r);
+  return out;
+}
+
+const PSQL_ARGS = ['-X', '-A', '-t', '-q', '-w', '-v', 'ON_ERROR_STOP=1'];
+const psql = (s: PostgresSettings, db: string, sql: string, what: string) => runTool(s, 'psql', [...PSQL_ARGS, '-c', sql], db, what);
+
+export const quoteIdent = (name: string) => `"${name.replace(/"/g, '""')}"`;
+const quoteLiteral = (v: string) => `'${v.replace(/'/g, "''")}'`;
+
+/** Every table with its rows, as JSON lines, through psql's \gexec (in whatever snapshot the session has). */
+const COUNT_ROWS = String.raw`SELECT format('SELECT json_build_object(''t'', %L, ''n'', count(*)) FROM %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+  ORDER BY 1 \gexec`;
+
+function parseCounts(text: string): Record<string, number> {
+  const tables: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    const { t, n } = JSON.parse(line) as { t: string; n: number };
+    tables[t] = Number(n);
+  }
+  return tables;
+}
+
+export async function countRows(s: PostgresSettings, db: string): Promise<Record<string, number>> {
+  return parseCounts(await psqlScript(s, COUNT_ROWS, `counting rows of ${db}`, db));
+}
+
+/** `pg_dump (PostgreSQL) 15.10 (Debian …)` → 15; server_version_num 150010 → 15. */
+export const majorOf = (versionNum: number) => (versionNum >= 100000 ? Math.floor(versionNum / 10000) : Math.floor(versionNum / 100) / 100);
+
+async function clientVersion(s: PostgresSettings, tool: string): Promise<{ text: string; major: number }> {
+  const text = (await runTool(s, tool, ['--version'], s.database, `${tool} --version`)).trim();
+  const m = /(\d+)(?:\.(\d+))?/.exec(text.replace(/^[^)]*\)/, ''));
+  if (!m) throw new BackupError('FAILED', `cannot read the version of ${tool}: ${JSON.stringify(text.slice(0, 80))}`);
+  return { text, major: Number(m[1]) };
+}
+
+export interface ServerFacts {
+  version: string;
+  versionNum: number;
+  databases: string[];
+  superuser: boolean;
+  pgDump: string;
+}
+
+/**
+ * What the server and the client say, found before anything is written: reachable, the databases that
+ * exist, and a pg_dump at least as new as the server (pg_dump refuses a newer server only after it
+ * started; we say which package fixes it first).
+ */
+export async function probeServer(s: PostgresSettings): Promise<ServerFacts> {
+  const out = await psql(
+    s,
+    s.database,
+    "SELECT current_setting('server_version_num') || '|' || current_setting('server_version') || '|' || (SELECT rolsuper::text FROM pg_roles WHERE rolname = current_user) UNION ALL SELECT '=' || datname FROM pg_database WHERE NOT datistemplate AND datallowconn",
+    `connecting to PostgreSQL`,
+  );
+  const lines = out.split('\n').filter(Boolean);
+  const [num, version, superuser] = lines[0].split('|');
+  const facts = {
+    versionNum: Number(num),
+    version,
+    superuser: superuser === 'true',
+    databases: lines.filter((l) => l.startsWith('=')).map((l) => l.slice(1)),
+  };
+  const dump = await clientVersion(s, 'pg_dump');
+  const serverMajor = Math.floor(facts.versionNum / 10000);
+  if (dump.major < serverMajor) {
+    throw new BackupError('USAGE', `pg_dump ${dump.major} is older than the PostgreSQL ${serverMajor} server at ${s.display}: it cannot dump it`, {
+      hint: `install postgresql-client-${serverMajor} (apt-get install postgresql-client-${serverMajor}) or set PG_BIN_DIR to /usr/lib/postgresql/${serverMajor}/bin`,
+    });
+  }
+  return { ...facts, pgDump: dump.text };
+}
+
+/** The databases a backup covers: the list configured, `all` resolved, each one checked to exist. */
+export function databasesOf(s: PostgresSettings, facts: ServerFacts): string[] {
+  if (s.databases === 'all') return facts.databases.filter((d) => d !== 'postgres').sort();
+  for (const d of s.databases) {
+    if (!facts.databases.includes(d))
+      throw new BackupError('USAGE', `database "${d}" does not exist on ${s.display}`, { hint: `existing databases: ${facts.databases.join(', ')}` });
+  }
+  return s.databases;
+}
+
+// ---- snapshot -------------------------------------------------------------------------------
+
+/** A file-name-safe form of a database name: `db_backup_<id>.<safe>.dump`. */
+export const fileSafe = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, '_');
+
+/** A psql session that holds a REPEATABLE READ transaction open and exports its snapshot. */
+class SnapshotSession {
+  private out = '';
+  private waiters: (() => void)[] = [];
+  private readonly exited: Promise<ToolExit>;
+  private constructor(
+    private readonly s: PostgresSettings,
+    private readonly child: ChildProcess,
+  ) {
+    child.stdout?.on('data', (d: Buffer) => {
+      this.out += d.toString();
+      for (const w of this.waiters.splice(0)) w();
+    });
+    this.exited = exitOf(child);
+    this.exited.then(() => {
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  static async open(s: PostgresSettings, db: string): Promise<{ session: SnapshotSession; snapshot: string }> {
+    const session = new SnapshotSession(s, startTool(s, 'psql', PSQL_ARGS, db, 'pipe'));
+    session.child.stdin?.on('error', () => {});
+    session.child.stdin?.write("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;\nSELECT pg_export_snapshot();\n\\echo '--snapshot--'\n");
+    const text = await session.until('--snapshot--', `opening a snapshot of ${db}`);
+    return { session, snapshot: text.trim().split('\n')[0] };
+  }
+
+  private async until(marker: string, what: string): Promise<string> {
+    let done = false;
+    this.exited.then(() => {
+      done = true;
+    });
+    while (!this.out.includes(`${marker}\n`)) {
+      if (done) throw toolError(this.s, 'psql', what, await this.exited);
+      await new Promise<void>((r) => this.waiters.push(r));
+    }
+    const i = this.out.indexOf(`${marker}\n`);
+    const text = this.out.slice(0, i);
+    this.out = this.out.slice(i + marker.length + 1);
+    return text;
+  }
+
+  async counts(db: string): Promise<Record<string, number>> {
+    this.child.stdin?.write(`${COUNT_ROWS}\n\\echo '--counted--'\n`);
+    return parseCounts(await this.until('--counted--', `counting rows of ${db}`));
+  }
+
+  async close(): Promise<void> {
+    this.child.stdin?.end('COMMIT;\n');
+    await this.exited;
+  }
+
+  kill(): void {
+    this.child.kill('SIGTERM');
+  }
+}
+
+/** One database: `db_backup_<id>.<db>.dump`, pg_dump's custom format, under an exported snapshot. */
+export class PostgresDatabase implements Source {
+  readonly kind = POSTGRES;
+  constructor(
+    private readonly s: PostgresSettings,
+    readonly name: string,
+    private readonly facts: () => Promise<ServerFacts>,
+  ) {}
+
+  async check(): Promise<void> {
+    const facts = await this.facts();
+    if (!facts.databases.includes(this.name)) throw new BackupError('USAGE', `database "${this.name}" does not exist on ${this.s.display}`);
+  }
+
+  async snapshot(ctx: SnapshotContext): Promise<ComponentRecord[]> {
+    const facts = await this.facts();
+    const file = `${ctx.base}.${fileSafe(this.name)}.dump${ctx.recipients ? AGE_EXTENSION : ''}`;
+    const writer = new PartWriter(ctx.dir, file, undefined, ctx.onProgress);
+    let session: SnapshotSession | undefined;
+    let dump: ChildProcess | undefined;
+    try {
+      const opened = await SnapshotSession.open(this.s, this.name);
+      session = opened.session;
+      dump = startTool(this.s, 'pg_dump', ['--format=custom', '--no-password', `--snapshot=${opened.snapshot}`], this.name);
+      const exited = exitOf(dump);
+      const counting = session.counts(this.name);
+      const enc = ctx.recipients ? await encryptStage(ctx.recipients) : undefined;
+      const streamed = enc ? pipeline(dump.stdout!, enc.stream, writer, { signal: ctx.signal }) : pipeline(dump.stdout!, writer, { signal: ctx.signal });
+      const [r] = await Promise.all([exited, streamed.catch((err) => Promise.reject(err))]);
+      // a dump that did not end with exit 0 is never a backup, whatever reached the file
+      if (r.code !== 0) throw toolError(this.s, 'pg_dump', `dumping database ${this.name}`, r);
+      const tables = await counting;
+      await session.close();
+      session = undefined;
+      const art = await writer.commit();
+      return [
+        {
+          kind: POSTGRES,
+          name: this.name,
+          role: 'data',
+          file,
+          size: art.size,
+          checksum: art.checksum,
+          encryption: enc?.info(),
+          info: { format: 'custom', server_version: facts.version, pg_dump_version: facts.pgDump, tables },
+        },
+      ];
+    } catch (err) {
+      dump?.kill('SIGTERM');
+      session?.kill();
+      await writer.abort();
+      throw err;
+    }
+  }
+}
+
+/** Roles and tablespaces: `db_backup_<id>.globals.sql` (0600: it holds password hashes). */
+export class PostgresGlobals implements Source {
+  readonly kind = POSTGRES;
+  readonly name = 'globals';
+  constructor(
+    private readonly s: PostgresSettings,
+    private readonly facts: () => Promise<ServerFacts>,
+  ) {}
+
+  async check(): Promise<void> {
+    await this.facts();
+  }
+
+  async snapshot(ctx: SnapshotContext): Promise<ComponentRecord[]> {
+    const facts = await this.facts();
+    const file = `${ctx.base}.globals.sql${ctx.recipients ? AGE_EXTENSION : ''}`;
+    const writer = new PartWriter(ctx.dir, file);
+    // without superuser pg_authid cannot be read: the roles are dumped without their passwords
+    const args = ['--globals-only', '--no-password', ...(facts.superuser ? [] : ['--no-role-passwords'])];
+    const tool = startTool(this.s, 'pg_dumpall', args, this.s.database);
+    try {
+      const exited = exitOf(tool);
+      const enc = ctx.recipients ? await encryptStage(ctx.recipients) : undefined;
+      const streamed = enc ? pipeline(tool.stdout!, enc.stream, writer, { signal: ctx.signal }) : pipeline(tool.stdout!, writer, { signal: ctx.signal });
+      const [r] = await Promise.all([exited, streamed]);
+      if (r.code !== 0) throw toolError(this.s, 'pg_dumpall', 'dumping roles and tablespaces', r);
+      const art = await writer.commit();
+      return [
+        {
+          kind: POSTGRES,
+          name: 'globals',
+          role: 'globals',
+          file,
+          size: art.size,
+          checksum: art.checksum,
+          encryption: enc?.info(),
+          info: { server_version: facts.version, role_passwords: facts.superuser },
+        },
+      ];
+    } catch (err) {
+      tool.kill('SIGTERM');
+      await writer.abort();
+      throw err;
+    }
+  }
+}
+
+/** The sources of a PostgreSQL configuration: each database, then the globals. */
+export function postgresSources(s: PostgresSettings): { sources: () => Promise<Source[]>; facts: () => Promise<ServerFacts> } {
+  let probed: Promise<ServerFacts> | undefined;
+  const facts = () => {
+    probed ??= probeServer(s);
+    return probed;
+  };
+  return {
+    facts,
+    sources: async () => [...databasesOf(s, await facts()).map((d) => new PostgresDatabase(s, d, facts)), new PostgresGlobals(s, facts)],
+  };
+}
+
+// ---- verify, drill, restore -------------------------------------------------------------------
+
+const recordedTables = (r: ComponentRecord) => (r.info?.tables ?? undefined) as Record<string, number> | undefined;
+
+function compareTables(expected: Record<string, number> | undefined, got: Record<string, number>): { problems: string[]; tables: number; rows: number } {
+  const problems: string[] = [];
+  let rows = 0;
+  for (const [t, n] of Object.entries(expected ?? {})) {
+    if (!(t in got)) problems.push(`table ${t} is missing from the restored database`);
+    else if (got[t] !== n) problems.push(`table ${t} holds ${got[t]} rows, ${n} were recorded at backup time`);
+    rows += n;
+  }
+  return { problems, tables: Object.keys(got).length, rows };
+}
+
+async function createDatabase(s: PostgresSettings, name: string): Promise<void> {
+  if (Buffer.byteLength(name) > 63) throw new BackupError('USAGE', `database name ${name} is longer than PostgreSQL's 63 bytes`);
+  await psql(s, ADMIN_DB, `DROP DATABASE IF EXISTS ${quoteIdent(name)}`, `preparing ${name}`);
+  await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`);
+}
+
+const dropDatabase = (s: PostgresSettings, name: string) => psql(s, ADMIN_DB, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`, `dropping ${name}`);
+
+/** `pg_restore --jobs 2` of a dump into the (empty) database `into`; any error fails it. */
+async function pgRestoreInto(s: PostgresSettings, file: string, into: string): Promise<void> {
+  await runTool(s, 'pg_restore', ['--no-password', '--jobs=2', '--exit-on-error', '--dbname', into, file], into, `restoring into ${into}`).catch(async () =>
+    // --jobs does not honour --exit-on-error for every step: one serial pass says what failed
+    runTool(s, 'pg_restore', ['--no-password', '--exit-on-error', '--clean', '--if-exists', '--dbname', into, file], into, `restoring into ${into}`),
+  );
+}
+
+export class PostgresKind implements SourceKind {
+  readonly kind = POSTGRES;
+  constructor(private readonly s: PostgresSettings) {}
+
+  async verify(c: StagedComponent): Promise<string[]> {
+    if (c.record.role === 'globals') return [];
+    // the whole table of contents: a truncated or foreign file fails here
+    try {
+      const list = await runTool(this.s, 'pg_restore', ['--list', c.file], this.s.database, `reading ${c.record.file}`);
+      const expected = Object.keys(recordedTables(c.record) ?? {});
+      const problems: string[] = [];
+      for (const t of expected) {
+        const [schema, table] = [t.slice(0, t.indexOf('.')), t.slice(t.indexOf('.') + 1)];
+        if (!list.includes(` TABLE DATA ${schema} ${table} `)) problems.push(`dump of ${c.record.name} has no data for table ${t}`);
+      }
+      return problems;
+    } catch (err) {
+      return [`dump of ${c.record.name} cannot be read by pg_restore: ${(err as Error).message}`];
+    }
+  }
+
+  async drill(c: StagedComponent, scratchId: string): Promise<DrillProof> {
+    const scratch = `vertex_drill_${scratchId}`.slice(0, 63);
+    const started = Date.now();
+    try {
+      await createDatabase(this.s, scratch);
+      await pgRestoreInto(this.s, c.file, scratch);
+      const restoreMs = Date.now() - started;
+      const got = await countRows(this.s, scratch);
+      const cmp = compareTables(recordedTables(c.record), got);
+      return { name: c.record.name, ok: cmp.problems.length === 0, problems: cmp.problems, tables: cmp.tables, rows: cmp.rows, restoreMs };
+    } catch (err) {
+      return { name: c.record.name, ok: false, problems: [(err as Error).message], restoreMs: Date.now() - started };
+    } finally {
+      await dropDatabase(this.s, scratch).catch(() => {});
+    }
+  }
+
+  /**
+   * Never drops the live database: restores into `<db>_restore_<id>`, checks its tables and rows, then
+   * (unless restoring beside under `target`) swaps names in one short step, keeping the old one as
+   * `<db>_pre_restore_<id>`. A failure before the swap drops only the new database.
+   */
+  async restore(components: StagedComponent[], req: RestoreRequest): Promise<RestoreOutcome> {
+    const data = components.find((c) => c.record.role === 'data');
+    const notes: string[] = [];
+    if (req.withAuxiliary) {
+      for (const g of components.filter((c) => c.record.role === 'globals')) {
+        // roles that exist already are reported by psql and left as they are
+        await runTool(this.s, 'psql', ['-X', '-q', '-w', '-f', g.file], ADMIN_DB, 'restoring roles and tablespaces').catch((err) => {
+          notes.push(`globals: ${(err as Error).message}`);
+        });
+        notes.push('roles and tablespaces restored (existing ones kept)');
+      }
+    }
+    if (!data) return { name: 'globals', restoredAs: 'globals', notes };
+    const live = data.record.name;
+    const staging = req.target ?? `${live}_restore_${req.id}`;
+    req.onStep?.(`restoring ${live} into ${staging}`);
+    try {
+      await createDatabase(this.s, staging);
+      await pgRestoreInto(this.s, data.file, staging);
+      const cmp = compareTables(recordedTables(data.record), await countRows(this.s, staging));
+      if (cmp.problems.length) throw new BackupError('FAILED', `the restored copy of ${live} does not match the backup: ${cmp.problems.join('; ')}`);
+    } catch (err) {
+      if (!req.target) await dropDatabase(this.s, staging).catch(() => {});
+      const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
+      throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, cause: err });
+    }
+    if (req.target) return { name: live, restoredAs: staging, notes };
+    const keptAs = `${live}_pre_restore_${req.id}`;
+    req.onStep?.(`swapping ${staging} in as ${live}`);
+    const exists =
+      (await psql(this.s, ADMIN_DB, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(live)}`, 'looking up the live database')).trim() === '1';
+    const L = quoteIdent(live);
+    // in one transaction-less but short step: no new connections, the old ones ended, two renames
+    const swap = exists
+      ? `ALTER DATABASE ${L} ALLOW_CONNECTIONS false;
+         SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${quoteLiteral(live)} AND pid <> pg_backend_pid();
+         SELECT pg_sleep(0.2);
+         ALTER DATABASE ${L} RENAME TO ${quoteIdent(keptAs)};
+         ALTER DATABASE ${quoteIdent(keptAs)} ALLOW_CONNECTIONS true;
+         ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${L};`
+      : `ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${L};`;
+    try {
+      await psqlScript(this.s, swap, `swapping in ${live}`);
+    } catch (err) {
+      // put back what the swap changed: the live database under its name, accepting connections
+      const back = `DO $$ BEGIN
+          IF NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(live)}) AND EXISTS (SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(keptAs)}) THEN
+            EXECUTE 'ALTER DATABASE ${quoteIdent(keptAs).replace(/'/g, "''")} RENAME TO ${L.replace(/'/g, "''")}';
+          END IF; END $$;
+        ALTER DATABASE ${L} ALLOW_CONNECTIONS true;`;
+      await psqlScript(this.s, back, `putting ${live} back`).catch(() => {});
+      throw new BackupError(
+        'FAILED',
+        `swapping the restored copy in as ${live} failed: ${(err as Error).message}; ${live} is as it was, the copy is ${staging}`,
+      );
+    }
+    if (exists) notes.push(`the previous ${live} is kept as ${keptAs}: drop it when done with: DROP DATABASE ${quoteIdent(keptAs)};`);
+    return { name: live, restoredAs: live, keptAs: exists ? keptAs : undefined, notes };
+  }
+}
+
+async function psqlScript(s: PostgresSettings, sql: string, what: string, db = ADMIN_DB): Promise<string> {
+  const child = startTool(s, 'psql', PSQL_ARGS, db, 'pipe');
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stdin?.on('error', () => {});
+  child.stdin?.end(sql);
+  const r = await exitOf(child);
+  if (r.code !== 0) throw toolError(s, 'psql', what, r);
+  return out;
+}
