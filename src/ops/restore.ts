@@ -40,6 +40,8 @@ export interface RestoreOptions {
   include?: string[];
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
+  /** runs once the restore is confirmed, before anything changes (the beforeRestore hooks); a throw stops it */
+  beforeChange?: (plan: RestorePlan) => Promise<void>;
   /** age identities for encrypted backups */
   identities?: Identity[];
 }
@@ -341,6 +343,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   if (opts.confirm && !(await opts.confirm(plan)))
     return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
   opts.signal?.throwIfAborted();
+  await opts.beforeChange?.(plan);
 
   const stateDir = cfg.backupDir;
   const journal: RestoreJournal = { id, pid: process.pid, started_at: new Date().toISOString(), phase: 'staging' };

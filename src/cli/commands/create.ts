@@ -3,6 +3,7 @@ import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
 import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import { printRotation } from './rotate.js';
+import { reportHook } from '../hook-lines.js';
 import { countOf, formatBytes, formatDuration } from '../../format.js';
 
 export function register(program: Command): void {
@@ -71,17 +72,38 @@ Examples:
         if (!Number.isFinite(waitS) || waitS < 0)
           throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
         const storage = { full: o.full, reread: o.reread, fullEveryMs, allowEmpty: o.allowEmpty };
-        await checkInputs(ctx.cfg, o.type, storage);
+        const hooksMod = await import('../../ops/hooks.js');
+        const hooks = hooksMod.resolveHooks(ctx.cfg.file, ctx.cfg.env);
+        // with a before hook the storage directory may be filled by it: checked again once it ran
+        if (!hooks.before.length) await checkInputs(ctx.cfg, o.type, storage);
         const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
         try {
-          const result = await runCreate(ctx.cfg, {
-            type: o.type,
-            signal: ctx.signal,
-            storage,
-            recipients,
-            onProgress: (p) => ctx.progress.event(p),
-          });
+          const hooked = await hooksMod.runAround(
+            {
+              hooks,
+              env: ctx.cfg.env,
+              ctx: { operation: 'create', type: o.type, backupDir: ctx.cfg.backupDir },
+              signal: ctx.signal,
+              onRun: (r) => reportHook(ctx.ui, hooksMod.describeRun(r), r),
+              describe: (r: import('../../ops/create.js').CreateResult) => ({
+                id: r.id,
+                result: r.status,
+                exitCode: r.ok ? 0 : 1,
+                paths: r.backups.flatMap((b) => b.files),
+              }),
+            },
+            () =>
+              runCreate(ctx.cfg, {
+                type: o.type,
+                signal: ctx.signal,
+                storage,
+                recipients,
+                onProgress: (p) => ctx.progress.event(p),
+              }),
+          );
+          const result = hooked.value;
+          const hookFailed = hooked.failedAfter.length > 0;
           let rotation: import('../../ops/rotate.js').RotateResult | undefined;
           if (rotate && result.ok) {
             const { runRotate } = await import('../../ops/rotate.js');
@@ -106,9 +128,9 @@ Examples:
                 .join(', ')}${result.skipped.length > 10 ? ', …' : ''}`
             : '';
           return {
-            json: { ...result, rotation, sync },
-            exitCode: !result.ok || syncFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-            summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}`,
+            json: { ...result, rotation, sync, hooks: hooked.runs.length ? hooked.runs : undefined },
+            exitCode: !result.ok || syncFailed || hookFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
+            summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
             sizeBytes: result.size,
             log: {
               type: result.type,
@@ -119,6 +141,7 @@ Examples:
               warnings: result.warnings.length || undefined,
               skipped: result.skipped.length ? result.skipped : undefined,
               errors: result.errors.length ? result.errors : undefined,
+              hooks: hooksMod.hookLog(hooked.runs),
             },
             human: (ui) => {
               const mark = result.ok ? ui.c.green('✔') : ui.c.yellow('!');
