@@ -77,6 +77,47 @@ need.describe('Docker volumes (real dockerd)', () => {
     expect(v.code, describeRun(v)).toBe(0);
   }, 120_000);
 
+  need.it('restore ID --volume NAME: the labelled container stopped and started again, contents with owners back; --target restores beside', async () => {
+    const pg = d.docker(['volume', 'inspect', '-f', '{{.Mountpoint}}', 'pgdata']);
+    fs.rmSync(path.join(pg, 'f7.dat'));
+    fs.writeFileSync(path.join(pg, 'f8.dat'), 'damaged');
+    const dbStarted = startedAt('db');
+    const otherStarted = startedAt('other');
+    const r = await run(['restore', 'latest', '--volume', 'pgdata', '--yes', '--backup-dir', backupDir, '--json'], { cwd, env: env(), timeoutMs: 60_000 });
+    expect(r.code, describeRun(r)).toBe(0);
+    const out = JSON.parse(r.stdout) as { containers: { name: string; stopped: boolean; restarted: boolean }[] };
+    expect(out.containers).toEqual([expect.objectContaining({ name: 'db', stopped: true, restarted: true })]);
+    expect(running('db')).toBe(true);
+    expect(startedAt('db')).not.toBe(dbStarted);
+    expect(startedAt('other')).toBe(otherStarted);
+    const now = d.docker(['volume', 'inspect', '-f', '{{.Mountpoint}}', 'pgdata']);
+    expect(fs.readFileSync(path.join(now, 'f7.dat'), 'utf8')).toBe('data 7\n'.repeat(100));
+    expect(fs.readFileSync(path.join(now, 'f8.dat'), 'utf8')).toBe('data 8\n'.repeat(100));
+    expect(fs.statSync(path.join(now, 'base', 'owned')).uid).toBe(999);
+    // the container writes into the restored volume again
+    const before = fs.readFileSync(path.join(now, 'counter'), 'utf8');
+    await new Promise((res) => setTimeout(res, 500));
+    expect(fs.readFileSync(path.join(now, 'counter'), 'utf8')).not.toBe(before);
+
+    const target = path.join(cwd, 'beside');
+    const b = await run(['restore', 'latest', '--volume', 'functions', '--target', target, '--yes', '--backup-dir', backupDir], { cwd, env: { DOCKER_HOST: `unix://${cwd}/none.sock` } });
+    expect(b.code, describeRun(b)).toBe(0);
+    expect(fs.readFileSync(path.join(target, 'functions', 'main.dart'), 'utf8')).toBe('void main() {}\n');
+  }, 120_000);
+
+  need.it('a container that fails to start again: exit 1, a loud line naming it, the backup kept', async () => {
+    d.docker(['volume', 'create', '--label', 'com.docker.compose.project=app', 'cache']);
+    const gone = path.join(d.dir, 'gone');
+    fs.mkdirSync(gone);
+    d.docker(['run', '-d', '--name', 'fragile', '--network', 'none', '--label', 'vertex-backup.stop=true', '--label', 'com.docker.compose.project=app', '-v', 'cache:/data', '--mount', `type=bind,src=${gone},dst=/gone`, 'tiny:latest', '/bin/sh', '-c', WRITER]);
+    // --mount (unlike -v) refuses a bind source that no longer exists: the start after the backup fails
+    fs.rmSync(gone, { recursive: true });
+    const r = await run(['create', '--type', 'volumes', '--volumes', 'cache', '--backup-dir', backupDir], { cwd, env: env(), timeoutMs: 60_000 });
+    expect(r.code, describeRun(r)).toBe(1);
+    expect(r.stderr).toMatch(/container fragile .* did not start again after the backup of volume cache/);
+    expect(fs.readdirSync(path.join(backupDir, 'volumes', 'cache', 'storage')).filter((f) => f.endsWith('.json')).length).toBe(2);
+  }, 60_000);
+
   need.it('a volume that does not exist: exit 2, a clear line, nothing stopped', async () => {
     const dbStarted = startedAt('db');
     const r = await run(['create', '--type', 'volumes', '--backup-dir', backupDir], { cwd, env: { ...env(), VOLUMES: 'pgdata,nosuch' } });

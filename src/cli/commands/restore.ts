@@ -57,6 +57,7 @@ export function register(program: Command): void {
       'storage: restore only this path of the tree, relative to the storage directory (repeatable; needs --target)',
       (v: string, prev: string[] = []) => [...prev, v],
     )
+    .option('--volume <name>', 'restore this Docker volume from <backup-dir>/volumes/<name>: its stop-labelled containers are stopped and started again')
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
     .addOption(remotesConfigOption())
     .addOption(waitOption())
@@ -74,12 +75,14 @@ Examples:
   vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
   vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
   vertex-backup restore 20240101_120000 --target /tmp/r --include images/2024 --yes   # part of the tree
-  vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup`,
+  vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup
+  vertex-backup restore latest --volume pgdata --yes    # a Docker volume (DOCKER_HOST)
+  vertex-backup restore latest --volume pgdata --target /tmp/r --yes   # beside it, without Docker`,
     );
   identityOption(command).action(
     action('restore', async (ctx, cmd) => {
       const [ref] = cmd.args as string[];
-      const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[] };
+      const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[]; volume?: string };
       // a partial tree swapped in for the live one would look like lost files: only beside it
       if (o.include?.length && !o.target)
         throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', {
@@ -108,7 +111,12 @@ Examples:
       // set once the restore is confirmed: from then on the afterRestore hooks run whatever happens
       let started: RestorePlan | undefined;
       const { restoreBackup } = await import('../../ops/restore.js');
-      const identities = await commandIdentities(ctx, cmd, !o.from && (await passphraseNeeded(ctx.cfg.backupDir, ref)));
+      const identities = await commandIdentities(
+        ctx,
+        cmd,
+        !o.from &&
+          (await passphraseNeeded(o.volume ? (await import('../../ops/volumes.js')).volumeBackupDir(ctx.cfg.backupDir, o.volume) : ctx.cfg.backupDir, ref)),
+      );
       const options: import('../../ops/restore.js').RestoreOptions = {
         target: o.target,
         include: o.include?.map(nameArg),
@@ -164,6 +172,11 @@ Examples:
           } finally {
             await remote.close();
           }
+        } else if (o.volume) {
+          const { restoreVolume } = await import('../../ops/volume-restore.js');
+          const { resolveVolumeSettings } = await import('../../ops/volumes.js');
+          const s = resolveVolumeSettings(ctx.cfg, o.volume);
+          result = await restoreVolume(ctx.cfg, o.volume, ref, { ...options, dockerHost: s?.host, stopTimeoutS: s?.stopTimeoutS });
         } else {
           result = await restoreBackup(ctx.cfg, ref, options);
         }
