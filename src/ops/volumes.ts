@@ -7,6 +7,7 @@ import { writeFileAtomic } from '../fsutil.js';
 import { parseDuration } from '../schedule/duration.js';
 import { type ContainerSummary, containerName, DockerEngine, LABEL_BACKUP, LABEL_PROJECT, LABEL_STOP } from '../sources/docker/engine.js';
 import { type CreatedBackup, runCreate, type StorageRunOptions } from './create.js';
+import { faultPoint } from './fault-point.js';
 import type { ProgressFn } from './progress.js';
 
 /**
@@ -186,6 +187,9 @@ export async function backupVolume(
         result.warnings.push(`container ${rec.name} did not stop within ${s.stopTimeoutS} s: volume ${vol.name} is copied while it runs (live)`);
       }
     }
+    // the fault suite stops the run here, containers down, to send it SIGTERM (see ops/fault-point.ts)
+    faultPoint('volume-stopped');
+    await new Promise((res) => setImmediate(res));
     opts.signal?.throwIfAborted();
     // only what changed since the live pass: the containers are down for this much
     last = await pass();

@@ -118,6 +118,24 @@ need.describe('Docker volumes (real dockerd)', () => {
     expect(fs.readdirSync(path.join(backupDir, 'volumes', 'cache', 'storage')).filter((f) => f.endsWith('.json')).length).toBe(2);
   }, 60_000);
 
+  need.it('SIGTERM while the containers are stopped: they are started again before the process ends', async () => {
+    const { start } = await import('../helpers/cli.js');
+    const { child, done } = start(['create', '--type', 'volumes', '--volumes', 'pgdata', '--backup-dir', backupDir], {
+      cwd,
+      env: { ...env(), VERTEX_BACKUP_FAULT_POINT: 'volume-stopped' },
+      timeoutMs: 60_000,
+    });
+    const state = () => fs.readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.[0];
+    for (let i = 0; i < 300 && state() !== 'T'; i++) await new Promise((res) => setTimeout(res, 50));
+    expect(state()).toBe('T');
+    expect(running('db')).toBe(false);
+    child.kill('SIGTERM');
+    child.kill('SIGCONT');
+    const r = await done;
+    expect(r.code, describeRun(r)).toBe(143);
+    expect(running('db')).toBe(true);
+  }, 90_000);
+
   need.it('a volume that does not exist: exit 2, a clear line, nothing stopped', async () => {
     const dbStarted = startedAt('db');
     const r = await run(['create', '--type', 'volumes', '--backup-dir', backupDir], { cwd, env: { ...env(), VOLUMES: 'pgdata,nosuch' } });
