@@ -155,6 +155,8 @@ const ConfigFileSchema = v.strictObject(
   {
     ...Object.fromEntries(Object.keys(FILE_KEYS).map((k) => [k, v.optional(v.unknown())])),
     remotes: v.optional(v.unknown()), // read by the remotes module
+    hooks: v.optional(v.unknown()), // read by ops/hooks.ts
+    volumes: v.optional(v.unknown()), // Docker volumes, read by sources/volume.ts
     schedule: v.optional(ScheduleSectionSchema),
     notify: v.optional(NotifySectionSchema),
   },

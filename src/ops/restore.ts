@@ -43,6 +43,8 @@ export interface RestoreOptions {
   include?: string[];
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
+  /** runs once the restore is confirmed, before anything changes (the beforeRestore hooks); a throw stops it */
+  beforeChange?: (plan: RestorePlan) => Promise<void>;
   /** age identities for encrypted backups */
   identities?: Identity[];
   /** backups of sources (PostgreSQL): --target-db, --database, --globals */
@@ -397,6 +399,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   if (opts.confirm && !(await opts.confirm(plan)))
     return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
   opts.signal?.throwIfAborted();
+  await opts.beforeChange?.(plan);
   let sources: RestoreOutcome[] | undefined;
   if (sourcesEntry) {
     if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities });

@@ -3,13 +3,16 @@ import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
 import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import { printRotation } from './rotate.js';
+import { reportHook } from '../hook-lines.js';
+import { printVolumes, volumeLog, warnVolumes } from '../volumes-create.js';
 import { countOf, formatBytes, formatDuration } from '../../format.js';
 
 export function register(program: Command): void {
   program
     .command('create')
     .description('create a backup: the database, the storage directory, or both ("full")')
-    .addOption(typeOption('what to back up').default('full'))
+    .addOption(typeOption('what to back up (volumes: only the Docker volumes of VOLUMES)').choices(['full', 'database', 'storage', 'volumes']).default('full'))
+    .option('--volumes <names>', 'Docker volumes to back up too, comma-separated, @label for every volume labelled vertex-backup.backup=true (env VOLUMES)')
     .option('--compression <codec>', 'gzip (default), none, zstd, xz, bzip2 (env BACKUP_COMPRESSION)')
     .option('--compression-level <n>', 'codec level (env BACKUP_COMPRESSION_LEVEL)')
     .option('--split-size <MiB>', 'split archives into parts of this size while writing (env BACKUP_SPLIT_SIZE_MB)')
@@ -45,7 +48,8 @@ Examples:
     .action(
       action('create', async (ctx, cmd) => {
         const o = cmd.opts() as {
-          type: BackupType;
+          type: BackupType | 'volumes';
+          volumes?: string;
           rotate?: boolean;
           dryRun?: boolean;
           wait: string;
@@ -64,24 +68,68 @@ Examples:
         const fullEveryMs = parseDuration(o.fullEvery, '--full-every');
         // a retention flag on the command line says "rotate": taking it and keeping everything would be a surprise
         const rotate = o.rotate || [o.maxBackups, o.keepDaily, o.keepWeekly, o.keepMonthly, o.keepYearly].some((v) => v !== undefined);
-        if (o.dryRun) return planOutcome(await (await import('../../ops/plan.js')).planCreate(ctx.cfg, o.type));
+        const volumesMod = await import('../../ops/volumes.js');
+        const volumeSettings = volumesMod.resolveVolumeSettings(ctx.cfg, o.volumes);
+        if (o.type === 'volumes') {
+          if (!volumeSettings)
+            throw new (await import('../../errors.js')).BackupError('USAGE', '--type volumes but no volume is named', {
+              hint: 'set VOLUMES=name,name (or @label), the config key "volumes", or --volumes',
+              argument: true,
+            });
+          return (await import('../volumes-create.js')).createVolumesOnly(ctx, volumeSettings, o.wait);
+        }
+        if (o.dryRun) return planOutcome(await (await import('../../ops/plan.js')).planCreate(ctx.cfg, o.type as BackupType));
         const { acquireLock } = await import('../../catalog/lock.js');
         const { checkInputs, runCreate } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
         if (!Number.isFinite(waitS) || waitS < 0)
           throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
         const storage = { full: o.full, reread: o.reread, fullEveryMs, allowEmpty: o.allowEmpty };
-        await checkInputs(ctx.cfg, o.type, storage);
+        const hooksMod = await import('../../ops/hooks.js');
+        const hooks = hooksMod.resolveHooks(ctx.cfg.file, ctx.cfg.env);
+        // with a before hook the storage directory may be filled by it: checked again once it ran
+        if (!hooks.before.length) await checkInputs(ctx.cfg, o.type as BackupType, storage);
         const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
+        let volumes: import('../../ops/volumes.js').VolumeBackup[] | undefined;
         try {
-          const result = await runCreate(ctx.cfg, {
-            type: o.type,
-            signal: ctx.signal,
-            storage,
-            recipients,
-            onProgress: (p) => ctx.progress.event(p),
-          });
+          const hooked = await hooksMod.runAround(
+            {
+              hooks,
+              env: ctx.cfg.env,
+              ctx: { operation: 'create', type: o.type, backupDir: ctx.cfg.backupDir },
+              signal: ctx.signal,
+              onRun: (r) => reportHook(ctx.ui, hooksMod.describeRun(r), r),
+              describe: (r: import('../../ops/create.js').CreateResult) => ({
+                id: r.id,
+                result: r.status,
+                exitCode: r.ok ? 0 : 1,
+                paths: r.backups.flatMap((b) => b.files),
+              }),
+            },
+            async () => {
+              const r = await runCreate(ctx.cfg, {
+                type: o.type as BackupType,
+                signal: ctx.signal,
+                storage,
+                recipients,
+                onProgress: (p) => ctx.progress.event(p),
+              });
+              // volumes are file trees: a storage or full backup holds them too
+              if (volumeSettings && o.type !== 'database')
+                volumes = await volumesMod.backupVolumes(ctx.cfg, volumeSettings, {
+                  signal: ctx.signal,
+                  storage,
+                  recipients,
+                  onProgress: (p) => ctx.progress.event(p),
+                  onEvent: (l) => ctx.ui.info(l),
+                });
+              return r;
+            },
+          );
+          const result = hooked.value;
+          if (volumes) warnVolumes(ctx.ui, volumes);
+          const hookFailed = hooked.failedAfter.length > 0;
           let rotation: import('../../ops/rotate.js').RotateResult | undefined;
           if (rotate && result.ok) {
             const { runRotate } = await import('../../ops/rotate.js');
@@ -106,9 +154,9 @@ Examples:
                 .join(', ')}${result.skipped.length > 10 ? ', …' : ''}`
             : '';
           return {
-            json: { ...result, rotation, sync },
-            exitCode: !result.ok || syncFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-            summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}`,
+            json: { ...result, volumes, rotation, sync, hooks: hooked.runs.length ? hooked.runs : undefined },
+            exitCode: !result.ok || syncFailed || hookFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
+            summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
             sizeBytes: result.size,
             log: {
               type: result.type,
@@ -119,6 +167,8 @@ Examples:
               warnings: result.warnings.length || undefined,
               skipped: result.skipped.length ? result.skipped : undefined,
               errors: result.errors.length ? result.errors : undefined,
+              hooks: hooksMod.hookLog(hooked.runs),
+              volumes: volumes && volumeLog(volumes),
             },
             human: (ui) => {
               const mark = result.ok ? ui.c.green('✔') : ui.c.yellow('!');
@@ -130,6 +180,7 @@ Examples:
                 const files = b.fileCount !== undefined ? `, ${countOf(b.fileCount, 'file')}${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
                 ui.out(`  ${b.type.padEnd(8)} ${formatBytes(b.size)}${files}  ${b.files[0]}`);
               }
+              if (volumes) printVolumes(ui, volumes);
               for (const n of result.notes) ui.warn(n);
               if (result.skipped.length) {
                 ui.error(

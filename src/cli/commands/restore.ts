@@ -7,6 +7,7 @@ import { action } from '../run.js';
 import { remotesConfigOption, waitOption } from '../options.js';
 import { countOf, formatBytes, formatDuration } from '../../format.js';
 import { nameArg } from '../name-args.js';
+import { reportHook } from '../hook-lines.js';
 
 async function ask(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
@@ -59,6 +60,7 @@ export function register(program: Command): void {
       'storage: restore only this path of the tree, relative to the storage directory (repeatable; needs --target)',
       (v: string, prev: string[] = []) => [...prev, v],
     )
+    .option('--volume <name>', 'restore this Docker volume from <backup-dir>/volumes/<name>: its stop-labelled containers are stopped and started again')
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
     .addOption(remotesConfigOption())
     .addOption(waitOption())
@@ -76,7 +78,9 @@ Examples:
   vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
   vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
   vertex-backup restore 20240101_120000 --target /tmp/r --include images/2024 --yes   # part of the tree
-  vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup`,
+  vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup
+  vertex-backup restore latest --volume pgdata --yes    # a Docker volume (DOCKER_HOST)
+  vertex-backup restore latest --volume pgdata --target /tmp/r --yes   # beside it, without Docker`,
     );
   identityOption(command).action(
     action('restore', async (ctx, cmd) => {
@@ -91,6 +95,7 @@ Examples:
         targetDb?: string;
         database?: string[];
         globals?: boolean;
+        volume?: string;
       };
       // a partial tree swapped in for the live one would look like lost files: only beside it
       if (o.include?.length && !o.target)
@@ -103,8 +108,29 @@ Examples:
           hint: 'pass --yes to restore without asking',
         });
       }
+      const hooksMod = await import('../../ops/hooks.js');
+      const hooks = hooksMod.resolveHooks(ctx.cfg.file, ctx.cfg.env);
+      const hookRuns: import('../../ops/hooks.js').HookRun[] = [];
+      const onRun = (r: import('../../ops/hooks.js').HookRun) => {
+        hookRuns.push(r);
+        reportHook(ctx.ui, hooksMod.describeRun(r), r);
+      };
+      const hookCtx = (plan: RestorePlan): import('../../ops/hooks.js').HookContext => ({
+        operation: 'restore',
+        type: plan.type,
+        id: plan.id,
+        backupDir: ctx.cfg.backupDir,
+        paths: [plan.database?.to, plan.storage?.to].filter((p): p is string => !!p),
+      });
+      // set once the restore is confirmed: from then on the afterRestore hooks run whatever happens
+      let started: RestorePlan | undefined;
       const { restoreBackup } = await import('../../ops/restore.js');
-      const identities = await commandIdentities(ctx, cmd, !o.from && (await passphraseNeeded(ctx.cfg.backupDir, ref)));
+      const identities = await commandIdentities(
+        ctx,
+        cmd,
+        !o.from &&
+          (await passphraseNeeded(o.volume ? (await import('../../ops/volumes.js')).volumeBackupDir(ctx.cfg.backupDir, o.volume) : ctx.cfg.backupDir, ref)),
+      );
       const options: import('../../ops/restore.js').RestoreOptions = {
         target: o.target,
         include: o.include?.map(nameArg),
@@ -114,6 +140,14 @@ Examples:
         signal: ctx.signal,
         lockWaitMs: Number(o.wait) * 1000 || 0,
         onProgress: (p) => ctx.progress.event(p),
+        beforeChange: async (plan) => {
+          started = plan;
+          await hooksMod.runHooks(hooks.beforeRestore, hooksMod.hookEnv(ctx.cfg.env, 'beforeRestore', hookCtx(plan)), {
+            stopOnFailure: true,
+            signal: ctx.signal,
+            onRun,
+          });
+        },
         confirm: o.yes
           ? undefined
           : async (plan) => {
@@ -124,23 +158,50 @@ Examples:
               return ask('Proceed? [y/N] ');
             },
       };
-      let result: import('../../ops/restore.js').RestoreResult;
-      if (o.from) {
-        const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
-        const { restoreFromRemote } = await import('../../ops/restore.js');
-        const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), o.from);
-        try {
-          result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, o.from) } });
-        } finally {
-          await remote.close();
+      let result!: import('../../ops/restore.js').RestoreResult;
+      let failure: unknown;
+      try {
+        result = await restoreWith(o.from);
+      } catch (err) {
+        failure = err;
+      }
+      let failedAfter: import('../../ops/hooks.js').HookRun[] = [];
+      if (started) {
+        const env = hooksMod.hookEnv(ctx.cfg.env, 'afterRestore', {
+          ...hookCtx(started),
+          result: failure === undefined ? 'ok' : 'failed',
+          exitCode: failure === undefined ? 0 : failure instanceof BackupError ? failure.exitCode : 1,
+          error: failure === undefined ? undefined : ((failure as Error)?.message ?? String(failure)),
+        });
+        failedAfter = (await hooksMod.runHooks(hooks.afterRestore, env, { onRun })).filter((r) => !r.ok);
+      }
+      if (failure !== undefined) throw failure;
+      async function restoreWith(from: string | undefined): Promise<import('../../ops/restore.js').RestoreResult> {
+        let result: import('../../ops/restore.js').RestoreResult;
+        if (from) {
+          const { loadRemotes, openRemoteByName, transferProgress } = await import('./remote.js');
+          const { restoreFromRemote } = await import('../../ops/restore.js');
+          const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), from);
+          try {
+            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, from) } });
+          } finally {
+            await remote.close();
+          }
+        } else if (o.volume) {
+          const { restoreVolume } = await import('../../ops/volume-restore.js');
+          const { resolveVolumeSettings } = await import('../../ops/volumes.js');
+          const s = resolveVolumeSettings(ctx.cfg, o.volume);
+          result = await restoreVolume(ctx.cfg, o.volume, ref, { ...options, dockerHost: s?.host, stopTimeoutS: s?.stopTimeoutS });
+        } else {
+          result = await restoreBackup(ctx.cfg, ref, options);
         }
-      } else {
-        result = await restoreBackup(ctx.cfg, ref, options);
+        return result;
       }
       if (result.cancelled) return { json: result, exitCode: 1, human: (ui) => ui.out('restore cancelled: nothing was changed') };
       return {
-        json: result,
-        summary: `restored ${result.type} backup ${result.id} in ${formatDuration(result.durationMs)}`,
+        json: { ...result, hooks: hookRuns.length ? hookRuns : undefined },
+        exitCode: failedAfter.length ? 1 : 0,
+        summary: `restored ${result.type} backup ${result.id} in ${formatDuration(result.durationMs)}${failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
         log: {
           id: result.id,
           type: result.type,
@@ -149,6 +210,7 @@ Examples:
           database: result.database,
           databases: result.sources,
           storage: result.storage && { ...result.storage, warnings: undefined },
+          hooks: hooksMod.hookLog(hookRuns),
         },
         human: (ui) => {
           const note = latestNote(ref, result.type, result.id);
