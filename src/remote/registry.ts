@@ -9,6 +9,7 @@ import './s3.js';
 import './webdav.js';
 import './sftp.js';
 import './rclone.js';
+import './rsync.js';
 
 export function urlScheme(url: string): string {
   const m = url.match(/^([a-z][a-z0-9+.-]*):/i);
