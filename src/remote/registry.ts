@@ -10,6 +10,7 @@ import './webdav.js';
 import './sftp.js';
 import './rclone.js';
 import './rsync.js';
+import './exec.js';
 
 export function urlScheme(url: string): string {
   const m = url.match(/^([a-z][a-z0-9+.-]*):/i);
