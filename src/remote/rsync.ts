@@ -445,6 +445,15 @@ registerScheme('rsync', async (spec: RemoteSpec) => {
     });
   }
   const hostForSsh = u.host.includes(':') ? `[${u.host}]` : u.host;
+  // fail at open, not mid-sync, when rsync is missing here
+  await new Promise<void>((resolve, reject) => {
+    const child = spawn(binary, ['--version'], { stdio: 'ignore', env: spec.env });
+    child.on('error', (err) => reject(missingBinary(err, binary)));
+    child.on('close', () => resolve());
+  });
+  // the host key first: a refused host leaves nothing behind
+  const knownHosts = await KnownHosts.load(knownHostsFile, u.host, port, truthy(o.accept_unknown_host ?? spec.env.SSH_ACCEPT_UNKNOWN_HOST));
+  await checkHostKey(u.host, port, user, knownHosts, Math.min(timeoutS, 30) * 1000);
   // one SSH connection shared by every rsync run of this remote (a login per call costs ~0.3 s)
   const controlPath = path.join(await fsp.mkdtemp(path.join(os.tmpdir(), 'vb-ssh-')), 'mux');
   const sshBinary = String(o.ssh ?? 'ssh');
@@ -482,14 +491,6 @@ registerScheme('rsync', async (spec: RemoteSpec) => {
     ...(o.rsync_path ? ['--rsync-path', String(o.rsync_path)] : []),
     ...flags,
   ];
-  // fail at open, not mid-sync, when rsync is missing here
-  await new Promise<void>((resolve, reject) => {
-    const child = spawn(binary, ['--version'], { stdio: 'ignore', env: spec.env });
-    child.on('error', (err) => reject(missingBinary(err, binary)));
-    child.on('close', () => resolve());
-  });
-  const knownHosts = await KnownHosts.load(knownHostsFile, u.host, port, truthy(o.accept_unknown_host ?? spec.env.SSH_ACCEPT_UNKNOWN_HOST));
-  await checkHostKey(u.host, port, user, knownHosts, Math.min(timeoutS, 30) * 1000);
   const shownHost = `${user}@${hostForSsh}${port === 22 ? '' : `:${port}`}`;
   return new RsyncRemote(spec.url, {
     binary,
