@@ -38,7 +38,7 @@ export async function remoteMissingOutcome(ctx: Context, cmd: Command, name: str
     json: { remote: name, lag_seconds: m.lagSeconds, missing: m.missing.map((b) => backupJson(b, { sidecar: b.sidecarPath ?? null })) },
     human: (ui) => {
       printBackupTable(ui, m.missing, `${name} holds every complete local backup`);
-      if (m.missing.length) ui.out(`${name} lacks ${m.missing.length} backups; the newest is ${formatDuration(m.lagSeconds * 1000)} old`);
+      if (m.missing.length) ui.out(`${name} lacks ${m.missing.length} backups; it is ${formatDuration(m.lagSeconds * 1000)} behind`);
     },
   };
 }
