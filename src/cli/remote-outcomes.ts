@@ -4,7 +4,7 @@ import type { RetentionPolicy } from '../ops/retention.js';
 import { loadRemotes, openRemoteByName, transferProgress } from './commands/remote.js';
 import type { Context, Outcome } from './run.js';
 import { backupJson, printBackupTable } from './backup-table.js';
-import { formatBytes } from '../format.js';
+import { formatBytes, formatDuration } from '../format.js';
 
 /**
  * The `--remote NAME` branches of list, verify and rotate: each returns the Outcome the command's
@@ -27,6 +27,19 @@ export async function remoteListOutcome(ctx: Context, cmd: Command, name: string
   return {
     json: rows.map((b) => backupJson(b, { remote: url })),
     human: (ui) => printBackupTable(ui, rows, `no backups on ${url}`),
+  };
+}
+
+/** `list --remote NAME --missing`: the complete local backups the remote lacks, and the lag they make. */
+export async function remoteMissingOutcome(ctx: Context, cmd: Command, name: string, type?: BackupType): Promise<Outcome> {
+  const { missingOnRemote } = await import('../ops/replication.js');
+  const m = await withRemote(ctx, cmd, name, (r) => missingOnRemote(r, ctx.cfg.backupDir, { type, signal: ctx.signal }));
+  return {
+    json: { remote: name, lag_seconds: m.lagSeconds, missing: m.missing.map((b) => backupJson(b, { sidecar: b.sidecarPath ?? null })) },
+    human: (ui) => {
+      printBackupTable(ui, m.missing, `${name} holds every complete local backup`);
+      if (m.missing.length) ui.out(`${name} lacks ${m.missing.length} backups; it is ${formatDuration(m.lagSeconds * 1000)} behind`);
+    },
   };
 }
 

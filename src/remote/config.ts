@@ -44,7 +44,7 @@ function fromSeedBlock(name: string, block: Record<string, unknown>): RemoteDefi
     const { enabled: _e, remote_path: _r, path: _p, ...rest } = block;
     return { name, url: `webdavs://webdav.yandex.ru/${remotePath}`, enabled, options: rest };
   }
-  return `remote "${name}": provider "${name}" is not supported (use a URL: file, s3, webdav(s), sftp, rclone)`;
+  return `remote "${name}": provider "${name}" is not supported (use a URL: file, s3, webdav(s), sftp, rclone, rsync)`;
 }
 
 export async function loadRemotesConfig(file: string, options: { required?: boolean } = {}): Promise<RemotesConfig> {

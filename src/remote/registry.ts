@@ -9,6 +9,8 @@ import './s3.js';
 import './webdav.js';
 import './sftp.js';
 import './rclone.js';
+import './rsync.js';
+import './exec.js';
 
 export function urlScheme(url: string): string {
   const m = url.match(/^([a-z][a-z0-9+.-]*):/i);

@@ -23,6 +23,7 @@ export const SCHEDULE_TABLE = {
 /** Jobs only the crontab carries (the scheduler and the timer leave monitoring to the operator). */
 export const CRON_ONLY_JOBS = {
   check: { cron: '0 5 * * *', when: 'daily 05:00', args: ['check', '--max-age', '26h', '--notify'] },
+  sync: { cron: '*/15 * * * *', when: 'every 15 minutes', args: ['sync'] },
 } as const satisfies Record<string, ScheduledJob>;
 
 /**
@@ -31,5 +32,8 @@ export const CRON_ONLY_JOBS = {
  */
 /** The weekly restore drill: systemd/vertex-backup-drill.timer and .service. */
 export const SYSTEMD_DRILL_TIMER = { onCalendar: 'Sun *-*-* 05:30:00', job: 'drill' as const, args: ['drill'] };
+
+/** Continuous replication: systemd/vertex-backup-sync.timer and .service. */
+export const SYSTEMD_SYNC_TIMER = { onCalendar: '*:0/15', job: 'sync' as const, args: ['sync', '--quiet'] };
 
 export const SYSTEMD_TIMER = { onCalendar: '*-*-* 02:00:00', job: 'full' as const, args: ['create', '--type', 'full', '--rotate'] };

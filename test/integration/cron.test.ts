@@ -54,7 +54,8 @@ function help(args: string[]): { code: number | null; out: string } {
 describe('cron/vertex-backup.cron', () => {
   it('has only comments, environment lines and job lines', () => {
     expect(bad).toEqual([]);
-    expect(jobs).toHaveLength(6);
+    // create ×3, rotate, drill, check, and the 15-minute sync
+    expect(jobs).toHaveLength(7);
   });
 
   it('every schedule parses with a real cron parser and uses only plain cron syntax', () => {

@@ -8,7 +8,15 @@ import { Cron } from 'croner';
 import { needs } from '../helpers/optional.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const UNITS = ['vertex-backup.service', 'vertex-backup.timer', 'vertex-backup-notify@.service', 'vertex-backup-drill.service', 'vertex-backup-drill.timer'];
+const UNITS = [
+  'vertex-backup.service',
+  'vertex-backup.timer',
+  'vertex-backup-notify@.service',
+  'vertex-backup-drill.service',
+  'vertex-backup-drill.timer',
+  'vertex-backup-sync.service',
+  'vertex-backup-sync.timer',
+];
 const analyze = needs('systemd-analyze', 'systemd');
 
 /** `[Section]` → key → values (keys may repeat). */
@@ -153,5 +161,38 @@ describe('unit contents', () => {
     // the same instant croner (the cron file, the scheduler) computes for the seed's "0 2 * * *"
     const c = new Cron('0 2 * * *', { paused: true, timezone: 'UTC' });
     expect(c.nextRun()?.toISOString().slice(11, 19)).toBe('02:00:00');
+  });
+});
+
+describe('continuous replication units', () => {
+  const sync = parseUnit(read('vertex-backup-sync.service'));
+  const timer = parseUnit(read('vertex-backup-sync.timer'));
+  const main = parseUnit(read('vertex-backup.service')).Service;
+
+  it('sync runs as the backup user, hardened like the backup unit, failures to the notify unit', () => {
+    const svc = sync.Service;
+    expect(svc.Type).toEqual(['oneshot']);
+    expect(svc.ExecStart).toEqual(['/usr/local/bin/vertex-backup sync --quiet']);
+    expect(sync.Unit.OnFailure).toEqual(['vertex-backup-notify@%n.service']);
+    expect(sync.Unit.After?.join(' ')).toMatch(/network-online\.target/);
+    for (const k of ['User', 'Group', 'EnvironmentFile', 'WorkingDirectory', 'NoNewPrivileges', 'ProtectSystem', 'ProtectHome', 'PrivateTmp', 'UMask', 'CapabilityBoundingSet', 'SystemCallFilter']) {
+      expect(svc[k], k).toEqual(main[k]);
+    }
+    expect(svc.ReadWritePaths).toEqual(['/var/backups/vertex-backup']);
+  });
+
+  it('fires every 15 minutes, persistent', () => {
+    expect(timer.Timer.OnCalendar).toEqual(['*:0/15']);
+    expect(timer.Timer.Unit).toEqual(['vertex-backup-sync.service']);
+    expect(timer.Timer.Persistent).toEqual(['true']);
+    expect(timer.Install.WantedBy).toEqual(['timers.target']);
+  });
+
+  analyze.it('systemd computes a run every 15 minutes', () => {
+    const r = spawnSync('systemd-analyze', ['calendar', '--iterations=3', '*:0/15'], { encoding: 'utf8', env: { ...process.env, TZ: 'UTC' } });
+    expect(r.status, r.stderr).toBe(0);
+    const times = [...r.stdout.matchAll(/(?:Next elapse|Iter\. #\d+): \w+ \S+ (\d\d):(\d\d):00 UTC/g)].map((m) => Number(m[2]));
+    expect(times.length).toBe(3);
+    for (const m of times) expect(m % 15).toBe(0);
   });
 });

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
-import { typeOption } from '../options.js';
+import { remotesConfigOption, typeOption } from '../options.js';
 
 export function register(program: Command): void {
   program
@@ -13,6 +13,12 @@ export function register(program: Command): void {
       'once restore drills are set up (one was recorded, or BACKUP_DRILL_ENABLED=true): the last drill must have passed and be younger than this (env BACKUP_CHECK_MAX_DRILL_AGE, default 8d)',
     )
     .addOption(typeOption('check only this type (default: every type not disabled by BACKUP_<TYPE>_ENABLED)'))
+    .option(
+      '--max-replication-lag <duration>',
+      'each remote (--remote, default every enabled one) must hold every complete local backup older than this, e.g. 26h (env BACKUP_CHECK_MAX_REPLICATION_LAG)',
+    )
+    .option('-r, --remote <name>', 'with --max-replication-lag: the remote to watch (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .addOption(remotesConfigOption())
     .option('--notify', 'send an alert through the configured channels when the check fails (NOTIFY_ON=always: every time)')
     .addHelpText(
       'after',
@@ -24,11 +30,12 @@ Examples:
   vertex-backup check                          # all enabled types, limit 26h
   vertex-backup check --type storage --max-age 8d
   vertex-backup check --notify                 # from cron at 05:00: alert when something is wrong
-  vertex-backup check --json                   # for a monitoring agent`,
+  vertex-backup check --json                   # for a monitoring agent
+  vertex-backup check --max-replication-lag 26h   # also: no remote more than 26h behind`,
     )
     .action(
       action('check', async (ctx, cmd) => {
-        const o = cmd.opts() as { maxAge?: string; maxDrillAge?: string; type?: BackupType };
+        const o = cmd.opts() as { maxAge?: string; maxDrillAge?: string; type?: BackupType; maxReplicationLag?: string; remote?: string[] };
         const { checkBackups, enabledTypes, DEFAULT_MAX_AGE_MS } = await import('../../ops/check.js');
         const { parseDuration } = await import('../../schedule/duration.js');
         const { formatAge } = await import('../../format.js');
@@ -44,10 +51,47 @@ Examples:
         // only an explicit "true" expects drills before the first one: unset must not fail anyone's check
         const drillExpected = /^(1|true|yes|on)$/i.test(ctx.cfg.env.BACKUP_DRILL_ENABLED?.trim() ?? '');
         const result = await checkBackups({ backupDir: ctx.cfg.backupDir, maxAgeMs, types, includeOtherRuns: !o.type, maxDrillAgeMs, drillExpected });
+        const rawLag = o.maxReplicationLag ?? ctx.cfg.env.BACKUP_CHECK_MAX_REPLICATION_LAG;
+        let replication: { remote: string; ok: boolean; lag_seconds?: number; missing?: number; newest_missing?: string; error?: string }[] | undefined;
+        if (rawLag) {
+          const maxLagMs = parseDuration(rawLag, o.maxReplicationLag ? '--max-replication-lag' : 'BACKUP_CHECK_MAX_REPLICATION_LAG');
+          if (maxLagMs <= 0) throw argumentError('--max-replication-lag must be longer than zero');
+          const { loadRemotes, openRemoteByName, selectRemotes } = await import('./remote.js');
+          const { missingOnRemote } = await import('../../ops/replication.js');
+          const remotes = await loadRemotes(ctx, cmd);
+          replication = [];
+          for (const name of selectRemotes(remotes, o.remote)) {
+            try {
+              const remote = await openRemoteByName(ctx, remotes, name);
+              try {
+                const m = await missingOnRemote(remote, ctx.cfg.backupDir, { signal: ctx.signal, retries: 1 });
+                const ok = m.lagSeconds * 1000 <= maxLagMs;
+                replication.push({
+                  remote: name,
+                  ok,
+                  lag_seconds: m.lagSeconds,
+                  missing: m.missing.length,
+                  newest_missing: m.missing[0] ? `${m.missing[0].type}:${m.missing[0].id}` : undefined,
+                });
+                if (!ok) {
+                  result.reasons.push(
+                    `replication to ${name} is ${formatAge(m.lagSeconds * 1000)} behind (limit ${formatAge(maxLagMs)}): ${m.missing.length} backups missing there, the newest ${m.missing[0]?.type} ${m.missing[0]?.id}`,
+                  );
+                }
+              } finally {
+                await remote.close();
+              }
+            } catch (err) {
+              replication.push({ remote: name, ok: false, error: (err as Error).message });
+              result.reasons.push(`cannot check replication to ${name}: ${(err as Error).message}`);
+            }
+          }
+          result.ok = result.ok && replication.every((r) => r.ok);
+        }
 
         const fresh = result.types.filter((t) => t.ok).map((t) => `${t.type} ${formatAge(t.age_ms ?? 0)} old`);
         return {
-          json: result,
+          json: replication ? { ...result, replication } : result,
           exitCode: result.ok ? 0 : 1,
           // a failed check's summary is its reason: it is what the alert and the log show
           summary: result.ok ? `backups are fresh: ${fresh.join(', ')}` : result.reasons.join('; '),
@@ -61,6 +105,9 @@ Examples:
               ui.out(
                 `${ui.c.green('✔')} last drill: ${result.drill.last.result}, RTO ${result.drill.last.rto_ms === undefined ? 'none' : formatAge(result.drill.last.rto_ms)}, ${formatAge(result.drill.age_ms ?? 0)} ago`,
               );
+            for (const r of replication ?? [])
+              if (r.ok)
+                ui.out(`${ui.c.green('✔')} replication to ${r.remote}: ${r.missing ? `${formatAge((r.lag_seconds ?? 0) * 1000)} behind` : 'up to date'}`);
             if (result.ok) ui.out(`OK: every checked type has an ok backup younger than ${formatAge(maxAgeMs)}`);
             else for (const r of result.reasons) ui.error(r);
           },

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
+import { usageError } from '../../errors.js';
 import { action } from '../run.js';
 import { remotesConfigOption, typeOption } from '../options.js';
 import { backupJson, printBackupTable } from '../backup-table.js';
@@ -10,11 +11,17 @@ export function register(program: Command): void {
     .description('list backups, newest first, with their status (ok, partial, incomplete, damaged)')
     .addOption(typeOption())
     .option('--remote <name>', 'list the backups on this remote (name in the remotes config, or a URL)')
+    .option('--missing', 'with --remote: the complete local backups the remote lacks, and how old the newest is')
     .addOption(remotesConfigOption())
-    .addHelpText('after', '\nExamples:\n  vertex-backup list\n  vertex-backup list --type database --json\n  vertex-backup list --remote yandex')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  vertex-backup list\n  vertex-backup list --type database --json\n  vertex-backup list --remote yandex\n  vertex-backup list --remote offsite --missing',
+    )
     .action(
       action('list', async (ctx, cmd) => {
-        const { type, remote } = cmd.opts() as { type?: BackupType; remote?: string };
+        const { type, remote, missing } = cmd.opts() as { type?: BackupType; remote?: string; missing?: boolean };
+        if (missing && !remote) throw usageError('--missing needs --remote NAME', 'e.g. vertex-backup list --remote offsite --missing');
+        if (remote && missing) return (await import('../remote-outcomes.js')).remoteMissingOutcome(ctx, cmd, remote, type);
         if (remote) return (await import('../remote-outcomes.js')).remoteListOutcome(ctx, cmd, remote, type);
         const { listBackups } = await import('../../catalog/listing.js');
         const entries = await listBackups(ctx.cfg.backupDir, { type });

@@ -19,8 +19,9 @@ export interface RemoteSync {
 }
 
 /**
- * The per-remote loop of `sync` and `create --sync`: each remote in turn, each with its own encryption
- * settings; a remote that fails does not stop the others (`onFailure` says so as it happens).
+ * The per-remote loop of `sync` and `create --sync`: up to `parallel` remotes at once (default: as many
+ * as there are, up to 3), each with its own encryption settings and retries; a remote that fails does not
+ * stop the others (`onFailure` says so as it happens).
  */
 export async function syncEach(
   ctx: Context,
@@ -28,12 +29,11 @@ export async function syncEach(
   names: string[],
   options: SyncOptions,
   onFailure?: (name: string, e: BackupError) => void,
+  parallel?: number,
 ): Promise<RemoteSync[]> {
   const { syncToRemote } = await import('../../ops/sync.js');
   const { remoteRecipients } = await import('../../offsite/remote-encryption.js');
-  const results: RemoteSync[] = [];
-  for (const name of names) {
-    if (ctx.signal.aborted) break;
+  const one = async (name: string): Promise<RemoteSync> => {
     try {
       const remote = await openRemoteByName(ctx, remotes, name);
       try {
@@ -43,7 +43,7 @@ export async function syncEach(
           onEvent: transferProgress(ctx, name),
           encryptTo: remoteRecipients(remotes, name),
         });
-        results.push({ remote: name, ok: true, result });
+        return { remote: name, ok: true, result };
       } finally {
         await remote.close();
       }
@@ -51,10 +51,28 @@ export async function syncEach(
       if (ctx.signal.aborted) throw err;
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
       onFailure?.(name, e);
-      results.push({ remote: name, ok: false, error: e.message, hint: e.hint });
+      return { remote: name, ok: false, error: e.message, hint: e.hint };
     }
-  }
-  return results;
+  };
+  // up to `parallel` destinations at once, each with its own retries; results in the order asked
+  const results: RemoteSync[] = new Array(names.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < names.length && !ctx.signal.aborted) {
+      const i = next++;
+      results[i] = await one(names[i]!);
+    }
+  };
+  const width = Math.max(1, Math.min(parallel ?? Math.min(names.length, 3), names.length));
+  await Promise.all(Array.from({ length: width }, worker));
+  return results.filter(Boolean);
+}
+
+function positive(flag: string) {
+  return (v: string) => {
+    if (!/^\d+$/.test(v.trim()) || Number(v) < 1 || Number(v) > 64) throw new InvalidArgumentError(`${flag} must be a whole number from 1 to 64`);
+    return Number(v);
+  };
 }
 
 function wholeNumber(flag: string) {
@@ -72,6 +90,7 @@ export function register(program: Command): void {
     .addOption(typeOption())
     .option('--latest', 'only the newest complete backup of each type')
     .option('--retries <n>', 'retries per file on transient errors, with exponential backoff (default 4)', wholeNumber('--retries'))
+    .option('--parallel <n>', 'remotes synced at once (default: the number of remotes, up to 3)', positive('--parallel'))
     .addOption(remotesConfigOption())
     .addHelpText(
       'after',
@@ -82,18 +101,26 @@ are skipped. A remote that fails does not stop the others; the exit code is 1 if
 Examples:
   vertex-backup sync                          # every enabled remote in remote_storage.json
   vertex-backup sync --remote yandex --latest
+  vertex-backup sync --parallel 1             # one remote after another
   vertex-backup sync --remote s3://bucket/prefix --type full`,
     )
     .action(
       action('sync', async (ctx, cmd) => {
-        const o = cmd.opts() as { remote?: string[]; type?: BackupType; latest?: boolean; retries?: number };
+        const o = cmd.opts() as { remote?: string[]; type?: BackupType; latest?: boolean; retries?: number; parallel?: number };
         const cfg = await loadRemotes(ctx, cmd);
         const names = selectRemotes(cfg, o.remote);
-        const results = await syncEach(ctx, cfg, names, { type: o.type, latest: o.latest, retries: o.retries }, (name, e) => {
-          // with one remote the error itself is the answer; with several, report it and go on
-          if (names.length === 1) throw e;
-          ctx.ui.warn(`sync to ${name} failed: ${e.message}`);
-        });
+        const results = await syncEach(
+          ctx,
+          cfg,
+          names,
+          { type: o.type, latest: o.latest, retries: o.retries },
+          (name, e) => {
+            // with one remote the error itself is the answer; with several, report it and go on
+            if (names.length === 1) throw e;
+            ctx.ui.warn(`sync to ${name} failed: ${e.message}`);
+          },
+          o.parallel,
+        );
         const ok = results.every((r) => r.ok);
         const sent = results.reduce((n, r) => n + (r.result?.bytes ?? 0), 0);
         const uploadedBackups = results.reduce((n, r) => n + (r.result?.synced.length ?? 0), 0);
