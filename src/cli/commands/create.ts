@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
+import { createDocument } from '../../results/documents.js';
 import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import { printRotation } from './rotate.js';
 import { countOf, formatBytes, formatDuration } from '../../format.js';
@@ -106,7 +107,7 @@ Examples:
                 .join(', ')}${result.skipped.length > 10 ? ', …' : ''}`
             : '';
           return {
-            json: { ...result, rotation, sync },
+            json: createDocument(result, { rotation, sync }),
             exitCode: !result.ok || syncFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
             summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}`,
             sizeBytes: result.size,

@@ -1,0 +1,13 @@
+import type { CreateResult } from '../ops/create.js';
+import type { RotateResult } from '../ops/rotate.js';
+
+/** What `create` adds to the backup it made: the rotation and uploads run after it, when they ran. */
+export interface CreateExtras {
+  rotation?: RotateResult;
+  sync?: { remote: string; ok: boolean; uploaded?: number; error?: string }[];
+}
+
+/** The document of `create --json` and of a finished `POST /backups/create` job. */
+export function createDocument(result: CreateResult, extras: CreateExtras = {}): unknown {
+  return { ...result, rotation: extras.rotation, sync: extras.sync };
+}
