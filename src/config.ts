@@ -149,6 +149,7 @@ const ConfigFileSchema = v.strictObject(
   {
     ...Object.fromEntries(Object.keys(FILE_KEYS).map((k) => [k, v.optional(v.unknown())])),
     remotes: v.optional(v.unknown()), // read by the remotes module
+    serve: v.optional(v.unknown()), // `serve`: token hashes, read by api/tokens.ts
     schedule: v.optional(ScheduleSectionSchema),
     notify: v.optional(NotifySectionSchema),
   },
