@@ -13,7 +13,7 @@ import { reportRun } from '../notify/report.js';
 import type { ProgressEvent } from '../ops/progress.js';
 import { createDocument } from '../results/documents.js';
 import { listDocument } from '../results/backups.js';
-import { errorDocument, jsonText } from '../results/json.js';
+import { errorDocument, jsonLine, jsonText } from '../results/json.js';
 import { type Job, type JobOutcome, Jobs } from './jobs.js';
 import { allows, matchToken, readTokens, type Scope, type StoredToken } from './tokens.js';
 import { statusPage } from './page.js';
@@ -513,7 +513,7 @@ export function buildApp(opts: AppOptions) {
         return;
       }
       if (existing && existing.state !== 'running') {
-        await stream.writeSSE({ event: 'done', data: jsonText(existing).replace(/\n\s*/g, '') });
+        await stream.writeSSE({ event: 'done', data: jsonLine(existing) });
         return;
       }
       let closed = false;
@@ -521,7 +521,7 @@ export function buildApp(opts: AppOptions) {
         const forJob = (j: Job) => !id || j.id === id;
         const onEvent = (name: string) => (j: Job) => {
           if (!forJob(j) || closed) return;
-          stream.writeSSE({ event: name, data: JSON.stringify(JSON.parse(jsonText(j))) }).catch(() => finish());
+          stream.writeSSE({ event: name, data: jsonLine(j) }).catch(() => finish());
           if (name === 'done' && id) finish();
         };
         const handlers = { start: onEvent('start'), progress: onEvent('progress'), done: onEvent('done') };

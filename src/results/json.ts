@@ -29,6 +29,11 @@ export function jsonText(value: unknown): string {
   return redact(JSON.stringify(snakeKeys(value), null, 2));
 }
 
+/** A result as one line of JSON (a Server-Sent Events `data:` field, a log line). */
+export function jsonLine(value: unknown): string {
+  return redact(JSON.stringify(snakeKeys(value)));
+}
+
 /** The error document of a failed command (`--json`) or request (the API). */
 export function errorDocument(error: { code: string; message: string; hint?: string }, exitCode: number): unknown {
   return { ok: false, error: { code: error.code, exit_code: exitCode, message: redact(error.message), hint: error.hint } };
