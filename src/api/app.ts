@@ -167,7 +167,11 @@ export function buildApp(opts: AppOptions) {
     '*',
     bodyLimit({
       maxSize: opts.bodyLimitBytes ?? 64 * 1024,
-      onError: (c) => fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`),
+      onError: (c) => {
+        // the rest of the body is not read: the connection cannot carry another request
+        c.header('connection', 'close');
+        return fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`);
+      },
     }),
   );
 

@@ -184,7 +184,7 @@ describe('bad input', () => {
     const r = await fetch(`${server.url}/backups/create`, { method: 'POST', headers: h, body: '{"type":"database"}' });
     const { job_id } = (await r.json()) as { job_id: string };
     let text = '';
-    while (!text.includes('event: done')) text += new TextDecoder().decode((await reader.read()).value);
+    while (!text.includes(`event: done\ndata: {"id":"${job_id}"`)) text += new TextDecoder().decode((await reader.read()).value);
     expect(text).toContain(job_id);
     ctl.abort();
     // a second stream, cut before anything was sent
