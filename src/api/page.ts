@@ -61,7 +61,9 @@ function sizeChart(points: { type: string; t: number; size: number }[]): string 
       .filter((p) => p.type === type)
       .sort((a, b) => a.t - b.t)
       .map((p) => `${(10 + ((p.t - t0) / (t1 - t0)) * (W - 20)).toFixed(1)},${(H - 10 - (p.size / max) * (H - 30)).toFixed(1)}`);
-    return pts.length ? `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/>` : '';
+    // a dot per backup: one backup is a point, not an invisible line
+    const dots = pts.map((xy) => `<circle cx="${xy.split(',')[0]}" cy="${xy.split(',')[1]}" r="3" fill="${color}"/>`).join('');
+    return pts.length ? `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/>${dots}` : '';
   });
   return `<svg id="sizes" viewBox="0 0 ${W} ${H}" role="img" aria-label="backup sizes over time"><text x="10" y="14" font-size="11" fill="#666">max ${esc(formatBytes(max))}</text>
 <text x="${W - 170}" y="14" font-size="11" fill="#2a5db0">database</text><text x="${W - 100}" y="14" font-size="11" fill="#c77c02">storage</text>${lines.join('')}</svg>`;
