@@ -3,6 +3,7 @@
  * sockets). The seed's five requests as written (with the authToken cookie), the JSON identical to
  * `--json`, the lock shared with the CLI, and the bad-input cases: tokens, bodies, paths, slow clients.
  */
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -37,6 +38,12 @@ const cookie = (t: string) => ({ cookie: `authToken=${t}` });
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
 describe('the seed admin panel requests, as written, with the authToken cookie', () => {
+  it('/healthz is 503 while there is no backup, without a token', async () => {
+    const r = await fetch(`${server.url}/healthz`);
+    expect(r.status).toBe(503);
+    expect(await r.text()).toContain('stale');
+  });
+
   it('create, list, stats, restore and rotate work; JSON is what --json prints', async () => {
     const h = { ...cookie(tokens.restore), 'content-type': 'application/json' };
     const created = await fetch(`${server.url}/backups/create`, { method: 'POST', headers: h, body: JSON.stringify({ type: 'full' }) });
@@ -75,6 +82,7 @@ describe('the seed admin panel requests, as written, with the authToken cookie',
     expect(rotate.status).toBe(200);
     expect(await rotate.json()).toMatchObject({ dry_run: false, policy: { keep_last: 7 } });
 
+    expect((await fetch(`${server.url}/healthz`)).status).toBe(200);
     // the runs are in backup.log like the CLI's
     const log = fs.readFileSync(path.join(app.cwd, 'backups', 'backup.log'), 'utf8');
     expect(log).toMatch(/"command":"create".*"via":"serve"/);
@@ -195,6 +203,30 @@ describe('bad input', () => {
     const jobStream = await fetch(`${server.url}/jobs/${job_id}/events`, { headers: h });
     expect(await jobStream.text()).toContain('"state":"succeeded"');
   }, 30_000);
+
+  it('a running job can be cancelled: it ends cancelled and leaves no partial files', async () => {
+    const h = { ...bearer(tokens.trigger), 'content-type': 'application/json' };
+    const big = path.join(app.storagePath, 'big.bin');
+    const fd = fs.openSync(big, 'w');
+    for (let i = 0; i < 48; i++) fs.writeSync(fd, crypto.randomBytes(1 << 20));
+    fs.closeSync(fd);
+    try {
+      const r = await fetch(`${server.url}/backups/create`, { method: 'POST', headers: h, body: '{"type":"storage"}' });
+      const { job_id } = (await r.json()) as { job_id: string };
+      const c = await fetch(`${server.url}/jobs/${job_id}/cancel`, { method: 'POST', headers: h });
+      expect(c.status).toBe(202);
+      const job = await waitJob(server.url, job_id, h);
+      expect(job.state).toBe('cancelled');
+      const left = fs.readdirSync(path.join(app.cwd, 'backups', 'storage')).filter((n) => n.includes('.tmp') || n.startsWith('.'));
+      expect(left).toEqual([]);
+      // the lock is free again
+      const again = await fetch(`${server.url}/backups/create`, { method: 'POST', headers: h, body: '{"type":"database"}' });
+      expect(again.status).toBe(202);
+      await waitJob(server.url, ((await again.json()) as { job_id: string }).job_id, h);
+    } finally {
+      fs.rmSync(big);
+    }
+  }, 60_000);
 
   it('too many failed attempts are rate-limited', async () => {
     // its own server: the limit is per client address, and every test here comes from 127.0.0.1
