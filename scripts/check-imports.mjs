@@ -12,6 +12,7 @@ const FLOORS = {
   'index.ts': 9,
   cli: 8,
   api: 8,
+  results: 7.5,
   ops: 7,
   offsite: 6,
   sources: 5,

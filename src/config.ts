@@ -157,6 +157,7 @@ const ConfigFileSchema = v.strictObject(
     remotes: v.optional(v.unknown()), // read by the remotes module
     hooks: v.optional(v.unknown()), // read by ops/hooks.ts
     volumes: v.optional(v.unknown()), // Docker volumes, read by sources/volume.ts
+    serve: v.optional(v.unknown()), // `serve`: token hashes, read by api/tokens.ts
     schedule: v.optional(ScheduleSectionSchema),
     notify: v.optional(NotifySectionSchema),
   },

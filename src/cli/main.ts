@@ -17,6 +17,8 @@ import { register as registerDiff } from './commands/diff.js';
 import { register as registerDump } from './commands/dump.js';
 import { register as registerKeygen } from './commands/keygen.js';
 import { register as registerRekey } from './commands/rekey.js';
+import { register as registerServe } from './commands/serve.js';
+import { register as registerToken } from './commands/token.js';
 import { EXIT_CODE_HELP } from './run.js';
 
 // `vertex-backup list | head` closes the pipe early: that is the reader's choice, not an error
@@ -84,6 +86,8 @@ for (const register of [
   registerRemote,
 ])
   register(program);
+registerServe(program);
+registerToken(program);
 registerKeygen(program);
 registerRekey(program);
 

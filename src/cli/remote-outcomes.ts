@@ -3,7 +3,8 @@ import type { BackupType } from '../catalog/sidecar.js';
 import type { RetentionPolicy } from '../ops/retention.js';
 import { loadRemotes, openRemoteByName, transferProgress } from './commands/remote.js';
 import type { Context, Outcome } from './run.js';
-import { backupJson, printBackupTable } from './backup-table.js';
+import { printBackupTable } from './backup-table.js';
+import { backupJson } from '../results/backups.js';
 import { formatBytes, formatDuration } from '../format.js';
 
 /**

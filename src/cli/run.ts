@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import type { Config, ConfigFlags } from '../config.js';
 import { BackupError, EXIT_CODES, EXIT_SKIPPED } from '../errors.js';
 import { redact } from '../secrets.js';
+import { errorDocument } from '../results/json.js';
 import type { Ui } from './ui.js';
 
 export interface GlobalOptions extends ConfigFlags {
@@ -111,7 +112,7 @@ export function action(name: string, fn: Action) {
       if (controller.signal.aborted && controller.signal.reason instanceof BackupError) error = controller.signal.reason;
       exitCode = error.exitCode;
       if (controller.signal.aborted) exitCode = 128 + (String(controller.signal.reason?.message).includes('SIGINT') ? 2 : 15);
-      if (ui.opts.json) ui.json({ ok: false, error: { code: error.code, exit_code: exitCode, message: redact(error.message), hint: error.hint } });
+      if (ui.opts.json) ui.json(errorDocument(error, exitCode));
       ui.error(error.message, error.hint);
       const cause = (error.cause as Error | undefined) ?? error;
       if (global.verbose && cause.stack) process.stderr.write(`${redact(cause.stack)}\n`);

@@ -1,6 +1,6 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import { redact } from '../secrets.js';
-import { snakeKeys } from './json-keys.js';
+import { jsonText } from '../results/json.js';
 import { createRequire } from 'node:module';
 
 // loaded when a table is printed: most runs (the nightly create above all) print none
@@ -88,7 +88,7 @@ export class Ui {
   }
 
   json(value: unknown): void {
-    process.stdout.write(`${redact(JSON.stringify(snakeKeys(value), null, 2))}\n`);
+    process.stdout.write(`${jsonText(value)}\n`);
   }
 
   /** Shows or updates a spinner with progress text; a no-op when not interactive. */

@@ -569,3 +569,23 @@ async function sampledVerify(cfg: Config, sourceDir: string, entry: BackupEntry,
   if (problems.length) throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${problems.join('; ')}`);
   return include;
 }
+
+/** What status.json keeps of a drill (check and the metrics file read it). */
+export function drillRecord(r: DrillResult): import('../catalog/status.js').DrillRecord {
+  const judged = r.rpo.types.find((t) => t.type === r.rpo.judged_type);
+  return {
+    finished_at: new Date(Date.parse(r.started_at) + r.duration_ms).toISOString(),
+    result: r.result,
+    source: r.source,
+    backup_type: r.backup?.type,
+    backup_id: r.backup?.id,
+    rto_ms: r.rto.measured_ms ?? undefined,
+    rto_target_ms: r.rto.target_ms,
+    rto_extrapolated: r.rto.extrapolated || undefined,
+    rpo_ms: judged?.age_ms ?? undefined,
+    rpo_target_ms: r.rpo.target_ms,
+    bytes_restored: r.bytes.restored,
+    coverage_pct: r.sample?.coverage.coverage_pct,
+    problems: r.problems.length ? r.problems : undefined,
+  };
+}

@@ -16,6 +16,7 @@ const UNITS = [
   'vertex-backup-drill.timer',
   'vertex-backup-sync.service',
   'vertex-backup-sync.timer',
+  'vertex-backup-serve.service',
 ];
 const analyze = needs('systemd-analyze', 'systemd');
 
@@ -132,6 +133,15 @@ describe('unit contents', () => {
     expect(rw).toContain(env.BACKUP_DIR);
     expect(rw).toContain(path.dirname(env.DATABASE_PATH));
     expect(rw).toContain(env.STORAGE_PATH);
+  });
+
+  it('serve: a long-running service on loopback, hardened like the backup unit', () => {
+    const serve = parseUnit(read('vertex-backup-serve.service')).Service;
+    expect(serve.Type).toEqual(['simple']);
+    expect(serve.User).toEqual(['vertex-backup']);
+    expect(serve.ExecStart?.[0]).toMatch(/ serve --host 127\.0\.0\.1 /);
+    for (const k of ['NoNewPrivileges', 'ProtectSystem', 'PrivateTmp', 'ProtectHome', 'UMask', 'ReadWritePaths', 'CapabilityBoundingSet', 'SystemCallFilter', 'RestrictAddressFamilies'])
+      expect(serve[k], k).toEqual(svc[k]);
   });
 
   it('reports failures through an existing notify unit', () => {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { action } from '../run.js';
+import { createDocument } from '../../results/documents.js';
 import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import { printRotation } from './rotate.js';
 import { reportHook } from '../hook-lines.js';
@@ -154,7 +155,7 @@ Examples:
                 .join(', ')}${result.skipped.length > 10 ? ', …' : ''}`
             : '';
           return {
-            json: { ...result, volumes, rotation, sync, hooks: hooked.runs.length ? hooked.runs : undefined },
+            json: createDocument(result, { volumes, rotation, sync, hooks: hooked.runs.length ? hooked.runs : undefined }),
             exitCode: !result.ok || syncFailed || hookFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
             summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
             sizeBytes: result.size,

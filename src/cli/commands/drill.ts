@@ -22,26 +22,6 @@ export function drillSummary(r: DrillResult): string {
   return `drill passed: ${what} restored and proved; ${figures}`;
 }
 
-/** What status.json keeps of a drill (check and the metrics file read it). */
-export function drillRecord(r: DrillResult): import('../../catalog/status.js').DrillRecord {
-  const judged = r.rpo.types.find((t) => t.type === r.rpo.judged_type);
-  return {
-    finished_at: new Date(Date.parse(r.started_at) + r.duration_ms).toISOString(),
-    result: r.result,
-    source: r.source,
-    backup_type: r.backup?.type,
-    backup_id: r.backup?.id,
-    rto_ms: r.rto.measured_ms ?? undefined,
-    rto_target_ms: r.rto.target_ms,
-    rto_extrapolated: r.rto.extrapolated || undefined,
-    rpo_ms: judged?.age_ms ?? undefined,
-    rpo_target_ms: r.rpo.target_ms,
-    bytes_restored: r.bytes.restored,
-    coverage_pct: r.sample?.coverage.coverage_pct,
-    problems: r.problems.length ? r.problems : undefined,
-  };
-}
-
 function render(ui: Ui, r: DrillResult): void {
   const mark = r.result === 'passed' ? ui.c.green('✔') : r.result === 'target-missed' ? ui.c.yellow('!') : ui.c.red('✘');
   ui.out(`${mark} drill of ${r.backup?.type} backup ${ui.c.bold(r.backup?.id ?? '?')} (${r.source}): ${r.result.toUpperCase()}`);
@@ -117,7 +97,7 @@ Examples:
     action('drill', async (ctx, cmd) => {
       const o = cmd.opts() as { from?: string; type?: BackupType; keep?: boolean; sample?: string; rtoTarget?: string; rpoTarget?: string; wait: string };
       const { parseDuration } = await import('../../schedule/duration.js');
-      const { runDrill, DEFAULT_RTO_TARGET_MS, DEFAULT_RPO_TARGET_MS } = await import('../../ops/drill.js');
+      const { runDrill, drillRecord, DEFAULT_RTO_TARGET_MS, DEFAULT_RPO_TARGET_MS } = await import('../../ops/drill.js');
       const target = (flag: string | undefined, flagName: string, envName: string, fileKey: string, dflt: number) => {
         const fromFile = ctx.cfg.file[fileKey];
         const raw = flag ?? ctx.cfg.env[envName] ?? (fromFile === undefined ? undefined : String(fromFile));

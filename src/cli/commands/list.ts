@@ -3,7 +3,8 @@ import type { BackupType } from '../../catalog/sidecar.js';
 import { usageError } from '../../errors.js';
 import { action } from '../run.js';
 import { remotesConfigOption, typeOption } from '../options.js';
-import { backupJson, printBackupTable } from '../backup-table.js';
+import { printBackupTable } from '../backup-table.js';
+import { listDocument } from '../../results/backups.js';
 
 export function register(program: Command): void {
   program
@@ -26,7 +27,7 @@ export function register(program: Command): void {
         const { listBackups } = await import('../../catalog/listing.js');
         const entries = await listBackups(ctx.cfg.backupDir, { type });
         return {
-          json: entries.map((e) => backupJson(e, { sidecar: e.sidecarPath ?? null })),
+          json: listDocument(entries),
           human: (ui) => printBackupTable(ui, entries, `no backups in ${ctx.cfg.backupDir}`),
         };
       }),

@@ -1,4 +1,4 @@
-import { snakeKeys } from '../json-keys.js';
+import { snakeKeys } from '../../results/json.js';
 import type { Command } from 'commander';
 import type { JobSpec, SchedulerEvent } from '../../schedule/index.js';
 import { action, type Context } from '../run.js';
