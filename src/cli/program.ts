@@ -18,6 +18,7 @@ import { register as registerDump } from './commands/dump.js';
 import { register as registerKeygen } from './commands/keygen.js';
 import { register as registerRekey } from './commands/rekey.js';
 import { register as registerCompletion } from './commands/completion.js';
+import { remotesConfigOption } from './options.js';
 import { EXIT_CODE_HELP } from './run.js';
 
 /**
@@ -41,6 +42,8 @@ export function buildProgram(): Command {
     .option('--notify', 'send the result to Telegram / webhook (failures only unless NOTIFY_ON=always)')
     .option('--metrics-file <path>', "after the run, write Prometheus metrics here for node_exporter's textfile collector (env METRICS_FILE)")
     .option('--progress-interval <seconds>', 'not on a terminal: one progress line every N seconds (default 30, 0 = none)')
+    // configures the tool, not one command: before or after the command name (the commands that use it list it too)
+    .addOption(remotesConfigOption())
     .showSuggestionAfterError()
     .addHelpText(
       'after',

@@ -1,0 +1,66 @@
+/**
+ * Issue 29 ("an operator's first week"), behaviour items run through the binary as a user starts it:
+ * item 7, options that configure the tool work before or after the command name; item 12, a missing
+ * --env-file is reported by vertex-backup (exit 2), not by Node (exit 9).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BIN, baseEnv, describeRun, type RunResult, run } from '../helpers/cli.js';
+import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
+
+let app: AppFixture;
+beforeAll(() => {
+  app = makeApp({ randomBytes: 8 * 1024, events: 10 });
+  fs.mkdirSync(path.join(app.cwd, 'nas'));
+  fs.writeFileSync(path.join(app.cwd, 'elsewhere.json'), JSON.stringify({ remotes: { nas: { url: `file://${path.join(app.cwd, 'nas')}` } } }));
+});
+afterAll(() => rmrf(app?.cwd));
+
+/** The binary run by its own #! line, as `vertex-backup …` on PATH runs it (not `node bin/…`). */
+function runAsInstalled(args: string[]): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const child = spawn(BIN, args, { cwd: app.cwd, env: baseEnv(app.cwd), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: Date.now() - t0 }));
+  });
+}
+
+describe('item 12: --env-file naming a missing file', () => {
+  it.for([
+    ['--env-file', 'missing.env', 'list'],
+    ['list', '--env-file', 'missing.env'],
+    ['list', '--env-file=missing.env', '--json'],
+  ])('%s %s %s: the tool says so, exit 2', async (args) => {
+    const r = await runAsInstalled(args);
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).not.toMatch(/^node:/m);
+    expect(`${r.stderr}${r.stdout}`).toMatch(/env file not found: .*missing\.env/);
+  });
+
+  it('an existing (even empty) env file is read as before', async () => {
+    fs.writeFileSync(path.join(app.cwd, 'empty.env'), '');
+    const r = await runAsInstalled(['list', '--env-file', 'empty.env']);
+    expect(r.code, describeRun(r)).toBe(0);
+  });
+});
+
+describe('item 7: options that configure the tool work before or after the command name', () => {
+  it.for([
+    [['--remotes-config', 'elsewhere.json', 'remote', 'list', '--json']],
+    [['remote', 'list', '--json', '--remotes-config', 'elsewhere.json']],
+    [['--remotes-config', 'elsewhere.json', 'list', '--remote', 'nas', '--json']],
+    [['--json', '--backup-dir', 'backups', 'list', '--remotes-config', 'elsewhere.json', '--remote', 'nas']],
+  ])('%s', async ([args]) => {
+    const r = await run(args, { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stderr).not.toMatch(/unknown option/);
+    JSON.parse(r.stdout);
+  });
+});
