@@ -38,6 +38,8 @@ export interface RestoreOptions {
   lockWaitMs?: number;
   /** incremental storage backups: restore only these paths of the tree (relative to the storage directory) */
   include?: string[];
+  /** one half of a full backup only (`--include` implies storage: a path-only restore never touches the database) */
+  only?: 'database' | 'storage';
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
   /** age identities for encrypted backups */
@@ -322,8 +324,28 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   } else if (!entry.sidecar) {
     throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
   }
-  const dbEntry = entry.type === 'database' ? entry : entry.type === 'full' ? await component(sourceDir, 'database', entry.sidecar?.database) : undefined;
-  const stEntry = entry.type === 'storage' ? entry : entry.type === 'full' ? await component(sourceDir, 'storage', entry.sidecar?.storage) : undefined;
+  const only = opts.only ?? (opts.include?.length ? 'storage' : undefined);
+  if (only && entry.type !== 'full' && entry.type !== only)
+    throw new BackupError('USAGE', `${entry.type} backup ${entry.id} holds no ${only}`, {
+      argument: true,
+      hint: `--only ${only} picks one half of a full backup`,
+    });
+  const dbEntry =
+    only === 'storage'
+      ? undefined
+      : entry.type === 'database'
+        ? entry
+        : entry.type === 'full'
+          ? await component(sourceDir, 'database', entry.sidecar?.database)
+          : undefined;
+  const stEntry =
+    only === 'database'
+      ? undefined
+      : entry.type === 'storage'
+        ? entry
+        : entry.type === 'full'
+          ? await component(sourceDir, 'storage', entry.sidecar?.storage)
+          : undefined;
   const target = opts.target ? await checkTarget(opts.target) : undefined;
   const dbTo = target ? path.join(target, path.basename(cfg.dbPath)) : cfg.dbPath;
   const stTo = target ? path.join(target, path.basename(cfg.storagePath)) : cfg.storagePath;

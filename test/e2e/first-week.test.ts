@@ -64,3 +64,50 @@ describe('item 7: options that configure the tool work before or after the comma
     JSON.parse(r.stdout);
   });
 });
+
+describe('item 6: a path-only restore of a full backup touches only storage; --only picks a half', () => {
+  let id: string;
+  const storageName = () => path.basename(app.storagePath);
+  const dbName = () => path.basename(app.dbPath);
+  const target = (name: string) => {
+    const t = path.join(app.cwd, name);
+    fs.mkdirSync(t);
+    return t;
+  };
+  beforeAll(async () => {
+    const r = await run(['create', '--json', ...app.flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    id = JSON.parse(r.stdout).id;
+  });
+
+  it('restore FULL_ID --include PATH --target DIR writes that path and no database', async () => {
+    const first = fs.readdirSync(app.storagePath)[0];
+    const t = target('include');
+    const r = await run(['restore', id, '--include', first, '--target', t, '--yes', '--json', ...app.flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(fs.existsSync(path.join(t, storageName(), first))).toBe(true);
+    expect(fs.readdirSync(t)).toEqual([storageName()]);
+    expect(JSON.parse(r.stdout).database).toBeUndefined();
+  });
+
+  it('--only database and --only storage restore one half of a full backup', async () => {
+    const d = target('only-db');
+    const rd = await run(['restore', id, '--only', 'database', '--target', d, '--yes', ...app.flags], { cwd: app.cwd });
+    expect(rd.code, describeRun(rd)).toBe(0);
+    expect(fs.readdirSync(d).filter((f) => !f.startsWith('.'))).toEqual([dbName()]);
+    const s = target('only-storage');
+    const rs = await run(['restore', id, '--only', 'storage', '--target', s, '--yes', ...app.flags], { cwd: app.cwd });
+    expect(rs.code, describeRun(rs)).toBe(0);
+    expect(fs.readdirSync(s).filter((f) => !f.startsWith('.'))).toEqual([storageName()]);
+  });
+
+  it('--only with a half the backup does not hold, or a value that is no half, is exit 2', async () => {
+    const db = await run(['create', '--type', 'database', '--json', ...app.flags], { cwd: app.cwd });
+    const dbId = JSON.parse(db.stdout).id;
+    const r = await run(['restore', dbId, '--only', 'storage', '--target', target('wrong-half'), '--yes', ...app.flags], { cwd: app.cwd });
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/holds no storage/);
+    const bad = await run(['restore', id, '--only', 'media', '--yes', ...app.flags], { cwd: app.cwd });
+    expect(bad.code, describeRun(bad)).toBe(2);
+  });
+});

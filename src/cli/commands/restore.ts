@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
@@ -56,6 +56,7 @@ export function register(program: Command): void {
       'storage: restore only this path of the tree, relative to the storage directory (repeatable; needs --target)',
       (v: string, prev: string[] = []) => [...prev, v],
     )
+    .addOption(new Option('--only <half>', 'restore one half of a full backup by id (--include implies storage)').choices(['database', 'storage']))
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
     .addOption(remotesConfigOption())
     .addOption(waitOption())
@@ -73,12 +74,21 @@ Examples:
   vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
   vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
   vertex-backup restore 20240101_120000 --target /tmp/r --include images/2024 --yes   # part of the tree
+  vertex-backup restore 20240101_120000 --only database --yes   # the database half of a full backup
   vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup`,
     );
   identityOption(command).action(
     action('restore', async (ctx, cmd) => {
       const [ref] = cmd.args as string[];
-      const o = cmd.opts() as { target?: string; verify: boolean; yes?: boolean; wait: string; from?: string; include?: string[] };
+      const o = cmd.opts() as {
+        target?: string;
+        verify: boolean;
+        yes?: boolean;
+        wait: string;
+        from?: string;
+        include?: string[];
+        only?: 'database' | 'storage';
+      };
       // a partial tree swapped in for the live one would look like lost files: only beside it
       if (o.include?.length && !o.target)
         throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', {
@@ -95,6 +105,7 @@ Examples:
       const options: import('../../ops/restore.js').RestoreOptions = {
         target: o.target,
         include: o.include?.map(nameArg),
+        only: o.only,
         verify: o.verify,
         identities,
         signal: ctx.signal,
