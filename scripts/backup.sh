@@ -8,6 +8,7 @@
 # Environment:
 #   TELEGRAM_BOT_TOKEN, TELEGRAM_CHAT_ID   send a message on success and on failure (both needed)
 #   TELEGRAM_API_URL      Bot API base URL (default https://api.telegram.org)
+#   (the three TELEGRAM_* are also read from ./.env, or VERTEX_BACKUP_ENV_FILE, when not in the environment)
 #   --backup-dir and --max-backups are passed on only when given here; otherwise vertex-backup reads
 #   BACKUP_DIR, MAX_BACKUPS, KEEP_*, --config and ./.env itself, exactly as when it is run directly.
 #   BACKUP_LOG_FILE       log file (default <backup-dir>/backup-wrapper.log)
@@ -29,6 +30,21 @@ MAX_BACKUPS=""
 BACKUP_DIR_ENV="${BACKUP_DIR:-}"
 BACKUP_DIR=""
 MIN_FREE_MB="${BACKUP_MIN_FREE_MB:-100}"
+# Telegram settings: the environment, else the ./.env that vertex-backup itself reads (one source of
+# settings for both). The file is parsed by Node's own .env parser, as the tool does, never sourced.
+read_env_file() {
+  local file="$1" kv k
+  [[ -r "$file" ]] && command -v node >/dev/null 2>&1 || return 0
+  while IFS= read -r -d '' kv; do
+    k="${kv%%=*}"
+    [[ -n "${!k:-}" ]] || printf -v "$k" '%s' "${kv#*=}"
+  done < <(node -e '
+    const { parseEnv } = require("node:util");
+    const env = parseEnv(require("node:fs").readFileSync(process.argv[1], "utf8").replace(/^\uFEFF/, ""));
+    for (const k of ["TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID", "TELEGRAM_API_URL"]) if (env[k]) process.stdout.write(k + "=" + env[k] + "\0");
+  ' "$file" 2>/dev/null)
+}
+read_env_file "${VERTEX_BACKUP_ENV_FILE:-./.env}"
 TELEGRAM_API_URL="${TELEGRAM_API_URL:-https://api.telegram.org}"
 HOST="${HOSTNAME:-$(uname -n)}"
 

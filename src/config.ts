@@ -222,7 +222,9 @@ export function loadEnvFile(file: string, required: boolean): Record<string, str
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    if (!required && (err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    const code = (err as NodeJS.ErrnoException).code;
+    if (!required && code === 'ENOENT') return {};
+    if (code === 'ENOENT') throw usageError(`env file not found: ${file} (--env-file)`, 'fix the path, or create the file (it may be empty)');
     throw usageError(`cannot read env file ${file}: ${(err as Error).message}`);
   }
   return parseEnv(withoutBom(text)) as Record<string, string>;

@@ -41,6 +41,8 @@ export interface RestoreOptions {
   lockWaitMs?: number;
   /** incremental storage backups: restore only these paths of the tree (relative to the storage directory) */
   include?: string[];
+  /** one half of a full backup only (`--include` implies storage: a path-only restore never touches the database) */
+  only?: 'database' | 'storage';
   /** called after verification, before anything is changed; return false to cancel */
   confirm?: (plan: RestorePlan) => Promise<boolean>;
   /** runs once the restore is confirmed, before anything changes (the beforeRestore hooks); a throw stops it */
@@ -374,10 +376,30 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   } else if (!entry.sidecar) {
     throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
   }
-  let dbEntry = entry.type === 'database' ? entry : entry.type === 'full' ? await component(sourceDir, 'database', entry.sidecar?.database) : undefined;
+  const only = opts.only ?? (opts.include?.length ? 'storage' : undefined);
+  if (only && entry.type !== 'full' && entry.type !== only)
+    throw new BackupError('USAGE', `${entry.type} backup ${entry.id} holds no ${only}`, {
+      argument: true,
+      hint: `--only ${only} picks one half of a full backup`,
+    });
+  let dbEntry =
+    only === 'storage'
+      ? undefined
+      : entry.type === 'database'
+        ? entry
+        : entry.type === 'full'
+          ? await component(sourceDir, 'database', entry.sidecar?.database)
+          : undefined;
+  const stEntry =
+    only === 'database'
+      ? undefined
+      : entry.type === 'storage'
+        ? entry
+        : entry.type === 'full'
+          ? await component(sourceDir, 'storage', entry.sidecar?.storage)
+          : undefined;
   // a backup of sources (PostgreSQL) restores through its kinds, each database beside the live one first
   const sourcesEntry = dbEntry?.sidecar?.components ? dbEntry : undefined;
-  const stEntry = entry.type === 'storage' ? entry : entry.type === 'full' ? await component(sourceDir, 'storage', entry.sidecar?.storage) : undefined;
   const target = opts.target ? await checkTarget(opts.target) : undefined;
   const dbTo = target ? path.join(target, path.basename(cfg.dbPath)) : cfg.dbPath;
   const stTo = target ? path.join(target, path.basename(cfg.storagePath)) : cfg.storagePath;

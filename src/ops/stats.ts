@@ -7,6 +7,9 @@ export interface TypeStats {
   count: number;
   ok: number;
   notOk: number;
+  /** the backups' sizes as `list` shows them (a full backup: its components) */
+  sizeBytes: number;
+  /** the same figure under its older name (kept for consumers of `stats --json`) */
   bytes: number;
   newest?: { id: string; createdAt: string; ageSeconds: number };
   oldest?: { id: string; createdAt: string; ageSeconds: number };
@@ -16,6 +19,7 @@ export interface Stats {
   backupDir: string;
   types: TypeStats[];
   totalCount: number;
+  /** every stored byte once: database and storage backups (a full backup's components are theirs) */
   totalBytes: number;
   freeBytes: number;
 }
@@ -27,13 +31,15 @@ export async function getStats(backupDir: string, now = new Date()): Promise<Sta
   const types = BACKUP_TYPES.map((type): TypeStats => {
     const of = entries.filter((e) => e.type === type);
     const good = of.filter((e) => e.status === 'ok');
+    // one size per backup, the one `list`, `verify` and `rotate` show
+    const sizeBytes = of.reduce((s, e) => s + e.size, 0);
     return {
       type,
       count: of.length,
       ok: good.length,
       notOk: of.length - good.length,
-      // full backups refer to database/storage files: counting them again would double the total
-      bytes: type === 'full' ? 0 : of.reduce((s, e) => s + e.size, 0),
+      sizeBytes,
+      bytes: sizeBytes,
       newest: point(good[0]),
       oldest: point(good[good.length - 1]),
     };
@@ -42,7 +48,8 @@ export async function getStats(backupDir: string, now = new Date()): Promise<Sta
     backupDir,
     types,
     totalCount: entries.length,
-    totalBytes: types.reduce((s, t) => s + t.bytes, 0),
+    // full backups are made of database and storage backups: counting them again would double the total
+    totalBytes: types.reduce((s, t) => s + (t.type === 'full' ? 0 : t.sizeBytes), 0),
     freeBytes: await freeSpace(backupDir),
   };
 }

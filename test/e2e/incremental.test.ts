@@ -1,7 +1,7 @@
 /**
  * Issue 15: incremental storage backups. Level 0 holds every file, level N what changed since the
  * previous backup; each is a plain tar archive plus a file manifest. Run through the built binary;
- * archives read back with GNU tar, the manual restore run literally as the README writes it.
+ * archives read back with GNU tar, the manual restore run literally as docs/restore-by-hand.md writes it.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -227,7 +227,7 @@ describe('renamed or copied files are referenced, not stored again (item 2 of th
   });
 });
 
-describe('the manual restore with GNU tar and coreutils (item 2: the README lines, run literally)', () => {
+describe('the manual restore with GNU tar and coreutils (item 2: the lines of docs/restore-by-hand.md, run literally)', () => {
   it('replaying the chain oldest to newest (delete what each manifest marks gone, then tar -xzf its archive) gives the tree', async () => {
     const a = app('manual');
     // a name that is not UTF-8 and one with a tab and a newline: the one-liner must not trip on them
@@ -249,10 +249,10 @@ describe('the manual restore with GNU tar and coreutils (item 2: the README line
     expect(last.sidecar.content_bytes).toBeLessThan(100);
     const want = tree(a.storage, false);
 
-    const readme = fs.readFileSync(path.join(__dirname, '..', '..', 'README.md'), 'utf8');
-    const section = readme.slice(readme.indexOf('### Restoring by hand'));
+    const page = fs.readFileSync(path.join(__dirname, '..', '..', 'docs', 'restore-by-hand.md'), 'utf8');
+    const section = page.slice(page.indexOf('# Restoring by hand'));
     const script = /```sh\n([\s\S]*?)```/.exec(section)?.[1];
-    expect(script, 'the README shows the manual restore in a sh block').toBeTruthy();
+    expect(script, 'docs/restore-by-hand.md shows the manual restore in a sh block').toBeTruthy();
     const target = path.join(a.root, 'manual');
     fs.mkdirSync(target);
     const r = sh('bash', ['-euo', 'pipefail', '-c', script!], {

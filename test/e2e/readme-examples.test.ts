@@ -1,5 +1,6 @@
 /**
- * Issue 13, item 8: every `vertex-backup …` command in README.md's sh blocks is run, in README order,
+ * Issue 13, item 8: every `vertex-backup …` command in the sh blocks of README.md and of the docs/ pages
+ * it was split into (issue 29, item 13) is run, in the order of PAGES,
  * against a fixture application laid out with the documented defaults (./app_data/app_data.db,
  * ./storage, ./backups). An example that stops working (a renamed flag, a changed default, a broken
  * command) fails here. Remotes named in the examples (nas, s3, yandex) are file:// remotes on this disk;
@@ -12,9 +13,29 @@ import { describeRun, REPO, run } from '../helpers/cli.js';
 import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
 import { type Need, needs } from '../helpers/optional.js';
 
-/** The command lines of the README's sh/bash blocks, comments stripped, split into argv. */
-function readmeExamples(): string[] {
-  const text = fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+/**
+ * The pages whose examples this test runs, in the order a reader meets them (later examples use the
+ * backups earlier ones made). A docs/ page with `vertex-backup` examples that is not here must be named
+ * by the test that runs them (see the last test below).
+ */
+const PAGES = [
+  'README.md',
+  'docs/backing-up.md',
+  'docs/browsing.md',
+  'docs/list-and-verify.md',
+  'docs/restore.md',
+  'docs/drills.md',
+  'docs/restore-by-hand.md',
+  'docs/rotation.md',
+  'docs/scheduling.md',
+  'docs/monitoring.md',
+  'docs/encryption.md',
+  'docs/remotes.md',
+];
+
+/** The command lines of a page's sh/bash blocks, comments stripped. */
+function pageExamples(page: string): string[] {
+  const text = fs.readFileSync(path.join(REPO, page), 'utf8');
   const out: string[] = [];
   for (const m of text.matchAll(/```(?:sh|bash)\n([\s\S]*?)```/g)) {
     for (const line of m[1].split('\n')) {
@@ -40,7 +61,7 @@ const EXPECTED_EXIT: Record<string, number> = {
 const CODEC_PROGRAMS: Record<string, Need> = { zstd: needs('zstd', 'zstd'), xz: needs('xz', 'xz-utils'), bzip2: needs('bzip2', 'bzip2') };
 
 let app: AppFixture;
-const examples = readmeExamples();
+const examples = PAGES.flatMap(pageExamples);
 
 beforeAll(() => {
   app = makeApp({ randomBytes: 128 * 1024, events: 200 });
@@ -53,14 +74,39 @@ beforeAll(() => {
 });
 afterAll(() => rmrf(app?.cwd));
 
+/** The text of every test file except this one. */
+function testSources(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (/\.test\.ts$/.test(e.name) && p !== __filename) out.push(fs.readFileSync(p, 'utf8'));
+    }
+  };
+  walk(path.join(REPO, 'test'));
+  return out;
+}
+
 async function newestFullId(): Promise<string | undefined> {
   const r = await run(['list', '--type', 'full', '--json'], { cwd: app.cwd });
   return (JSON.parse(r.stdout) as { id: string; status: string }[]).find((b) => b.status === 'ok')?.id;
 }
 
 describe('README examples', () => {
-  it('the README has the examples this test runs', () => {
+  it('the README and the docs pages have the examples this test runs', () => {
     expect(examples.length).toBeGreaterThanOrEqual(30);
+    for (const page of PAGES) expect(fs.existsSync(path.join(REPO, page)), page).toBe(true);
+  });
+
+  it('every docs/ page with vertex-backup examples is run: listed here, or named by the test file that runs them', () => {
+    const tests = testSources();
+    const unrun = fs
+      .readdirSync(path.join(REPO, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`)
+      .filter((page) => pageExamples(page).length && !PAGES.includes(page) && !tests.some((t) => t.includes(page)));
+    expect(unrun, 'add them to PAGES, or run them in a test that names the page').toEqual([]);
   });
 
   it.for(examples)('%s', async (line, ctx) => {
@@ -105,5 +151,46 @@ describe('README examples', () => {
     const r = await run(args, { cwd: app.cwd, timeoutMs: 120_000 });
     expect(r.code, describeRun(r)).toBe(EXPECTED_EXIT[line] ?? 0);
     expect(r.stderr, describeRun(r)).not.toMatch(/unknown option|unknown command|    at .*\.js:\d+/);
+  });
+});
+
+describe('README: "Back up your own app"', () => {
+  const readme = () => fs.readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  const section = () => readme().slice(readme().indexOf('## Back up your own app'));
+  /** The README's paths moved under a scratch application. */
+  const place = (text: string, a: AppFixture) =>
+    text
+      .replaceAll('/srv/vertex/app_data/app_data.db', a.dbPath)
+      .replaceAll('/srv/vertex/storage', a.storagePath)
+      .replaceAll('/var/backups/vertex', path.join(a.cwd, 'var-backups'));
+
+  it('the .env form, as printed, makes a full backup that keeps MAX_BACKUPS', async () => {
+    const a = makeApp({ randomBytes: 16 * 1024, events: 20 });
+    try {
+      const ini = /```ini\n([\s\S]*?)```/.exec(section())![1];
+      for (const key of ['DATABASE_PATH', 'STORAGE_PATH', 'BACKUP_DIR', 'MAX_BACKUPS', 'TELEGRAM_BOT_TOKEN', 'TELEGRAM_CHAT_ID']) expect(ini).toMatch(new RegExp(`^${key}=`, 'm'));
+      fs.writeFileSync(path.join(a.cwd, '.env'), place(ini, a), { mode: 0o600 });
+      const r = await run(['create', '--json'], { cwd: a.cwd });
+      expect(r.code, describeRun(r)).toBe(0);
+      expect(fs.readdirSync(path.join(a.cwd, 'var-backups', 'full'))).toHaveLength(1);
+      const cfg = await run(['rotate', '--dry-run', '--json'], { cwd: a.cwd });
+      expect(JSON.parse(cfg.stdout).policy).toMatchObject({ keep_last: 14 });
+    } finally {
+      rmrf(a.cwd);
+    }
+  });
+
+  it('the config-file form, as printed, is accepted and means the same', async () => {
+    const a = makeApp({ randomBytes: 16 * 1024, events: 20 });
+    try {
+      const json = /```json\n([\s\S]*?)```/.exec(section())![1];
+      const file = path.join(a.cwd, 'vertex-backup.json');
+      fs.writeFileSync(file, place(json, a), { mode: 0o600 });
+      const r = await run(['create', '--config', file, '--json'], { cwd: a.cwd });
+      expect(r.code, describeRun(r)).toBe(0);
+      expect(fs.readdirSync(path.join(a.cwd, 'var-backups', 'full'))).toHaveLength(1);
+    } finally {
+      rmrf(a.cwd);
+    }
   });
 });

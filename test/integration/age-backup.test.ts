@@ -1,6 +1,6 @@
 /**
  * Encrypted local backups, run through the built binary: keygen, create with only a public key,
- * verify with and without the identity, restore, the README's manual restore with the age CLI, and
+ * verify with and without the identity, restore, the manual restore of docs/restore-by-hand.md with the age CLI, and
  * the safe failures (wrong key, altered or truncated file: exit 3, nothing restored).
  */
 import { spawnSync } from 'node:child_process';
@@ -100,7 +100,7 @@ describe('encrypted create / verify / restore', () => {
     expect(fs.statSync(dbFile()).mode & 0o777).toBe(0o600);
   });
 
-  needsAge.it("the README's manual restore works: age -d -i key.txt storage_backup_ID.tar.gz.age | tar -xz", () => {
+  needsAge.it("docs/restore-by-hand.md's manual restore works: age -d -i key.txt storage_backup_ID.tar.gz.age | tar -xz", () => {
     const out = scratchDir();
     fs.copyFileSync(keyFile, path.join(out, 'key.txt'));
     fs.copyFileSync(storageFile(), path.join(out, path.basename(storageFile())));

@@ -264,6 +264,26 @@ describe('scripts/backup.sh with the real vertex-backup', () => {
     expect(telegramTexts().at(-1)).toContain(`Free at ${target}:`);
   });
 
+  it('issue 29 item 4: TELEGRAM_* in the .env that vertex-backup reads are the wrapper\'s too (the environment still wins)', async () => {
+    fs.writeFileSync(
+      path.join(tmp, '.env'),
+      `BACKUP_DIR=${path.join(tmp, 'b')}\nTELEGRAM_BOT_TOKEN="${TOKEN}"   # quoted, with a comment\nTELEGRAM_CHAT_ID=4242\nTELEGRAM_API_URL=${srv.url}\n`,
+      { mode: 0o600 },
+    );
+    const r = await runScript(['--type', 'database'], { ...env(), TELEGRAM_BOT_TOKEN: undefined, TELEGRAM_CHAT_ID: undefined, TELEGRAM_API_URL: undefined });
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).not.toContain('Telegram not configured');
+    const sent = srv.requests.filter((q) => q.url.endsWith('/sendMessage'));
+    expect(sent).toHaveLength(1);
+    expect(sent[0].url).toContain(`/bot${TOKEN}/`);
+    expect(sent[0].form?.chat_id).toBe('4242');
+    expect(fs.readFileSync(path.join(tmp, 'b', 'backup-wrapper.log'), 'utf8')).not.toContain(TOKEN);
+    // a chat id in the environment wins over the file's
+    const again = await runScript(['--type', 'database'], { ...env(), TELEGRAM_BOT_TOKEN: undefined, TELEGRAM_CHAT_ID: '77', TELEGRAM_API_URL: undefined });
+    expect(again.code, again.stdout + again.stderr).toBe(0);
+    expect(srv.requests.filter((q) => q.url.endsWith('/sendMessage')).at(-1)?.form?.chat_id).toBe('77');
+  });
+
   it("fails with the CLI's own exit code and reason", async () => {
     const backups = path.join(tmp, 'backups');
     const missing = { ...env(), DATABASE_PATH: path.join(data, 'missing.db') };

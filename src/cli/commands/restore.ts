@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { BackupError } from '../../errors.js';
 import type { RestorePlan } from '../../ops/restore.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
@@ -61,6 +61,7 @@ export function register(program: Command): void {
       (v: string, prev: string[] = []) => [...prev, v],
     )
     .option('--volume <name>', 'restore this Docker volume from <backup-dir>/volumes/<name>: its stop-labelled containers are stopped and started again')
+    .addOption(new Option('--only <half>', 'restore one half of a full backup by id (--include implies storage)').choices(['database', 'storage']))
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
     .addOption(remotesConfigOption())
     .addOption(waitOption())
@@ -78,6 +79,7 @@ Examples:
   vertex-backup restore 20240101_120000 --target /tmp/restore-check --yes
   vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
   vertex-backup restore 20240101_120000 --target /tmp/r --include images/2024 --yes   # part of the tree
+  vertex-backup restore 20240101_120000 --only database --yes   # the database half of a full backup
   vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup
   vertex-backup restore latest --volume pgdata --yes    # a Docker volume (DOCKER_HOST)
   vertex-backup restore latest --volume pgdata --target /tmp/r --yes   # beside it, without Docker`,
@@ -96,6 +98,7 @@ Examples:
         database?: string[];
         globals?: boolean;
         volume?: string;
+        only?: 'database' | 'storage';
       };
       // a partial tree swapped in for the live one would look like lost files: only beside it
       if (o.include?.length && !o.target)
@@ -134,6 +137,7 @@ Examples:
       const options: import('../../ops/restore.js').RestoreOptions = {
         target: o.target,
         include: o.include?.map(nameArg),
+        only: o.only,
         verify: o.verify,
         sources: { targetDb: o.targetDb, databases: o.database, globals: !!o.globals },
         identities,

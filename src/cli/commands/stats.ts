@@ -18,12 +18,14 @@ export function register(program: Command): void {
               t.type,
               t.count,
               t.notOk ? ui.c.yellow(String(t.notOk)) : '0',
-              t.type === 'full' ? '-' : formatBytes(t.bytes),
+              formatBytes(t.sizeBytes),
               t.newest ? `${t.newest.id} (${formatAge(t.newest.ageSeconds * 1000)} ago)` : '-',
               t.oldest ? `${t.oldest.id} (${formatAge(t.oldest.ageSeconds * 1000)} ago)` : '-',
             ]);
             ui.out(ui.table(['type', 'count', 'not ok', 'size', 'newest ok', 'oldest ok'], rows));
-            ui.out(`total ${countOf(s.totalCount, 'backup')}, ${formatBytes(s.totalBytes)}; free at ${s.backupDir}: ${formatBytes(s.freeBytes)}`);
+            ui.out(
+              `total ${countOf(s.totalCount, 'backup')}, ${formatBytes(s.totalBytes)} (a full backup's components counted once); free at ${s.backupDir}: ${formatBytes(s.freeBytes)}`,
+            );
           },
         };
       }),
