@@ -151,7 +151,7 @@ export function buildApp(opts: AppOptions) {
     return tokenCache.tokens;
   };
   /** one run per backup directory: this process's own runs are refused here, other processes' by the kernel lock */
-  let busy: { job?: Job; lock: Lock } | undefined;
+  let busy: { job?: Job; lock?: Lock } | undefined;
 
   const app = new Hono<Env>();
 
@@ -257,17 +257,20 @@ export function buildApp(opts: AppOptions) {
         'LOCKED',
         `another run holds the lock on ${cfg.backupDir}: ${busy.job ? `job ${busy.job.id} (${busy.job.kind})` : 'a request of this server'}`,
       );
+    // reserved before the first await: two requests in the same moment both passed the check above
+    busy = {};
     try {
       const lock = await acquireLock(cfg.backupDir, command, { waitMs: 0 });
-      busy = { lock };
+      busy.lock = lock;
       return lock;
     } catch (err) {
+      busy = undefined;
       const e = toBackupError(err);
       return sendError(c, e);
     }
   }
   const release = () => {
-    busy?.lock.release();
+    busy?.lock?.release();
     busy = undefined;
   };
 

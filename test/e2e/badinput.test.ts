@@ -54,10 +54,10 @@ const cases = (): Case[] => [
   { name: 'a database path that is not SQLite', args: ['create', '--type', 'database', '--db-path', 'not-a-db.db'], names: ['not-a-db.db', /SQLite/i] },
   { name: 'a storage path that is a file', args: ['create', '--type', 'storage', '--storage-path', 'a-file'], names: ['a-file', /director/i] },
   {
-    name: 'DATABASE_URL=postgres://u:p@h/db',
+    name: 'DATABASE_URL=mysql://u:p@h/db',
     args: ['create', '--type', 'database'],
-    env: { DATABASE_URL: 'postgres://u:p@h/db' },
-    names: ['DATABASE_URL', /postgres/],
+    env: { DATABASE_URL: 'mysql://u:p@h/db' },
+    names: ['DATABASE_URL', /mysql/],
     never: ['u:p@'],
   },
   { name: 'a config file that is not JSON', args: ['create', '--config', 'bad.json', ...src()], names: ['bad.json', /JSON/] },

@@ -65,6 +65,10 @@ const examples = PAGES.flatMap(pageExamples);
 
 beforeAll(() => {
   app = makeApp({ randomBytes: 128 * 1024, events: 200 });
+  // the paths the browsing examples name (a restore --include of nothing is exit 2)
+  fs.mkdirSync(path.join(app.storagePath, 'images', '2024'), { recursive: true });
+  fs.writeFileSync(path.join(app.storagePath, 'images', '2024', 'beach.jpg'), 'jpeg bytes\n');
+  fs.writeFileSync(path.join(app.storagePath, 'notes.txt'), 'notes\n');
   const remote = (name: string) => {
     const d = path.join(app.cwd, 'remotes', name);
     fs.mkdirSync(d, { recursive: true });
