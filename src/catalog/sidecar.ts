@@ -149,6 +149,22 @@ const SIDECAR_ENTRIES = {
   /** files and bytes of the whole tree the manifest describes */
   tree_files: v.optional(v.number()),
   tree_bytes: v.optional(v.number()),
+  /** a Docker volume's catch-up pass: the containers stopped for it and how long they were down */
+  volume: v.optional(
+    v.object({
+      name: v.string(),
+      live_pass: v.optional(v.string()),
+      containers: v.array(
+        v.object({
+          name: v.string(),
+          id: v.optional(v.string()),
+          stopped: v.boolean(),
+          downtime_ms: v.optional(v.number()),
+          restarted: v.optional(v.boolean()),
+        }),
+      ),
+    }),
+  ),
 };
 const SidecarSchema = v.object(SIDECAR_ENTRIES);
 /** The sidecar JSON: written last, atomically; its presence and validity commit a backup. */

@@ -1,6 +1,8 @@
 import { listBackups } from '../catalog/listing.js';
 import { BACKUP_TYPES } from '../catalog/sidecar.js';
 import { readStatus } from '../catalog/status.js';
+import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
 import { exists, freeSpace, tempNameBeside, writeFileAtomic } from '../fsutil.js';
 
 /**
@@ -76,6 +78,12 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
   const drillRpo = fam('drill_rpo_seconds', 'Age of the drilled backup when the last drill started');
   const drillRpoTarget = fam('drill_rpo_target_seconds', 'RPO target the last drill judged against (RPO_TARGET)');
   const drillBytes = fam('drill_restored_bytes', 'Bytes the last drill restored');
+  const volumeSuccess = fam('volume_last_success_timestamp_seconds', 'Unix time of the newest good backup of each Docker volume');
+  const volumeBytes = fam('volume_backups_bytes', 'Bytes of the good backups of each Docker volume');
+  const downtime = fam(
+    'volume_container_downtime_seconds',
+    'How long each stop-labelled container was down for the newest catch-up backup of its volume (0 when it was not stopped)',
+  );
   const free = fam('backup_dir_free_bytes', 'Free bytes at the backup directory');
   const scrape = fam('metrics_timestamp_seconds', 'Unix time this file was written');
   const families = [
@@ -99,6 +107,9 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
     drillRpo,
     drillRpoTarget,
     drillBytes,
+    volumeSuccess,
+    volumeBytes,
+    downtime,
     free,
     scrape,
   ];
@@ -142,6 +153,17 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
     if (d.rpo_ms !== undefined) drillRpo.samples.push({ labels, value: d.rpo_ms / 1000 });
     drillRpoTarget.samples.push({ value: d.rpo_target_ms / 1000 });
     if (d.bytes_restored !== undefined) drillBytes.samples.push({ labels, value: d.bytes_restored });
+  }
+  // Docker volumes: each its own backup directory under volumes/ (see ops/volumes.ts)
+  const volumesDir = path.join(backupDir, 'volumes');
+  for (const name of (await fsp.readdir(volumesDir).catch(() => [] as string[])).sort()) {
+    const good = (await listBackups(path.join(volumesDir, name), { type: 'storage' })).filter((e) => e.status === 'ok' || e.status === 'partial');
+    if (!good.length) continue;
+    volumeSuccess.samples.push({ labels: { volume: name }, value: good[0]!.createdAt.getTime() / 1000 });
+    volumeBytes.samples.push({ labels: { volume: name }, value: good.reduce((n, e) => n + e.size, 0) });
+    const caught = good.find((e) => e.sidecar?.volume)?.sidecar?.volume;
+    for (const c of caught?.containers ?? [])
+      downtime.samples.push({ labels: { volume: name, container: c.name }, value: (c.stopped ? (c.downtime_ms ?? 0) : 0) / 1000 });
   }
   if (await exists(backupDir)) free.samples.push({ value: await freeSpace(backupDir) });
   scrape.samples.push({ value: Date.now() / 1000 });

@@ -53,8 +53,14 @@ need.describe('Docker volumes (real dockerd)', () => {
   need.it('create --type volumes: live pass, the labelled container stopped for the catch-up only and started again', async () => {
     const otherStarted = startedAt('other');
     const stubbornStarted = startedAt('stubborn');
-    const r = await run(['create', '--type', 'volumes', '--backup-dir', backupDir, '--json'], { cwd, env: env(), timeoutMs: 90_000 });
+    const metricsFile = path.join(cwd, 'vertex-backup.prom');
+    const r = await run(['create', '--type', 'volumes', '--backup-dir', backupDir, '--json', '--metrics-file', metricsFile], { cwd, env: env(), timeoutMs: 90_000 });
     expect(r.code, describeRun(r)).toBe(0);
+    // the downtime reaches the metrics file, per volume and container
+    const metrics = fs.readFileSync(metricsFile, 'utf8');
+    const down = /^vertex_backup_volume_container_downtime_seconds\{volume="pgdata",container="db"\} (\S+)$/m.exec(metrics);
+    expect(Number(down?.[1]), metrics).toBeGreaterThan(0);
+    expect(metrics).toMatch(/^vertex_backup_volume_last_success_timestamp_seconds\{volume="functions"\} \d/m);
     const out = JSON.parse(r.stdout) as { volumes: { volume: string; id: string; passes: { id: string }[]; containers: { name: string; stopped: boolean; downtime_ms: number; restarted: boolean }[] }[] };
     const pg = out.volumes.find((v) => v.volume === 'pgdata')!;
     expect(pg.passes.length).toBe(2);
