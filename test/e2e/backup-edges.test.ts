@@ -359,9 +359,11 @@ describe('raw errors (item 8)', () => {
   it('a password holding @ is masked whole: postgresql://u:p@ss@h', async () => {
     const a = app('pgurl');
     const r = await run(['create', '--type', 'database', '--backup-dir', a.backupDir], { cwd: a.root, env: { DATABASE_URL: 'postgresql://u:p@ss@h/db' } });
-    expect(r.code, describeRun(r)).toBe(2);
-    expect(r.stderr).toContain('postgresql://***@h/db');
+    // PostgreSQL is a source now: a host that does not resolve is a failed run (1), not bad usage
+    expect(r.code, describeRun(r)).toBe(1);
+    expect(r.stderr).toContain('postgresql://u:***@h/db');
     expect(r.stderr).not.toContain('ss@h');
+    expect(r.stderr).not.toContain('p@ss');
   });
 
   it('a --config file at mode 0644 holding a URL with a password is refused like the remotes file', async () => {

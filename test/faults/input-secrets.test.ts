@@ -32,7 +32,7 @@ const bad: { name: string; args: string[]; env?: Record<string, string>; mention
   { name: 'missing database file', args: ['create', '--type', 'database', '--db-path', 'nope/none.db'], mentions: /none\.db/ },
   { name: 'database path is a directory', args: ['create', '--type', 'database', '--db-path', '.'], mentions: /not a file/ },
   { name: 'database file is not SQLite', args: ['create', '--type', 'database', '--db-path', 'a-file'], mentions: /not a SQLite/ },
-  { name: 'DATABASE_URL that is not SQLite', args: ['create', '--type', 'database', '--db-path', ''], env: { DATABASE_URL: 'postgres://app:pgpassw0rd@db/app' }, mentions: /DATABASE_URL/ },
+  { name: 'DATABASE_URL of an unsupported database', args: ['create', '--type', 'database', '--db-path', ''], env: { DATABASE_URL: 'mysql://app:pgpassw0rd@db/app' }, mentions: /DATABASE_URL/ },
   { name: 'storage path is a file', args: ['create', '--type', 'storage', '--storage-path', 'a-file'], mentions: /a-file/ },
   { name: 'backup dir under a regular file', args: ['create', '--backup-dir', 'a-file/backups'], mentions: /a-file/ },
   { name: 'a backup id that does not exist', args: ['verify', '20000101_000000'], mentions: /20000101_000000/ },
