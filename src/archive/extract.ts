@@ -131,10 +131,12 @@ class Extractor {
     if (input.errored) throw input.errored;
     input.on('data', onData);
     input.once('end', () => ex.end(undefined));
-    input.once('error', (err) => ex.destroy(err));
-    input.once('close', () => {
+    const onInputError = (err: Error) => ex.destroy(err);
+    const onInputClose = () => {
       if (!input.readableEnded) ex.destroy(input.errored ?? new Error('the archive stream closed before its end'));
-    });
+    };
+    input.once('error', onInputError);
+    input.once('close', onInputClose);
     const onAbort = () => ex.destroy(abortError(signal));
     signal?.addEventListener('abort', onAbort, { once: true });
 
@@ -152,6 +154,9 @@ class Extractor {
     } finally {
       signal?.removeEventListener('abort', onAbort);
       input.off('data', onData);
+      // once the loop is left (an abort, a damaged entry) nobody reads ex: an input closing later must not
+      // destroy it with an error no listener hears (an uncaught exception); the error was already thrown
+      ex.on('error', () => {});
     }
 
     if (!tail.endsWithEofMarker()) {
