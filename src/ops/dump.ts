@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { ManifestRecord } from '../archive/manifest.js';
-import { archiveTarStream, entryPath } from '../archive/restore-chain.js';
+import { entryPath, openChainArchive } from '../archive/restore-chain.js';
 import { componentLookup } from '../catalog/listing.js';
 import { BackupError } from '../errors.js';
 import { showName } from '../archive/bytenames.js';
@@ -41,8 +41,8 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
       hint: `restore it with: vertex-backup restore ${entry.id} --include ${JSON.stringify(file)} --target DIR --identity FILE`,
     });
   }
-  const input = await archiveTarStream({ dir: path.dirname(holder.sidecarPath!), sidecar: holder.sidecar }, holder.id);
-  const tarStream = input;
+  const artifact = await openChainArchive({ dir: path.dirname(holder.sidecarPath!), sidecar: holder.sidecar }, holder.id);
+  const tarStream = artifact.stream;
   const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
   tarStream.pipe(ex as unknown as NodeJS.WritableStream);
   tarStream.on('error', (e) => ex.destroy(e));
@@ -68,12 +68,12 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
         throw new BackupError('DAMAGED', `${shown} in the archive of storage backup ${holder.id} does not match the manifest`);
       out.end();
       ex.destroy();
-      input.destroy();
+      artifact.destroy();
       return;
     }
     throw new BackupError('DAMAGED', `the archive of storage backup ${holder.id} lacks ${shown}, which the manifest says it holds`);
   })().catch((err) => {
-    input.destroy();
+    artifact.destroy();
     out.destroy(err instanceof BackupError ? err : new BackupError('DAMAGED', `reading storage backup ${holder.id}: ${(err as Error).message}`));
   });
   return { id: entry.id, record, content: out };
