@@ -9,7 +9,7 @@ import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, toBackupError, usageError } from '../errors.js';
-import { formatBytes, formatDuration } from '../format.js';
+import { formatBytes, formatDuration } from '../human.js';
 import { exists, freeSpace } from '../fsutil.js';
 import type { Remote } from '../remote/remote.js';
 import { type TransferOptions, listRemoteBackups, sidecarRel } from '../offsite/transfer.js';

@@ -15,7 +15,7 @@ import type { Config } from '../config.js';
 import { decryptToFile, needIdentity } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, toBackupError, usageError } from '../errors.js';
-import { formatBytes } from '../format.js';
+import { formatBytes } from '../human.js';
 import { exists, freeSpace } from '../fsutil.js';
 import type { Remote } from '../remote/remote.js';
 import { type TransferOptions, downloadBackup, listRemoteBackups, sidecarRel } from '../offsite/transfer.js';

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { formatBytes } from '../../format.js';
+import { formatBytes } from '../../human.js';
 import { manifestCommand } from '../manifest-command.js';
 import { nameArg } from '../name-args.js';
 
