@@ -1,7 +1,13 @@
+import { createReadStream } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { type ManifestFile, type ManifestRecord, readView } from '../archive/manifest.js';
 import { manifestChain } from '../catalog/chain.js';
 import { type BackupEntry, componentLookup, findBackup } from '../catalog/listing.js';
+import type { EncryptionInfo } from '../catalog/sidecar.js';
+import { decryptToFile, needIdentity } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 
 /**
@@ -24,11 +30,27 @@ export async function storageWithManifest(backupDir: string, ref: string): Promi
 }
 
 /**
+ * Reading an encrypted backup needs a key; no key at all is a setup problem (exit 2, as drill says it),
+ * not a damaged backup. A wrong key fails when the file is read: damaged to us (exit 3), as restore.
+ */
+export function requireKey(identities: Identity[] | undefined, subject: string, info: EncryptionInfo): void {
+  if (identities?.length) return;
+  const e = needIdentity({ subject, info });
+  throw new BackupError('USAGE', e.message, { hint: e.hint });
+}
+
+interface ChainManifest extends ManifestFile {
+  id: string;
+  /** a manifest encrypted on an encrypting remote (a copy of one used as the backup directory) */
+  encryption?: EncryptionInfo;
+}
+
+/**
  * The manifests that make up a storage backup's file list (its chain, oldest first), each with the
  * checksum its own sidecar gives; `lookup` finds the other backups of the chain.
  */
-export async function chainManifests(entry: BackupEntry, lookup: (id: string) => Promise<BackupEntry | undefined>): Promise<ManifestFile[]> {
-  const files: ManifestFile[] = [];
+async function chainManifests(entry: BackupEntry, lookup: (id: string) => Promise<BackupEntry | undefined>): Promise<ChainManifest[]> {
+  const files: ChainManifest[] = [];
   for (const id of manifestChain(entry.id, entry.sidecar!)) {
     const e = id === entry.id ? entry : await lookup(id);
     const m = e?.sidecar?.manifest;
@@ -38,15 +60,36 @@ export async function chainManifests(entry: BackupEntry, lookup: (id: string) =>
         `storage backup ${entry.id} needs the manifest of storage backup ${id}, which is ${e ? `${e.status}${e.reason ? ` (${e.reason})` : ''}` : 'missing'}`,
       );
     }
-    files.push({ file: path.join(path.dirname(e.sidecarPath), m.file), checksum: m.checksum });
+    files.push({ id, file: path.join(path.dirname(e.sidecarPath), m.file), checksum: m.checksum, encryption: m.encryption });
   }
   return files;
 }
 
-/** Every path of the backup's tree (the merge of its chain's manifests), each manifest checked against its checksum once read to the end. */
-export async function* manifestRecords(backupDir: string, entry: BackupEntry): AsyncGenerator<ManifestRecord> {
+/**
+ * Every path of the backup's tree (the merge of its chain's manifests), each manifest checked against
+ * its checksum once read to the end. An encrypted manifest is decrypted first into a private temporary
+ * directory (manifests are small; the merge reads each several times), removed when the reader is done.
+ */
+export async function* manifestRecords(backupDir: string, entry: BackupEntry, identities?: Identity[]): AsyncGenerator<ManifestRecord> {
   const lookup = componentLookup(backupDir);
-  yield* readView(await chainManifests(entry, (id) => lookup('storage', id)));
+  const files = await chainManifests(entry, (id) => lookup('storage', id));
+  const locked = files.filter((f) => f.encryption);
+  for (const f of locked) requireKey(identities, `the manifest of storage backup ${f.id}`, f.encryption!);
+  const tmp = locked.length ? await fsp.mkdtemp(path.join(os.tmpdir(), 'vertex-backup-manifest-')) : undefined;
+  try {
+    const plain: ManifestFile[] = [];
+    for (const f of files) {
+      if (!f.encryption) plain.push(f);
+      else {
+        const dest = path.join(tmp!, `${f.id}.manifest.gz`);
+        await decryptToFile(createReadStream(f.file), dest, { identities: identities!, subject: `the manifest of storage backup ${f.id}`, info: f.encryption });
+        plain.push({ file: dest, checksum: f.encryption.plaintext_checksum });
+      }
+    }
+    yield* readView(plain);
+  } finally {
+    if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
+  }
 }
 
 /** A path as the user types it (relative to the storage directory) to the manifest's archive path. */
