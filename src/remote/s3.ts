@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { usageError } from '../errors.js';
+import { remoteTimeoutMs } from './http-agent.js';
 import {
   SchemeRemote,
   type RemoteEntry,
@@ -202,6 +203,8 @@ registerScheme('s3', async (spec) => {
   }
   const partSize = Math.max(5, Number(opt(spec, q, 'part_size_mb') ?? 16)) * 1024 * 1024;
   const queueSize = Math.max(1, Number(opt(spec, q, 'queue_size') ?? 4));
+  const timeoutMs = remoteTimeoutMs(opt(spec, q, 'timeout_seconds'));
+  if (timeoutMs === undefined) throw usageError(`remote "${spec.name ?? spec.url}": timeout_seconds must be a positive number of seconds`);
   const sdk = await import('@aws-sdk/client-s3');
   const client = new sdk.S3Client({
     endpoint,
@@ -209,6 +212,9 @@ registerScheme('s3', async (spec) => {
     forcePathStyle: pathStyle,
     maxAttempts: Number(opt(spec, q, 'max_attempts') ?? 3),
     credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey, sessionToken } : undefined,
+    // the SDK waits forever by default: a server that accepts and never answers (or stops mid-body)
+    // hung sync; socketTimeout is silence on the socket, so a long transfer that moves is never cut
+    requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs },
     // Only send/verify checksums when the operation requires them: S3-compatible servers (s3rver, older
     // MinIO, Ceph) reject the newer default CRC32 trailers.
     requestChecksumCalculation: 'WHEN_REQUIRED',

@@ -148,3 +148,64 @@ describe('a server that accepts and never answers', () => {
     ).rejects.toMatchObject({ code: 'USAGE' });
   });
 });
+
+describe('s3:// against a server that accepts and never answers', () => {
+  it('the call fails after timeout_seconds of silence', async () => {
+    const port = await silentServer();
+    const remote = retrying(
+      await openRemoteDefinition(
+        {
+          name: 's3',
+          url: 's3://backups/x',
+          enabled: true,
+          options: { endpoint: `http://127.0.0.1:${port}`, force_path_style: true, access_key_id: 'K', secret_access_key: 'S', max_attempts: 1, timeout_seconds: 1 },
+        },
+        {},
+      ),
+      { retries: 0 },
+    );
+    const t0 = Date.now();
+    const err = await bounded(
+      remote.stat('x').catch((e: unknown) => e),
+      15_000,
+    );
+    await remote.close();
+    expect(err).toBeInstanceOf(RemoteError);
+    expect((err as RemoteError).kind).toBe('transient');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('a download that stops halfway fails after timeout_seconds of silence', async () => {
+    const server = http.createServer((req, res) => {
+      if (req.method === 'HEAD') res.writeHead(200, { 'content-length': '1000' }).end();
+      else {
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write(Buffer.alloc(100));
+      }
+    });
+    const port = await listen(server);
+    const remote = retrying(
+      await openRemoteDefinition(
+        {
+          name: 's3',
+          url: 's3://backups/x',
+          enabled: true,
+          options: { endpoint: `http://127.0.0.1:${port}`, force_path_style: true, access_key_id: 'K', secret_access_key: 'S', max_attempts: 1, timeout_seconds: 1 },
+        },
+        {},
+      ),
+      { retries: 0 },
+    );
+    const consumed = (async () => {
+      try {
+        for await (const _ of await remote.read('x'));
+        return 'ended';
+      } catch (e) {
+        return e;
+      }
+    })();
+    const r = await bounded(consumed, 15_000);
+    await remote.close();
+    expect(r).toBeInstanceOf(Error);
+  });
+});
