@@ -3,12 +3,17 @@
  * redirects to collect credentials, or accepts a connection and never answers. Real servers on
  * 127.0.0.1: plain `http`/`net` servers play the hostile part.
  */
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as path from 'node:path';
+import ssh2 from 'ssh2';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { retrying } from '../../src/remote/retry.js';
+import { needs } from '../helpers/optional.js';
+import { type SshServer, startSshd, tempDir } from '../helpers/servers.js';
 
 const closers: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
@@ -207,5 +212,37 @@ describe('s3:// against a server that accepts and never answers', () => {
     const r = await bounded(consumed, 15_000);
     await remote.close();
     expect(r).toBeInstanceOf(Error);
+  });
+});
+
+needs('/usr/sbin/sshd', 'openssh-server').describe('sftp:// a host known under another key type', () => {
+  let srv: SshServer;
+  afterAll(async () => {
+    await srv?.stop();
+  });
+
+  it('is a changed host, not an unknown one: refused even with accept_unknown_host, nothing appended', async () => {
+    srv = await startSshd(); // offers only its ed25519 key
+    const dir = tempDir('kh-types');
+    const kh = path.join(dir, 'known_hosts');
+    const ecdsa = ssh2.utils.generateKeyPairSync('ecdsa', { bits: 256 }).public.trim().split(/\s+/).slice(0, 2).join(' ');
+    const known = `[127.0.0.1]:${srv.port} ${ecdsa}\n`;
+    fs.writeFileSync(kh, known, { mode: 0o600 });
+    const err = (await openRemoteDefinition(
+      {
+        name: 'box',
+        url: `sftp://${srv.user}@127.0.0.1:${srv.port}/${srv.root}/x`,
+        enabled: true,
+        options: { private_key: srv.userKey, known_hosts: kh, accept_unknown_host: true },
+      },
+      {},
+    )
+      .then((r) => retrying(r, { retries: 0 }).list(''))
+      .catch((e: unknown) => e)) as RemoteError;
+    expect(err).toBeInstanceOf(RemoteError);
+    expect(err.kind).toBe('auth');
+    expect(err.message).toMatch(/does not match/);
+    expect(fs.readFileSync(kh, 'utf8')).toBe(known);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });
