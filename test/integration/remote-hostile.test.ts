@@ -12,8 +12,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
 import { retrying } from '../../src/remote/retry.js';
+import { maskUrl, redact } from '../../src/secrets.js';
 import { needs } from '../helpers/optional.js';
-import { type SshServer, startSshd, tempDir } from '../helpers/servers.js';
+import { type SshServer, rcloneObscure, startSshd, startWebdav, tempDir, type WebdavServer } from '../helpers/servers.js';
 
 const closers: (() => Promise<void> | void)[] = [];
 afterAll(async () => {
@@ -243,6 +244,36 @@ needs('/usr/sbin/sshd', 'openssh-server').describe('sftp:// a host known under a
     expect(err.kind).toBe('auth');
     expect(err.message).toMatch(/does not match/);
     expect(fs.readFileSync(kh, 'utf8')).toBe(known);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+needs('rclone', 'rclone').describe('rclone: credentials in a connection string', () => {
+  let dav: WebdavServer;
+  afterAll(async () => {
+    await dav?.stop();
+  });
+
+  it('reach rclone through its environment, never its argv, and are masked wherever the URL is shown', async () => {
+    dav = await startWebdav({ user: 'carol', pass: 'dav-secret-77' });
+    const dir = tempDir('rclone-argv');
+    const argvLog = path.join(dir, 'argv');
+    const wrapper = path.join(dir, 'rclone-wrapper');
+    fs.writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$@" >> '${argvLog}'\nexec rclone "$@"\n`, { mode: 0o755 });
+    const env = { ...process.env, XDG_CACHE_HOME: dir, RCLONE_CONFIG: path.join(dir, 'rclone.conf') };
+    const obscured = rcloneObscure('dav-secret-77');
+    const url = `rclone::webdav,url="http://127.0.0.1:${dav.port}",vendor=other,user=carol,pass=${obscured}:backups`;
+    const remote = retrying(await openRemoteDefinition({ name: 'otf', url, enabled: true, options: { binary: wrapper } }, env), { retries: 0 });
+    const file = path.join(dir, 'probe.bin');
+    fs.writeFileSync(file, 'probe\n');
+    await remote.put('probe.bin', file);
+    expect(await remote.list('')).toEqual([{ path: 'probe.bin', size: 6 }]);
+    await remote.close();
+    expect(fs.readFileSync(path.join(dav.dataDir, 'backups', 'probe.bin'), 'utf8')).toBe('probe\n');
+    expect(fs.readFileSync(argvLog, 'utf8')).not.toContain(obscured);
+    expect(remote.url).not.toContain(obscured);
+    expect(maskUrl(url)).not.toContain(obscured);
+    expect(redact(`error: rclone failed for ${url}`)).not.toContain(obscured);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });
