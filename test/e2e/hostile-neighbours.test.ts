@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -299,5 +300,39 @@ describe('2. symlinks the app user plants at the live paths', () => {
     expect(fs.readdirSync(rootOnly).sort()).toEqual(['root.db', 'secret']);
     expect(fs.readFileSync(rootDb).equals(rootDbBytes)).toBe(true);
     expect(fs.readdirSync(path.dirname(rootOnly)).filter((n) => n.startsWith(`${path.basename(rootOnly)}.pre-restore`))).toEqual([]);
+  });
+});
+
+describe('11. SIGTERM ends a run that waits on a remote which never answers', () => {
+  it('sync to an S3 endpoint that accepts and never answers: exit 143 within seconds of SIGTERM', async () => {
+    const app = newApp();
+    await createBackup(app, 'database');
+    const sockets = new Set<import('node:net').Socket>();
+    const silent = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const url = `s3://backups/x?endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}&force_path_style=true`;
+      const { child, done } = start(['sync', '--remote', url, ...app.flags], {
+        cwd: app.cwd,
+        timeoutMs: 60_000,
+        env: { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE1', AWS_SECRET_ACCESS_KEY: 'secret-example-1' },
+      });
+      // wait until the request hangs on the silent server
+      for (let i = 0; i < 200 && sockets.size === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(sockets.size).toBeGreaterThan(0);
+      const sent = Date.now();
+      child.kill('SIGTERM');
+      const r = await done;
+      expect(r.code, describeRun(r)).toBe(143);
+      expect(Date.now() - sent).toBeLessThan(15_000);
+      noStack(r);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
   });
 });
