@@ -310,6 +310,15 @@ async function refuseForeignLink(p: string, what: 'database' | 'storage'): Promi
   );
 }
 
+/** The live storage path must still lead where it led when the backup was staged beside it. */
+async function refuseMovedStorage(live: string, dest: string): Promise<void> {
+  const now = (await fsp.lstat(live).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(live).catch(() => undefined) : live;
+  if (now === dest) return;
+  throw new BackupError('USAGE', `refusing to swap the storage: ${live} now leads to ${now ?? 'nothing'}, not ${dest} as when the restore began`, {
+    hint: `check who changed ${live} during the restore`,
+  });
+}
+
 /** Checks `--target`: a directory or nothing yet, never a file. */
 async function checkTarget(target: string): Promise<string> {
   const dir = path.resolve(target);
@@ -493,6 +502,9 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       await writeJournal(stateDir, journal);
       faultPoint('database');
       try {
+        // again at write time: a link planted during the verification (minutes, for a big backup) would
+        // have the database written through it
+        await refuseForeignLink(dbTo, 'database');
         const { integrity } = await restoreDatabaseInto(dbFile!, dbTo);
         faultPoint('database-done');
         if (integrity !== 'ok') {
@@ -521,6 +533,8 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       await writeJournal(stateDir, journal);
       faultPoint('storage');
       try {
+        await refuseForeignLink(stTo, 'storage');
+        await refuseMovedStorage(stTo, staged.swap.dest);
         await completeSwap(staged.swap, async (p) => {
           journal.phase = p;
           await writeJournal(stateDir, journal);

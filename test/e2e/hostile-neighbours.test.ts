@@ -336,3 +336,40 @@ describe('11. SIGTERM ends a run that waits on a remote which never answers', ()
     }
   });
 });
+
+describe('2. a link planted at a live path while the restore verifies', () => {
+  /** waits until the process stopped itself at its fault point (state T in /proc) */
+  async function stopped(pid: number): Promise<void> {
+    for (let i = 0; i < 600; i++) {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the restore never reached its fault point');
+  }
+
+  asRoot('the database is checked again at write time: a link planted after the first check is refused', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'database');
+    const rootOnly = tempDir('vb-root-only-');
+    scratch.push(rootOnly);
+    fs.chmodSync(rootOnly, 0o700);
+    const rootDb = path.join(rootOnly, 'root.db');
+    fs.copyFileSync(app.dbPath, rootDb);
+    // root's database differs from the backup: a restore through the link would change it
+    expect(spawnSync('sqlite3', [rootDb, "CREATE TABLE root_only(x); INSERT INTO root_only VALUES ('root');"]).status).toBe(0);
+    const rootDbBytes = fs.readFileSync(rootDb);
+    const { child, done } = start(['restore', id, '--yes', ...app.flags], { cwd: app.cwd, timeoutMs: 60_000, env: { VERTEX_BACKUP_FAULT_POINT: 'database' } });
+    await stopped(child.pid!);
+    // www-data (uid 33) swaps app.db for a link to root's database between the checks and the write
+    fs.rmSync(app.dbPath);
+    fs.symlinkSync(rootDb, app.dbPath);
+    fs.lchownSync(app.dbPath, 33, 33);
+    child.kill('SIGCONT');
+    const r = await done;
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/refusing to restore the database through .* symlink owned by uid 33/);
+    expect(fs.readFileSync(rootDb).equals(rootDbBytes)).toBe(true);
+    noStack(r);
+  });
+});
