@@ -373,3 +373,28 @@ describe('2. a link planted at a live path while the restore verifies', () => {
     noStack(r);
   });
 });
+
+describe('2. a chain of links: root\'s own link leading through one the app user owns', () => {
+  asRoot('restore as root refuses the storage when a link on the way belongs to another user and leads to what is not theirs', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'storage');
+    const rootOnly = tempDir('vb-root-only-');
+    const appHome = tempDir('vb-app-home-');
+    scratch.push(rootOnly, appHome);
+    fs.chmodSync(rootOnly, 0o700);
+    fs.writeFileSync(path.join(rootOnly, 'secret'), 'root\n');
+    // root set storage up as a link into the app user's home (an operator's own link: followed)
+    fs.rmSync(app.storagePath, { recursive: true });
+    fs.symlinkSync(path.join(appHome, 'storage'), app.storagePath);
+    // the app user (uid 33) owns its home and makes `storage` there a link to root's directory
+    fs.chownSync(appHome, 33, 33);
+    fs.symlinkSync(rootOnly, path.join(appHome, 'storage'));
+    fs.lchownSync(path.join(appHome, 'storage'), 33, 33);
+    const r = await vb(app, ['restore', id, '--yes']);
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/refusing to restore the storage through .* on the way is a symlink owned by uid 33/);
+    expect(fs.readdirSync(rootOnly)).toEqual(['secret']);
+    expect(fs.readdirSync(path.dirname(rootOnly)).filter((n) => n.startsWith(`${path.basename(rootOnly)}.pre-restore`))).toEqual([]);
+    noStack(r);
+  });
+});
