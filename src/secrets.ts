@@ -56,6 +56,45 @@ function urlPasswordSpans(text: string): [number, number][] {
   return spans;
 }
 
+// the parameters of an rclone connection string (`rclone::s3,secret_access_key=…:bucket`) that hold a
+// secret: the usual names, and rclone's own short ones (`pass`, b2's `key`, sftp's `key_pem`)
+const RCLONE_SECRET_PARAM = /^(pass|key|key_pem|sas_url|service_account_credentials|[a-z_]*_(pass|key))$/i;
+const isParamNameChar = (c: number) => isSchemeChar(c) || c === 95; // letters, digits, + . - _
+
+/**
+ * [start, end) of the value of every secret `,name=value` parameter of an rclone connection string:
+ * unquoted up to `,` `:` or a blank, or quoted with `"` or `'` (a doubled quote inside), as rclone
+ * reads it. One pass over the text, each character looked at a bounded number of times.
+ */
+export function connectionStringSecretSpans(text: string): [number, number][] {
+  const spans: [number, number][] = [];
+  for (let at = text.indexOf(','); at !== -1; at = text.indexOf(',', at + 1)) {
+    let i = at + 1;
+    while (i < text.length && isParamNameChar(text.charCodeAt(i))) i++;
+    if (i === at + 1 || text.charCodeAt(i) !== 61) continue; // '='
+    const name = text.slice(at + 1, i);
+    if (!isSecretName(name) && !RCLONE_SECRET_PARAM.test(name)) continue;
+    const start = i + 1;
+    const q = text.charCodeAt(start);
+    let end = start;
+    if (q === 34 || q === 39) {
+      for (end = start + 1; end < text.length; end++) {
+        if (text.charCodeAt(end) !== q) continue;
+        if (text.charCodeAt(end + 1) === q) end++;
+        else {
+          end++;
+          break;
+        }
+      }
+    } else {
+      for (let c = text.charCodeAt(end); end < text.length && c !== 44 && c !== 58 && c !== 34 && !isBlank(c); c = text.charCodeAt(++end));
+    }
+    if (end > start) spans.push([start, end]);
+    at = Math.max(at, end - 1);
+  }
+  return spans;
+}
+
 const secrets = new Set<string>();
 let ordered: string[] = [];
 
@@ -94,7 +133,7 @@ export function registerSecretsIn(value: unknown): boolean {
         found = true;
         registerSecret(v);
       }
-      for (const password of urlPasswords(v)) {
+      for (const password of [...urlPasswords(v), ...connectionStringSecrets(v)]) {
         found = true;
         registerSecret(password);
         registerSecret(safeDecode(password));
@@ -113,14 +152,19 @@ export function redact(text: string): string {
   return maskUrl(out);
 }
 
-/** Hides the password part of every URL's userinfo (`sftp://u:pw@h` → `sftp://u:***@h`). */
+/**
+ * Hides the password part of every URL's userinfo (`sftp://u:pw@h` → `sftp://u:***@h`) and the secret
+ * parameters of rclone connection strings (`:s3,secret_access_key=***:bucket`).
+ */
 export function maskUrl(text: string): string {
-  if (!text.includes('://')) return text;
-  const spans = urlPasswordSpans(text);
+  const spans = [...(text.includes('://') ? urlPasswordSpans(text) : []), ...(text.includes('=') ? connectionStringSecretSpans(text) : [])].sort(
+    (a, b) => a[0] - b[0],
+  );
   if (!spans.length) return text;
   let out = '';
   let last = 0;
   for (const [s, e] of spans) {
+    if (s < last) continue; // inside a span already masked
     out += text.slice(last, s) + MASK;
     last = e;
   }
@@ -154,6 +198,20 @@ function mapStrings<T>(value: T, map: (s: string) => string): T {
 
 function urlPasswords(text: string): string[] {
   return urlPasswordSpans(text).map(([s, e]) => text.slice(s, e));
+}
+
+/** The secret values of an rclone connection string, unquoted as rclone reads them. */
+function connectionStringSecrets(text: string): string[] {
+  return connectionStringSecretSpans(text).map(([s, e]) => {
+    const v = text.slice(s, e);
+    const q = v[0];
+    return (q === '"' || q === "'") && v.length >= 2 && v.endsWith(q)
+      ? v
+          .slice(1, -1)
+          .split(q + q)
+          .join(q)
+      : v;
+  });
 }
 
 function safeDecode(s: string): string {

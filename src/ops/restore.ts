@@ -24,6 +24,7 @@ import { checkDatabaseFile, checkSourceDatabase, copyDatabaseAside, removeSqlite
 import { completeSwap, isMountPoint, lockAndHeal, type RestoreJournal, removeJournal, type StorageSwap, undoSwap, writeJournal } from './restore-journal.js';
 import { type RestoreSource, resolveRestoreSource } from './restore-source.js';
 import { faultPoint } from './fault-point.js';
+import { symlinksOnTheWay } from './live-links.js';
 import type { ProgressFn } from './progress.js';
 import { verifyEntry } from './verify.js';
 import { restoreSources, type SourcesRestoreOptions } from './sources.js';
@@ -255,17 +256,28 @@ async function keptAsFor(linkOrDest: string, id: string): Promise<string | undef
  * owns what it leads to (nothing gained through it).
  */
 async function refuseForeignLink(p: string, what: 'database' | 'storage'): Promise<void> {
-  const link = await fsp.lstat(p).catch(() => undefined);
-  if (!link?.isSymbolicLink()) return;
+  // every link on the way counts, not only `p`: root's own link may lead through one the app user owns
   const me = process.getuid?.() ?? -1;
-  if (link.uid === me || link.uid === 0) return;
+  const foreign = (await symlinksOnTheWay(p)).filter((l) => l.uid !== me && l.uid !== 0);
+  if (!foreign.length) return;
   const to = await fsp.stat(p).catch(() => undefined);
-  if (to && to.uid === link.uid) return;
+  const link = foreign.find((l) => !to || to.uid !== l.uid);
+  if (!link) return;
+  const which = link.link === p ? 'it is' : `${link.link} on the way is`;
   throw new BackupError(
     'USAGE',
-    `refusing to restore the ${what} through ${p}: it is a symlink owned by uid ${link.uid} that leads to ${to ? `something owned by uid ${to.uid}` : 'nothing'} (${await fsp.readlink(p).catch(() => '?')})`,
+    `refusing to restore the ${what} through ${p}: ${which} a symlink owned by uid ${link.uid} that leads to ${to ? `something owned by uid ${to.uid}` : 'nothing'} (${await fsp.readlink(link.link).catch(() => '?')})`,
     { hint: `check who replaced ${p}; set the real path with --${what === 'database' ? 'db' : 'storage'}-path, or use --target DIR` },
   );
+}
+
+/** The live storage path must still lead where it led when the backup was staged beside it. */
+async function refuseMovedStorage(live: string, dest: string): Promise<void> {
+  const now = (await fsp.lstat(live).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(live).catch(() => undefined) : live;
+  if (now === dest) return;
+  throw new BackupError('USAGE', `refusing to swap the storage: ${live} now leads to ${now ?? 'nothing'}, not ${dest} as when the restore began`, {
+    hint: `check who changed ${live} during the restore`,
+  });
 }
 
 /** Checks `--target`: a directory or nothing yet, never a file. */
@@ -451,6 +463,9 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       await writeJournal(stateDir, journal);
       faultPoint('database');
       try {
+        // again at write time: a link planted during the verification (minutes, for a big backup) would
+        // have the database written through it
+        await refuseForeignLink(dbTo, 'database');
         const { integrity } = await restoreDatabaseInto(dbFile!, dbTo);
         faultPoint('database-done');
         if (integrity !== 'ok') {
@@ -479,6 +494,8 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       await writeJournal(stateDir, journal);
       faultPoint('storage');
       try {
+        await refuseForeignLink(stTo, 'storage');
+        await refuseMovedStorage(stTo, staged.swap.dest);
         await completeSwap(staged.swap, async (p) => {
           journal.phase = p;
           await writeJournal(stateDir, journal);

@@ -5,7 +5,7 @@ import { RemoteError } from './remote.js';
 
 /**
  * OpenSSH's known_hosts, read the way ssh reads it: hashed (`|1|salt|hash`) and wildcard host patterns,
- * negations, `[host]:port` for other ports, `@revoked`. A changed key is always refused; an unknown host
+ * negations, `[host]:port` for other ports, `@revoked`. A changed key (of any type) is always refused; an unknown host
  * only with accept_unknown_host, which records it (trust on first use).
  */
 export type HostKeyVerdict = 'match' | 'mismatch' | 'unknown';
@@ -37,9 +37,10 @@ function hostName(host: string, port: number): string {
 
 export function checkKnownHost(knownHosts: string, host: string, port: number, key: Buffer): HostKeyVerdict {
   const name = hostName(host, port);
-  const type = keyType(key);
   const b64 = key.toString('base64');
-  let sawSameType = false;
+  // a host known under any key type is known: a server offering a key of another type is a changed
+  // host (an impostor that lacks the known key can offer a fresh one of another type), never unknown
+  let known = false;
   for (const raw of knownHosts.split('\n')) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
@@ -54,9 +55,9 @@ export function checkKnownHost(knownHosts: string, host: string, port: number, k
     const negated = patterns.some((p) => p.startsWith('!') && hostPatternMatches(p.slice(1), name));
     if (negated || !patterns.some((p) => !p.startsWith('!') && hostPatternMatches(p, name))) continue;
     if (kdata === b64) return 'match';
-    if (ktype === type) sawSameType = true;
+    known = true;
   }
-  return sawSameType ? 'mismatch' : 'unknown';
+  return known ? 'mismatch' : 'unknown';
 }
 
 function fingerprint(key: Buffer): string {

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { BackupError } from '../errors.js';
+import { maskUrl } from '../secrets.js';
 import {
   SchemeRemote,
   type RemoteEntry,
@@ -16,7 +17,8 @@ import {
 
 /**
  * rclone:remote:path — hands every transfer to an installed rclone, so any of its 70 backends works
- * (configured in rclone.conf, RCLONE_CONFIG_* variables, or an on-the-fly `:backend,opt=…:` string).
+ * (configured in rclone.conf, RCLONE_CONFIG_* variables, or an on-the-fly `:backend,opt=…:` string,
+ * whose parameters reach rclone through its environment, never its argv).
  * Options: binary (or RCLONE_BINARY), config (an rclone.conf path), flags (extra arguments).
  */
 
@@ -183,9 +185,75 @@ function flagList(v: unknown): string[] {
   return [];
 }
 
+/** The name under which an on-the-fly backend is defined for rclone through the environment. */
+const ENV_REMOTE = 'vertexbackupremote';
+
+/**
+ * Splits `[:]remote[,name=value…]:path` (an rclone connection string) into the remote, its parameters
+ * (unquoted as rclone reads them) and the rest; undefined when the target has no parameters.
+ */
+export function parseConnectionString(target: string): { onTheFly: boolean; remote: string; params: [string, string][]; rest: string } | undefined {
+  const onTheFly = target.startsWith(':');
+  let i = onTheFly ? 1 : 0;
+  const nameEnd = target.slice(i).search(/[,:]/);
+  if (nameEnd === -1 || target[i + nameEnd] !== ',') return undefined;
+  const remote = target.slice(i, i + nameEnd);
+  i += nameEnd;
+  const params: [string, string][] = [];
+  while (target[i] === ',') {
+    const eq = target.slice(i + 1).search(/[=,:]/);
+    if (eq === -1) return undefined;
+    const name = target.slice(i + 1, i + 1 + eq);
+    i += 1 + eq;
+    if (target[i] !== '=') {
+      params.push([name, 'true']); // a bare parameter is a boolean flag
+      continue;
+    }
+    i++;
+    let value = '';
+    const q = target[i];
+    if (q === '"' || q === "'") {
+      for (i++; i < target.length; i++) {
+        if (target[i] !== q) value += target[i];
+        else if (target[i + 1] === q) value += target[i++];
+        else break;
+      }
+      if (target[i] !== q) return undefined;
+      i++;
+    } else {
+      const end = target.slice(i).search(/[,:]/);
+      if (end === -1) return undefined;
+      value = target.slice(i, i + end);
+      i += end;
+    }
+    params.push([name, value]);
+  }
+  if (target[i] !== ':') return undefined;
+  return { onTheFly, remote, params, rest: target.slice(i + 1) };
+}
+
+const envName = (s: string) => s.toUpperCase().replace(/-/g, '_');
+
+/**
+ * The parameters of a connection string leave rclone's argv (which every user of the machine reads in
+ * `ps` and /proc) for its environment: an on-the-fly backend becomes a remote defined by RCLONE_CONFIG_*
+ * variables, a named remote's parameters override its config through the same variables.
+ */
+function paramsToEnv(target: string, env: NodeJS.ProcessEnv): { target: string; env: NodeJS.ProcessEnv } {
+  const cs = parseConnectionString(target);
+  if (!cs || !/^[A-Za-z0-9_-]+$/.test(cs.remote) || cs.params.some(([n]) => !/^[A-Za-z0-9_-]+$/.test(n))) return { target, env };
+  const name = cs.onTheFly ? ENV_REMOTE : cs.remote;
+  const prefix = `RCLONE_CONFIG_${envName(name)}_`;
+  const out: NodeJS.ProcessEnv = { ...env };
+  if (cs.onTheFly) out[`${prefix}TYPE`] = cs.remote;
+  for (const [n, value] of cs.params) out[prefix + envName(n)] = value;
+  return { target: `${name}:${cs.rest}`, env: out };
+}
+
 registerScheme('rclone', async (spec: RemoteSpec) => {
-  const target = spec.url.replace(/^rclone:(\/\/)?/i, '');
-  if (!target) throw new BackupError('USAGE', `rclone URL needs a target: ${spec.url}`, { hint: 'use rclone:remote:path' });
+  const given = spec.url.replace(/^rclone:(\/\/)?/i, '');
+  if (!given) throw new BackupError('USAGE', `rclone URL needs a target: ${spec.url}`, { hint: 'use rclone:remote:path' });
+  const { target, env } = paramsToEnv(given, spec.env);
   const binary = String(spec.options.binary ?? spec.env.RCLONE_BINARY ?? 'rclone');
   // rclone retries on its own for minutes; keep it short here and let sync's backoff decide
   const baseArgs = [
@@ -200,7 +268,8 @@ registerScheme('rclone', async (spec: RemoteSpec) => {
     ...(spec.options.config ? ['--config', String(spec.options.config)] : []),
     ...flagList(spec.options.flags),
   ];
-  const remote = new RcloneRemote(spec.url, binary, target, baseArgs, spec.env);
+  // secret parameters of a connection string are masked wherever the URL is shown
+  const remote = new RcloneRemote(maskUrl(spec.url), binary, target, baseArgs, env);
   // fail at open, not mid-sync, when rclone is missing
   await new Promise<void>((resolve, reject) => {
     const child = spawn(binary, ['version'], { stdio: 'ignore', env: spec.env });

@@ -40,7 +40,7 @@ export async function withRetries<T>(rel: string, fn: () => Promise<T>, policy: 
   return pRetry(
     async () => {
       try {
-        return await fn();
+        return await untilAborted(fn(), policy.signal);
       } catch (err) {
         if (err instanceof RemoteError && err.kind === 'transient') throw err;
         throw new AbortError(err as Error);
@@ -56,6 +56,21 @@ export async function withRetries<T>(rel: string, fn: () => Promise<T>, policy: 
       },
     },
   );
+}
+
+/**
+ * `p`, or the abort's reason as soon as `signal` fires: SIGTERM ends a run at once even while a call
+ * waits on a server that never answers (the caller's close() then cuts its connection). A rejection of
+ * `p` after that is observed, never unhandled.
+ */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason ?? new Error('aborted'));
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** `remote` with `policy` for every call; a remote that already retries gets the new policy instead. */

@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { usageError } from '../errors.js';
+import { remoteTimeoutMs } from './http-agent.js';
 import {
   SchemeRemote,
   type RemoteEntry,
@@ -37,6 +38,9 @@ const AUTH_ERRORS = new Set([
 type SdkModule = typeof import('@aws-sdk/client-s3');
 
 class S3Remote extends SchemeRemote {
+  // close() ends every call in flight: the SDK retries a request whose connection was cut, so
+  // destroying the client alone left a retry hanging on a server that never answers after SIGTERM
+  private readonly closing = new AbortController();
   constructor(
     url: string,
     private readonly sdk: SdkModule,
@@ -47,6 +51,10 @@ class S3Remote extends SchemeRemote {
     private readonly queueSize: number,
   ) {
     super('s3', url);
+  }
+
+  private signal(call?: AbortSignal): AbortSignal {
+    return call ? AbortSignal.any([call, this.closing.signal]) : this.closing.signal;
   }
 
   private key(rel: string): string {
@@ -72,20 +80,21 @@ class S3Remote extends SchemeRemote {
     });
     if (options.onProgress) upload.on('httpUploadProgress', (p) => options.onProgress?.(p.loaded ?? 0));
     const onAbort = () => void upload.abort().catch(() => {});
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const stop = this.signal(options.signal);
+    stop.addEventListener('abort', onAbort, { once: true });
     try {
       await upload.done();
     } catch (err) {
       throw this.wrap(err, relPath);
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      stop.removeEventListener('abort', onAbort);
     }
   }
 
   async read(relPath: string, options: { signal?: AbortSignal } = {}): Promise<Readable> {
     try {
       const res = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) }), {
-        abortSignal: options.signal,
+        abortSignal: this.signal(options.signal),
       });
       return res.Body as Readable;
     } catch (err) {
@@ -100,7 +109,9 @@ class S3Remote extends SchemeRemote {
     let token: string | undefined;
     try {
       do {
-        const res = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + sub, ContinuationToken: token }));
+        const res = await this.client.send(new this.sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: base + sub, ContinuationToken: token }), {
+          abortSignal: this.signal(),
+        });
         for (const o of res.Contents ?? []) {
           if (!o.Key || o.Key.endsWith('/')) continue;
           out.push({ path: o.Key.slice(base.length), size: o.Size ?? 0 });
@@ -116,7 +127,7 @@ class S3Remote extends SchemeRemote {
   async stat(relPath: string): Promise<RemoteEntry | null> {
     return missingAs(
       async () => {
-        const res = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) }));
+        const res = await this.client.send(new this.sdk.HeadObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) }), { abortSignal: this.signal() });
         return { path: relPath, size: res.ContentLength ?? 0, checksum: res.Metadata?.sha256 };
       },
       (err) => this.wrap(err, relPath),
@@ -126,7 +137,7 @@ class S3Remote extends SchemeRemote {
 
   async delete(relPath: string): Promise<void> {
     await missingAs(
-      () => this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) })),
+      () => this.client.send(new this.sdk.DeleteObjectCommand({ Bucket: this.bucket, Key: this.key(relPath) }), { abortSignal: this.signal() }),
       (err) => this.wrap(err, relPath),
       undefined,
     );
@@ -137,6 +148,7 @@ class S3Remote extends SchemeRemote {
   }
 
   override async close(): Promise<void> {
+    this.closing.abort();
     this.client.destroy();
   }
 
@@ -202,6 +214,8 @@ registerScheme('s3', async (spec) => {
   }
   const partSize = Math.max(5, Number(opt(spec, q, 'part_size_mb') ?? 16)) * 1024 * 1024;
   const queueSize = Math.max(1, Number(opt(spec, q, 'queue_size') ?? 4));
+  const timeoutMs = remoteTimeoutMs(opt(spec, q, 'timeout_seconds'));
+  if (timeoutMs === undefined) throw usageError(`remote "${spec.name ?? spec.url}": timeout_seconds must be a positive number of seconds`);
   const sdk = await import('@aws-sdk/client-s3');
   const client = new sdk.S3Client({
     endpoint,
@@ -209,6 +223,9 @@ registerScheme('s3', async (spec) => {
     forcePathStyle: pathStyle,
     maxAttempts: Number(opt(spec, q, 'max_attempts') ?? 3),
     credentials: accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey, sessionToken } : undefined,
+    // the SDK waits forever by default: a server that accepts and never answers (or stops mid-body)
+    // hung sync; socketTimeout is silence on the socket, so a long transfer that moves is never cut
+    requestHandler: { connectionTimeout: timeoutMs, socketTimeout: timeoutMs },
     // Only send/verify checksums when the operation requires them: S3-compatible servers (s3rver, older
     // MinIO, Ceph) reject the newer default CRC32 trailers.
     requestChecksumCalculation: 'WHEN_REQUIRED',

@@ -1,11 +1,10 @@
 import { createReadStream } from 'node:fs';
-import * as http from 'node:http';
-import * as https from 'node:https';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import type { FileStat, WebDAVClient } from 'webdav';
 import { usageError } from '../errors.js';
+import { remoteAgents, remoteTimeoutMs } from './http-agent.js';
 import {
   type Remote,
   SchemeRemote,
@@ -32,7 +31,7 @@ class WebdavRemote extends SchemeRemote {
     url: string,
     private readonly client: WebDAVClient,
     private readonly root: string, // the URL path, without leading or trailing '/'
-    private readonly agent: http.Agent,
+    private readonly agents: ReturnType<typeof remoteAgents>,
   ) {
     super(url.startsWith('webdavs') ? 'webdavs' : 'webdav', url);
   }
@@ -148,7 +147,8 @@ class WebdavRemote extends SchemeRemote {
   }
 
   override async close(): Promise<void> {
-    this.agent.destroy();
+    this.agents.httpAgent.destroy();
+    this.agents.httpsAgent.destroy();
   }
 
   private wrap(err: unknown, rel: string): unknown {
@@ -187,9 +187,11 @@ async function openWebdav(spec: import('./remote.js').RemoteSpec): Promise<Remot
   const base = `${secure ? 'https' : 'http'}://${u.host}`;
   const root = decodeURIComponent(u.pathname).replace(/^\/+|\/+$/g, '');
   const { createClient, AuthType } = await import('webdav');
-  // an agent of our own: pooled sockets of another remote (or of a server that restarted) are never reused
-  const agent = secure ? new https.Agent({ keepAlive: true }) : new http.Agent({ keepAlive: true });
-  const agents = secure ? { httpsAgent: agent } : { httpAgent: agent };
+  const timeoutMs = remoteTimeoutMs(spec.options.timeout_seconds);
+  if (timeoutMs === undefined) throw usageError(`remote "${spec.name ?? spec.url}": timeout_seconds must be a positive number of seconds`);
+  // agents of our own: pooled sockets of another remote (or of a server that restarted) are never
+  // reused; every call is bounded by timeout_seconds of silence and never leaves this server's origin
+  const agents = remoteAgents(base, timeoutMs);
   let client: WebDAVClient;
   if (token) {
     const authScheme = String(spec.options.auth_scheme ?? 'OAuth');
@@ -202,5 +204,5 @@ async function openWebdav(spec: import('./remote.js').RemoteSpec): Promise<Remot
     client = createClient(base, agents);
   }
   const shown = `${u.protocol}//${u.username ? `${decodeURIComponent(u.username)}@` : ''}${u.host}${u.pathname}`;
-  return new WebdavRemote(shown, client, root, agent);
+  return new WebdavRemote(shown, client, root, agents);
 }

@@ -7,6 +7,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -299,5 +300,101 @@ describe('2. symlinks the app user plants at the live paths', () => {
     expect(fs.readdirSync(rootOnly).sort()).toEqual(['root.db', 'secret']);
     expect(fs.readFileSync(rootDb).equals(rootDbBytes)).toBe(true);
     expect(fs.readdirSync(path.dirname(rootOnly)).filter((n) => n.startsWith(`${path.basename(rootOnly)}.pre-restore`))).toEqual([]);
+  });
+});
+
+describe('11. SIGTERM ends a run that waits on a remote which never answers', () => {
+  it('sync to an S3 endpoint that accepts and never answers: exit 143 within seconds of SIGTERM', async () => {
+    const app = newApp();
+    await createBackup(app, 'database');
+    const sockets = new Set<import('node:net').Socket>();
+    const silent = net.createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as net.AddressInfo).port;
+    try {
+      const url = `s3://backups/x?endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}&force_path_style=true`;
+      const { child, done } = start(['sync', '--remote', url, ...app.flags], {
+        cwd: app.cwd,
+        timeoutMs: 60_000,
+        env: { AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE1', AWS_SECRET_ACCESS_KEY: 'secret-example-1' },
+      });
+      // wait until the request hangs on the silent server
+      for (let i = 0; i < 200 && sockets.size === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect(sockets.size).toBeGreaterThan(0);
+      const sent = Date.now();
+      child.kill('SIGTERM');
+      const r = await done;
+      expect(r.code, describeRun(r)).toBe(143);
+      expect(Date.now() - sent).toBeLessThan(15_000);
+      noStack(r);
+    } finally {
+      for (const s of sockets) s.destroy();
+      silent.close();
+    }
+  });
+});
+
+describe('2. a link planted at a live path while the restore verifies', () => {
+  /** waits until the process stopped itself at its fault point (state T in /proc) */
+  async function stopped(pid: number): Promise<void> {
+    for (let i = 0; i < 600; i++) {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('T')) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error('the restore never reached its fault point');
+  }
+
+  asRoot('the database is checked again at write time: a link planted after the first check is refused', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'database');
+    const rootOnly = tempDir('vb-root-only-');
+    scratch.push(rootOnly);
+    fs.chmodSync(rootOnly, 0o700);
+    const rootDb = path.join(rootOnly, 'root.db');
+    fs.copyFileSync(app.dbPath, rootDb);
+    // root's database differs from the backup: a restore through the link would change it
+    expect(spawnSync('sqlite3', [rootDb, "CREATE TABLE root_only(x); INSERT INTO root_only VALUES ('root');"]).status).toBe(0);
+    const rootDbBytes = fs.readFileSync(rootDb);
+    const { child, done } = start(['restore', id, '--yes', ...app.flags], { cwd: app.cwd, timeoutMs: 60_000, env: { VERTEX_BACKUP_FAULT_POINT: 'database' } });
+    await stopped(child.pid!);
+    // www-data (uid 33) swaps app.db for a link to root's database between the checks and the write
+    fs.rmSync(app.dbPath);
+    fs.symlinkSync(rootDb, app.dbPath);
+    fs.lchownSync(app.dbPath, 33, 33);
+    child.kill('SIGCONT');
+    const r = await done;
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/refusing to restore the database through .* symlink owned by uid 33/);
+    expect(fs.readFileSync(rootDb).equals(rootDbBytes)).toBe(true);
+    noStack(r);
+  });
+});
+
+describe('2. a chain of links: root\'s own link leading through one the app user owns', () => {
+  asRoot('restore as root refuses the storage when a link on the way belongs to another user and leads to what is not theirs', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'storage');
+    const rootOnly = tempDir('vb-root-only-');
+    const appHome = tempDir('vb-app-home-');
+    scratch.push(rootOnly, appHome);
+    fs.chmodSync(rootOnly, 0o700);
+    fs.writeFileSync(path.join(rootOnly, 'secret'), 'root\n');
+    // root set storage up as a link into the app user's home (an operator's own link: followed)
+    fs.rmSync(app.storagePath, { recursive: true });
+    fs.symlinkSync(path.join(appHome, 'storage'), app.storagePath);
+    // the app user (uid 33) owns its home and makes `storage` there a link to root's directory
+    fs.chownSync(appHome, 33, 33);
+    fs.symlinkSync(rootOnly, path.join(appHome, 'storage'));
+    fs.lchownSync(path.join(appHome, 'storage'), 33, 33);
+    const r = await vb(app, ['restore', id, '--yes']);
+    expect(r.code, describeRun(r)).toBe(2);
+    expect(r.stderr).toMatch(/refusing to restore the storage through .* on the way is a symlink owned by uid 33/);
+    expect(fs.readdirSync(rootOnly)).toEqual(['secret']);
+    expect(fs.readdirSync(path.dirname(rootOnly)).filter((n) => n.startsWith(`${path.basename(rootOnly)}.pre-restore`))).toEqual([]);
+    noStack(r);
   });
 });
