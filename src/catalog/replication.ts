@@ -134,3 +134,11 @@ export async function forgetReplication(backupDir: string, name: string, now = n
     return changedStatus(previous, now, { replication: rest });
   });
 }
+
+/** A remote's lag now, from its record (undefined without one): what a failed sync still reports. */
+export async function recordedLag(backupDir: string, name: string, url: string, now = new Date()): Promise<Lag | undefined> {
+  const { readStatus } = await import('./status.js');
+  const { listBackups } = await import('./listing.js');
+  const record = replicationRecord((await readStatus(backupDir)).status, name, url);
+  return record ? lagFromRecord(await listBackups(backupDir), record, now) : undefined;
+}

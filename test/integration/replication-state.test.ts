@@ -8,7 +8,9 @@ import { readStatus } from '../../src/catalog/status.js';
 import { replicationState } from '../../src/ops/replication.js';
 import { syncRemote } from '../../src/ops/sync.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
-import { REPO } from '../helpers/cli.js';
+import { checkBackups } from '../../src/ops/check.js';
+import { REPO, describeRun, parseJsonStdout, run } from '../helpers/cli.js';
+import { startRecorder } from '../helpers/http-recorder.js';
 import { ids, makeBackupSet } from '../helpers/remote-fixtures.js';
 import { tempDir } from '../helpers/servers.js';
 
@@ -133,4 +135,60 @@ for (let i = 0; i < 15; i++) {
     expect(status!.replication?.[`remote${n}`]?.held.length, `replication record of racer ${n}`).toBe(15);
   }
   expect(status!.started ?? {}).toEqual({});
+});
+
+it('the lag everywhere: sync summary and notification name the remote behind and by how much; metrics, status.json and check (without a connection) agree', async () => {
+  const dir = tempDir('repl-everywhere');
+  const backupDir = path.join(dir, 'backups');
+  const stamp = (d: Date) => d.toISOString().replace(/[-:]/g, '').replace('T', '_').slice(0, 15);
+  const hoursAgo = (h: number) => stamp(new Date(Date.now() - h * 3_600_000));
+  makeBackupSet(backupDir, hoursAgo(30), { dbBytes: 256, partBytes: [256] });
+  const cfg = path.join(dir, 'remote_storage.json');
+  fs.writeFileSync(cfg, JSON.stringify({ remotes: { nas: { url: `file://${path.join(dir, 'nas')}` }, usb: { url: `file://${path.join(dir, 'usb')}` } } }));
+  const metrics = path.join(dir, 'vertex.prom');
+  const hook = await startRecorder();
+  try {
+    const env = { REMOTES_CONFIG: cfg, NOTIFY_ON: 'failure', NOTIFY_WEBHOOK_URL: `${hook.url}/hook`, NOTIFY_RETRIES: '0' };
+    const opts = { cwd: dir, env };
+    const flags = ['--backup-dir', backupDir, '--metrics-file', metrics];
+    const first = await run([...flags, 'sync', '--retries', '0'], opts);
+    expect(first.code, describeRun(first)).toBe(0);
+    // a new backup, and the usb disk is gone (a file where its directory was)
+    makeBackupSet(backupDir, hoursAgo(2), { dbBytes: 256, partBytes: [256] });
+    fs.rmSync(path.join(dir, 'usb'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'usb'), 'not a directory');
+    const second = await run([...flags, 'sync', '--retries', '0'], opts);
+    expect(second.code, describeRun(second)).toBe(1);
+    expect(second.stderr).toMatch(/usb: 2h \d+m behind, 3 complete backups missing there/);
+    const [note] = await hook.waitFor(1, 10_000);
+    expect(note!.body).toMatch(/sync failed for usb .*; usb is 2h \d+m behind \(3 backups missing\)/);
+    expect(note!.body).not.toMatch(/nas is/);
+
+    const prom = fs.readFileSync(metrics, 'utf8');
+    const sample = (remote: string) => Number(new RegExp(`^vertex_backup_replication_lag_seconds\\{remote="${remote}"\\} (\\S+)$`, 'm').exec(prom)?.[1]);
+    expect(sample('nas')).toBe(0);
+    expect(Math.abs(sample('usb') - 2 * 3600)).toBeLessThan(120);
+    expect(prom).toMatch(/^vertex_backup_replication_last_sync_success\{remote="usb"\} 0$/m);
+    const status = JSON.parse(fs.readFileSync(path.join(backupDir, 'status.json'), 'utf8'));
+    expect(status.replication.usb).toMatchObject({ missing: 3, last_sync: { ok: false } });
+    expect(status.runs.sync).toMatchObject({ ok: false, exit_code: 1 });
+
+    // check reads the records: with both remotes unreachable now it still answers, and turns red on usb only
+    fs.rmSync(path.join(dir, 'nas'), { recursive: true });
+    const check = await run(['--backup-dir', backupDir, '--json', 'check', '--max-age', '26h', '--max-replication-lag', '1h'], opts);
+    expect(check.code, describeRun(check)).toBe(1);
+    const doc = parseJsonStdout<{ reasons: string[]; replication: { remote: string; ok: boolean; listed: boolean }[] }>(check);
+    expect(doc.replication.map((x) => `${x.remote}:${x.ok}:${x.listed}`)).toEqual(['nas:true:false', 'usb:false:false']);
+    expect(doc.reasons.join('\n')).toMatch(/replication to usb is 2h \d+m behind \(limit 1h 0m\): 3 backups missing there/);
+    // --refresh lists: nas is gone now, which only a listing can tell
+    const refreshed = await run(['--backup-dir', backupDir, '--json', 'check', '--max-age', '26h', '--max-replication-lag', '1h', '--remote', 'nas', '--refresh'], opts);
+    expect(refreshed.code).toBe(1);
+    expect(parseJsonStdout<{ reasons: string[] }>(refreshed).reasons.join('\n')).toMatch(/replication to nas is 1d 6h behind/);
+
+    // what serve's /backups/check answers: the records, judged against BACKUP_CHECK_MAX_REPLICATION_LAG
+    const api = await checkBackups({ backupDir, maxAgeMs: 26 * 3600_000, types: ['full'], includeOtherRuns: false, maxReplicationLagMs: 3600_000 });
+    expect(api.replication?.map((x) => `${x.remote}:${x.ok}`)).toEqual(['nas:false', 'usb:false']);
+  } finally {
+    await hook.close();
+  }
 });

@@ -114,7 +114,7 @@ a remote without a record, or --refresh, is listed and the record updated.`,
               ui.out(
                 `${ui.c.green('✔')} last drill: ${result.drill.last.result}, RTO ${result.drill.last.rto_ms === undefined ? 'none' : formatAge(result.drill.last.rto_ms)}, ${formatAge(result.drill.age_ms ?? 0)} ago`,
               );
-            for (const r of replication ?? [])
+            for (const r of replication ?? result.replication ?? [])
               if (r.ok)
                 ui.out(`${ui.c.green('✔')} replication to ${r.remote}: ${r.missing ? `${formatAge((r.lag_seconds ?? 0) * 1000)} behind` : 'up to date'}`);
             if (result.ok) ui.out(`OK: every checked type has an ok backup younger than ${formatAge(maxAgeMs)}`);

@@ -16,6 +16,9 @@ export interface RemoteSync {
   result?: SyncResult;
   error?: string;
   hint?: string;
+  /** a failed remote: how far behind it is, from what status.json recorded */
+  lagSeconds?: number;
+  missing?: number;
 }
 
 /**
@@ -47,7 +50,9 @@ export async function syncEach(
       if (ctx.signal.aborted) throw err;
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
       onFailure?.(name, e);
-      return { remote: name, ok: false, error: e.message, hint: e.hint };
+      const { recordedLag } = await import('../../catalog/replication.js');
+      const lag = await recordedLag(ctx.cfg.backupDir, name, remoteUrl(remotes, name)).catch(() => undefined);
+      return { remote: name, ok: false, error: e.message, hint: e.hint, lagSeconds: lag?.lagSeconds, missing: lag?.missing.length };
     }
   };
   // up to `parallel` destinations at once, each with its own retries; results in the order asked
@@ -71,9 +76,11 @@ export function remoteUrl(remotes: RemotesConfig, name: string): string {
 
 /** "offsite is 3h behind (2 backups missing)" for each remote that is, for the summary and the notification. */
 export function behindLine(results: RemoteSync[], formatAge: (ms: number) => string): string | undefined {
-  const behind = results.filter((r) => r.result?.lagSeconds);
-  if (!behind.length) return undefined;
-  return behind.map((r) => `${r.remote} is ${formatAge(r.result!.lagSeconds! * 1000)} behind (${r.result!.missing} backups missing)`).join(', ');
+  const behind = results.flatMap((r) => {
+    const lag = r.result?.lagSeconds ?? r.lagSeconds;
+    return lag ? [`${r.remote} is ${formatAge(lag * 1000)} behind (${r.result?.missing ?? r.missing} backups missing)`] : [];
+  });
+  return behind.length ? behind.join(', ') : undefined;
 }
 
 function positive(flag: string) {
@@ -164,6 +171,7 @@ Examples:
             for (const r of results) {
               if (!r.result) {
                 ui.out(`${ui.c.red('FAILED')} ${r.remote}: ${r.error}`);
+                if (r.lagSeconds) ui.warn(`${r.remote}: ${formatAge(r.lagSeconds * 1000)} behind, ${r.missing} complete backups missing there`);
                 continue;
               }
               const s = r.result;
