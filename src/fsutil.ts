@@ -1,4 +1,16 @@
-import { constants, createReadStream, createWriteStream, type WriteStream } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  createWriteStream,
+  fchmodSync,
+  fsyncSync,
+  openSync,
+  renameSync,
+  rmSync,
+  type WriteStream,
+  writeFileSync,
+} from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { createHash, randomInt } from 'node:crypto';
 import * as path from 'node:path';
@@ -89,6 +101,37 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     throw err;
   }
   await fsyncDir(dir);
+}
+
+/** writeFileAtomic without an await, for a critical section under withFileLockSync (small files only). */
+export function writeFileAtomicSync(file: string, data: string, mode = FILE_MODE, tmp = tempNameBeside(file)): void {
+  const fd = openSync(tmp, EXCLUSIVE_FLAGS, mode);
+  try {
+    fchmodSync(fd, mode);
+    writeFileSync(fd, data);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  closeSync(fd);
+  try {
+    renameSync(tmp, file);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  try {
+    const dfd = openSync(path.dirname(file), constants.O_RDONLY);
+    try {
+      fsyncSync(dfd);
+    } finally {
+      closeSync(dfd);
+    }
+  } catch {
+    // some filesystems refuse fsync on directories; the rename is still atomic there
+  }
 }
 
 export async function sha256File(file: string): Promise<{ checksum: string; size: number }> {

@@ -417,7 +417,16 @@ export function buildApp(opts: AppOptions) {
   // --- the rest of the CLI's verbs ------------------------------------------------------------
   app.get('/backups/check', async (c) => {
     const { checkBackups, enabledTypes } = await import('../ops/check.js');
-    const r = await checkBackups({ backupDir: cfg.backupDir, maxAgeMs: opts.maxAgeMs, types: enabledTypes(cfg.env), includeOtherRuns: true });
+    // the replication lag as recorded by the last syncs (no remote is contacted), judged like check --max-replication-lag
+    const lag = cfg.env.BACKUP_CHECK_MAX_REPLICATION_LAG;
+    const maxReplicationLagMs = lag ? (await import('../schedule/duration.js')).parseDuration(lag, 'BACKUP_CHECK_MAX_REPLICATION_LAG') : undefined;
+    const r = await checkBackups({
+      backupDir: cfg.backupDir,
+      maxAgeMs: opts.maxAgeMs,
+      types: enabledTypes(cfg.env),
+      includeOtherRuns: true,
+      maxReplicationLagMs,
+    });
     return send(c, 200, r);
   });
 

@@ -3,7 +3,8 @@ import * as path from 'node:path';
 import type { Config } from '../config.js';
 import { listBackups } from '../catalog/listing.js';
 import { LOG_FILE } from '../catalog/log.js';
-import { readStatus } from '../catalog/status.js';
+import { lagFromRecord } from '../catalog/replication.js';
+import { type ReplicationRecord, readStatus } from '../catalog/status.js';
 import { formatAge, formatBytes, formatDuration } from '../human.js';
 import { freeSpace } from '../fsutil.js';
 import type { Job } from './jobs.js';
@@ -69,6 +70,14 @@ function sizeChart(points: { type: string; t: number; size: number }[]): string 
 <text x="${W - 170}" y="14" font-size="11" fill="#2a5db0">database</text><text x="${W - 100}" y="14" font-size="11" fill="#c77c02">storage</text>${lines.join('')}</svg>`;
 }
 
+/** How far behind a remote is, from what its last sync recorded (no connection from the page). */
+function replicationCell(entries: Awaited<ReturnType<typeof listBackups>>, record: ReplicationRecord | undefined): string {
+  if (!record) return '<span class="muted">not synced yet</span>';
+  const lag = lagFromRecord(entries, record);
+  if (!lag.lagSeconds && !lag.missing.length) return '<span class="ok">up to date</span>';
+  return `<span class="${lag.lagSeconds ? 'bad' : 'muted'}">${esc(formatAge(lag.lagSeconds * 1000))} behind, ${lag.missing.length} missing</span>`;
+}
+
 async function render(cfg: Config, maxAgeMs: number, scope: Scope, running: Job[]): Promise<string> {
   const now = Date.now();
   const entries = await listBackups(cfg.backupDir);
@@ -90,7 +99,7 @@ async function render(cfg: Config, maxAgeMs: number, scope: Scope, running: Job[
     const { loadRemotesConfig, remotesConfigPath } = await import('../remote/config.js');
     const rc = await loadRemotesConfig(remotesConfigPath(undefined, cfg.env));
     if (rc.remotes.length)
-      remotesHtml = `<table>${rc.remotes.map((r) => `<tr><td>${esc(r.name)}</td><td>${r.enabled ? 'enabled' : 'disabled'}</td><td>${esc(new URL(r.url).protocol.replace(':', ''))}</td></tr>`).join('')}</table>`;
+      remotesHtml = `<table>${rc.remotes.map((r) => `<tr data-remote="${esc(r.name)}"><td>${esc(r.name)}</td><td>${r.enabled ? 'enabled' : 'disabled'}</td><td>${esc(new URL(r.url).protocol.replace(':', ''))}</td><td>${replicationCell(entries, status?.replication?.[r.name])}</td></tr>`).join('')}</table>`;
   } catch {}
   const failures = await recentFailures(cfg.backupDir);
   const failuresHtml = failures.length

@@ -1,8 +1,10 @@
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import * as v from 'valibot';
-import { exists, writeFileAtomic } from '../fsutil.js';
+import { exists, writeFileAtomicSync } from '../fsutil.js';
+import { withFileLockSync } from './file-lock.js';
 import { redact } from '../secrets.js';
 import { ownIdentity, stillRunning } from './process-identity.js';
 import type { BackupType } from './sidecar.js';
@@ -14,6 +16,12 @@ import type { BackupType } from './sidecar.js';
  */
 export const STATUS_FILE = 'status.json';
 export const STATUS_FORMAT = 1;
+/**
+ * Every change to status.json is a read-modify-write (a create, a sync from the timer and a drill may
+ * finish in the same moment, each adding its part): they take this kernel lock around it, so none
+ * overwrites what another just wrote. Never removed, like the run lock's file.
+ */
+export const STATUS_LOCK = '.vertex-backup.status.lock';
 
 const BackupTypeSchema = v.picklist(['database', 'storage', 'full']);
 
@@ -76,6 +84,31 @@ const DrillRecordSchema = v.object({
 });
 export type DrillRecord = v.InferOutput<typeof DrillRecordSchema>;
 
+/**
+ * What one remote holds as of the last sync or listing (catalog/replication.ts): enough to answer "is
+ * anything new to send?" and "how far behind is it?" without opening a connection.
+ */
+const ReplicationRecordSchema = v.object({
+  /** the remote's URL, secrets masked (for messages) */
+  url: v.string(),
+  /** of the remote's URL: a remote pointed elsewhere under the same name starts from nothing */
+  fingerprint: v.string(),
+  /** when `held` was last brought up to date (a sync or a listing) */
+  as_of: v.string(),
+  /** the last full listing of the remote (sync --refresh, check --refresh, a first check) */
+  listed_at: v.optional(v.string()),
+  /** 'type:id' of the local backups the remote holds complete */
+  held: v.array(v.string()),
+  /** per type, the creation time of the newest backup the remote holds (it may be gone locally) */
+  newest_held: v.optional(v.record(v.string(), v.string())),
+  /** as of `as_of`: how long the remote has been behind (see replicationLag), and what it lacks */
+  lag_seconds: v.number(),
+  missing: v.number(),
+  newest_missing: v.optional(v.string()),
+  last_sync: v.optional(v.object({ finished_at: v.string(), ok: v.boolean(), error: v.optional(v.string()) })),
+});
+export type ReplicationRecord = v.InferOutput<typeof ReplicationRecordSchema>;
+
 const StatusFileSchema = v.object({
   format: v.number(),
   updated_at: v.string(),
@@ -93,6 +126,8 @@ const StatusFileSchema = v.object({
    */
   started: v.optional(v.record(v.string(), StartedRecordSchema)),
   drill: v.optional(DrillRecordSchema),
+  /** per remote name (or URL, for a remote given as one) */
+  replication: v.optional(v.record(v.string(), ReplicationRecordSchema)),
 });
 export type StatusFile = v.InferOutput<typeof StatusFileSchema>;
 
@@ -117,6 +152,22 @@ export async function readStatus(backupDir: string): Promise<StatusRead> {
     const code = (err as NodeJS.ErrnoException).code;
     return code === 'ENOENT' ? { status: null } : { status: null, error: `cannot read ${file}: ${code}` };
   }
+  return parseStatus(text, file);
+}
+
+function readStatusSync(backupDir: string): StatusRead {
+  const file = path.join(backupDir, STATUS_FILE);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    return code === 'ENOENT' ? { status: null } : { status: null, error: `cannot read ${file}: ${code}` };
+  }
+  return parseStatus(text, file);
+}
+
+function parseStatus(text: string, file: string): StatusRead {
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -130,6 +181,20 @@ export async function readStatus(backupDir: string): Promise<StatusRead> {
   }
   // the parsed input, not the output: fields a newer version added are kept when the file is rewritten
   return { status: data as StatusFile };
+}
+
+/**
+ * The one way status.json changes: under STATUS_LOCK, `change` gets the file as it is now (null when
+ * missing or unusable: the newest outcome matters more than old ones) and returns the new content, or
+ * undefined to leave it. Synchronous inside the lock on purpose (see withFileLockSync). Throws on I/O
+ * errors; callers log and carry on.
+ */
+export function updateStatus(backupDir: string, change: (previous: StatusFile | null) => StatusFile | undefined): StatusFile | undefined {
+  return withFileLockSync(path.join(backupDir, STATUS_LOCK), () => {
+    const next = change(readStatusSync(backupDir).status);
+    if (next) writeFileAtomicSync(path.join(backupDir, STATUS_FILE), `${JSON.stringify(next, null, 2)}\n`);
+    return next;
+  });
 }
 
 /**
@@ -150,28 +215,30 @@ export async function recordRun(backupDir: string, input: RunInput, now = new Da
     host: hostname(),
     pid: process.pid,
   };
-  // a corrupt or unreadable file is replaced: the newest outcome matters more than old ones
-  const { status: previous } = await readStatus(backupDir);
   const key = runKey(record.command, record.type);
-  const status: StatusFile = {
-    format: STATUS_FORMAT,
-    updated_at: finished,
-    last_run: record,
-    runs: { ...(previous?.runs ?? {}), [key]: record },
-    started: withoutOwnStart(previous?.started, key),
-    // the last drill's figures are written by the drill itself and stay
-    drill: previous?.drill,
-  };
-  const interrupted = { ...(previous?.interrupted ?? {}) };
-  if (record.ok) delete interrupted[runKey(record.command, record.type)];
-  if (Object.keys(interrupted).length) status.interrupted = interrupted;
-  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
-  return status;
+  return (
+    updateStatus(backupDir, (previous) => {
+      const status: StatusFile = {
+        format: STATUS_FORMAT,
+        updated_at: finished,
+        last_run: record,
+        runs: { ...(previous?.runs ?? {}), [key]: record },
+        started: withoutOwnStart(previous?.started, key),
+        // the last drill's figures are written by the drill itself and stay, and so does what the remotes hold
+        drill: previous?.drill,
+        replication: previous?.replication,
+      };
+      const interrupted = { ...(previous?.interrupted ?? {}) };
+      if (record.ok) delete interrupted[runKey(record.command, record.type)];
+      if (Object.keys(interrupted).length) status.interrupted = interrupted;
+      return status;
+    }) ?? null
+  );
 }
 
-/** status.json rewritten whole, atomically: the previous file with `fields` changed (a missing or unusable one starts empty). */
-async function writeStatus(backupDir: string, previous: StatusFile | null | undefined, now: Date, fields: Partial<StatusFile>): Promise<StatusFile> {
-  const status: StatusFile = {
+/** The previous file with `fields` changed (a missing or unusable one starts empty). */
+export function changedStatus(previous: StatusFile | null | undefined, now: Date, fields: Partial<StatusFile>): StatusFile {
+  return {
     ...previous,
     format: STATUS_FORMAT,
     updated_at: now.toISOString(),
@@ -179,15 +246,12 @@ async function writeStatus(backupDir: string, previous: StatusFile | null | unde
     runs: previous?.runs ?? {},
     ...fields,
   };
-  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify(status, null, 2)}\n`);
-  return status;
 }
 
 /** Records the figures of a finished drill (its outcome as a run is recorded by recordRun). Same contract as recordRun. */
 export async function recordDrill(backupDir: string, drill: DrillRecord, now = new Date()): Promise<void> {
   if (!(await exists(backupDir))) return;
-  const { status: previous } = await readStatus(backupDir);
-  await writeStatus(backupDir, previous, now, { drill: { ...drill, problems: drill.problems?.map((p) => redact(p).split('\n')[0]) } });
+  updateStatus(backupDir, (previous) => changedStatus(previous, now, { drill: { ...drill, problems: drill.problems?.map((p) => redact(p).split('\n')[0]) } }));
 }
 
 /** Records that a run died holding the lock (see acquireLock); does not touch the runs' outcomes. */
@@ -196,13 +260,14 @@ export async function recordInterrupted(
   run: { job: string; command: string; pid: number; hostname: string; started_at: string },
   now = new Date(),
 ): Promise<void> {
-  const { status: previous } = await readStatus(backupDir);
-  await writeStatus(backupDir, previous, now, {
-    interrupted: {
-      ...(previous?.interrupted ?? {}),
-      [run.job]: { command: redact(run.command), pid: run.pid, hostname: run.hostname, started_at: run.started_at, found_at: now.toISOString() },
-    },
-  });
+  updateStatus(backupDir, (previous) =>
+    changedStatus(previous, now, {
+      interrupted: {
+        ...(previous?.interrupted ?? {}),
+        [run.job]: { command: redact(run.command), pid: run.pid, hostname: run.hostname, started_at: run.started_at, found_at: now.toISOString() },
+      },
+    }),
+  );
 }
 
 function withoutOwnStart(started: Record<string, StartedRecord> | undefined, key: string): Record<string, StartedRecord> | undefined {
@@ -224,11 +289,12 @@ export function startedRunAlive(s: StartedRecord): boolean {
 export async function recordStart(backupDir: string, command: string, type?: BackupType, now = new Date()): Promise<void> {
   if (!(await exists(backupDir))) return;
   const key = runKey(command, type);
-  const { status: previous } = await readStatus(backupDir);
-  const current = previous?.started?.[key];
-  if (current && (current.pid !== process.pid || current.host !== hostname()) && startedRunAlive(current)) return;
-  await writeStatus(backupDir, previous, now, {
-    started: { ...(previous?.started ?? {}), [key]: { command, type, started_at: now.toISOString(), host: hostname(), pid: process.pid, ...ownIdentity() } },
+  updateStatus(backupDir, (previous) => {
+    const current = previous?.started?.[key];
+    if (current && (current.pid !== process.pid || current.host !== hostname()) && startedRunAlive(current)) return undefined;
+    return changedStatus(previous, now, {
+      started: { ...(previous?.started ?? {}), [key]: { command, type, started_at: now.toISOString(), host: hostname(), pid: process.pid, ...ownIdentity() } },
+    });
   });
 }
 
@@ -241,9 +307,12 @@ export function describeInterrupted(run: InterruptedRun): string {
 export async function clearStart(backupDir: string, command: string, type?: BackupType): Promise<void> {
   if (!(await exists(backupDir))) return;
   const key = runKey(command, type);
-  const { status: previous } = await readStatus(backupDir);
-  if (!previous) return;
-  const started = withoutOwnStart(previous.started, key);
-  if (started === previous.started) return;
-  await writeFileAtomic(path.join(backupDir, STATUS_FILE), `${JSON.stringify({ ...previous, started }, null, 2)}\n`);
+  // fast path without the lock: most runs recorded an outcome, which already removed their marker
+  const { status: seen } = await readStatus(backupDir);
+  if (!seen || withoutOwnStart(seen.started, key) === seen.started) return;
+  updateStatus(backupDir, (previous) => {
+    if (!previous) return undefined;
+    const started = withoutOwnStart(previous.started, key);
+    return started === previous.started ? undefined : { ...previous, started };
+  });
 }

@@ -35,6 +35,16 @@ export async function remoteListOutcome(ctx: Context, cmd: Command, name: string
 export async function remoteMissingOutcome(ctx: Context, cmd: Command, name: string, type?: BackupType): Promise<Outcome> {
   const { missingOnRemote } = await import('../ops/replication.js');
   const m = await withRemote(ctx, cmd, name, (r) => missingOnRemote(r, ctx.cfg.backupDir, { type, signal: ctx.signal }));
+  // a full listing: what status.json records the remote holds is brought up to date with it
+  const { recordReplication } = await import('../catalog/replication.js');
+  const { listBackups } = await import('../catalog/listing.js');
+  const { remoteUrl } = await import('./commands/sync.js');
+  await recordReplication(ctx.cfg.backupDir, name, await listBackups(ctx.cfg.backupDir), {
+    url: remoteUrl(await loadRemotes(ctx, cmd), name),
+    confirmed: m.held,
+    listed: true,
+    newestHeld: m.newestHeld,
+  }).catch((err) => ctx.ui.warn(`cannot record the listing in status.json: ${(err as Error).message}`));
   return {
     json: { remote: name, lag_seconds: m.lagSeconds, missing: m.missing.map((b) => backupJson(b, { sidecar: b.sidecarPath ?? null })) },
     human: (ui) => {
@@ -83,6 +93,11 @@ export async function remoteRotateOutcome(
 ): Promise<Outcome> {
   const { rotateRemote } = await import('../ops/rotate.js');
   const r = await withRemote(ctx, cmd, name, (remote) => rotateRemote(remote, { policy, ...opts, signal: ctx.signal }));
+  // copies were deleted: the next sync must not trust the record of what the remote holds
+  if (!r.dryRun && r.deleted.length) {
+    const { forgetReplication } = await import('../catalog/replication.js');
+    await forgetReplication(ctx.cfg.backupDir, name).catch((err) => ctx.ui.warn(`cannot update status.json: ${(err as Error).message}`));
+  }
   const freed = r.deleted.reduce((n, d) => n + d.bytes, 0);
   return {
     json: r,

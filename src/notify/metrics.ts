@@ -1,5 +1,6 @@
 import { listBackups } from '../catalog/listing.js';
 import { BACKUP_TYPES } from '../catalog/sidecar.js';
+import { lagFromRecord } from '../catalog/replication.js';
 import { readStatus } from '../catalog/status.js';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
@@ -84,6 +85,12 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
     'volume_container_downtime_seconds',
     'How long each stop-labelled container was down for the newest catch-up backup of its volume (0 when it was not stopped)',
   );
+  const replLag = fam(
+    'replication_lag_seconds',
+    'How long each remote has been behind: the age of the oldest complete local backup newer than the newest it holds (0: up to date), as of the last sync or listing',
+  );
+  const replMissing = fam('replication_missing_backups', 'Complete local backups each remote does not hold, as of the last sync or listing');
+  const replSyncOk = fam('replication_last_sync_success', '1 when the last sync to each remote succeeded, 0 when it failed');
   const free = fam('backup_dir_free_bytes', 'Free bytes at the backup directory');
   const scrape = fam('metrics_timestamp_seconds', 'Unix time this file was written');
   const families = [
@@ -110,6 +117,9 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
     volumeSuccess,
     volumeBytes,
     downtime,
+    replLag,
+    replMissing,
+    replSyncOk,
     free,
     scrape,
   ];
@@ -153,6 +163,14 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
     if (d.rpo_ms !== undefined) drillRpo.samples.push({ labels, value: d.rpo_ms / 1000 });
     drillRpoTarget.samples.push({ value: d.rpo_target_ms / 1000 });
     if (d.bytes_restored !== undefined) drillBytes.samples.push({ labels, value: d.bytes_restored });
+  }
+  // what each remote held at its last sync, against the local directory as it is now: a backup made
+  // since then and not sent yet makes the lag grow between syncs
+  for (const [remote, record] of Object.entries(status?.replication ?? {})) {
+    const lag = lagFromRecord(entries, record);
+    replLag.samples.push({ labels: { remote }, value: lag.lagSeconds });
+    replMissing.samples.push({ labels: { remote }, value: lag.missing.length });
+    if (record.last_sync) replSyncOk.samples.push({ labels: { remote }, value: record.last_sync.ok ? 1 : 0 });
   }
   // Docker volumes: each its own backup directory under volumes/ (see ops/volumes.ts)
   const volumesDir = path.join(backupDir, 'volumes');

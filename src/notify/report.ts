@@ -6,12 +6,12 @@ import { notifyResult, notifyStart } from './index.js';
 import type { NotifyConfig, NotifyLogger } from './types.js';
 
 /** Commands whose outcome `check` needs: recorded in <backup-dir>/status.json. */
-export const RECORDED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify', 'drill']);
+export const RECORDED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify', 'drill', 'sync']);
 /**
  * Commands whose result is sent by --notify / NOTIFY_ON. Not list/stats (read-only, and the shell
  * wrapper runs stats after every backup), not schedule (its jobs report themselves) and not notify.
  */
-export const NOTIFIED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify', 'restore', 'check', 'drill']);
+export const NOTIFIED_COMMANDS: ReadonlySet<string> = new Set(['create', 'rotate', 'verify', 'restore', 'check', 'drill', 'sync']);
 
 export interface FinishedRun {
   /** the subcommand: 'create' */

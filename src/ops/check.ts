@@ -4,6 +4,7 @@ import { describeInterrupted, type DrillRecord, readStatus, runKey, startedRunAl
 import { exists } from '../fsutil.js';
 import { readEnabled } from '../schedule/config.js';
 import { formatAge } from '../human.js';
+import { lagFromRecord, backupKey } from '../catalog/replication.js';
 
 export const DEFAULT_MAX_AGE_MS = 26 * 3_600_000;
 export const DEFAULT_MAX_DRILL_AGE_MS = 8 * 86_400_000;
@@ -18,7 +19,20 @@ export interface CheckOptions {
   maxDrillAgeMs?: number;
   /** BACKUP_DRILL_ENABLED=true: drills are expected even before the first one is recorded */
   drillExpected?: boolean;
+  /** every remote with a record in status.json must be at most this far behind (none: reported, not judged) */
+  maxReplicationLagMs?: number;
   now?: Date;
+}
+
+export interface ReplicationCheck {
+  remote: string;
+  ok: boolean;
+  lag_seconds: number;
+  missing: number;
+  newest_missing?: string;
+  /** when the record was made (the last sync or listing): no remote is contacted by check */
+  as_of: string;
+  last_sync_ok?: boolean;
 }
 
 export interface TypeCheck {
@@ -41,6 +55,8 @@ export interface CheckResult {
   runs: RunRecord[];
   /** the last restore drill, when drills are set up */
   drill?: { expected: boolean; max_age_ms: number; last?: DrillRecord; age_ms?: number; ok: boolean };
+  /** per remote synced from here: how far behind it is, from status.json */
+  replication?: ReplicationCheck[];
   /** every reason the check fails, one line each */
   reasons: string[];
 }
@@ -130,6 +146,27 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     }
   }
 
+  let replication: ReplicationCheck[] | undefined;
+  if (status?.replication && Object.keys(status.replication).length) {
+    replication = Object.entries(status.replication).map(([remote, record]) => {
+      const lag = lagFromRecord(entries, record, now);
+      const ok = opts.maxReplicationLagMs === undefined || lag.lagSeconds * 1000 <= opts.maxReplicationLagMs;
+      if (!ok)
+        reasons.push(
+          `replication to ${remote} is ${formatAge(lag.lagSeconds * 1000)} behind (limit ${formatAge(opts.maxReplicationLagMs!)}): ${lag.missing.length} backups missing there, the newest ${lag.missing[0]?.type} ${lag.missing[0]?.id}`,
+        );
+      return {
+        remote,
+        ok,
+        lag_seconds: lag.lagSeconds,
+        missing: lag.missing.length,
+        newest_missing: lag.missing[0] ? backupKey(lag.missing[0]) : undefined,
+        as_of: record.as_of,
+        last_sync_ok: record.last_sync?.ok,
+      };
+    });
+  }
+
   return {
     ok: reasons.length === 0,
     checked_at: now.toISOString(),
@@ -138,6 +175,7 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     types,
     runs,
     drill,
+    replication,
     reasons,
   };
 }

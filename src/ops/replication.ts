@@ -1,5 +1,7 @@
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { backupKey, lagFromRecord, recordReplication, replicationLag, replicationRecord } from '../catalog/replication.js';
 import type { BackupType } from '../catalog/sidecar.js';
+import { readStatus } from '../catalog/status.js';
 import type { Remote } from '../remote/remote.js';
 import { type TransferOptions, listRemoteBackups } from '../offsite/transfer.js';
 
@@ -7,33 +9,87 @@ export interface Missing {
   remote: string;
   /** complete local backups the remote does not hold complete, newest first */
   missing: BackupEntry[];
-  /**
-   * How long the remote has been behind, in seconds (0: it holds the newest of every type): per type,
-   * the age of the oldest local backup newer than the newest one the remote holds; the largest of them.
-   */
+  /** how long the remote has been behind, in seconds (see catalog/replication.ts replicationLag) */
   lagSeconds: number;
+  /** 'type:id' of everything the remote holds complete, and per type the creation time of the newest */
+  held: string[];
+  newestHeld: Record<string, string>;
 }
 
 /**
- * What a remote lacks: every complete local backup (ok or partial) that the remote does not list as a
- * complete backup of the same type and id. The lag counts from the first backup the remote missed after
- * the newest it holds (a backup older than that, never sent, e.g. from before the remote was added, is
- * listed as missing but does not make the remote look days behind for ever).
+ * What a remote lacks, from a full listing: every complete local backup (ok or partial) that the
+ * remote does not list as a complete backup of the same type and id.
  */
 export async function missingOnRemote(remote: Remote, backupDir: string, options: TransferOptions & { type?: BackupType; now?: Date } = {}): Promise<Missing> {
-  const [local, held] = await Promise.all([listBackups(backupDir, { type: options.type }), listRemoteBackups(remote, options)]);
-  const there = new Set(held.filter((b) => b.status === 'ok' || b.status === 'partial').map((b) => `${b.type}:${b.id}`));
-  const missing = local.filter((e) => (e.status === 'ok' || e.status === 'partial') && !there.has(`${e.type}:${e.id}`));
-  const now = (options.now ?? new Date()).getTime();
-  const heldNewest = new Map<string, number>();
-  for (const b of held) {
-    if (b.status !== 'ok' && b.status !== 'partial') continue;
-    heldNewest.set(b.type, Math.max(heldNewest.get(b.type) ?? 0, b.createdAt.getTime()));
+  const [local, listed] = await Promise.all([listBackups(backupDir, { type: options.type }), listRemoteBackups(remote, options)]);
+  const complete = listed.filter((b) => b.status === 'ok' || b.status === 'partial');
+  const held = complete.map(backupKey);
+  const newest = new Map<string, number>();
+  for (const b of complete) newest.set(b.type, Math.max(newest.get(b.type) ?? 0, b.createdAt.getTime()));
+  const lag = replicationLag(local, new Set(held), newest, options.now ?? new Date());
+  return {
+    remote: remote.url,
+    ...lag,
+    held,
+    newestHeld: Object.fromEntries([...newest].map(([t, ms]) => [t, new Date(ms).toISOString()])),
+  };
+}
+
+export interface ReplicationState {
+  name: string;
+  lagSeconds: number;
+  missing: number;
+  /** 'type:id' of the newest complete local backup the remote lacks */
+  newestMissing?: string;
+  /** the figures come from a listing made now (else from what status.json recorded at `asOf`) */
+  listed: boolean;
+  asOf: string;
+}
+
+/**
+ * How far behind a remote is: from its record in status.json, with no connection, when there is one
+ * for this URL; else (or with `refresh`) from a full listing, which is then recorded.
+ */
+export async function replicationState(
+  open: () => Promise<Remote>,
+  where: { name: string; url: string },
+  backupDir: string,
+  options: TransferOptions & { refresh?: boolean; now?: Date } = {},
+): Promise<ReplicationState> {
+  const now = options.now ?? new Date();
+  const { status } = await readStatus(backupDir);
+  const record = options.refresh ? undefined : replicationRecord(status, where.name, where.url);
+  if (record) {
+    const lag = lagFromRecord(await listBackups(backupDir), record, now);
+    return {
+      name: where.name,
+      lagSeconds: lag.lagSeconds,
+      missing: lag.missing.length,
+      newestMissing: lag.missing[0] ? backupKey(lag.missing[0]) : undefined,
+      listed: false,
+      asOf: record.as_of,
+    };
   }
-  let behindSince = Number.POSITIVE_INFINITY;
-  for (const e of missing) {
-    const t = e.createdAt.getTime();
-    if (t > (heldNewest.get(e.type) ?? 0)) behindSince = Math.min(behindSince, t);
+  const remote = await open();
+  let m: Missing;
+  try {
+    m = await missingOnRemote(remote, backupDir, { ...options, now });
+  } finally {
+    await remote.close();
   }
-  return { remote: remote.url, missing, lagSeconds: Number.isFinite(behindSince) ? Math.max(0, Math.round((now - behindSince) / 1000)) : 0 };
+  await recordReplication(
+    backupDir,
+    where.name,
+    await listBackups(backupDir),
+    { url: where.url, confirmed: m.held, listed: true, newestHeld: m.newestHeld },
+    now,
+  );
+  return {
+    name: where.name,
+    lagSeconds: m.lagSeconds,
+    missing: m.missing.length,
+    newestMissing: m.missing[0] ? backupKey(m.missing[0]) : undefined,
+    listed: true,
+    asOf: now.toISOString(),
+  };
 }

@@ -17,6 +17,10 @@ export interface SyncOptions extends TransferOptions {
   latest?: boolean;
   /** only these backup ids (create --sync sends the backup it just made) */
   ids?: string[];
+  /** 'type:id' of backups known complete on the remote (status.json): counted as up to date without a request */
+  held?: ReadonlySet<string>;
+  /** each backup the remote now holds complete, as soon as it is known ('type:id', components included) */
+  onConfirmed?: (keys: string[]) => void;
 }
 
 export interface SyncedBackup {
@@ -31,6 +35,11 @@ export interface SyncResult {
   remote: string;
   synced: SyncedBackup[]; // backups that needed at least one upload
   upToDate: number; // backups the remote already had
+  /** nothing new to send, known from status.json without opening a connection */
+  cached?: boolean;
+  /** after the sync: how far behind the remote is and how many complete local backups it lacks */
+  lagSeconds?: number;
+  missing?: number;
   notComplete: { type: BackupType; id: string; reason: string }[]; // local backups left alone
   bytes: number;
   ms: number;
@@ -48,6 +57,15 @@ function selectBackups(entries: BackupEntry[], options: SyncOptions): { pick: Ba
   return { pick: good.filter((e) => !seen.has(e.type) && seen.add(e.type)), notComplete };
 }
 
+function componentKeys(e: BackupEntry): string[] {
+  if (e.type !== 'full') return [];
+  return (['database', 'storage'] as const).filter((t) => e.sidecar?.[t]).map((t) => `${t}:${e.sidecar![t]}`);
+}
+
+function componentsOf(pick: BackupEntry[]): Set<string> {
+  return new Set(pick.flatMap(componentKeys));
+}
+
 /**
  * Uploads every complete local backup the remote lacks, newest first (the most valuable copy gets out
  * first if the link is slow). Files already on the remote with the right size are skipped, so a sync
@@ -59,14 +77,15 @@ export async function syncToRemote(remote: Remote, backupDir: string, options: S
   const entries = options.ids ? listed.filter((e) => options.ids!.includes(e.id)) : listed;
   const { pick, notComplete } = selectBackups(entries, options);
   // components of a full backup being sent travel with it, so they are not separate entries
-  const components = new Set<string>();
-  for (const e of pick) {
-    if (e.type === 'full') for (const t of ['database', 'storage'] as const) if (e.sidecar?.[t]) components.add(`${t}:${e.sidecar[t]}`);
-  }
+  const components = componentsOf(pick);
   const result: SyncResult = { remote: remote.url, synced: [], upToDate: 0, notComplete, bytes: 0, ms: 0 };
   const done = new Set<string>();
   for (const e of pick) {
     if (done.has(`${e.type}:${e.id}`) || components.has(`${e.type}:${e.id}`)) continue;
+    if (options.held?.has(`${e.type}:${e.id}`)) {
+      result.upToDate++;
+      continue;
+    }
     if (options.signal?.aborted) throw options.signal.reason ?? new BackupError('FAILED', 'sync interrupted');
     let r: UploadResult;
     try {
@@ -79,12 +98,90 @@ export async function syncToRemote(remote: Remote, backupDir: string, options: S
       result.notComplete.push({ type: e.type, id: e.id, reason: 'removed from the backup directory during the sync' });
       continue;
     }
-    done.add(`${e.type}:${e.id}`);
-    if (e.type === 'full') for (const t of ['database', 'storage'] as const) if (e.sidecar?.[t]) done.add(`${t}:${e.sidecar[t]}`);
+    const confirmed = [`${e.type}:${e.id}`, ...componentKeys(e)];
+    for (const k of confirmed) done.add(k);
+    options.onConfirmed?.(confirmed);
     if (r.uploaded.length) result.synced.push({ type: e.type, id: e.id, uploaded: r.uploaded, skipped: r.skipped.length, bytes: r.bytes });
     else result.upToDate++;
     result.bytes += r.bytes;
   }
+  result.ms = Date.now() - started;
+  return result;
+}
+
+export interface RemoteWhere {
+  /** the remote's name in the config (or the URL given in its place): its key in status.json */
+  name: string;
+  url: string;
+}
+
+/**
+ * syncToRemote with the remote's record in status.json (catalog/replication.ts): when the record says
+ * the remote holds every selected backup, nothing is opened, listed or sent (the timer's sync every
+ * 15 minutes costs no request); otherwise only the backups the record does not name are looked at on
+ * the remote. `refresh` lists the remote first and trusts that listing instead. What the run confirmed
+ * is recorded even when it fails halfway.
+ */
+export async function syncRemote(
+  open: () => Promise<Remote>,
+  where: RemoteWhere,
+  backupDir: string,
+  options: SyncOptions & { refresh?: boolean } = {},
+): Promise<SyncResult> {
+  const started = Date.now();
+  const { readStatus } = await import('../catalog/status.js');
+  const { backupKey, lagFromRecord, recordReplication, replicationRecord } = await import('../catalog/replication.js');
+  const local = await listBackups(backupDir);
+  const record = options.refresh ? undefined : replicationRecord((await readStatus(backupDir)).status, where.name, where.url);
+  if (record) {
+    const selected = local.filter((e) => (!options.type || e.type === options.type) && (!options.ids || options.ids.includes(e.id)));
+    const { pick, notComplete } = selectBackups(selected, options);
+    const held = new Set(record.held);
+    if (pick.every((e) => held.has(backupKey(e)))) {
+      const lag = lagFromRecord(local, record);
+      const components = componentsOf(pick);
+      return {
+        remote: where.url,
+        synced: [],
+        upToDate: pick.filter((e) => !components.has(backupKey(e))).length,
+        notComplete,
+        bytes: 0,
+        ms: Date.now() - started,
+        cached: true,
+        lagSeconds: lag.lagSeconds,
+        missing: lag.missing.length,
+      };
+    }
+  }
+  const confirmed: string[] = [];
+  let listing: { held: string[]; newestHeld: Record<string, string> } | undefined;
+  const remember = async (sync: { ok: boolean; error?: string }) =>
+    recordReplication(backupDir, where.name, await listBackups(backupDir), {
+      url: where.url,
+      confirmed: [...(listing?.held ?? []), ...confirmed],
+      listed: !!listing,
+      newestHeld: listing?.newestHeld,
+      sync,
+    });
+  const remote = await open();
+  let result: SyncResult;
+  try {
+    if (options.refresh) {
+      const { missingOnRemote } = await import('./replication.js');
+      listing = await missingOnRemote(remote, backupDir, options);
+    }
+    const held = new Set(listing?.held ?? record?.held ?? []);
+    result = await syncToRemote(remote, backupDir, { ...options, held, onConfirmed: (keys) => confirmed.push(...keys) });
+  } catch (err) {
+    // what was confirmed before the failure stays known; a status file that cannot be written changes nothing
+    await remember({ ok: false, error: (err as Error).message }).catch(() => {});
+    throw err;
+  } finally {
+    await remote.close();
+  }
+  const after = await remember({ ok: true }).catch(() => undefined);
+  result.lagSeconds = after?.lag_seconds;
+  result.missing = after?.missing;
   result.ms = Date.now() - started;
   return result;
 }

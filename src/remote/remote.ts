@@ -196,17 +196,32 @@ export function tempAgeMs(relPath: string, now = Date.now()): number | undefined
  * fsync, rename.
  */
 export async function downloadTo(source: Readable, localFile: string, options: TransferOptions = {}, tmp = tempNameBeside(localFile)): Promise<void> {
+  await intoPlace(
+    localFile,
+    (t) => {
+      // attached only now: a 'data' listener starts the flow, and bytes that flow before the pipe are lost
+      let done = 0;
+      if (options.onProgress) {
+        source.on('data', (chunk: Buffer) => {
+          done += chunk.length;
+          options.onProgress?.(done);
+        });
+      }
+      return pipeline(source, exclusiveWriteStream(t), { signal: options.signal });
+    },
+    tmp,
+  );
+}
+
+/**
+ * Every download's last steps, whoever writes the bytes (a stream here, the rsync process there): `write`
+ * fills a temp file beside the target, which is fsynced and renamed into place; removed on any failure.
+ */
+export async function intoPlace(localFile: string, write: (tmp: string) => Promise<unknown>, tmp = tempNameBeside(localFile)): Promise<void> {
   const dir = path.dirname(localFile);
   await ensureDir(dir);
-  let done = 0;
-  if (options.onProgress) {
-    source.on('data', (chunk: Buffer) => {
-      done += chunk.length;
-      options.onProgress?.(done);
-    });
-  }
   try {
-    await pipeline(source, exclusiveWriteStream(tmp), { signal: options.signal });
+    await write(tmp);
     await fsyncFile(tmp);
     await fsp.rename(tmp, localFile);
   } catch (err) {

@@ -5,7 +5,6 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BackupError, usageError } from '../errors.js';
-import { ensureDir, fsyncDir, fsyncFile } from '../fsutil.js';
 import { KnownHosts } from './known-hosts.js';
 import {
   SchemeRemote,
@@ -15,6 +14,7 @@ import {
   type SpaceInfo,
   type TransferOptions,
   errorMessage,
+  intoPlace,
   isTransientNetworkError,
   joinRemote,
   registerScheme,
@@ -181,18 +181,7 @@ class RsyncRemote extends SchemeRemote {
   }
 
   override async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
-    const dir = path.dirname(localFile);
-    await ensureDir(dir);
-    const tmp = path.join(dir, `.tmp-${path.basename(localFile)}-${process.pid}`);
-    try {
-      await this.fetch(relPath, tmp, options.signal);
-      await fsyncFile(tmp);
-      await fsp.rename(tmp, localFile);
-    } catch (err) {
-      await fsp.rm(tmp, { force: true });
-      throw err;
-    }
-    await fsyncDir(dir);
+    await intoPlace(localFile, (tmp) => this.fetch(relPath, tmp, options.signal));
     options.onProgress?.((await fsp.stat(localFile)).size);
   }
 

@@ -18,12 +18,13 @@ export const SCHEDULE_TABLE = {
   storage: { cron: '0 3 * * 0', when: 'Sunday 03:00', args: ['create', '--type', 'storage'] },
   rotation: { cron: '0 4 * * *', when: 'daily 04:00', args: ['rotate'] },
   drill: { cron: '30 5 * * 0', when: 'Sunday 05:30', args: ['drill'] },
+  // continuous replication: cheap when nothing is new (status.json says what each remote holds)
+  sync: { cron: '*/15 * * * *', when: 'every 15 minutes', args: ['sync'] },
 } as const satisfies Record<string, ScheduledJob>;
 
 /** Jobs only the crontab carries (the scheduler and the timer leave monitoring to the operator). */
 export const CRON_ONLY_JOBS = {
   check: { cron: '0 5 * * *', when: 'daily 05:00', args: ['check', '--max-age', '26h', '--notify'] },
-  sync: { cron: '*/15 * * * *', when: 'every 15 minutes', args: ['sync'] },
 } as const satisfies Record<string, ScheduledJob>;
 
 /**

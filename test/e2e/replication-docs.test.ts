@@ -41,8 +41,18 @@ async function replicate(name: string, json: string, env: Record<string, string>
   expect((JSON.parse(list.stdout) as { status: string }[]).filter((b) => b.status === 'ok').length).toBe(6);
   const verify = await run(['--backup-dir', backupDir, 'verify', '--remote', name, '--all'], opts);
   expect(verify.code, describeRun(verify)).toBe(0);
+  // "What a sync costs": an unchanged sync is answered from status.json, without a connection
   const again = await run(['--backup-dir', backupDir, '--json', 'sync', '--remote', name], opts);
-  expect(JSON.parse(again.stdout).remotes[0].result.synced).toEqual([]);
+  expect(JSON.parse(again.stdout).remotes[0].result).toMatchObject({ synced: [], cached: true, lag_seconds: 0 });
+  // --refresh lists the remote again and still finds nothing to send
+  const refreshed = await run(['--backup-dir', backupDir, '--json', 'sync', '--remote', name, '--refresh'], opts);
+  expect(refreshed.code, describeRun(refreshed)).toBe(0);
+  expect(JSON.parse(refreshed.stdout).remotes[0].result).toMatchObject({ synced: [], up_to_date: 2 });
+  expect(JSON.parse(refreshed.stdout).remotes[0].result.cached).toBeUndefined();
+  // "Replication lag": check answers from the record
+  const check = await run(['--backup-dir', backupDir, '--json', 'check', '--max-age', '100000d', '--type', 'full', '--max-replication-lag', '26h', '--remote', name], opts);
+  expect(check.code, describeRun(check)).toBe(0);
+  expect(JSON.parse(check.stdout).replication).toEqual([expect.objectContaining({ remote: name, ok: true, lag_seconds: 0, listed: false })]);
 }
 
 describe('docs/replication.md examples', () => {

@@ -118,7 +118,7 @@ try {
       expect(w.length).toBeGreaterThanOrEqual(1);
       for (let i = 1; i < w.length; i++) expect(w[i].a, `trial ${t}: two processes held the lock at once: ${JSON.stringify(w)}`).toBeGreaterThanOrEqual(w[i - 1].b);
       // the holder file is gone; the kernel lock's file stays (removing it would race with its takers)
-      expect(fs.readdirSync(dir).filter((n) => n.startsWith('.vertex-backup')), `trial ${t}`).toEqual(['.vertex-backup.lock.db']);
+      expect(fs.readdirSync(dir).filter((n) => n.startsWith('.vertex-backup')).sort(), `trial ${t}`).toEqual(['.vertex-backup.lock.db', '.vertex-backup.status.lock']);
     }
   });
 });

@@ -35,8 +35,11 @@ describe('job configuration', () => {
       ['rotation', '0 4 * * *', true, 'rotate'],
       // not in the seed: off unless BACKUP_DRILL_ENABLED=true
       ['drill', '30 5 * * 0', false, 'drill'],
+      // continuous replication: off unless BACKUP_SYNC_ENABLED=true (it needs remotes)
+      ['sync', '*/15 * * * *', false, 'sync'],
     ]);
     expect(loadJobSpecs({ BACKUP_DRILL_ENABLED: 'true' }).find((j) => j.name === 'drill')!.enabled).toBe(true);
+    expect(loadJobSpecs({ BACKUP_SYNC_ENABLED: 'true' }).find((j) => j.name === 'sync')!.enabled).toBe(true);
     expect(DEFAULT_SCHEDULES.full).toBe('0 2 * * *');
   });
 

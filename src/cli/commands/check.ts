@@ -18,6 +18,7 @@ export function register(program: Command): void {
       'each remote (--remote, default every enabled one) must hold every complete local backup older than this, e.g. 26h (env BACKUP_CHECK_MAX_REPLICATION_LAG)',
     )
     .option('-r, --remote <name>', 'with --max-replication-lag: the remote to watch (repeatable)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--refresh', 'with --max-replication-lag: list each remote instead of trusting what the last sync recorded in status.json')
     .addOption(remotesConfigOption())
     .option('--notify', 'send an alert through the configured channels when the check fails (NOTIFY_ON=always: every time)')
     .addHelpText(
@@ -31,11 +32,15 @@ Examples:
   vertex-backup check --type storage --max-age 8d
   vertex-backup check --notify                 # from cron at 05:00: alert when something is wrong
   vertex-backup check --json                   # for a monitoring agent
-  vertex-backup check --max-replication-lag 26h   # also: no remote more than 26h behind`,
+  vertex-backup check --max-replication-lag 26h   # also: no remote more than 26h behind
+  vertex-backup check --max-replication-lag 26h --refresh   # ... listing each remote now
+
+The replication lag comes from what the last sync or listing recorded in status.json (no connection);
+a remote without a record, or --refresh, is listed and the record updated.`,
     )
     .action(
       action('check', async (ctx, cmd) => {
-        const o = cmd.opts() as { maxAge?: string; maxDrillAge?: string; type?: BackupType; maxReplicationLag?: string; remote?: string[] };
+        const o = cmd.opts() as { maxAge?: string; maxDrillAge?: string; type?: BackupType; maxReplicationLag?: string; remote?: string[]; refresh?: boolean };
         const { checkBackups, enabledTypes, DEFAULT_MAX_AGE_MS } = await import('../../ops/check.js');
         const { parseDuration } = await import('../../schedule/duration.js');
         const { formatAge } = await import('../../human.js');
@@ -52,34 +57,38 @@ Examples:
         const drillExpected = /^(1|true|yes|on)$/i.test(ctx.cfg.env.BACKUP_DRILL_ENABLED?.trim() ?? '');
         const result = await checkBackups({ backupDir: ctx.cfg.backupDir, maxAgeMs, types, includeOtherRuns: !o.type, maxDrillAgeMs, drillExpected });
         const rawLag = o.maxReplicationLag ?? ctx.cfg.env.BACKUP_CHECK_MAX_REPLICATION_LAG;
-        let replication: { remote: string; ok: boolean; lag_seconds?: number; missing?: number; newest_missing?: string; error?: string }[] | undefined;
+        let replication:
+          | { remote: string; ok: boolean; lag_seconds?: number; missing?: number; newest_missing?: string; listed?: boolean; as_of?: string; error?: string }[]
+          | undefined;
         if (rawLag) {
           const maxLagMs = parseDuration(rawLag, o.maxReplicationLag ? '--max-replication-lag' : 'BACKUP_CHECK_MAX_REPLICATION_LAG');
           if (maxLagMs <= 0) throw argumentError('--max-replication-lag must be longer than zero');
           const { loadRemotes, openRemoteByName, selectRemotes } = await import('./remote.js');
-          const { missingOnRemote } = await import('../../ops/replication.js');
+          const { replicationState } = await import('../../ops/replication.js');
+          const { remoteUrl } = await import('./sync.js');
           const remotes = await loadRemotes(ctx, cmd);
           replication = [];
           for (const name of selectRemotes(remotes, o.remote)) {
             try {
-              const remote = await openRemoteByName(ctx, remotes, name);
-              try {
-                const m = await missingOnRemote(remote, ctx.cfg.backupDir, { signal: ctx.signal, retries: 1 });
-                const ok = m.lagSeconds * 1000 <= maxLagMs;
-                replication.push({
-                  remote: name,
-                  ok,
-                  lag_seconds: m.lagSeconds,
-                  missing: m.missing.length,
-                  newest_missing: m.missing[0] ? `${m.missing[0].type}:${m.missing[0].id}` : undefined,
-                });
-                if (!ok) {
-                  result.reasons.push(
-                    `replication to ${name} is ${formatAge(m.lagSeconds * 1000)} behind (limit ${formatAge(maxLagMs)}): ${m.missing.length} backups missing there, the newest ${m.missing[0]?.type} ${m.missing[0]?.id}`,
-                  );
-                }
-              } finally {
-                await remote.close();
+              const m = await replicationState(() => openRemoteByName(ctx, remotes, name), { name, url: remoteUrl(remotes, name) }, ctx.cfg.backupDir, {
+                signal: ctx.signal,
+                retries: 1,
+                refresh: o.refresh,
+              });
+              const ok = m.lagSeconds * 1000 <= maxLagMs;
+              replication.push({
+                remote: name,
+                ok,
+                lag_seconds: m.lagSeconds,
+                missing: m.missing,
+                newest_missing: m.newestMissing,
+                listed: m.listed,
+                as_of: m.asOf,
+              });
+              if (!ok) {
+                result.reasons.push(
+                  `replication to ${name} is ${formatAge(m.lagSeconds * 1000)} behind (limit ${formatAge(maxLagMs)}): ${m.missing} backups missing there, the newest ${m.newestMissing?.replace(':', ' ')}`,
+                );
               }
             } catch (err) {
               replication.push({ remote: name, ok: false, error: (err as Error).message });
@@ -105,7 +114,7 @@ Examples:
               ui.out(
                 `${ui.c.green('✔')} last drill: ${result.drill.last.result}, RTO ${result.drill.last.rto_ms === undefined ? 'none' : formatAge(result.drill.last.rto_ms)}, ${formatAge(result.drill.age_ms ?? 0)} ago`,
               );
-            for (const r of replication ?? [])
+            for (const r of replication ?? result.replication ?? [])
               if (r.ok)
                 ui.out(`${ui.c.green('✔')} replication to ${r.remote}: ${r.missing ? `${formatAge((r.lag_seconds ?? 0) * 1000)} behind` : 'up to date'}`);
             if (result.ok) ui.out(`OK: every checked type has an ok backup younger than ${formatAge(maxAgeMs)}`);

@@ -16,6 +16,9 @@ export interface RemoteSync {
   result?: SyncResult;
   error?: string;
   hint?: string;
+  /** a failed remote: how far behind it is, from what status.json recorded */
+  lagSeconds?: number;
+  missing?: number;
 }
 
 /**
@@ -27,31 +30,29 @@ export async function syncEach(
   ctx: Context,
   remotes: RemotesConfig,
   names: string[],
-  options: SyncOptions,
+  options: SyncOptions & { refresh?: boolean },
   onFailure?: (name: string, e: BackupError) => void,
   parallel?: number,
 ): Promise<RemoteSync[]> {
-  const { syncToRemote } = await import('../../ops/sync.js');
+  const { syncRemote } = await import('../../ops/sync.js');
   const { remoteRecipients } = await import('../../offsite/remote-encryption.js');
   const one = async (name: string): Promise<RemoteSync> => {
     try {
-      const remote = await openRemoteByName(ctx, remotes, name);
-      try {
-        const result = await syncToRemote(remote, ctx.cfg.backupDir, {
-          ...options,
-          signal: ctx.signal,
-          onEvent: transferProgress(ctx, name),
-          encryptTo: remoteRecipients(remotes, name),
-        });
-        return { remote: name, ok: true, result };
-      } finally {
-        await remote.close();
-      }
+      // opened only when status.json does not already say the remote holds everything
+      const result = await syncRemote(() => openRemoteByName(ctx, remotes, name), { name, url: remoteUrl(remotes, name) }, ctx.cfg.backupDir, {
+        ...options,
+        signal: ctx.signal,
+        onEvent: transferProgress(ctx, name),
+        encryptTo: remoteRecipients(remotes, name),
+      });
+      return { remote: name, ok: true, result };
     } catch (err) {
       if (ctx.signal.aborted) throw err;
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
       onFailure?.(name, e);
-      return { remote: name, ok: false, error: e.message, hint: e.hint };
+      const { recordedLag } = await import('../../catalog/replication.js');
+      const lag = await recordedLag(ctx.cfg.backupDir, name, remoteUrl(remotes, name)).catch(() => undefined);
+      return { remote: name, ok: false, error: e.message, hint: e.hint, lagSeconds: lag?.lagSeconds, missing: lag?.missing.length };
     }
   };
   // up to `parallel` destinations at once, each with its own retries; results in the order asked
@@ -66,6 +67,20 @@ export async function syncEach(
   const width = Math.max(1, Math.min(parallel ?? Math.min(names.length, 3), names.length));
   await Promise.all(Array.from({ length: width }, worker));
   return results.filter(Boolean);
+}
+
+/** The URL a remote name stands for (a URL given in place of a name is itself). */
+export function remoteUrl(remotes: RemotesConfig, name: string): string {
+  return remotes.remotes.find((r) => r.name === name)?.url ?? name;
+}
+
+/** "offsite is 3h behind (2 backups missing)" for each remote that is, for the summary and the notification. */
+export function behindLine(results: RemoteSync[], formatAge: (ms: number) => string): string | undefined {
+  const behind = results.flatMap((r) => {
+    const lag = r.result?.lagSeconds ?? r.lagSeconds;
+    return lag ? [`${r.remote} is ${formatAge(lag * 1000)} behind (${r.result?.missing ?? r.missing} backups missing)`] : [];
+  });
+  return behind.length ? behind.join(', ') : undefined;
 }
 
 function positive(flag: string) {
@@ -91,12 +106,15 @@ export function register(program: Command): void {
     .option('--latest', 'only the newest complete backup of each type')
     .option('--retries <n>', 'retries per file on transient errors, with exponential backoff (default 4)', wholeNumber('--retries'))
     .option('--parallel <n>', 'remotes synced at once (default: the number of remotes, up to 3)', positive('--parallel'))
+    .option('--refresh', 'list each remote again instead of trusting what status.json records it holds')
     .addOption(remotesConfigOption())
     .addHelpText(
       'after',
       `
 An interrupted sync resumes: files already on the remote with the right size (and checksum, on S3)
 are skipped. A remote that fails does not stop the others; the exit code is 1 if any failed.
+What each remote holds is recorded in <backup-dir>/status.json: a sync with nothing new opens no
+connection at all; --refresh lists the remote again (after copies were deleted there by hand).
 
 Examples:
   vertex-backup sync                          # every enabled remote in remote_storage.json
@@ -106,14 +124,14 @@ Examples:
     )
     .action(
       action('sync', async (ctx, cmd) => {
-        const o = cmd.opts() as { remote?: string[]; type?: BackupType; latest?: boolean; retries?: number; parallel?: number };
+        const o = cmd.opts() as { remote?: string[]; type?: BackupType; latest?: boolean; retries?: number; parallel?: number; refresh?: boolean };
         const cfg = await loadRemotes(ctx, cmd);
         const names = selectRemotes(cfg, o.remote);
         const results = await syncEach(
           ctx,
           cfg,
           names,
-          { type: o.type, latest: o.latest, retries: o.retries },
+          { type: o.type, latest: o.latest, retries: o.retries, refresh: o.refresh },
           (name, e) => {
             // with one remote the error itself is the answer; with several, report it and go on
             if (names.length === 1) throw e;
@@ -124,15 +142,19 @@ Examples:
         const ok = results.every((r) => r.ok);
         const sent = results.reduce((n, r) => n + (r.result?.bytes ?? 0), 0);
         const uploadedBackups = results.reduce((n, r) => n + (r.result?.synced.length ?? 0), 0);
+        const { formatAge } = await import('../../human.js');
+        // which remote is behind and by how much: what the notification after a sync must say
+        const behind = behindLine(results, formatAge);
         return {
           json: { ok, remotes: results },
           exitCode: ok ? 0 : 1,
-          summary: ok
-            ? `synced ${uploadedBackups} backups (${formatBytes(sent)}) to ${names.join(', ')}`
-            : `sync failed for ${results
-                .filter((r) => !r.ok)
-                .map((r) => r.remote)
-                .join(', ')}`,
+          summary:
+            (ok
+              ? `synced ${uploadedBackups} backups (${formatBytes(sent)}) to ${names.join(', ')}`
+              : `sync failed for ${results
+                  .filter((r) => !r.ok)
+                  .map((r) => `${r.remote} (${r.error})`)
+                  .join(', ')}`) + (behind ? `; ${behind}` : ''),
           sizeBytes: sent,
           log: {
             remotes: results.map((r) => ({
@@ -140,6 +162,8 @@ Examples:
               ok: r.ok,
               uploaded: r.result?.synced.map((s) => `${s.type}:${s.id}`),
               bytes: r.result?.bytes,
+              cached: r.result?.cached,
+              lag_seconds: r.result?.lagSeconds,
               error: r.error,
             })),
           },
@@ -147,11 +171,12 @@ Examples:
             for (const r of results) {
               if (!r.result) {
                 ui.out(`${ui.c.red('FAILED')} ${r.remote}: ${r.error}`);
+                if (r.lagSeconds) ui.warn(`${r.remote}: ${formatAge(r.lagSeconds * 1000)} behind, ${r.missing} complete backups missing there`);
                 continue;
               }
               const s = r.result;
               const rate = s.ms > 0 ? ` (${formatBytes(Math.round((s.bytes * 1000) / s.ms))}/s)` : '';
-              if (!s.synced.length) ui.out(`${r.remote}: up to date (${s.upToDate} backups)`);
+              if (!s.synced.length) ui.out(`${r.remote}: up to date (${s.upToDate} backups${s.cached ? ', as recorded in status.json' : ''})`);
               else {
                 ui.out(
                   ui.table(
@@ -162,6 +187,7 @@ Examples:
                 ui.out(`${r.remote}: sent ${formatBytes(s.bytes)} in ${formatDuration(s.ms)}${rate}; ${s.upToDate} already there`);
               }
               for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.type} ${n.id} is ${n.reason}`);
+              if (s.lagSeconds) ui.warn(`${r.remote}: ${formatAge(s.lagSeconds * 1000)} behind, ${s.missing} complete backups missing there`);
             }
           },
         };
