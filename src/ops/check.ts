@@ -19,6 +19,8 @@ export interface CheckOptions {
   /** BACKUP_DRILL_ENABLED=true: drills are expected even before the first one is recorded */
   drillExpected?: boolean;
   now?: Date;
+  /** a listing the caller already holds (serve's shared one), else the directory is listed */
+  entries?: BackupEntry[];
 }
 
 export interface TypeCheck {
@@ -61,7 +63,7 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
   const types: TypeCheck[] = [];
 
   const dirExists = await exists(opts.backupDir);
-  const entries: BackupEntry[] = dirExists ? await listBackups(opts.backupDir) : [];
+  const entries: BackupEntry[] = dirExists ? (opts.entries ?? (await listBackups(opts.backupDir))) : [];
   for (const type of opts.types) {
     const newest = entries.find((e) => e.type === type && e.status === 'ok');
     const t: TypeCheck = { type, ok: true, newest_id: null, newest_at: null, age_ms: null };
