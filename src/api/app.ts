@@ -9,7 +9,7 @@ import type { Config } from '../config.js';
 import { CatalogCache } from '../catalog/catalog-cache.js';
 import { acquireLock, type Lock } from '../catalog/lock.js';
 import { appendLog } from '../catalog/log.js';
-import { BackupError, toBackupError } from '../errors.js';
+import { BackupError, EXIT_SKIPPED, toBackupError } from '../errors.js';
 import { reportRun } from '../notify/report.js';
 import type { ProgressEvent } from '../ops/progress.js';
 import { createDocument } from '../results/documents.js';
@@ -58,7 +58,7 @@ function parse<T extends v.GenericSchema>(schema: T, value: unknown): { ok: true
 }
 
 const CreateBody = v.strictObject(
-  { type: v.optional(v.picklist(TYPES, 'must be one of full, database, storage'), 'full') },
+  { type: v.optional(v.picklist([...TYPES, 'volumes'], 'must be one of full, database, storage, volumes'), 'full') },
   'must be a JSON object with only "type"',
 );
 const RestoreBody = v.strictObject(
@@ -353,16 +353,34 @@ export function buildApp(opts: AppOptions) {
     const body = parse(CreateBody, await jsonBody(c));
     if (!body.ok) return sendError(c, new BackupError('USAGE', body.message), body.field);
     const type = body.data.type;
-    const { checkInputs, runCreate } = await import('../ops/create.js');
-    await checkInputs(cfg, type, {});
+    // what `create` runs, the same way: the hooks around it, the Docker volumes after it (ops/create-run.ts)
+    const { resolveHooks, hookLog } = await import('../ops/hooks.js');
+    const { resolveVolumeSettings } = await import('../ops/volumes.js');
+    const hooks = resolveHooks(cfg.file, cfg.env);
+    const volumes = resolveVolumeSettings(cfg);
+    if (type === 'volumes' && !volumes)
+      return sendError(c, new BackupError('USAGE', 'field \'type\' is volumes but no volume is named (VOLUMES or the config key "volumes")'), 'type');
+    const { checkInputs } = await import('../ops/create.js');
+    // with a before hook the storage directory may be filled by it: runCreate checks again once it ran
+    if (type !== 'volumes' && !hooks.before.length) await checkInputs(cfg, type, {});
     const lock = await lockOr409(c, `create --type ${type} (serve)`);
     if (lock instanceof Response) return lock;
     return startLocked(c, 'create', type, async (signal, onProgress) => {
-      const result = await runCreate(cfg, { type, signal, onProgress, storage: {} });
+      const { runCreateWithHooks, volumeLog } = await import('../ops/create-run.js');
+      const { volumesDocument } = await import('../results/documents.js');
+      const started = Date.now();
+      const run = await runCreateWithHooks(cfg, { type, hooks, volumes, storage: {}, signal, onProgress });
+      const log = { hooks: hookLog(run.hooks), volumes: run.volumes && volumeLog(run.volumes) };
+      const failedAfter = run.failedAfter.length > 0;
+      if (!run.result) {
+        const doc = volumesDocument(run.volumes ?? [], run.hooks, run.failedAfter, Date.now() - started);
+        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.size, ...log } };
+      }
+      const result = run.result;
       return {
-        document: createDocument(result),
-        exitCode: result.ok ? 0 : 1,
-        log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`) },
+        document: createDocument(result, { volumes: run.volumes, hooks: run.hooks.length ? run.hooks : undefined }),
+        exitCode: !result.ok || failedAfter ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
+        log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), ...log },
       };
     });
   });
