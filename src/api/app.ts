@@ -203,6 +203,12 @@ export function buildApp(opts: AppOptions) {
     );
   });
 
+  // unauthenticated: the API's description holds no secret (not send(): its keys are camelCase by the spec)
+  app.get('/openapi.json', async (c) => {
+    const { openApiDocument } = await import('./openapi.js');
+    return c.json(openApiDocument());
+  });
+
   app.post('/login', async (c) => {
     // the status page's form: the token becomes the authToken cookie (HttpOnly, SameSite=Strict)
     const form = await c.req.parseBody();
