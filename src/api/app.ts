@@ -519,7 +519,9 @@ export function buildApp(opts: AppOptions) {
 
   app.get('/metrics', async (c) => {
     const { collectMetrics, renderMetrics } = await import('../notify/metrics.js');
-    return c.text(renderMetrics(await collectMetrics(cfg.backupDir)), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+    return c.text(renderMetrics(await collectMetrics(cfg.backupDir, (await catalog.get()).entries)), 200, {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+    });
   });
 
   app.get('/backups/:id', async (c) => {
