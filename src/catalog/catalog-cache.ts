@@ -39,8 +39,26 @@ export class CatalogCache {
     private readonly ttlMs = 1_000,
   ) {}
 
-  /** What a listing depends on that can be checked without one: the type directories and the lock holder. */
-  private async signature(): Promise<string> {
+  private signing?: Promise<string>;
+
+  /**
+   * What a listing depends on that can be checked without one: the type directories and the lock holder.
+   * Requests that come while a check runs share it (the lock check opens a SQLite file: 200 requests at
+   * once would each pay for it); a change made during a check is seen by the next one.
+   */
+  private signature(): Promise<string> {
+    if (!this.signing) {
+      const p = this.sign();
+      this.signing = p;
+      const clear = () => {
+        if (this.signing === p) this.signing = undefined;
+      };
+      p.then(clear, clear);
+    }
+    return this.signing;
+  }
+
+  private async sign(): Promise<string> {
     const dirs = await Promise.all(
       BACKUP_TYPES.map((t) =>
         fsp.stat(path.join(this.backupDir, TYPE_DIR[t]), { bigint: true }).then(
