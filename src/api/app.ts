@@ -6,9 +6,10 @@ import { getCookie } from 'hono/cookie';
 import { streamSSE } from 'hono/streaming';
 import * as v from 'valibot';
 import type { Config } from '../config.js';
+import { CatalogCache } from '../catalog/catalog-cache.js';
 import { acquireLock, type Lock } from '../catalog/lock.js';
 import { appendLog } from '../catalog/log.js';
-import { BackupError, toBackupError } from '../errors.js';
+import { BackupError, EXIT_SKIPPED, toBackupError } from '../errors.js';
 import { reportRun } from '../notify/report.js';
 import type { ProgressEvent } from '../ops/progress.js';
 import { createDocument } from '../results/documents.js';
@@ -16,7 +17,7 @@ import { listDocument } from '../results/backups.js';
 import { errorDocument, jsonLine, jsonText } from '../results/json.js';
 import { type Job, type JobOutcome, Jobs } from './jobs.js';
 import { allows, matchToken, readTokens, type Scope, type StoredToken } from './tokens.js';
-import { statusPage } from './page.js';
+import { loginPage, StatusPage } from './page.js';
 
 export interface AppOptions {
   cfg: Config;
@@ -57,7 +58,7 @@ function parse<T extends v.GenericSchema>(schema: T, value: unknown): { ok: true
 }
 
 const CreateBody = v.strictObject(
-  { type: v.optional(v.picklist(TYPES, 'must be one of full, database, storage'), 'full') },
+  { type: v.optional(v.picklist([...TYPES, 'volumes'], 'must be one of full, database, storage, volumes'), 'full') },
   'must be a JSON object with only "type"',
 );
 const RestoreBody = v.strictObject(
@@ -150,6 +151,16 @@ export function buildApp(opts: AppOptions) {
     if (!tokenCache || tokenCache.mtimeMs !== mtimeMs) tokenCache = { mtimeMs, tokens: readTokens(opts.configFile) };
     return tokenCache.tokens;
   };
+  /** one listing of the backup directory shared by the read routes and the page (catalog-cache.ts) */
+  const catalog = new CatalogCache(cfg.backupDir);
+  const page = new StatusPage(cfg, opts.maxAgeMs, catalog);
+  // registered before any event stream: a page reloaded on 'done' sees what the job wrote
+  jobs.on('done', () => {
+    catalog.invalidate();
+    page.invalidate();
+  });
+  /** the list document of the latest snapshot, serialized once per snapshot and type */
+  let listText: { generation: number; texts: Map<string, string> } | undefined;
   /** one run per backup directory: this process's own runs are refused here, other processes' by the kernel lock */
   let busy: { job?: Job; lock?: Lock } | undefined;
 
@@ -178,7 +189,8 @@ export function buildApp(opts: AppOptions) {
   // unauthenticated: uptime monitors
   app.get('/healthz', async (c) => {
     const { checkBackups, enabledTypes } = await import('../ops/check.js');
-    const r = await checkBackups({ backupDir: cfg.backupDir, maxAgeMs: opts.maxAgeMs, types: enabledTypes(cfg.env), includeOtherRuns: false });
+    const { entries } = await catalog.get();
+    const r = await checkBackups({ backupDir: cfg.backupDir, maxAgeMs: opts.maxAgeMs, types: enabledTypes(cfg.env), includeOtherRuns: false, entries });
     const fresh = r.types.every((t) => t.ok);
     return c.text(
       fresh
@@ -191,6 +203,12 @@ export function buildApp(opts: AppOptions) {
     );
   });
 
+  // unauthenticated: the API's description holds no secret (not send(): its keys are camelCase by the spec)
+  app.get('/openapi.json', async (c) => {
+    const { openApiDocument } = await import('./openapi.js');
+    return c.json(openApiDocument());
+  });
+
   app.post('/login', async (c) => {
     // the status page's form: the token becomes the authToken cookie (HttpOnly, SameSite=Strict)
     const form = await c.req.parseBody();
@@ -199,7 +217,7 @@ export function buildApp(opts: AppOptions) {
     if (limiter.blocked(ip)) return c.text('too many failed attempts, wait a minute\n', 429);
     if (!matchToken(tokens(), token).token) {
       limiter.fail(ip);
-      return c.html(statusPage.login('that token is not valid'), 401);
+      return c.html(loginPage('that token is not valid'), 401);
     }
     const secure = new URL(c.req.url).protocol === 'https:' ? '; Secure' : '';
     c.header('set-cookie', `authToken=${token}; Path=/; HttpOnly; SameSite=Strict${secure}`);
@@ -221,14 +239,14 @@ export function buildApp(opts: AppOptions) {
     const presented = bearer ?? cookie;
     const isPage = c.req.method === 'GET' && url.pathname === '/';
     if (!presented) {
-      if (isPage) return c.html(statusPage.login(), 401);
+      if (isPage) return c.html(loginPage(), 401);
       c.header('www-authenticate', 'Bearer');
       return fail(c, 401, 'UNAUTHENTICATED', 'a token is needed: Authorization: Bearer TOKEN or the authToken cookie');
     }
     const m = matchToken(tokens(), presented);
     if (!m.token) {
       limiter.fail(ip);
-      if (isPage) return c.html(statusPage.login(m.expired ? 'your token has expired' : 'that token is not valid'), 401);
+      if (isPage) return c.html(loginPage(m.expired ? 'your token has expired' : 'that token is not valid'), 401);
       c.header('www-authenticate', 'Bearer error="invalid_token"');
       return fail(c, 401, 'UNAUTHENTICATED', m.expired ? 'the token has expired' : 'the token is not valid');
     }
@@ -341,16 +359,34 @@ export function buildApp(opts: AppOptions) {
     const body = parse(CreateBody, await jsonBody(c));
     if (!body.ok) return sendError(c, new BackupError('USAGE', body.message), body.field);
     const type = body.data.type;
-    const { checkInputs, runCreate } = await import('../ops/create.js');
-    await checkInputs(cfg, type, {});
+    // what `create` runs, the same way: the hooks around it, the Docker volumes after it (ops/create-run.ts)
+    const { resolveHooks, hookLog } = await import('../ops/hooks.js');
+    const { resolveVolumeSettings } = await import('../ops/volumes.js');
+    const hooks = resolveHooks(cfg.file, cfg.env);
+    const volumes = resolveVolumeSettings(cfg);
+    if (type === 'volumes' && !volumes)
+      return sendError(c, new BackupError('USAGE', 'field \'type\' is volumes but no volume is named (VOLUMES or the config key "volumes")'), 'type');
+    const { checkInputs } = await import('../ops/create.js');
+    // with a before hook the storage directory may be filled by it: runCreate checks again once it ran
+    if (type !== 'volumes' && !hooks.before.length) await checkInputs(cfg, type, {});
     const lock = await lockOr409(c, `create --type ${type} (serve)`);
     if (lock instanceof Response) return lock;
     return startLocked(c, 'create', type, async (signal, onProgress) => {
-      const result = await runCreate(cfg, { type, signal, onProgress, storage: {} });
+      const { runCreateWithHooks, volumeLog } = await import('../ops/create-run.js');
+      const { volumesDocument } = await import('../results/documents.js');
+      const started = Date.now();
+      const run = await runCreateWithHooks(cfg, { type, hooks, volumes, storage: {}, signal, onProgress });
+      const log = { hooks: hookLog(run.hooks), volumes: run.volumes && volumeLog(run.volumes) };
+      const failedAfter = run.failedAfter.length > 0;
+      if (!run.result) {
+        const doc = volumesDocument(run.volumes ?? [], run.hooks, run.failedAfter, Date.now() - started);
+        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.size, ...log } };
+      }
+      const result = run.result;
       return {
-        document: createDocument(result),
-        exitCode: result.ok ? 0 : 1,
-        log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`) },
+        document: createDocument(result, { volumes: run.volumes, hooks: run.hooks.length ? run.hooks : undefined }),
+        exitCode: !result.ok || failedAfter ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
+        log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), ...log },
       };
     });
   });
@@ -359,14 +395,19 @@ export function buildApp(opts: AppOptions) {
     const raw = c.req.query('backup_type') ?? c.req.query('type') ?? 'all';
     const q = parse(v.picklist(['all', ...TYPES], 'must be one of all, full, database, storage'), raw);
     if (!q.ok) return sendError(c, new BackupError('USAGE', "query 'backup_type' must be one of all, full, database, storage"), 'backup_type');
-    const { listBackups } = await import('../catalog/listing.js');
-    const entries = await listBackups(cfg.backupDir, { type: q.data === 'all' ? undefined : q.data });
-    return send(c, 200, listDocument(entries));
+    const snap = await catalog.get();
+    if (listText?.generation !== snap.generation) listText = { generation: snap.generation, texts: new Map() };
+    let text = listText.texts.get(q.data);
+    if (text === undefined) {
+      text = jsonText(listDocument(q.data === 'all' ? snap.entries : snap.entries.filter((e) => e.type === q.data)));
+      listText.texts.set(q.data, text);
+    }
+    return c.body(text, 200, { 'content-type': 'application/json; charset=utf-8' });
   });
 
   app.get('/backups/stats', async (c) => {
     const { getStats } = await import('../ops/stats.js');
-    return send(c, 200, await getStats(cfg.backupDir));
+    return send(c, 200, await getStats(cfg.backupDir, new Date(), (await catalog.get()).entries));
   });
 
   app.post('/backups/restore', async (c) => {
@@ -403,6 +444,8 @@ export function buildApp(opts: AppOptions) {
     try {
       const { runRotate } = await import('../ops/rotate.js');
       const r = await runRotate(cfg, { policy, dryRun });
+      catalog.invalidate();
+      page.invalidate();
       if (!dryRun)
         await record('rotate', undefined, started, { document: r, exitCode: 0 }, undefined, {
           removed: r.removed.map((x) => `${x.type}:${x.id}`),
@@ -420,12 +463,14 @@ export function buildApp(opts: AppOptions) {
     // the replication lag as recorded by the last syncs (no remote is contacted), judged like check --max-replication-lag
     const lag = cfg.env.BACKUP_CHECK_MAX_REPLICATION_LAG;
     const maxReplicationLagMs = lag ? (await import('../schedule/duration.js')).parseDuration(lag, 'BACKUP_CHECK_MAX_REPLICATION_LAG') : undefined;
+    const { entries } = await catalog.get();
     const r = await checkBackups({
       backupDir: cfg.backupDir,
       maxAgeMs: opts.maxAgeMs,
       types: enabledTypes(cfg.env),
       includeOtherRuns: true,
       maxReplicationLagMs,
+      entries,
     });
     return send(c, 200, r);
   });
@@ -484,13 +529,14 @@ export function buildApp(opts: AppOptions) {
 
   app.get('/metrics', async (c) => {
     const { collectMetrics, renderMetrics } = await import('../notify/metrics.js');
-    return c.text(renderMetrics(await collectMetrics(cfg.backupDir)), 200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
+    return c.text(renderMetrics(await collectMetrics(cfg.backupDir, (await catalog.get()).entries)), 200, {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+    });
   });
 
   app.get('/backups/:id', async (c) => {
-    const { listBackups } = await import('../catalog/listing.js');
     const id = c.req.param('id');
-    const entries = (await listBackups(cfg.backupDir)).filter((e) => e.id === id);
+    const entries = (await catalog.get()).entries.filter((e) => e.id === id);
     if (!entries.length) return fail(c, 404, 'NOT_FOUND', `no backup '${id}' in the backup directory`);
     return send(c, 200, listDocument(entries));
   });
@@ -544,7 +590,7 @@ export function buildApp(opts: AppOptions) {
   app.get('/jobs/:id/events', (c) => events(c, c.req.param('id')));
   app.get('/events', (c) => events(c, undefined));
 
-  app.get('/', async (c) => c.html(await statusPage.render(cfg, opts.maxAgeMs, c.get('token').scope, jobs.running())));
+  app.get('/', async (c) => c.body(await page.render(c.get('token').scope, jobs.running()), 200, { 'content-type': 'text/html; charset=utf-8' }));
 
   return { app, jobs };
 }

@@ -1,7 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Config } from '../config.js';
-import { listBackups } from '../catalog/listing.js';
+import type { CatalogCache } from '../catalog/catalog-cache.js';
+import type { BackupEntry } from '../catalog/listing.js';
 import { LOG_FILE } from '../catalog/log.js';
 import { lagFromRecord } from '../catalog/replication.js';
 import { type ReplicationRecord, readStatus } from '../catalog/status.js';
@@ -62,8 +63,8 @@ function sizeChart(points: { type: string; t: number; size: number }[]): string 
       .filter((p) => p.type === type)
       .sort((a, b) => a.t - b.t)
       .map((p) => `${(10 + ((p.t - t0) / (t1 - t0)) * (W - 20)).toFixed(1)},${(H - 10 - (p.size / max) * (H - 30)).toFixed(1)}`);
-    // a dot per backup: one backup is a point, not an invisible line
-    const dots = pts.map((xy) => `<circle cx="${xy.split(',')[0]}" cy="${xy.split(',')[1]}" r="3" fill="${color}"/>`).join('');
+    // a dot per backup: one backup is a point, not an invisible line (past a few dozen the line shows them)
+    const dots = (pts.length > 60 ? [] : pts).map((xy) => `<circle cx="${xy.split(',')[0]}" cy="${xy.split(',')[1]}" r="3" fill="${color}"/>`).join('');
     return pts.length ? `<polyline fill="none" stroke="${color}" stroke-width="2" points="${pts.join(' ')}"/>${dots}` : '';
   });
   return `<svg id="sizes" viewBox="0 0 ${W} ${H}" role="img" aria-label="backup sizes over time"><text x="10" y="14" font-size="11" fill="#666">max ${esc(formatBytes(max))}</text>
@@ -71,16 +72,16 @@ function sizeChart(points: { type: string; t: number; size: number }[]): string 
 }
 
 /** How far behind a remote is, from what its last sync recorded (no connection from the page). */
-function replicationCell(entries: Awaited<ReturnType<typeof listBackups>>, record: ReplicationRecord | undefined): string {
+function replicationCell(entries: BackupEntry[], record: ReplicationRecord | undefined): string {
   if (!record) return '<span class="muted">not synced yet</span>';
   const lag = lagFromRecord(entries, record);
   if (!lag.lagSeconds && !lag.missing.length) return '<span class="ok">up to date</span>';
   return `<span class="${lag.lagSeconds ? 'bad' : 'muted'}">${esc(formatAge(lag.lagSeconds * 1000))} behind, ${lag.missing.length} missing</span>`;
 }
 
-async function render(cfg: Config, maxAgeMs: number, scope: Scope, running: Job[]): Promise<string> {
+/** The page minus what depends on the request (the button, the running jobs): shared by every request. */
+async function sections(cfg: Config, maxAgeMs: number, entries: BackupEntry[]): Promise<string> {
   const now = Date.now();
-  const entries = await listBackups(cfg.backupDir);
   const { status } = await readStatus(cfg.backupDir);
   const free = await freeSpace(cfg.backupDir).catch(() => undefined);
   const rows = (['full', 'database', 'storage'] as const).map((type) => {
@@ -106,19 +107,17 @@ async function render(cfg: Config, maxAgeMs: number, scope: Scope, running: Job[
     ? `<table>${failures.map((f) => `<tr><td class="muted">${esc(f.time)}</td><td>${esc(f.command)}</td><td class="bad">${esc(f.error)}</td></tr>`).join('')}</table>`
     : '<p class="ok">none</p>';
   const chart = sizeChart(entries.filter((e) => e.type !== 'full' && e.status === 'ok').map((e) => ({ type: e.type, t: e.createdAt.getTime(), size: e.size })));
-  const button = allows(scope, 'trigger')
-    ? `<p><button id="backup-now" ${running.length ? 'disabled' : ''}>Back up now</button> <span id="job" class="muted">${running.length ? `running: ${esc(running.map((j) => j.kind).join(', '))}` : ''}</span></p>`
-    : '';
-  const body = `<h1>vertex-backup</h1>${button}
-<h2>Newest backups (max age ${esc(formatAge(maxAgeMs))})</h2><table id="newest"><tr><th>type</th><th>id</th><th>age</th><th>size</th></tr>${rows.join('')}</table>
+  return `<h2>Newest backups (max age ${esc(formatAge(maxAgeMs))})</h2><table id="newest"><tr><th>type</th><th>id</th><th>age</th><th>size</th></tr>${rows.join('')}</table>
 <h2>Sizes over time</h2>${chart}
 <h2>Last restore drill</h2>${drillHtml}
 <h2>Remotes</h2>${remotesHtml}
 <h2>Disk</h2><p id="disk">${free === undefined ? '?' : `${esc(formatBytes(free))} free`} at ${esc(cfg.backupDir)}</p>
 <h2>Recent failures</h2>${failuresHtml}
 <p class="muted">updated ${esc(new Date(now).toISOString())}; live through the event stream</p>`;
-  // no inline handler attributes: one script, the only one, that a page with no external assets needs
-  const script = `
+}
+
+// no inline handler attributes: one script, the only one, that a page with no external assets needs
+const SCRIPT = `
 const b=document.getElementById('backup-now'),j=document.getElementById('job');
 if(b)b.onclick=async()=>{b.disabled=true;j.textContent='starting…';
 const r=await fetch('/backups/create',{method:'POST',headers:{'content-type':'application/json'},body:JSON.stringify({type:'full'}),credentials:'same-origin'});
@@ -126,7 +125,53 @@ const d=await r.json();j.textContent=r.ok?'job '+d.job_id+' running':(d.error&&d
 const es=new EventSource('/events');
 es.addEventListener('progress',(e)=>{const d=JSON.parse(e.data);if(j&&d.progress)j.textContent=d.kind+': '+d.progress.phase+(d.progress.subject?' '+d.progress.subject:'');});
 es.addEventListener('done',()=>{es.close();location.reload();});`;
-  return shell('vertex-backup status', body, script);
+
+/**
+ * The status page of one backup directory. Its sections are made once from a catalog snapshot and
+ * shared by every request until the catalog changes, `ttlMs` passes (ages, disk free, backup.log,
+ * status.json move on their own) or `invalidate()`: 200 phones opening the page at once cost one
+ * listing and one rendering, not 200 (bench/serve.mjs).
+ */
+export class StatusPage {
+  private cached?: { generation: number; epoch: number; at: number; html: Promise<string>; pages: Map<string, Uint8Array<ArrayBuffer>> };
+  private epoch = 0;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly maxAgeMs: number,
+    private readonly catalog: CatalogCache,
+    private readonly ttlMs = 1_000,
+  ) {}
+
+  invalidate(): void {
+    this.epoch++;
+  }
+
+  /** The page's bytes: the same array for every request in the same state (no copy per request). */
+  async render(scope: Scope, running: Job[]): Promise<Uint8Array<ArrayBuffer>> {
+    const snap = await this.catalog.get();
+    let c = this.cached;
+    if (!c || c.generation !== snap.generation || c.epoch !== this.epoch || Date.now() - c.at >= this.ttlMs) {
+      // the promise is what is shared: requests that come while it is made wait for the same one
+      const entry = { generation: snap.generation, epoch: this.epoch, at: Date.now(), html: sections(this.cfg, this.maxAgeMs, snap.entries), pages: new Map() };
+      this.cached = c = entry;
+      entry.html.catch(() => {
+        if (this.cached === entry) this.cached = undefined;
+      });
+    }
+    const trigger = allows(scope, 'trigger');
+    const key = `${trigger}|${running.map((j) => j.kind).join(',')}`;
+    const html = await c.html;
+    let page = c.pages.get(key);
+    if (!page) {
+      const button = trigger
+        ? `<p><button id="backup-now" ${running.length ? 'disabled' : ''}>Back up now</button> <span id="job" class="muted">${running.length ? `running: ${esc(running.map((j) => j.kind).join(', '))}` : ''}</span></p>`
+        : '';
+      page = new TextEncoder().encode(shell('vertex-backup status', `<h1>vertex-backup</h1>${button}\n${html}`, SCRIPT));
+      c.pages.set(key, page);
+    }
+    return page;
+  }
 }
 
 function login(message?: string): string {
@@ -137,4 +182,4 @@ function login(message?: string): string {
   );
 }
 
-export const statusPage = { render, login };
+export const loginPage = login;

@@ -30,8 +30,11 @@ async function readDirSafe(dir: string): Promise<string[]> {
   }
 }
 
-async function localFiles(backupDir: string): Promise<StoredFile[]> {
-  const files: StoredFile[] = [];
+/** A file's identity for the sidecar memo: changed content almost always changes one of these. */
+type Stamped = StoredFile & { stamp: string };
+
+async function localFiles(backupDir: string): Promise<Stamped[]> {
+  const files: Stamped[] = [];
   for (const type of BACKUP_TYPES) {
     const dir = TYPE_DIR[type];
     const names = await readDirSafe(path.join(backupDir, dir));
@@ -39,22 +42,43 @@ async function localFiles(backupDir: string): Promise<StoredFile[]> {
     names.forEach((name, i) => {
       const st = stats[i];
       // gone since the readdir (a rotation, a finished temp file): not part of the picture
-      if (st) files.push({ dir, name, size: st.size, ref: path.join(backupDir, dir, name) });
+      if (st) files.push({ dir, name, size: st.size, ref: path.join(backupDir, dir, name), stamp: `${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}` });
     });
   }
   return files;
 }
 
 /**
+ * Sidecar reads kept between listings by a long-running reader (serve's catalog cache): a sidecar is
+ * read and parsed again only when its file changed (inode, size, mtime or ctime).
+ */
+export type SidecarMemo = Map<string, { stamp: string; read: { sidecar?: Sidecar; error?: string } }>;
+
+/**
  * Everything in the backup directory, newest first. Cheap: it reads sidecars and stats files, it never
  * hashes (that is `verify`'s job), so it stays fast with thousands of backups.
  */
-export async function listBackups(backupDir: string, options: { type?: BackupType } = {}): Promise<BackupEntry[]> {
+export async function listBackups(backupDir: string, options: { type?: BackupType; memo?: SidecarMemo } = {}): Promise<BackupEntry[]> {
   const active = activeHolder(backupDir);
+  const files = await localFiles(backupDir);
+  const memo = options.memo;
+  if (memo) {
+    // forget the sidecars that are gone (rotated), so the memo stays the size of the directory
+    const present = new Set(files.map((f) => f.ref));
+    for (const ref of memo.keys()) if (!present.has(ref)) memo.delete(ref);
+  }
+  const read = async (f: StoredFile, type: BackupType, id: string) => {
+    const stamp = (f as Stamped).stamp;
+    const known = memo?.get(f.ref);
+    if (known && known.stamp === stamp) return known.read;
+    const r = await readSidecar(f.ref, type, id);
+    memo?.set(f.ref, { stamp, read: r });
+    return r;
+  };
   return judgeBackups(
     {
-      files: await localFiles(backupDir),
-      readSidecar: (f, type, id) => readSidecar(f.ref, type, id),
+      files,
+      readSidecar: read,
       // ids are the run's start second: the active run's files have ids from its start on
       active: active
         ? { since: Math.floor(Date.parse(active.started_at) / 1000) * 1000, describe: `the running '${active.command}' (pid ${active.pid})` }

@@ -1,4 +1,4 @@
-import { listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/listing.js';
 import { BACKUP_TYPES } from '../catalog/sidecar.js';
 import { lagFromRecord } from '../catalog/replication.js';
 import { readStatus } from '../catalog/status.js';
@@ -56,8 +56,8 @@ export function renderMetrics(families: Family[]): string {
 
 const seconds = (iso: string | undefined) => (iso ? Date.parse(iso) / 1000 : Number.NaN);
 
-/** Every metric, from the backup directory's listing and status.json. */
-export async function collectMetrics(backupDir: string): Promise<Family[]> {
+/** Every metric, from the backup directory's listing (`entries`: one the caller holds, serve's shared one) and status.json. */
+export async function collectMetrics(backupDir: string, entries?: BackupEntry[]): Promise<Family[]> {
   const fam = (name: string, help: string, type: Family['type'] = 'gauge'): Family => ({ name: `vertex_backup_${name}`, help, type, samples: [] });
   const lastSuccess = fam('last_success_timestamp_seconds', 'Unix time of the last successful run of each job (create: the newest good backup of the type)');
   const lastRun = fam('last_run_timestamp_seconds', 'Unix time the last run of each job finished');
@@ -124,7 +124,7 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
     scrape,
   ];
 
-  const entries = (await exists(backupDir)) ? await listBackups(backupDir) : [];
+  entries ??= (await exists(backupDir)) ? await listBackups(backupDir) : [];
   for (const type of BACKUP_TYPES) {
     const good = entries.filter((e) => e.type === type && (e.status === 'ok' || e.status === 'partial'));
     const labels = { type };

@@ -22,6 +22,8 @@ export interface CheckOptions {
   /** every remote with a record in status.json must be at most this far behind (none: reported, not judged) */
   maxReplicationLagMs?: number;
   now?: Date;
+  /** a listing the caller already holds (serve's shared one), else the directory is listed */
+  entries?: BackupEntry[];
 }
 
 export interface ReplicationCheck {
@@ -77,7 +79,7 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
   const types: TypeCheck[] = [];
 
   const dirExists = await exists(opts.backupDir);
-  const entries: BackupEntry[] = dirExists ? await listBackups(opts.backupDir) : [];
+  const entries: BackupEntry[] = dirExists ? (opts.entries ?? (await listBackups(opts.backupDir))) : [];
   for (const type of opts.types) {
     const newest = entries.find((e) => e.type === type && e.status === 'ok');
     const t: TypeCheck = { type, ok: true, newest_id: null, newest_at: null, age_ms: null };

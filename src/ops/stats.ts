@@ -24,8 +24,9 @@ export interface Stats {
   freeBytes: number;
 }
 
-export async function getStats(backupDir: string, now = new Date()): Promise<Stats> {
-  const entries = await listBackups(backupDir);
+/** `entries`: a listing the caller already holds (serve's shared one), else the directory is listed. */
+export async function getStats(backupDir: string, now = new Date(), entries?: BackupEntry[]): Promise<Stats> {
+  entries ??= await listBackups(backupDir);
   const point = (e?: BackupEntry) =>
     e && { id: e.id, createdAt: e.createdAt.toISOString(), ageSeconds: Math.max(0, Math.round((now.getTime() - e.createdAt.getTime()) / 1000)) };
   const types = BACKUP_TYPES.map((type): TypeStats => {

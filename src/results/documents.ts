@@ -15,3 +15,20 @@ export interface CreateExtras {
 export function createDocument(result: CreateResult, extras: CreateExtras = {}): unknown {
   return { ...result, volumes: extras.volumes, rotation: extras.rotation, sync: extras.sync, hooks: extras.hooks };
 }
+
+/** The document of `create --type volumes --json` and of such a `POST /backups/create` job. */
+export function volumesDocument(
+  volumes: VolumeBackup[],
+  hooks: HookRun[],
+  failedAfter: HookRun[],
+  durationMs: number,
+): { size: number } & Record<string, unknown> {
+  return {
+    ok: failedAfter.length === 0,
+    type: 'volumes',
+    volumes,
+    size: volumes.reduce((s, v) => s + v.passes.reduce((a, b) => a + b.size, 0), 0),
+    durationMs,
+    hooks: hooks.length ? hooks : undefined,
+  };
+}

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, expect } from 'vitest';
 import { describeRun, run } from '../helpers/cli.js';
 import { type Dockerd, dockerNeed, startDockerd } from '../helpers/docker.js';
 import { rmrf, tempDir } from '../helpers/fixtures.js';
+import { makeToken, serve, waitJob } from '../helpers/serve.js';
 
 const need = dockerNeed();
 // a writer that stops on SIGTERM (sleep in the background so the trap runs at once)
@@ -155,4 +156,25 @@ need.describe('Docker volumes (real dockerd)', () => {
     expect(r.code, describeRun(r)).toBe(2);
     expect(r.stderr).toMatch(/no Docker daemon at .*none\.sock/);
   });
+
+  need.it('POST /backups/create through serve backs up the volumes like create (issue 26): the container down for the catch-up, started again', async () => {
+    const config = path.join(cwd, 'serve-config.json');
+    const token = await makeToken(cwd, config, 'trigger');
+    const server = await serve(cwd, ['--config', config, '--backup-dir', backupDir], [], { ...env(), VOLUMES: 'pgdata' });
+    try {
+      const h = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+      const r = await fetch(`${server.url}/backups/create`, { method: 'POST', headers: h, body: '{"type":"volumes"}' });
+      expect(r.status, await r.clone().text()).toBe(202);
+      const job = await waitJob(server.url, ((await r.json()) as { job_id: string }).job_id, h);
+      expect(job.state, JSON.stringify(job)).toBe('succeeded');
+      const out = job.result as { type: string; volumes: { volume: string; id: string; containers: { name: string; stopped: boolean; restarted: boolean }[] }[] };
+      expect(out.type).toBe('volumes');
+      const pg = out.volumes.find((v) => v.volume === 'pgdata')!;
+      expect(pg.containers).toEqual([expect.objectContaining({ name: 'db', stopped: true, restarted: true })]);
+      expect(fs.existsSync(path.join(backupDir, 'volumes', 'pgdata', 'storage', `storage_backup_${pg.id}.json`))).toBe(true);
+      expect(running('db')).toBe(true);
+    } finally {
+      await server.stop();
+    }
+  }, 90_000);
 });

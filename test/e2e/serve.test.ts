@@ -88,6 +88,21 @@ describe('the seed admin panel requests, as written, with the authToken cookie',
     expect(log).toMatch(/"command":"create".*"via":"serve"/);
     expect(log).not.toContain(tokens.restore);
   }, 60_000);
+
+  it('a backup made by the CLI in another process is in the next list and page (the shared listing sees it)', async () => {
+    const h = bearer(tokens.read);
+    // the database directory exists (its mtime is what moves), and the server's listing is warm and younger than its TTL
+    const first = await run([...flags, 'create', '--type', 'database', '--json'], { cwd: app.cwd });
+    expect(first.code, describeRun(first)).toBe(0);
+    await fetch(`${server.url}/backups/list`, { headers: h });
+    await fetch(`${server.url}/`, { headers: h });
+    const made = await run([...flags, 'create', '--type', 'database', '--json'], { cwd: app.cwd });
+    expect(made.code, describeRun(made)).toBe(0);
+    const id = (JSON.parse(made.stdout) as { id: string }).id;
+    const list = (await (await fetch(`${server.url}/backups/list?backup_type=database`, { headers: h })).json()) as { id: string }[];
+    expect(list[0].id).toBe(id);
+    expect(await (await fetch(`${server.url}/`, { headers: h })).text()).toContain(id);
+  }, 60_000);
 });
 
 describe('auth', () => {

@@ -5,7 +5,7 @@ import { createDocument } from '../../results/documents.js';
 import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import { printRotation } from './rotate.js';
 import { reportHook } from '../hook-lines.js';
-import { printVolumes, volumeLog, warnVolumes } from '../volumes-create.js';
+import { printVolumes, warnVolumes } from '../volumes-create.js';
 import { countOf, formatBytes, formatDuration } from '../../human.js';
 
 export function register(program: Command): void {
@@ -81,7 +81,7 @@ Examples:
         }
         if (o.dryRun) return planOutcome(await (await import('../../ops/plan.js')).planCreate(ctx.cfg, o.type as BackupType));
         const { acquireLock } = await import('../../catalog/lock.js');
-        const { checkInputs, runCreate } = await import('../../ops/create.js');
+        const { checkInputs } = await import('../../ops/create.js');
         const waitS = Number(o.wait);
         if (!Number.isFinite(waitS) || waitS < 0)
           throw new (await import('../../errors.js')).BackupError('USAGE', `--wait must be a number of seconds, got '${o.wait}'`, { argument: true });
@@ -92,43 +92,21 @@ Examples:
         if (!hooks.before.length) await checkInputs(ctx.cfg, o.type as BackupType, storage);
         const recipients = await (await import('../encryption-options.js')).createRecipients(ctx, cmd);
         const lock = await acquireLock(ctx.cfg.backupDir, `create --type ${o.type}`, { waitMs: waitS * 1000, signal: ctx.signal });
-        let volumes: import('../../ops/volumes.js').VolumeBackup[] | undefined;
         try {
-          const hooked = await hooksMod.runAround(
-            {
-              hooks,
-              env: ctx.cfg.env,
-              ctx: { operation: 'create', type: o.type, backupDir: ctx.cfg.backupDir },
-              signal: ctx.signal,
-              onRun: (r) => reportHook(ctx.ui, hooksMod.describeRun(r), r),
-              describe: (r: import('../../ops/create.js').CreateResult) => ({
-                id: r.id,
-                result: r.status,
-                exitCode: r.ok ? 0 : 1,
-                paths: r.backups.flatMap((b) => b.files),
-              }),
-            },
-            async () => {
-              const r = await runCreate(ctx.cfg, {
-                type: o.type as BackupType,
-                signal: ctx.signal,
-                storage,
-                recipients,
-                onProgress: (p) => ctx.progress.event(p),
-              });
-              // volumes are file trees: a storage or full backup holds them too
-              if (volumeSettings && o.type !== 'database')
-                volumes = await volumesMod.backupVolumes(ctx.cfg, volumeSettings, {
-                  signal: ctx.signal,
-                  storage,
-                  recipients,
-                  onProgress: (p) => ctx.progress.event(p),
-                  onEvent: (l) => ctx.ui.info(l),
-                });
-              return r;
-            },
-          );
-          const result = hooked.value;
+          const { runCreateWithHooks, volumeLog } = await import('../../ops/create-run.js');
+          const hooked = await runCreateWithHooks(ctx.cfg, {
+            type: o.type as BackupType,
+            hooks,
+            volumes: volumeSettings,
+            storage,
+            recipients,
+            signal: ctx.signal,
+            onProgress: (p) => ctx.progress.event(p),
+            onHook: (r) => reportHook(ctx.ui, hooksMod.describeRun(r), r),
+            onEvent: (l) => ctx.ui.info(l),
+          });
+          const result = hooked.result!;
+          const volumes = hooked.volumes;
           if (volumes) warnVolumes(ctx.ui, volumes);
           const hookFailed = hooked.failedAfter.length > 0;
           let rotation: import('../../ops/rotate.js').RotateResult | undefined;
@@ -155,7 +133,7 @@ Examples:
                 .join(', ')}${result.skipped.length > 10 ? ', …' : ''}`
             : '';
           return {
-            json: createDocument(result, { volumes, rotation, sync, hooks: hooked.runs.length ? hooked.runs : undefined }),
+            json: createDocument(result, { volumes, rotation, sync, hooks: hooked.hooks.length ? hooked.hooks : undefined }),
             exitCode: !result.ok || syncFailed || hookFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
             summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
             sizeBytes: result.size,
@@ -168,7 +146,7 @@ Examples:
               warnings: result.warnings.length || undefined,
               skipped: result.skipped.length ? result.skipped : undefined,
               errors: result.errors.length ? result.errors : undefined,
-              hooks: hooksMod.hookLog(hooked.runs),
+              hooks: hooksMod.hookLog(hooked.hooks),
               volumes: volumes && volumeLog(volumes),
             },
             human: (ui) => {
