@@ -79,6 +79,10 @@ function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit)
     return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'put the password in ~/.pgpass (or PGPASSFILE, mode 0600) or PGPASSWORD' });
   if (/database ".*" does not exist/i.test(line))
     return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'check PG_DATABASES / the database name in DATABASE_URL' });
+  if (/permission denied/i.test(line))
+    return new BackupError('FAILED', `${what}: ${line} (${where})`, {
+      hint: 'pg_dump reads every table: connect as the owner of the database or a superuser, or GRANT SELECT on its tables',
+    });
   if (/role ".*" does not exist/i.test(line)) return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'check the user in DATABASE_URL' });
   if (/could not connect|connection refused|could not translate host|timeout expired|No such file or directory/i.test(line))
     return new BackupError('FAILED', `${what}: cannot reach the PostgreSQL server: ${line} (${where})`, {
@@ -272,11 +276,21 @@ export class PostgresDatabase implements Source {
       dump = startTool(this.s, 'pg_dump', ['--format=custom', '--no-password', `--snapshot=${opened.snapshot}`], this.name);
       const exited = exitOf(dump);
       const counting = session.counts(this.name);
+      // awaited only once pg_dump is done: a count that fails first (no SELECT on a table) must not be left unhandled
+      counting.catch(() => {});
       const enc = ctx.recipients ? await encryptStage(ctx.recipients) : undefined;
       const streamed = enc ? pipeline(dump.stdout!, enc.stream, writer, { signal: ctx.signal }) : pipeline(dump.stdout!, writer, { signal: ctx.signal });
       const [r] = await Promise.all([exited, streamed.catch((err) => Promise.reject(err))]);
       // a dump that did not end with exit 0 is never a backup, whatever reached the file
-      if (r.code !== 0) throw toolError(this.s, 'pg_dump', `dumping database ${this.name}`, r);
+      if (r.code !== 0) {
+        // a count that failed (no SELECT on a table) ends the session and with it the exported snapshot:
+        // pg_dump then only says "invalid snapshot identifier", the count's error says why
+        const countError = await counting.then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        throw countError ?? toolError(this.s, 'pg_dump', `dumping database ${this.name}`, r);
+      }
       const tables = await counting;
       await session.close();
       session = undefined;
@@ -377,9 +391,19 @@ function compareTables(expected: Record<string, number> | undefined, got: Record
   return { problems, tables: Object.keys(got).length, rows };
 }
 
-async function createDatabase(s: PostgresSettings, name: string): Promise<void> {
+const databaseExists = async (s: PostgresSettings, name: string) =>
+  (await psql(s, ADMIN_DB, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(name)}`, `looking up database ${name}`)).trim() === '1';
+
+/**
+ * Creates the empty database a restore or drill writes into. An existing one is never dropped to make
+ * room: `--target-db` naming the live database (or any other) would otherwise destroy it.
+ */
+async function createDatabase(s: PostgresSettings, name: string, what = 'the database to restore into'): Promise<void> {
   if (Buffer.byteLength(name) > 63) throw new BackupError('USAGE', `database name ${name} is longer than PostgreSQL's 63 bytes`);
-  await psql(s, ADMIN_DB, `DROP DATABASE IF EXISTS ${quoteIdent(name)}`, `preparing ${name}`);
+  if (await databaseExists(s, name))
+    throw new BackupError('USAGE', `${what}, ${name}, exists already on ${s.display}: nothing was changed`, {
+      hint: 'name a database that does not exist (--target-db NEW_NAME), or drop it first if it is a leftover',
+    });
   await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`);
 }
 
@@ -399,9 +423,12 @@ export class PostgresKind implements SourceKind {
 
   async verify(c: StagedComponent): Promise<string[]> {
     if (c.record.role === 'globals') return [];
-    // the whole table of contents: a truncated or foreign file fails here
     try {
+      // the table of contents: a foreign file fails here, and it names the tables whose data is inside
       const list = await runTool(this.s, 'pg_restore', ['--list', c.file], this.s.database, `reading ${c.record.file}`);
+      // --list reads only the table of contents: a dump truncated after it (its checksum rewritten to
+      // match) still lists. Writing the whole script to nowhere reads and inflates every data block.
+      await runTool(this.s, 'pg_restore', ['--file=/dev/null', c.file], this.s.database, `reading ${c.record.file}`);
       const expected = Object.keys(recordedTables(c.record) ?? {});
       const problems: string[] = [];
       for (const t of expected) {
@@ -417,8 +444,10 @@ export class PostgresKind implements SourceKind {
   async drill(c: StagedComponent, scratchId: string): Promise<DrillProof> {
     const scratch = `vertex_drill_${scratchId}`.slice(0, 63);
     const started = Date.now();
+    let created = false;
     try {
-      await createDatabase(this.s, scratch);
+      await createDatabase(this.s, scratch, 'the scratch database of the drill');
+      created = true;
       await pgRestoreInto(this.s, c.file, scratch);
       const restoreMs = Date.now() - started;
       const got = await countRows(this.s, scratch);
@@ -427,7 +456,7 @@ export class PostgresKind implements SourceKind {
     } catch (err) {
       return { name: c.record.name, ok: false, problems: [(err as Error).message], restoreMs: Date.now() - started };
     } finally {
-      await dropDatabase(this.s, scratch).catch(() => {});
+      if (created) await dropDatabase(this.s, scratch).catch(() => {});
     }
   }
 
@@ -442,23 +471,26 @@ export class PostgresKind implements SourceKind {
     if (req.withAuxiliary) {
       for (const g of components.filter((c) => c.record.role === 'globals')) {
         // roles that exist already are reported by psql and left as they are
-        await runTool(this.s, 'psql', ['-X', '-q', '-w', '-f', g.file], ADMIN_DB, 'restoring roles and tablespaces').catch((err) => {
-          notes.push(`globals: ${(err as Error).message}`);
-        });
-        notes.push('roles and tablespaces restored (existing ones kept)');
+        await runTool(this.s, 'psql', ['-X', '-q', '-w', '-f', g.file], ADMIN_DB, 'restoring roles and tablespaces').then(
+          () => notes.push('roles and tablespaces restored (existing ones kept)'),
+          (err) => notes.push(`globals: ${(err as Error).message}`),
+        );
       }
     }
     if (!data) return { name: 'globals', restoredAs: 'globals', notes };
     const live = data.record.name;
     const staging = req.target ?? `${live}_restore_${req.id}`;
     req.onStep?.(`restoring ${live} into ${staging}`);
+    let created = false;
     try {
       await createDatabase(this.s, staging);
+      created = true;
       await pgRestoreInto(this.s, data.file, staging);
       const cmp = compareTables(recordedTables(data.record), await countRows(this.s, staging));
       if (cmp.problems.length) throw new BackupError('FAILED', `the restored copy of ${live} does not match the backup: ${cmp.problems.join('; ')}`);
     } catch (err) {
-      if (!req.target) await dropDatabase(this.s, staging).catch(() => {});
+      // only what this run created goes: a half-restored copy is no use to anyone
+      if (created) await dropDatabase(this.s, staging).catch(() => {});
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
       throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, cause: err });
     }
