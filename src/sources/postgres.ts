@@ -6,6 +6,7 @@
  * `pg_restore --jobs` into a new database, checked, then swapped in by renames, to restore.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PartWriter } from '../archive/parts.js';
@@ -62,6 +63,16 @@ function exitOf(child: ChildProcess): Promise<ToolExit> {
 
 /** The one line to show for a failed tool, with the exit code a user needs for it. */
 function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit): BackupError {
+  if (s.container && r.spawnError?.code === 'ENOENT')
+    return new BackupError('USAGE', `docker not found on PATH: PG_DUMP_CONTAINER=${s.container} runs the PostgreSQL client inside that container`, {
+      hint: 'install docker, or unset PG_DUMP_CONTAINER and install the PostgreSQL client here',
+    });
+  if (s.container && /No such container|is not running|executable file not found/i.test(r.stderr)) {
+    const missing = /executable file not found/i.test(r.stderr);
+    return new BackupError('USAGE', missing ? `${tool} not found in container ${s.container}` : `container ${s.container} (PG_DUMP_CONTAINER) is not running`, {
+      hint: missing ? 'PG_DUMP_CONTAINER must name the database container (its image has the PostgreSQL client)' : 'start it, or check the name with docker ps',
+    });
+  }
   if (r.spawnError?.code === 'ENOENT') {
     return new BackupError('USAGE', `${tool} not found${s.binDir ? ` in ${s.binDir}` : s.container ? ` in container ${s.container}` : ' on PATH'}`, {
       hint: 'install the PostgreSQL client (apt-get install postgresql-client), or set PG_BIN_DIR to the directory holding it',
@@ -93,8 +104,13 @@ function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit)
 }
 
 /** Runs a tool to the end and returns its stdout; throws a BackupError when it fails. */
-async function runTool(s: PostgresSettings, tool: string, args: string[], database: string, what: string): Promise<string> {
-  const child = startTool(s, tool, args, database);
+async function runTool(s: PostgresSettings, tool: string, args: string[], database: string, what: string, input?: string): Promise<string> {
+  const child = startTool(s, tool, args, database, input ? 'pipe' : 'ignore');
+  if (input) {
+    // a tool that stops reading early (a damaged dump) closes the pipe: its exit code says what happened
+    child.stdin?.on('error', () => {});
+    pipeline(fs.createReadStream(input), child.stdin!).catch(() => {});
+  }
   let out = '';
   child.stdout?.on('data', (d: Buffer) => {
     out += d.toString();
@@ -102,6 +118,14 @@ async function runTool(s: PostgresSettings, tool: string, args: string[], databa
   const r = await exitOf(child);
   if (r.code !== 0) throw toolError(s, tool, what, r);
   return out;
+}
+
+/**
+ * How a tool reads a stored file: by its path here, or on stdin when it runs inside PG_DUMP_CONTAINER
+ * (which cannot see this host's files). A pipe is not seekable, so there `pg_restore` runs without --jobs.
+ */
+function fileInput(s: PostgresSettings, file: string): { args: string[]; input?: string } {
+  return s.container ? { args: [], input: file } : { args: [file] };
 }
 
 const PSQL_ARGS = ['-X', '-A', '-t', '-q', '-w', '-v', 'ON_ERROR_STOP=1'];
@@ -411,9 +435,19 @@ const dropDatabase = (s: PostgresSettings, name: string) => psql(s, ADMIN_DB, `D
 
 /** `pg_restore --jobs 2` of a dump into the (empty) database `into`; any error fails it. */
 async function pgRestoreInto(s: PostgresSettings, file: string, into: string): Promise<void> {
-  await runTool(s, 'pg_restore', ['--no-password', '--jobs=2', '--exit-on-error', '--dbname', into, file], into, `restoring into ${into}`).catch(async () =>
-    // --jobs does not honour --exit-on-error for every step: one serial pass says what failed
-    runTool(s, 'pg_restore', ['--no-password', '--exit-on-error', '--clean', '--if-exists', '--dbname', into, file], into, `restoring into ${into}`),
+  const f = fileInput(s, file);
+  const jobs = f.input ? [] : ['--jobs=2'];
+  await runTool(s, 'pg_restore', ['--no-password', ...jobs, '--exit-on-error', '--dbname', into, ...f.args], into, `restoring into ${into}`, f.input).catch(
+    async () =>
+      // --jobs does not honour --exit-on-error for every step: one serial pass says what failed
+      runTool(
+        s,
+        'pg_restore',
+        ['--no-password', '--exit-on-error', '--clean', '--if-exists', '--dbname', into, ...f.args],
+        into,
+        `restoring into ${into}`,
+        f.input,
+      ),
   );
 }
 
@@ -425,10 +459,11 @@ export class PostgresKind implements SourceKind {
     if (c.record.role === 'globals') return [];
     try {
       // the table of contents: a foreign file fails here, and it names the tables whose data is inside
-      const list = await runTool(this.s, 'pg_restore', ['--list', c.file], this.s.database, `reading ${c.record.file}`);
+      const f = fileInput(this.s, c.file);
+      const list = await runTool(this.s, 'pg_restore', ['--list', ...f.args], this.s.database, `reading ${c.record.file}`, f.input);
       // --list reads only the table of contents: a dump truncated after it (its checksum rewritten to
       // match) still lists. Writing the whole script to nowhere reads and inflates every data block.
-      await runTool(this.s, 'pg_restore', ['--file=/dev/null', c.file], this.s.database, `reading ${c.record.file}`);
+      await runTool(this.s, 'pg_restore', ['--file=/dev/null', ...f.args], this.s.database, `reading ${c.record.file}`, f.input);
       const expected = Object.keys(recordedTables(c.record) ?? {});
       const problems: string[] = [];
       for (const t of expected) {
@@ -471,7 +506,8 @@ export class PostgresKind implements SourceKind {
     if (req.withAuxiliary) {
       for (const g of components.filter((c) => c.record.role === 'globals')) {
         // roles that exist already are reported by psql and left as they are
-        await runTool(this.s, 'psql', ['-X', '-q', '-w', '-f', g.file], ADMIN_DB, 'restoring roles and tablespaces').then(
+        const f = fileInput(this.s, g.file);
+        await runTool(this.s, 'psql', ['-X', '-q', '-w', ...(f.input ? [] : ['-f', g.file])], ADMIN_DB, 'restoring roles and tablespaces', f.input).then(
           () => notes.push('roles and tablespaces restored (existing ones kept)'),
           (err) => notes.push(`globals: ${(err as Error).message}`),
         );

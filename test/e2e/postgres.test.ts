@@ -230,6 +230,54 @@ pgNeed.describe('PostgreSQL sources (real server)', () => {
     expect(v.stdout + v.stderr).toMatch(/dart_cloud cannot be read by pg_restore/);
   });
 
+  /**
+   * PG_DUMP_CONTAINER: every client tool runs through `docker exec -i NAME tool …`. This is a stand-in
+   * `docker` (no PostgreSQL image can be pulled here): it runs the tool on this host, and like a real
+   * container it cannot see the host's files — an argument naming one is refused — so verify, drill and
+   * restore must send the dump on stdin. PATH holds only it: no client tool is reachable directly.
+   */
+  pgNeed.it('PG_DUMP_CONTAINER: create, verify, drill and restore all run the client through docker exec, dumps on stdin', async () => {
+    const dir = path.join(cwd, 'container');
+    const bin = path.join(cwd, 'bin-docker');
+    const log = path.join(cwd, 'docker.log');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(
+      path.join(bin, 'docker'),
+      `#!/bin/sh
+echo "$*" >> ${log}
+[ "$1" = exec ] || exit 1
+shift
+while [ $# -gt 0 ]; do case "$1" in -i) shift ;; -e) shift 2 ;; *) break ;; esac; done
+[ "$1" = app-db ] || { echo "Error: No such container: $1" >&2; exit 1; }
+shift
+for a in "$@"; do case "$a" in /*) [ -e "$a" ] && { echo "$a: No such file or directory (inside the container)" >&2; exit 1; } ;; esac; done
+PATH=${pg.bin}:/usr/bin:/bin exec "$@"
+`,
+      { mode: 0o755 },
+    );
+    const cenv = { BACKUP_DIR: dir, PG_DUMP_CONTAINER: 'app-db', PATH: bin };
+    const c = await vb(['create', '--type', 'database', '--json'], cenv);
+    expect(c.code, describeRun(c)).toBe(0);
+    const id = parseJsonStdout<{ id: string }>(c).id;
+    const v = await vb(['verify', id], cenv);
+    expect(v.code, describeRun(v)).toBe(0);
+    const d = await vb(['drill', '--type', 'database', '--json'], cenv);
+    expect(d.code, describeRun(d)).toBe(0);
+    const r = await vb(['restore', id, '--database', 'functions_db', '--target-db', 'functions_ct', '--globals', '--yes', '--json'], cenv);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(count('functions_ct', 'deployments')).toBe(1500);
+    const calls = fs.readFileSync(log, 'utf8');
+    for (const tool of ['pg_dump', 'pg_dumpall', 'pg_restore', 'psql']) expect(calls).toContain(` app-db ${tool} `);
+    expect(calls).not.toMatch(/--jobs/);
+    // the password travels as an environment variable name, never as an argument
+    expect(calls).toContain('-e PGPASSWORD');
+    pg.psql('DROP DATABASE functions_ct');
+
+    const goneDir = path.join(cwd, 'container-gone');
+    const gone = await vb(['create', '--type', 'database'], { ...cenv, BACKUP_DIR: goneDir, PG_DUMP_CONTAINER: 'no-such-db' });
+    oneLine(gone, 2, /container no-such-db \(PG_DUMP_CONTAINER\) is not running/, goneDir);
+  });
+
   // ---- bad input: one line, its exit code, nothing recorded -------------------------------------
 
   function oneLine(r: RunResult, code: number, pattern: RegExp, dir: string) {
