@@ -460,10 +460,13 @@ export class PostgresKind implements SourceKind {
     try {
       // the table of contents: a foreign file fails here, and it names the tables whose data is inside
       const f = fileInput(this.s, c.file);
-      const list = await runTool(this.s, 'pg_restore', ['--list', ...f.args], this.s.database, `reading ${c.record.file}`, f.input);
-      // --list reads only the table of contents: a dump truncated after it (its checksum rewritten to
-      // match) still lists. Writing the whole script to nowhere reads and inflates every data block.
-      await runTool(this.s, 'pg_restore', ['--file=/dev/null', ...f.args], this.s.database, `reading ${c.record.file}`, f.input);
+      // the table of contents: a foreign file fails here, and it names the tables whose data is inside.
+      // --list reads only that: a dump truncated after it (its checksum rewritten to match) still lists,
+      // so beside it the whole script is written to nowhere, which reads and inflates every data block.
+      const [list] = await Promise.all([
+        runTool(this.s, 'pg_restore', ['--list', ...f.args], this.s.database, `reading ${c.record.file}`, f.input),
+        runTool(this.s, 'pg_restore', ['--file=/dev/null', ...f.args], this.s.database, `reading ${c.record.file}`, f.input),
+      ]);
       const expected = Object.keys(recordedTables(c.record) ?? {});
       const problems: string[] = [];
       for (const t of expected) {

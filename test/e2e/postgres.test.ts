@@ -228,6 +228,17 @@ pgNeed.describe('PostgreSQL sources (real server)', () => {
     const v = await vb(['verify', id], { BACKUP_DIR: dir });
     expect(v.code, describeRun(v)).toBe(3);
     expect(v.stdout + v.stderr).toMatch(/dart_cloud cannot be read by pg_restore/);
+
+    // a flipped byte in the other dump, its checksum left alone: named by the checksum, both problems reported
+    const other = path.join(dir, 'database', sc.components[1].file);
+    const bytes = fs.readFileSync(other);
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    fs.writeFileSync(other, bytes);
+    const v2 = await vb(['verify', id, '--json'], { BACKUP_DIR: dir });
+    expect(v2.code, describeRun(v2)).toBe(3);
+    const problems = parseJsonStdout<{ results: { problems: string[] }[] }>(v2).results[0].problems.join('\n');
+    expect(problems).toMatch(/dart_cloud cannot be read by pg_restore/);
+    expect(problems).toMatch(/functions_db: .*checksum/i);
   });
 
   /**
