@@ -424,11 +424,13 @@ const databaseExists = async (s: PostgresSettings, name: string) =>
  */
 async function createDatabase(s: PostgresSettings, name: string, what = 'the database to restore into'): Promise<void> {
   if (Buffer.byteLength(name) > 63) throw new BackupError('USAGE', `database name ${name} is longer than PostgreSQL's 63 bytes`);
-  if (await databaseExists(s, name))
+  // CREATE DATABASE itself refuses an existing name: one round trip, and no window between a look and the create
+  await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`).catch((err: Error) => {
+    if (!/already exists/.test(err.message)) throw err;
     throw new BackupError('USAGE', `${what}, ${name}, exists already on ${s.display}: nothing was changed`, {
       hint: 'name a database that does not exist (--target-db NEW_NAME), or drop it first if it is a leftover',
     });
-  await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`);
+  });
 }
 
 const dropDatabase = (s: PostgresSettings, name: string) => psql(s, ADMIN_DB, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`, `dropping ${name}`);
@@ -536,8 +538,7 @@ export class PostgresKind implements SourceKind {
     if (req.target) return { name: live, restoredAs: staging, notes };
     const keptAs = `${live}_pre_restore_${req.id}`;
     req.onStep?.(`swapping ${staging} in as ${live}`);
-    const exists =
-      (await psql(this.s, ADMIN_DB, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(live)}`, 'looking up the live database')).trim() === '1';
+    const exists = await databaseExists(this.s, live);
     const L = quoteIdent(live);
     // in one transaction-less but short step: no new connections, the old ones ended, two renames
     const swap = exists

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
-import { formatAge, formatBytes, formatDuration } from '../../format.js';
+import { countOf, formatAge, formatBytes, formatDuration } from '../../format.js';
 import type { DrillResult } from '../../ops/drill.js';
 import { identityOption, commandIdentities } from '../encryption-options.js';
 import { action } from '../run.js';
@@ -51,7 +51,7 @@ function render(ui: Ui, r: DrillResult): void {
   // PostgreSQL: each database restored into its scratch database, its own RTO
   for (const d of r.databases ?? [])
     ui.out(
-      `  database ${d.name}: ${d.ok ? 'restored' : 'FAILED'} in ${formatDuration(d.restoreMs)}${d.tables !== undefined ? `, ${d.tables} tables, ${d.rows} rows${d.ok ? ', every count as recorded' : ''}` : ''}`,
+      `  database ${d.name}: ${d.ok ? 'restored' : 'FAILED'} in ${formatDuration(d.restoreMs)}${d.tables !== undefined ? `, ${countOf(d.tables, 'table')}, ${countOf(d.rows ?? 0, 'row')}${d.ok ? ', every count as recorded' : ''}` : ''}`,
     );
   if (r.storage)
     ui.out(
