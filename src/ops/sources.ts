@@ -119,6 +119,8 @@ export async function verifySources(
   cfg: Config | undefined,
   entry: BackupEntry,
   identities: Identity[] | undefined,
+  /** false: the checksums only (a restore that reads every component whole follows) */
+  prove = true,
 ): Promise<{ problems: string[]; checked: number }> {
   const s = entry.sidecar!;
   const dir = path.dirname(entry.sidecarPath!);
@@ -133,7 +135,7 @@ export async function verifySources(
       });
       // a plain file is read by its kind's tool while it is hashed (one pass over the page cache, two
       // cores); an encrypted one is decrypted only once its ciphertext is known to be whole
-      const proving = !c.encryption ? proveComponent(cfg, entry, c, tmp, identities) : undefined;
+      const proving = prove && !c.encryption ? proveComponent(cfg, entry, c, tmp, identities) : undefined;
       proving?.catch(() => {});
       const got = await checksum;
       if (got) checked += got.size;
@@ -144,7 +146,7 @@ export async function verifySources(
         continue;
       }
       if (proving) problems.push(...(await proving));
-      else if (identities?.length) problems.push(...(await proveComponent(cfg, entry, c, tmp, identities)));
+      else if (prove && identities?.length) problems.push(...(await proveComponent(cfg, entry, c, tmp, identities)));
     }
   });
   return { problems, checked };

@@ -228,6 +228,14 @@ pgNeed.describe('PostgreSQL sources (real server)', () => {
     const v = await vb(['verify', id], { BACKUP_DIR: dir });
     expect(v.code, describeRun(v)).toBe(3);
     expect(v.stdout + v.stderr).toMatch(/dart_cloud cannot be read by pg_restore/);
+    // restore checks only the checksums first (it reads the dump whole itself): the cut is found by
+    // pg_restore in the new database, and the live one is not touched
+    const liveUsers = count('dart_cloud', 'users');
+    const back = await vb(['restore', id, '--database', 'dart_cloud', '--yes'], { BACKUP_DIR: dir });
+    expect(back.code, describeRun(back)).toBe(1);
+    expect(stderrLines(back)[0]).toMatch(/the live database dart_cloud was not touched/);
+    expect(count('dart_cloud', 'users')).toBe(liveUsers);
+    expect(databases().filter((n) => n.includes('_restore_'))).toEqual([]);
 
     // a flipped byte in the other dump, its checksum left alone: named by the checksum, both problems reported
     const other = path.join(dir, 'database', sc.components[1].file);
