@@ -12,6 +12,7 @@ export const SLOW = [
   'test/e2e/restore-edges.test.ts',
   'test/e2e/backup-edges.test.ts',
   'test/integration/remote-rclone.test.ts',
+  'test/e2e/postgres.test.ts',
 ];
 
 const tier = process.env.VB_TIER ?? 'quick';

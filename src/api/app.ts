@@ -481,7 +481,7 @@ export function buildApp(opts: AppOptions) {
     const { verifyBackups } = await import('../ops/verify.js');
     const job = jobs.start('verify', async (signal, onProgress) => {
       const ref = body.data.backup === 'latest' ? undefined : body.data.backup;
-      const report = await verifyBackups(cfg.backupDir, { ref, latest: !ref && !body.data.all, all: body.data.all }, { signal, onProgress });
+      const report = await verifyBackups(cfg.backupDir, { ref, latest: !ref && !body.data.all, all: body.data.all }, { signal, onProgress, config: cfg });
       return { document: report, exitCode: report.ok ? 0 : 3 };
     });
     return jobAccepted(c, job);

@@ -17,7 +17,13 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
       .replace('T', ' ')
       .replace(/\.\d+Z$/, 'Z'),
     b.size ? formatBytes(b.size) : '-',
-    b.fileCount ?? '-',
+    // a backup of PostgreSQL databases names them where a storage backup counts its files
+    b.fileCount ??
+      (b.sidecar?.components
+        ?.filter((c) => c.role === 'data')
+        .map((c) => c.name)
+        .join(' ') ||
+        '-'),
   ]);
   const inline = base.map((r, i) => [...r, ui.status(list[i].status) + (list[i].reason ? ui.c.dim(` (${list[i].reason})`) : '')]);
   const table = ui.table(head, inline, align);

@@ -433,7 +433,13 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   if (opts.samplePercent !== undefined) {
     include = await sampledVerify(cfg, sourceDir, entry, opts.samplePercent, result);
   } else {
-    const verified = await verifyEntry(sourceDir, entry, { identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress, config: cfg });
+    const verified = await verifyEntry(sourceDir, entry, {
+      identities: opts.identities,
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+      config: cfg,
+      restoring: true,
+    });
     result.bytes.verified = verified.checked;
     if (!verified.ok) throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${verified.problems.join('; ')}`);
     if (verified.encryption === 'ciphertext')

@@ -337,7 +337,13 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     );
   }
   if (verify) {
-    const v = await verifyEntry(sourceDir, entry, { signal: opts.signal, onProgress: opts.onProgress, identities: opts.identities, config: cfg });
+    const v = await verifyEntry(sourceDir, entry, {
+      signal: opts.signal,
+      onProgress: opts.onProgress,
+      identities: opts.identities,
+      config: cfg,
+      restoring: true,
+    });
     if (!v.ok) {
       throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
         hint: 'restore another backup, or pass --no-verify to restore it anyway',

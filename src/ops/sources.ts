@@ -100,37 +100,53 @@ async function withTemp<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   }
 }
 
+/** What a component's kind proves about it beyond its checksum; a missing tool (USAGE) is thrown. */
+async function proveComponent(cfg: Config | undefined, entry: BackupEntry, c: ComponentRecord, tmp: string, identities?: Identity[]): Promise<string[]> {
+  try {
+    const [staged] = await stage(entry, [c], tmp, identities);
+    return await sourceKind(cfg, c.kind, true).verify(staged);
+  } catch (err) {
+    if (err instanceof BackupError && err.code === 'USAGE') throw err;
+    return [`${c.name}: ${(err as Error).message}`];
+  }
+}
+
 /**
- * Verify of a backup of sources: every component's checksum, then what its kind proves (pg_restore
- * --list over the whole dump). Encrypted components without a key: the checksums only.
+ * Verify of a backup of sources: every component's checksum, and what its kind proves (pg_restore reads
+ * the whole dump). Encrypted components without a key: the checksums only.
  */
 export async function verifySources(
   cfg: Config | undefined,
   entry: BackupEntry,
   identities: Identity[] | undefined,
+  /** false: the checksums only (a restore that reads every component whole follows) */
+  prove = true,
 ): Promise<{ problems: string[]; checked: number }> {
   const s = entry.sidecar!;
   const dir = path.dirname(entry.sidecarPath!);
   const problems: string[] = [];
   let checked = 0;
-  for (const c of s.components ?? []) {
-    const got = await checkParts([c], localPart(dir), { onProblem: (p) => problems.push(`${c.name}: ${p}`) }).catch((err) => {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      problems.push(`missing ${c.file}`);
-    });
-    if (got) checked += got.size;
-  }
-  if (problems.length) return { problems, checked };
-  const readable = (s.components ?? []).filter((c) => !c.encryption || identities?.length);
   await withTemp(async (tmp) => {
-    for (const c of readable) {
-      try {
-        const [staged] = await stage(entry, [c], tmp, identities);
-        problems.push(...(await sourceKind(cfg, c.kind, true).verify(staged)));
-      } catch (err) {
-        if (err instanceof BackupError && err.code === 'USAGE') throw err;
-        problems.push(`${c.name}: ${(err as Error).message}`);
+    for (const c of s.components ?? []) {
+      const sums: string[] = [];
+      const checksum = checkParts([c], localPart(dir), { onProblem: (p) => sums.push(`${c.name}: ${p}`) }).catch((err) => {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        sums.push(`missing ${c.file}`);
+      });
+      // a plain file is read by its kind's tool while it is hashed (one pass over the page cache, two
+      // cores); an encrypted one is decrypted only once its ciphertext is known to be whole
+      const proving = prove && !c.encryption ? proveComponent(cfg, entry, c, tmp, identities) : undefined;
+      proving?.catch(() => {});
+      const got = await checksum;
+      if (got) checked += got.size;
+      if (sums.length) {
+        // the kind's complaints about a damaged file say the same thing less clearly
+        await proving?.catch(() => {});
+        problems.push(...sums);
+        continue;
       }
+      if (proving) problems.push(...(await proving));
+      else if (prove && identities?.length) problems.push(...(await proveComponent(cfg, entry, c, tmp, identities)));
     }
   });
   return { problems, checked };

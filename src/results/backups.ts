@@ -24,6 +24,10 @@ export function backupJson(b: ListedBackup, extra: Record<string, unknown> = {})
     reason: b.reason ?? null,
     ...extra,
     ...(b.type === 'full' ? { database: b.sidecar?.database ?? null, storage: b.sidecar?.storage ?? null } : {}),
+    // a backup of sources (PostgreSQL): each database (and the globals) by name
+    ...(b.sidecar?.components
+      ? { components: b.sidecar.components.map((c) => ({ kind: c.kind, name: c.name, role: c.role, size: c.size, file: c.file })) }
+      : {}),
     // incremental storage backups: where it stands in its chain and which archives it needs
     ...(b.type === 'storage' && b.sidecar?.level !== undefined
       ? { level: b.sidecar.level, base: b.sidecar.base ?? null, references: b.sidecar.references ?? [] }

@@ -6,6 +6,7 @@
  * `pg_restore --jobs` into a new database, checked, then swapped in by renames, to restore.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { PartWriter } from '../archive/parts.js';
@@ -62,6 +63,16 @@ function exitOf(child: ChildProcess): Promise<ToolExit> {
 
 /** The one line to show for a failed tool, with the exit code a user needs for it. */
 function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit): BackupError {
+  if (s.container && r.spawnError?.code === 'ENOENT')
+    return new BackupError('USAGE', `docker not found on PATH: PG_DUMP_CONTAINER=${s.container} runs the PostgreSQL client inside that container`, {
+      hint: 'install docker, or unset PG_DUMP_CONTAINER and install the PostgreSQL client here',
+    });
+  if (s.container && /No such container|is not running|executable file not found/i.test(r.stderr)) {
+    const missing = /executable file not found/i.test(r.stderr);
+    return new BackupError('USAGE', missing ? `${tool} not found in container ${s.container}` : `container ${s.container} (PG_DUMP_CONTAINER) is not running`, {
+      hint: missing ? 'PG_DUMP_CONTAINER must name the database container (its image has the PostgreSQL client)' : 'start it, or check the name with docker ps',
+    });
+  }
   if (r.spawnError?.code === 'ENOENT') {
     return new BackupError('USAGE', `${tool} not found${s.binDir ? ` in ${s.binDir}` : s.container ? ` in container ${s.container}` : ' on PATH'}`, {
       hint: 'install the PostgreSQL client (apt-get install postgresql-client), or set PG_BIN_DIR to the directory holding it',
@@ -79,6 +90,10 @@ function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit)
     return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'put the password in ~/.pgpass (or PGPASSFILE, mode 0600) or PGPASSWORD' });
   if (/database ".*" does not exist/i.test(line))
     return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'check PG_DATABASES / the database name in DATABASE_URL' });
+  if (/permission denied/i.test(line))
+    return new BackupError('FAILED', `${what}: ${line} (${where})`, {
+      hint: 'pg_dump reads every table: connect as the owner of the database or a superuser, or GRANT SELECT on its tables',
+    });
   if (/role ".*" does not exist/i.test(line)) return new BackupError('USAGE', `${what}: ${line} (${where})`, { hint: 'check the user in DATABASE_URL' });
   if (/could not connect|connection refused|could not translate host|timeout expired|No such file or directory/i.test(line))
     return new BackupError('FAILED', `${what}: cannot reach the PostgreSQL server: ${line} (${where})`, {
@@ -89,8 +104,13 @@ function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit)
 }
 
 /** Runs a tool to the end and returns its stdout; throws a BackupError when it fails. */
-async function runTool(s: PostgresSettings, tool: string, args: string[], database: string, what: string): Promise<string> {
-  const child = startTool(s, tool, args, database);
+async function runTool(s: PostgresSettings, tool: string, args: string[], database: string, what: string, input?: string): Promise<string> {
+  const child = startTool(s, tool, args, database, input ? 'pipe' : 'ignore');
+  if (input) {
+    // a tool that stops reading early (a damaged dump) closes the pipe: its exit code says what happened
+    child.stdin?.on('error', () => {});
+    pipeline(fs.createReadStream(input), child.stdin!).catch(() => {});
+  }
   let out = '';
   child.stdout?.on('data', (d: Buffer) => {
     out += d.toString();
@@ -98,6 +118,14 @@ async function runTool(s: PostgresSettings, tool: string, args: string[], databa
   const r = await exitOf(child);
   if (r.code !== 0) throw toolError(s, tool, what, r);
   return out;
+}
+
+/**
+ * How a tool reads a stored file: by its path here, or on stdin when it runs inside PG_DUMP_CONTAINER
+ * (which cannot see this host's files). A pipe is not seekable, so there `pg_restore` runs without --jobs.
+ */
+function fileInput(s: PostgresSettings, file: string): { args: string[]; input?: string } {
+  return s.container ? { args: [], input: file } : { args: [file] };
 }
 
 const PSQL_ARGS = ['-X', '-A', '-t', '-q', '-w', '-v', 'ON_ERROR_STOP=1'];
@@ -272,11 +300,21 @@ export class PostgresDatabase implements Source {
       dump = startTool(this.s, 'pg_dump', ['--format=custom', '--no-password', `--snapshot=${opened.snapshot}`], this.name);
       const exited = exitOf(dump);
       const counting = session.counts(this.name);
+      // awaited only once pg_dump is done: a count that fails first (no SELECT on a table) must not be left unhandled
+      counting.catch(() => {});
       const enc = ctx.recipients ? await encryptStage(ctx.recipients) : undefined;
       const streamed = enc ? pipeline(dump.stdout!, enc.stream, writer, { signal: ctx.signal }) : pipeline(dump.stdout!, writer, { signal: ctx.signal });
       const [r] = await Promise.all([exited, streamed.catch((err) => Promise.reject(err))]);
       // a dump that did not end with exit 0 is never a backup, whatever reached the file
-      if (r.code !== 0) throw toolError(this.s, 'pg_dump', `dumping database ${this.name}`, r);
+      if (r.code !== 0) {
+        // a count that failed (no SELECT on a table) ends the session and with it the exported snapshot:
+        // pg_dump then only says "invalid snapshot identifier", the count's error says why
+        const countError = await counting.then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+        throw countError ?? toolError(this.s, 'pg_dump', `dumping database ${this.name}`, r);
+      }
       const tables = await counting;
       await session.close();
       session = undefined;
@@ -377,19 +415,41 @@ function compareTables(expected: Record<string, number> | undefined, got: Record
   return { problems, tables: Object.keys(got).length, rows };
 }
 
-async function createDatabase(s: PostgresSettings, name: string): Promise<void> {
+const databaseExists = async (s: PostgresSettings, name: string) =>
+  (await psql(s, ADMIN_DB, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(name)}`, `looking up database ${name}`)).trim() === '1';
+
+/**
+ * Creates the empty database a restore or drill writes into. An existing one is never dropped to make
+ * room: `--target-db` naming the live database (or any other) would otherwise destroy it.
+ */
+async function createDatabase(s: PostgresSettings, name: string, what = 'the database to restore into'): Promise<void> {
   if (Buffer.byteLength(name) > 63) throw new BackupError('USAGE', `database name ${name} is longer than PostgreSQL's 63 bytes`);
-  await psql(s, ADMIN_DB, `DROP DATABASE IF EXISTS ${quoteIdent(name)}`, `preparing ${name}`);
-  await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`);
+  // CREATE DATABASE itself refuses an existing name: one round trip, and no window between a look and the create
+  await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`).catch((err: Error) => {
+    if (!/already exists/.test(err.message)) throw err;
+    throw new BackupError('USAGE', `${what}, ${name}, exists already on ${s.display}: nothing was changed`, {
+      hint: 'name a database that does not exist (--target-db NEW_NAME), or drop it first if it is a leftover',
+    });
+  });
 }
 
 const dropDatabase = (s: PostgresSettings, name: string) => psql(s, ADMIN_DB, `DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`, `dropping ${name}`);
 
 /** `pg_restore --jobs 2` of a dump into the (empty) database `into`; any error fails it. */
 async function pgRestoreInto(s: PostgresSettings, file: string, into: string): Promise<void> {
-  await runTool(s, 'pg_restore', ['--no-password', '--jobs=2', '--exit-on-error', '--dbname', into, file], into, `restoring into ${into}`).catch(async () =>
-    // --jobs does not honour --exit-on-error for every step: one serial pass says what failed
-    runTool(s, 'pg_restore', ['--no-password', '--exit-on-error', '--clean', '--if-exists', '--dbname', into, file], into, `restoring into ${into}`),
+  const f = fileInput(s, file);
+  const jobs = f.input ? [] : ['--jobs=2'];
+  await runTool(s, 'pg_restore', ['--no-password', ...jobs, '--exit-on-error', '--dbname', into, ...f.args], into, `restoring into ${into}`, f.input).catch(
+    async () =>
+      // --jobs does not honour --exit-on-error for every step: one serial pass says what failed
+      runTool(
+        s,
+        'pg_restore',
+        ['--no-password', '--exit-on-error', '--clean', '--if-exists', '--dbname', into, ...f.args],
+        into,
+        `restoring into ${into}`,
+        f.input,
+      ),
   );
 }
 
@@ -399,9 +459,16 @@ export class PostgresKind implements SourceKind {
 
   async verify(c: StagedComponent): Promise<string[]> {
     if (c.record.role === 'globals') return [];
-    // the whole table of contents: a truncated or foreign file fails here
     try {
-      const list = await runTool(this.s, 'pg_restore', ['--list', c.file], this.s.database, `reading ${c.record.file}`);
+      // the table of contents: a foreign file fails here, and it names the tables whose data is inside
+      const f = fileInput(this.s, c.file);
+      // the table of contents: a foreign file fails here, and it names the tables whose data is inside.
+      // --list reads only that: a dump truncated after it (its checksum rewritten to match) still lists,
+      // so beside it the whole script is written to nowhere, which reads and inflates every data block.
+      const [list] = await Promise.all([
+        runTool(this.s, 'pg_restore', ['--list', ...f.args], this.s.database, `reading ${c.record.file}`, f.input),
+        runTool(this.s, 'pg_restore', ['--file=/dev/null', ...f.args], this.s.database, `reading ${c.record.file}`, f.input),
+      ]);
       const expected = Object.keys(recordedTables(c.record) ?? {});
       const problems: string[] = [];
       for (const t of expected) {
@@ -417,8 +484,10 @@ export class PostgresKind implements SourceKind {
   async drill(c: StagedComponent, scratchId: string): Promise<DrillProof> {
     const scratch = `vertex_drill_${scratchId}`.slice(0, 63);
     const started = Date.now();
+    let created = false;
     try {
-      await createDatabase(this.s, scratch);
+      await createDatabase(this.s, scratch, 'the scratch database of the drill');
+      created = true;
       await pgRestoreInto(this.s, c.file, scratch);
       const restoreMs = Date.now() - started;
       const got = await countRows(this.s, scratch);
@@ -427,7 +496,7 @@ export class PostgresKind implements SourceKind {
     } catch (err) {
       return { name: c.record.name, ok: false, problems: [(err as Error).message], restoreMs: Date.now() - started };
     } finally {
-      await dropDatabase(this.s, scratch).catch(() => {});
+      if (created) await dropDatabase(this.s, scratch).catch(() => {});
     }
   }
 
@@ -442,31 +511,34 @@ export class PostgresKind implements SourceKind {
     if (req.withAuxiliary) {
       for (const g of components.filter((c) => c.record.role === 'globals')) {
         // roles that exist already are reported by psql and left as they are
-        await runTool(this.s, 'psql', ['-X', '-q', '-w', '-f', g.file], ADMIN_DB, 'restoring roles and tablespaces').catch((err) => {
-          notes.push(`globals: ${(err as Error).message}`);
-        });
-        notes.push('roles and tablespaces restored (existing ones kept)');
+        const f = fileInput(this.s, g.file);
+        await runTool(this.s, 'psql', ['-X', '-q', '-w', ...(f.input ? [] : ['-f', g.file])], ADMIN_DB, 'restoring roles and tablespaces', f.input).then(
+          () => notes.push('roles and tablespaces restored (existing ones kept)'),
+          (err) => notes.push(`globals: ${(err as Error).message}`),
+        );
       }
     }
     if (!data) return { name: 'globals', restoredAs: 'globals', notes };
     const live = data.record.name;
     const staging = req.target ?? `${live}_restore_${req.id}`;
     req.onStep?.(`restoring ${live} into ${staging}`);
+    let created = false;
     try {
       await createDatabase(this.s, staging);
+      created = true;
       await pgRestoreInto(this.s, data.file, staging);
       const cmp = compareTables(recordedTables(data.record), await countRows(this.s, staging));
       if (cmp.problems.length) throw new BackupError('FAILED', `the restored copy of ${live} does not match the backup: ${cmp.problems.join('; ')}`);
     } catch (err) {
-      if (!req.target) await dropDatabase(this.s, staging).catch(() => {});
+      // only what this run created goes: a half-restored copy is no use to anyone
+      if (created) await dropDatabase(this.s, staging).catch(() => {});
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
       throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, cause: err });
     }
     if (req.target) return { name: live, restoredAs: staging, notes };
     const keptAs = `${live}_pre_restore_${req.id}`;
     req.onStep?.(`swapping ${staging} in as ${live}`);
-    const exists =
-      (await psql(this.s, ADMIN_DB, `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(live)}`, 'looking up the live database')).trim() === '1';
+    const exists = await databaseExists(this.s, live);
     const L = quoteIdent(live);
     // in one transaction-less but short step: no new connections, the old ones ended, two renames
     const swap = exists

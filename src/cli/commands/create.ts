@@ -158,6 +158,10 @@ Examples:
                 if (b.type === 'full') continue;
                 const files = b.fileCount !== undefined ? `, ${countOf(b.fileCount, 'file')}${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
                 ui.out(`  ${b.type.padEnd(8)} ${formatBytes(b.size)}${files}  ${b.files[0]}`);
+                // a backup of several databases: every dump (and the globals) beside the first
+                if (b.type === 'database')
+                  for (const f of b.files.slice(1).filter((x) => !x.endsWith('.json')))
+                    ui.out(`  ${' '.repeat(8)} ${' '.repeat(formatBytes(b.size).length)}  ${f}`);
               }
               if (volumes) printVolumes(ui, volumes);
               for (const n of result.notes) ui.warn(n);

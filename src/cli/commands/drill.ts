@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
-import { formatAge, formatBytes, formatDuration } from '../../human.js';
+import { countOf, formatAge, formatBytes, formatDuration } from '../../human.js';
 import type { DrillResult } from '../../ops/drill.js';
 import { identityOption, commandIdentities } from '../encryption-options.js';
 import { action } from '../run.js';
@@ -48,6 +48,11 @@ function render(ui: Ui, r: DrillResult): void {
       `  database ${r.database.backup_id}: integrity_check ${r.database.integrity.slice(0, 60)}, ${r.database.tables.length} tables, ${rows} rows${r.database.row_counts_recorded ? (bad ? `, ${bad} differ from the recorded counts` : ', every count as recorded') : ''}`,
     );
   }
+  // PostgreSQL: each database restored into its scratch database, its own RTO
+  for (const d of r.databases ?? [])
+    ui.out(
+      `  database ${d.name}: ${d.ok ? 'restored' : 'FAILED'} in ${formatDuration(d.restoreMs)}${d.tables !== undefined ? `, ${countOf(d.tables, 'table')}, ${countOf(d.rows ?? 0, 'row')}${d.ok ? ', every count as recorded' : ''}` : ''}`,
+    );
   if (r.storage)
     ui.out(
       `  storage  ${r.storage.backup_id}: ${r.storage.entries} entries, ${formatBytes(r.storage.bytes)}${r.storage.manifest_checked ? ', every file hashed against the manifest' : ''}`,

@@ -59,7 +59,8 @@ Encrypted backups are checked by their ciphertext without a key (the bytes are i
       const report = await verifyBackups(
         ctx.cfg.backupDir,
         { ref: ref === 'latest' ? undefined : ref, latest: o.latest || ref === 'latest', all: o.all, type: o.type },
-        { signal: ctx.signal, identities, onProgress: (p) => ctx.progress.event(p) },
+        // the configured client (PG_BIN_DIR, PG_DUMP_CONTAINER) reads PostgreSQL dumps
+        { signal: ctx.signal, identities, onProgress: (p) => ctx.progress.event(p), config: ctx.cfg },
       );
       const bad = report.results.filter((r) => !r.ok);
       return {
