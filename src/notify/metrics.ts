@@ -166,7 +166,7 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
   }
   // what each remote held at its last sync, against the local directory as it is now: a backup made
   // since then and not sent yet makes the lag grow between syncs
-  for (const [remote, record] of Object.entries(status?.replication ?? {})) {
+  for (const [remote, record] of Object.entries(status?.replication ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
     const lag = lagFromRecord(entries, record);
     replLag.samples.push({ labels: { remote }, value: lag.lagSeconds });
     replMissing.samples.push({ labels: { remote }, value: lag.missing.length });

@@ -150,7 +150,9 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
 
   let replication: ReplicationCheck[] | undefined;
   if (status?.replication && Object.keys(status.replication).length) {
-    replication = Object.entries(status.replication).map(([remote, record]) => {
+    // by name: status.json keeps the order remotes were first recorded, which differs between hosts
+    const records = Object.entries(status.replication).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    replication = records.map(([remote, record]) => {
       const lag = lagFromRecord(entries, record, now);
       const ok = opts.maxReplicationLagMs === undefined || lag.lagSeconds * 1000 <= opts.maxReplicationLagMs;
       if (!ok)
