@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { markBackupDir } from '../catalog/marker.js';
+import { DIR_MARKER, markBackupDir } from '../catalog/marker.js';
 import { BackupError, usageError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { markRemote } from '../offsite/remote-marker.js';
@@ -31,6 +31,8 @@ export interface InitSettings {
   bin: string;
   /** replace an existing env or remotes file */
   force: boolean;
+  /** the service user: owns the backup directory and the remotes file (the units run as it) */
+  owner?: { uid: number; gid: number };
   env: NodeJS.ProcessEnv;
 }
 
@@ -125,7 +127,11 @@ export async function initSetup(s: InitSettings, options: { signal?: AbortSignal
   await fsp.mkdir(path.dirname(s.remotesOut), { recursive: true, mode: 0o750 });
   await writeFileAtomic(s.remotesOut, `${JSON.stringify(remotesDoc, null, 2)}\n`, 0o600);
   await fsp.mkdir(path.dirname(s.envOut), { recursive: true, mode: 0o750 });
+  // the env file stays root's: systemd reads EnvironmentFile= before it drops to the service user
   await writeFileAtomic(s.envOut, envFileText(s, dir.marker.id), 0o600);
+  if (s.owner) {
+    for (const p of [s.backupDir, path.join(s.backupDir, DIR_MARKER), s.remotesOut]) await fsp.chown(p, s.owner.uid, s.owner.gid);
+  }
 
   return {
     backup_dir: { path: s.backupDir, id: dir.marker.id, created: dir.created, adopted: false },

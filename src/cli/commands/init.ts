@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import { type Command, Option } from 'commander';
 import { argumentError } from '../../errors.js';
@@ -17,6 +18,7 @@ interface InitOptions {
   bin?: string;
   adopt?: boolean;
   force?: boolean;
+  owner?: string;
 }
 
 const collect = (value: string, previous: string[]) => [...previous, value];
@@ -26,7 +28,10 @@ export function register(program: Command): void {
     .command('init')
     .description('set up a new installation: env file, remotes file, marked backup directory and remotes, systemd overrides')
     .addOption(new Option('--env-out <file>', 'write the settings here (mode 0600; never overwritten without --force)').default(DEFAULT_ENV_OUT))
-    .option('--remotes-out <file>', 'write the remotes file here (mode 0600; default: remote_storage.json beside the env file)')
+    .option(
+      '--remotes-out <file>',
+      'write the remotes file here (mode 0600; default: /var/lib/vertex-backup/remote_storage.json with the default --env-out, else beside the env file)',
+    )
     .option('--remote <name=url>', 'an offsite copy, probed and marked (repeatable): nas=file:///mnt/nas/backups, s3=s3://bucket/prefix', collect, [])
     .option('--recipient <age1…>', 'encrypt backups to this age public key (repeatable; vertex-backup keygen makes one)', collect, [])
     .option('--telegram-bot-token <token>', 'send failures to Telegram (or env TELEGRAM_BOT_TOKEN: keeps it out of ps)')
@@ -34,6 +39,7 @@ export function register(program: Command): void {
     .option('--healthcheck-url <url>', 'a healthchecks.io ping URL, pinged by every run (or env HEALTHCHECK_URL)')
     .option('--systemd-dir <dir>', 'also write the overrides as drop-ins under DIR (/etc/systemd/system), instead of only printing them')
     .option('--bin <path>', 'the vertex-backup the units run (default: this one)')
+    .option('--owner <user>', 'chown the backup directory and the remotes file to this user (the units run as vertex-backup)')
     .option('--adopt', 'only mark an existing backup directory (a set-up made before init existed)')
     .option('--force', 'replace an existing env or remotes file')
     .addHelpText(
@@ -86,7 +92,12 @@ Examples:
             storagePath: abs(storagePath),
             backupDir: abs(backupDir),
             envOut,
-            remotesOut: path.resolve(o.remotesOut ?? path.join(path.dirname(envOut), 'remote_storage.json')),
+            // under systemd the service user reads the remotes file; /etc/vertex-backup is root's
+            remotesOut: path.resolve(
+              o.remotesOut ??
+                (envOut === DEFAULT_ENV_OUT ? '/var/lib/vertex-backup/remote_storage.json' : path.join(path.dirname(envOut), 'remote_storage.json')),
+            ),
+            owner: o.owner ? userIds(o.owner) : undefined,
             remotes,
             recipients: o.recipient,
             telegramBotToken: o.telegramBotToken ?? env.TELEGRAM_BOT_TOKEN,
@@ -128,7 +139,8 @@ Examples:
             }
             ui.out('');
             ui.out('Next steps:');
-            ui.out(`  1. chown vertex-backup: ${r.remotes_file} && chown -R vertex-backup: ${r.backup_dir.path}   # the units run as vertex-backup`);
+            if (!o.owner)
+              ui.out(`  1. chown vertex-backup: ${r.remotes_file} ${r.backup_dir.path}   # the units run as vertex-backup (or: init --owner vertex-backup)`);
             ui.out('  2. systemctl daemon-reload && systemctl enable --now vertex-backup.timer vertex-backup-drill.timer');
             ui.out('  3. systemctl start vertex-backup.service && journalctl -u vertex-backup.service -e   # the first backup, now');
             ui.out(`  4. vertex-backup --env-file ${r.env_file} check   # what monitoring will ask every day`);
@@ -154,4 +166,15 @@ async function askIfMissing(ctx: Context, value: string | undefined, flag: strin
   } finally {
     rl.close();
   }
+}
+
+/** uid and gid of a user by name (or number), from id(1): Node has no getpwnam. */
+function userIds(user: string): { uid: number; gid: number } {
+  const id = (flag: string) => {
+    const r = spawnSync('id', [flag, user], { encoding: 'utf8' });
+    const n = Number(r.stdout.trim());
+    if (r.status !== 0 || !Number.isInteger(n)) throw argumentError(`--owner ${user}: no such user`, 'scripts/install.sh creates vertex-backup');
+    return n;
+  };
+  return { uid: id('-u'), gid: id('-g') };
 }
