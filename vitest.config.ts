@@ -12,6 +12,8 @@ export const SLOW = [
   'test/e2e/restore-edges.test.ts',
   'test/e2e/backup-edges.test.ts',
   'test/integration/remote-rclone.test.ts',
+  // a fresh copy of the repository built and installed into a scratch root: minutes on two cores
+  'test/e2e/install.test.ts',
 ];
 
 const tier = process.env.VB_TIER ?? 'quick';
