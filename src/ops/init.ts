@@ -171,7 +171,7 @@ function envFileText(s: InitSettings, dirId: string): string {
     line('TELEGRAM_CHAT_ID', s.telegramChatId),
     line('HEALTHCHECK_URL', s.healthcheckUrl),
     '# The runs report themselves: the healthcheck gets a ping at the start and end of every run (it alerts',
-    '# when they stop), Telegram only failures. Without a ping URL the units\' OnFailure= unit reports',
+    "# when they stop), Telegram only failures. Without a ping URL the units' OnFailure= unit reports",
     '# failures alone (NOTIFY_ON unset: no duplicate message).',
     line('NOTIFY_ON', s.healthcheckUrl ? 'failure' : undefined),
     line('METRICS_FILE', s.metricsFile),
