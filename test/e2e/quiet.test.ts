@@ -26,3 +26,18 @@ describe('a routine or asked-for level 0 is not a warning', () => {
     }
   });
 });
+
+describe('no AWS SDK banner', () => {
+  // the banner is printed under Node < 22 only; on a newer Node this test cannot fail
+  it('an S3 command prints no NodeVersionSupportWarning (the pinned SDK supports this Node)', async () => {
+    const cwd = makeApp({ randomBytes: 1024, events: 2 }).cwd;
+    apps.push(cwd);
+    const r = await run(['remote', 'test', 's3://bucket/p?endpoint=http://127.0.0.1:9&max_attempts=1'], {
+      cwd,
+      env: { AWS_ACCESS_KEY_ID: 'x', AWS_SECRET_ACCESS_KEY: 'y' },
+    });
+    expect(r.code, describeRun(r)).toBe(1);
+    expect(r.stdout).toMatch(/FAIL connect/);
+    expect(r.stderr).not.toMatch(/NodeVersionSupportWarning|Warning:/);
+  });
+});
