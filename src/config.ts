@@ -29,6 +29,8 @@ export interface ConfigFlags {
 
 export interface Config {
   backupDir: string;
+  /** BACKUP_DIR_ID (written by `init`): the backup directory must hold the marker with this id */
+  backupDirId?: string;
   dbPath: string;
   storagePath: string;
   maxBackups: number;
@@ -64,6 +66,7 @@ export const DEFAULTS = {
 /** Config file keys and the environment variable each one mirrors. */
 const FILE_KEYS: Record<string, string> = {
   backupDir: 'BACKUP_DIR',
+  backupDirId: 'BACKUP_DIR_ID',
   databasePath: 'DATABASE_PATH',
   databaseUrl: 'DATABASE_URL',
   storagePath: 'STORAGE_PATH',
@@ -404,8 +407,10 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
     // anything else (EACCES…) is reported by the command that uses the directory
   }
   if (backupDirStat && !backupDirStat.isDirectory()) throw notADir('is not a directory');
+  const dirId = pick(['BACKUP_DIR_ID', env.BACKUP_DIR_ID], fileKey('backupDirId')).value;
   return {
     backupDir,
+    backupDirId: dirId === undefined || dirId === '' ? undefined : String(dirId),
     dbPath: resolve(str(dbRaw, DEFAULTS.dbPath)),
     storagePath: resolve(str(pick(['--storage-path', flags.storagePath], ['STORAGE_PATH', env.STORAGE_PATH], fileKey('storagePath')), DEFAULTS.storagePath)),
     maxBackups,

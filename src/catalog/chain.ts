@@ -1,3 +1,5 @@
+import { formatBytes } from '../human.js';
+
 /**
  * Chains of incremental storage backups, from sidecars alone (pure, no I/O). A storage backup whose
  * sidecar lists `references` needs the archives of those backups to be restored: rotation keeps them,
@@ -65,6 +67,11 @@ export interface NextLevel {
   level: number;
   /** why a new level 0 */
   reason?: string;
+  /**
+   * the level 0 was asked for (--full) or is the chain's ordinary renewal (--full-every, waste): said
+   * in the result, not warned about, so that a cron mail with a warning means something
+   */
+  routine?: boolean;
 }
 
 /**
@@ -84,7 +91,7 @@ export function nextLevel(
     recipients?: string[];
   },
 ): NextLevel {
-  if (options.full) return { level: 0, reason: 'a full (level 0) backup was asked for' };
+  if (options.full) return { level: 0, reason: 'a full (level 0) backup was asked for', routine: true };
   if (!previous?.manifest || previous.level === undefined) return { level: 0, reason: 'no earlier incremental storage backup' };
   const base = sidecars(previous.base ?? previous.id);
   if (!base) return { level: 0, reason: `the chain's base ${previous.base} is gone` };
@@ -105,7 +112,7 @@ export function nextLevel(
     };
   }
   const age = options.now.getTime() - Date.parse(base.created_at ?? '');
-  if (!(age < options.fullEveryMs)) return { level: 0, reason: `the chain's base ${base.id} is older than --full-every` };
+  if (!(age < options.fullEveryMs)) return { level: 0, reason: `the chain's base ${base.id} is older than --full-every`, routine: true };
   let stored = 0;
   let used = 0;
   for (const id of previous.references ?? []) {
@@ -117,7 +124,8 @@ export function nextLevel(
   if (baseBytes > 0 && waste > options.maxWaste * baseBytes) {
     return {
       level: 0,
-      reason: `the chain holds ${waste} bytes of content no longer in the tree, more than ${Math.round(options.maxWaste * 100)}% of its base`,
+      reason: `the chain holds ${formatBytes(waste)} of content no longer in the tree, more than ${Math.round(options.maxWaste * 100)}% of its base`,
+      routine: true,
     };
   }
   return { level: previous.level + 1 };

@@ -20,6 +20,7 @@ import { register as registerRekey } from './commands/rekey.js';
 import { register as registerCompletion } from './commands/completion.js';
 import { register as registerServe } from './commands/serve.js';
 import { register as registerToken } from './commands/token.js';
+import { register as registerInit } from './commands/init.js';
 import { remotesConfigOption } from './options.js';
 import { EXIT_CODE_HELP } from './run.js';
 
@@ -65,6 +66,7 @@ ${EXIT_CODE_HELP}`,
   program.configureOutput({ outputError: (str, write) => write(str) });
 
   for (const register of [
+    registerInit,
     registerCreate,
     registerList,
     registerStats,

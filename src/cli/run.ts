@@ -36,6 +36,9 @@ export interface Outcome {
   sizeBytes?: number;
 }
 
+/** Commands that do not use the backup directory (init makes it): they run when its disk is away. */
+const OUTSIDE_BACKUP_DIR: ReadonlySet<string> = new Set(['init', 'keygen', 'completion', 'remote list', 'remote test', 'remote info', 'token']);
+
 export type Action = (ctx: Context, command: Command) => Promise<Outcome>;
 
 /**
@@ -70,6 +73,7 @@ export function action(name: string, fn: Action) {
     let outcome: Outcome | undefined;
     let error: BackupError | undefined;
     let progress: import('./progress.js').ProgressView | undefined;
+    let dirRefused = false;
     try {
       const { resolveConfig } = await import('../config.js');
       cfg = resolveConfig(global);
@@ -78,6 +82,17 @@ export function action(name: string, fn: Action) {
       notifyCfg = resolveNotifyConfig(cfg.env, global.notify, cfg.file);
       const { reportStart } = await import('../notify/report.js');
       await reportStart(name, label, notifyCfg, notifyLog, runId);
+      if (!OUTSIDE_BACKUP_DIR.has(name)) {
+        // before anything below creates the directory: an unmounted disk must not become a new one
+        const { checkBackupDir } = await import('../catalog/marker.js');
+        const { warning } = await checkBackupDir(cfg.backupDir, cfg.backupDirId).catch((err) => {
+          // nothing of this run may land there either: no log line, no status.json
+          dirRefused = true;
+          throw err;
+        });
+        // once a night in the cron mail, where the directory is written, not on every list
+        if (warning && name === 'create') ui.warn(warning);
+      }
       // every command first completes or rolls back a restore that was killed, and says so
       const { healIfInterrupted } = await import('../ops/restore-journal.js');
       // a journal is trusted only when it names this run's live paths (or those under restore --target)
@@ -120,7 +135,7 @@ export function action(name: string, fn: Action) {
       progress?.stop();
     }
     // usage errors change nothing, so they leave no log line
-    if (cfg && (outcome?.log || (error && error.code !== 'USAGE'))) {
+    if (cfg && !dirRefused && (outcome?.log || (error && error.code !== 'USAGE'))) {
       const { appendLog } = await import('../catalog/log.js');
       await appendLog(cfg.backupDir, {
         time: new Date(started).toISOString(),
@@ -149,10 +164,10 @@ export function action(name: string, fn: Action) {
         log: ui.transcript(),
         runId,
       },
-      { backupDir: cfg?.backupDir, notify: notifyCfg ?? fallbackNotifyConfig(process.env, global.notify), log: notifyLog },
+      { backupDir: dirRefused ? undefined : cfg?.backupDir, notify: notifyCfg ?? fallbackNotifyConfig(process.env, global.notify), log: notifyLog },
     );
     // a run that recorded no outcome (argument error, lock refused) leaves no "started" marker behind
-    if (cfg) {
+    if (cfg && !dirRefused) {
       const { clearStart } = await import('../catalog/status.js');
       await clearStart(cfg.backupDir, name, name === 'create' ? (cmdType as import('../catalog/sidecar.js').BackupType | undefined) : undefined).catch(
         () => {},
@@ -160,7 +175,7 @@ export function action(name: string, fn: Action) {
     }
     // the scheduler's jobs are runs of their own and write the file themselves
     const metricsFile = global.metricsFile ?? cfg?.env.METRICS_FILE ?? (typeof cfg?.file.metricsFile === 'string' ? cfg.file.metricsFile : undefined);
-    if (cfg && metricsFile && name !== 'schedule') {
+    if (cfg && !dirRefused && metricsFile && name !== 'schedule') {
       const { writeMetricsFile } = await import('../notify/metrics.js');
       await writeMetricsFile(metricsFile, cfg.backupDir).catch((err) => ui.warn(`cannot write the metrics file ${metricsFile}: ${(err as Error).message}`));
     }

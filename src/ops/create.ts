@@ -428,7 +428,7 @@ async function backupStoragePart(
       durationMs: sidecar.duration_ms,
       warnings: packed.warnings,
       skipped: packed.skipped,
-      notes: next.reason && next.level === 0 && prevEntry ? [...packed.notes, `level 0: ${next.reason}`] : packed.notes,
+      notes: next.reason && next.level === 0 && prevEntry && !next.routine ? [...packed.notes, `level 0: ${next.reason}`] : packed.notes,
       level: next.level,
     };
   } catch (err) {

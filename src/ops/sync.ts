@@ -10,6 +10,7 @@ import { type Remote, type SpaceInfo, errorMessage, isTempName, readSmall } from
 import { retrying } from '../remote/retry.js';
 import { type RemoteBackup, type TransferOptions, type UploadResult, listRemoteBackups } from '../offsite/transfer.js';
 import { uploadBackup } from '../offsite/upload.js';
+import { checkRemoteMarker, readRemoteMarker } from '../offsite/remote-marker.js';
 
 export interface SyncOptions extends TransferOptions {
   type?: BackupType;
@@ -207,7 +208,12 @@ export interface RemoteTestResult {
  * failing step, and always tries to remove the probe. `open` is passed in so a failed connection is a
  * reported step, not an exception.
  */
-export async function testRemote(open: () => Promise<Remote>, name: string, probeBytes = 64 * 1024): Promise<RemoteTestResult> {
+export async function testRemote(
+  open: () => Promise<Remote>,
+  name: string,
+  probeBytes = 64 * 1024,
+  options: { markerId?: string } = {},
+): Promise<RemoteTestResult> {
   const steps: RemoteTestStep[] = [];
   const step = async <T>(s: RemoteTestStep['step'], fn: () => Promise<T>): Promise<T | undefined> => {
     const t = Date.now();
@@ -220,7 +226,21 @@ export async function testRemote(open: () => Promise<Remote>, name: string, prob
       return undefined;
     }
   };
-  const opened = await step('connect', open);
+  // "connect" passes only once the server answered: opening a client sends nothing (S3, WebDAV), so a
+  // look for the remote's marker is the round trip, and a marked remote must still hold its marker
+  const opened = await step('connect', async () => {
+    const r = await open();
+    try {
+      // the first failure, not the last of several retries (an unreachable host would take 16 s)
+      const once = retrying(r, { retries: 0 });
+      await checkRemoteMarker(once, name, options.markerId);
+      if (!options.markerId) await readRemoteMarker(once);
+    } catch (err) {
+      await r.close().catch(() => {});
+      throw err;
+    }
+    return r;
+  });
   if (!opened) return { remote: name, ok: false, steps, probeBytes };
   // a test reports the first failure of each step, not the last of several retries
   const remote = retrying(opened, { retries: 0 });

@@ -3,7 +3,6 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { usageError } from '../errors.js';
-import { ensureDir } from '../fsutil.js';
 import {
   SchemeRemote,
   type RemoteEntry,
@@ -25,6 +24,57 @@ class FileRemote extends SchemeRemote {
     super('file', url);
   }
 
+  private rootChecked?: Promise<void>;
+
+  /**
+   * The root is the disk or the NAS share, or a directory right inside it. A disk that is not mounted
+   * leaves its mount point (or nothing) in its place: creating the path there would fill the root
+   * filesystem with backups that vanish when the disk comes back. So only the last component is ever
+   * created, and only when its parent exists; a remote that `init` marked must also hold its marker
+   * (offsite/remote-marker.ts), which catches the empty mount point too. Checked once per opened remote.
+   */
+  private ensureRoot(): Promise<void> {
+    this.rootChecked ??= (async () => {
+      const st = await fsp.stat(this.root).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw this.wrap(err, '');
+      });
+      if (st?.isDirectory()) return;
+      if (st) throw new RemoteError('fatal', `${this.url}: ${this.root} is not a directory`);
+      const parent = path.dirname(this.root);
+      const up = await fsp.stat(parent).catch(() => undefined);
+      if (!up?.isDirectory()) {
+        throw new RemoteError('fatal', `${this.url}: ${this.root} does not exist, nor does ${parent}: is the disk or share mounted?`, {
+          hint: `mount it (findmnt ${parent}); a new location: create it first (mkdir -p ${this.root}) — only the last directory of a remote's path is ever created`,
+        });
+      }
+      await fsp.mkdir(this.root, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw this.wrap(err, '');
+      });
+    })();
+    return this.rootChecked;
+  }
+
+  async createRoot(): Promise<{ created: boolean; path: string; onRootFilesystem: boolean }> {
+    let created = false;
+    try {
+      // not recursive: a missing parent is a missing mount point, which init must not paper over
+      await fsp.mkdir(this.root, { mode: 0o700 });
+      created = true;
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') {
+        throw new RemoteError('fatal', `cannot create ${this.root}: ${path.dirname(this.root)} does not exist`, {
+          hint: `mount the disk or share first, or create the parent: mkdir -p ${path.dirname(this.root)}`,
+        });
+      }
+      if (code !== 'EEXIST') throw this.wrap(err, '');
+    }
+    this.rootChecked = undefined;
+    const [st, top] = await Promise.all([fsp.stat(this.root), fsp.stat('/')]);
+    return { created, path: this.root, onRootFilesystem: st.dev === top.dev };
+  }
+
   private abs(rel: string): string {
     return path.join(this.root, ...joinRemote('', rel).split('/'));
   }
@@ -35,6 +85,7 @@ class FileRemote extends SchemeRemote {
    * itself may be a link the operator chose.
    */
   private async confined(rel: string): Promise<string> {
+    await this.ensureRoot();
     const parts = joinRemote('', rel).split('/');
     let dir = this.root;
     for (const part of parts.slice(0, -1)) {
@@ -74,6 +125,7 @@ class FileRemote extends SchemeRemote {
   }
 
   async list(prefix = ''): Promise<RemoteEntry[]> {
+    await this.ensureRoot();
     const out: RemoteEntry[] = [];
     const walk = async (rel: string) => {
       let entries;
@@ -111,7 +163,7 @@ class FileRemote extends SchemeRemote {
   }
 
   async space(): Promise<SpaceInfo> {
-    await ensureDir(this.root);
+    await this.ensureRoot();
     const s = await fsp.statfs(this.root);
     const free = Number(s.bavail) * Number(s.bsize);
     const total = Number(s.blocks) * Number(s.bsize);

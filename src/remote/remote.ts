@@ -47,6 +47,12 @@ export interface Remote {
   delete(relPath: string): Promise<void>;
   space(): Promise<SpaceInfo>;
   close(): Promise<void>;
+  /**
+   * For `init` only, where the operator asks for a new location: a scheme whose root is a local path
+   * (file://) creates it when its parent exists, and says whether it landed on the root filesystem
+   * (the sign of a disk that is not mounted). Others need nothing created.
+   */
+  createRoot?(): Promise<{ created: boolean; path: string; onRootFilesystem: boolean }>;
 }
 
 /**

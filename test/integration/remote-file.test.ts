@@ -11,6 +11,8 @@ import { tempDir } from '../helpers/servers.js';
 
 function fileTarget() {
   const root = path.join(tempDir('file-remote'), 'nas', 'backups');
+  // the share is mounted: only the last directory of a remote's path is ever created (issue 29)
+  fs.mkdirSync(path.dirname(root));
   const url = pathToFileURL(root).href;
   return {
     root,

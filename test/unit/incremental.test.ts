@@ -129,12 +129,18 @@ describe('when a new chain starts (nextLevel)', () => {
     expect(nextLevel({ ...l1, manifest: undefined }, find([base, l1]), opts).level).toBe(0);
     expect(nextLevel(l1, find([base, l1]), { ...opts, now: new Date('2026-01-15T02:00:01Z') })).toMatchObject({ level: 0, reason: expect.stringContaining('older than --full-every') });
     expect(nextLevel(l1, find([l1]), opts)).toMatchObject({ level: 0, reason: expect.stringContaining('gone') });
+    // asked for or the ordinary renewal: no warning (issue 29 item 9); a lost base is worth one
+    expect(nextLevel(l1, find([base, l1]), { ...opts, full: true }).routine).toBe(true);
+    expect(nextLevel(l1, find([base, l1]), { ...opts, now: new Date('2026-01-15T02:00:01Z') }).routine).toBe(true);
+    expect(nextLevel(l1, find([l1]), opts).routine).toBeUndefined();
   });
 
   it('0 once the chain stores more content no longer in the tree than half of its base', () => {
     // the tree replaced 600 of the base's 1000 bytes: 600 dead bytes in the base's archive
     const l1 = { ...base, id: 'L1', level: 1, content_bytes: 600, references: ['B', 'L1'], referenced_bytes: { B: 400, L1: 600 } };
-    expect(nextLevel(l1, find([base, l1]), opts)).toMatchObject({ level: 0, reason: expect.stringContaining('no longer in the tree') });
+    expect(nextLevel(l1, find([base, l1]), opts)).toMatchObject({ level: 0, reason: expect.stringContaining('no longer in the tree'), routine: true });
+    // a size a person reads, not a raw byte count (issue 29 item 9)
+    expect(nextLevel(l1, find([base, l1]), opts).reason).toMatch(/holds 600 B of content/);
     const l1small = { ...l1, content_bytes: 400, referenced_bytes: { B: 600, L1: 400 } };
     expect(nextLevel(l1small, find([base, l1small]), opts).level).toBe(2);
   });

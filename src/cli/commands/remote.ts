@@ -27,8 +27,23 @@ export async function loadRemotes(ctx: Context, cmd: Command): Promise<RemotesCo
 }
 
 export async function openRemoteByName(ctx: Context, remotes: RemotesConfig, nameOrUrl: string): Promise<Remote> {
-  const { openRemote } = await import('../../remote/registry.js');
-  return openRemote(nameOrUrl, remotes, ctx.cfg.env as NodeJS.ProcessEnv);
+  const { openRemoteDefinition } = await import('../../remote/registry.js');
+  const { resolveRemote } = await import('../../remote/config.js');
+  const def = resolveRemote(remotes, nameOrUrl);
+  const remote = await openRemoteDefinition(def, ctx.cfg.env as NodeJS.ProcessEnv);
+  // a remote that init marked must still hold its marker: else an unmounted NAS or a wrong bucket
+  // would be filled (sync) or read as empty (list, check) without a word
+  const markerId = def.options.marker_id;
+  if (typeof markerId === 'string' && markerId) {
+    const { checkRemoteMarker } = await import('../../offsite/remote-marker.js');
+    try {
+      await checkRemoteMarker(remote, def.name, markerId);
+    } catch (err) {
+      await remote.close().catch(() => {});
+      throw err;
+    }
+  }
+  return remote;
 }
 
 /** Transfer progress: the ProgressView decides how it is shown (spinner, plain line, nothing). */
@@ -106,7 +121,11 @@ Examples:
 
   namedRemoteCommand(remote, 'test', 'connect, write a probe object, read it back, delete it; names the step that failed', async (ctx, cfg, name) => {
     const { testRemote } = await import('../../ops/sync.js');
-    const r = await testRemote(() => openRemoteByName(ctx, cfg, name), name);
+    const { resolveRemote } = await import('../../remote/config.js');
+    const markerId = resolveRemote(cfg, name).options.marker_id;
+    const r = await testRemote(() => openRemoteByName(ctx, cfg, name), name, undefined, {
+      markerId: typeof markerId === 'string' ? markerId : undefined,
+    });
     const failed = r.steps.find((s) => !s.ok);
     return {
       json: r,
