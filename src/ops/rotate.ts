@@ -38,7 +38,7 @@ export function toRetentionItem(e: BackupEntry): RetentionItem {
     // rotate holds the lock, so nothing is in progress; were it, it must never be removed
     status: e.status === 'partial' || e.status === 'in-progress' ? 'ok' : e.status,
     components: e.type === 'full' ? { database: e.sidecar?.database ?? null, storage: e.sidecar?.storage ?? null } : undefined,
-    references: e.type === 'storage' ? e.sidecar?.references : undefined,
+    references: e.type !== 'full' ? e.sidecar?.references : undefined,
   };
 }
 
@@ -94,9 +94,9 @@ export function planRotation(entries: BackupEntry[], policy: RetentionPolicy, ty
   return { kept, remove };
 }
 
-/** The other storage backups whose archives a kept backup needs (undefined when none). */
+/** The other backups a kept backup needs: a storage chain's archives, a page delta's states below it (undefined when none). */
 function pinsOfEntry(entry: BackupEntry): string[] | undefined {
-  const pins = entry.type === 'storage' ? pinsOf({ id: entry.id, references: entry.sidecar?.references }) : [];
+  const pins = entry.type !== 'full' ? pinsOf({ id: entry.id, references: entry.sidecar?.references }) : [];
   return pins.length ? pins : undefined;
 }
 
