@@ -200,14 +200,9 @@ export async function restoreDatabaseState(cfg: Config, want: { at?: Date; id?: 
     let deltas = 0;
     if (isPageDelta(entry.sidecar)) {
       staging = path.join(dir, `${baseName('database', state.id)}.pit.tmp`);
-      const rebuilt = await rebuildState(dir, entries, state.id, staging);
-      deltas = rebuilt.deltas;
-      // restored like a database backup whose file is the rebuilt state (checked just now)
-      restoreEntry = {
-        ...entry,
-        sidecarPath: path.join(dir, `${baseName('database', state.id)}.pit.json`),
-        sidecar: { ...entry.sidecar!, backup_path: path.basename(staging) },
-      };
+      const staged = await stageState(cfg.backupDir, entries, entry, staging);
+      deltas = staged.deltas;
+      restoreEntry = staged.entry;
     }
     const result = await restoreLocked(
       cfg,
@@ -235,4 +230,36 @@ export function restorableWindow(states: RestorableState[]): { from: Date; to: D
 export async function namesPageDelta(backupDir: string, ref: string): Promise<boolean> {
   const e = await findBackup(backupDir, ref).catch(() => undefined);
   return e?.type === 'database' && isPageDelta(e.sidecar);
+}
+
+/**
+ * A page delta as a database backup whose file is the state it completes: rebuilt into `staging` (and
+ * checked) from its chain in `backupDir`. What restore and drill hand to the ordinary restore.
+ */
+export async function stageState(
+  backupDir: string,
+  entries: BackupEntry[],
+  entry: BackupEntry,
+  staging: string,
+): Promise<{ entry: BackupEntry; deltas: number }> {
+  const rebuilt = await rebuildState(typeDir(backupDir, 'database'), entries, entry.id, staging);
+  return {
+    entry: {
+      ...entry,
+      sidecarPath: path.join(path.dirname(staging), `${path.basename(staging)}.json`),
+      sidecar: { ...entry.sidecar!, backup_path: path.basename(staging) },
+    },
+    deltas: rebuilt.deltas,
+  };
+}
+
+/** The gaps between consecutive states in the `spanMs` before `until`: the recovery point actually achieved. */
+export function stateGaps(states: RestorableState[], until: Date, spanMs = 86_400_000): { states: number; max_gap_ms: number; p99_gap_ms: number } {
+  const inSpan = states.filter((s) => s.at.getTime() <= until.getTime() && s.at.getTime() > until.getTime() - spanMs);
+  const gaps = inSpan
+    .slice(1)
+    .map((s, i) => s.at.getTime() - inSpan[i].at.getTime())
+    .sort((a, b) => a - b);
+  const p99 = gaps.length ? gaps[Math.min(gaps.length - 1, Math.ceil(gaps.length * 0.99) - 1)] : 0;
+  return { states: inSpan.length, max_gap_ms: gaps.at(-1) ?? 0, p99_gap_ms: p99 };
 }

@@ -48,6 +48,11 @@ function render(ui: Ui, r: DrillResult): void {
       `  database ${r.database.backup_id}: integrity_check ${r.database.integrity.slice(0, 60)}, ${r.database.tables.length} tables, ${rows} rows${r.database.row_counts_recorded ? (bad ? `, ${bad} differ from the recorded counts` : ', every count as recorded') : ''}`,
     );
   }
+  const pit = r.point_in_time;
+  if (pit)
+    ui.out(
+      `  point in time: the state at ${pit.state_at}, level 0 + ${pit.deltas} deltas; ${pit.states} states in the 24 h before it, gaps between them max ${formatDuration(pit.max_gap_ms)}, p99 ${formatDuration(pit.p99_gap_ms)} (the RPO achieved)`,
+    );
   if (r.storage)
     ui.out(
       `  storage  ${r.storage.backup_id}: ${r.storage.entries} entries, ${formatBytes(r.storage.bytes)}${r.storage.manifest_checked ? ', every file hashed against the manifest' : ''}`,
