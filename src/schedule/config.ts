@@ -2,10 +2,10 @@ import { Cron } from 'croner';
 import type { BackupType } from '../catalog/sidecar.js';
 import { usageError } from '../errors.js';
 import { parseDuration } from './duration.js';
-import { SCHEDULE_TABLE } from './table.js';
+import { PIT_JOB, SCHEDULE_TABLE } from './table.js';
 
-export type JobName = 'database' | 'storage' | 'full' | 'rotation' | 'drill';
-export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation', 'drill'];
+export type JobName = 'database' | 'storage' | 'full' | 'rotation' | 'drill' | 'pit';
+export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation', 'drill', 'pit'];
 
 export interface JobSpec {
   name: JobName;
@@ -24,6 +24,7 @@ export const DEFAULT_SCHEDULES: Record<JobName, string> = {
   full: SCHEDULE_TABLE.full.cron,
   rotation: SCHEDULE_TABLE.rotation.cron,
   drill: SCHEDULE_TABLE.drill.cron,
+  pit: PIT_JOB.cron,
 };
 
 export const DEFAULT_GRACE_MS = 5 * 60_000;
@@ -34,6 +35,7 @@ const JOB_ARGS: Record<JobName, readonly string[]> = {
   full: SCHEDULE_TABLE.full.args,
   rotation: SCHEDULE_TABLE.rotation.args,
   drill: SCHEDULE_TABLE.drill.args,
+  pit: PIT_JOB.args,
 };
 
 /**
@@ -46,11 +48,11 @@ export function envPrefix(name: JobName): string {
   return `BACKUP_${name.toUpperCase()}`;
 }
 
-/** BACKUP_<TYPE>_ENABLED: unset means enabled, as in the seed (the drill, which is not in the seed: disabled). */
+/** BACKUP_<TYPE>_ENABLED: unset means enabled, as in the seed (the drill and the page deltas, which are not in the seed: disabled). */
 export function readEnabled(env: NodeJS.ProcessEnv, name: JobName | BackupType): boolean {
   const v = `BACKUP_${name.toUpperCase()}_ENABLED`;
   const raw = env[v]?.trim().toLowerCase();
-  if (!raw) return name !== 'drill';
+  if (!raw) return name !== 'drill' && name !== 'pit';
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
   if (['0', 'false', 'no', 'off'].includes(raw)) return false;
   throw usageError(`${v}: expected true or false, got "${env[v]}"`);

@@ -35,8 +35,11 @@ describe('job configuration', () => {
       ['rotation', '0 4 * * *', true, 'rotate'],
       // not in the seed: off unless BACKUP_DRILL_ENABLED=true
       ['drill', '30 5 * * 0', false, 'drill'],
+      // page deltas every 30 s (issue 28): off unless BACKUP_PIT_ENABLED=true
+      ['pit', '*/30 * * * * *', false, 'create --type database --incremental'],
     ]);
     expect(loadJobSpecs({ BACKUP_DRILL_ENABLED: 'true' }).find((j) => j.name === 'drill')!.enabled).toBe(true);
+    expect(loadJobSpecs({ BACKUP_PIT_ENABLED: 'true' }).find((j) => j.name === 'pit')!.enabled).toBe(true);
     expect(DEFAULT_SCHEDULES.full).toBe('0 2 * * *');
   });
 
