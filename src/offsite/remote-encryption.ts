@@ -90,7 +90,7 @@ export async function uploadEncrypted(
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
   // an incremental storage backup: its chain first, each encrypted and committed on its own
   for (const rid of pinsOf({ id, references: local.references })) {
-    const sub = await uploadBackup(remote, backupDir, 'storage', rid, options);
+    const sub = await uploadBackup(remote, backupDir, type, rid, options);
     result.uploaded.push(...sub.uploaded);
     result.skipped.push(...sub.skipped);
     result.bytes += sub.bytes;

@@ -125,9 +125,10 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
     }
   } else {
     // an incremental storage backup's chain goes first, each backup committed by its own sidecar, so the
-    // remote never lists a backup whose archives are not all there (catalog/chain.ts)
+    // remote never lists a backup whose archives are not all there (catalog/chain.ts); a database page
+    // delta's states below it the same way (catalog/page-chain.ts): a chain stays within its type
     for (const rid of pinsOf({ id, references: sidecar.references })) {
-      const sub = await uploadBackup(remote, backupDir, 'storage', rid, options);
+      const sub = await uploadBackup(remote, backupDir, type, rid, options);
       result.uploaded.push(...sub.uploaded);
       result.skipped.push(...sub.skipped);
       result.bytes += sub.bytes;
@@ -240,8 +241,7 @@ export async function downloadBackup(remote: Remote, type: BackupType, id: strin
     }
   } else {
     for (const rid of pinsOf({ id, references: sidecar.references })) {
-      if (!(await fsp.stat(path.join(destDir, ...sidecarRel('storage', rid).split('/'))).catch(() => null)))
-        await downloadBackup(r, 'storage', rid, destDir, options);
+      if (!(await fsp.stat(path.join(destDir, ...sidecarRel(type, rid).split('/'))).catch(() => null))) await downloadBackup(r, type, rid, destDir, options);
     }
     for (const f of dataFiles(type, sidecar)) await downloadFile(r, f, path.join(destDir, ...f.rel.split('/')), options);
     await verifyWhole(destDir, type, sidecar);
