@@ -267,7 +267,8 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
       snapshot_at: snapshot.at.toISOString(),
       pages,
     };
-    await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
+    // one line: thousands of deltas a day, and a run that finds nothing changed should add about 1 KB
+    await writeFileAtomic(sc, `${JSON.stringify(sidecar)}\n`);
     const newHashes = resize(Buffer.from(hashes), snapshot.pageCount);
     for (const c of changed) if (c.pgno <= snapshot.pageCount) c.hash.copy(newHashes, (c.pgno - 1) * PAGE_HASH_SIZE);
     await writePageMap(cacheFile, { id, pageSize: snapshot.pageSize, hashes: newHashes }).catch(() => {});

@@ -1,7 +1,8 @@
 /**
  * Issue 28 (quick tier): page deltas without a writer. A delta restores by --at and by its id; a
  * flipped byte in a delta is named by verify (exit 3) and refused by restore --at (exit 3, the live
- * database untouched); a lost level 0 makes every delta above it damaged in list; bad --at is exit 2.
+ * database untouched); a lost level 0 makes every delta above it damaged in list; bad --at is exit 2;
+ * rotate thins a chain in time (older than a day: one state an hour) by merging deltas.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -14,14 +15,14 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmrf(d);
 });
 
-async function setup() {
+async function setup(runs = 3) {
   const cwd = tempDir('vb-pitd-');
   dirs.push(cwd);
   const db = path.join(cwd, 'app.db');
   makeDatabase(db, { events: 3000 });
   const env = { DATABASE_PATH: db, BACKUP_DIR: path.join(cwd, 'backups'), STORAGE_PATH: path.join(cwd, 'storage') };
   const ids: string[] = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < runs; i++) {
     // each state is told apart by client 1's name
     sqlite(db, `UPDATE clients SET name = 'state ${i}' WHERE id = 1; INSERT INTO scan_events(ts) VALUES(${i});`);
     const r = await run(['create', '--type', 'database', '--incremental', '--json'], { cwd, env });
@@ -87,4 +88,44 @@ describe('page deltas (issue 28)', () => {
     expect(c.code, describeRun(c)).toBe(0);
     expect(c.stdout).toMatch(/"level": 0/);
   }, 60_000);
+
+  it('rotate merges the deltas of an hour older than a day into its newest state, which still restores exactly', async () => {
+    const { cwd, env, ids, sidecar } = await setup(5);
+    // the run times moved three days back: 09:50 (level 0), 10:00, 10:20, 10:40, 11:10
+    const day = new Date(Date.now() - 3 * 86_400_000).toISOString().slice(0, 10);
+    const times = ['09:50', '10:00', '10:20', '10:40', '11:10'].map((t) => `${day}T${t}:00.000Z`);
+    for (const [i, id] of ids.entries()) {
+      const file = path.join(env.BACKUP_DIR, 'database', `db_backup_${id}.json`);
+      const sc = readJson<Record<string, unknown>>(file);
+      sc.created_at = times[i];
+      if (sc.snapshot_at) sc.snapshot_at = times[i];
+      fs.writeFileSync(file, `${JSON.stringify(sc, null, 2)}\n`);
+    }
+    const r = await run(['rotate'], { cwd, env });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stdout).toMatch(/database page chains: 2 deltas merged into 1 kept state/);
+    const names = fs.readdirSync(path.join(env.BACKUP_DIR, 'database'));
+    for (const gone of [ids[1], ids[2]]) expect(names.filter((n) => n.includes(gone))).toEqual([]);
+    const merged = readJson<{ previous: string; merged: string[]; backup_path: string }>(path.join(env.BACKUP_DIR, 'database', `db_backup_${ids[3]}.json`));
+    expect(merged.previous).toBe(ids[0]);
+    expect(merged.merged).toEqual([ids[1], ids[2]]);
+    // the file the state had before the merge is gone, its new one is there
+    expect(names.filter((n) => n.includes(ids[3]) && n.endsWith('.pgdelta'))).toEqual([merged.backup_path]);
+    const v = await run(['verify', ids[3]], { cwd, env });
+    expect(v.code, describeRun(v)).toBe(0);
+    for (const [at, want] of [
+      [`${day} 10:40:00`, 'state 3'],
+      [`${day} 10:25:00`, 'state 0'],
+      [`${day} 11:10:00`, 'state 4'],
+    ]) {
+      const t = path.join(cwd, `at-${want.replace(' ', '')}`);
+      const res = await run(['restore', '--at', at, '--target', t, '--yes'], { cwd, env });
+      expect(res.code, describeRun(res)).toBe(0);
+      expect(sqlite(path.join(t, 'app.db'), 'SELECT name FROM clients WHERE id = 1')).toBe(want);
+    }
+    // a second rotate has nothing left to merge
+    const again = await run(['rotate'], { cwd, env });
+    expect(again.stdout).not.toMatch(/merged/);
+    expect(sidecar(ids[4]).level).toBe(4);
+  }, 90_000);
 });
