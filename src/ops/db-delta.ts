@@ -244,6 +244,7 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
     );
     signal?.throwIfAborted();
     const { size, checksum, pages } = await writer!.commit();
+    faultPoint('delta-written');
     const sidecar: WrittenSidecar = {
       ...sidecarBase(),
       duration_ms: Date.now() - started,

@@ -20,6 +20,8 @@ export interface CompactResult {
   merged: { id: string; into: string }[];
   /** kept states whose delta was rewritten to hold the merged pages */
   rewritten: string[];
+  /** deltas not kept that no kept state needs (a branch left by a merge cut short, an old chain's top): removed */
+  dropped: string[];
   bytesBefore: number;
   bytesAfter: number;
   problems: string[];
@@ -58,7 +60,7 @@ export function statesToKeep(states: RestorableState[], now: Date): Set<string> 
  */
 export async function compactPageChains(cfg: Config, opts: { now?: Date; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<CompactResult> {
   const now = opts.now ?? new Date();
-  const result: CompactResult = { merged: [], rewritten: [], bytesBefore: 0, bytesAfter: 0, problems: [] };
+  const result: CompactResult = { merged: [], rewritten: [], dropped: [], bytesBefore: 0, bytesAfter: 0, problems: [] };
   const entries = await listBackups(cfg.backupDir, { type: 'database' });
   const dir = typeDir(cfg.backupDir, 'database');
   const byId = new Map(entries.filter((e) => e.status === 'ok').map((e) => [e.id, e]));
@@ -101,6 +103,18 @@ export async function compactPageChains(cfg: Config, opts: { now?: Date; dryRun?
       if (!(err instanceof BackupError)) throw err;
       result.problems.push(`database ${top.id}: not compacted: ${err.message}`);
     }
+  }
+  // what is left of the unkept: deltas no kept state's chain passes through, removed newest first
+  if (!opts.dryRun) {
+    const needed = new Set<string>();
+    for (const id of keep) for (const cid of deltaChain(id, (x) => byId.get(x)?.sidecar as never) ?? []) needed.add(cid);
+    const orphans = [...byId.values()].filter((e) => isPageDelta(e.sidecar) && !keep.has(e.id) && !needed.has(e.id)).sort((a, b) => compareIds(b.id, a.id));
+    for (const e of orphans) {
+      await fsp.rm(e.sidecarPath!, { force: true });
+      await fsp.rm(path.join(dir, path.basename(e.sidecar!.backup_path!)), { force: true });
+      result.dropped.push(e.id);
+    }
+    if (orphans.length) await fsyncDir(dir);
   }
   return result;
 }

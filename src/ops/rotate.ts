@@ -109,7 +109,7 @@ export async function runRotate(cfg: Config, opts: RotateOptions): Promise<Rotat
     opts.type === undefined || opts.type === 'database' ? await compactPageChains(cfg, { dryRun: opts.dryRun, signal: opts.signal }) : undefined;
   const plan = planRotation(await listBackups(cfg.backupDir), opts.policy, opts.type);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
-  if (compacted && (compacted.merged.length || compacted.problems.length)) result.compacted = compacted;
+  if (compacted && (compacted.merged.length || compacted.dropped.length || compacted.problems.length)) result.compacted = compacted;
   for (const { entry, reasons } of plan.kept)
     result.kept.push({ type: entry.type, id: entry.id, reasons, bytes: await backupBytes(entry), pins: pinsOfEntry(entry) });
   for (const { entry, reason } of plan.remove) {

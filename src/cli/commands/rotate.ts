@@ -96,5 +96,6 @@ export function printRotation(ui: Ui, r: RotateResult): void {
     ui.out(
       `database page chains: ${countOf(c.merged.length, 'delta')} ${r.dryRun ? 'would be merged' : 'merged'} into ${countOf(c.rewritten.length, 'kept state')} (every state for 24 h, one an hour for 7 days, then one a day)${r.dryRun ? '' : `: ${formatBytes(c.bytesBefore)} -> ${formatBytes(c.bytesAfter)}`}`,
     );
+  if (c?.dropped.length) ui.out(`database page chains: ${countOf(c.dropped.length, 'delta')} no kept state needs removed`);
   for (const p of c?.problems ?? []) ui.warn(p);
 }
