@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { judgeChains } from './chain.js';
+import { judgeDeltaChains } from './page-chain.js';
 import { compareIds, dateOfId, parseName, TYPE_DIR } from './names.js';
 import { type BackupType, type Sidecar, artifactFiles } from './sidecar.js';
 
@@ -173,6 +174,8 @@ export async function judgeBackups(source: CatalogSource, type?: BackupType): Pr
   const entries = groups.map((g, i) => judgeOne(g, reads[i], source));
   // an incremental storage backup is as good as the archives of its chain (catalog/chain.ts)
   judgeChains(entries);
+  // a database delta is as good as every link below it (catalog/page-chain.ts)
+  judgeDeltaChains(entries);
   judgeComponents(entries);
   return entries.filter((e) => !type || e.type === type).sort(newestFirst);
 }

@@ -149,6 +149,11 @@ const SIDECAR_ENTRIES = {
   /** files and bytes of the whole tree the manifest describes */
   tree_files: v.optional(v.number()),
   tree_bytes: v.optional(v.number()),
+  /** a database page delta (level > 0): when its snapshot's read transaction began, and how many pages it holds */
+  snapshot_at: v.optional(v.string()),
+  pages: v.optional(v.number()),
+  /** a page delta that absorbed older deltas when rotation thinned the chain (ops/pit-compact.ts) */
+  merged: v.optional(v.array(v.string())),
   /** a Docker volume's catch-up pass: the containers stopped for it and how long they were down */
   volume: v.optional(
     v.object({

@@ -10,7 +10,7 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
   const head = ['type', 'id', 'created (UTC)', 'size', 'files', 'status'];
   const align: ('left' | 'right')[] = ['left', 'left', 'left', 'right', 'right', 'left'];
   const base = list.map((b) => [
-    b.type === 'storage' && b.sidecar?.level !== undefined ? `storage L${b.sidecar.level}` : b.type,
+    b.sidecar?.level !== undefined && b.type !== 'full' ? `${b.type} L${b.sidecar.level}` : b.type,
     b.id,
     b.createdAt
       .toISOString()

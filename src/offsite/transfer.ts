@@ -150,8 +150,7 @@ export async function downloadBackup(remote: Remote, type: BackupType, id: strin
     }
   } else {
     for (const rid of pinsOf({ id, references: sidecar.references })) {
-      if (!(await fsp.stat(path.join(destDir, ...sidecarRel('storage', rid).split('/'))).catch(() => null)))
-        await downloadBackup(r, 'storage', rid, destDir, options);
+      if (!(await fsp.stat(path.join(destDir, ...sidecarRel(type, rid).split('/'))).catch(() => null))) await downloadBackup(r, type, rid, destDir, options);
     }
     for (const f of dataFiles(type, sidecar)) await downloadFile(r, f, path.join(destDir, ...f.rel.split('/')), options);
     await verifyWhole(destDir, type, sidecar);

@@ -57,8 +57,8 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   const bytes = await fsp.readFile(localSidecar);
   const sidecar = parseSidecarBytes(bytes, type, id, localSidecar);
   if (type !== 'full' && options.encryptTo?.length && !sidecar.encryption) {
-    // an incremental storage backup: its chain first, each encrypted and committed on its own
-    for (const rid of pinsOf({ id, references: sidecar.references })) addUp(result, await uploadBackup(remote, backupDir, 'storage', rid, options));
+    // an incremental backup (storage chain or page delta): its chain first, each encrypted and committed on its own
+    for (const rid of pinsOf({ id, references: sidecar.references })) addUp(result, await uploadBackup(remote, backupDir, type, rid, options));
     return addUp(result, await uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options));
   }
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
@@ -75,9 +75,10 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
     }
   } else {
     // an incremental storage backup's chain goes first, each backup committed by its own sidecar, so the
-    // remote never lists a backup whose archives are not all there (catalog/chain.ts)
+    // remote never lists a backup whose archives are not all there (catalog/chain.ts); a database page
+    // delta's states below it the same way (catalog/page-chain.ts): a chain stays within its type
     for (const rid of pinsOf({ id, references: sidecar.references })) {
-      addUp(result, await uploadBackup(remote, backupDir, 'storage', rid, options));
+      addUp(result, await uploadBackup(remote, backupDir, type, rid, options));
     }
     for (const f of dataFiles(type, sidecar)) {
       const st = await fsp.stat(path.join(backupDir, ...f.rel.split('/'))).catch(() => null);

@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Recipient } from '../crypto/age-keys.js';
-import { type CreateResult, type StorageRunOptions, runCreate } from './create.js';
+import { type CreateOptions, type CreateResult, type StorageRunOptions, runCreate } from './create.js';
 import { type HookRun, type Hooks, runAround } from './hooks.js';
 import type { ProgressEvent } from './progress.js';
 import { type VolumeBackup, type VolumeSettings, backupVolumes } from './volumes.js';
@@ -17,6 +17,8 @@ export interface CreateRunOptions {
   volumes?: VolumeSettings;
   storage?: StorageRunOptions;
   recipients?: Recipient[] | null;
+  /** a page delta instead of a whole copy (create --incremental --type database) */
+  database?: CreateOptions['database'];
   signal?: AbortSignal;
   onProgress?: (p: ProgressEvent) => void;
   /** each hook as it ends */
@@ -54,7 +56,14 @@ export async function runCreateWithHooks(cfg: Config, o: CreateRunOptions): Prom
         volumes = o.volumes ? await backupVolumes(cfg, o.volumes, volumeOptions) : [];
         return undefined;
       }
-      const r = await runCreate(cfg, { type: o.type, signal: o.signal, storage: o.storage, recipients: o.recipients, onProgress: o.onProgress });
+      const r = await runCreate(cfg, {
+        type: o.type,
+        signal: o.signal,
+        storage: o.storage,
+        recipients: o.recipients,
+        database: o.database,
+        onProgress: o.onProgress,
+      });
       if (o.volumes && o.type !== 'database') volumes = await backupVolumes(cfg, o.volumes, { ...volumeOptions, storage: o.storage, recipients: o.recipients });
       return r;
     },

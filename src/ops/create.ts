@@ -29,6 +29,7 @@ import { backupDatabase, checkSourceDatabase, removeSqliteSidecars } from '../so
 import { TOOL } from '../version.js';
 import { databaseSources } from '../sources/kinds.js';
 import { backupSources } from './sources.js';
+import { backupDatabaseIncremental, type DatabaseRunOptions } from './db-delta.js';
 import type { ProgressFn } from './progress.js';
 
 export interface CreateOptions {
@@ -41,6 +42,8 @@ export interface CreateOptions {
   storage?: StorageRunOptions;
   /** encrypt to these age recipients; undefined: BACKUP_RECIPIENTS(_FILE) decide; null: never */
   recipients?: Recipient[] | null;
+  /** the SQLite database as page deltas (`--incremental`, see ops/db-delta.ts) */
+  database?: DatabaseRunOptions;
 }
 
 export interface CreatedBackup {
@@ -211,6 +214,25 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       onProgress: (subject, bytes) => opts.onProgress?.({ phase: 'database', subject, bytes }),
     });
     return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, size: b.size, durationMs: b.durationMs, warnings: [] };
+  }
+  if (opts.database?.incremental) {
+    if (recipients)
+      throw new BackupError('USAGE', 'incremental database backups (page deltas) are not encrypted yet', {
+        hint: 'leave out --incremental, or the recipients (--recipient, BACKUP_RECIPIENTS) for this database',
+      });
+    const b = await backupDatabaseIncremental(cfg, id, opts.now?.() ?? new Date(), opts.database, opts.signal);
+    return {
+      type: 'database',
+      id,
+      sidecarPath: b.sidecarPath,
+      files: b.files,
+      size: b.size,
+      checksum: b.checksum,
+      durationMs: b.durationMs,
+      warnings: [],
+      notes: b.level === 0 && b.reason ? [`level 0: ${b.reason}`] : undefined,
+      level: b.level,
+    };
   }
   const started = new Date();
   const dir = typeDir(cfg.backupDir, 'database');

@@ -22,6 +22,8 @@ import { artifactFiles } from '../catalog/sidecar.js';
 import type { DrillProof } from '../sources/source.js';
 import { drillSources } from './sources.js';
 import { verifyEntry } from './verify.js';
+import { isPageDelta } from '../catalog/page-chain.js';
+import { restorableStates, stageState, stateGaps } from './pit.js';
 
 export const DEFAULT_RTO_TARGET_MS = 3_600_000;
 export const DEFAULT_RPO_TARGET_MS = 4 * 3_600_000;
@@ -107,6 +109,8 @@ export interface DrillResult {
   database?: { backup_id: string; integrity: string; row_counts_recorded: boolean; tables: TableCheck[] };
   /** backups of sources: each database restored into a scratch database, its tables and rows compared, its RTO */
   databases?: DrillProof[];
+  /** a page delta: the state drilled, the deltas applied, and the gaps between states in the 24 h before it (the RPO achieved) */
+  point_in_time?: { state_at: string | null; deltas: number; states: number; max_gap_ms: number; p99_gap_ms: number };
   storage?: { backup_id: string; entries: number; bytes: number; manifest_checked: boolean };
   live?: { storage_path: string; sampled: number; changed: number; missing: number; examples: string[] };
   started_at: string;
@@ -458,9 +462,19 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     for (const d of result.databases) if (!d.ok) result.problems.push(...d.problems.map((p) => `database ${d.name}: ${p}`));
   }
   const target = path.join(scratch, 'restore');
+  // a page delta is drilled as the state it completes: rebuilt from its chain and checked first (ops/pit.ts)
+  let restoreEntry = entry;
+  if (entry.type === 'database' && isPageDelta(entry.sidecar)) {
+    const all = await listBackups(sourceDir, { type: 'database' });
+    const staged = await stageState(sourceDir, all, entry, path.join(scratch, `${entry.id}.state.db`));
+    restoreEntry = staged.entry;
+    const states = restorableStates(all, entry.sidecar?.original_path);
+    const state = states.find((s) => s.id === entry.id);
+    result.point_in_time = { state_at: state?.at.toISOString() ?? null, deltas: staged.deltas, ...stateGaps(states, state?.at ?? new Date()) };
+  }
   const restored = await restoreLocked(
     cfg,
-    { sourceDir, entry },
+    { sourceDir, entry: restoreEntry },
     { target, verify: false, include, identities: opts.identities, signal: opts.signal, onProgress: opts.onProgress, sources: { skip: true } },
   );
   result.timings_ms.restore = Date.now() - t;

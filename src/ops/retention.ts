@@ -21,7 +21,7 @@ export interface RetentionItem {
   status: 'ok' | 'incomplete' | 'damaged';
   /** for full backups: the ids of the database and storage backups they consist of */
   components?: { database?: string | null; storage?: string | null };
-  /** incremental storage backups: ids of the storage backups whose archives its manifest references */
+  /** incremental storage backups: ids of the storage backups whose archives its manifest references; page deltas: the state below */
   references?: string[];
 }
 
@@ -117,17 +117,20 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
     }
   }
 
-  // An incremental storage backup needs its chain (manifests and archives): a kept one pins it (catalog/chain.ts).
-  const storage = items.filter((i) => i.type === 'storage');
-  const { pinned } = pinnedByKept(
-    storage,
-    storage.filter((i) => reasons.has(i)).map((i) => i.id),
-  );
-  for (const [id, by] of pinned) {
-    const target = byKey.get(`storage:${id}`);
-    if (target === undefined) continue;
-    keepFor(target, `chain needed by storage ${by.join(', ')}`);
-    removal.delete(target);
+  // An incremental storage backup needs its chain (manifests and archives), a database page delta the
+  // states below it: a kept one pins them (catalog/chain.ts, catalog/page-chain.ts).
+  for (const type of ['storage', 'database'] as const) {
+    const chained = items.filter((i) => i.type === type);
+    const { pinned } = pinnedByKept(
+      chained,
+      chained.filter((i) => reasons.has(i)).map((i) => i.id),
+    );
+    for (const [id, by] of pinned) {
+      const target = byKey.get(`${type}:${id}`);
+      if (target === undefined) continue;
+      keepFor(target, `chain needed by ${type} ${by.length > 3 ? `${by.slice(0, 3).join(', ')} and ${by.length - 3} more` : by.join(', ')}`);
+      removal.delete(target);
+    }
   }
 
   const ordered = [...items].sort((a, b) => TYPES.indexOf(a.type) - TYPES.indexOf(b.type) || newestFirst(a, b));

@@ -11,6 +11,7 @@ import { retrying } from '../remote/retry.js';
 import { type TransferOptions, listRemoteBackups } from '../offsite/transfer.js';
 import { fsyncDir } from '../fsutil.js';
 import { planRetention, type RetentionItem, type RetentionPolicy } from './retention.js';
+import { type CompactResult, compactPageChains } from './pit-compact.js';
 
 export interface RotateOptions {
   policy: RetentionPolicy;
@@ -27,6 +28,8 @@ export interface RotateResult {
   kept: { type: BackupType; id: string; reasons: string[]; bytes: number; pins?: string[] }[];
   removed: { type: BackupType; id: string; reason: string; files: string[]; bytes: number }[];
   freedBytes: number;
+  /** page chains thinned in time (every state for 24 h, hourly for 7 days, then daily) before the rules */
+  compacted?: CompactResult;
 }
 
 export function toRetentionItem(e: BackupEntry): RetentionItem {
@@ -38,7 +41,7 @@ export function toRetentionItem(e: BackupEntry): RetentionItem {
     // rotate holds the lock, so nothing is in progress; were it, it must never be removed
     status: e.status === 'partial' || e.status === 'in-progress' ? 'ok' : e.status,
     components: e.type === 'full' ? { database: e.sidecar?.database ?? null, storage: e.sidecar?.storage ?? null } : undefined,
-    references: e.type === 'storage' ? e.sidecar?.references : undefined,
+    references: e.type !== 'full' ? e.sidecar?.references : undefined,
   };
 }
 
@@ -94,16 +97,19 @@ export function planRotation(entries: BackupEntry[], policy: RetentionPolicy, ty
   return { kept, remove };
 }
 
-/** The other storage backups whose archives a kept backup needs (undefined when none). */
+/** The other backups a kept backup needs: a storage chain's archives, a page delta's states below it (undefined when none). */
 function pinsOfEntry(entry: BackupEntry): string[] | undefined {
-  const pins = entry.type === 'storage' ? pinsOf({ id: entry.id, references: entry.sidecar?.references }) : [];
+  const pins = entry.type !== 'full' ? pinsOf({ id: entry.id, references: entry.sidecar?.references }) : [];
   return pins.length ? pins : undefined;
 }
 
 /** Applies the retention policy; the caller holds the lock. */
 export async function runRotate(cfg: Config, opts: RotateOptions): Promise<RotateResult> {
+  const compacted =
+    opts.type === undefined || opts.type === 'database' ? await compactPageChains(cfg, { dryRun: opts.dryRun, signal: opts.signal }) : undefined;
   const plan = planRotation(await listBackups(cfg.backupDir), opts.policy, opts.type);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
+  if (compacted && (compacted.merged.length || compacted.dropped.length || compacted.problems.length)) result.compacted = compacted;
   for (const { entry, reasons } of plan.kept)
     result.kept.push({ type: entry.type, id: entry.id, reasons, bytes: await backupBytes(entry), pins: pinsOfEntry(entry) });
   for (const { entry, reason } of plan.remove) {

@@ -32,6 +32,10 @@ export function backupJson(b: ListedBackup, extra: Record<string, unknown> = {})
     ...(b.type === 'storage' && b.sidecar?.level !== undefined
       ? { level: b.sidecar.level, base: b.sidecar.base ?? null, references: b.sidecar.references ?? [] }
       : {}),
+    // database page chains: the level, the state below it, and when its snapshot was taken
+    ...(b.type === 'database' && b.sidecar?.level !== undefined
+      ? { level: b.sidecar.level, base: b.sidecar.base ?? null, previous: b.sidecar.previous ?? null, snapshot_at: b.sidecar.snapshot_at ?? null }
+      : {}),
   };
 }
 

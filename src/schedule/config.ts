@@ -2,10 +2,10 @@ import { Cron } from 'croner';
 import type { BackupType } from '../catalog/sidecar.js';
 import { usageError } from '../errors.js';
 import { parseDuration } from './duration.js';
-import { SCHEDULE_TABLE } from './table.js';
+import { PIT_JOB, SCHEDULE_TABLE } from './table.js';
 
-export type JobName = 'database' | 'storage' | 'full' | 'rotation' | 'drill' | 'sync';
-export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation', 'drill', 'sync'];
+export type JobName = 'database' | 'storage' | 'full' | 'rotation' | 'drill' | 'sync' | 'pit';
+export const JOB_NAMES: readonly JobName[] = ['database', 'storage', 'full', 'rotation', 'drill', 'sync', 'pit'];
 
 export interface JobSpec {
   name: JobName;
@@ -25,6 +25,7 @@ export const DEFAULT_SCHEDULES: Record<JobName, string> = {
   rotation: SCHEDULE_TABLE.rotation.cron,
   drill: SCHEDULE_TABLE.drill.cron,
   sync: SCHEDULE_TABLE.sync.cron,
+  pit: PIT_JOB.cron,
 };
 
 export const DEFAULT_GRACE_MS = 5 * 60_000;
@@ -36,6 +37,7 @@ const JOB_ARGS: Record<JobName, readonly string[]> = {
   rotation: SCHEDULE_TABLE.rotation.args,
   drill: SCHEDULE_TABLE.drill.args,
   sync: SCHEDULE_TABLE.sync.args,
+  pit: PIT_JOB.args,
 };
 
 /**
@@ -49,13 +51,13 @@ export function envPrefix(name: JobName): string {
 }
 
 /**
- * BACKUP_<TYPE>_ENABLED: unset means enabled, as in the seed; the drill and the sync, which are not
- * in the seed (and the sync needs remotes configured), are disabled unless set.
+ * BACKUP_<TYPE>_ENABLED: unset means enabled, as in the seed; the drill, the sync (it needs remotes
+ * configured) and the page deltas, which are not in the seed, are disabled unless set.
  */
 export function readEnabled(env: NodeJS.ProcessEnv, name: JobName | BackupType): boolean {
   const v = `BACKUP_${name.toUpperCase()}_ENABLED`;
   const raw = env[v]?.trim().toLowerCase();
-  if (!raw) return name !== 'drill' && name !== 'sync';
+  if (!raw) return name !== 'drill' && name !== 'sync' && name !== 'pit';
   if (['1', 'true', 'yes', 'on'].includes(raw)) return true;
   if (['0', 'false', 'no', 'off'].includes(raw)) return false;
   throw usageError(`${v}: expected true or false, got "${env[v]}"`);

@@ -38,3 +38,20 @@ export const SYSTEMD_DRILL_TIMER = { onCalendar: 'Sun *-*-* 05:30:00', job: 'dri
 export const SYSTEMD_SYNC_TIMER = { onCalendar: '*:0/15', job: 'sync' as const, args: ['sync', '--quiet'] };
 
 export const SYSTEMD_TIMER = { onCalendar: '*-*-* 02:00:00', job: 'full' as const, args: ['create', '--type', 'full', '--rotate'] };
+
+/**
+ * Page deltas of the database (docs/point-in-time.md): every 30 seconds, off unless
+ * BACKUP_PIT_ENABLED=true. Not in the crontab (cron cannot go below a minute): the systemd timer below
+ * or the scheduler run it.
+ */
+export const PIT_JOB = {
+  cron: '*/30 * * * * *',
+  when: 'every 30 s; off unless enabled',
+  args: ['create', '--type', 'database', '--incremental'],
+} as const satisfies ScheduledJob;
+
+/**
+ * systemd/vertex-backup-db.timer: 30 s after the last run started, to the second (the default
+ * AccuracySec of one minute alone would break a 60 s RPO).
+ */
+export const SYSTEMD_DB_TIMER = { onUnitActiveSec: '30s', accuracySec: '1s', args: ['create', '--type', 'database', '--incremental', '--quiet'] };

@@ -38,7 +38,7 @@ export async function checkSourceDatabase(file: string, what = 'database'): Prom
 }
 
 /** Copies every remaining page in one step: a stepwise copy restarts on every commit of a writer. */
-const ALL_PAGES = 0x7fffffff;
+export const ALL_PAGES = 0x7fffffff;
 
 /**
  * Opens a read transaction on `db` and returns the number of tables (the query that takes the lock).
@@ -47,7 +47,7 @@ const ALL_PAGES = 0x7fffffff;
  * polling can miss them for many seconds (measured: 3–30 s against a Python writer). We poll at once
  * and often instead, then keep the transaction (and the snapshot) for the whole copy.
  */
-async function beginReadSnapshot(db: Database.Database, waitMs = 60_000): Promise<number> {
+export async function beginReadSnapshot(db: Database.Database, waitMs = 60_000): Promise<number> {
   const started = Date.now();
   db.pragma('busy_timeout = 0');
   db.exec('BEGIN');

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cron } from 'croner';
 import { needs } from '../helpers/optional.js';
+import { SYSTEMD_DB_TIMER } from '../../src/schedule/table.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const UNITS = [
@@ -17,6 +18,8 @@ const UNITS = [
   'vertex-backup-sync.service',
   'vertex-backup-sync.timer',
   'vertex-backup-serve.service',
+  'vertex-backup-db.service',
+  'vertex-backup-db.timer',
 ];
 const analyze = needs('systemd-analyze', 'systemd');
 
@@ -133,6 +136,19 @@ describe('unit contents', () => {
     expect(rw).toContain(env.BACKUP_DIR);
     expect(rw).toContain(path.dirname(env.DATABASE_PATH));
     expect(rw).toContain(env.STORAGE_PATH);
+  });
+
+  it('page deltas: every 30 s to the second (OnUnitActiveSec=30s, AccuracySec=1s), exit 4 (busy) is no failure', () => {
+    const t = parseUnit(read('vertex-backup-db.timer')).Timer;
+    expect(t.OnUnitActiveSec).toEqual([SYSTEMD_DB_TIMER.onUnitActiveSec]);
+    expect(t.AccuracySec).toEqual([SYSTEMD_DB_TIMER.accuracySec]);
+    expect(t.Unit).toEqual(['vertex-backup-db.service']);
+    const db = parseUnit(read('vertex-backup-db.service')).Service;
+    expect(db.ExecStart).toEqual([`/usr/local/bin/vertex-backup ${SYSTEMD_DB_TIMER.args.join(' ')}`]);
+    expect(db.SuccessExitStatus).toEqual(['4']);
+    expect(db.User).toEqual(['vertex-backup']);
+    const env = Object.fromEntries(db.Environment.map((e) => e.split('=')));
+    expect(db.ReadWritePaths.join(' ').split(/\s+/).sort()).toEqual([env.BACKUP_DIR, path.dirname(env.DATABASE_PATH)].sort());
   });
 
   it('serve: a long-running service on loopback, hardened like the backup unit', () => {

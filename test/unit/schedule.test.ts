@@ -37,9 +37,12 @@ describe('job configuration', () => {
       ['drill', '30 5 * * 0', false, 'drill'],
       // continuous replication: off unless BACKUP_SYNC_ENABLED=true (it needs remotes)
       ['sync', '*/15 * * * *', false, 'sync'],
+      // page deltas every 30 s (issue 28): off unless BACKUP_PIT_ENABLED=true
+      ['pit', '*/30 * * * * *', false, 'create --type database --incremental'],
     ]);
     expect(loadJobSpecs({ BACKUP_DRILL_ENABLED: 'true' }).find((j) => j.name === 'drill')!.enabled).toBe(true);
     expect(loadJobSpecs({ BACKUP_SYNC_ENABLED: 'true' }).find((j) => j.name === 'sync')!.enabled).toBe(true);
+    expect(loadJobSpecs({ BACKUP_PIT_ENABLED: 'true' }).find((j) => j.name === 'pit')!.enabled).toBe(true);
     expect(DEFAULT_SCHEDULES.full).toBe('0 2 * * *');
   });
 

@@ -18,10 +18,11 @@ export function register(program: Command): void {
     .option('--compression-level <n>', 'codec level (env BACKUP_COMPRESSION_LEVEL)')
     .option('--split-size <MiB>', 'split archives into parts of this size while writing (env BACKUP_SPLIT_SIZE_MB)')
     .option('--exclude <glob>', 'leave out matching paths (repeatable; env BACKUP_EXCLUDE, comma-separated)', (v: string, prev: string[] = []) => [...prev, v])
-    .option('--full', 'storage: a level 0 backup of every file, starting a new chain (default: only what changed)')
+    .option('--full', 'storage, or database with --incremental: a level 0 backup, starting a new chain (default: only what changed)')
+    .option('--incremental', 'database: only the pages that changed since the previous backup (point-in-time restore, see docs/point-in-time.md)')
     .option('--reread', 'storage: read and hash every file instead of trusting unchanged size, times and inode')
     .option('--allow-empty', 'storage: back up an empty storage directory even though the last backup of it held files (refused by default: an unmounted disk)')
-    .option('--full-every <duration>', 'storage: start a new chain (level 0) once its base is this old, like 7d or 36h', '7d')
+    .option('--full-every <duration>', 'storage (and database with --incremental): start a new chain (level 0) once its base is this old, like 7d or 36h', '7d')
     .option('--rotate', 'apply the retention policy after a successful backup (MAX_BACKUPS, KEEP_DAILY/WEEKLY/MONTHLY/YEARLY)')
     .option('--max-backups <n>', 'keep this many per type after the backup; implies --rotate (env MAX_BACKUPS, default 7)')
     .option('--keep-daily <n>', 'keep the newest backup of each of the last N days; implies --rotate (env KEEP_DAILY)')
@@ -41,6 +42,7 @@ export function register(program: Command): void {
 Examples:
   vertex-backup create                                  # full backup with the defaults
   vertex-backup create --type database --json           # database only, result as JSON
+  vertex-backup create --type database --incremental    # a page delta (the 30 s timer, see docs/point-in-time.md)
   vertex-backup create --type storage --compression zstd --exclude '*.tmp'
   vertex-backup create --dry-run --exclude '/cache' --exclude '*.tmp'   # what would be backed up
   vertex-backup create --type full --rotate --max-backups 14   # what the systemd unit runs
@@ -64,6 +66,7 @@ Examples:
           reread?: boolean;
           allowEmpty?: boolean;
           fullEvery: string;
+          incremental?: boolean;
         };
         const { parseDuration } = await import('../../schedule/duration.js');
         const fullEveryMs = parseDuration(o.fullEvery, '--full-every');
@@ -100,6 +103,7 @@ Examples:
             volumes: volumeSettings,
             storage,
             recipients,
+            database: o.incremental ? { incremental: true, full: o.full, fullEveryMs } : undefined,
             signal: ctx.signal,
             onProgress: (p) => ctx.progress.event(p),
             onHook: (r) => reportHook(ctx.ui, hooksMod.describeRun(r), r),
@@ -156,7 +160,12 @@ Examples:
               );
               for (const b of result.backups) {
                 if (b.type === 'full') continue;
-                const files = b.fileCount !== undefined ? `, ${countOf(b.fileCount, 'file')}${b.level !== undefined ? ` (level ${b.level})` : ''}` : '';
+                const files =
+                  b.fileCount !== undefined
+                    ? `, ${countOf(b.fileCount, 'file')}${b.level !== undefined ? ` (level ${b.level})` : ''}`
+                    : b.level !== undefined
+                      ? ` (level ${b.level})`
+                      : '';
                 ui.out(`  ${b.type.padEnd(8)} ${formatBytes(b.size)}${files}  ${b.files[0]}`);
                 // a backup of several databases: every dump (and the globals) beside the first
                 if (b.type === 'database')

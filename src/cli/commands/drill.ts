@@ -53,6 +53,11 @@ function render(ui: Ui, r: DrillResult): void {
     ui.out(
       `  database ${d.name}: ${d.ok ? 'restored' : 'FAILED'} in ${formatDuration(d.restoreMs)}${d.tables !== undefined ? `, ${countOf(d.tables, 'table')}, ${countOf(d.rows ?? 0, 'row')}${d.ok ? ', every count as recorded' : ''}` : ''}`,
     );
+  const pit = r.point_in_time;
+  if (pit)
+    ui.out(
+      `  point in time: the state at ${pit.state_at}, level 0 + ${pit.deltas} deltas; ${pit.states} states in the 24 h before it, gaps between them max ${formatDuration(pit.max_gap_ms)}, p99 ${formatDuration(pit.p99_gap_ms)} (the RPO achieved)`,
+    );
   if (r.storage)
     ui.out(
       `  storage  ${r.storage.backup_id}: ${r.storage.entries} entries, ${formatBytes(r.storage.bytes)}${r.storage.manifest_checked ? ', every file hashed against the manifest' : ''}`,

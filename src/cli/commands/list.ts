@@ -26,9 +26,18 @@ export function register(program: Command): void {
         if (remote) return (await import('../remote-outcomes.js')).remoteListOutcome(ctx, cmd, remote, type);
         const { listBackups } = await import('../../catalog/listing.js');
         const entries = await listBackups(ctx.cfg.backupDir, { type });
+        const { restorableStates, restorableWindow } = await import('../../ops/pit.js');
+        const window = type === 'storage' ? undefined : restorableWindow(restorableStates(entries, ctx.cfg.dbPath));
         return {
           json: listDocument(entries),
-          human: (ui) => printBackupTable(ui, entries, `no backups in ${ctx.cfg.backupDir}`),
+          human: (ui) => {
+            printBackupTable(ui, entries, `no backups in ${ctx.cfg.backupDir}`);
+            // with page deltas the database can be restored to any of these states (restore --at)
+            if (window?.deltas)
+              ui.out(
+                `database restorable from ${window.from.toISOString()} to ${window.to.toISOString()}: ${window.states} states (${window.deltas} page deltas); restore --at MOMENT picks the newest at or before it`,
+              );
+          },
         };
       }),
     );

@@ -47,7 +47,7 @@ function describe(plan: RestorePlan, ref: string): string[] {
 export function register(program: Command): void {
   const command = program
     .command('restore')
-    .argument('<backup>', 'backup id, "latest", or a path to a backup file or sidecar')
+    .argument('[backup]', 'backup id, "latest", or a path to a backup file or sidecar (not with --at)')
     .description('restore a database, storage or full backup without losing the current data')
     .option('--target <dir>', 'restore into this directory instead of the live database and storage paths')
     .option('--no-verify', 'skip verification before restoring (not recommended)')
@@ -62,6 +62,10 @@ export function register(program: Command): void {
     )
     .option('--volume <name>', 'restore this Docker volume from <backup-dir>/volumes/<name>: its stop-labelled containers are stopped and started again')
     .addOption(new Option('--only <half>', 'restore one half of a full backup by id (--include implies storage)').choices(['database', 'storage']))
+    .option(
+      '--at <moment>',
+      'database: restore the newest state at or before this moment: "2026-12-05 05:59:30" (UTC), an ISO time, or -10m (see docs/point-in-time.md)',
+    )
     .option('--from <remote>', 'download the backup from this remote first (name or URL), verify it, then restore')
     .addOption(remotesConfigOption())
     .addOption(waitOption())
@@ -80,6 +84,8 @@ Examples:
   vertex-backup restore 20240101_120000 --from yandex --yes      # from the offsite copy
   vertex-backup restore 20240101_120000 --target /tmp/r --include images/2024 --yes   # part of the tree
   vertex-backup restore 20240101_120000 --only database --yes   # the database half of a full backup
+  vertex-backup restore --at "2026-12-05 05:59:30" --yes   # the database as it was then (page deltas)
+  vertex-backup restore --at -10m --yes                 # ten minutes ago
   vertex-backup restore latest --identity ~/backup-key.txt --yes  # an encrypted backup
   vertex-backup restore latest --volume pgdata --yes    # a Docker volume (DOCKER_HOST)
   vertex-backup restore latest --volume pgdata --target /tmp/r --yes   # beside it, without Docker`,
@@ -99,7 +105,24 @@ Examples:
         globals?: boolean;
         volume?: string;
         only?: 'database' | 'storage';
+        at?: string;
       };
+      if (o.at && ref)
+        throw new BackupError('USAGE', '--at picks the backup itself: give a moment or a backup, not both', {
+          argument: true,
+          hint: 'vertex-backup restore --at "2026-12-05 05:59:30" --yes',
+        });
+      if (!o.at && !ref)
+        throw new BackupError('USAGE', 'restore needs a backup (an id, "latest" or a path) or --at MOMENT', {
+          argument: true,
+          hint: 'vertex-backup list shows the backups and the restorable window of the database',
+        });
+      if (o.at && (o.from || o.volume || o.include?.length || o.only === 'storage'))
+        throw new BackupError('USAGE', '--at restores the local database only', {
+          argument: true,
+          hint: 'leave out --from, --volume, --include and --only storage',
+        });
+      const at = o.at ? (await import('../../ops/pit.js')).parseMoment(o.at) : undefined;
       // a partial tree swapped in for the live one would look like lost files: only beside it
       if (o.include?.length && !o.target)
         throw new BackupError('USAGE', '--include restores part of the tree, so it needs --target DIR', {
@@ -132,6 +155,7 @@ Examples:
         ctx,
         cmd,
         !o.from &&
+          ref !== undefined &&
           (await passphraseNeeded(o.volume ? (await import('../../ops/volumes.js')).volumeBackupDir(ctx.cfg.backupDir, o.volume) : ctx.cfg.backupDir, ref)),
       );
       const options: import('../../ops/restore.js').RestoreOptions = {
@@ -196,6 +220,9 @@ Examples:
           const { resolveVolumeSettings } = await import('../../ops/volumes.js');
           const s = resolveVolumeSettings(ctx.cfg, o.volume);
           result = await restoreVolume(ctx.cfg, o.volume, ref, { ...options, dockerHost: s?.host, stopTimeoutS: s?.stopTimeoutS });
+        } else if (at || (await (await import('../../ops/pit.js')).namesPageDelta(ctx.cfg.backupDir, ref))) {
+          const { restoreDatabaseState } = await import('../../ops/pit.js');
+          result = await restoreDatabaseState(ctx.cfg, at ? { at } : { id: ref }, options);
         } else {
           result = await restoreBackup(ctx.cfg, ref, options);
         }
@@ -222,6 +249,11 @@ Examples:
           ui.out(
             `${ui.c.green('✔')} restored ${result.type} backup ${ui.c.bold(result.id)} in ${formatDuration(result.durationMs)}${result.verified ? '' : ui.c.yellow(' (not verified)')}`,
           );
+          const state = (result as Partial<import('../../ops/pit.js').PointInTimeResult>).state;
+          if (state)
+            ui.out(
+              `  the database as it was at ${state.at.toISOString()}${'deltas' in result && result.deltas ? ` (level 0 + ${countOf(result.deltas as number, 'delta')})` : ''}`,
+            );
           if (result.database) {
             ui.out(`  database -> ${result.database.to} (integrity_check: ${result.database.integrity})`);
             if (result.database.savedCurrentAs) ui.out(`             previous database saved as ${result.database.savedCurrentAs}`);

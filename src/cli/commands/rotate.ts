@@ -90,4 +90,12 @@ export function printRotation(ui: Ui, r: RotateResult): void {
   );
   // incremental storage backups: what each kept one still needs
   for (const k of r.kept) if (k.pins) ui.out(`  ${k.type} ${k.id} pins its chain: ${k.pins.join(', ')}`);
+  // page chains thinned in time before the rules (docs/point-in-time.md)
+  const c = r.compacted;
+  if (c?.merged.length)
+    ui.out(
+      `database page chains: ${countOf(c.merged.length, 'delta')} ${r.dryRun ? 'would be merged' : 'merged'} into ${countOf(c.rewritten.length, 'kept state')} (every state for 24 h, one an hour for 7 days, then one a day)${r.dryRun ? '' : `: ${formatBytes(c.bytesBefore)} -> ${formatBytes(c.bytesAfter)}`}`,
+    );
+  if (c?.dropped.length) ui.out(`database page chains: ${countOf(c.dropped.length, 'delta')} no kept state needs removed`);
+  for (const p of c?.problems ?? []) ui.warn(p);
 }

@@ -3,12 +3,12 @@ import type { Command } from 'commander';
 import type { JobSpec, SchedulerEvent } from '../../schedule/index.js';
 import { action, type Context } from '../run.js';
 import type { Ui } from '../ui.js';
-import { SCHEDULE_TABLE } from '../../schedule/table.js';
+import { PIT_JOB, SCHEDULE_TABLE } from '../../schedule/table.js';
 import { formatAge, formatDuration } from '../../human.js';
 
 /** The defaults as the one schedule table has them (the crontab and the systemd timer agree). */
 function jobHelp(): string {
-  return Object.entries(SCHEDULE_TABLE)
+  return Object.entries({ ...SCHEDULE_TABLE, pit: PIT_JOB })
     .map(([name, j]) => {
       const prefix = `BACKUP_${name.toUpperCase()}`;
       const line = `  ${name.padEnd(9)} ${`${prefix}_SCHEDULE`.padEnd(25)} default ${`"${j.cron}"`.padEnd(14)} (${j.when})`;
