@@ -38,6 +38,11 @@ export interface TransferOptions extends RetryOptions {
   onEvent?: (e: TransferEvent) => void;
   /** the remote encrypts: upload plaintext local backups as `….age` to these recipients */
   encryptTo?: Recipient[];
+  /**
+   * backups (`type:id`) already sent or found complete in this run: a chain's lower links are walked
+   * once, not once per backup above them (a day of database page deltas is thousands of links)
+   */
+  checked?: Set<string>;
 }
 
 export function sidecarRel(type: BackupType, id: string): string {

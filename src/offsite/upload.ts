@@ -53,13 +53,16 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   remote = retrying(remote, options);
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
   const rel = sidecarRel(type, id);
+  if (options.checked?.has(`${type}:${id}`)) return result;
   const localSidecar = path.join(backupDir, ...rel.split('/'));
   const bytes = await fsp.readFile(localSidecar);
   const sidecar = parseSidecarBytes(bytes, type, id, localSidecar);
   if (type !== 'full' && options.encryptTo?.length && !sidecar.encryption) {
     // an incremental backup (storage chain or page delta): its chain first, each encrypted and committed on its own
     for (const rid of pinsOf({ id, references: sidecar.references })) addUp(result, await uploadBackup(remote, backupDir, type, rid, options));
-    return addUp(result, await uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options));
+    addUp(result, await uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options));
+    options.checked?.add(`${type}:${id}`);
+    return result;
   }
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
   const state = await remoteSidecarState(remote as RetryingRemote, rel, bytes);
@@ -96,6 +99,7 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   }
   if (committed) {
     result.skipped.push(rel);
+    options.checked?.add(`${type}:${id}`);
     return result;
   }
   // the commit marker goes last: a reader never sees a remote sidecar whose files are not all there
@@ -104,5 +108,6 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   options.onEvent?.({ kind: 'upload', rel, size: bytes.length, ms: Date.now() - started });
   result.uploaded.push(rel);
   result.bytes += bytes.length;
+  options.checked?.add(`${type}:${id}`);
   return result;
 }

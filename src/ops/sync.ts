@@ -81,6 +81,7 @@ export async function syncToRemote(remote: Remote, backupDir: string, options: S
   const components = componentsOf(pick);
   const result: SyncResult = { remote: remote.url, synced: [], upToDate: 0, notComplete, bytes: 0, ms: 0 };
   const done = new Set<string>();
+  options = { ...options, checked: options.checked ?? new Set() };
   for (const e of pick) {
     if (done.has(`${e.type}:${e.id}`) || components.has(`${e.type}:${e.id}`)) continue;
     if (options.held?.has(`${e.type}:${e.id}`)) {
