@@ -108,8 +108,13 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   if (type !== 'full' && options.encryptTo?.length && !sidecar.encryption) {
     return (await import('./remote-encryption.js')).uploadEncrypted(remote, backupDir, type, id, sidecar, options.encryptTo, options);
   }
+  // an encrypting remote gets every sidecar sealed, a full backup's and an already encrypted one's too
+  const sealTo = options.encryptTo?.length ? options.encryptTo : undefined;
+  const sealing = sealTo && (await import('./sealed-fields.js'));
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
-  const state = await remoteSidecarState(remote as RetryingRemote, rel, bytes);
+  const state = sealing
+    ? await sealing.sealedSidecarState(remote as RetryingRemote, rel, sidecar, bytes)
+    : await remoteSidecarState(remote as RetryingRemote, rel, bytes);
   const committed = state === 'same';
   // another backup under the same name (local backups lost, then a new one in the same second): its
   // files may have the same sizes, so sizes prove nothing and everything is sent again
@@ -152,10 +157,11 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   }
   // the commit marker goes last: a reader never sees a remote sidecar whose files are not all there
   const started = Date.now();
-  await remote.put(rel, localSidecar, { signal: options.signal });
-  options.onEvent?.({ kind: 'upload', rel, size: bytes.length, ms: Date.now() - started });
+  const size = sealing ? await sealing.putSealedSidecar(remote as RetryingRemote, localSidecar, rel, sidecar, sealTo, options.signal) : bytes.length;
+  if (!sealing) await remote.put(rel, localSidecar, { signal: options.signal });
+  options.onEvent?.({ kind: 'upload', rel, size, ms: Date.now() - started });
   result.uploaded.push(rel);
-  result.bytes += bytes.length;
+  result.bytes += size;
   return result;
 }
 

@@ -591,7 +591,8 @@ export async function fetchRemoteBackup(
         options.onEvent?.(e);
       },
     });
-    // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones after
+    // an encrypting remote holds sealed sidecars and encrypted manifests: opened here, read as local ones after
+    if (options.identities) await (await import('../offsite/sealed-fields.js')).unsealFetchedSidecars(dir, options.identities);
     if (options.identities) await (await import('../offsite/remote-encryption.js')).decryptFetchedManifests(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {
