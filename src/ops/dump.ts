@@ -1,3 +1,4 @@
+import type { Identity } from '../crypto/age-keys.js';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -6,6 +7,10 @@ import type { ManifestRecord } from '../archive/manifest.js';
 import { archiveTarStream, entryPath } from '../archive/restore-chain.js';
 import { componentLookup } from '../catalog/listing.js';
 import { BackupError } from '../errors.js';
+import { readParts } from '../archive/parts.js';
+import { type Sidecar, artifactFiles } from '../catalog/sidecar.js';
+import { codecForFile, getCodec } from '../codec/registry.js';
+import { decryptStage, needIdentity } from '../crypto/age-artifact.js';
 import { showName } from '../archive/bytenames.js';
 import { archivePath, manifestRecords, storageWithManifest } from './manifest-of.js';
 
@@ -16,12 +21,34 @@ export interface Dumped {
   content: Readable;
 }
 
+/**
+ * An encrypted archive's tar stream: parts, then age (every chunk authenticated before it is passed
+ * on), then the codec. Errors end the stream; they never reach the process.
+ */
+async function decryptedTarStream(dir: string, s: Sidecar, id: string, identities: Identity[]): Promise<Readable> {
+  const codec = s.compression ? getCodec(s.compression) : codecForFile((s.backup_path ?? '').replace(/\.age$/, ''));
+  if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in storage backup ${id}`);
+  await codec.checkAvailable();
+  const raw = readParts(artifactFiles(s).map((p) => path.join(dir, p.file)));
+  const dec = decryptStage({ identities, subject: `storage backup ${id}`, info: s.encryption! });
+  const tarStream = codec.decompressor();
+  raw.on('error', (e) => tarStream.destroy(e));
+  dec.on('error', (e) => tarStream.destroy(e));
+  tarStream.on('error', () => {});
+  tarStream.on('close', () => {
+    raw.destroy();
+    dec.destroy();
+  });
+  raw.pipe(dec).pipe(tarStream);
+  return tarStream as unknown as Readable;
+}
+
 /** One file of a storage backup, read from the archive that holds it (nothing else is read). */
-export async function dumpFile(backupDir: string, ref: string, file: string): Promise<Dumped> {
+export async function dumpFile(backupDir: string, ref: string, file: string, identities?: Identity[]): Promise<Dumped> {
   const entry = await storageWithManifest(backupDir, ref);
   const want = archivePath(entry, file);
   let record: ManifestRecord | undefined;
-  for await (const r of manifestRecords(backupDir, entry)) {
+  for await (const r of manifestRecords(backupDir, entry, identities)) {
     if (r.path === want) {
       record = r;
       break;
@@ -36,12 +63,11 @@ export async function dumpFile(backupDir: string, ref: string, file: string): Pr
     );
   const holder = record.a === entry.id ? entry : await componentLookup(backupDir)('storage', record.a);
   if (!holder?.sidecar) throw new BackupError('DAMAGED', `storage backup ${record.a}, whose archive holds ${shown}, is missing`);
-  if (holder.sidecar.encryption) {
-    throw new BackupError('USAGE', `the archive of storage backup ${holder.id} is encrypted: dump does not decrypt`, {
-      hint: `restore it with: vertex-backup restore ${entry.id} --include ${JSON.stringify(file)} --target DIR --identity FILE`,
-    });
-  }
-  const input = await archiveTarStream({ dir: path.dirname(holder.sidecarPath!), sidecar: holder.sidecar }, holder.id);
+  if (holder.sidecar.encryption && !identities?.length)
+    throw needIdentity({ subject: `the archive of storage backup ${holder.id}`, info: holder.sidecar.encryption });
+  const input = holder.sidecar.encryption
+    ? await decryptedTarStream(path.dirname(holder.sidecarPath!), holder.sidecar, holder.id, identities!)
+    : await archiveTarStream({ dir: path.dirname(holder.sidecarPath!), sidecar: holder.sidecar }, holder.id);
   const tarStream = input;
   const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
   tarStream.pipe(ex as unknown as NodeJS.WritableStream);

@@ -1,5 +1,7 @@
 import * as path from 'node:path';
-import { type ManifestFile, type ManifestRecord, readView } from '../archive/manifest.js';
+import { type ManifestFile, type ManifestKey, type ManifestRecord, readView } from '../archive/manifest.js';
+import type { Sidecar } from '../catalog/sidecar.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { manifestChain } from '../catalog/chain.js';
 import { type BackupEntry, componentLookup, findBackup } from '../catalog/listing.js';
 import { BackupError } from '../errors.js';
@@ -24,10 +26,29 @@ export async function storageWithManifest(backupDir: string, ref: string): Promi
 }
 
 /**
+ * How to read the manifest a sidecar names: an encrypted one (`create --encrypt`: `….manifest.gz.age`)
+ * through age with `identities`; an older backup's plaintext one as it is.
+ */
+export function manifestKey(s: Sidecar, identities: Identity[] | undefined): ManifestKey | undefined {
+  const m = s.manifest;
+  if (!m?.encryption || !m.file.endsWith('.age')) return undefined;
+  return { info: m.encryption, identities: identities ?? [], subject: `the file manifest of storage backup ${s.id}` };
+}
+
+/** The manifest file of a backup as the readers take it: path, checksum, and the key when it is encrypted. */
+export function manifestFileOf(dir: string, s: Sidecar, identities: Identity[] | undefined): ManifestFile {
+  return { file: path.join(dir, s.manifest!.file), checksum: s.manifest!.checksum, key: manifestKey(s, identities) };
+}
+
+/**
  * The manifests that make up a storage backup's file list (its chain, oldest first), each with the
  * checksum its own sidecar gives; `lookup` finds the other backups of the chain.
  */
-export async function chainManifests(entry: BackupEntry, lookup: (id: string) => Promise<BackupEntry | undefined>): Promise<ManifestFile[]> {
+export async function chainManifests(
+  entry: BackupEntry,
+  lookup: (id: string) => Promise<BackupEntry | undefined>,
+  identities?: Identity[],
+): Promise<ManifestFile[]> {
   const files: ManifestFile[] = [];
   for (const id of manifestChain(entry.id, entry.sidecar!)) {
     const e = id === entry.id ? entry : await lookup(id);
@@ -38,15 +59,22 @@ export async function chainManifests(entry: BackupEntry, lookup: (id: string) =>
         `storage backup ${entry.id} needs the manifest of storage backup ${id}, which is ${e ? `${e.status}${e.reason ? ` (${e.reason})` : ''}` : 'missing'}`,
       );
     }
-    files.push({ file: path.join(path.dirname(e.sidecarPath), m.file), checksum: m.checksum });
+    const file = manifestFileOf(path.dirname(e.sidecarPath), e.sidecar!, identities);
+    // without a key the file list cannot be read at all: a set-up problem, said before anything is read
+    if (file.key && !file.key.identities.length) {
+      throw new BackupError('USAGE', `${file.key.subject} is encrypted (to ${file.key.info.recipients.join(', ')}): reading the file list needs the key`, {
+        hint: 'pass the identity file with --identity FILE (or AGE_IDENTITY_FILE; a passphrase with AGE_PASSPHRASE_FILE)',
+      });
+    }
+    files.push(file);
   }
   return files;
 }
 
 /** Every path of the backup's tree (the merge of its chain's manifests), each manifest checked against its checksum once read to the end. */
-export async function* manifestRecords(backupDir: string, entry: BackupEntry): AsyncGenerator<ManifestRecord> {
+export async function* manifestRecords(backupDir: string, entry: BackupEntry, identities?: Identity[]): AsyncGenerator<ManifestRecord> {
   const lookup = componentLookup(backupDir);
-  yield* readView(await chainManifests(entry, (id) => lookup('storage', id)));
+  yield* readView(await chainManifests(entry, (id) => lookup('storage', id), identities));
 }
 
 /** A path as the user types it (relative to the storage directory) to the manifest's archive path. */

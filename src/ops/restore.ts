@@ -9,7 +9,7 @@ import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { compareIds } from '../catalog/names.js';
 import { finished } from 'node:stream/promises';
-import { archivePath } from './manifest-of.js';
+import { archivePath, manifestFileOf } from './manifest-of.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../archive/parts.js';
 import { codecForFile, getCodec } from '../codec/registry.js';
@@ -218,7 +218,7 @@ async function stageStorage(
         const c = chain.get(rid);
         if (!c?.sidecar.manifest)
           throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${rid}, which is missing or damaged`);
-        return { file: path.join(c.dir, c.sidecar.manifest.file), checksum: c.sidecar.manifest.checksum };
+        return manifestFileOf(c.dir, c.sidecar, opts.identities);
       });
       extracted = await extractChain(manifests, (rid) => chain.get(rid), staging, {
         maxBytes: s.tree_bytes !== undefined ? Math.min(room, s.tree_bytes + 1024 * 1024) : room,

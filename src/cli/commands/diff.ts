@@ -13,9 +13,9 @@ export function register(program: Command): void {
       description: 'what was added, removed and changed between two storage backups, from their manifests',
       examples: ['diff 20240101_020000 20240102_020000', 'diff 20240101_020000 latest --json'],
     },
-    async (ctx, [a, b]) => {
+    async (ctx, [a, b], identities) => {
       const { diffBackups } = await import('../../ops/diff.js');
-      const r = await diffBackups(ctx.cfg.backupDir, a, b);
+      const r = await diffBackups(ctx.cfg.backupDir, a, b, identities);
       return {
         json: r,
         human: (ui) => {

@@ -15,9 +15,9 @@ export function register(program: Command): void {
       description: 'write one file of a storage backup to stdout (with --json: its manifest record instead)',
       examples: ['dump latest images/photo.jpg > photo.jpg', 'dump 20240101_120000 notes.txt --json'],
     },
-    async (ctx, [ref, file]) => {
+    async (ctx, [ref, file], identities) => {
       const { dumpFile } = await import('../../ops/dump.js');
-      const d = await dumpFile(ctx.cfg.backupDir, ref, nameArg(file));
+      const d = await dumpFile(ctx.cfg.backupDir, ref, nameArg(file), identities);
       const { path: _p, ...meta } = d.record;
       if (ctx.global.json) {
         d.content.destroy();

@@ -30,9 +30,9 @@ export function register(program: Command): void {
       description: 'list the files a storage backup holds, from its manifest (nothing is unpacked)',
       examples: ['ls latest', 'ls 20240101_120000 images/2024 --json'],
     },
-    async (ctx, [ref, under]) => {
+    async (ctx, [ref, under], identities) => {
       const { lsBackup } = await import('../../ops/ls.js');
-      const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under));
+      const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under), identities);
       return {
         json: r,
         human: (ui) => {
