@@ -591,9 +591,9 @@ export async function fetchRemoteBackup(
         options.onEvent?.(e);
       },
     });
-    // an encrypting remote holds sealed sidecars and encrypted manifests: opened here, read as local ones after
+    // an encrypting remote holds sealed sidecars: opened here; its encrypted manifests are then read like
+    // a local encrypted backup's, through age (manifest-of.ts), never written out in plaintext
     if (options.identities) await (await import('../offsite/sealed-fields.js')).unsealFetchedSidecars(dir, options.identities);
-    if (options.identities) await (await import('../offsite/remote-encryption.js')).decryptFetchedManifests(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {
     await fsp.rm(dir, { recursive: true, force: true });

@@ -111,6 +111,15 @@ describe('item 6: what an encrypting remote receives', () => {
     const dbSidecar = readJson<Record<string, any>>(second.backups.find((b) => b.type === 'database')!.sidecar_path);
     expect(Object.keys(dbSidecar.sqlite.table_rows)).toContain('scan_events');
 
+    const skip = (rel: string) => rel.endsWith('.confidential-exclude') || rel.endsWith('patient-fifo');
+    const wantSecond = snapshot(app.storagePath, { exclude: skip });
+    // and one encrypted locally (create --encrypt: a new chain): uploaded as it is, its sidecar sealed too
+    fs.writeFileSync(path.join(app.storagePath, 'docs', 'patient-jane-doe-third.txt'), 'encrypted here\n');
+    const third = await vb(['create', '--type', 'full', '--exclude', '*.confidential-exclude', '--recipient', pub, '--json']);
+    expect(third.code, describeRun(third)).toBe(0);
+    const encryptedId = parseJsonStdout<{ id: string }>(third).id;
+    const wantThird = snapshot(app.storagePath, { exclude: skip });
+
     for (const remote of ['nas', 'offsite']) {
       const r = await vb(['sync', '--remote', remote, '--json']);
       expect(r.code, describeRun(r)).toBe(0);
@@ -119,11 +128,14 @@ describe('item 6: what an encrypting remote receives', () => {
     // what the plaintext hashes to: every file of the tree, every local archive, manifest and database copy
     const hashes = new Set<string>();
     for (const f of filesUnder(app.storagePath)) if (fs.statSync(f).isFile()) hashes.add(sha(fs.readFileSync(f)));
+    // (of a backup encrypted locally, the sidecar's checksums are the ciphertext's: the remote holds that very file)
     for (const f of filesUnder(app.backupDir)) {
       if (f.endsWith('.json')) {
         const s = readJson<Record<string, any>>(f);
-        for (const h of [s.checksum, s.manifest?.checksum, ...(s.parts ?? []).map((p: { checksum: string }) => p.checksum)]) if (h) hashes.add(h);
-      } else hashes.add(sha(fs.readFileSync(f)));
+        const plain = [s.encryption?.plaintext_checksum, s.manifest?.encryption?.plaintext_checksum];
+        if (!s.encryption) plain.push(s.checksum, s.manifest?.checksum, ...(s.parts ?? []).map((p: { checksum: string }) => p.checksum));
+        for (const h of plain) if (h) hashes.add(h);
+      } else if (!f.endsWith('.age')) hashes.add(sha(fs.readFileSync(f)));
     }
     const needles = [...NAMES, app.storagePath, app.dbPath, ...[...hashes], ...FIELDS.map((f) => `"${f}"`)];
     expect(leaks(nas, needles), 'what the file:// remote holds').toEqual([]);
@@ -134,6 +146,7 @@ describe('item 6: what an encrypting remote receives', () => {
     expect(list.code, describeRun(list)).toBe(0);
     const listed = parseJsonStdout<{ id: string; type: string; status: string }[]>(list);
     expect(listed.filter((b) => b.type === 'full').map((b) => [b.id, b.status])).toEqual([
+      [encryptedId, 'ok'],
       [second.id, 'ok'],
       [first.id, 'ok'],
     ]);
@@ -151,12 +164,14 @@ describe('item 6: what an encrypting remote receives', () => {
     expect(opened.code, describeRun(opened)).toBe(0);
     const storageRow = parseJsonStdout<{ id: string; type: string; file_count: number | null }[]>(opened).find((b) => b.type === 'storage' && b.id === storageSidecar.id);
     expect(storageRow?.file_count).toBe(storageSidecar.file_count);
-    for (const remote of ['nas', 'offsite']) {
+    for (const [remote, id, want] of [
+      ['nas', second.id, wantSecond],
+      ['offsite', encryptedId, wantThird],
+    ] as const) {
       const target = tempDir('vb-privacy-restore-');
       scratch.push(target);
-      const r = await vb(['restore', second.id, '--from', remote, '--identity', key, '--target', target, '--yes']);
+      const r = await vb(['restore', id, '--from', remote, '--identity', key, '--target', target, '--yes']);
       expect(r.code, describeRun(r)).toBe(0);
-      const want = snapshot(app.storagePath, { exclude: (rel) => rel.endsWith('.confidential-exclude') || rel.endsWith('patient-fifo') });
       expect(snapshot(path.join(target, 'storage'))).toEqual(want);
     }
   });
