@@ -122,6 +122,8 @@ export async function unsealSidecar(s: Sidecar, identities: Identity[]): Promise
   }
   const { sidecar, error } = parseSidecar(text, s.type, s.id);
   if (!sidecar) throw new BackupError('DAMAGED', `${subject}, sealed: ${error}`);
+  // the files were fetched and checked by the plaintext part: the sealed one must say the same of them
+  if (!samePublicPart(s, sidecar)) throw new BackupError('DAMAGED', `${subject}: the sealed metadata does not match the plaintext part`);
   return sidecar;
 }
 
