@@ -19,8 +19,8 @@ import { manifestKey } from './manifest-of.js';
  * (`….manifest.gz.age`): the backup directory shows no file names. The next incremental backup must
  * still compare the live tree with the previous one, with only the public key at hand; so create keeps
  * the plaintext manifests of the current chain on the machine being backed up, outside the backup
- * directory (`$VERTEX_BACKUP_STATE_DIR`, else `$XDG_STATE_HOME/vertex-backup`, else
- * `~/.local/state/vertex-backup`): they name files that machine holds anyway. Without that copy (a new
+ * directory (`$VERTEX_BACKUP_STATE_DIR`, else systemd's `$STATE_DIRECTORY`, else
+ * `$XDG_STATE_HOME/vertex-backup`, else `~/.local/state/vertex-backup`): they name files that machine holds anyway. Without that copy (a new
  * machine, a wiped state directory) the identity (AGE_IDENTITY_FILE) reads the encrypted one, and
  * without either the next backup starts a new chain.
  */
@@ -28,6 +28,8 @@ export function manifestCacheDir(cfg: Pick<Config, 'backupDir' | 'env'>): string
   const env = cfg.env;
   const base =
     env.VERTEX_BACKUP_STATE_DIR ||
+    // systemd's StateDirectory= (the shipped units): writable under ProtectSystem=strict and ProtectHome=yes
+    env.STATE_DIRECTORY?.split(':')[0] ||
     (env.XDG_STATE_HOME ? path.join(env.XDG_STATE_HOME, 'vertex-backup') : path.join(env.HOME || os.homedir(), '.local', 'state', 'vertex-backup'));
   return path.join(base, 'manifests', createHash('sha256').update(path.resolve(cfg.backupDir)).digest('hex').slice(0, 16));
 }

@@ -132,5 +132,13 @@ describe('create --encrypt: the file manifest is encrypted too', () => {
     const without = await create({ BACKUP_RECIPIENTS: pub, VERTEX_BACKUP_STATE_DIR: state, AGE_IDENTITY_FILE: undefined });
     expect(without.sidecar.level).toBe(0);
     expect(without.sidecar.warnings.join('\n')).toMatch(/encrypted.*starting a new chain/);
+    // under the shipped systemd units (ProtectHome=yes) the copy goes to StateDirectory=, and the chain goes on from it
+    const systemdState = path.join(app.cwd, 'var-lib');
+    const env = { BACKUP_RECIPIENTS: pub, STATE_DIRECTORY: systemdState };
+    const first = await create(env);
+    const kept = fs.readdirSync(systemdState, { recursive: true, encoding: 'utf8' });
+    expect(kept.filter((n) => n.endsWith('.manifest.gz')).map((n) => path.basename(n))).toEqual([`storage_backup_${first.id}.manifest.gz`]);
+    const next = await create(env);
+    expect(next.sidecar.level).toBe(first.sidecar.level + 1);
   });
 });
