@@ -29,7 +29,7 @@ const FLOORS = {
   'fsutil.ts': 0,
   'secrets.ts': 0,
   'version.ts': 0,
-  'format.ts': 0,
+  'human.ts': 0,
 };
 
 const IMPORT = /(?:^|[\s;])(?:import|export)\s[^'";]*?from\s*['"](\.[^'"]+)['"]|import\(\s*['"](\.[^'"]+)['"]\s*\)/g;

@@ -90,6 +90,9 @@ const FILE_KEYS: Record<string, string> = {
   databases: 'PG_DATABASES',
   pgBinDir: 'PG_BIN_DIR',
   pgDumpContainer: 'PG_DUMP_CONTAINER',
+  volumeRead: 'VOLUME_READ',
+  volumeHelperImage: 'VOLUME_HELPER_IMAGE',
+  volumeMirrorDir: 'VOLUME_MIRROR_DIR',
 };
 
 /**

@@ -15,7 +15,7 @@ export type { Codec } from './codec/codec.js';
 export type { StorageRunOptions } from './ops/create.js';
 export { lsBackup, type LsResult, type ListedPath } from './ops/ls.js';
 export { diffBackups, type DiffResult } from './ops/diff.js';
-export { dumpFile, type Dumped } from './ops/dump.js';
+export { dumpFile, type DumpOptions, type Dumped } from './ops/dump.js';
 export { readManifest, readView, type ManifestRecord } from './archive/manifest.js';
 export type { EncryptionInfo } from './catalog/sidecar.js';
 export { createEncryptStream, createDecryptStream, type AgeEncryptStream, type AgeDecryptStream } from './crypto/age-stream.js';

@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import { listBackups } from '../catalog/listing.js';
 import { LOG_FILE } from '../catalog/log.js';
 import { readStatus } from '../catalog/status.js';
-import { formatAge, formatBytes, formatDuration } from '../format.js';
+import { formatAge, formatBytes, formatDuration } from '../human.js';
 import { freeSpace } from '../fsutil.js';
 import type { Job } from './jobs.js';
 import { allows, type Scope } from './tokens.js';

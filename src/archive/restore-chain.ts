@@ -3,15 +3,14 @@ import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
-import { artifactFiles } from '../catalog/sidecar.js';
 import type { Sidecar } from '../catalog/sidecar.js';
-import { readParts } from './parts.js';
-import { codecForFile, getCodec } from '../codec/registry.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 import tar from 'tar-stream';
 import { decodeEntryNames, fsPath, nameBytes, showName } from './bytenames.js';
 import { compareIds } from '../catalog/names.js';
 import { extractArchive } from './extract.js';
+import { openArtifact } from './open-artifact.js';
 import { compareRecords, ManifestCursor, type ManifestFile, type ManifestRecord, readView } from './manifest.js';
 
 /**
@@ -35,10 +34,8 @@ export interface ChainRestoreOptions {
   onTotals?: (entries: number, bytes: number) => void;
   /** only these archive paths (and what is under them), for `restore --include` */
   include?: string[];
-  /** how to read an archive as tar (default archiveTarStream; encrypted backups add a decryption stage) */
-  tarStream?: (archive: ChainArchive, id: string) => Promise<Readable>;
-  /** called once an archive was read to its end (an encrypted one is authenticated there) */
-  afterArchive?: (id: string) => Promise<void>;
+  /** age identities: encrypted archives are decrypted on the way, and each authenticated in full before the next one */
+  identities?: Identity[];
 }
 
 export interface ChainRestoreResult {
@@ -85,19 +82,9 @@ export function included(p: string, include: string[] | undefined): boolean {
 /** Whether a directory must exist for the included paths: it is included, or lies on the way to one. */
 const onTheWay = (dir: string, include: string[] | undefined) => included(dir, include) || !!include?.some((i) => i.startsWith(`${dir}/`));
 
-/** The tar stream of a storage backup's archive: its parts, decompressed. */
-export async function archiveTarStream(archive: ChainArchive, id: string): Promise<Readable> {
-  const s = archive.sidecar;
-  const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
-  if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in storage backup ${id}`);
-  await codec.checkAvailable();
-  const input = readParts(artifactFiles(s).map((p) => path.join(archive.dir, p.file)));
-  const tarStream = input.pipe(codec.decompressor());
-  input.on('error', (e) => tarStream.destroy(e));
-  tarStream.on('error', () => {});
-  tarStream.on('close', () => input.destroy());
-  return tarStream as unknown as Readable;
-}
+/** A storage backup's archive, opened by the one read path (open-artifact.ts). */
+export const openChainArchive = (archive: ChainArchive, id: string, identities?: Identity[]) =>
+  openArtifact(archive.dir, archive.sidecar, { subject: `storage backup ${id}`, identities });
 
 const nsToSeconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6;
 
@@ -151,7 +138,8 @@ export async function extractChain(
   for (const id of ids) {
     const archive = archives(id);
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
-    const tarStream = await (options.tarStream ?? archiveTarStream)(archive, id);
+    const artifact = await openChainArchive(archive, id, options.identities);
+    const tarStream = artifact.stream;
     const cursor = new ManifestCursor(readView(manifests.map((m) => ({ file: m.file, key: m.key }))));
     const nextWanted = async (): Promise<ManifestRecord | undefined> => {
       for (let r = await cursor.peek(); r; r = await cursor.peek()) {
@@ -198,11 +186,11 @@ export async function extractChain(
       });
       const left = await nextWanted();
       if (left) throw lacks(left);
-      await options.afterArchive?.(id);
+      await artifact.authenticate();
       bytes += got.bytes;
       warnings.push(...got.warnings);
     } finally {
-      tarStream.destroy();
+      artifact.destroy();
       await cursor.close();
     }
   }
@@ -210,8 +198,14 @@ export async function extractChain(
   for (const id of [...refs.keys()].sort(compareIds)) {
     const archive = archives(id);
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
-    const written = await copyReferenced(await (options.tarStream ?? archiveTarStream)(archive, id), root, refs.get(id)!, id);
-    await options.afterArchive?.(id);
+    const artifact = await openChainArchive(archive, id, options.identities);
+    let written: [string, number][];
+    try {
+      written = await copyReferenced(artifact.stream, root, refs.get(id)!, id);
+      await artifact.authenticate();
+    } finally {
+      artifact.destroy();
+    }
     for (const [name, size] of written) {
       bytes += size;
       options.onEntry?.(name, size);

@@ -1,5 +1,5 @@
 import type { ListedBackup } from '../results/backups.js';
-import { formatBytes } from '../format.js';
+import { formatBytes } from '../human.js';
 import type { Ui } from './ui.js';
 
 export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string): void {

@@ -16,7 +16,7 @@ export async function createRecipients(ctx: Context, cmd: Command): Promise<Reci
   return recipients ?? null;
 }
 
-/** Adds --identity to a command that reads encrypted backups (restore, verify). */
+/** Adds --identity to a command that reads encrypted backups (restore, verify, drill, rekey, ls, diff, dump). */
 export function identityOption(command: Command): Command {
   return command.option(
     '-i, --identity <file>',

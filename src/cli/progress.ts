@@ -1,5 +1,5 @@
 import type { ProgressEvent } from '../ops/progress.js';
-import { countOf, formatBytes, formatDuration } from '../format.js';
+import { countOf, formatBytes, formatDuration } from '../human.js';
 import type { Ui } from './ui.js';
 
 export const DEFAULT_PROGRESS_INTERVAL_S = 30;

@@ -5,7 +5,7 @@ import { loadRemotes, openRemoteByName, transferProgress } from './commands/remo
 import type { Context, Outcome } from './run.js';
 import { printBackupTable } from './backup-table.js';
 import { backupJson } from '../results/backups.js';
-import { formatBytes, formatDuration } from '../format.js';
+import { formatBytes, formatDuration } from '../human.js';
 
 /**
  * The `--remote NAME` branches of list, verify and rotate: each returns the Outcome the command's

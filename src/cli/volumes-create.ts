@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration } from '../format.js';
+import { formatBytes, formatDuration } from '../human.js';
 import type { VolumeBackup, VolumeSettings } from '../ops/volumes.js';
 import { reportHook } from './hook-lines.js';
 import type { Context, Outcome } from './run.js';

@@ -1,4 +1,4 @@
-import { formatBytes, formatDuration } from '../format.js';
+import { formatBytes, formatDuration } from '../human.js';
 import type { RunResult } from './types.js';
 
 /**

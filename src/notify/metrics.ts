@@ -156,7 +156,8 @@ export async function collectMetrics(backupDir: string): Promise<Family[]> {
   }
   // Docker volumes: each its own backup directory under volumes/ (see ops/volumes.ts)
   const volumesDir = path.join(backupDir, 'volumes');
-  for (const name of (await fsp.readdir(volumesDir).catch(() => [] as string[])).sort()) {
+  // a Docker volume name never starts with a dot: .mirrors holds the helper-read volumes' mirrors
+  for (const name of (await fsp.readdir(volumesDir).catch(() => [] as string[])).filter((n) => !n.startsWith('.')).sort()) {
     const good = (await listBackups(path.join(volumesDir, name), { type: 'storage' })).filter((e) => e.status === 'ok' || e.status === 'partial');
     if (!good.length) continue;
     volumeSuccess.samples.push({ labels: { volume: name }, value: good[0]!.createdAt.getTime() / 1000 });

@@ -9,8 +9,7 @@ import { FILE_MODE, writeFileAtomic } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
-import { pinsOf } from '../catalog/chain.js';
-import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult, uploadBackup } from './transfer.js';
+import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult } from './transfer.js';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AGE_EXTENSION, decryptToFile, encryptStage } from '../crypto/age-artifact.js';
@@ -99,14 +98,8 @@ export async function uploadEncrypted(
   options: TransferOptions,
 ): Promise<UploadResult> {
   const scRel = sidecarRel(type, id);
+  // its chain, if any, was uploaded by the caller (upload.ts) first
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
-  // an incremental storage backup: its chain first, each encrypted and committed on its own
-  for (const rid of pinsOf({ id, references: local.references })) {
-    const sub = await uploadBackup(remote, backupDir, 'storage', rid, options);
-    result.uploaded.push(...sub.uploaded);
-    result.skipped.push(...sub.skipped);
-    result.bytes += sub.bytes;
-  }
   const rs = await readRemoteSidecar(remote, type, id, options).catch(() => undefined);
   const doneArtifact = await remoteHas(
     remote,

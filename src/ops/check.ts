@@ -3,7 +3,7 @@ import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
 import { describeInterrupted, type DrillRecord, readStatus, runKey, startedRunAlive, type RunRecord } from '../catalog/status.js';
 import { exists } from '../fsutil.js';
 import { readEnabled } from '../schedule/config.js';
-import { formatAge } from '../format.js';
+import { formatAge } from '../human.js';
 
 export const DEFAULT_MAX_AGE_MS = 26 * 3_600_000;
 export const DEFAULT_MAX_DRILL_AGE_MS = 8 * 86_400_000;

@@ -18,7 +18,7 @@ import { resolveRecipients } from '../crypto/age-settings.js';
 import { PartWriter } from '../archive/parts.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
-import { formatBytes } from '../format.js';
+import { formatBytes } from '../human.js';
 import { ensureDir, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
 import { packTree } from '../archive/pack.js';
 import { refuseUnexpectedlyEmpty } from './empty-tree.js';

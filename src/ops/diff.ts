@@ -1,6 +1,6 @@
-import type { Identity } from '../crypto/age-keys.js';
 import { compareRecords, ManifestCursor, type ManifestRecord } from '../archive/manifest.js';
 import { showName } from '../archive/bytenames.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { manifestRecords, shownPath, storageWithManifest } from './manifest-of.js';
 
 export interface DiffResult {
@@ -25,11 +25,11 @@ function differences(a: ManifestRecord, b: ManifestRecord): string[] {
 }
 
 /** Added, removed and changed paths between two storage backups: a merge of their manifests. */
-export async function diffBackups(backupDir: string, ref1: string, ref2: string, identities?: Identity[]): Promise<DiffResult> {
+export async function diffBackups(backupDir: string, ref1: string, ref2: string, options: { identities?: Identity[] } = {}): Promise<DiffResult> {
   const e1 = await storageWithManifest(backupDir, ref1);
   const e2 = await storageWithManifest(backupDir, ref2);
-  const c1 = new ManifestCursor(manifestRecords(backupDir, e1, identities));
-  const c2 = new ManifestCursor(manifestRecords(backupDir, e2, identities));
+  const c1 = new ManifestCursor(manifestRecords(backupDir, e1, options.identities));
+  const c2 = new ManifestCursor(manifestRecords(backupDir, e2, options.identities));
   const out: DiffResult = { from: e1.id, to: e2.id, added: [], removed: [], changed: [] };
   // a type change moves a path between groups (a directory heads its own): seen as removed + added
   const show = (e: typeof e1, r: ManifestRecord) => showName(shownPath(e, r.path));

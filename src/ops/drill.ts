@@ -9,7 +9,7 @@ import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, toBackupError, usageError } from '../errors.js';
-import { formatBytes, formatDuration } from '../format.js';
+import { formatBytes, formatDuration } from '../human.js';
 import { exists, freeSpace } from '../fsutil.js';
 import type { Remote } from '../remote/remote.js';
 import { type TransferOptions, listRemoteBackups, sidecarRel } from '../offsite/transfer.js';
@@ -17,7 +17,7 @@ import { fsPath } from '../archive/bytenames.js';
 import type { ProgressFn } from './progress.js';
 import { fetchRemoteBackup, restoreLocked } from './restore.js';
 import { lockAndHeal } from './restore-journal.js';
-import { type Coverage, commitSample, nextRound, planSample, type StoredFile } from './sample.js';
+import { type Coverage, commitSample, nextRound, planSample, type SampleFile } from './sample.js';
 import { artifactFiles } from '../catalog/sidecar.js';
 import type { DrillProof } from '../sources/source.js';
 import { drillSources } from './sources.js';
@@ -490,9 +490,9 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
 }
 
 /** The stored files (data, parts, manifests) a restore of `entry` reads: its own, its components', the archives its manifest references. */
-async function filesOf(sourceDir: string, entry: BackupEntry): Promise<StoredFile[]> {
+async function filesOf(sourceDir: string, entry: BackupEntry): Promise<SampleFile[]> {
   const lookup = componentLookup(sourceDir);
-  const out = new Map<string, StoredFile>();
+  const out = new Map<string, SampleFile>();
   const add = async (e: BackupEntry | undefined) => {
     if (!e?.sidecar || !e.sidecarPath) return;
     if (e.type === 'full') {
@@ -527,7 +527,7 @@ async function sampledVerify(
   const files = await filesOf(sourceDir, entry);
   const scope = `drill:${result.source}`;
   const plan = await planSample(cfg.backupDir, scope, files, percent);
-  const good: StoredFile[] = [];
+  const good: SampleFile[] = [];
   const problems: string[] = [];
   let read = 0;
   for (const f of plan.chosen) {

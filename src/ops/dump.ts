@@ -1,18 +1,14 @@
-import type { Identity } from '../crypto/age-keys.js';
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { ManifestRecord } from '../archive/manifest.js';
-import { archiveTarStream, entryPath } from '../archive/restore-chain.js';
+import { entryPath, openChainArchive } from '../archive/restore-chain.js';
 import { componentLookup } from '../catalog/listing.js';
 import { BackupError } from '../errors.js';
-import { readParts } from '../archive/parts.js';
-import { type Sidecar, artifactFiles } from '../catalog/sidecar.js';
-import { codecForFile, getCodec } from '../codec/registry.js';
-import { decryptStage, needIdentity } from '../crypto/age-artifact.js';
 import { showName } from '../archive/bytenames.js';
-import { archivePath, manifestRecords, storageWithManifest } from './manifest-of.js';
+import type { Identity } from '../crypto/age-keys.js';
+import { archivePath, manifestRecords, requireKey, storageWithManifest } from './manifest-of.js';
 
 export interface Dumped {
   id: string;
@@ -21,34 +17,17 @@ export interface Dumped {
   content: Readable;
 }
 
-/**
- * An encrypted archive's tar stream: parts, then age (every chunk authenticated before it is passed
- * on), then the codec. Errors end the stream; they never reach the process.
- */
-async function decryptedTarStream(dir: string, s: Sidecar, id: string, identities: Identity[]): Promise<Readable> {
-  const codec = s.compression ? getCodec(s.compression) : codecForFile((s.backup_path ?? '').replace(/\.age$/, ''));
-  if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in storage backup ${id}`);
-  await codec.checkAvailable();
-  const raw = readParts(artifactFiles(s).map((p) => path.join(dir, p.file)));
-  const dec = decryptStage({ identities, subject: `storage backup ${id}`, info: s.encryption! });
-  const tarStream = codec.decompressor();
-  raw.on('error', (e) => tarStream.destroy(e));
-  dec.on('error', (e) => tarStream.destroy(e));
-  tarStream.on('error', () => {});
-  tarStream.on('close', () => {
-    raw.destroy();
-    dec.destroy();
-  });
-  raw.pipe(dec).pipe(tarStream);
-  return tarStream as unknown as Readable;
+export interface DumpOptions {
+  /** age identities, for an encrypted backup (its archive; a copy of an encrypting remote: its manifests too) */
+  identities?: Identity[];
 }
 
 /** One file of a storage backup, read from the archive that holds it (nothing else is read). */
-export async function dumpFile(backupDir: string, ref: string, file: string, identities?: Identity[]): Promise<Dumped> {
+export async function dumpFile(backupDir: string, ref: string, file: string, options: DumpOptions = {}): Promise<Dumped> {
   const entry = await storageWithManifest(backupDir, ref);
   const want = archivePath(entry, file);
   let record: ManifestRecord | undefined;
-  for await (const r of manifestRecords(backupDir, entry, identities)) {
+  for await (const r of manifestRecords(backupDir, entry, options.identities)) {
     if (r.path === want) {
       record = r;
       break;
@@ -63,12 +42,11 @@ export async function dumpFile(backupDir: string, ref: string, file: string, ide
     );
   const holder = record.a === entry.id ? entry : await componentLookup(backupDir)('storage', record.a);
   if (!holder?.sidecar) throw new BackupError('DAMAGED', `storage backup ${record.a}, whose archive holds ${shown}, is missing`);
-  if (holder.sidecar.encryption && !identities?.length)
-    throw needIdentity({ subject: `the archive of storage backup ${holder.id}`, info: holder.sidecar.encryption });
-  const input = holder.sidecar.encryption
-    ? await decryptedTarStream(path.dirname(holder.sidecarPath!), holder.sidecar, holder.id, identities!)
-    : await archiveTarStream({ dir: path.dirname(holder.sidecarPath!), sidecar: holder.sidecar }, holder.id);
-  const tarStream = input;
+  if (holder.sidecar.encryption) requireKey(options.identities, `storage backup ${holder.id}`, holder.sidecar.encryption);
+  // an encrypted archive is not authenticated to its end: dump stops at the file, whose every chunk age
+  // authenticated and whose size and SHA-256 the manifest checks
+  const artifact = await openChainArchive({ dir: path.dirname(holder.sidecarPath!), sidecar: holder.sidecar }, holder.id, options.identities);
+  const tarStream = artifact.stream;
   const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
   tarStream.pipe(ex as unknown as NodeJS.WritableStream);
   tarStream.on('error', (e) => ex.destroy(e));
@@ -94,12 +72,12 @@ export async function dumpFile(backupDir: string, ref: string, file: string, ide
         throw new BackupError('DAMAGED', `${shown} in the archive of storage backup ${holder.id} does not match the manifest`);
       out.end();
       ex.destroy();
-      input.destroy();
+      artifact.destroy();
       return;
     }
     throw new BackupError('DAMAGED', `the archive of storage backup ${holder.id} lacks ${shown}, which the manifest says it holds`);
   })().catch((err) => {
-    input.destroy();
+    artifact.destroy();
     out.destroy(err instanceof BackupError ? err : new BackupError('DAMAGED', `reading storage backup ${holder.id}: ${(err as Error).message}`));
   });
   return { id: entry.id, record, content: out };

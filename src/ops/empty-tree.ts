@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { listBackups } from '../catalog/listing.js';
 import type { Config } from '../config.js';
 import { BackupError } from '../errors.js';
-import { countOf } from '../format.js';
+import { countOf } from '../human.js';
 
 /**
  * An empty storage directory where the last backup of it held files is almost always a disk that did

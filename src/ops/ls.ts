@@ -1,7 +1,7 @@
-import type { Identity } from '../crypto/age-keys.js';
 import type { EntryType } from '../archive/manifest.js';
 import { showName } from '../archive/bytenames.js';
 import { included } from '../archive/restore-chain.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { archivePath, manifestRecords, shownPath, storageWithManifest } from './manifest-of.js';
 
 export interface ListedPath {
@@ -34,11 +34,11 @@ export const isoOfNs = (ns: string): string => {
 };
 
 /** What a storage backup holds, from its manifest: everything, or one path and what is under it. */
-export async function lsBackup(backupDir: string, ref: string, under?: string, identities?: Identity[]): Promise<LsResult> {
+export async function lsBackup(backupDir: string, ref: string, under?: string, options: { identities?: Identity[] } = {}): Promise<LsResult> {
   const entry = await storageWithManifest(backupDir, ref);
   const prefix = under ? [archivePath(entry, under)] : undefined;
   const entries: ListedPath[] = [];
-  for await (const r of manifestRecords(backupDir, entry, identities)) {
+  for await (const r of manifestRecords(backupDir, entry, options.identities)) {
     if (!included(r.path, prefix)) continue;
     entries.push({
       path: showName(shownPath(entry, r.path)),

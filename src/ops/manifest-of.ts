@@ -1,9 +1,10 @@
 import * as path from 'node:path';
 import { type ManifestFile, type ManifestKey, type ManifestRecord, readView } from '../archive/manifest.js';
-import type { Sidecar } from '../catalog/sidecar.js';
-import type { Identity } from '../crypto/age-keys.js';
 import { manifestChain } from '../catalog/chain.js';
 import { type BackupEntry, componentLookup, findBackup } from '../catalog/listing.js';
+import type { EncryptionInfo, Sidecar } from '../catalog/sidecar.js';
+import { needIdentity } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 
 /**
@@ -26,13 +27,24 @@ export async function storageWithManifest(backupDir: string, ref: string): Promi
 }
 
 /**
- * How to read the manifest a sidecar names: an encrypted one (`create --encrypt`: `….manifest.gz.age`)
- * through age with `identities`; an older backup's plaintext one as it is.
+/**
+ * Reading an encrypted backup needs a key; no key at all is a setup problem (exit 2, as drill says it),
+ * not a damaged backup. A wrong key fails when the file is read: damaged to us (exit 3), as restore.
+ */
+export function requireKey(identities: Identity[] | undefined, subject: string, info: EncryptionInfo): void {
+  if (identities?.length) return;
+  const e = needIdentity({ subject, info });
+  throw new BackupError('USAGE', e.message, { hint: e.hint });
+}
+
+/**
+ * How to read the manifest a sidecar names: an encrypted one (`create --encrypt`, or an encrypting
+ * remote's copy: `….manifest.gz.age`) through age with `identities`; an older plaintext one as it is.
  */
 export function manifestKey(s: Sidecar, identities: Identity[] | undefined): ManifestKey | undefined {
   const m = s.manifest;
   if (!m?.encryption || !m.file.endsWith('.age')) return undefined;
-  return { info: m.encryption, identities: identities ?? [], subject: `the file manifest of storage backup ${s.id}` };
+  return { info: m.encryption, identities: identities ?? [], subject: `the manifest of storage backup ${s.id}` };
 }
 
 /** The manifest file of a backup as the readers take it: path, checksum, and the key when it is encrypted. */
@@ -42,7 +54,9 @@ export function manifestFileOf(dir: string, s: Sidecar, identities: Identity[] |
 
 /**
  * The manifests that make up a storage backup's file list (its chain, oldest first), each with the
- * checksum its own sidecar gives; `lookup` finds the other backups of the chain.
+ * checksum its own sidecar gives; `lookup` finds the other backups of the chain. An encrypted one is
+ * read through age as it streams (never written out in plaintext); without any key that is said
+ * before anything is read.
  */
 export async function chainManifests(
   entry: BackupEntry,
@@ -60,12 +74,7 @@ export async function chainManifests(
       );
     }
     const file = manifestFileOf(path.dirname(e.sidecarPath), e.sidecar!, identities);
-    // without a key the file list cannot be read at all: a set-up problem, said before anything is read
-    if (file.key && !file.key.identities.length) {
-      throw new BackupError('USAGE', `${file.key.subject} is encrypted (to ${file.key.info.recipients.join(', ')}): reading the file list needs the key`, {
-        hint: 'pass the identity file with --identity FILE (or AGE_IDENTITY_FILE; a passphrase with AGE_PASSPHRASE_FILE)',
-      });
-    }
+    if (file.key) requireKey(identities, file.key.subject, file.key.info);
     files.push(file);
   }
   return files;

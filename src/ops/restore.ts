@@ -2,22 +2,20 @@ import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
 import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
 import { manifestChain } from '../catalog/chain.js';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { compareIds } from '../catalog/names.js';
-import { finished } from 'node:stream/promises';
 import { archivePath, manifestFileOf } from './manifest-of.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../archive/parts.js';
-import { codecForFile, getCodec } from '../codec/registry.js';
+import { artifactCodec, openArtifact } from '../archive/open-artifact.js';
 import type { Config } from '../config.js';
-import { decryptStage, decryptToFile, needIdentity, plaintextProblem } from '../crypto/age-artifact.js';
+import { decryptToFile, needIdentity } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, toBackupError, usageError } from '../errors.js';
-import { formatBytes } from '../format.js';
+import { formatBytes } from '../human.js';
 import { exists, freeSpace } from '../fsutil.js';
 import type { Remote } from '../remote/remote.js';
 import { type TransferOptions, downloadBackup, listRemoteBackups, sidecarRel } from '../offsite/transfer.js';
@@ -145,7 +143,7 @@ async function stageStorage(
   journal.storage = swap;
   await writeJournal(stateDir, journal);
 
-  const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
+  const codec = artifactCodec(s);
   if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in ${entry.sidecarPath}`);
   await codec.checkAvailable();
   const where = mode === 'rename' ? parent : dest;
@@ -164,7 +162,6 @@ async function stageStorage(
   // our archives say how much they hold: one that unpacks to more is damaged or hostile (a gzip bomb);
   // any archive stops before it would fill the disk
   const maxBytes = declared !== undefined ? Math.min(room, declared + 1024 * 1024) : room;
-  const files = artifactFiles(s).map((p) => path.join(dir, p.file));
   let extracted;
   let unpacked = 0;
   let unpackedBytes = 0;
@@ -187,33 +184,6 @@ async function stageStorage(
         const e = rid === entry.id ? entry : await lookup('storage', rid);
         if (e?.sidecar && e.sidecarPath) chain.set(rid, { dir: path.dirname(e.sidecarPath), sidecar: e.sidecar });
       }
-      // encrypted archives: decrypted on the way, and each authenticated in full before the next one
-      const checks = new Map<string, () => Promise<void>>();
-      const tarStream = async (archive: ChainArchive, rid: string): Promise<Readable> => {
-        const as = archive.sidecar;
-        const c = as.compression ? getCodec(as.compression) : codecForFile(as.backup_path ?? '');
-        if (!c) throw new BackupError('DAMAGED', `unknown compression '${as.compression}' in storage backup ${rid}`);
-        await c.checkAvailable();
-        const input = readParts(artifactFiles(as).map((p) => path.join(archive.dir, p.file)));
-        const decrypt = as.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${rid}`, info: as.encryption }) : undefined;
-        const plain = decrypt ? input.pipe(decrypt) : input;
-        if (decrypt) input.on('error', (e) => decrypt.destroy(e));
-        const out = plain.pipe(c.decompressor());
-        plain.on('error', (e) => out.destroy(e));
-        // the stream flows from here, before its reader attaches: the reader takes the error from
-        // `errored` (see extract.ts), never an unhandled 'error' event
-        out.on('error', () => {});
-        if (decrypt) {
-          checks.set(rid, async () => {
-            decrypt.unpipe();
-            decrypt.resume();
-            await finished(decrypt);
-            const problem = plaintextProblem(decrypt, as.encryption!);
-            if (problem) throw new BackupError('DAMAGED', `storage backup ${rid}: ${problem}`);
-          });
-        }
-        return out as unknown as Readable;
-      };
       const manifests = manifestChain(entry.id, s).map((rid) => {
         const c = chain.get(rid);
         if (!c?.sidecar.manifest)
@@ -224,8 +194,8 @@ async function stageStorage(
         maxBytes: s.tree_bytes !== undefined ? Math.min(room, s.tree_bytes + 1024 * 1024) : room,
         signal: opts.signal,
         include: opts.include?.map((i) => archivePath(entry, i)),
-        tarStream,
-        afterArchive: async (rid) => checks.get(rid)?.(),
+        // encrypted archives: decrypted on the way, and each authenticated in full before the next one
+        identities: opts.identities,
         onTotals: (entries, bytes) => {
           totals = { files: entries, bytes };
         },
@@ -234,26 +204,14 @@ async function stageStorage(
     } else {
       if (opts.include?.length)
         throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest: --include needs one`, { hint: 'restore it whole with --target DIR' });
-      const input = readParts(files);
-      const decrypt = s.encryption ? decryptStage({ identities: opts.identities ?? [], subject: `storage backup ${entry.id}`, info: s.encryption }) : undefined;
-      const plain = decrypt ? input.pipe(decrypt) : input;
-      if (decrypt) input.on('error', (e) => decrypt.destroy(e));
-      const tarStream = plain.pipe(codec.decompressor());
-      plain.on('error', (e) => tarStream.destroy(e));
-      tarStream.on('error', () => {});
-      extracted = await extractArchive(tarStream as unknown as import('node:stream').Readable, staging, {
+      const artifact = await openArtifact(dir, s, { identities: opts.identities, subject: `storage backup ${entry.id}` });
+      extracted = await extractArchive(artifact.stream, staging, {
         maxBytes,
         signal: opts.signal,
         onEntry: progressEntry(() => ({ bytes: s.content_bytes, files: s.entry_count })),
       });
-      if (decrypt) {
-        // the last chunk authenticates the whole payload: nothing is swapped in before it has
-        decrypt.unpipe();
-        decrypt.resume();
-        await finished(decrypt);
-        const problem = plaintextProblem(decrypt, s.encryption!);
-        if (problem) throw new BackupError('DAMAGED', `storage backup ${entry.id}: ${problem}`);
-      }
+      // the last chunk authenticates the whole payload: nothing is swapped in before it has
+      await artifact.authenticate();
       if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
         throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
       }

@@ -30,7 +30,8 @@ const StateSchema = v.object({
 type SampleState = v.InferOutput<typeof StateSchema>;
 type Scope = v.InferOutput<typeof ScopeSchema>;
 
-export interface StoredFile {
+/** A data file a sample may choose (catalog.ts's StoredFile is a store's listing entry, any file). */
+export interface SampleFile {
   /** relative to the backup directory */
   rel: string;
   size: number;
@@ -46,8 +47,8 @@ export function parsePercent(text: string, name = '--sample'): number {
 }
 
 /** Every file a sidecar vouches for: data files and parts, and file manifests. */
-export async function storedFiles(backupDir: string): Promise<StoredFile[]> {
-  const out: StoredFile[] = [];
+export async function storedFiles(backupDir: string): Promise<SampleFile[]> {
+  const out: SampleFile[] = [];
   for (const e of await listBackups(backupDir)) {
     if (!e.sidecar || !e.sidecarPath || e.type === 'full') continue;
     const dir = path.relative(backupDir, path.dirname(e.sidecarPath));
@@ -73,21 +74,21 @@ export interface SamplePlan {
   scope: string;
   percent: number;
   /** what this run reads */
-  chosen: StoredFile[];
+  chosen: SampleFile[];
   totalBytes: number;
   totalFiles: number;
   /** a new cycle starts with this run (everything had been read, or nothing was yet) */
   newCycle: boolean;
   /** for commit(): the scope as it stood */
   state: SampleState;
-  files: StoredFile[];
+  files: SampleFile[];
 }
 
 /** The files this run reads: those not read in the current cycle, oldest backup first, until PCT % of the bytes. */
-export async function planSample(backupDir: string, scope: string, files: StoredFile[], percent: number, now = new Date()): Promise<SamplePlan> {
+export async function planSample(backupDir: string, scope: string, files: SampleFile[], percent: number, now = new Date()): Promise<SamplePlan> {
   const state = await readState(backupDir);
   let s: Scope | undefined = state.scopes[scope];
-  const isCovered = (f: StoredFile) => s?.covered[f.rel] === f.checksum;
+  const isCovered = (f: SampleFile) => s?.covered[f.rel] === f.checksum;
   let newCycle = !s || files.every(isCovered);
   if (newCycle) {
     s = { cycle_started_at: now.toISOString(), runs: 0, covered: {} };
@@ -95,7 +96,7 @@ export async function planSample(backupDir: string, scope: string, files: Stored
   }
   const totalBytes = files.reduce((n, f) => n + f.size, 0);
   const budget = Math.ceil((totalBytes * percent) / 100);
-  const chosen: StoredFile[] = [];
+  const chosen: SampleFile[] = [];
   let bytes = 0;
   // oldest first (by the backup's id, then path): files that keep arriving (a database backup every six
   // hours sorts before storage/) cannot starve an older archive of its read
@@ -123,7 +124,7 @@ export interface Coverage {
 }
 
 /** Records what was read (and found good) and writes the state atomically. */
-export async function commitSample(backupDir: string, plan: SamplePlan, good: StoredFile[]): Promise<Coverage> {
+export async function commitSample(backupDir: string, plan: SamplePlan, good: SampleFile[]): Promise<Coverage> {
   const s = plan.state.scopes[plan.scope];
   s.runs++;
   const present = new Map(plan.files.map((f) => [f.rel, f.checksum]));
@@ -179,12 +180,12 @@ export interface SampledVerifyReport {
 export async function verifySample(
   backupDir: string,
   percent: number,
-  opts: { signal?: AbortSignal; onFile?: (f: StoredFile, done: number, total: number) => void } = {},
+  opts: { signal?: AbortSignal; onFile?: (f: SampleFile, done: number, total: number) => void } = {},
 ): Promise<SampledVerifyReport> {
   const files = await storedFiles(backupDir);
   const plan = await planSample(backupDir, 'verify', files, percent);
   const results: SampledFileResult[] = [];
-  const good: StoredFile[] = [];
+  const good: SampleFile[] = [];
   let bytes = 0;
   for (const f of plan.chosen) {
     opts.signal?.throwIfAborted();

@@ -8,7 +8,8 @@ import { BackupError } from '../errors.js';
 import { FILE_MODE, exists } from '../fsutil.js';
 import { type Remote, type SpaceInfo, errorMessage, isTempName, readSmall } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
-import { type RemoteBackup, type TransferOptions, type UploadResult, listRemoteBackups, uploadBackup } from '../offsite/transfer.js';
+import { type RemoteBackup, type TransferOptions, type UploadResult, listRemoteBackups } from '../offsite/transfer.js';
+import { uploadBackup } from '../offsite/upload.js';
 
 export interface SyncOptions extends TransferOptions {
   type?: BackupType;

@@ -10,8 +10,8 @@ import { artifactFiles, type BackupType, type Sidecar } from '../catalog/sidecar
 import { readManifest } from '../archive/manifest.js';
 import { checkParts, discard, hashParts, localPart } from '../archive/parts.js';
 import { judgeRecord } from '../archive/restore-chain.js';
-import { codecForFile, getCodec } from '../codec/registry.js';
-import { decryptStage, decryptToFile, plaintextProblem } from '../crypto/age-artifact.js';
+import { artifactCodec, type OpenedArtifact, openArtifact } from '../archive/open-artifact.js';
+import { decryptToFile } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { manifestFileOf } from './manifest-of.js';
 import { BackupError, usageError } from '../errors.js';
@@ -139,23 +139,25 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
       }
     } else await pipeline(stream, discard(), { signal: opts.signal });
   } else {
-    const codec = s.compression ? getCodec(s.compression) : codecForFile(s.backup_path ?? '');
-    if (!codec) {
+    if (!artifactCodec(s)) {
       result.problems.push(`unknown compression '${s.compression}'`);
       return;
     }
     const { sink, counts } = tarCounter();
-    const stage = decrypt ? decryptStage(decrypt) : undefined;
+    let artifact: OpenedArtifact | undefined;
+    let problem: string | undefined;
     try {
-      await (stage
-        ? pipeline(stream, stage, codec.decompressor(), sink, { signal: opts.signal })
-        : pipeline(stream, codec.decompressor(), sink, { signal: opts.signal }));
+      // the bytes hashed above, through the one read path: decrypted (with a key), decompressed, parsed to the end
+      artifact = await openArtifact(dir, s, { input: stream, identities: decrypt?.identities, subject: `${entry.type} backup ${entry.id}` });
+      await pipeline(artifact.stream, sink, { signal: opts.signal });
+      problem = await artifact.plaintextProblem();
     } catch (err) {
+      if (artifact) artifact.destroy();
+      else stream.destroy();
       if (opts.signal?.aborted) throw err;
       result.problems.push(err instanceof BackupError ? err.message : `archive cannot be read: ${(err as Error).message.split('\n')[0]}`);
       return;
     }
-    const problem = stage && plaintextProblem(stage, enc!);
     if (problem) result.problems.push(problem);
     if (s.file_count !== undefined && counts.files !== s.file_count) result.problems.push(`archive holds ${counts.files} files, metadata says ${s.file_count}`);
     if (s.entry_count !== undefined && counts.entries !== s.entry_count)

@@ -1,9 +1,17 @@
+import { constants as fsConstants } from 'node:fs';
+import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Config } from '../config.js';
 import { BackupError, usageError } from '../errors.js';
 import { containerName, DockerEngine } from '../sources/docker/engine.js';
 import { type RestoreOptions, type RestoreResult, restoreBackup } from './restore.js';
 import { type ContainerDowntime, containersToStop, volumeBackupDir } from './volumes.js';
+
+const readableDir = (dir: string) =>
+  fsp.access(dir, fsConstants.R_OK | fsConstants.W_OK | fsConstants.X_OK).then(
+    () => true,
+    () => false,
+  );
 
 export interface VolumeRestoreResult extends RestoreResult {
   volume: string;
@@ -30,6 +38,11 @@ export async function restoreVolume(
   const docker = new DockerEngine({ host: opts.dockerHost });
   const vol = await docker.inspectVolume(name);
   if (!vol) throw usageError(`no Docker volume named '${name}'`, `create it first (docker volume create ${name}), or restore beside it with --target DIR`);
+  if (docker.remote || !(await readableDir(vol.Mountpoint)))
+    throw usageError(
+      `volume ${name}: its mountpoint ${vol.Mountpoint} cannot be reached from here (${docker.remote ? 'a remote Docker daemon' : 'a rootless daemon, or no permission'}); a volume is restored in place only on its Docker host`,
+      `restore beside it with --target DIR, then copy it in with the containers stopped: docker run --rm -v ${name}:/v -v DIR/${name}:/r:ro IMAGE sh -c 'cp -a /r/. /v/'`,
+    );
   const { stop } = await containersToStop(docker, { name, mountpoint: vol.Mountpoint, project: vol.Labels?.['com.docker.compose.project'] });
   const containers: ContainerDowntime[] = [];
   const stopped: { id: string; rec: ContainerDowntime; at: number }[] = [];

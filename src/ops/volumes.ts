@@ -1,3 +1,4 @@
+import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Config } from '../config.js';
@@ -6,6 +7,7 @@ import { BackupError, usageError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { parseDuration } from '../schedule/duration.js';
 import { type ContainerSummary, containerName, DockerEngine, LABEL_BACKUP, LABEL_PROJECT, LABEL_STOP } from '../sources/docker/engine.js';
+import { type MirrorStats, syncMirror } from '../sources/docker/mirror.js';
 import { type CreatedBackup, runCreate, type StorageRunOptions } from './create.js';
 import { faultPoint } from './fault-point.js';
 import type { ProgressFn } from './progress.js';
@@ -23,6 +25,16 @@ export interface VolumeSettings {
   byLabel: boolean;
   host: string;
   stopTimeoutS: number;
+  /**
+   * How a volume is read: `mountpoint` (on the Docker host, the default when it is readable), `helper`
+   * (through the daemon: an archive read of a never-started container that mounts the volume, applied to
+   * a local mirror; for a remote or rootless daemon), `auto` (helper only when the mountpoint cannot be read).
+   */
+  read: 'auto' | 'mountpoint' | 'helper';
+  /** VOLUME_HELPER_IMAGE: an image the daemon already has (no command runs in it; never pulled) */
+  helperImage?: string;
+  /** VOLUME_MIRROR_DIR: where helper-read volumes are mirrored (plaintext copies: keep it local and private) */
+  mirrorDir?: string;
 }
 
 export const BY_LABEL = '@label';
@@ -41,12 +53,55 @@ export function resolveVolumeSettings(cfg: Config, override?: string): VolumeSet
     if (n !== BY_LABEL && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(n)) throw usageError(`'${n}' is not a Docker volume name (VOLUMES / config key 'volumes')`);
   }
   const timeout = cfg.env.DOCKER_STOP_TIMEOUT ?? '30s';
+  const str = (k: string) => (typeof cfg.file[k] === 'string' ? (cfg.file[k] as string) : undefined);
+  const read = cfg.env.VOLUME_READ || str('volumeRead') || 'auto';
+  if (read !== 'auto' && read !== 'mountpoint' && read !== 'helper') throw usageError(`VOLUME_READ=${read}: use auto, mountpoint or helper`);
   return {
     names: list.filter((n) => n !== BY_LABEL),
     byLabel: list.includes(BY_LABEL),
     host: cfg.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock',
     stopTimeoutS: Math.max(1, Math.round(parseDuration(timeout, 'DOCKER_STOP_TIMEOUT', 's') / 1000)),
+    read,
+    helperImage: cfg.env.VOLUME_HELPER_IMAGE || str('volumeHelperImage'),
+    mirrorDir: cfg.env.VOLUME_MIRROR_DIR || str('volumeMirrorDir'),
   };
+}
+
+/** Where a helper-read volume is mirrored: VOLUME_MIRROR_DIR/NAME, else <backup-dir>/volumes/.mirrors/NAME. */
+export const volumeMirrorDir = (cfg: Config, s: VolumeSettings, name: string) =>
+  path.join(s.mirrorDir ?? path.join(cfg.backupDir, 'volumes', '.mirrors'), name);
+
+const readable = (dir: string) =>
+  fsp.access(dir, fsConstants.R_OK | fsConstants.X_OK).then(
+    () => true,
+    () => false,
+  );
+
+/**
+ * Whether a volume is read through the daemon; refuses when it must be and no image is named. A volume's
+ * mountpoint is on the daemon's machine: on a remote daemon it is never ours, under a rootless daemon
+ * it may be another user's.
+ */
+export async function readsThroughDaemon(docker: DockerEngine, s: VolumeSettings, vol: VolumeTarget): Promise<boolean> {
+  const helper = s.read === 'helper' || (s.read === 'auto' && (docker.remote || !(await readable(vol.mountpoint))));
+  if (helper && !s.helperImage)
+    throw usageError(
+      `volume ${vol.name}: its mountpoint ${vol.mountpoint} cannot be read here (${docker.remote ? 'a remote Docker daemon' : 'a rootless daemon, or no permission'})`,
+      'set VOLUME_HELPER_IMAGE to an image the daemon already has (any image: no command runs in it) to read the volume through the daemon, or run vertex-backup as root on the Docker host',
+    );
+  if (!helper && docker.remote)
+    throw usageError(`VOLUME_READ=mountpoint: volume ${vol.name} is on a remote Docker daemon (DOCKER_HOST=${s.host}), its mountpoint is not on this machine`);
+  return helper;
+}
+
+/** One read of the volume through the daemon into its mirror: a container created (never started) to mount it, read, removed. */
+async function mirrorVolume(docker: DockerEngine, s: VolumeSettings, vol: VolumeTarget, mirror: string, signal?: AbortSignal): Promise<MirrorStats> {
+  const id = await docker.createReader(s.helperImage!, vol.name, '/vb-volume');
+  try {
+    return await syncMirror(await docker.archive(id, '/vb-volume'), mirror, signal);
+  } finally {
+    await docker.remove(id).catch(() => undefined);
+  }
 }
 
 export interface ContainerDowntime {
@@ -63,6 +118,8 @@ export interface ContainerDowntime {
 export interface VolumeBackup {
   volume: string;
   mountpoint: string;
+  /** read through the daemon into this local mirror (see readsThroughDaemon) */
+  mirror?: string;
   backupDir: string;
   /** the backup that holds the volume (the catch-up pass when containers were stopped) */
   id?: string;
@@ -149,11 +206,22 @@ export async function backupVolume(
   vol: VolumeTarget,
   opts: VolumeRunOptions = {},
 ): Promise<VolumeBackup> {
-  const sub = volumeConfig(cfg, vol);
+  const mirror = (await readsThroughDaemon(docker, s, vol)) ? volumeMirrorDir(cfg, s, vol.name) : undefined;
+  const sub = { ...volumeConfig(cfg, vol), ...(mirror ? { storagePath: mirror } : {}) };
   await fsp.mkdir(sub.backupDir, { recursive: true, mode: 0o700 });
   const { stop, warnings } = await containersToStop(docker, vol);
-  const result: VolumeBackup = { volume: vol.name, mountpoint: vol.mountpoint, backupDir: sub.backupDir, passes: [], containers: [], warnings };
+  const result: VolumeBackup = { volume: vol.name, mountpoint: vol.mountpoint, mirror, backupDir: sub.backupDir, passes: [], containers: [], warnings };
   const pass = async () => {
+    if (mirror) {
+      // the whole volume crosses the daemon's API on each pass: with stopped containers the catch-up
+      // pass, and so the downtime, takes as long as that read (docs/docker-volumes.md)
+      opts.onEvent?.(`reading volume ${vol.name} through the Docker daemon into ${mirror}`);
+      const m = await mirrorVolume(docker, s, vol, mirror, opts.signal);
+      for (const p of m.skipped) {
+        const w = `volume ${vol.name}: special file ${p} not backed up (device, fifo or socket)`;
+        if (!result.warnings.includes(w)) result.warnings.push(w);
+      }
+    }
     const r = await runCreate(sub, {
       type: 'storage',
       signal: opts.signal,

@@ -17,18 +17,21 @@ const DOCKER_CLI = fs.existsSync('/usr/bin/docker') ? '/usr/bin/docker' : 'docke
 export interface Dockerd {
   dir: string;
   host: string;
+  /** tcp://127.0.0.1:PORT when asked for (a "remote" daemon for the helper-container read) */
+  tcpHost?: string;
   docker(args: string[], opts?: { allowFail?: boolean }): string;
   stop(): Promise<void>;
 }
 
-export async function startDockerd(): Promise<Dockerd> {
+export async function startDockerd(opts: { tcpPort?: number } = {}): Promise<Dockerd> {
   const dir = fs.mkdtempSync('/tmp/vbd-');
   const sock = path.join(dir, 's');
   const host = `unix://${sock}`;
+  const tcpHost = opts.tcpPort ? `tcp://127.0.0.1:${opts.tcpPort}` : undefined;
   const log = fs.openSync(path.join(dir, 'log'), 'w');
   const child: ChildProcess = spawn(
     'dockerd',
-    ['-H', host, '--data-root', path.join(dir, 'd'), '--exec-root', path.join(dir, 'x'), '--pidfile', path.join(dir, 'pid'), '--storage-driver', 'vfs', '--iptables=false', '--bridge=none'],
+    ['-H', host, ...(tcpHost ? ['-H', tcpHost, '--tls=false'] : []), '--data-root', path.join(dir, 'd'), '--exec-root', path.join(dir, 'x'), '--pidfile', path.join(dir, 'pid'), '--storage-driver', 'vfs', '--iptables=false', '--bridge=none'],
     { stdio: ['ignore', log, log] },
   );
   const docker = (args: string[], opts: { allowFail?: boolean } = {}) => {
@@ -58,5 +61,5 @@ export async function startDockerd(): Promise<Dockerd> {
     spawnSync('umount', ['-R', path.join(dir, 'x')], { stdio: 'ignore' });
     fs.rmSync(dir, { recursive: true, force: true });
   };
-  return { dir, host, docker, stop };
+  return { dir, host, tcpHost, docker, stop };
 }

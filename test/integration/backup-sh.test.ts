@@ -259,7 +259,7 @@ describe('scripts/backup.sh with the real vertex-backup', () => {
     expect(log).not.toMatch(/--max-backups|--backup-dir/);
     const list = spawnSync(process.execPath, [path.join(REPO, 'bin', 'vertex-backup.js'), 'list', '--json', '--backup-dir', target], { encoding: 'utf8' });
     const size = (JSON.parse(list.stdout) as { size: number }[])[0].size;
-    const cliSize = spawnSync(process.execPath, ['-e', `import('${path.join(REPO, 'dist', 'format.js')}').then((m) => console.log(m.formatBytes(${size})))`], { encoding: 'utf8' }).stdout.trim();
+    const cliSize = spawnSync(process.execPath, ['-e', `import('${path.join(REPO, 'dist', 'human.js')}').then((m) => console.log(m.formatBytes(${size})))`], { encoding: 'utf8' }).stdout.trim();
     expect(telegramTexts().at(-1)).toContain(`(${cliSize})`);
     expect(telegramTexts().at(-1)).toContain(`Free at ${target}:`);
   });

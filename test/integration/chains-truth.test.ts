@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run, start } from '../helpers/cli.js';
 import type { BackupEntry } from '../../src/catalog/listing.js';
 import { recoveryPoints } from '../../src/ops/drill.js';
-import { commitSample, planSample, type StoredFile } from '../../src/ops/sample.js';
+import { commitSample, planSample, type SampleFile } from '../../src/ops/sample.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';
 import { needs } from '../helpers/optional.js';
 import { type S3Server, startS3 } from '../helpers/servers.js';
@@ -364,8 +364,8 @@ describe("item 10: a restore's leftovers are left out at the storage root only, 
 describe('item 5: verify --sample reads the oldest first, whatever keeps arriving', () => {
   it('four new database backups a run cannot starve an older storage archive', async () => {
     const dir = scratchDir();
-    const stored = (rel: string, id: string, size: number): StoredFile => ({ rel, id, size, checksum: 'x', type: rel.startsWith('database') ? 'database' : 'storage' });
-    let files: StoredFile[] = [stored('storage/storage_backup_20260101_000000.tar.gz', '20260101_000000', 700_000)];
+    const stored = (rel: string, id: string, size: number): SampleFile => ({ rel, id, size, checksum: 'x', type: rel.startsWith('database') ? 'database' : 'storage' });
+    let files: SampleFile[] = [stored('storage/storage_backup_20260101_000000.tar.gz', '20260101_000000', 700_000)];
     let day = 2;
     const nextDb = () => {
       const id = `202601${String(Math.floor(day / 4) + 1).padStart(2, '0')}_${String((day % 4) * 6).padStart(2, '0')}0000`;

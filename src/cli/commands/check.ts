@@ -38,7 +38,7 @@ Examples:
         const o = cmd.opts() as { maxAge?: string; maxDrillAge?: string; type?: BackupType; maxReplicationLag?: string; remote?: string[] };
         const { checkBackups, enabledTypes, DEFAULT_MAX_AGE_MS } = await import('../../ops/check.js');
         const { parseDuration } = await import('../../schedule/duration.js');
-        const { formatAge } = await import('../../format.js');
+        const { formatAge } = await import('../../human.js');
         const { usageError, argumentError } = await import('../../errors.js');
         const raw = o.maxAge ?? ctx.cfg.env.BACKUP_CHECK_MAX_AGE;
         const maxAgeMs = raw ? parseDuration(raw, o.maxAge ? '--max-age' : 'BACKUP_CHECK_MAX_AGE') : DEFAULT_MAX_AGE_MS;

@@ -6,7 +6,7 @@ import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import { printRotation } from './rotate.js';
 import { reportHook } from '../hook-lines.js';
 import { printVolumes, volumeLog, warnVolumes } from '../volumes-create.js';
-import { countOf, formatBytes, formatDuration } from '../../format.js';
+import { countOf, formatBytes, formatDuration } from '../../human.js';
 
 export function register(program: Command): void {
   program

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     },
     async (ctx, [a, b], identities) => {
       const { diffBackups } = await import('../../ops/diff.js');
-      const r = await diffBackups(ctx.cfg.backupDir, a, b, identities);
+      const r = await diffBackups(ctx.cfg.backupDir, a, b, { identities });
       return {
         json: r,
         human: (ui) => {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
-import { formatAge, formatBytes, formatDuration } from '../../format.js';
+import { formatAge, formatBytes, formatDuration } from '../../human.js';
 import type { DrillResult } from '../../ops/drill.js';
 import { identityOption, commandIdentities } from '../encryption-options.js';
 import { action } from '../run.js';

@@ -17,7 +17,7 @@ export function register(program: Command): void {
     },
     async (ctx, [ref, file], identities) => {
       const { dumpFile } = await import('../../ops/dump.js');
-      const d = await dumpFile(ctx.cfg.backupDir, ref, nameArg(file), identities);
+      const d = await dumpFile(ctx.cfg.backupDir, ref, nameArg(file), { identities });
       const { path: _p, ...meta } = d.record;
       if (ctx.global.json) {
         d.content.destroy();

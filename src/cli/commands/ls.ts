@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { formatBytes } from '../../format.js';
+import { formatBytes } from '../../human.js';
 import { manifestCommand } from '../manifest-command.js';
 import { nameArg } from '../name-args.js';
 
@@ -32,7 +32,7 @@ export function register(program: Command): void {
     },
     async (ctx, [ref, under], identities) => {
       const { lsBackup } = await import('../../ops/ls.js');
-      const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under), identities);
+      const r = await lsBackup(ctx.cfg.backupDir, ref, under === undefined ? undefined : nameArg(under), { identities });
       return {
         json: r,
         human: (ui) => {

@@ -5,7 +5,7 @@ import type { Remote } from '../../remote/remote.js';
 import type { TransferEvent } from '../../offsite/transfer.js';
 import { type Context, type Outcome, action } from '../run.js';
 import { remotesConfigOption } from '../options.js';
-import { formatBytes, formatDuration } from '../../format.js';
+import { formatBytes, formatDuration } from '../../human.js';
 
 /**
  * `remote list|test|info`, plus the helpers every remote-aware command uses (sync, list --remote,

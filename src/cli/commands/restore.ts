@@ -5,7 +5,7 @@ import type { RestorePlan } from '../../ops/restore.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { action } from '../run.js';
 import { remotesConfigOption, waitOption } from '../options.js';
-import { countOf, formatBytes, formatDuration } from '../../format.js';
+import { countOf, formatBytes, formatDuration } from '../../human.js';
 import { nameArg } from '../name-args.js';
 import { reportHook } from '../hook-lines.js';
 

@@ -5,7 +5,7 @@ import type { RotateResult } from '../../ops/rotate.js';
 import { action } from '../run.js';
 import { remotesConfigOption, typeOption, waitOption } from '../options.js';
 import type { Ui } from '../ui.js';
-import { countOf, formatBytes } from '../../format.js';
+import { countOf, formatBytes } from '../../human.js';
 
 function count(flag: string) {
   return (v: string) => {

@@ -4,7 +4,7 @@ import type { JobSpec, SchedulerEvent } from '../../schedule/index.js';
 import { action, type Context } from '../run.js';
 import type { Ui } from '../ui.js';
 import { SCHEDULE_TABLE } from '../../schedule/table.js';
-import { formatAge, formatDuration } from '../../format.js';
+import { formatAge, formatDuration } from '../../human.js';
 
 /** The defaults as the one schedule table has them (the crontab and the systemd timer agree). */
 function jobHelp(): string {

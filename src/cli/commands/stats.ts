@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { action } from '../run.js';
-import { countOf, formatAge, formatBytes } from '../../format.js';
+import { countOf, formatAge, formatBytes } from '../../human.js';
 
 export function register(program: Command): void {
   program

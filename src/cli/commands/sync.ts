@@ -5,7 +5,7 @@ import type { RemotesConfig } from '../../remote/config.js';
 import type { SyncOptions, SyncResult } from '../../ops/sync.js';
 import { type Context, action } from '../run.js';
 import { remotesConfigOption, typeOption } from '../options.js';
-import { formatBytes, formatDuration } from '../../format.js';
+import { formatBytes, formatDuration } from '../../human.js';
 import { loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];

@@ -4,7 +4,7 @@ import { BackupError } from '../../errors.js';
 import { commandIdentities, identityOption, passphraseNeeded } from '../encryption-options.js';
 import { remotesConfigOption, typeOption } from '../options.js';
 import { action } from '../run.js';
-import { formatBytes } from '../../format.js';
+import { formatBytes } from '../../human.js';
 
 export function register(program: Command): void {
   const command = program

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatAge, formatBytes, formatDuration } from '../../src/format.js';
+import { formatAge, formatBytes, formatDuration } from '../../src/human.js';
 
 // One format per kind of number, the same in the terminal, a chat notification and a check's reason.
 describe('formatBytes / formatDuration / formatAge', () => {
@@ -27,7 +27,7 @@ describe('formatBytes / formatDuration / formatAge', () => {
 
 describe('countOf', () => {
   it('says "1 file" and "2 files", with an irregular plural where given', async () => {
-    const { countOf } = await import('../../src/format.js');
+    const { countOf } = await import('../../src/human.js');
     expect(countOf(1, 'file')).toBe('1 file');
     expect(countOf(0, 'file')).toBe('0 files');
     expect(countOf(2, 'entry', 'entries')).toBe('2 entries');
