@@ -10,6 +10,7 @@ export const SLOW = [
   'test/faults/**/*.test.ts',
   'test/e2e/incremental.test.ts',
   'test/e2e/point-in-time.test.ts',
+  'test/e2e/restore-by-hand.test.ts',
   'test/e2e/restore-edges.test.ts',
   'test/e2e/backup-edges.test.ts',
   'test/integration/remote-rclone.test.ts',

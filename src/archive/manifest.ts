@@ -4,6 +4,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
+import { type DecryptContext, decryptStage, needIdentity, plaintextProblem } from '../crypto/age-artifact.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, fsyncDir } from '../fsutil.js';
 import { decodeName, nameBytes } from './bytenames.js';
@@ -244,8 +245,39 @@ const SMALL_MANIFEST = 1 << 20;
 /** what such a manifest may unpack to in one buffer */
 const SMALL_UNPACKED = 16 << 20;
 
+/**
+ * An encrypted manifest (`….manifest.gz.age`, `create --encrypt`): read through age with these
+ * identities; the checksum given beside it is the ciphertext's.
+ */
+export type ManifestKey = DecryptContext;
+
+/** The plaintext of an encrypted manifest, gunzipped: every age chunk is authenticated before it is passed on. */
+async function* decryptedManifestBytes(file: string, hash: ReturnType<typeof createHash>, key: ManifestKey): AsyncGenerator<Buffer> {
+  if (!key.identities.length) throw needIdentity(key);
+  const raw = createReadStream(file);
+  const dec = decryptStage(key);
+  const gunzip = createGunzip();
+  // errors attach before anything flows: a damaged header or a wrong key ends the read, never the process
+  raw.on('data', (c) => hash.update(c as Buffer));
+  raw.on('error', (e) => gunzip.destroy(e));
+  dec.on('error', (e) => gunzip.destroy(e));
+  raw.pipe(dec).pipe(gunzip);
+  try {
+    for await (const chunk of gunzip) yield chunk as Buffer;
+    const problem = plaintextProblem(dec, key.info);
+    if (problem) throw new BackupError('DAMAGED', `${key.subject}: ${problem}`);
+  } finally {
+    raw.destroy();
+    dec.destroy();
+  }
+}
+
 /** The unpacked bytes of a manifest file, fed to `hash` as read. */
-async function* manifestBytes(file: string, hash: ReturnType<typeof createHash>): AsyncGenerator<Buffer> {
+async function* manifestBytes(file: string, hash: ReturnType<typeof createHash>, key?: ManifestKey): AsyncGenerator<Buffer> {
+  if (key) {
+    yield* decryptedManifestBytes(file, hash, key);
+    return;
+  }
   if (statSync(file).size <= SMALL_MANIFEST) {
     const gz = readFileSync(file);
     hash.update(gz);
@@ -270,7 +302,7 @@ async function* manifestBytes(file: string, hash: ReturnType<typeof createHash>)
   for await (const chunk of gunzip) yield chunk as Buffer;
 }
 
-export async function* readManifest(file: string, checksum?: string): AsyncGenerator<ManifestRecord> {
+export async function* readManifest(file: string, checksum?: string, key?: ManifestKey): AsyncGenerator<ManifestRecord> {
   const where = path.basename(file);
   const hash = createHash('sha256');
   // the start of a record that continues in the next chunk: each byte is scanned once (linear in a
@@ -279,7 +311,7 @@ export async function* readManifest(file: string, checksum?: string): AsyncGener
   let restLength = 0;
   const tooLong = () => new BackupError('DAMAGED', `manifest ${where} holds a record longer than ${MAX_RECORD} bytes`);
   try {
-    for await (const chunk of manifestBytes(file, hash)) {
+    for await (const chunk of manifestBytes(file, hash, key)) {
       let start = 0;
       for (let nul = chunk.indexOf(NUL); nul >= 0; nul = chunk.indexOf(NUL, start)) {
         let record = chunk.subarray(start, nul);
@@ -356,6 +388,8 @@ export interface ManifestFile {
   file: string;
   /** checked once the file was read to its end */
   checksum?: string;
+  /** an encrypted manifest: how to read it */
+  key?: ManifestKey;
 }
 
 /**
@@ -366,10 +400,10 @@ export interface ManifestFile {
  */
 export async function* readView(chain: ManifestFile[]): AsyncGenerator<ManifestRecord> {
   if (chain.length === 1) {
-    for await (const r of readManifest(chain[0].file, chain[0].checksum)) if (!r.x) yield r;
+    for await (const r of readManifest(chain[0].file, chain[0].checksum, chain[0].key)) if (!r.x) yield r;
     return;
   }
-  const all = chain.map((m) => new ManifestCursor(readManifest(m.file, m.checksum)));
+  const all = chain.map((m) => new ManifestCursor(readManifest(m.file, m.checksum, m.key)));
   // a manifest read to its end leaves the merge (most nightly ones are empty or nearly so)
   let cursors = all;
   const heads: (ManifestRecord | undefined)[] = [];

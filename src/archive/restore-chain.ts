@@ -140,7 +140,7 @@ export async function extractChain(
     if (!archive) throw new BackupError('DAMAGED', `storage backup ${id}, whose archive the manifest needs, is missing or damaged`);
     const artifact = await openChainArchive(archive, id, options.identities);
     const tarStream = artifact.stream;
-    const cursor = new ManifestCursor(readView(manifests.map((m) => ({ file: m.file }))));
+    const cursor = new ManifestCursor(readView(manifests.map((m) => ({ file: m.file, key: m.key }))));
     const nextWanted = async (): Promise<ManifestRecord | undefined> => {
       for (let r = await cursor.peek(); r; r = await cursor.peek()) {
         if (r.t !== 'd' && r.a === id && r.o === undefined && want(r)) return r;
@@ -214,7 +214,7 @@ export async function extractChain(
   }
   // pass 3: directory owners (as root, as GNU tar does), modes and times, once nothing more is written into them
   const asRoot = process.getuid?.() === 0;
-  for await (const r of readView(manifests.map((m) => ({ file: m.file })))) {
+  for await (const r of readView(manifests.map((m) => ({ file: m.file, key: m.key })))) {
     if (r.t !== 'd' || !want(r)) continue;
     const p = fsPath(path.join(root, r.path));
     if (asRoot) await fsp.lchown(p, r.u, r.g);

@@ -23,7 +23,16 @@ async function withRemote<T>(ctx: Context, cmd: Command, name: string, fn: (remo
 
 export async function remoteListOutcome(ctx: Context, cmd: Command, name: string, type?: BackupType): Promise<Outcome> {
   const { listRemoteBackups } = await import('../offsite/transfer.js');
-  const { list, url } = await withRemote(ctx, cmd, name, async (r) => ({ list: await listRemoteBackups(r, { type, signal: ctx.signal }), url: r.url }));
+  const { list: listed, url } = await withRemote(ctx, cmd, name, async (r) => ({ list: await listRemoteBackups(r, { type, signal: ctx.signal }), url: r.url }));
+  // an encrypting remote's sidecars are sealed: opened with the identity, when one is given
+  let list = listed;
+  const { commandIdentities } = await import('./encryption-options.js');
+  const identities = await commandIdentities(ctx, cmd);
+  if (identities.length) {
+    const opened = await (await import('../offsite/sealed-fields.js')).unsealListing(listed, identities);
+    for (const p of opened.problems) ctx.ui.warn(p);
+    list = opened.entries;
+  }
   const rows = list.map((b) => ({ ...b, fileCount: b.sidecar?.file_count }));
   return {
     json: rows.map((b) => backupJson(b, { remote: url })),

@@ -15,11 +15,12 @@ import { pipeline } from 'node:stream/promises';
 import { AGE_EXTENSION, decryptToFile, encryptStage } from '../crypto/age-artifact.js';
 import type { Identity, Recipient } from '../crypto/age-keys.js';
 import { recipientsFromList } from '../crypto/age-settings.js';
+import { isSealed, plaintextTag, sealSidecar } from './sealed-fields.js';
 
 /**
  * Per-remote encryption: `"encrypt": {"recipients": ["age1…"]}` in a remote's definition. The remote
- * then holds `….age` files and sidecars that describe them (ciphertext size and checksum, plus the
- * plaintext's), so every remote reader — list, verify --remote, restore --from — works unchanged.
+ * then holds `….age` files and sidecars that describe them (ciphertext size and checksum; everything
+ * else sealed, see sealed-fields.ts), so list, verify --remote and restore --from work unchanged.
  */
 export function remoteRecipients(remotes: RemotesConfig, nameOrUrl: string): Recipient[] | undefined {
   const def = remotes.remotes.find((r) => r.name === nameOrUrl);
@@ -41,12 +42,23 @@ async function remoteHas(
   plaintext: { checksum?: string; size?: number },
   options: TransferOptions,
 ): Promise<string | undefined> {
-  const e = stored?.encryption;
-  if (!stored?.file || !e || e.plaintext_checksum !== plaintext.checksum || (plaintext.size !== undefined && e.plaintext_size !== plaintext.size))
-    return undefined;
+  const e = stored?.encryption as (EncryptionInfo & { plaintext_tag?: string }) | undefined;
+  // a sealed sidecar (sealed-fields.ts) shows the plaintext checksum only as a keyed tag
+  const same =
+    e &&
+    plaintext.checksum &&
+    (e.plaintext_tag ? e.plaintext_tag === plaintextTag(plaintext.checksum, e.recipients) : e.plaintext_checksum === plaintext.checksum);
+  if (!stored?.file || !e || !same || (plaintext.size !== undefined && e.plaintext_size !== plaintext.size)) return undefined;
   const rel = `${TYPE_DIR[type]}/${stored.file}`;
   const st = await retrying(remote, options).stat(rel);
   return st && st.size === stored.size ? rel : undefined;
+}
+
+/** What the remote's (possibly sealed) description of a file already there becomes: the plaintext checksum back, the tag gone. */
+function withChecksum(e: EncryptionInfo | undefined, checksum: string | undefined): EncryptionInfo | undefined {
+  if (!e) return e;
+  const { plaintext_tag: _t, ...rest } = e as EncryptionInfo & { plaintext_tag?: string };
+  return { ...rest, plaintext_checksum: checksum };
 }
 
 /** Encrypts the local file `name` of `dir` to a temp file, uploads it as `rel`; what was written. */
@@ -97,7 +109,8 @@ export async function uploadEncrypted(
     options,
   );
   const doneManifest = local.manifest ? await remoteHas(remote, type, rs?.sidecar.manifest, { checksum: local.manifest.checksum }, options) : undefined;
-  if (doneArtifact && (!local.manifest || doneManifest)) {
+  // a sidecar uploaded before sealing (sealed-fields.ts) is replaced by a sealed one
+  if (doneArtifact && (!local.manifest || doneManifest) && isSealed(rs?.sidecar)) {
     for (const rel of [doneArtifact, doneManifest]) if (rel) options.onEvent?.({ kind: 'skip', rel, size: 0 });
     result.skipped.push(...[doneArtifact, doneManifest].filter((x): x is string => !!x), scRel);
     return result;
@@ -106,7 +119,7 @@ export async function uploadEncrypted(
   let manifest: Sidecar['manifest'];
   if (local.manifest) {
     if (doneManifest) {
-      manifest = rs!.sidecar.manifest;
+      manifest = { ...rs!.sidecar.manifest!, encryption: withChecksum(rs!.sidecar.manifest!.encryption, local.manifest.checksum) };
       result.skipped.push(doneManifest);
     } else {
       const name = local.manifest.file + AGE_EXTENSION;
@@ -125,7 +138,12 @@ export async function uploadEncrypted(
   }
   let artifact: Pick<Sidecar, 'backup_path' | 'file_size' | 'checksum' | 'encryption'>;
   if (doneArtifact) {
-    artifact = { backup_path: rs!.sidecar.backup_path, file_size: rs!.sidecar.file_size, checksum: rs!.sidecar.checksum, encryption: rs!.sidecar.encryption };
+    artifact = {
+      backup_path: rs!.sidecar.backup_path,
+      file_size: rs!.sidecar.file_size,
+      checksum: rs!.sidecar.checksum,
+      encryption: withChecksum(rs!.sidecar.encryption, local.checksum),
+    };
     result.skipped.push(doneArtifact);
   } else {
     const name = path.basename(local.backup_path!) + AGE_EXTENSION;
@@ -138,7 +156,7 @@ export async function uploadEncrypted(
   const tmpSidecar = path.join(dir, `${path.basename(scRel)}.upload.tmp`);
   try {
     const remoteSidecar: Sidecar = { ...local, ...artifact, parts: undefined, manifest };
-    const bytes = Buffer.from(`${JSON.stringify(remoteSidecar, null, 2)}\n`);
+    const bytes = Buffer.from(`${JSON.stringify(await sealSidecar(remoteSidecar, recipients), null, 2)}\n`);
     await fsp.writeFile(tmpSidecar, bytes, { mode: FILE_MODE });
     await retrying(remote, options).put(scRel, tmpSidecar, { signal: options.signal });
     options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });

@@ -6,6 +6,7 @@ import { BackupError } from '../errors.js';
 import { type Remote, readSmall } from '../remote/remote.js';
 import { type RetryingRemote, retrying } from '../remote/retry.js';
 import { uploadEncrypted } from './remote-encryption.js';
+import { putSealedSidecar, sealedSidecarState } from './sealed-fields.js';
 import { type FileRef, type TransferOptions, type UploadResult, dataFiles, parseSidecarBytes, sidecarRel } from './transfer.js';
 
 /**
@@ -64,8 +65,12 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
     options.checked?.add(`${type}:${id}`);
     return result;
   }
+  // an encrypting remote gets every sidecar sealed, a full backup's and an already encrypted one's too
+  const sealTo = options.encryptTo?.length ? options.encryptTo : undefined;
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
-  const state = await remoteSidecarState(remote as RetryingRemote, rel, bytes);
+  const state = sealTo
+    ? await sealedSidecarState(remote as RetryingRemote, rel, sidecar, bytes)
+    : await remoteSidecarState(remote as RetryingRemote, rel, bytes);
   const committed = state === 'same';
   // another backup under the same name (local backups lost, then a new one in the same second): its
   // files may have the same sizes, so sizes prove nothing and everything is sent again
@@ -104,10 +109,11 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   }
   // the commit marker goes last: a reader never sees a remote sidecar whose files are not all there
   const started = Date.now();
-  await remote.put(rel, localSidecar, { signal: options.signal });
-  options.onEvent?.({ kind: 'upload', rel, size: bytes.length, ms: Date.now() - started });
+  const size = sealTo ? await putSealedSidecar(remote as RetryingRemote, localSidecar, rel, sidecar, sealTo, options.signal) : bytes.length;
+  if (!sealTo) await remote.put(rel, localSidecar, { signal: options.signal });
+  options.onEvent?.({ kind: 'upload', rel, size, ms: Date.now() - started });
   result.uploaded.push(rel);
-  result.bytes += bytes.length;
+  result.bytes += size;
   options.checked?.add(`${type}:${id}`);
   return result;
 }

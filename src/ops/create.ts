@@ -22,6 +22,7 @@ import { formatBytes } from '../human.js';
 import { ensureDir, freeSpace, sha256File, writeFileAtomic } from '../fsutil.js';
 import { packTree } from '../archive/pack.js';
 import { refuseUnexpectedlyEmpty } from './empty-tree.js';
+import { encryptManifest, manifestCacheDir, plaintextManifestDir, previousEncryptedManifest, pruneManifestCache } from './encrypted-manifest.js';
 import { faultPoint } from './fault-point.js';
 import { checkStorageDir, pathsInside, type SkippedPath, treeSize } from '../archive/tree.js';
 import { ChangePlan } from '../archive/changes.js';
@@ -332,6 +333,17 @@ async function previousStorage(cfg: Config): Promise<{ entries: BackupEntry[]; p
     const got = file ? await manifestChecksum(file, m!.size) : undefined;
     if (!file || got !== m?.checksum)
       return { entries, warning: `the manifest of storage backup ${cid} is damaged or missing: starting a new chain (level 0)` };
+    if (m?.encryption && m.file.endsWith(AGE_EXTENSION)) {
+      const readable = await previousEncryptedManifest(cfg, file, e!.sidecar!);
+      if (!readable) {
+        return {
+          entries,
+          warning: `the manifest of storage backup ${cid} is encrypted and neither its plaintext copy (${manifestCacheDir(cfg)}) nor an identity (AGE_IDENTITY_FILE) is at hand: starting a new chain (level 0)`,
+        };
+      }
+      manifests.push(readable);
+      continue;
+    }
     manifests.push({ file });
   }
   return { entries, previous, manifests };
@@ -379,7 +391,12 @@ async function backupStoragePart(
   const run = opts.storage ?? {};
   const { previous: prevEntry, manifests, warning, next } = storageRun ?? (await planStorageRun(cfg, opts, recipients));
   const prev = next.level > 0 ? prevEntry!.sidecar! : undefined;
-  const manifestWriter = new ManifestWriter(dir, manifestFileName(baseName('storage', id)));
+  // an encrypted backup's manifest is written in plaintext outside the backup directory, then encrypted into it
+  const plainDir = recipients ? await plaintextManifestDir(cfg) : undefined;
+  const manifestWriter = recipients
+    ? new ManifestWriter(plainDir ?? dir, plainDir ? manifestFileName(baseName('storage', id)) : `${manifestFileName(baseName('storage', id))}.plain.tmp`)
+    : new ManifestWriter(dir, manifestFileName(baseName('storage', id)));
+  let plainManifest: string | undefined;
   // a level N manifest holds what changed since the tree its chain describes
   const chain = prev ? [...manifestChain(prevEntry!.id, prev), id] : [id];
   const previousRecords = prev ? readView(manifests!) : undefined;
@@ -404,8 +421,16 @@ async function backupStoragePart(
     await plan.close();
     const artifact = await writer.commit();
     committed.push(...artifact.files);
-    const manifest = await manifestWriter.commit();
-    committed.push(path.join(dir, manifest.file));
+    let manifest: NonNullable<Sidecar['manifest']> = await manifestWriter.commit();
+    if (recipients) {
+      plainManifest = path.join(plainDir ?? dir, manifest.file);
+      const enc = await encryptManifest(plainManifest, manifest, dir, recipients);
+      manifest = enc.manifest;
+      committed.push(...enc.files);
+      // no plaintext copy of the file list stays in the backup directory
+      if (!plainDir) await fsp.rm(plainManifest, { force: true });
+      else await pruneManifestCache(plainDir, chain);
+    } else committed.push(path.join(dir, manifest.file));
     if (warning) packed.warnings.unshift(warning);
     const referenced = plan.stats.referenced;
     // oldest first (ids are timestamps): the archives that hold its files, and the manifests of its chain
@@ -458,6 +483,7 @@ async function backupStoragePart(
     await plan.close().catch(() => {});
     await writer.abort();
     await manifestWriter.abort();
+    if (plainManifest) await fsp.rm(plainManifest, { force: true });
     // without its sidecar the archive is not a backup: do not leave it behind
     await Promise.all(committed.map((f) => fsp.rm(f, { force: true })));
     throw toBackupError(err, 'storage backup');

@@ -435,7 +435,7 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   let t = Date.now();
   let include: string[] | undefined;
   if (opts.samplePercent !== undefined) {
-    include = await sampledVerify(cfg, sourceDir, entry, opts.samplePercent, result);
+    include = await sampledVerify(cfg, sourceDir, entry, opts.samplePercent, result, opts.identities);
   } else {
     const verified = await verifyEntry(sourceDir, entry, {
       identities: opts.identities,
@@ -499,7 +499,7 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     result.storage = { backup_id: restored.storage.backupId, entries: restored.storage.entries, bytes: restored.storage.bytes, manifest_checked: !!manifest };
     result.bytes.restored += restored.storage.bytes;
     if (manifest && stEntry?.sidecarPath) {
-      result.live = await spotCheckLive(() => manifestRecords(sourceDir, stEntry), cfg.storagePath);
+      result.live = await spotCheckLive(() => manifestRecords(sourceDir, stEntry, opts.identities), cfg.storagePath);
     } else {
       result.notes.push(
         `storage backup ${restored.storage.backupId} has no file manifest: its entries were counted, not hashed one by one, and the live tree was not compared`,
@@ -535,7 +535,14 @@ async function filesOf(sourceDir: string, entry: BackupEntry): Promise<SampleFil
  * state, as `verify --sample` does), and the share of the tree to restore: every k-th file of the
  * manifest (k = ceil(100/PCT)), starting one further each run, so k drills restore every file.
  */
-async function sampledVerify(cfg: Config, sourceDir: string, entry: BackupEntry, percent: number, result: DrillResult): Promise<string[] | undefined> {
+async function sampledVerify(
+  cfg: Config,
+  sourceDir: string,
+  entry: BackupEntry,
+  percent: number,
+  result: DrillResult,
+  identities?: Identity[],
+): Promise<string[] | undefined> {
   const { sha256File } = await import('../fsutil.js');
   const files = await filesOf(sourceDir, entry);
   const scope = `drill:${result.source}`;
@@ -568,7 +575,7 @@ async function sampledVerify(cfg: Config, sourceDir: string, entry: BackupEntry,
   if (manifest && storage?.sidecarPath) {
     include = [];
     // the whole tree of the chain (every archive it reads), not the newest night's changes
-    for await (const r of manifestRecords(sourceDir, storage)) {
+    for await (const r of manifestRecords(sourceDir, storage, identities)) {
       if (r.t !== 'f') continue;
       if (treeFiles++ % k === offset) include.push(r.path.slice(r.path.indexOf('/') + 1));
     }

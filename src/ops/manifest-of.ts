@@ -1,12 +1,9 @@
-import { createReadStream } from 'node:fs';
-import * as fsp from 'node:fs/promises';
-import * as os from 'node:os';
 import * as path from 'node:path';
-import { type ManifestFile, type ManifestRecord, readView } from '../archive/manifest.js';
+import { type ManifestFile, type ManifestKey, type ManifestRecord, readView } from '../archive/manifest.js';
 import { manifestChain } from '../catalog/chain.js';
 import { type BackupEntry, componentLookup, findBackup } from '../catalog/listing.js';
-import type { EncryptionInfo } from '../catalog/sidecar.js';
-import { decryptToFile, needIdentity } from '../crypto/age-artifact.js';
+import type { EncryptionInfo, Sidecar } from '../catalog/sidecar.js';
+import { needIdentity } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError } from '../errors.js';
 
@@ -30,6 +27,7 @@ export async function storageWithManifest(backupDir: string, ref: string): Promi
 }
 
 /**
+/**
  * Reading an encrypted backup needs a key; no key at all is a setup problem (exit 2, as drill says it),
  * not a damaged backup. A wrong key fails when the file is read: damaged to us (exit 3), as restore.
  */
@@ -39,18 +37,33 @@ export function requireKey(identities: Identity[] | undefined, subject: string, 
   throw new BackupError('USAGE', e.message, { hint: e.hint });
 }
 
-interface ChainManifest extends ManifestFile {
-  id: string;
-  /** a manifest encrypted on an encrypting remote (a copy of one used as the backup directory) */
-  encryption?: EncryptionInfo;
+/**
+ * How to read the manifest a sidecar names: an encrypted one (`create --encrypt`, or an encrypting
+ * remote's copy: `….manifest.gz.age`) through age with `identities`; an older plaintext one as it is.
+ */
+export function manifestKey(s: Sidecar, identities: Identity[] | undefined): ManifestKey | undefined {
+  const m = s.manifest;
+  if (!m?.encryption || !m.file.endsWith('.age')) return undefined;
+  return { info: m.encryption, identities: identities ?? [], subject: `the manifest of storage backup ${s.id}` };
+}
+
+/** The manifest file of a backup as the readers take it: path, checksum, and the key when it is encrypted. */
+export function manifestFileOf(dir: string, s: Sidecar, identities: Identity[] | undefined): ManifestFile {
+  return { file: path.join(dir, s.manifest!.file), checksum: s.manifest!.checksum, key: manifestKey(s, identities) };
 }
 
 /**
  * The manifests that make up a storage backup's file list (its chain, oldest first), each with the
- * checksum its own sidecar gives; `lookup` finds the other backups of the chain.
+ * checksum its own sidecar gives; `lookup` finds the other backups of the chain. An encrypted one is
+ * read through age as it streams (never written out in plaintext); without any key that is said
+ * before anything is read.
  */
-async function chainManifests(entry: BackupEntry, lookup: (id: string) => Promise<BackupEntry | undefined>): Promise<ChainManifest[]> {
-  const files: ChainManifest[] = [];
+export async function chainManifests(
+  entry: BackupEntry,
+  lookup: (id: string) => Promise<BackupEntry | undefined>,
+  identities?: Identity[],
+): Promise<ManifestFile[]> {
+  const files: ManifestFile[] = [];
   for (const id of manifestChain(entry.id, entry.sidecar!)) {
     const e = id === entry.id ? entry : await lookup(id);
     const m = e?.sidecar?.manifest;
@@ -60,36 +73,17 @@ async function chainManifests(entry: BackupEntry, lookup: (id: string) => Promis
         `storage backup ${entry.id} needs the manifest of storage backup ${id}, which is ${e ? `${e.status}${e.reason ? ` (${e.reason})` : ''}` : 'missing'}`,
       );
     }
-    files.push({ id, file: path.join(path.dirname(e.sidecarPath), m.file), checksum: m.checksum, encryption: m.encryption });
+    const file = manifestFileOf(path.dirname(e.sidecarPath), e.sidecar!, identities);
+    if (file.key) requireKey(identities, file.key.subject, file.key.info);
+    files.push(file);
   }
   return files;
 }
 
-/**
- * Every path of the backup's tree (the merge of its chain's manifests), each manifest checked against
- * its checksum once read to the end. An encrypted manifest is decrypted first into a private temporary
- * directory (manifests are small; the merge reads each several times), removed when the reader is done.
- */
+/** Every path of the backup's tree (the merge of its chain's manifests), each manifest checked against its checksum once read to the end. */
 export async function* manifestRecords(backupDir: string, entry: BackupEntry, identities?: Identity[]): AsyncGenerator<ManifestRecord> {
   const lookup = componentLookup(backupDir);
-  const files = await chainManifests(entry, (id) => lookup('storage', id));
-  const locked = files.filter((f) => f.encryption);
-  for (const f of locked) requireKey(identities, `the manifest of storage backup ${f.id}`, f.encryption!);
-  const tmp = locked.length ? await fsp.mkdtemp(path.join(os.tmpdir(), 'vertex-backup-manifest-')) : undefined;
-  try {
-    const plain: ManifestFile[] = [];
-    for (const f of files) {
-      if (!f.encryption) plain.push(f);
-      else {
-        const dest = path.join(tmp!, `${f.id}.manifest.gz`);
-        await decryptToFile(createReadStream(f.file), dest, { identities: identities!, subject: `the manifest of storage backup ${f.id}`, info: f.encryption });
-        plain.push({ file: dest, checksum: f.encryption.plaintext_checksum });
-      }
-    }
-    yield* readView(plain);
-  } finally {
-    if (tmp) await fsp.rm(tmp, { recursive: true, force: true });
-  }
+  yield* readView(await chainManifests(entry, (id) => lookup('storage', id), identities));
 }
 
 /** A path as the user types it (relative to the storage directory) to the manifest's archive path. */

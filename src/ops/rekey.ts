@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type BackupEntry, componentLookup } from '../catalog/listing.js';
-import { artifactFiles } from '../catalog/sidecar.js';
+import { type Sidecar, artifactFiles } from '../catalog/sidecar.js';
 import { pinsOf } from '../catalog/chain.js';
 import { acquireLock } from '../catalog/lock.js';
 import { PartWriter, checkParts } from '../archive/parts.js';
@@ -38,6 +38,42 @@ async function readHead(file: string): Promise<Buffer> {
     return buf.subarray(0, bytesRead);
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Re-wraps an encrypted file manifest (`….manifest.gz.age`, create --encrypt) for `recipients`: its
+ * sidecar's `manifest` as it is after, or undefined when the manifest is not encrypted.
+ */
+async function rekeyManifest(entry: BackupEntry, opts: RekeyOptions): Promise<NonNullable<Sidecar['manifest']> | undefined> {
+  const m = entry.sidecar!.manifest;
+  if (!m?.encryption || !m.file.endsWith('.age')) return undefined;
+  const dir = path.dirname(entry.sidecarPath!);
+  const file = path.join(dir, m.file);
+  const subject = `the file manifest of storage backup ${entry.id}`;
+  const header = parseHeader(await readHead(file));
+  if (!header) throw new BackupError('DAMAGED', `${subject}: the age header is not complete in ${m.file}`);
+  const fileKey = await unwrapFileKey(header, opts.identities, { subject, knownRecipients: m.encryption.recipients });
+  const newHeader = await buildHeader(fileKey, opts.recipients);
+  const tmpName = `${m.file}.rekey.tmp`;
+  const writer = new PartWriter(dir, tmpName);
+  try {
+    await pipeline(
+      Readable.from(
+        (async function* () {
+          yield newHeader;
+          yield* createReadStream(file, { start: header.length, highWaterMark: 1 << 20 });
+        })(),
+      ),
+      writer,
+      { signal: opts.signal },
+    );
+    const written = await writer.commit();
+    await fsp.rename(written.files[0], file);
+    return { ...m, size: written.size, checksum: written.checksum, encryption: { ...m.encryption, recipients: opts.recipients.map(describeRecipient) } };
+  } finally {
+    await writer.abort();
+    await fsp.rm(path.join(dir, tmpName), { force: true });
   }
 }
 
@@ -79,8 +115,11 @@ async function rekeyEntry(entry: BackupEntry, opts: RekeyOptions): Promise<Rekey
     );
     await fsp.rename(written.files[0], first);
     const recipients = opts.recipients.map(describeRecipient);
+    // the file list goes with the archive: the new key alone must read both
+    const manifest = (await rekeyManifest(entry, opts)) ?? s.manifest;
     const next = {
       ...s,
+      manifest,
       file_size: whole.size,
       checksum: whole.checksum,
       parts: s.parts?.length ? newParts : undefined,

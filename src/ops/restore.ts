@@ -7,7 +7,7 @@ import { manifestChain } from '../catalog/chain.js';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { compareIds } from '../catalog/names.js';
-import { archivePath } from './manifest-of.js';
+import { archivePath, manifestFileOf } from './manifest-of.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../archive/parts.js';
 import { artifactCodec, openArtifact } from '../archive/open-artifact.js';
@@ -189,7 +189,7 @@ async function stageStorage(
         const c = chain.get(rid);
         if (!c?.sidecar.manifest)
           throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${rid}, which is missing or damaged`);
-        return { file: path.join(c.dir, c.sidecar.manifest.file), checksum: c.sidecar.manifest.checksum };
+        return manifestFileOf(c.dir, c.sidecar, opts.identities);
       });
       extracted = await extractChain(manifests, (rid) => chain.get(rid), staging, {
         maxBytes: s.tree_bytes !== undefined ? Math.min(room, s.tree_bytes + 1024 * 1024) : room,
@@ -572,8 +572,9 @@ export async function fetchRemoteBackup(
         options.onEvent?.(e);
       },
     });
-    // an encrypting remote holds manifests encrypted too: decrypted here, read as local ones after
-    if (options.identities) await (await import('../offsite/remote-encryption.js')).decryptFetchedManifests(dir, options.identities);
+    // an encrypting remote holds sealed sidecars: opened here; its encrypted manifests are then read like
+    // a local encrypted backup's, through age (manifest-of.ts), never written out in plaintext
+    if (options.identities) await (await import('../offsite/sealed-fields.js')).unsealFetchedSidecars(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {
     await fsp.rm(dir, { recursive: true, force: true });

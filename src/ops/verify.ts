@@ -13,6 +13,7 @@ import { judgeRecord } from '../archive/restore-chain.js';
 import { artifactCodec, type OpenedArtifact, openArtifact } from '../archive/open-artifact.js';
 import { decryptToFile } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
+import { manifestFileOf } from './manifest-of.js';
 import { BackupError, usageError } from '../errors.js';
 import { type Remote, RemoteError } from '../remote/remote.js';
 import { type FileRef, type TransferOptions, artifactRefs, checkRemoteFile, dataFiles, listRemoteBackups } from '../offsite/transfer.js';
@@ -226,7 +227,7 @@ export async function verifyEntry(
   return result;
 }
 
-async function verifyManifest(entry: BackupEntry, result: VerifyResult, signal?: AbortSignal): Promise<void> {
+async function verifyManifest(entry: BackupEntry, result: VerifyResult, signal?: AbortSignal, identities?: Identity[]): Promise<void> {
   const m = entry.sidecar!.manifest!;
   const problems: string[] = [];
   const got = await checkParts([m], localPart(path.dirname(entry.sidecarPath!)), { onProblem: (p) => problems.push(p) }, signal).catch((err) => {
@@ -234,9 +235,13 @@ async function verifyManifest(entry: BackupEntry, result: VerifyResult, signal?:
     problems.push(`missing ${m.file}`);
   });
   // the records judged exactly as restore judges them: verify never says ok to what restore refuses
-  if (got && !problems.length && !m.file.endsWith('.age')) {
+  // an encrypted manifest (create --encrypt) is read with a key; without one its ciphertext was checked above
+  const { file, checksum, key } = manifestFileOf(path.dirname(entry.sidecarPath!), entry.sidecar!, identities);
+  const readable = key ? key.identities.length > 0 : !m.file.endsWith('.age');
+  if (key && !readable) result.encryption ??= 'ciphertext';
+  if (got && !problems.length && readable) {
     try {
-      for await (const r of readManifest(path.join(path.dirname(entry.sidecarPath!), m.file), m.checksum)) {
+      for await (const r of readManifest(file, checksum, key)) {
         if (!r.x) judgeRecord(r);
       }
     } catch (err) {
@@ -256,7 +261,7 @@ async function verifyChain(
   lookup: ReturnType<typeof componentLookup>,
   result: VerifyResult,
 ): Promise<void> {
-  await verifyManifest(entry, result, opts.signal);
+  await verifyManifest(entry, result, opts.signal, opts.identities);
   // the file list of a level N backup is the merge of its chain's manifests: each is checked with its archive
   const chain = manifestChain(entry.id, entry.sidecar!);
   const archives = await verifyChainArchives(entry, {
@@ -265,7 +270,7 @@ async function verifyChain(
     result: (rid, dep) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], size: dep?.size ?? 0, checked: 0 }),
     check: async (dep, r) => {
       await verifyArtifact(dep, opts, r);
-      if (chain.includes(dep.id) && dep.sidecar?.manifest) await verifyManifest(dep, r, opts.signal);
+      if (chain.includes(dep.id) && dep.sidecar?.manifest) await verifyManifest(dep, r, opts.signal, opts.identities);
     },
     checked: (r) => {
       result.checked += r.checked;

@@ -71,11 +71,13 @@ describe('local backups made with --encrypt (level 0 and level 1)', () => {
     expect(sc.encryption?.recipients).toEqual([recipient]);
   });
 
-  it('ls and diff read the local manifest: no key needed', async () => {
-    const ls = await vb(['ls', 'latest', 'notes', '--json']);
+  it('ls and diff read the encrypted manifest with the key (issue 21 item 6: the file list is encrypted too); without one: exit 2', async () => {
+    const none = await vb(['ls', 'latest', 'notes', '--json']);
+    expect(none.code, describeRun(none)).toBe(2);
+    const ls = await vb(['ls', 'latest', 'notes', '--json', '--identity', keyFile]);
     expect(ls.code, describeRun(ls)).toBe(0);
     expect(parseJsonStdout<{ entries: { path: string }[] }>(ls).entries.map((e) => e.path)).toEqual(['notes', NEW_FILE, OLD_FILE]);
-    const diff = await vb(['diff', l0, l1, '--json']);
+    const diff = await vb(['diff', l0, l1, '--json'], { AGE_IDENTITY_FILE: keyFile });
     expect(diff.code, describeRun(diff)).toBe(0);
     expect(parseJsonStdout<{ added: string[] }>(diff).added).toEqual([NEW_FILE]);
   });
@@ -88,7 +90,6 @@ describe('local backups made with --encrypt (level 0 and level 1)', () => {
     const fromL0 = await vb(['dump', 'latest', OLD_FILE], { AGE_IDENTITY_FILE: keyFile });
     expect(fromL0.code, describeRun(fromL0)).toBe(0);
     expect(fromL0.stdout).toBe(OLD_TEXT);
-    // ls and diff take the key too (nothing to decrypt here)
     expect((await vb(['ls', l1, '-i', keyFile])).code).toBe(0);
   });
 

@@ -275,7 +275,11 @@ describe('an encrypting remote ("encrypt": {"recipients": [...]} in the remotes 
     expect(fs.readdirSync(path.join(nas, 'database')).filter((n) => n.includes(id)).sort()).toEqual([`db_backup_${id}.db.age`, `db_backup_${id}.json`]);
     const rs = readJson<Record<string, any>>(path.join(nas, 'storage', `storage_backup_${id}.json`));
     const ls = readJson<Record<string, any>>(path.join(app.backupDir, 'storage', `storage_backup_${id}.json`));
-    expect(rs.encryption).toMatchObject({ recipients: [recipient], plaintext_size: ls.file_size, plaintext_checksum: ls.checksum });
+    expect(rs.encryption).toMatchObject({ recipients: [recipient], plaintext_size: ls.file_size });
+    // the plaintext's checksum, counts and paths travel sealed (issue 21 item 6, test/integration/remote-privacy.test.ts)
+    expect(rs.encryption.plaintext_checksum).toBeUndefined();
+    expect(rs.original_path).toBeUndefined();
+    expect(rs.sealed).toMatchObject({ format: 'age', recipients: [recipient] });
     expect(rs.file_size).toBe(fs.statSync(path.join(nas, 'storage', rs.backup_path)).size);
     expect(ls.encryption).toBeUndefined();
     expect(fs.readdirSync(path.join(app.backupDir, 'storage')).filter((n) => n.includes(id) && n.includes('.age'))).toEqual([]);

@@ -14,6 +14,11 @@ export function register(program: Command): void {
     .option('--remote <name>', 'list the backups on this remote (name in the remotes config, or a URL)')
     .option('--missing', 'with --remote: the complete local backups the remote lacks, and how old the newest is')
     .addOption(remotesConfigOption())
+    .option(
+      '-i, --identity <file>',
+      'with --remote: age identity file to open the sealed metadata of an encrypting remote (repeatable; env AGE_IDENTITY_FILE)',
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .addHelpText(
       'after',
       '\nExamples:\n  vertex-backup list\n  vertex-backup list --type database --json\n  vertex-backup list --remote yandex\n  vertex-backup list --remote offsite --missing',
