@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { findBackup, listBackups } from '../../src/catalog/listing.js';
-import { fetchRemoteBackup } from '../../src/ops/restore.js';
+import { fetchRemoteBackup } from '../../src/ops/restore-fetch.js';
 import { verifyRemote } from '../../src/ops/verify.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';
