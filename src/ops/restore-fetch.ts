@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { resolveRef } from '../catalog/catalog.js';
+import { resolveRef } from '../catalog/judge.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, usageError } from '../errors.js';
@@ -53,7 +53,7 @@ export async function fetchRemoteBackup(
       },
     });
     // an encrypting remote holds sealed sidecars: opened here; its encrypted manifests are then read like
-    // a local encrypted backup's, through age (manifest-of.ts), never written out in plaintext
+    // a local encrypted backup's, through age (file-manifest.ts), never written out in plaintext
     if (options.identities) await (await import('../offsite/sealed-fields.js')).unsealFetchedSidecars(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {

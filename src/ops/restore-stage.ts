@@ -7,7 +7,7 @@ import { artifactCodec, openArtifact } from '../archive/open-artifact.js';
 import { readParts } from '../archive/parts.js';
 import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
 import { manifestChain } from '../catalog/chain.js';
-import { type BackupEntry, componentLookup } from '../catalog/listing.js';
+import { type BackupEntry, componentLookup } from '../catalog/local-store.js';
 import { artifactFiles, type Sidecar } from '../catalog/sidecar.js';
 import { decryptToFile } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
@@ -16,7 +16,7 @@ import { exists, freeSpace } from '../fsutil.js';
 import { formatBytes } from '../human.js';
 import { checkDatabaseFile, checkSourceDatabase, copyDatabaseAside } from '../sources/sqlite.js';
 import { faultPoint } from './fault-point.js';
-import { archivePath, manifestFileOf } from './manifest-of.js';
+import { archivePath, manifestFileOf } from './file-manifest.js';
 import type { ProgressFn } from './progress.js';
 import { isMountPoint, type RestoreJournal, type StorageSwap, writeJournal } from './restore-journal.js';
 

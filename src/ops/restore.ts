@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { compareIds } from '../catalog/names.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';

@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { findBackup, listBackups } from '../../src/catalog/listing.js';
+import { findBackup, listBackups } from '../../src/catalog/local-store.js';
 import { fetchRemoteBackup } from '../../src/ops/restore-fetch.js';
 import { verifyRemote } from '../../src/ops/verify.js';
 import { syncToRemote } from '../../src/ops/sync.js';
