@@ -169,26 +169,29 @@ export async function uploadEncrypted(
 }
 
 /**
- * After `restore --from` downloaded a backup of an encrypting remote into `dir`: each storage
- * backup's manifest is decrypted beside it (checked against its plaintext checksum) and its sidecar
- * rewritten to name the plaintext, so the restore reads it like a local one.
+ * After `restore --from` or `drill --from` downloaded a page delta of an encrypting remote into `dir`
+ * (its chain with it): each encrypted link of the chain is decrypted beside its ciphertext (checked
+ * against its plaintext size and checksum) and its sidecar rewritten to name the plaintext. A state is
+ * rebuilt by reading pages at offsets (ops/pit.ts), which a stream of age cannot give. The copies live
+ * in the download directory, which the command removes and the next one's healing removes if it died.
  */
-export async function decryptFetchedManifests(dir: string, identities: Identity[]): Promise<void> {
-  const sdir = path.join(dir, TYPE_DIR.storage);
-  for (const name of await fsp.readdir(sdir).catch(() => [] as string[])) {
+export async function decryptFetchedPageChain(dir: string, identities: Identity[]): Promise<void> {
+  const ddir = path.join(dir, TYPE_DIR.database);
+  for (const name of await fsp.readdir(ddir).catch(() => [] as string[])) {
     if (!name.endsWith('.json')) continue;
-    const scPath = path.join(sdir, name);
+    const scPath = path.join(ddir, name);
     const sc = JSON.parse(await fsp.readFile(scPath, 'utf8')) as Sidecar;
-    const m = sc.manifest;
-    if (!m?.encryption) continue;
-    const plain = m.file.slice(0, -AGE_EXTENSION.length);
-    await decryptToFile(createReadStream(path.join(sdir, m.file)), path.join(sdir, plain), {
+    const e = sc.encryption;
+    if (!e || !sc.backup_path?.endsWith(AGE_EXTENSION) || sc.parts?.length) continue;
+    const plain = path.basename(sc.backup_path).slice(0, -AGE_EXTENSION.length);
+    await decryptToFile(createReadStream(path.join(ddir, path.basename(sc.backup_path))), path.join(ddir, plain), {
       identities,
-      subject: `the manifest of storage backup ${sc.id}`,
-      info: m.encryption,
+      subject: `database backup ${sc.id}`,
+      info: e,
     });
-    const { encryption, ...rest } = m;
-    const next: Sidecar = { ...sc, manifest: { ...rest, file: plain, size: encryption.plaintext_size, checksum: encryption.plaintext_checksum ?? '' } };
+    await fsp.rm(path.join(ddir, path.basename(sc.backup_path)), { force: true });
+    const { encryption: _e, ...rest } = sc;
+    const next: Sidecar = { ...rest, backup_path: plain, file_size: e.plaintext_size, checksum: e.plaintext_checksum ?? '' };
     await writeFileAtomic(scPath, `${JSON.stringify(next, null, 2)}\n`);
   }
 }

@@ -7,6 +7,7 @@ import { manifestChain } from '../catalog/chain.js';
 import { resolveRef } from '../catalog/catalog.js';
 import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
 import { compareIds } from '../catalog/names.js';
+import { isPageDelta } from '../catalog/page-chain.js';
 import { archivePath, manifestFileOf } from './manifest-of.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
 import { readParts } from '../archive/parts.js';
@@ -575,6 +576,9 @@ export async function fetchRemoteBackup(
     // an encrypting remote holds sealed sidecars: opened here; its encrypted manifests are then read like
     // a local encrypted backup's, through age (manifest-of.ts), never written out in plaintext
     if (options.identities) await (await import('../offsite/sealed-fields.js')).unsealFetchedSidecars(dir, options.identities);
+    // a page delta's state is rebuilt from pages read at offsets: its encrypted chain is decrypted here, once for restore and drill
+    if (options.identities?.length && b.type === 'database' && isPageDelta(b.sidecar))
+      await (await import('../offsite/remote-encryption.js')).decryptFetchedPageChain(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {
     await fsp.rm(dir, { recursive: true, force: true });
@@ -615,6 +619,15 @@ export async function restoreFromRemote(
     try {
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
+      if (isPageDelta(entry.sidecar)) {
+        // a page delta is no database on its own: the state it completes is rebuilt from the downloaded
+        // chain and checked (ops/pit.ts), as restore ID does locally; inside the download, removed with it
+        const { stageState } = await import('./pit-state.js');
+        const all = await listBackups(fetched.dir, { type: 'database' });
+        const staged = await stageState(fetched.dir, all, entry, path.join(fetched.dir, `${entry.id}.state.db`));
+        const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry: staged.entry }, { ...opts, verify: false, only: 'database' }, started);
+        return { ...result, verified: true, healed, fetched };
+      }
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);
       return { ...result, healed, fetched };
     } finally {
