@@ -108,7 +108,7 @@ describe('SQLite page deltas × remotes (plain and encrypting) × verify --remot
   it("list and verify --remote judge an encrypting remote's page chain: a lost level 0 makes its deltas damaged", async () => {
     const lost = scratchDir('vb-combined-lost-');
     fs.cpSync(nas, lost, { recursive: true });
-    for (const n of fs.readdirSync(path.join(lost, 'database')).filter((n) => n.includes(chain[0].id))) fs.rmSync(path.join(lost, 'database', n));
+    for (const n of fs.readdirSync(path.join(lost, 'database')).filter((n) => n.startsWith(`db_backup_${chain[0].id}.`))) fs.rmSync(path.join(lost, 'database', n));
     const remotes = path.join(app.cwd, 'remotes-lost.json');
     fs.writeFileSync(remotes, JSON.stringify({ remotes: { lost: { url: `file://${lost}` } } }), { mode: 0o600 });
     const list = await run(['list', '--remote', 'lost', '--json', ...app.flags, '--remotes-config', remotes], { cwd: app.cwd });
@@ -154,5 +154,97 @@ describe('SQLite page deltas × remotes (plain and encrypting) × verify --remot
     const nokey = await vb(['drill', '--type', 'database', '--from', 'nas']);
     expect(nokey.code, describeRun(nokey)).toBe(2);
     expect(nokey.stderr).toMatch(/--identity/);
+  });
+});
+
+describe("an encrypting remote's recipients change mid-chain (issue 21 item 1's rule on the remote): sync keeps every chain restorable with the new key alone", () => {
+  let app: AppFixture;
+  const keys: Record<'a' | 'b' | 'local', { file: string; pub: string }> = {} as never;
+  let remotesFile: string;
+  let nas: string;
+  let nasEnc: string;
+  const plainDir = () => [...app.flags.slice(0, 4), '--backup-dir', app.backupDir];
+  const encDir = () => [...app.flags.slice(0, 4), '--backup-dir', path.join(app.cwd, 'backups-enc')];
+  const vb = (args: string[], dir = plainDir()) => run([...args, ...dir, '--remotes-config', remotesFile], { cwd: app.cwd, timeoutMs: 120_000 });
+  const remotesTo = (pub: string) =>
+    fs.writeFileSync(
+      remotesFile,
+      JSON.stringify({ remotes: { nas: { url: `file://${nas}`, encrypt: { recipients: [pub] } }, nasenc: { url: `file://${nasEnc}`, encrypt: { recipients: [pub] } } } }),
+      { mode: 0o600 },
+    );
+  const created = async (args: string[], dir?: string[]) => {
+    const r = await vb(['create', ...args, '--json'], dir);
+    expect(r.code, describeRun(r)).toBe(0);
+    const c = parseJsonStdout<{ id: string; backups: { sidecar_path: string }[] }>(r);
+    return { id: c.id, level: (JSON.parse(fs.readFileSync(c.backups[0].sidecar_path, 'utf8')) as { level: number }).level };
+  };
+  const ids: Record<string, string> = {};
+  let rows = 0;
+
+  beforeAll(async () => {
+    app = makeApp({ randomBytes: 16 * 1024 });
+    scratch.push(app.cwd);
+    for (const k of ['a', 'b', 'local'] as const) {
+      const file = path.join(app.cwd, `${k}.txt`);
+      keys[k] = { file, pub: await keygen(app.cwd, file) };
+    }
+    nas = scratchDir('vb-rekey-nas-');
+    nasEnc = scratchDir('vb-rekey-nasenc-');
+    remotesFile = path.join(app.cwd, 'remotes.json');
+    remotesTo(keys.a.pub);
+    // level 0s on the old remote key: a storage chain, a page chain, and a chain encrypted locally
+    expect((await created(['--type', 'storage'])).level).toBe(0);
+    expect((await created(['--type', 'database', '--incremental'])).level).toBe(0);
+    expect((await created(['--type', 'storage', '--recipient', keys.local.pub], encDir())).level).toBe(0);
+    // `sync` sends to both encrypting remotes at once, from the same backup directory: their temporary
+    // ciphertexts once shared a name ("ENOENT: rename …db.age.upload.tmp.tmp")
+    for (const [args, dir] of [[[], plainDir()], [[], encDir()]] as const) {
+      const s = await vb(['sync', ...args], dir);
+      expect(s.code, describeRun(s)).toBe(0);
+    }
+    // the remote's key changes; the chains go on above their level 0s
+    remotesTo(keys.b.pub);
+    fs.writeFileSync(path.join(app.storagePath, 'after-the-change.txt'), 'written after the key change\n');
+    addEvents(app.dbPath, 3);
+    rows = events(app.dbPath);
+    for (const [name, args, dir] of [
+      ['storage', ['--type', 'storage'], plainDir()],
+      ['database', ['--type', 'database', '--incremental'], plainDir()],
+      ['encrypted', ['--type', 'storage', '--recipient', keys.local.pub], encDir()],
+    ] as const) {
+      const c = await created([...args], dir);
+      expect(c.level, name).toBe(1);
+      ids[name] = c.id;
+    }
+    for (const dir of [plainDir(), encDir()]) {
+      const s = await vb(['sync'], dir);
+      expect(s.code, describeRun(s)).toBe(0);
+    }
+  }, 180_000);
+
+  it('the storage chain restores from the remote with the new key alone', async () => {
+    const target = path.join(app.cwd, 'restored-storage');
+    const r = await vb(['restore', ids.storage, '--from', 'nas', '--identity', keys.b.file, '--target', target, '--yes']);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(fs.readFileSync(path.join(target, 'storage', 'after-the-change.txt'), 'utf8')).toBe('written after the key change\n');
+  });
+
+  it('the page chain restores from the remote with the new key alone', async () => {
+    const r = await vb(['restore', ids.database, '--from', 'nas', '--identity', keys.b.file, '--yes']);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(events(app.dbPath)).toBe(rows);
+  });
+
+  it("a locally encrypted chain's sidecars are sealed again to the new key: the local key and the new remote key restore it", async () => {
+    const target = path.join(app.cwd, 'restored-enc');
+    const r = await vb(['restore', ids.encrypted, '--from', 'nasenc', '--identity', keys.b.file, '--identity', keys.local.file, '--target', target, '--yes'], encDir());
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(fs.existsSync(path.join(target, 'storage', 'after-the-change.txt'))).toBe(true);
+  });
+
+  it('a second sync sends nothing', async () => {
+    const s = await vb(['sync', '--json']);
+    expect(s.code, describeRun(s)).toBe(0);
+    expect(s.stdout).not.toMatch(/\.age"/);
   });
 });
