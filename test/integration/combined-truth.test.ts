@@ -248,3 +248,41 @@ describe("an encrypting remote's recipients change mid-chain (issue 21 item 1's 
     expect(s.stdout).not.toMatch(/\.age"/);
   });
 });
+
+describe('rekey of an encrypted chain, then sync with nothing new: the remotes get the re-wrapped files', () => {
+  it('restore --from a plain and an encrypting remote works with the new key alone (sync said "up to date" and kept the old key there)', async () => {
+    const app = makeApp({ randomBytes: 16 * 1024 });
+    scratch.push(app.cwd);
+    const k = async (n: string) => {
+      const file = path.join(app.cwd, `${n}.txt`);
+      return { file, pub: await keygen(app.cwd, file) };
+    };
+    const [oldKey, newKey, remoteKey] = [await k('old'), await k('new'), await k('remote')];
+    const plain = scratchDir('vb-rekey-sync-plain-');
+    const nas = scratchDir('vb-rekey-sync-nas-');
+    const remotesFile = path.join(app.cwd, 'remotes.json');
+    fs.writeFileSync(
+      remotesFile,
+      JSON.stringify({ remotes: { plain: { url: `file://${plain}` }, nas: { url: `file://${nas}`, encrypt: { recipients: [remoteKey.pub] } } } }),
+      { mode: 0o600 },
+    );
+    const vb = (args: string[]) => run([...args, ...app.flags, '--remotes-config', remotesFile], { cwd: app.cwd, timeoutMs: 120_000 });
+    for (const name of ['first.txt', 'second.txt']) {
+      fs.writeFileSync(path.join(app.storagePath, name), `${name}\n`);
+      const c = await vb(['create', '--type', 'full', '--recipient', oldKey.pub]);
+      expect(c.code, describeRun(c)).toBe(0);
+    }
+    expect((await vb(['sync'])).code).toBe(0);
+    // the old key is lost or retired: the chain (level 1 and the level 0 below it) is re-wrapped to the new one
+    const rekey = await vb(['rekey', 'latest', '--identity', oldKey.file, '--recipient', newKey.pub]);
+    expect(rekey.code, describeRun(rekey)).toBe(0);
+    const sync = await vb(['sync']);
+    expect(sync.code, describeRun(sync)).toBe(0);
+    for (const remote of ['plain', 'nas']) {
+      const target = path.join(app.cwd, `restored-${remote}`);
+      const r = await vb(['restore', 'latest', '--from', remote, '--identity', newKey.file, '--identity', remoteKey.file, '--target', target, '--yes']);
+      expect(r.code, `${remote}: ${describeRun(r)}`).toBe(0);
+      expect(fs.readFileSync(path.join(target, 'storage', 'second.txt'), 'utf8')).toBe('second.txt\n');
+    }
+  });
+});
