@@ -52,7 +52,8 @@ export interface CreatedBackup {
   id: string;
   sidecarPath: string;
   files: string[];
-  size: number;
+  /** its files' bytes (a full backup: its components', as list shows it) */
+  sizeBytes: number;
   checksum?: string;
   fileCount?: number;
   durationMs: number;
@@ -71,7 +72,7 @@ export interface CreateResult {
   /** the full backup's status; for database/storage runs 'ok' when ok */
   status: 'ok' | 'partial' | 'failed';
   backups: CreatedBackup[];
-  size: number;
+  sizeBytes: number;
   durationMs: number;
   errors: string[];
   warnings: string[];
@@ -214,7 +215,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       signal: opts.signal,
       onProgress: (subject, bytes) => opts.onProgress?.({ phase: 'database', subject, bytes }),
     });
-    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, size: b.size, durationMs: b.durationMs, warnings: [] };
+    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, sizeBytes: b.size, durationMs: b.durationMs, warnings: [] };
   }
   if (opts.database?.incremental) {
     if (recipients)
@@ -227,7 +228,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       id,
       sidecarPath: b.sidecarPath,
       files: b.files,
-      size: b.size,
+      sizeBytes: b.size,
       checksum: b.checksum,
       durationMs: b.durationMs,
       warnings: [],
@@ -282,7 +283,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
     };
     const sc = sidecarPath(cfg.backupDir, 'database', id);
     await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
-    return { type: 'database', id, sidecarPath: sc, files: [final, sc], size, checksum, durationMs: sidecar.duration_ms, warnings: [] };
+    return { type: 'database', id, sidecarPath: sc, files: [final, sc], sizeBytes: size, checksum, durationMs: sidecar.duration_ms, warnings: [] };
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     removeSqliteSidecars(tmp);
@@ -469,7 +470,7 @@ async function backupStoragePart(
       id,
       sidecarPath: sc,
       files: [...committed, sc],
-      size: artifact.size,
+      sizeBytes: artifact.size,
       checksum: artifact.checksum,
       fileCount: packed.fileCount,
       durationMs: sidecar.duration_ms,
@@ -527,7 +528,10 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
   // tests stop a run here, holding the lock with nothing written yet (see ops/fault-point.ts)
   faultPoint('create-locked');
-  const { id, warning: clockWarning } = await allocateId(cfg.backupDir, (opts.now ?? (() => new Date()))());
+  // one clock reading names the run and dates the full backup: its id is its created_at second
+  // (reading the clock again after the checks above put them seconds apart)
+  const idTime = (opts.now ?? (() => new Date()))();
+  const { id, warning: clockWarning } = await allocateId(cfg.backupDir, idTime);
   const backups: CreatedBackup[] = [];
   const errors: string[] = [];
   const failures: BackupError[] = [];
@@ -549,12 +553,12 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   const warnings = [...(clockWarning ? [clockWarning] : []), ...backups.flatMap((b) => b.warnings)];
   const skipped = backups.flatMap((b) => b.skipped ?? []);
   const notes = backups.flatMap((b) => b.notes ?? []);
-  const size = backups.reduce((s, b) => s + b.size, 0);
+  const size = backups.reduce((s, b) => s + b.sizeBytes, 0);
   if (type === 'full') {
     if (backups.length === 0) throw failures[0];
     const status = backups.length === parts.length ? 'ok' : 'partial';
     const sidecar: WrittenSidecar = {
-      ...baseSidecar('full', id, new Date(started)),
+      ...baseSidecar('full', id, idTime),
       duration_ms: Date.now() - started,
       database: backups.find((b) => b.type === 'database')?.id ?? null,
       storage: backups.find((b) => b.type === 'storage')?.id ?? null,
@@ -565,10 +569,10 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
     const sc = sidecarPath(cfg.backupDir, 'full', id);
     await ensureDir(path.dirname(sc));
     await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
-    backups.push({ type: 'full', id, sidecarPath: sc, files: [sc], size, durationMs: sidecar.duration_ms, warnings: [] });
-    return { ok: status === 'ok', type, id, status, backups, size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
+    backups.push({ type: 'full', id, sidecarPath: sc, files: [sc], sizeBytes: size, durationMs: sidecar.duration_ms, warnings: [] });
+    return { ok: status === 'ok', type, id, status, backups, sizeBytes: size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
   }
-  return { ok: true, type, id, status: 'ok', backups, size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
+  return { ok: true, type, id, status: 'ok', backups, sizeBytes: size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
 }
 
 /** Creates a backup under the backup directory's lock. */
