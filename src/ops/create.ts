@@ -574,7 +574,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
   // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
-  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, cfg);
+  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { dbPath: cfg.dbPath, storagePath: cfg.storagePath, config: cfg });
   await checkInputs(cfg, opts.type ?? 'full', opts.storage);
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {

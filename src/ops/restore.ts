@@ -308,7 +308,7 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
   });
   try {
     const skipped = ref === 'latest' ? await skippedForLatest(cfg.backupDir, source.entry) : [];
@@ -608,7 +608,7 @@ export async function restoreFromRemote(
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
   });
   try {
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer, identities: opts.identities ?? [] });

@@ -17,6 +17,8 @@ import { ensureDir, writeFileAtomic } from '../fsutil.js';
 import { sourceKind } from '../sources/kinds.js';
 import type { ComponentRecord, DrillProof, RestoreOutcome, Source, StagedComponent } from '../sources/source.js';
 import { TOOL } from '../version.js';
+import { faultPoint } from './fault-point.js';
+import { removeJournal, writeJournal } from './restore-journal.js';
 
 export interface SourcesBackup {
   sidecarPath: string;
@@ -198,9 +200,15 @@ export async function restoreSources(cfg: Config, entry: BackupEntry, opts: Sour
       for (const g of globals)
         outcomes.push(await sourceKind(cfg, g.kind).restore(await stage(entry, [g], tmp, opts.identities), { id: runId, withAuxiliary: true }));
     }
+    const started_at = new Date().toISOString();
     for (const c of data) {
       const staged = await stage(entry, [c], tmp, opts.identities);
-      outcomes.push(await sourceKind(cfg, c.kind).restore(staged, { id: runId, target: opts.targetDb, onStep: opts.onStep }));
+      // what the next command needs to complete or roll back this database's restore if we die
+      const record = (state: Record<string, unknown> | undefined) =>
+        state
+          ? writeJournal(cfg.backupDir, { id: runId, pid: process.pid, started_at, phase: 'source', source: { kind: c.kind, state } })
+          : removeJournal(cfg.backupDir);
+      outcomes.push(await sourceKind(cfg, c.kind).restore(staged, { id: runId, target: opts.targetDb, onStep: opts.onStep, record, checkpoint: faultPoint }));
     }
     return outcomes;
   });
