@@ -62,6 +62,8 @@ export interface CreatedBackup {
   notes?: string[];
   /** storage: 0 for a backup of every file, N for one of what changed since the previous backup */
   level?: number;
+  /** a database backup of sources (PostgreSQL): the databases it holds */
+  databases?: string[];
 }
 
 export interface CreateResult {
@@ -214,7 +216,8 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       signal: opts.signal,
       onProgress: (subject, bytes) => opts.onProgress?.({ phase: 'database', subject, bytes }),
     });
-    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, size: b.size, durationMs: b.durationMs, warnings: [] };
+    const databases = b.components.filter((c) => c.role === 'data').map((c) => c.name);
+    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, size: b.size, durationMs: b.durationMs, warnings: [], databases };
   }
   if (opts.database?.incremental) {
     if (recipients)
