@@ -343,6 +343,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
       identities: opts.identities,
       config: cfg,
       restoring: true,
+      deferPlainSources: true,
     });
     if (!v.ok) {
       throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
@@ -400,7 +401,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   await opts.beforeChange?.(plan);
   let sources: RestoreOutcome[] | undefined;
   if (sourcesEntry) {
-    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities });
+    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities, checksums: verify });
     dbEntry = undefined;
     if (!stEntry) return { ...plan, database: undefined, storage: undefined, sources, durationMs: Date.now() - started };
   }

@@ -538,6 +538,7 @@ export class PostgresKind implements SourceKind {
       await pgRestoreInto(this.s, data.file, staging);
       const cmp = compareTables(recordedTables(data.record), await countRows(this.s, staging));
       if (cmp.problems.length) throw new BackupError('FAILED', `the restored copy of ${live} does not match the backup: ${cmp.problems.join('; ')}`);
+      await req.beforeSwap?.();
       req.checkpoint?.('postgres-restored');
     } catch (err) {
       // only what this run created goes: a half-restored copy is no use to anyone
@@ -601,15 +602,23 @@ export class PostgresKind implements SourceKind {
     if (step !== 'staging' && step !== 'swap') throw bad(`unknown step ${JSON.stringify(String(step).slice(0, 40))}`);
     if (keptAs !== `${live}_pre_restore_${id}`) throw bad(`${keptAs} is not the name a restore keeps ${live} under`);
     const where = this.s.display;
-    // only a database carrying this run's mark is ever dropped: a journal cannot name another one
-    const marked = (
-      await psql(
-        this.s,
-        ADMIN_DB,
-        `SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(staging)} AND shobj_description(oid, 'pg_database') = ${quoteLiteral(restoreMark(id))}`,
-        `looking up ${staging}`,
-      )
-    ).trim();
+    // only a database carrying this run's mark is ever dropped: a journal cannot name another one. A
+    // copy that exists unmarked may be the psql session of a killed run still between CREATE and COMMENT:
+    // it is given a moment
+    const lookUp = async () =>
+      (
+        await psql(
+          this.s,
+          ADMIN_DB,
+          `SELECT CASE WHEN shobj_description(oid, 'pg_database') = ${quoteLiteral(restoreMark(id))} THEN '1' ELSE '0' END FROM pg_database WHERE datname = ${quoteLiteral(staging)}`,
+          `looking up ${staging}`,
+        )
+      ).trim();
+    let marked = await lookUp();
+    for (let i = 0; marked === '0' && i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      marked = await lookUp();
+    }
     const dropCopy = async () => {
       if (marked === '1') await dropDatabase(this.s, staging);
     };

@@ -94,6 +94,11 @@ export interface RestoreRequest {
    * the step it describes begins.
    */
   record?: (state: Record<string, unknown> | undefined) => Promise<void>;
+  /**
+   * Awaited once the copy is restored and checked, before it is swapped in (or reported restored beside):
+   * the stored file's checksum, read while the kind restored it. Throws when it does not match.
+   */
+  beforeSwap?: () => Promise<void>;
   /** named points of the restore, where the fault suite kills the process */
   checkpoint?: (name: string) => void;
 }

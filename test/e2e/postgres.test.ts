@@ -301,6 +301,28 @@ pgNeed.describe('PostgreSQL sources (real server)', () => {
     expect(problems).toMatch(/functions_db: .*checksum/i);
   });
 
+  pgNeed.it('restore checks each dump\'s checksum while pg_restore reads it: a mismatch is exit 3 before any swap, the copy dropped', async () => {
+    const dir = path.join(cwd, 'badsum');
+    const r = await vb(['create', '--type', 'database', '--json'], { BACKUP_DIR: dir });
+    expect(r.code, describeRun(r)).toBe(0);
+    const id = parseJsonStdout<{ id: string }>(r).id;
+    // the dump itself is whole (pg_restore reads it without a complaint): only the checksum can tell
+    const scPath = path.join(dir, 'database', `db_backup_${id}.json`);
+    const sc = JSON.parse(fs.readFileSync(scPath, 'utf8')) as Sidecar;
+    sc.components[0].checksum = '0'.repeat(64);
+    fs.writeFileSync(scPath, JSON.stringify(sc, null, 2));
+    pg.psql("INSERT INTO users (email) VALUES ('before-badsum@example.com')", 'dart_cloud');
+    const liveUsers = count('dart_cloud', 'users');
+    for (const extra of [[], ['--target-db', 'dart_cloud_badsum']]) {
+      const back = await vb(['restore', id, '--database', 'dart_cloud', '--yes', ...extra], { BACKUP_DIR: dir });
+      expect(back.code, describeRun(back)).toBe(3);
+      expect(stderrLines(back)[0]).toMatch(/failed verification: dart_cloud: .*checksum.*the live database dart_cloud was not touched/);
+      expect(count('dart_cloud', 'users')).toBe(liveUsers);
+      expect(databases().filter((n) => n.includes('_restore_') || n === 'dart_cloud_badsum')).toEqual([]);
+    }
+    pg.psql("DELETE FROM users WHERE email = 'before-badsum@example.com'", 'dart_cloud');
+  });
+
   /**
    * PG_DUMP_CONTAINER: every client tool runs through `docker exec -i NAME tool …`. This is a stand-in
    * `docker` (no PostgreSQL image can be pulled here): it runs the tool on this host, and like a real
