@@ -82,27 +82,44 @@ const schemas: Record<string, Schema> = {
     ['type', 'id', 'created_at', 'size_bytes', 'age_seconds', 'file_count', 'status', 'reason', 'sidecar'],
   ),
   BackupList: { type: 'array', items: ref('Backup') },
-  Stats: obj({
-    backup_dir: str,
-    types: {
-      type: 'array',
-      items: obj(
-        {
-          type: { enum: TYPES },
-          count: int,
-          ok: int,
-          not_ok: int,
-          size_bytes: int,
-          newest: ref('StatsPoint'),
-          oldest: ref('StatsPoint'),
-        },
-        ['type', 'count', 'ok', 'not_ok', 'size_bytes'],
-      ),
+  Stats: obj(
+    {
+      backup_dir: str,
+      types: {
+        type: 'array',
+        items: obj(
+          {
+            type: { enum: TYPES },
+            count: int,
+            ok: int,
+            not_ok: int,
+            size_bytes: int,
+            newest: ref('StatsPoint'),
+            oldest: ref('StatsPoint'),
+          },
+          ['type', 'count', 'ok', 'not_ok', 'size_bytes'],
+        ),
+      },
+      total_count: int,
+      total_bytes: int,
+      free_bytes: int,
+      databases: {
+        type: 'array',
+        description: 'present when there are PostgreSQL backups: each database by name',
+        items: obj(
+          {
+            name: str,
+            kind: str,
+            count: int,
+            size_bytes: int,
+            newest: obj({ id: str, created_at: { type: 'string', format: 'date-time' }, age_seconds: int, size_bytes: int }),
+          },
+          ['name', 'kind', 'count', 'size_bytes'],
+        ),
+      },
     },
-    total_count: int,
-    total_bytes: int,
-    free_bytes: int,
-  }),
+    ['backup_dir', 'types', 'total_count', 'total_bytes', 'free_bytes'],
+  ),
   StatsPoint: obj({ id: str, created_at: { type: 'string', format: 'date-time' }, age_seconds: int }),
   Check: obj(
     {

@@ -82,6 +82,9 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
   const drillRpo = fam('drill_rpo_seconds', 'Age of the drilled backup when the last drill started');
   const drillRpoTarget = fam('drill_rpo_target_seconds', 'RPO target the last drill judged against (RPO_TARGET)');
   const drillBytes = fam('drill_restored_bytes', 'Bytes the last drill restored');
+  const dbSuccess = fam('database_last_success_timestamp_seconds', 'Unix time of the newest good backup holding each PostgreSQL database');
+  const dbBytes = fam('database_last_size_bytes', 'Size of the newest good dump of each PostgreSQL database');
+  const dbRows = fam('database_last_rows', 'Rows of each PostgreSQL database, counted in the snapshot of its newest good dump');
   const volumeSuccess = fam('volume_last_success_timestamp_seconds', 'Unix time of the newest good backup of each Docker volume');
   const volumeBytes = fam('volume_backups_bytes', 'Bytes of the good backups of each Docker volume');
   const downtime = fam(
@@ -117,6 +120,9 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
     drillRpo,
     drillRpoTarget,
     drillBytes,
+    dbSuccess,
+    dbBytes,
+    dbRows,
     volumeSuccess,
     volumeBytes,
     downtime,
@@ -146,6 +152,22 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
     if (s?.duration_ms !== undefined) lastDuration.samples.push({ labels, value: s.duration_ms / 1000 });
     const files = s?.tree_files ?? s?.file_count;
     if (type === 'storage' && files !== undefined) lastFiles.samples.push({ labels, value: files });
+  }
+
+  // each database of the backups of sources (PostgreSQL), newest good backup first: a database left
+  // out of the configuration shows its age growing rather than disappearing
+  const seenDb = new Set<string>();
+  for (const e of entries.filter((x) => x.type === 'database' && (x.status === 'ok' || x.status === 'partial'))) {
+    for (const c of (e.sidecar?.components ?? []).filter((x) => x.role === 'data')) {
+      const key = `${c.kind}\0${c.name}`;
+      if (seenDb.has(key)) continue;
+      seenDb.add(key);
+      const labels = { database: c.name, kind: c.kind };
+      dbSuccess.samples.push({ labels, value: e.createdAt.getTime() / 1000 });
+      dbBytes.samples.push({ labels, value: c.size });
+      const tables = c.info?.tables as Record<string, number> | undefined;
+      if (tables) dbRows.samples.push({ labels, value: Object.values(tables).reduce((n, r) => n + r, 0) });
+    }
   }
 
   const { status } = (await exists(backupDir)) ? await readStatus(backupDir) : { status: null };

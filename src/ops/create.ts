@@ -64,6 +64,8 @@ export interface CreatedBackup {
   notes?: string[];
   /** storage: 0 for a backup of every file, N for one of what changed since the previous backup */
   level?: number;
+  /** a database backup of sources (PostgreSQL): the databases it holds */
+  databases?: string[];
 }
 
 export interface CreateResult {
@@ -216,7 +218,8 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       signal: opts.signal,
       onProgress: (subject, bytes) => opts.onProgress?.({ phase: 'database', subject, bytes }),
     });
-    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, sizeBytes: b.size, durationMs: b.durationMs, warnings: [] };
+    const databases = b.components.filter((c) => c.role === 'data').map((c) => c.name);
+    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, sizeBytes: b.size, durationMs: b.durationMs, warnings: [], databases };
   }
   if (opts.database?.incremental) {
     if (recipients)
@@ -591,7 +594,7 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
   // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
-  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, cfg);
+  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { dbPath: cfg.dbPath, storagePath: cfg.storagePath, config: cfg });
   await checkInputs(cfg, opts.type ?? 'full', opts.storage);
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {

@@ -280,7 +280,11 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
   const started = Date.now();
   const rtoTarget = opts.rtoTargetMs ?? DEFAULT_RTO_TARGET_MS;
   const rpoTarget = opts.rpoTargetMs ?? DEFAULT_RPO_TARGET_MS;
-  const { lock } = await lockAndHeal(cfg.backupDir, 'drill', { waitMs: opts.lockWaitMs, signal: opts.signal, live: cfg });
+  const { lock } = await lockAndHeal(cfg.backupDir, 'drill', {
+    waitMs: opts.lockWaitMs,
+    signal: opts.signal,
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, config: cfg },
+  });
   try {
     await removeStaleScratch(cfg.backupDir);
     const source = opts.remote ? (opts.remoteLabel ?? opts.remote.url) : 'local';

@@ -72,7 +72,7 @@ export async function restoreDatabaseState(cfg: Config, want: { at?: Date; id?: 
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore --at ${want.at?.toISOString() ?? want.id}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
   });
   const dir = typeDir(cfg.backupDir, 'database');
   let staging: string | undefined;

@@ -109,7 +109,7 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
   });
   try {
     const skipped = ref === 'latest' ? await skippedForLatest(cfg.backupDir, source.entry) : [];
@@ -138,6 +138,7 @@ async function verifyPhase(cfg: Config, source: RestoreSource, opts: RestoreOpti
       identities: opts.identities,
       config: cfg,
       restoring: true,
+      deferPlainSources: true,
     });
     if (!v.ok) {
       throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
@@ -213,7 +214,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   await opts.beforeChange?.(plan);
   let sources: RestoreOutcome[] | undefined;
   if (sourcesEntry) {
-    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities });
+    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities, checksums: verify });
     dbEntry = undefined;
     if (!stEntry) return { ...plan, database: undefined, storage: undefined, sources, durationMs: Date.now() - started };
   }
@@ -293,7 +294,7 @@ export async function restoreFromRemote(
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
   });
   try {
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer, identities: opts.identities ?? [] });

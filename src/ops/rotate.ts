@@ -141,7 +141,11 @@ export async function runRotate(cfg: Config, opts: RotateOptions): Promise<Rotat
 
 export async function rotateBackups(cfg: Config, opts: RotateOptions): Promise<RotateResult> {
   // an interrupted restore is completed or rolled back first: its copies aside are not ours to judge
-  const { lock } = await lockAndHeal(cfg.backupDir, 'rotate', { waitMs: opts.lockWaitMs, signal: opts.signal, live: cfg });
+  const { lock } = await lockAndHeal(cfg.backupDir, 'rotate', {
+    waitMs: opts.lockWaitMs,
+    signal: opts.signal,
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, config: cfg },
+  });
   try {
     return await runRotate(cfg, opts);
   } finally {

@@ -60,6 +60,12 @@ export interface VerifyOptions {
    * full read cost PostgreSQL restores half their time, and an encrypted dump a second decryption).
    */
   restoring?: boolean;
+  /**
+   * With `restoring`: a plain (unencrypted) data component is only looked at here (there, its size);
+   * its checksum is checked by the restore while its kind reads it into the new database, and nothing
+   * is swapped in before it matches (ops/sources.ts restoreSources).
+   */
+  deferPlainSources?: boolean;
 }
 
 /** Reads every entry of a tar stream to the end, counting files and entries: a full parse of the archive. */
@@ -107,7 +113,7 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
   const s = entry.sidecar!;
   if (s.components) {
     // a backup of sources: each component's checksum, then what its kind proves (sources/source.ts)
-    const got = await verifySources(opts.config, entry, opts.identities, !opts.restoring);
+    const got = await verifySources(opts.config, entry, opts.identities, !opts.restoring, !!(opts.restoring && opts.deferPlainSources));
     result.problems.push(...got.problems);
     result.checked += got.checked;
     return;

@@ -158,10 +158,13 @@ async function createOutcome(hooked: Hooked, rotation: RotateResult | undefined,
         .map((p) => `${p.path} (${p.error})`)
         .join(', ')}${result.skipped.length > 10 ? ', …' : ''}`
     : '';
+  // a notification names each PostgreSQL database the backup holds
+  const dbNames = result.backups.flatMap((b) => b.databases ?? []);
+  const databasesNamed = dbNames.length ? ` (${dbNames.length === 1 ? 'database' : 'databases'} ${dbNames.join(', ')})` : '';
   return {
     json: createDocument(result, { volumes, rotation, sync, hooks: hooked.hooks.length ? hooked.hooks : undefined }),
     exitCode: !result.ok || syncFailed || hookFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-    summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.sizeBytes)} in ${formatDuration(result.durationMs)}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
+    summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.sizeBytes)} in ${formatDuration(result.durationMs)}${databasesNamed}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
     sizeBytes: result.sizeBytes,
     log: {
       type: result.type,
