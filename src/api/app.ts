@@ -171,17 +171,16 @@ export function buildApp(opts: AppOptions) {
     c.header('referrer-policy', 'no-referrer');
     c.header('cache-control', 'no-store');
   });
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: opts.bodyLimitBytes ?? 64 * 1024,
-      onError: (c) => {
-        // the rest of the body is not read: the connection cannot carry another request
-        c.header('connection', 'close');
-        return fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`);
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: opts.bodyLimitBytes ?? 64 * 1024,
+    onError: (c) => {
+      // the rest of the body is not read: the connection cannot carry another request
+      c.header('connection', 'close');
+      return fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`);
+    },
+  });
+  // not for GET and HEAD, which no route reads a body of: looking for one builds a whole Request per page view
+  app.use('*', (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limitBody(c, next)));
 
   // unauthenticated: uptime monitors
   app.get('/healthz', async (c) => {
