@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import type { BackupEntry } from '../catalog/catalog.js';
+import type { BackupEntry } from '../catalog/judge.js';
 import { BACKUP_TYPES, type EncryptionInfo, type Sidecar, parseSidecar } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import { type Identity, type Recipient, describeRecipient } from '../crypto/age-keys.js';

@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { readDeltaPage, verifyPageDelta, type PageDeltaEntry } from '../archive/page-delta.js';
-import { type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { baseName, compareIds, typeDir } from '../catalog/names.js';
 import { deltaChain, isPageDelta } from '../catalog/page-chain.js';
 import type { Sidecar } from '../catalog/sidecar.js';
