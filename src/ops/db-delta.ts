@@ -12,6 +12,10 @@ import { ensureDir, sha256File, writeFileAtomic } from '../fsutil.js';
 import { backupDatabase, removeSqliteSidecars } from '../sources/sqlite.js';
 import { readFilePages, readSnapshotPages } from '../sources/sqlite-pages.js';
 import { TOOL } from '../version.js';
+import { PartWriter } from '../archive/parts.js';
+import { AGE_EXTENSION, type EncryptionInfo, encryptFileInto } from '../crypto/age-artifact.js';
+import { describeRecipient, type Recipient } from '../crypto/age-keys.js';
+import { plaintextManifestDir } from './encrypted-manifest.js';
 import { faultPoint } from './fault-point.js';
 
 /** `create --type database --incremental`: page deltas (see docs/point-in-time.md). */
@@ -48,6 +52,11 @@ export const DEFAULT_DB_FULL_EVERY_MS = 7 * 86_400_000;
  */
 const PAGEMAP = '.pagemap';
 const PAGEMAP_MAGIC = 'VBPGMAP1';
+/**
+ * An encrypted chain's page hashes say which pages equal a guess: they stay out of the backup directory,
+ * in the state directory beside the plaintext manifests of encrypted storage backups (0700).
+ */
+const ENCRYPTED_PAGEMAP = 'database.pagemap';
 
 interface PageMap {
   id: string;
@@ -93,6 +102,7 @@ async function rebuildPageMap(dir: string, entries: BackupEntry[], id: string): 
   if (!chain) return undefined;
   const base = byId.get(chain[0])!.sidecar!;
   const pageSize = base.sqlite?.page_size;
+  // an encrypted chain's hashes come from the cache only: a run has no key to read its files
   if (!pageSize || !base.backup_path || base.encryption) return undefined;
   const parts: Buffer[] = [];
   await readFilePages(path.join(dir, path.basename(base.backup_path)), pageSize, (_n, page) => {
@@ -129,6 +139,7 @@ export async function planDatabaseRun(
   cfg: Config,
   run: DatabaseRunOptions,
   now: Date,
+  recipients?: Recipient[],
 ): Promise<{ entries: BackupEntry[]; previous?: BackupEntry; next: NextDeltaLevel }> {
   const entries = await listBackups(cfg.backupDir, { type: 'database' });
   const previous = previousOf(entries, cfg.dbPath);
@@ -139,6 +150,7 @@ export async function planDatabaseRun(
     maxShare: MAX_DELTA_SHARE,
     now,
     dbPath: path.resolve(cfg.dbPath),
+    encryptTo: recipients?.map(describeRecipient),
   });
   return { entries, previous, next };
 }
@@ -147,21 +159,56 @@ export async function planDatabaseRun(
  * One incremental database backup: a level 0 (the ordinary `db_backup_<id>.db` copy, plus its page
  * hashes in the cache) or a level N (`db_backup_<id>.pgdelta`: the pages that differ from the previous
  * state of the chain). The sidecar, written last, commits it like every backup.
+ *
+ * With recipients, each file is encrypted (`.db.age`, `.pgdelta.age`) from a plaintext `.tmp` that
+ * lives only until then, as the plain database backup's copy does; the whole chain to one set of
+ * recipients. The page hashes the next run compares against are kept outside the backup directory.
  */
-export async function backupDatabaseIncremental(cfg: Config, id: string, createdAt: Date, run: DatabaseRunOptions, signal?: AbortSignal): Promise<DeltaBackup> {
+export async function backupDatabaseIncremental(
+  cfg: Config,
+  id: string,
+  createdAt: Date,
+  run: DatabaseRunOptions,
+  signal?: AbortSignal,
+  recipients?: Recipient[],
+): Promise<DeltaBackup> {
   const started = Date.now();
   const dir = typeDir(cfg.backupDir, 'database');
   await ensureDir(dir);
   const dbPath = path.resolve(cfg.dbPath);
-  const { entries, previous, next } = await planDatabaseRun(cfg, run, createdAt);
-  const cacheFile = path.join(dir, PAGEMAP);
+  const { entries, previous, next } = await planDatabaseRun(cfg, run, createdAt, recipients);
+  let cacheFile: string | undefined = path.join(dir, PAGEMAP);
+  if (recipients) {
+    const stateDir = await plaintextManifestDir(cfg);
+    cacheFile = stateDir && path.join(stateDir, ENCRYPTED_PAGEMAP);
+  }
   let map: PageMap | undefined;
   let reason = next.reason;
   if (next.level > 0) {
-    map = await readPageMap(cacheFile);
+    map = cacheFile ? await readPageMap(cacheFile) : undefined;
     if (map?.id !== previous!.id) map = await rebuildPageMap(dir, entries, previous!.id).catch(() => undefined);
-    if (!map) reason = `the page hashes of database backup ${previous!.id} could not be read`;
+    if (!map)
+      reason = previous!.sidecar?.encryption
+        ? `the page hashes of encrypted database backup ${previous!.id} are not in the state directory${cacheFile ? ` (${path.dirname(cacheFile)})` : ''}`
+        : `the page hashes of database backup ${previous!.id} could not be read`;
   }
+  const saveMap = async (m: PageMap) => {
+    if (cacheFile) await writePageMap(cacheFile, m).catch(() => {});
+  };
+  /** `plain` encrypted into `name` beside it (PartWriter: `.tmp` until committed), then removed. */
+  const encryptInto = async (plain: string, name: string): Promise<{ size: number; checksum: string; encryption: EncryptionInfo }> => {
+    const w = new PartWriter(dir, name);
+    try {
+      const encryption = await encryptFileInto(plain, w, recipients!);
+      const { size, checksum } = await w.commit();
+      return { size, checksum, encryption };
+    } catch (err) {
+      await w.abort();
+      throw err;
+    } finally {
+      await fsp.rm(plain, { force: true });
+    }
+  };
   const sidecarBase = (): WrittenSidecar => ({
     format: SIDECAR_FORMAT,
     tool: TOOL,
@@ -176,19 +223,26 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
 
   if (!map) {
     // level 0: today's copy, unchanged and readable by sqlite3; its page hashes go to the cache
-    const name = `${baseName('database', id)}.db`;
+    const plainName = `${baseName('database', id)}.db`;
+    const name = recipients ? plainName + AGE_EXTENSION : plainName;
     const final = path.join(dir, name);
-    const tmp = path.join(dir, `${name}.tmp`);
+    const tmp = path.join(dir, `${plainName}.tmp`);
     try {
       faultPoint('database-copy');
       const info = await backupDatabase(dbPath, tmp);
       signal?.throwIfAborted();
-      const { checksum, size } = await sha256File(tmp);
-      await fsp.rename(tmp, final);
       const parts: Buffer[] = [];
-      await readFilePages(final, info.page_size, (_n, page) => {
+      await readFilePages(tmp, info.page_size, (_n, page) => {
         parts.push(pageHash(page));
       });
+      let checksum: string;
+      let size: number;
+      let encryption: EncryptionInfo | undefined;
+      if (recipients) ({ checksum, size, encryption } = await encryptInto(tmp, name));
+      else {
+        ({ checksum, size } = await sha256File(tmp));
+        await fsp.rename(tmp, final);
+      }
       const sidecar: WrittenSidecar = {
         ...sidecarBase(),
         duration_ms: Date.now() - started,
@@ -197,12 +251,13 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
         checksum,
         compression: 'none',
         sqlite: info,
+        encryption,
         level: 0,
         base: id,
         references: [id],
       };
       await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
-      await writePageMap(cacheFile, { id, pageSize: info.page_size, hashes: Buffer.concat(parts) }).catch(() => {});
+      await saveMap({ id, pageSize: info.page_size, hashes: Buffer.concat(parts) });
       return { id, sidecarPath: sc, files: [final, sc], size, checksum, durationMs: sidecar.duration_ms, level: 0, pages: info.page_count, reason };
     } catch (err) {
       await fsp.rm(tmp, { force: true });
@@ -214,8 +269,11 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
 
   // level N: pages of a snapshot whose hash differs from the chain's newest state
   const prev = previous!.sidecar!;
-  const name = `${baseName('database', id)}${PAGE_DELTA_EXTENSION}`;
+  const plainName = `${baseName('database', id)}${PAGE_DELTA_EXTENSION}`;
+  const name = recipients ? plainName + AGE_EXTENSION : plainName;
   const final = path.join(dir, name);
+  // encrypted: the delta is written in plaintext under a temp name (removed by the next run if killed)
+  const plainFile = recipients ? path.join(dir, `${plainName}.plain.tmp`) : final;
   let writer: PageDeltaWriter | undefined;
   const hashes = map.hashes;
   const changed: { pgno: number; hash: Buffer }[] = [];
@@ -236,14 +294,18 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
         // the header needs the snapshot's size, known only once its read transaction has begun
         onSnapshot: async (pageSize, pageCount) => {
           if (pageSize !== map.pageSize) throw new PageSizeChanged();
-          writer = new PageDeltaWriter(final, { pageSize, pageCount, createdMs: createdAt.getTime() });
+          writer = new PageDeltaWriter(plainFile, { pageSize, pageCount, createdMs: createdAt.getTime() });
           await writer.open();
           faultPoint('database-copy');
         },
       },
     );
     signal?.throwIfAborted();
-    const { size, checksum, pages } = await writer!.commit();
+    const written = await writer!.commit();
+    const { pages } = written;
+    let { size, checksum } = written;
+    let encryption: EncryptionInfo | undefined;
+    if (recipients) ({ size, checksum, encryption } = await encryptInto(plainFile, name));
     faultPoint('delta-written');
     const sidecar: WrittenSidecar = {
       ...sidecarBase(),
@@ -261,6 +323,7 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
         tables: snapshot.tables,
         table_rows: snapshot.tableRows,
       },
+      encryption,
       level: next.level,
       base: prev.base ?? previous!.id,
       previous: previous!.id,
@@ -272,14 +335,15 @@ export async function backupDatabaseIncremental(cfg: Config, id: string, created
     await writeFileAtomic(sc, `${JSON.stringify(sidecar)}\n`);
     const newHashes = resize(Buffer.from(hashes), snapshot.pageCount);
     for (const c of changed) if (c.pgno <= snapshot.pageCount) c.hash.copy(newHashes, (c.pgno - 1) * PAGE_HASH_SIZE);
-    await writePageMap(cacheFile, { id, pageSize: snapshot.pageSize, hashes: newHashes }).catch(() => {});
+    await saveMap({ id, pageSize: snapshot.pageSize, hashes: newHashes });
     return { id, sidecarPath: sc, files: [final, sc], size, checksum, durationMs: sidecar.duration_ms, level: next.level, pages };
   } catch (err) {
     await writer?.abort();
     await fsp.rm(final, { force: true });
+    await fsp.rm(plainFile, { force: true });
     if (err instanceof PageSizeChanged) {
-      await fsp.rm(cacheFile, { force: true });
-      return backupDatabaseIncremental(cfg, id, createdAt, { ...run, full: true }, signal);
+      if (cacheFile) await fsp.rm(cacheFile, { force: true });
+      return backupDatabaseIncremental(cfg, id, createdAt, { ...run, full: true }, signal, recipients);
     }
     throw toBackupError(err, 'database backup');
   }

@@ -1,4 +1,4 @@
-import { constants as fsConstants } from 'node:fs';
+import { constants as fsConstants, createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
@@ -8,13 +8,19 @@ import { baseName, compareIds, typeDir } from '../catalog/names.js';
 import { deltaChain, isPageDelta } from '../catalog/page-chain.js';
 import type { Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
+import { decryptToFile } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, argumentError, toBackupError } from '../errors.js';
 import { sha256File } from '../fsutil.js';
 import { parseDuration } from '../schedule/duration.js';
 import { removeSqliteSidecars, tableRows } from '../sources/sqlite.js';
 import { faultPoint } from './fault-point.js';
+import { requireKey } from './manifest-of.js';
 import { lockAndHeal } from './restore-journal.js';
-import { type RestoreOptions, type RestoreResult, restoreLocked } from './restore.js';
+import type { TransferOptions } from '../offsite/transfer.js';
+import { listRemoteBackups } from '../offsite/transfer.js';
+import type { Remote } from '../remote/remote.js';
+import { type FetchedBackup, fetchRemoteBackup, type RestoreOptions, type RestoreResult, restoreLocked } from './restore.js';
 
 /** One moment a database can be restored to: a level 0 copy or the state a delta completes. */
 export interface RestorableState {
@@ -68,8 +74,10 @@ export interface RebuiltDatabase {
  * version among the chain's deltas written once (the union of their page maps: no replay), the file cut
  * to the state's size. Every delta is checked whole first (its checksum and every page's hash); the
  * result must match the tables and row counts recorded at backup time (integrity_check: see checkState).
+ * An encrypted chain's files are decrypted with `identities` (the level 0 into the staging file, each
+ * delta into a temp file beside it, removed when done), each checked against its plaintext checksum.
  */
-export async function rebuildState(dir: string, entries: BackupEntry[], id: string, staging: string): Promise<RebuiltDatabase> {
+export async function rebuildState(dir: string, entries: BackupEntry[], id: string, staging: string, identities: Identity[] = []): Promise<RebuiltDatabase> {
   const byId = new Map(entries.filter((e) => e.type === 'database' && e.status === 'ok').map((e) => [e.id, e]));
   const chain = deltaChain(id, (cid) => byId.get(cid)?.sidecar as never);
   if (!chain)
@@ -78,27 +86,44 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
     });
   const fileOf = (cid: string) => path.join(dir, path.basename(byId.get(cid)!.sidecar!.backup_path!));
   const base = byId.get(chain[0])!.sidecar!;
-  if (base.encryption) throw new BackupError('USAGE', `database backup ${base.id} is encrypted: point-in-time restore reads plain chains only`);
+  const decrypted: string[] = [];
+  const decrypt = async (s: Sidecar, to: string) =>
+    decryptToFile(createReadStream(fileOf(s.id)), to, { identities, subject: `database backup ${s.id}`, info: s.encryption! });
+  // no key: exit 2 naming --identity before anything is read or written
+  for (const cid of chain) {
+    const cs = byId.get(cid)!.sidecar!;
+    if (cs.encryption) requireKey(identities, `database backup ${cid}`, cs.encryption);
+  }
   const target = byId.get(id)!.sidecar!;
   const pageSize = base.sqlite!.page_size;
   await fsp.rm(staging, { force: true });
   removeSqliteSidecars(staging);
   try {
     // the level 0 is checked against its checksum as it is copied; the deltas by their own checksums
-    const { checksum } = await sha256File(fileOf(chain[0]));
-    if (checksum !== base.checksum)
-      throw new BackupError('DAMAGED', `database backup ${base.id} does not match its checksum`, { hint: 'restore to another moment' });
-    await fsp.copyFile(fileOf(chain[0]), staging, fsConstants.COPYFILE_EXCL);
+    // (an encrypted file by age's authentication and its recorded plaintext checksum as it is decrypted)
+    if (base.encryption) await decrypt(base, staging);
+    else {
+      const { checksum } = await sha256File(fileOf(chain[0]));
+      if (checksum !== base.checksum)
+        throw new BackupError('DAMAGED', `database backup ${base.id} does not match its checksum`, { hint: 'restore to another moment' });
+      await fsp.copyFile(fileOf(chain[0]), staging, fsConstants.COPYFILE_EXCL);
+    }
     await fsp.chmod(staging, 0o600);
     faultPoint('pit-base');
     const newest = new Map<number, { file: number; entry: PageDeltaEntry }>();
     let pageCount = base.sqlite!.page_count;
     const files = chain.slice(1).map(fileOf);
-    for (const [i, f] of files.entries()) {
-      const idx = await verifyPageDelta(f);
+    for (let i = 0; i < files.length; i++) {
       const s = byId.get(chain[i + 1])!.sidecar!;
+      if (s.encryption) {
+        files[i] = `${staging}.d${i}`;
+        decrypted.push(files[i]);
+        await decrypt(s, files[i]);
+      }
+      const idx = await verifyPageDelta(files[i]);
       if (idx.pageSize !== pageSize) throw new BackupError('DAMAGED', `database backup ${s.id} has pages of ${idx.pageSize} bytes, its chain ${pageSize}`);
-      if (idx.size !== s.file_size) throw new BackupError('DAMAGED', `database backup ${s.id} is ${idx.size} bytes, its metadata says ${s.file_size}`);
+      const size = s.encryption ? s.encryption.plaintext_size : s.file_size;
+      if (idx.size !== size) throw new BackupError('DAMAGED', `database backup ${s.id} is ${idx.size} bytes, its metadata says ${size}`);
       pageCount = idx.pageCount;
       for (const e of idx.entries) newest.set(e.pgno, { file: i, entry: e });
     }
@@ -131,6 +156,8 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
     await fsp.rm(staging, { force: true });
     removeSqliteSidecars(staging);
     throw toBackupError(err, `rebuilding database state ${id}`);
+  } finally {
+    for (const f of decrypted) await fsp.rm(f, { force: true });
   }
 }
 
@@ -170,61 +197,93 @@ export interface PointInTimeResult extends RestoreResult {
   /** the moment asked for */
   at?: string;
   deltas: number;
+  /** restore --from: what was downloaded (the state's chain) */
+  fetched?: FetchedBackup;
+}
+
+/** The state `want` names among `states`; exit 2 naming the oldest when there is none. */
+function pickState(states: RestorableState[], want: { at?: Date; id?: string }, where: { dir?: string; remote?: string }): RestorableState {
+  const state = want.id ? states.find((s) => s.id === want.id) : stateAt(states, want.at!);
+  if (state) return state;
+  const first = states[0];
+  throw new BackupError(
+    'USAGE',
+    want.id
+      ? `no restorable database state ${want.id} ${where.remote ? `on ${where.remote}` : `in ${where.dir}`}`
+      : `no database state at or before ${want.at!.toISOString()}${where.remote ? ` on ${where.remote}` : ''}${first ? `: the oldest is ${first.at.toISOString()} (${first.id})` : ': there is no database backup'}`,
+    { argument: true, hint: 'vertex-backup list --type database (or list --remote NAME) shows the restorable window' },
+  );
 }
 
 /**
  * `restore --at T` (or the id of a delta): the newest state at or before T rebuilt in a staging file
  * beside the backups and checked, then restored like a database backup (the live one copied aside,
  * the state written into it through SQLite's backup API).
+ *
+ * With `from` (restore --from REMOTE): the state is picked from the remote's listing, its chain
+ * downloaded and verified into a temporary directory beside the backups (restore.ts fetchRemoteBackup:
+ * an encrypting remote's sidecars unsealed with the identities), and picked again there: a sealed
+ * sidecar shows only when its run started, the unsealed one when its snapshot was taken.
  */
-export async function restoreDatabaseState(cfg: Config, want: { at?: Date; id?: string }, opts: RestoreOptions = {}): Promise<PointInTimeResult> {
+export async function restoreDatabaseState(
+  cfg: Config,
+  want: { at?: Date; id?: string },
+  opts: RestoreOptions & { from?: { remote: Remote; transfer?: TransferOptions } } = {},
+): Promise<PointInTimeResult> {
   const started = Date.now();
-  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore --at ${want.at?.toISOString() ?? want.id}`, {
-    waitMs: opts.lockWaitMs,
-    signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
-  });
-  const dir = typeDir(cfg.backupDir, 'database');
+  const { from, ...restoreOpts } = opts;
+  const { lock, healed } = await lockAndHeal(
+    cfg.backupDir,
+    `restore ${want.at ? `--at ${want.at.toISOString()}` : want.id}${from ? ` --from ${from.remote.url}` : ''}`,
+    {
+      waitMs: opts.lockWaitMs,
+      signal: opts.signal,
+      live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    },
+  );
+  let sourceDir = cfg.backupDir;
+  let fetched: FetchedBackup | undefined;
   let staging: string | undefined;
   try {
-    const entries = await listBackups(cfg.backupDir, { type: 'database' });
-    const states = restorableStates(entries, cfg.dbPath);
-    let state: RestorableState | undefined;
-    if (want.id) state = states.find((s) => s.id === want.id);
-    else state = stateAt(states, want.at!);
-    if (!state) {
-      const first = states[0];
-      throw new BackupError(
-        'USAGE',
-        want.id
-          ? `no restorable database state ${want.id} in ${cfg.backupDir}`
-          : `no database state at or before ${want.at!.toISOString()}${first ? `: the oldest is ${first.at.toISOString()} (${first.id})` : ': there is no database backup'}`,
-        { argument: true, hint: 'vertex-backup list --type database shows the restorable window' },
-      );
+    if (from) {
+      const listed = await listRemoteBackups(from.remote, { ...from.transfer, type: 'database' });
+      const candidate = pickState(restorableStates(listed, cfg.dbPath), want, { remote: from.remote.url });
+      fetched = await fetchRemoteBackup(from.remote, candidate.id, cfg.backupDir, { ...from.transfer, type: 'database', identities: opts.identities ?? [] });
+      sourceDir = fetched.dir;
     }
+    const entries = await listBackups(sourceDir, { type: 'database' });
+    const state = pickState(restorableStates(entries, cfg.dbPath), want, from ? { remote: from.remote.url } : { dir: cfg.backupDir });
     const entry = entries.find((e) => e.id === state.id)!;
     let restoreEntry = entry;
     let deltas = 0;
     if (isPageDelta(entry.sidecar)) {
-      staging = path.join(dir, `${baseName('database', state.id)}.pit.tmp`);
-      const staged = await stageState(cfg.backupDir, entries, entry, staging);
+      staging = path.join(typeDir(sourceDir, 'database'), `${baseName('database', state.id)}.pit.tmp`);
+      const staged = await stageState(sourceDir, entries, entry, staging, opts.identities);
       deltas = staged.deltas;
       restoreEntry = staged.entry;
     }
     const result = await restoreLocked(
       cfg,
-      { sourceDir: cfg.backupDir, entry: restoreEntry },
-      { ...opts, verify: restoreEntry === entry ? opts.verify : false, only: 'database' },
+      { sourceDir, entry: restoreEntry },
+      { ...restoreOpts, verify: restoreEntry === entry ? opts.verify : false, only: 'database' },
       started,
     );
-    return { ...result, verified: restoreEntry === entry ? result.verified : true, healed, state, at: want.at?.toISOString(), deltas };
+    return { ...result, verified: restoreEntry === entry ? result.verified : true, healed, state, at: want.at?.toISOString(), deltas, fetched };
   } finally {
     if (staging) {
       await fsp.rm(staging, { force: true }).catch(() => {});
       removeSqliteSidecars(staging);
     }
+    if (fetched) await fsp.rm(fetched.dir, { recursive: true, force: true }).catch(() => {});
     lock.release();
   }
+}
+
+/** Whether `ref` names a page delta on a remote (restore --from REF restores the state it completes). */
+export async function remoteNamesPageDelta(remote: Remote, ref: string, transfer?: TransferOptions): Promise<boolean> {
+  const listed = await listRemoteBackups(remote, { ...transfer, type: 'database' }).catch(() => []);
+  const e = listed.find((x) => x.id === ref);
+  return e?.type === 'database' && isPageDelta(e.sidecar);
 }
 
 /** The restorable window `list` shows: from the oldest state to the newest. */
@@ -248,13 +307,15 @@ export async function stageState(
   entries: BackupEntry[],
   entry: BackupEntry,
   staging: string,
+  identities?: Identity[],
 ): Promise<{ entry: BackupEntry; deltas: number }> {
-  const rebuilt = await rebuildState(typeDir(backupDir, 'database'), entries, entry.id, staging);
+  const rebuilt = await rebuildState(typeDir(backupDir, 'database'), entries, entry.id, staging, identities);
   return {
     entry: {
       ...entry,
       sidecarPath: path.join(path.dirname(staging), `${path.basename(staging)}.json`),
-      sidecar: { ...entry.sidecar!, backup_path: path.basename(staging) },
+      // the staged state is plaintext, whatever its chain's files were
+      sidecar: { ...entry.sidecar!, backup_path: path.basename(staging), encryption: undefined },
     },
     deltas: rebuilt.deltas,
   };

@@ -12,6 +12,8 @@ import { type TransferOptions, listRemoteBackups } from '../offsite/transfer.js'
 import { fsyncDir } from '../fsutil.js';
 import { planRetention, type RetentionItem, type RetentionPolicy } from './retention.js';
 import { type CompactResult, compactPageChains } from './pit-compact.js';
+import type { Identity, Recipient } from '../crypto/age-keys.js';
+import { loadIdentities, resolveRecipients } from '../crypto/age-settings.js';
 
 export interface RotateOptions {
   policy: RetentionPolicy;
@@ -103,10 +105,25 @@ function pinsOfEntry(entry: BackupEntry): string[] | undefined {
   return pins.length ? pins : undefined;
 }
 
+/**
+ * What merging an encrypted page chain takes: the key (AGE_IDENTITY_FILE / AGE_PASSPHRASE_FILE) and the
+ * recipients (BACKUP_RECIPIENTS) from the configuration. A key that cannot be read only leaves
+ * encrypted chains unmerged (compactPageChains says so): it is no reason to refuse the rotation.
+ */
+async function chainKeys(cfg: Config): Promise<{ identities?: Identity[]; recipients?: Recipient[] }> {
+  try {
+    return { identities: await loadIdentities({}, cfg.env), recipients: resolveRecipients({}, cfg.env) };
+  } catch {
+    return {};
+  }
+}
+
 /** Applies the retention policy; the caller holds the lock. */
 export async function runRotate(cfg: Config, opts: RotateOptions): Promise<RotateResult> {
   const compacted =
-    opts.type === undefined || opts.type === 'database' ? await compactPageChains(cfg, { dryRun: opts.dryRun, signal: opts.signal }) : undefined;
+    opts.type === undefined || opts.type === 'database'
+      ? await compactPageChains(cfg, { dryRun: opts.dryRun, signal: opts.signal, ...(await chainKeys(cfg)) })
+      : undefined;
   const plan = planRotation(await listBackups(cfg.backupDir), opts.policy, opts.type);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
   if (compacted && (compacted.merged.length || compacted.dropped.length || compacted.problems.length)) result.compacted = compacted;
