@@ -3,9 +3,9 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PAGE_DELTA_EXTENSION, PAGE_HASH_SIZE, PageDeltaWriter, pageHash, readPageDeltaIndex } from '../archive/page-delta.js';
 import { type BackupEntry, listBackups } from '../catalog/listing.js';
-import { baseName, sidecarPath, typeDir } from '../catalog/names.js';
-import { deltaChain, type NextDeltaLevel, nextDeltaLevel } from '../catalog/page-chain.js';
-import { SIDECAR_FORMAT, type WrittenSidecar } from '../catalog/sidecar.js';
+import { baseName, compareIds, parseName, sidecarPath, typeDir } from '../catalog/names.js';
+import { type DeltaSidecar, deltaChain, type NextDeltaLevel, nextDeltaLevel } from '../catalog/page-chain.js';
+import { parseSidecar, SIDECAR_FORMAT, type WrittenSidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { ensureDir, sha256File, writeFileAtomic } from '../fsutil.js';
@@ -63,6 +63,23 @@ interface PageMap {
   pageSize: number;
   /** PAGE_HASH_SIZE bytes per page, page 1 first */
   hashes: Buffer;
+  /** the chain up to `id`, so the next run plans without reading thousands of sidecars (see quickPlan) */
+  chain?: ChainSummary;
+}
+
+/** A link of a chain as the cache remembers it: the backup, its file's name and size. */
+interface ChainLink {
+  id: string;
+  file: string;
+  size: number;
+}
+
+interface ChainSummary {
+  dbPath: string;
+  /** when the level 0 was made (--full-every) */
+  baseCreatedAt: string;
+  /** level 0 first */
+  links: ChainLink[];
 }
 
 async function readPageMap(file: string): Promise<PageMap | undefined> {
@@ -78,21 +95,100 @@ async function readPageMap(file: string): Promise<PageMap | undefined> {
     return undefined;
   const jsonLength = data.readUInt32BE(8);
   try {
-    const head = JSON.parse(data.subarray(12, 12 + jsonLength).toString('utf8')) as { id: string; page_size: number };
+    const head = JSON.parse(data.subarray(12, 12 + jsonLength).toString('utf8')) as { id: string; page_size: number; chain?: ChainSummary };
     const hashes = body.subarray(12 + jsonLength);
     if (hashes.length % PAGE_HASH_SIZE) return undefined;
-    return { id: head.id, pageSize: head.page_size, hashes };
+    return { id: head.id, pageSize: head.page_size, hashes, chain: head.chain };
   } catch {
     return undefined;
   }
 }
 
 async function writePageMap(file: string, m: PageMap): Promise<void> {
-  const json = Buffer.from(JSON.stringify({ id: m.id, page_size: m.pageSize }));
+  const json = Buffer.from(JSON.stringify({ id: m.id, page_size: m.pageSize, chain: m.chain }));
   const len = Buffer.alloc(4);
   len.writeUInt32BE(json.length, 0);
   const body = Buffer.concat([Buffer.from(PAGEMAP_MAGIC, 'latin1'), len, json, m.hashes]);
   await writeFileAtomic(file, Buffer.concat([body, createHash('sha256').update(body).digest()]));
+}
+
+/** The chain up to `id` as the cache keeps it, from a listing. */
+function chainSummary(entries: BackupEntry[], id: string): ChainSummary | undefined {
+  const byId = new Map(entries.filter((e) => e.status === 'ok').map((e) => [e.id, e]));
+  const chain = deltaChain(id, (cid) => byId.get(cid)?.sidecar as never);
+  const base = chain && byId.get(chain[0])?.sidecar;
+  if (!chain || !base?.original_path || !base.created_at) return undefined;
+  const links = chain.map((cid) => {
+    const s = byId.get(cid)!.sidecar!;
+    return { id: cid, file: path.basename(s.backup_path ?? ''), size: s.file_size ?? -1 };
+  });
+  return { dbPath: path.resolve(base.original_path), baseCreatedAt: base.created_at, links };
+}
+
+/**
+ * The plan of a run from the cache alone, when it still describes the directory: the chain it names
+ * ends at the newest database backup, every link's sidecar and file are there (by name, from one
+ * readdir), and the newest's sidecar and file match it. A day of deltas at 30 s is 2,880 sidecars:
+ * reading and judging them all each run cost more than the run itself. Anything else (a rotate merged
+ * or removed deltas, a plain backup is newer, a file is missing) falls back to the whole listing.
+ */
+async function quickPlan(
+  dir: string,
+  dbPath: string,
+  map: PageMap,
+  run: DatabaseRunOptions,
+  now: Date,
+  recipients?: Recipient[],
+): Promise<{ previous: BackupEntry; next: NextDeltaLevel } | undefined> {
+  const chain = map.chain;
+  const last = chain?.links.at(-1);
+  if (!chain || !last || run.full || chain.dbPath !== dbPath || last.id !== map.id) return undefined;
+  const names = new Set(await fsp.readdir(dir).catch(() => [] as string[]));
+  let newest: string | undefined;
+  for (const n of names) {
+    const p = parseName(n);
+    if (p && !p.temp && p.type === 'database' && p.rest === '.json' && (!newest || compareIds(p.id, newest) > 0)) newest = p.id;
+  }
+  if (newest !== map.id) return undefined;
+  for (const l of chain.links) if (!names.has(l.file) || !names.has(`${baseName('database', l.id)}.json`)) return undefined;
+  // every link's file at its size, as the listing would judge it: a delta built on a cut-short link
+  // would be a state no restore can rebuild
+  const sizes = await Promise.all(
+    chain.links.map((l) =>
+      fsp.stat(path.join(dir, l.file)).then(
+        (st) => st.size,
+        () => -1,
+      ),
+    ),
+  );
+  if (chain.links.some((l, i) => sizes[i] !== l.size)) return undefined;
+  const scFile = path.join(dir, `${baseName('database', map.id)}.json`);
+  const text = await fsp.readFile(scFile, 'utf8').catch(() => undefined);
+  const top = text === undefined ? undefined : parseSidecar(text, 'database', map.id).sidecar;
+  if (!top || top.level === undefined || path.basename(top.backup_path ?? '') !== last.file || top.file_size !== last.size) return undefined;
+  const sidecars = new Map<string, DeltaSidecar>(
+    chain.links.map((l, i) => [
+      l.id,
+      {
+        id: l.id,
+        level: i,
+        previous: i ? chain.links[i - 1].id : undefined,
+        file_size: l.size,
+        created_at: i ? undefined : chain.baseCreatedAt,
+        original_path: dbPath,
+      },
+    ]),
+  );
+  sidecars.set(top.id, top as DeltaSidecar);
+  const next = nextDeltaLevel(top as DeltaSidecar, (id) => sidecars.get(id), {
+    full: run.full,
+    fullEveryMs: run.fullEveryMs ?? DEFAULT_DB_FULL_EVERY_MS,
+    maxShare: MAX_DELTA_SHARE,
+    now,
+    dbPath,
+    encryptTo: recipients?.map(describeRecipient),
+  });
+  return { previous: { id: top.id, type: 'database', status: 'ok', sidecar: top } as BackupEntry, next };
 }
 
 /** The page hashes of a chain's state at `id`, from its level 0 file and its deltas' indexes. */
@@ -115,7 +211,7 @@ async function rebuildPageMap(dir: string, entries: BackupEntry[], id: string): 
     hashes = resize(hashes, idx.pageCount);
     for (const e of idx.entries) e.hash.copy(hashes, (e.pgno - 1) * PAGE_HASH_SIZE);
   }
-  return { id, pageSize, hashes };
+  return { id, pageSize, hashes, chain: chainSummary(entries, id) };
 }
 
 function resize(hashes: Buffer, pageCount: number): Buffer {
@@ -176,17 +272,20 @@ export async function backupDatabaseIncremental(
   const dir = typeDir(cfg.backupDir, 'database');
   await ensureDir(dir);
   const dbPath = path.resolve(cfg.dbPath);
-  const { entries, previous, next } = await planDatabaseRun(cfg, run, createdAt, recipients);
   let cacheFile: string | undefined = path.join(dir, PAGEMAP);
   if (recipients) {
     const stateDir = await plaintextManifestDir(cfg);
     cacheFile = stateDir && path.join(stateDir, ENCRYPTED_PAGEMAP);
   }
-  let map: PageMap | undefined;
+  let map = cacheFile && !run.full ? await readPageMap(cacheFile) : undefined;
+  const quick = map && (await quickPlan(dir, dbPath, map, run, createdAt, recipients));
+  const { entries, previous, next } = quick ? { entries: [] as BackupEntry[], ...quick } : await planDatabaseRun(cfg, run, createdAt, recipients);
   let reason = next.reason;
-  if (next.level > 0) {
-    map = cacheFile ? await readPageMap(cacheFile) : undefined;
+  if (next.level === 0) map = undefined;
+  else {
     if (map?.id !== previous!.id) map = await rebuildPageMap(dir, entries, previous!.id).catch(() => undefined);
+    // a cache of an older version, without the chain: the listing at hand gives it
+    else if (map && !map.chain && !quick) map.chain = chainSummary(entries, previous!.id);
     if (!map)
       reason = previous!.sidecar?.encryption
         ? `the page hashes of encrypted database backup ${previous!.id} are not in the state directory${cacheFile ? ` (${path.dirname(cacheFile)})` : ''}`
@@ -257,7 +356,12 @@ export async function backupDatabaseIncremental(
         references: [id],
       };
       await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
-      await saveMap({ id, pageSize: info.page_size, hashes: Buffer.concat(parts) });
+      await saveMap({
+        id,
+        pageSize: info.page_size,
+        hashes: Buffer.concat(parts),
+        chain: { dbPath, baseCreatedAt: sidecar.created_at!, links: [{ id, file: name, size }] },
+      });
       return { id, sidecarPath: sc, files: [final, sc], size, checksum, durationMs: sidecar.duration_ms, level: 0, pages: info.page_count, reason };
     } catch (err) {
       await fsp.rm(tmp, { force: true });
@@ -335,7 +439,8 @@ export async function backupDatabaseIncremental(
     await writeFileAtomic(sc, `${JSON.stringify(sidecar)}\n`);
     const newHashes = resize(Buffer.from(hashes), snapshot.pageCount);
     for (const c of changed) if (c.pgno <= snapshot.pageCount) c.hash.copy(newHashes, (c.pgno - 1) * PAGE_HASH_SIZE);
-    await saveMap({ id, pageSize: snapshot.pageSize, hashes: newHashes });
+    const chain = map.chain && { ...map.chain, links: [...map.chain.links, { id, file: name, size }] };
+    await saveMap({ id, pageSize: snapshot.pageSize, hashes: newHashes, chain });
     return { id, sidecarPath: sc, files: [final, sc], size, checksum, durationMs: sidecar.duration_ms, level: next.level, pages };
   } catch (err) {
     await writer?.abort();

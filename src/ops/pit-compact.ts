@@ -55,6 +55,27 @@ export function statesToKeep(states: RestorableState[], now: Date): Set<string> 
 }
 
 /**
+ * The states the point-in-time window protects from the count and calendar rules: every state of the
+ * last day, the newest of each hour for a week. Older ones, level 0s included, are the rules' to keep
+ * (statesToKeep above also keeps one a day and every level 0: merging never removes those, the rules may).
+ */
+export function windowStates(states: RestorableState[], now: Date): Set<string> {
+  const keep = new Set<string>();
+  const hours = new Map<string, RestorableState>();
+  for (const s of states) {
+    const age = now.getTime() - s.at.getTime();
+    if (age < KEEP_ALL_MS) keep.add(s.id);
+    else if (age < KEEP_HOURLY_MS) {
+      const hour = s.at.toISOString().slice(0, 13);
+      const had = hours.get(hour);
+      if (!had || had.at.getTime() < s.at.getTime()) hours.set(hour, s);
+    }
+  }
+  for (const s of hours.values()) keep.add(s.id);
+  return keep;
+}
+
+/**
  * Retention in time for page chains, done by `rotate` before its count and GFS rules: a delta that is
  * not kept is merged into the next kept state of its chain (the union of their page maps, newest page
  * wins: no replay), which then names the kept state below as its `previous`. Crash-safe in this order:
