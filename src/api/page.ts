@@ -2,7 +2,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Config } from '../config.js';
 import type { CatalogCache } from '../catalog/catalog-cache.js';
-import type { BackupEntry } from '../catalog/listing.js';
+import type { BackupEntry } from '../catalog/local-store.js';
 import { LOG_FILE } from '../catalog/log.js';
 import { lagFromRecord } from '../catalog/replication.js';
 import { type ReplicationRecord, readStatus } from '../catalog/status.js';

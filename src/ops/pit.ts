@@ -1,21 +1,24 @@
-import { constants as fsConstants, createReadStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { readDeltaPage, verifyPageDelta, type PageDeltaEntry } from '../archive/page-delta.js';
-import { type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { baseName, compareIds, typeDir } from '../catalog/names.js';
 import { deltaChain, isPageDelta } from '../catalog/page-chain.js';
 import type { Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
-import { decryptToFile } from '../crypto/age-artifact.js';
+import { decryptStage, plaintextProblem } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, argumentError, toBackupError } from '../errors.js';
-import { sha256File } from '../fsutil.js';
+import { createExclusive } from '../fsutil.js';
 import { parseDuration } from '../schedule/duration.js';
 import { removeSqliteSidecars, tableRows } from '../sources/sqlite.js';
 import { faultPoint } from './fault-point.js';
-import { requireKey } from './manifest-of.js';
+import { requireKey } from './file-manifest.js';
 import { lockAndHeal } from './restore-journal.js';
 import type { TransferOptions } from '../offsite/transfer.js';
 import { listRemoteBackups } from '../offsite/transfer.js';
@@ -69,6 +72,23 @@ export interface RebuiltDatabase {
   deltas: number;
 }
 
+/** Copies `from` into the new private file `to` and returns the sha256 of what was written. */
+async function copyHashing(from: string, to: string): Promise<string> {
+  const hash = createHash('sha256');
+  const out = await createExclusive(to);
+  await pipeline(
+    createReadStream(from, { highWaterMark: 1 << 20 }),
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    }),
+    out.createWriteStream({ highWaterMark: 1 << 20 }),
+  );
+  return hash.digest('hex');
+}
+
 /**
  * Rebuilds the state `id` into `staging`: its chain's level 0 copied, then for every page the newest
  * version among the chain's deltas written once (the union of their page maps: no replay), the file cut
@@ -87,8 +107,15 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
   const fileOf = (cid: string) => path.join(dir, path.basename(byId.get(cid)!.sidecar!.backup_path!));
   const base = byId.get(chain[0])!.sidecar!;
   const decrypted: string[] = [];
-  const decrypt = async (s: Sidecar, to: string) =>
-    decryptToFile(createReadStream(fileOf(s.id)), to, { identities, subject: `database backup ${s.id}`, info: s.encryption! });
+  // decrypted into a new private file, as the plain copy is (never through a planted link), and checked
+  // against the recorded plaintext size and checksum
+  const decrypt = async (s: Sidecar, to: string) => {
+    const stage = decryptStage({ identities, subject: `database backup ${s.id}`, info: s.encryption! });
+    const out = await createExclusive(to);
+    await pipeline(createReadStream(fileOf(s.id), { highWaterMark: 1 << 20 }), stage, out.createWriteStream({ highWaterMark: 1 << 20 }));
+    const problem = plaintextProblem(stage, s.encryption!);
+    if (problem) throw new BackupError('DAMAGED', `database backup ${s.id}: ${problem}`, { hint: 'restore to another moment' });
+  };
   // no key: exit 2 naming --identity before anything is read or written
   for (const cid of chain) {
     const cs = byId.get(cid)!.sidecar!;
@@ -99,16 +126,17 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
   await fsp.rm(staging, { force: true });
   removeSqliteSidecars(staging);
   try {
-    // the level 0 is checked against its checksum as it is copied; the deltas by their own checksums
-    // (an encrypted file by age's authentication and its recorded plaintext checksum as it is decrypted)
+    // the level 0 is checked against its checksum as it is copied (the bytes hashed are the bytes written,
+    // so a file swapped on the backup disk between a check and a copy cannot slip in); the deltas by
+    // their own checksums. The copy is 0600 from its creation and never written through a planted link.
+    // An encrypted level 0 is decrypted into it instead: age authenticates it, and its recorded
+    // plaintext checksum is checked as it is written.
     if (base.encryption) await decrypt(base, staging);
     else {
-      const { checksum } = await sha256File(fileOf(chain[0]));
+      const checksum = await copyHashing(fileOf(chain[0]), staging);
       if (checksum !== base.checksum)
         throw new BackupError('DAMAGED', `database backup ${base.id} does not match its checksum`, { hint: 'restore to another moment' });
-      await fsp.copyFile(fileOf(chain[0]), staging, fsConstants.COPYFILE_EXCL);
     }
-    await fsp.chmod(staging, 0o600);
     faultPoint('pit-base');
     const newest = new Map<number, { file: number; entry: PageDeltaEntry }>();
     let pageCount = base.sqlite!.page_count;

@@ -1,7 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pinsOf } from '../catalog/chain.js';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { volumeBackupDirs } from '../catalog/volume-dirs.js';
 import { lockAndHeal } from './restore-journal.js';
 import type { BackupType } from '../catalog/sidecar.js';

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, exists } from '../fsutil.js';

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { Remote, RemoteEntry, SpaceInfo, TransferOptions } from './remote.js';
+import type { Remote, RemoteEntry, SpaceInfo, ObjectOptions } from './remote.js';
 
 /**
  * A remote seen from one of its subdirectories: each Docker volume is a backup directory of its own
@@ -14,8 +14,8 @@ export function underPrefix(remote: Remote, prefix: string): Remote {
     scheme: remote.scheme,
     url,
     reportsProgress: remote.reportsProgress,
-    put: (rel: string, localFile: string, options?: TransferOptions) => remote.put(full(rel), localFile, options),
-    get: (rel: string, localFile: string, options?: TransferOptions) => remote.get(full(rel), localFile, options),
+    put: (rel: string, localFile: string, options?: ObjectOptions) => remote.put(full(rel), localFile, options),
+    get: (rel: string, localFile: string, options?: ObjectOptions) => remote.get(full(rel), localFile, options),
     read: (rel: string, options?: { signal?: AbortSignal }): Promise<Readable> => remote.read(full(rel), options),
     list: async (p = ''): Promise<RemoteEntry[]> => {
       const start = `${base}/`;
