@@ -213,10 +213,11 @@ Examples:
           const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), from);
           try {
             const transfer = { onEvent: transferProgress(ctx, from) };
-            const pit = await import('../../ops/pit.js');
-            // a moment, or a page delta: its chain downloaded, the state rebuilt and checked (ops/pit.ts)
-            if (at || (await pit.remoteNamesPageDelta(remote, ref))) {
-              result = await pit.restoreDatabaseState(ctx.cfg, at ? { at } : { id: ref }, { ...options, from: { remote, transfer } });
+            // a moment: picked from the remote's listing, its chain downloaded, the state rebuilt and checked
+            // (ops/pit.ts); a page delta by its id is rebuilt the same way by restoreFromRemote
+            if (at) {
+              const { restoreDatabaseState } = await import('../../ops/pit.js');
+              result = await restoreDatabaseState(ctx.cfg, { at }, { ...options, from: { remote, transfer } });
             } else result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer });
           } finally {
             await remote.close();
