@@ -222,11 +222,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
     return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, sizeBytes: b.size, durationMs: b.durationMs, warnings: [], databases };
   }
   if (opts.database?.incremental) {
-    if (recipients)
-      throw new BackupError('USAGE', 'incremental database backups (page deltas) are not encrypted yet', {
-        hint: 'leave out --incremental, or the recipients (--recipient, BACKUP_RECIPIENTS) for this database',
-      });
-    const b = await backupDatabaseIncremental(cfg, id, opts.now?.() ?? new Date(), opts.database, opts.signal);
+    const b = await backupDatabaseIncremental(cfg, id, opts.now?.() ?? new Date(), opts.database, opts.signal, recipients);
     return {
       type: 'database',
       id,

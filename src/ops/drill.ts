@@ -473,7 +473,7 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   let restoreEntry = entry;
   if (entry.type === 'database' && isPageDelta(entry.sidecar)) {
     const all = await listBackups(sourceDir, { type: 'database' });
-    const staged = await stageState(sourceDir, all, entry, path.join(scratch, `${entry.id}.state.db`));
+    const staged = await stageState(sourceDir, all, entry, path.join(scratch, `${entry.id}.state.db`), opts.identities);
     restoreEntry = staged.entry;
     const states = restorableStates(all, entry.sidecar?.original_path);
     const state = states.find((s) => s.id === entry.id);
