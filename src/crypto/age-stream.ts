@@ -21,7 +21,7 @@ const RUN = 16 * CHUNK;
 /** sealed bytes per run read back: the same 16 chunks */
 const SEALED_RUN = 16 * SEALED;
 /** runs in flight before the writer upstream sees backpressure */
-const IN_FLIGHT = 3;
+const IN_FLIGHT = 2;
 
 export interface PlaintextDigest {
   size: number;
@@ -53,7 +53,7 @@ class AgeThread {
   readonly spare: Buffer[] = [];
 
   constructor(key: Buffer, hash: boolean) {
-    this.worker = new Worker(WORKER_SCRIPT, { resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 } });
+    this.worker = new Worker(WORKER_SCRIPT, { resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 8 } });
     this.worker.unref();
     this.worker.on('message', (reply: AgeReply) => {
       const p = this.pending.get(reply.id);

@@ -1,4 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import { openRun, sealRun } from './age-chunks.js';
 
@@ -15,6 +17,13 @@ export type AgeReply = { id: number; out: ArrayBuffer; offset: number; length: n
 
 let key: Buffer | undefined;
 let hash: Hash | undefined;
+let runs = 0;
+
+// Every chunk's cipher output is a new 64 KiB buffer outside the V8 heap, and this thread's heap hardly
+// grows, so V8 collected them only every ~64 MB of them: 40 MB more peak RSS for an encrypted backup. A
+// minor collection every few runs (well under a millisecond on this tiny heap) frees them as they die.
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as ((o: { type: 'minor' }) => void) | undefined;
 
 parentPort?.on('message', (job: AgeJob) => {
   if (job.op === 'init') {
@@ -44,6 +53,7 @@ parentPort?.on('message', (job: AgeJob) => {
     // the input buffer goes back too, for the stream to fill again
     const reply: AgeReply = { id: job.id, out: own.buffer as ArrayBuffer, offset: own.byteOffset, length: own.length, sha256, back: job.data };
     parentPort?.postMessage(reply, [reply.out, reply.back]);
+    if (++runs % 4 === 0) collect?.({ type: 'minor' });
   } catch (err) {
     parentPort?.postMessage({ id: job.id, error: `the age thread failed: ${String((err as Error)?.message ?? err)}` } satisfies AgeReply);
   }
