@@ -129,7 +129,7 @@ const med = {};
 for (const [row, rs] of results) {
   const m = { wall: median(rs.map((r) => r.wall)), cpu: median(rs.map((r) => r.cpu)), rss: Math.max(...rs.map((r) => r.rssMb)) };
   med[row] = m;
-  lines.push(`| ${row} | ${rs.map((r) => r.wall.toFixed(2)).join(' / ')} | ${m.wall.toFixed(2)} | ${m.cpu.toFixed(2)} | ${((100 * m.cpu) / m.wall).toFixed(0)}% | ${m.rss.toFixed(0)} |`);
+  lines.push(`| ${row.replaceAll('|', '\\|')} | ${rs.map((r) => r.wall.toFixed(2)).join(' / ')} | ${m.wall.toFixed(2)} | ${m.cpu.toFixed(2)} | ${((100 * m.cpu) / m.wall).toFixed(0)}% | ${m.rss.toFixed(0)} |`);
 }
 lines.push('', `load average (1 min) at the start of each run and the end: ${loads.join(', ')}`);
 const ratio = (a, b) => (med[a] && med[b] ? `${(med[a].wall / med[b].wall).toFixed(2)}×` : 'n/a');
