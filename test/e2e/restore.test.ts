@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, baseEnv, describeRun, parseJsonStdout, readJson, run, type RunResult } from '../helpers/cli.js';
-import { findBackup } from '../../src/catalog/listing.js';
+import { findBackup } from '../../src/catalog/local-store.js';
 import { verifyEntry } from '../../src/ops/verify.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, sqlite, tempDir } from '../helpers/fixtures.js';
 
