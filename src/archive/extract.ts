@@ -47,11 +47,6 @@ export interface ExtractResult {
 const MAX_NAME_BYTES = 4096;
 /** Open files waiting for their fsync; a batch is flushed in the background when full. */
 const FSYNC_BATCH = 128;
-/**
- * Pieces of a file at least this big are written through the thread pool, overlapped with their
- * hashing; smaller ones synchronously (a pool round trip would cost more than the copy).
- */
-const ASYNC_WRITE_MIN = 256 * 1024;
 const MAX_WARNINGS = 50;
 const OPEN_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
 /** permission bits plus sticky; setuid/setgid are dropped: a backup must not plant privileged binaries */
@@ -302,16 +297,9 @@ class Extractor {
       const { signal } = this.options;
       for await (const chunk of stream) {
         const buf = chunk as Buffer;
-        if (buf.length >= ASYNC_WRITE_MIN) {
-          // a large piece is copied into the page cache by the thread pool while this thread hashes it
-          const written = writeAll(fd, buf);
-          hash?.update(buf);
-          await written;
-        } else {
-          hash?.update(buf);
-          let off = 0;
-          while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
-        }
+        hash?.update(buf);
+        let off = 0;
+        while (off < buf.length) off += fs.writeSync(fd, buf, off, buf.length - off);
         if (signal?.aborted) throw abortError(signal);
       }
       this.bytes += h.size;
@@ -531,16 +519,6 @@ function entryMtime(h: Header): Date {
 async function drain(stream: AsyncIterable<unknown>): Promise<void> {
   for await (const _ of stream) {
     // link and directory entries carry no data; anything there is skipped
-  }
-}
-
-/** Writes all of `buf` at the file's position (pieces of a file are written in order, one at a time). */
-async function writeAll(fd: number, buf: Buffer): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
-    off += await new Promise<number>((resolve, reject) => {
-      fs.write(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n)));
-    });
   }
 }
 
