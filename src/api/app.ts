@@ -1,18 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Hono, type Context } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { getCookie } from 'hono/cookie';
-import { streamSSE } from 'hono/streaming';
 import * as v from 'valibot';
 import type { Config } from '../config.js';
 import { CatalogCache } from '../catalog/catalog-cache.js';
 import { acquireLock, type Lock } from '../catalog/lock.js';
-import { appendLog } from '../catalog/log.js';
 import { BackupError, EXIT_SKIPPED, toBackupError } from '../errors.js';
-import { reportRun } from '../notify/report.js';
 import type { ProgressEvent } from '../ops/progress.js';
-import { createDocument } from '../results/documents.js';
 import { listDocument } from '../results/backups.js';
 import { errorDocument, jsonLine, jsonText } from '../results/json.js';
 import { type Job, type JobOutcome, Jobs } from './jobs.js';
@@ -160,7 +156,7 @@ export function buildApp(opts: AppOptions) {
     page.invalidate();
   });
   /** the list document of the latest snapshot, serialized once per snapshot and type */
-  let listText: { generation: number; texts: Map<string, string> } | undefined;
+  let listText: { generation: number; second: number; texts: Map<string, string> } | undefined;
   /** one run per backup directory: this process's own runs are refused here, other processes' by the kernel lock */
   let busy: { job?: Job; lock?: Lock } | undefined;
 
@@ -174,17 +170,16 @@ export function buildApp(opts: AppOptions) {
     c.header('referrer-policy', 'no-referrer');
     c.header('cache-control', 'no-store');
   });
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: opts.bodyLimitBytes ?? 64 * 1024,
-      onError: (c) => {
-        // the rest of the body is not read: the connection cannot carry another request
-        c.header('connection', 'close');
-        return fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`);
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: opts.bodyLimitBytes ?? 64 * 1024,
+    onError: (c) => {
+      // the rest of the body is not read: the connection cannot carry another request
+      c.header('connection', 'close');
+      return fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`);
+    },
+  });
+  // not for GET and HEAD, which no route reads a body of: looking for one builds a whole Request per page view
+  app.use('*', (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limitBody(c, next)));
 
   // unauthenticated: uptime monitors
   app.get('/healthz', async (c) => {
@@ -296,6 +291,9 @@ export function buildApp(opts: AppOptions) {
   async function record(name: string, type: string | undefined, started: number, out: JobOutcome | undefined, err: unknown, log: Record<string, unknown>) {
     const e = err === undefined ? undefined : toBackupError(err);
     const exitCode = e ? e.exitCode : (out?.exitCode ?? 0);
+    // loaded by the first run, not at start: an idle server holds only what its read routes need
+    const { appendLog } = await import('../catalog/log.js');
+    const { reportRun } = await import('../notify/report.js');
     await appendLog(cfg.backupDir, {
       time: new Date(started).toISOString(),
       command: name,
@@ -373,20 +371,27 @@ export function buildApp(opts: AppOptions) {
     if (lock instanceof Response) return lock;
     return startLocked(c, 'create', type, async (signal, onProgress) => {
       const { runCreateWithHooks, volumeLog } = await import('../ops/create-run.js');
-      const { volumesDocument } = await import('../results/documents.js');
+      const { createDocument, volumesDocument } = await import('../results/documents.js');
       const started = Date.now();
       const run = await runCreateWithHooks(cfg, { type, hooks, volumes, storage: {}, signal, onProgress });
       const log = { hooks: hookLog(run.hooks), volumes: run.volumes && volumeLog(run.volumes) };
       const failedAfter = run.failedAfter.length > 0;
       if (!run.result) {
         const doc = volumesDocument(run.volumes ?? [], run.hooks, run.failedAfter, Date.now() - started);
-        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.size, ...log } };
+        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.sizeBytes, ...log } };
       }
       const result = run.result;
       return {
         document: createDocument(result, { volumes: run.volumes, hooks: run.hooks.length ? run.hooks : undefined }),
         exitCode: !result.ok || failedAfter ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-        log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), ...log },
+        log: {
+          type: result.type,
+          id: result.id,
+          status: result.status,
+          size: result.sizeBytes,
+          backups: result.backups.map((b) => `${b.type}:${b.id}`),
+          ...log,
+        },
       };
     });
   });
@@ -396,7 +401,9 @@ export function buildApp(opts: AppOptions) {
     const q = parse(v.picklist(['all', ...TYPES], 'must be one of all, full, database, storage'), raw);
     if (!q.ok) return sendError(c, new BackupError('USAGE', "query 'backup_type' must be one of all, full, database, storage"), 'backup_type');
     const snap = await catalog.get();
-    if (listText?.generation !== snap.generation) listText = { generation: snap.generation, texts: new Map() };
+    // the document holds each backup's age_seconds: a text made in another second is stale too
+    const second = Math.floor(Date.now() / 1000);
+    if (listText?.generation !== snap.generation || listText.second !== second) listText = { generation: snap.generation, second, texts: new Map() };
     let text = listText.texts.get(q.data);
     if (text === undefined) {
       text = jsonText(listDocument(q.data === 'all' ? snap.entries : snap.entries.filter((e) => e.type === q.data)));
@@ -555,8 +562,9 @@ export function buildApp(opts: AppOptions) {
   app.delete('/jobs/:id', cancel);
 
   /** SSE: `progress` and `done` of one job, or (id '*') `start`, `progress` and `done` of every job. */
-  const events = (c: Context, id: string | undefined) =>
-    streamSSE(c, async (stream) => {
+  const events = async (c: Context, id: string | undefined) => {
+    const { streamSSE } = await import('hono/streaming');
+    return streamSSE(c, async (stream) => {
       const existing = id ? jobs.get(id) : undefined;
       if (id && !existing) {
         await stream.writeSSE({ event: 'error', data: JSON.stringify({ message: `no job ${id}` }) });
@@ -588,6 +596,7 @@ export function buildApp(opts: AppOptions) {
         stream.onAbort(finish);
       });
     });
+  };
   app.get('/jobs/:id/events', (c) => events(c, c.req.param('id')));
   app.get('/events', (c) => events(c, undefined));
 

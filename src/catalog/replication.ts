@@ -97,10 +97,15 @@ export async function recordReplication(
     const before = previous?.replication?.[name];
     const kept = before && before.fingerprint === fingerprint && !update.listed ? before : undefined;
     const held = new Set([...(kept?.held ?? []), ...update.confirmed]);
+    // what leaves `held` this way is still on the remote: kept apart, so sync can say so
+    const removedHere = new Set(kept?.removed_here ?? []);
     for (const k of held) {
       const [type, id] = [k.slice(0, k.indexOf(':')), k.slice(k.indexOf(':') + 1)];
       const first = oldest.get(type);
-      if (first && compareIds(id, first) < 0) held.delete(k);
+      if (first && compareIds(id, first) < 0) {
+        held.delete(k);
+        removedHere.add(k);
+      }
     }
     const newest: Record<string, string> = { ...(kept?.newest_held ?? {}) };
     for (const [t, iso] of Object.entries(update.newestHeld ?? {})) if (!newest[t] || Date.parse(iso) > Date.parse(newest[t])) newest[t] = iso;
@@ -113,6 +118,7 @@ export async function recordReplication(
       listed_at: update.listed ? now.toISOString() : kept?.listed_at,
       held: [...held].sort(),
       newest_held: newest,
+      removed_here: removedHere.size ? [...removedHere].sort() : undefined,
       lag_seconds: lag.lagSeconds,
       missing: lag.missing.length,
       newest_missing: lag.missing[0] ? backupKey(lag.missing[0]) : undefined,
@@ -132,6 +138,21 @@ export async function forgetReplication(backupDir: string, name: string, now = n
     if (!previous?.replication?.[name]) return undefined;
     const { [name]: _gone, ...rest } = previous.replication;
     return changedStatus(previous, now, { replication: rest });
+  });
+}
+
+/**
+ * After `rekey` rewrote backups' files: no remote holds them as they now are (its copies are on the old
+ * key), so no record may count them as held, or sync would call the remote up to date without a look.
+ */
+export async function forgetHeld(backupDir: string, keys: Iterable<string>, now = new Date()): Promise<void> {
+  const gone = new Set(keys);
+  if (!gone.size || !(await exists(backupDir))) return;
+  updateStatus(backupDir, (previous) => {
+    const records = previous?.replication;
+    if (!records || !Object.values(records).some((r) => r.held.some((k) => gone.has(k)))) return undefined;
+    const next = Object.fromEntries(Object.entries(records).map(([name, r]) => [name, { ...r, held: r.held.filter((k) => !gone.has(k)) }]));
+    return changedStatus(previous, now, { replication: next });
   });
 }
 

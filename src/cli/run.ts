@@ -97,7 +97,7 @@ export function action(name: string, fn: Action) {
       const { healIfInterrupted } = await import('../ops/restore-journal.js');
       // a journal is trusted only when it names this run's live paths (or those under restore --target)
       const target = name === 'restore' ? (command.opts() as { target?: string }).target : undefined;
-      const healed = await healIfInterrupted(cfg.backupDir, name, { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target });
+      const healed = await healIfInterrupted(cfg.backupDir, name, { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target, config: cfg });
       if (healed) ui.warn(healed);
       const { RECORDED_COMMANDS } = await import('../notify/report.js');
       if (RECORDED_COMMANDS.has(name)) {

@@ -65,7 +65,10 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
   const lastRunExit = fam('last_run_exit_code', 'Exit code of the last run of each job');
   const lastRunDuration = fam('last_run_duration_seconds', 'Wall time of the last run of each job');
   const backups = fam('backups', 'Good backups (ok or partial) in the backup directory, per type');
-  const backupBytes = fam('backups_bytes', 'Bytes of the good backups in the backup directory, per type');
+  const backupBytes = fam(
+    'backups_bytes',
+    "Bytes of the good backups in the backup directory, per type; a full backup's components count under database and storage only, so the sum over types is the disk used",
+  );
   const lastBytes = fam('last_backup_size_bytes', 'Size on disk of the newest good backup of each type');
   const lastFiles = fam('last_backup_files', 'Files in the newest good storage backup (the whole tree for incremental ones)');
   const lastDuration = fam('last_backup_duration_seconds', 'How long the newest good backup of each type took to make');
@@ -79,6 +82,9 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
   const drillRpo = fam('drill_rpo_seconds', 'Age of the drilled backup when the last drill started');
   const drillRpoTarget = fam('drill_rpo_target_seconds', 'RPO target the last drill judged against (RPO_TARGET)');
   const drillBytes = fam('drill_restored_bytes', 'Bytes the last drill restored');
+  const dbSuccess = fam('database_last_success_timestamp_seconds', 'Unix time of the newest good backup holding each PostgreSQL database');
+  const dbBytes = fam('database_last_size_bytes', 'Size of the newest good dump of each PostgreSQL database');
+  const dbRows = fam('database_last_rows', 'Rows of each PostgreSQL database, counted in the snapshot of its newest good dump');
   const volumeSuccess = fam('volume_last_success_timestamp_seconds', 'Unix time of the newest good backup of each Docker volume');
   const volumeBytes = fam('volume_backups_bytes', 'Bytes of the good backups of each Docker volume');
   const downtime = fam(
@@ -114,6 +120,9 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
     drillRpo,
     drillRpoTarget,
     drillBytes,
+    dbSuccess,
+    dbBytes,
+    dbRows,
     volumeSuccess,
     volumeBytes,
     downtime,
@@ -129,7 +138,11 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
     const good = entries.filter((e) => e.type === type && (e.status === 'ok' || e.status === 'partial'));
     const labels = { type };
     backups.samples.push({ labels, value: good.length });
-    backupBytes.samples.push({ labels, value: good.reduce((n, e) => n + e.size, 0) });
+    // a full backup's size is its components', which are database and storage backups of their own:
+    // summed per type they would count twice, so a full backup counts its own files (the sidecar)
+    let bytes = 0;
+    for (const e of good) bytes += type === 'full' ? await ownFileBytes(e.files) : e.size;
+    backupBytes.samples.push({ labels, value: bytes });
     damaged.samples.push({ labels, value: entries.filter((e) => e.type === type && (e.status === 'damaged' || e.status === 'incomplete')).length });
     const newest = good[0];
     if (!newest) continue;
@@ -139,6 +152,22 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
     if (s?.duration_ms !== undefined) lastDuration.samples.push({ labels, value: s.duration_ms / 1000 });
     const files = s?.tree_files ?? s?.file_count;
     if (type === 'storage' && files !== undefined) lastFiles.samples.push({ labels, value: files });
+  }
+
+  // each database of the backups of sources (PostgreSQL), newest good backup first: a database left
+  // out of the configuration shows its age growing rather than disappearing
+  const seenDb = new Set<string>();
+  for (const e of entries.filter((x) => x.type === 'database' && (x.status === 'ok' || x.status === 'partial'))) {
+    for (const c of (e.sidecar?.components ?? []).filter((x) => x.role === 'data')) {
+      const key = `${c.kind}\0${c.name}`;
+      if (seenDb.has(key)) continue;
+      seenDb.add(key);
+      const labels = { database: c.name, kind: c.kind };
+      dbSuccess.samples.push({ labels, value: e.createdAt.getTime() / 1000 });
+      dbBytes.samples.push({ labels, value: c.size });
+      const tables = c.info?.tables as Record<string, number> | undefined;
+      if (tables) dbRows.samples.push({ labels, value: Object.values(tables).reduce((n, r) => n + r, 0) });
+    }
   }
 
   const { status } = (await exists(backupDir)) ? await readStatus(backupDir) : { status: null };
@@ -199,4 +228,10 @@ export async function writeMetricsFile(file: string, backupDir: string): Promise
   // The textfile directory may be shared: the temp name is unguessable and created exclusively, never
   // through a link another user planted there
   await writeFileAtomic(file, text, 0o644, tempNameBeside(file, '.', '.tmp'));
+}
+
+async function ownFileBytes(files: string[]): Promise<number> {
+  let n = 0;
+  for (const f of files) n += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
+  return n;
 }

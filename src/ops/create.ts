@@ -11,6 +11,7 @@ import { healIfInterrupted } from './restore-journal.js';
 import { baseName, compareIds, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
 import type { BackupType, Sidecar, WrittenSidecar } from '../catalog/sidecar.js';
 import { BACKUP_TYPES, SIDECAR_FORMAT } from '../catalog/sidecar.js';
+import type { CodecProgress } from '../codec/external.js';
 import { getCodec } from '../codec/registry.js';
 import { AGE_EXTENSION, encryptFileInto, encryptStage } from '../crypto/age-artifact.js';
 import { describeRecipient, type Recipient } from '../crypto/age-keys.js';
@@ -52,7 +53,8 @@ export interface CreatedBackup {
   id: string;
   sidecarPath: string;
   files: string[];
-  size: number;
+  /** its files' bytes (a full backup: its components', as list shows it) */
+  sizeBytes: number;
   checksum?: string;
   fileCount?: number;
   durationMs: number;
@@ -62,6 +64,8 @@ export interface CreatedBackup {
   notes?: string[];
   /** storage: 0 for a backup of every file, N for one of what changed since the previous backup */
   level?: number;
+  /** a database backup of sources (PostgreSQL): the databases it holds */
+  databases?: string[];
 }
 
 export interface CreateResult {
@@ -71,7 +75,7 @@ export interface CreateResult {
   /** the full backup's status; for database/storage runs 'ok' when ok */
   status: 'ok' | 'partial' | 'failed';
   backups: CreatedBackup[];
-  size: number;
+  sizeBytes: number;
   durationMs: number;
   errors: string[];
   warnings: string[];
@@ -214,7 +218,8 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       signal: opts.signal,
       onProgress: (subject, bytes) => opts.onProgress?.({ phase: 'database', subject, bytes }),
     });
-    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, size: b.size, durationMs: b.durationMs, warnings: [] };
+    const databases = b.components.filter((c) => c.role === 'data').map((c) => c.name);
+    return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, sizeBytes: b.size, durationMs: b.durationMs, warnings: [], databases };
   }
   if (opts.database?.incremental) {
     if (recipients)
@@ -227,7 +232,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
       id,
       sidecarPath: b.sidecarPath,
       files: b.files,
-      size: b.size,
+      sizeBytes: b.size,
       checksum: b.checksum,
       durationMs: b.durationMs,
       warnings: [],
@@ -282,7 +287,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
     };
     const sc = sidecarPath(cfg.backupDir, 'database', id);
     await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
-    return { type: 'database', id, sidecarPath: sc, files: [final, sc], size, checksum, durationMs: sidecar.duration_ms, warnings: [] };
+    return { type: 'database', id, sidecarPath: sc, files: [final, sc], sizeBytes: size, checksum, durationMs: sidecar.duration_ms, warnings: [] };
   } catch (err) {
     await fsp.rm(tmp, { force: true });
     removeSqliteSidecars(tmp);
@@ -380,6 +385,39 @@ async function backupStoragePart(
   total?: { bytes: number; files: number },
   recipients?: Recipient[],
 ): Promise<CreatedBackup> {
+  const run = storageRun ?? (await planStorageRun(cfg, opts, recipients));
+  const previousFailed: { err?: unknown } = {};
+  try {
+    return await storageAttempt(cfg, id, opts, run, total, recipients, previousFailed);
+  } catch (err) {
+    if (!previousFailed.err || opts.signal?.aborted) throw err;
+    // a manifest of the previous chain that matched its checksum but cannot be read (a record too long,
+    // a bad field: written so, or planted with its sidecar) must not stop every backup from now on
+    const why = `the manifest chain of storage backup ${run.previous!.id} cannot be read (${toBackupError(previousFailed.err).message})`;
+    const level0: StorageRunPlan = { previous: run.previous, next: { level: 0 }, warning: `${why}: starting a new chain (level 0)` };
+    return storageAttempt(cfg, id, opts, level0, total, recipients, {});
+  }
+}
+
+/** The records of the previous chain, noting in `seen` a failure to read them (see backupStoragePart). */
+async function* watched<T>(records: AsyncGenerator<T>, seen: { err?: unknown }): AsyncGenerator<T> {
+  try {
+    yield* records;
+  } catch (err) {
+    seen.err = err;
+    throw err;
+  }
+}
+
+async function storageAttempt(
+  cfg: Config,
+  id: string,
+  opts: CreateOptions,
+  storageRun: StorageRunPlan,
+  total: { bytes: number; files: number } | undefined,
+  recipients: Recipient[] | undefined,
+  previousFailed: { err?: unknown },
+): Promise<CreatedBackup> {
   const started = new Date();
   // the chain's age (--full-every) is measured on the clock the id comes from (a test's or bench's `now`)
   const createdAt = opts.now?.() ?? started;
@@ -389,7 +427,7 @@ async function backupStoragePart(
   const name = `${baseName('storage', id)}${codec.extension}${recipients ? AGE_EXTENSION : ''}`;
   const encrypt = recipients ? await encryptStage(recipients) : undefined;
   const run = opts.storage ?? {};
-  const { previous: prevEntry, manifests, warning, next } = storageRun ?? (await planStorageRun(cfg, opts, recipients));
+  const { previous: prevEntry, manifests, warning, next } = storageRun;
   const prev = next.level > 0 ? prevEntry!.sidecar! : undefined;
   // an encrypted backup's manifest is written in plaintext outside the backup directory, then encrypted into it
   const plainDir = recipients ? await plaintextManifestDir(cfg) : undefined;
@@ -399,20 +437,32 @@ async function backupStoragePart(
   let plainManifest: string | undefined;
   // a level N manifest holds what changed since the tree its chain describes
   const chain = prev ? [...manifestChain(prevEntry!.id, prev), id] : [id];
-  const previousRecords = prev ? readView(manifests!) : undefined;
+  const previousRecords = prev ? watched(readView(manifests!), previousFailed) : undefined;
   const plan = new ChangePlan(id, manifestWriter, previousRecords, run.reread, prev ? manifests : undefined);
   const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
+  let last = { files: 0, bytes: 0 };
+  let backlogBytes: number | undefined;
+  const report = () => opts.onProgress?.({ phase: 'storage', subject: id, ...last, totalFiles: total?.files, totalBytes: total?.bytes, backlogBytes });
   const { stream, result } = packTree(cfg.storagePath, {
     plan,
     exclude: cfg.exclude,
     leftovers: RESTORE_LEFTOVERS,
     excludePaths: [cfg.backupDir],
     signal: opts.signal,
-    onProgress: ({ files, bytes }) => opts.onProgress?.({ phase: 'storage', subject: id, files, bytes, totalFiles: total?.files, totalBytes: total?.bytes }),
+    onProgress: ({ files, bytes }) => {
+      last = { files, bytes };
+      report();
+    },
   });
   const committed: string[] = [];
   try {
     const compressor = codec.compressor({ level: cfg.compressionLevel });
+    // a compressor that says how far it is (xz): what it holds but has not compressed is work still to
+    // do, so the estimate counts it (xz -T0 at 40% read once said "ETA 5.9 s" and then took 8.5 minutes)
+    compressor.on('codec-progress', (p: CodecProgress) => {
+      backlogBytes = Math.max(0, p.fed - p.consumed);
+      report();
+    });
     await (encrypt
       ? pipeline(stream, compressor, encrypt.stream, writer, { signal: opts.signal })
       : pipeline(stream, compressor, writer, { signal: opts.signal }));
@@ -469,7 +519,7 @@ async function backupStoragePart(
       id,
       sidecarPath: sc,
       files: [...committed, sc],
-      size: artifact.size,
+      sizeBytes: artifact.size,
       checksum: artifact.checksum,
       fileCount: packed.fileCount,
       durationMs: sidecar.duration_ms,
@@ -527,7 +577,10 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
 
   // tests stop a run here, holding the lock with nothing written yet (see ops/fault-point.ts)
   faultPoint('create-locked');
-  const { id, warning: clockWarning } = await allocateId(cfg.backupDir, (opts.now ?? (() => new Date()))());
+  // one clock reading names the run and dates the full backup: its id is its created_at second
+  // (reading the clock again after the checks above put them seconds apart)
+  const idTime = (opts.now ?? (() => new Date()))();
+  const { id, warning: clockWarning } = await allocateId(cfg.backupDir, idTime);
   const backups: CreatedBackup[] = [];
   const errors: string[] = [];
   const failures: BackupError[] = [];
@@ -549,12 +602,12 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
   const warnings = [...(clockWarning ? [clockWarning] : []), ...backups.flatMap((b) => b.warnings)];
   const skipped = backups.flatMap((b) => b.skipped ?? []);
   const notes = backups.flatMap((b) => b.notes ?? []);
-  const size = backups.reduce((s, b) => s + b.size, 0);
+  const size = backups.reduce((s, b) => s + b.sizeBytes, 0);
   if (type === 'full') {
     if (backups.length === 0) throw failures[0];
     const status = backups.length === parts.length ? 'ok' : 'partial';
     const sidecar: WrittenSidecar = {
-      ...baseSidecar('full', id, new Date(started)),
+      ...baseSidecar('full', id, idTime),
       duration_ms: Date.now() - started,
       database: backups.find((b) => b.type === 'database')?.id ?? null,
       storage: backups.find((b) => b.type === 'storage')?.id ?? null,
@@ -565,16 +618,16 @@ export async function runCreate(cfg: Config, opts: CreateOptions = {}): Promise<
     const sc = sidecarPath(cfg.backupDir, 'full', id);
     await ensureDir(path.dirname(sc));
     await writeFileAtomic(sc, `${JSON.stringify(sidecar, null, 2)}\n`);
-    backups.push({ type: 'full', id, sidecarPath: sc, files: [sc], size, durationMs: sidecar.duration_ms, warnings: [] });
-    return { ok: status === 'ok', type, id, status, backups, size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
+    backups.push({ type: 'full', id, sidecarPath: sc, files: [sc], sizeBytes: size, durationMs: sidecar.duration_ms, warnings: [] });
+    return { ok: status === 'ok', type, id, status, backups, sizeBytes: size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
   }
-  return { ok: true, type, id, status: 'ok', backups, size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
+  return { ok: true, type, id, status: 'ok', backups, sizeBytes: size, durationMs: Date.now() - started, errors, warnings, skipped, notes };
 }
 
 /** Creates a backup under the backup directory's lock. */
 export async function createBackup(cfg: Config, opts: CreateOptions = {}): Promise<CreateResult> {
   // a restore killed mid-swap may have left no storage directory: complete it before checking inputs
-  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, cfg);
+  await healIfInterrupted(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { dbPath: cfg.dbPath, storagePath: cfg.storagePath, config: cfg });
   await checkInputs(cfg, opts.type ?? 'full', opts.storage);
   const lock = await acquireLock(cfg.backupDir, `create --type ${opts.type ?? 'full'}`, { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {

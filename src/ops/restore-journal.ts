@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { acquireLock, type Lock } from '../catalog/lock.js';
+import type { Config } from '../config.js';
 import { BackupError } from '../errors.js';
 import { exists, fsyncDir, writeFileAtomic } from '../fsutil.js';
 import { faultPoint } from './fault-point.js';
@@ -14,13 +15,17 @@ import { faultPoint } from './fault-point.js';
  * Phases: `staging` (the tree is unpacked, the database copied aside: nothing live changed yet),
  * `database` (the live database is being replaced), `storage` / `storage-new` (the database is done and
  * the storage swap has begun). A restore killed before `storage` is rolled back (wholly old); one killed
- * after is completed (wholly new): from then on the staged tree is complete and validated.
+ * after is completed (wholly new): from then on the staged tree is complete and validated. Phase
+ * `source`: a database restored through its source kind (PostgreSQL), which completes or rolls back its
+ * own steps (SourceKind.recover).
  */
 export interface RestoreJournal {
   id: string;
   pid: number;
   started_at: string;
-  phase: 'staging' | 'database' | 'storage' | 'storage-new';
+  phase: 'staging' | 'database' | 'storage' | 'storage-new' | 'source';
+  /** phase `source`: a database of a source kind (PostgreSQL) being restored; its kind heals it from `state` */
+  source?: { kind: string; state: Record<string, unknown> };
   database?: {
     live: string;
     /** the copy of the previous live database; absent when there was none */
@@ -192,6 +197,8 @@ export interface LivePaths {
   dbPath: string;
   storagePath: string;
   target?: string;
+  /** the configuration: a journal of phase `source` is healed by its kind, which needs the server it names */
+  config?: Config;
 }
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -219,7 +226,7 @@ async function removeDecryptedCopy(j: RestoreJournal): Promise<void> {
 export function journalProblem(j: RestoreJournal, live: LivePaths | undefined): string | undefined {
   if (!live) return 'no live paths to compare it with';
   if (!/^[\w.-]{1,200}$/.test(j.id) || j.id === '.' || j.id === '..') return `id ${JSON.stringify(String(j.id).slice(0, 80))} is not a backup id`;
-  if (!['staging', 'database', 'storage', 'storage-new'].includes(j.phase)) return `unknown phase ${JSON.stringify(String(j.phase).slice(0, 40))}`;
+  if (!['staging', 'database', 'storage', 'storage-new', 'source'].includes(j.phase)) return `unknown phase ${JSON.stringify(String(j.phase).slice(0, 40))}`;
   const id = escapeRe(j.id);
   const roots = (p: string) => {
     const out = [path.resolve(p)];
@@ -294,6 +301,18 @@ export async function healInterruptedRestore(backupDir: string, live?: LivePaths
     return `ignored the journal of an interrupted restore in ${backupDir} and changed nothing: its ${problem} (it was not written by a restore of this configuration, or for another --target); moved it to ${aside} — if a restore of yours was interrupted, finish it by hand`;
   }
   let message: string;
+  if (j.phase === 'source') {
+    const src = j.source;
+    if (typeof src?.kind !== 'string' || typeof src.state !== 'object' || src.state === null)
+      message = `cleared the journal of an interrupted restore of ${j.id}: it named no source`;
+    else {
+      // loaded here: the cheap check every command makes must not load the source kinds
+      const { sourceKind } = await import('../sources/kinds.js');
+      message = await sourceKind(live?.config, src.kind).recover(src.state, j.id);
+    }
+    await removeJournal(backupDir);
+    return message;
+  }
   const db = j.database;
   const st = j.storage;
   if (j.phase === 'staging' || j.phase === 'database') {

@@ -2,6 +2,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { compareIds } from '../catalog/names.js';
+import { isPageDelta } from '../catalog/page-chain.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { needIdentity } from '../crypto/age-artifact.js';
@@ -108,7 +109,7 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${source.entry.id}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
   });
   try {
     const skipped = ref === 'latest' ? await skippedForLatest(cfg.backupDir, source.entry) : [];
@@ -137,6 +138,7 @@ async function verifyPhase(cfg: Config, source: RestoreSource, opts: RestoreOpti
       identities: opts.identities,
       config: cfg,
       restoring: true,
+      deferPlainSources: true,
     });
     if (!v.ok) {
       throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
@@ -212,7 +214,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   await opts.beforeChange?.(plan);
   let sources: RestoreOutcome[] | undefined;
   if (sourcesEntry) {
-    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities });
+    if (!opts.sources?.skip) sources = await restoreSources(cfg, sourcesEntry, { ...opts.sources, identities: opts.identities, checksums: verify });
     dbEntry = undefined;
     if (!stEntry) return { ...plan, database: undefined, storage: undefined, sources, durationMs: Date.now() - started };
   }
@@ -292,13 +294,22 @@ export async function restoreFromRemote(
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target },
+    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
   });
   try {
     const fetched = await fetchRemoteBackup(remote, ref, cfg.backupDir, { signal: opts.signal, ...opts.transfer, identities: opts.identities ?? [] });
     try {
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
+      if (isPageDelta(entry.sidecar)) {
+        // a page delta is no database on its own: the state it completes is rebuilt from the downloaded
+        // chain and checked (ops/pit.ts), as restore ID does locally; inside the download, removed with it
+        const { stageState } = await import('./pit-state.js');
+        const all = await listBackups(fetched.dir, { type: 'database' });
+        const staged = await stageState(fetched.dir, all, entry, path.join(fetched.dir, `${entry.id}.state.db`));
+        const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry: staged.entry }, { ...opts, verify: false, only: 'database' }, started);
+        return { ...result, verified: true, healed, fetched };
+      }
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);
       return { ...result, healed, fetched };
     } finally {

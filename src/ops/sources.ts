@@ -17,6 +17,8 @@ import { ensureDir, writeFileAtomic } from '../fsutil.js';
 import { sourceKind } from '../sources/kinds.js';
 import type { ComponentRecord, DrillProof, RestoreOutcome, Source, StagedComponent } from '../sources/source.js';
 import { TOOL } from '../version.js';
+import { faultPoint } from './fault-point.js';
+import { removeJournal, writeJournal } from './restore-journal.js';
 
 export interface SourcesBackup {
   sidecarPath: string;
@@ -121,6 +123,8 @@ export async function verifySources(
   identities: Identity[] | undefined,
   /** false: the checksums only (a restore that reads every component whole follows) */
   prove = true,
+  /** plain data components: their size only (the restore checks their checksums while it reads them) */
+  deferPlain = false,
 ): Promise<{ problems: string[]; checked: number }> {
   const s = entry.sidecar!;
   const dir = path.dirname(entry.sidecarPath!);
@@ -128,6 +132,12 @@ export async function verifySources(
   let checked = 0;
   await withTemp(async (tmp) => {
     for (const c of s.components ?? []) {
+      if (deferPlain && isDeferred(c)) {
+        const st = await fsp.stat(path.join(dir, c.file)).catch(() => undefined);
+        if (!st) problems.push(`missing ${c.file}`);
+        else if (st.size !== c.size) problems.push(`${c.name}: ${c.file} is ${st.size} bytes, ${c.size} were written`);
+        continue;
+      }
       const sums: string[] = [];
       const checksum = checkParts([c], localPart(dir), { onProblem: (p) => sums.push(`${c.name}: ${p}`) }).catch((err) => {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -165,7 +175,12 @@ export async function drillSources(cfg: Config, entry: BackupEntry, identities?:
   });
 }
 
+/** A component whose checksum a restore checks while its kind reads it (see verifySources' deferPlain). */
+const isDeferred = (c: ComponentRecord) => c.role === 'data' && !c.encryption;
+
 export interface SourcesRestoreOptions {
+  /** check the checksum of each plain dump while it is restored, before the swap (verify deferred it) */
+  checksums?: boolean;
   /** restore beside the live database under this name (one database only) */
   targetDb?: string;
   /** only these databases (default: every one in the backup) */
@@ -198,9 +213,31 @@ export async function restoreSources(cfg: Config, entry: BackupEntry, opts: Sour
       for (const g of globals)
         outcomes.push(await sourceKind(cfg, g.kind).restore(await stage(entry, [g], tmp, opts.identities), { id: runId, withAuxiliary: true }));
     }
+    const started_at = new Date().toISOString();
     for (const c of data) {
       const staged = await stage(entry, [c], tmp, opts.identities);
-      outcomes.push(await sourceKind(cfg, c.kind).restore(staged, { id: runId, target: opts.targetDb, onStep: opts.onStep }));
+      // what the next command needs to complete or roll back this database's restore if we die
+      const record = (state: Record<string, unknown> | undefined) =>
+        state
+          ? writeJournal(cfg.backupDir, { id: runId, pid: process.pid, started_at, phase: 'source', source: { kind: c.kind, state } })
+          : removeJournal(cfg.backupDir);
+      // the checksum is read beside pg_restore (one pass over the page cache, two cores) and awaited before
+      // anything live changes: a damaged dump never gets past the new database
+      let sum: Promise<string[]> | undefined;
+      if (opts.checksums && isDeferred(c)) {
+        const found: string[] = [];
+        sum = checkParts([c], localPart(path.dirname(entry.sidecarPath!)), { onProblem: (p) => found.push(`${c.name}: ${p}`) }).then(
+          () => found,
+          (err: Error) => [...found, `${c.name}: ${err.message}`],
+        );
+      }
+      const beforeSwap = async () => {
+        const bad = (await sum) ?? [];
+        if (bad.length) throw new BackupError('DAMAGED', `database backup ${entry.id} failed verification: ${bad.join('; ')}`);
+      };
+      outcomes.push(
+        await sourceKind(cfg, c.kind).restore(staged, { id: runId, target: opts.targetDb, onStep: opts.onStep, record, checkpoint: faultPoint, beforeSwap }),
+      );
     }
     return outcomes;
   });

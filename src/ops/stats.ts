@@ -9,15 +9,26 @@ export interface TypeStats {
   notOk: number;
   /** the backups' sizes as `list` shows them (a full backup: its components) */
   sizeBytes: number;
-  /** the same figure under its older name (kept for consumers of `stats --json`) */
-  bytes: number;
   newest?: { id: string; createdAt: string; ageSeconds: number };
   oldest?: { id: string; createdAt: string; ageSeconds: number };
+}
+
+/** One database of the backups of sources (PostgreSQL): in how many ok backups, its bytes, its newest dump. */
+export interface DatabaseStats {
+  name: string;
+  kind: string;
+  /** ok database backups holding it */
+  count: number;
+  /** its dumps in those backups */
+  sizeBytes: number;
+  newest?: { id: string; createdAt: string; ageSeconds: number; sizeBytes: number };
 }
 
 export interface Stats {
   backupDir: string;
   types: TypeStats[];
+  /** present when there are backups of sources: each database by name */
+  databases?: DatabaseStats[];
   totalCount: number;
   /** every stored byte once: database and storage backups (a full backup's components are theirs) */
   totalBytes: number;
@@ -40,14 +51,26 @@ export async function getStats(backupDir: string, now = new Date(), entries?: Ba
       ok: good.length,
       notOk: of.length - good.length,
       sizeBytes,
-      bytes: sizeBytes,
       newest: point(good[0]),
       oldest: point(good[good.length - 1]),
     };
   });
+  const databases = new Map<string, DatabaseStats>();
+  // newest first: the first ok backup naming a database holds its newest dump
+  for (const e of entries.filter((x) => x.type === 'database' && x.status === 'ok')) {
+    for (const c of (e.sidecar?.components ?? []).filter((x) => x.role === 'data')) {
+      const key = `${c.kind}\0${c.name}`;
+      const d = databases.get(key) ?? { name: c.name, kind: c.kind, count: 0, sizeBytes: 0 };
+      d.count++;
+      d.sizeBytes += c.size;
+      d.newest ??= { ...point(e)!, sizeBytes: c.size };
+      databases.set(key, d);
+    }
+  }
   return {
     backupDir,
     types,
+    databases: databases.size ? [...databases.values()].sort((a, b) => a.name.localeCompare(b.name)) : undefined,
     totalCount: entries.length,
     // full backups are made of database and storage backups: counting them again would double the total
     totalBytes: types.reduce((s, t) => s + (t.type === 'full' ? 0 : t.sizeBytes), 0),

@@ -422,10 +422,13 @@ const databaseExists = async (s: PostgresSettings, name: string) =>
  * Creates the empty database a restore or drill writes into. An existing one is never dropped to make
  * room: `--target-db` naming the live database (or any other) would otherwise destroy it.
  */
-async function createDatabase(s: PostgresSettings, name: string, what = 'the database to restore into'): Promise<void> {
+async function createDatabase(s: PostgresSettings, name: string, what = 'the database to restore into', mark?: string): Promise<void> {
   if (Buffer.byteLength(name) > 63) throw new BackupError('USAGE', `database name ${name} is longer than PostgreSQL's 63 bytes`);
-  // CREATE DATABASE itself refuses an existing name: one round trip, and no window between a look and the create
-  await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`).catch((err: Error) => {
+  // CREATE DATABASE itself refuses an existing name: one round trip, and no window between a look and the
+  // create. The mark goes in the same psql session, which has the whole script: a kill of this process
+  // between the two statements does not stop it
+  const sql = `CREATE DATABASE ${quoteIdent(name)};${mark ? `\nCOMMENT ON DATABASE ${quoteIdent(name)} IS ${quoteLiteral(mark)};` : ''}`;
+  await psqlScript(s, sql, `creating database ${name}`).catch((err: Error) => {
     if (!/already exists/.test(err.message)) throw err;
     throw new BackupError('USAGE', `${what}, ${name}, exists already on ${s.display}: nothing was changed`, {
       hint: 'name a database that does not exist (--target-db NEW_NAME), or drop it first if it is a leftover',
@@ -521,53 +524,132 @@ export class PostgresKind implements SourceKind {
     if (!data) return { name: 'globals', restoredAs: 'globals', notes };
     const live = data.record.name;
     const staging = req.target ?? `${live}_restore_${req.id}`;
+    const keptAs = `${live}_pre_restore_${req.id}`;
+    const mark = restoreMark(req.id);
+    const journal = (step: 'staging' | 'swap') => req.record?.({ step, live, staging, keptAs, beside: !!req.target });
     req.onStep?.(`restoring ${live} into ${staging}`);
     let created = false;
     try {
-      await createDatabase(this.s, staging);
+      await journal('staging');
+      // the mark lets the next command drop this database if we die before the swap, and nothing else
+      await createDatabase(this.s, staging, undefined, mark);
       created = true;
+      req.checkpoint?.('postgres-restoring');
       await pgRestoreInto(this.s, data.file, staging);
       const cmp = compareTables(recordedTables(data.record), await countRows(this.s, staging));
       if (cmp.problems.length) throw new BackupError('FAILED', `the restored copy of ${live} does not match the backup: ${cmp.problems.join('; ')}`);
+      await req.beforeSwap?.();
+      req.checkpoint?.('postgres-restored');
     } catch (err) {
       // only what this run created goes: a half-restored copy is no use to anyone
       if (created) await dropDatabase(this.s, staging).catch(() => {});
+      await req.record?.(undefined).catch(() => {});
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
       throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, cause: err });
     }
-    if (req.target) return { name: live, restoredAs: staging, notes };
-    const keptAs = `${live}_pre_restore_${req.id}`;
+    if (req.target) {
+      await psql(this.s, ADMIN_DB, `COMMENT ON DATABASE ${quoteIdent(staging)} IS NULL`, `unmarking ${staging}`);
+      await req.record?.(undefined);
+      return { name: live, restoredAs: staging, notes };
+    }
     req.onStep?.(`swapping ${staging} in as ${live}`);
     const exists = await databaseExists(this.s, live);
-    const L = quoteIdent(live);
-    // in one transaction-less but short step: no new connections, the old ones ended, two renames
-    const swap = exists
-      ? `ALTER DATABASE ${L} ALLOW_CONNECTIONS false;
-         SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = ${quoteLiteral(live)} AND pid <> pg_backend_pid();
-         SELECT pg_sleep(0.2);
-         ALTER DATABASE ${L} RENAME TO ${quoteIdent(keptAs)};
-         ALTER DATABASE ${quoteIdent(keptAs)} ALLOW_CONNECTIONS true;
-         ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${L};`
-      : `ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${L};`;
+    await journal('swap');
     try {
-      await psqlScript(this.s, swap, `swapping in ${live}`);
+      if (exists) {
+        // no new sessions, the open ones ended: RENAME refuses a database anyone is connected to
+        await psqlScript(this.s, `ALTER DATABASE ${quoteIdent(live)} ALLOW_CONNECTIONS false;`, `closing ${live} to new connections`);
+        req.checkpoint?.('postgres-closed');
+        await psqlScript(this.s, terminateSessions(live), `ending the sessions of ${live}`);
+      }
+      // both renames in one transaction: there is never a moment without a database called `live`
+      await psqlScript(
+        this.s,
+        `BEGIN;
+         ${exists ? `ALTER DATABASE ${quoteIdent(live)} RENAME TO ${quoteIdent(keptAs)};` : ''}
+         ALTER DATABASE ${quoteIdent(staging)} RENAME TO ${quoteIdent(live)};
+         COMMENT ON DATABASE ${quoteIdent(live)} IS NULL;
+         COMMIT;`,
+        `swapping in ${live}`,
+      );
     } catch (err) {
-      // put back what the swap changed: the live database under its name, accepting connections
-      const back = `DO $$ BEGIN
-          IF NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(live)}) AND EXISTS (SELECT 1 FROM pg_database WHERE datname = ${quoteLiteral(keptAs)}) THEN
-            EXECUTE 'ALTER DATABASE ${quoteIdent(keptAs).replace(/'/g, "''")} RENAME TO ${L.replace(/'/g, "''")}';
-          END IF; END $$;
-        ALTER DATABASE ${L} ALLOW_CONNECTIONS true;`;
-      await psqlScript(this.s, back, `putting ${live} back`).catch(() => {});
+      // the renames did not happen: the live database takes connections again, the copy stays for a look
+      if (exists) await psqlScript(this.s, `ALTER DATABASE ${quoteIdent(live)} ALLOW_CONNECTIONS true;`, `reopening ${live}`).catch(() => {});
+      await psql(this.s, ADMIN_DB, `COMMENT ON DATABASE ${quoteIdent(staging)} IS NULL`, `unmarking ${staging}`).catch(() => {});
+      await req.record?.(undefined).catch(() => {});
       throw new BackupError(
         'FAILED',
         `swapping the restored copy in as ${live} failed: ${(err as Error).message}; ${live} is as it was, the copy is ${staging}`,
       );
     }
+    req.checkpoint?.('postgres-swapped');
+    if (exists) await psqlScript(this.s, `ALTER DATABASE ${quoteIdent(keptAs)} ALLOW_CONNECTIONS true;`, `reopening ${keptAs}`);
+    await req.record?.(undefined);
     if (exists) notes.push(`the previous ${live} is kept as ${keptAs}: drop it when done with: DROP DATABASE ${quoteIdent(keptAs)};`);
     return { name: live, restoredAs: live, keptAs: exists ? keptAs : undefined, notes };
   }
+
+  /**
+   * A restore killed after it recorded `state` (see restore above). Before the swap: the marked copy is
+   * dropped, the live database was never touched. During the swap the renames are one transaction, so
+   * either they happened (completed: the previous database, kept, takes connections again) or they did
+   * not (rolled back: the live one takes connections again, the copy is dropped).
+   */
+  async recover(state: Record<string, unknown>, id: string): Promise<string> {
+    const { step, live, staging, keptAs } = state as { step?: unknown; live?: unknown; staging?: unknown; keptAs?: unknown };
+    const bad = (why: string) => new BackupError('FAILED', `the journal of an interrupted PostgreSQL restore is not one this tool writes: ${why}`);
+    if (typeof live !== 'string' || !live || typeof staging !== 'string' || typeof keptAs !== 'string') throw bad('it names no database');
+    if (step !== 'staging' && step !== 'swap') throw bad(`unknown step ${JSON.stringify(String(step).slice(0, 40))}`);
+    if (keptAs !== `${live}_pre_restore_${id}`) throw bad(`${keptAs} is not the name a restore keeps ${live} under`);
+    const where = this.s.display;
+    // only a database carrying this run's mark is ever dropped: a journal cannot name another one. A
+    // copy that exists unmarked may be the psql session of a killed run still between CREATE and COMMENT:
+    // it is given a moment
+    const lookUp = async () =>
+      (
+        await psql(
+          this.s,
+          ADMIN_DB,
+          `SELECT CASE WHEN shobj_description(oid, 'pg_database') = ${quoteLiteral(restoreMark(id))} THEN '1' ELSE '0' END FROM pg_database WHERE datname = ${quoteLiteral(staging)}`,
+          `looking up ${staging}`,
+        )
+      ).trim();
+    let marked = await lookUp();
+    for (let i = 0; marked === '0' && i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      marked = await lookUp();
+    }
+    const dropCopy = async () => {
+      if (marked === '1') await dropDatabase(this.s, staging);
+    };
+    if (step === 'staging') {
+      await dropCopy();
+      return `rolled back the restore of ${live} (run ${id}) that was interrupted before the swap: ${marked === '1' ? `dropped the half-restored ${staging}; ` : ''}${live} on ${where} was not touched`;
+    }
+    const liveExists = await databaseExists(this.s, live);
+    if (marked === '1') {
+      // the renames did not commit
+      if (liveExists) await psqlScript(this.s, `ALTER DATABASE ${quoteIdent(live)} ALLOW_CONNECTIONS true;`, `reopening ${live}`);
+      await dropCopy();
+      return `rolled back the restore of ${live} (run ${id}) that was interrupted just before the swap: ${live} on ${where} is as it was and takes connections again; run the restore again`;
+    }
+    const kept = await databaseExists(this.s, keptAs);
+    if (kept) await psqlScript(this.s, `ALTER DATABASE ${quoteIdent(keptAs)} ALLOW_CONNECTIONS true;`, `reopening ${keptAs}`);
+    return `completed the restore of ${live} (run ${id}) that was interrupted after the swap: ${live} on ${where} holds the backup's copy${kept ? `, the previous one is kept as ${keptAs} (DROP DATABASE ${quoteIdent(keptAs)}; when done)` : ''}`;
+  }
 }
+
+/** The comment a database being restored into carries until it is swapped in (or kept beside). */
+const restoreMark = (id: string) => `vertex-backup: restore ${id} in progress`;
+
+/** Ends every other session of `db` and waits until they are gone (RENAME refuses a database in use). */
+const terminateSessions = (db: string) => `DO $$ BEGIN
+    FOR i IN 1..100 LOOP
+      PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${quoteLiteral(db)} AND pid <> pg_backend_pid();
+      EXIT WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = ${quoteLiteral(db)} AND pid <> pg_backend_pid());
+      PERFORM pg_sleep(0.05);
+    END LOOP;
+  END $$;`;
 
 async function psqlScript(s: PostgresSettings, sql: string, what: string, db = ADMIN_DB): Promise<string> {
   const child = startTool(s, 'psql', PSQL_ARGS, db, 'pipe');

@@ -95,6 +95,19 @@ export interface RestoreRequest {
   /** also restore the auxiliary components (PostgreSQL globals) */
   withAuxiliary?: boolean;
   onStep?: (step: string) => void;
+  /**
+   * Keeps what the next command needs to complete or roll back this restore if the process dies here
+   * (the caller writes it to the restore journal; undefined: nothing to heal any more). Awaited before
+   * the step it describes begins.
+   */
+  record?: (state: Record<string, unknown> | undefined) => Promise<void>;
+  /**
+   * Awaited once the copy is restored and checked, before it is swapped in (or reported restored beside):
+   * the stored file's checksum, read while the kind restored it. Throws when it does not match.
+   */
+  beforeSwap?: () => Promise<void>;
+  /** named points of the restore, where the fault suite kills the process */
+  checkpoint?: (name: string) => void;
 }
 
 export interface RestoreOutcome {
@@ -115,4 +128,9 @@ export interface SourceKind {
   drill(c: StagedComponent, scratchId: string): Promise<DrillProof>;
   /** Restores the data components of one source (and auxiliaries on request) without destroying the live one first. */
   restore(components: StagedComponent[], req: RestoreRequest): Promise<RestoreOutcome>;
+  /**
+   * Completes or rolls back a restore killed after it recorded `state` (RestoreRequest.record); returns
+   * what it did, in one sentence. A state this kind would not have written is refused (BackupError).
+   */
+  recover(state: Record<string, unknown>, id: string): Promise<string>;
 }

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { describeRun, parseJsonStdout, type RunResult, run, stderrLines } from '../helpers/cli.js';
 import { rmrf, tempDir } from '../helpers/fixtures.js';
+import { startRecorder } from '../helpers/http-recorder.js';
 import { type PgServer, pgNeed, startPostgres } from '../helpers/postgres.js';
 
 interface Component {
@@ -132,6 +133,57 @@ pgNeed.describe('PostgreSQL sources (real server)', () => {
     expect(text.stdout).toMatch(/database functions_db: restored in /);
   });
 
+  pgNeed.it('ls, stats, metrics and notifications name each database', async () => {
+    const ls = await vb(['ls', firstId, '--json']);
+    expect(ls.code, describeRun(ls)).toBe(0);
+    const listed = parseJsonStdout<{ databases: { name: string; kind: string; tables: { name: string; rows: number }[] }[] }>(ls).databases;
+    expect(listed.map((d) => [d.name, d.kind])).toEqual([
+      ['dart_cloud', 'postgres'],
+      ['functions_db', 'postgres'],
+    ]);
+    expect(listed[1].tables).toEqual([
+      { name: 'public.deployments', rows: 1500 },
+      { name: 'public.functions', rows: 500 },
+    ]);
+    const one = await vb(['ls', firstId, 'functions_db']);
+    expect(one.code, describeRun(one)).toBe(0);
+    expect(one.stdout).toMatch(/^database functions_db \(postgres [\d.]+.*\): 2 tables, 2000 rows\n {2}public\.deployments +1500\n {2}public\.functions +500\n$/);
+    const none = await vb(['ls', firstId, 'nope_db']);
+    expect(none.code, describeRun(none)).toBe(2);
+    expect(stderrLines(none)[0]).toMatch(/holds no database nope_db/);
+
+    const stats = await vb(['stats', '--json']);
+    expect(stats.code, describeRun(stats)).toBe(0);
+    const dbs = parseJsonStdout<{ databases: { name: string; count: number; newest: { id: string } }[] }>(stats).databases;
+    expect(dbs.map((d) => [d.name, d.count, d.newest.id])).toEqual([
+      ['dart_cloud', 1, firstId],
+      ['functions_db', 1, firstId],
+    ]);
+    expect((await vb(['stats'])).stdout).toMatch(/dart_cloud[\s│]+postgres[\s│]+1/);
+
+    const recorder = await startRecorder();
+    try {
+      const metrics = path.join(cwd, 'metrics.prom');
+      const dir = path.join(cwd, 'notify');
+      const r = await vb(['create', '--type', 'database', '--metrics-file', metrics], {
+        BACKUP_DIR: dir,
+        NOTIFY_ON: 'always',
+        TELEGRAM_BOT_TOKEN: '123:abc',
+        TELEGRAM_CHAT_ID: '42',
+        TELEGRAM_API_URL: recorder.url,
+      });
+      expect(r.code, describeRun(r)).toBe(0);
+      const text = (recorder.requests.find((q) => q.url.endsWith('/sendMessage'))?.json as { text: string } | undefined)?.text;
+      expect(text).toMatch(/create --type database succeeded\n.*\(databases dart_cloud, functions_db\)/);
+      const prom = fs.readFileSync(metrics, 'utf8');
+      expect(prom).toMatch(/^vertex_backup_database_last_rows\{database="dart_cloud",kind="postgres"\} 32003$/m);
+      expect(prom).toMatch(/^vertex_backup_database_last_rows\{database="functions_db",kind="postgres"\} 2000$/m);
+      expect(prom).toMatch(/^vertex_backup_database_last_success_timestamp_seconds\{database="functions_db",kind="postgres"\} \d+/m);
+    } finally {
+      await recorder.close();
+    }
+  });
+
   pgNeed.it('restore --target-db restores beside the live database; naming an existing database is refused and drops nothing', async () => {
     const r = await vb(['restore', firstId, '--database', 'dart_cloud', '--target-db', 'dart_cloud_copy', '--yes']);
     expect(r.code, describeRun(r)).toBe(0);
@@ -247,6 +299,28 @@ pgNeed.describe('PostgreSQL sources (real server)', () => {
     const problems = parseJsonStdout<{ results: { problems: string[] }[] }>(v2).results[0].problems.join('\n');
     expect(problems).toMatch(/dart_cloud cannot be read by pg_restore/);
     expect(problems).toMatch(/functions_db: .*checksum/i);
+  });
+
+  pgNeed.it('restore checks each dump\'s checksum while pg_restore reads it: a mismatch is exit 3 before any swap, the copy dropped', async () => {
+    const dir = path.join(cwd, 'badsum');
+    const r = await vb(['create', '--type', 'database', '--json'], { BACKUP_DIR: dir });
+    expect(r.code, describeRun(r)).toBe(0);
+    const id = parseJsonStdout<{ id: string }>(r).id;
+    // the dump itself is whole (pg_restore reads it without a complaint): only the checksum can tell
+    const scPath = path.join(dir, 'database', `db_backup_${id}.json`);
+    const sc = JSON.parse(fs.readFileSync(scPath, 'utf8')) as Sidecar;
+    sc.components[0].checksum = '0'.repeat(64);
+    fs.writeFileSync(scPath, JSON.stringify(sc, null, 2));
+    pg.psql("INSERT INTO users (email) VALUES ('before-badsum@example.com')", 'dart_cloud');
+    const liveUsers = count('dart_cloud', 'users');
+    for (const extra of [[], ['--target-db', 'dart_cloud_badsum']]) {
+      const back = await vb(['restore', id, '--database', 'dart_cloud', '--yes', ...extra], { BACKUP_DIR: dir });
+      expect(back.code, describeRun(back)).toBe(3);
+      expect(stderrLines(back)[0]).toMatch(/failed verification: dart_cloud: .*checksum.*the live database dart_cloud was not touched/);
+      expect(count('dart_cloud', 'users')).toBe(liveUsers);
+      expect(databases().filter((n) => n.includes('_restore_') || n === 'dart_cloud_badsum')).toEqual([]);
+    }
+    pg.psql("DELETE FROM users WHERE email = 'before-badsum@example.com'", 'dart_cloud');
   });
 
   /**

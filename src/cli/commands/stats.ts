@@ -23,6 +23,16 @@ export function register(program: Command): void {
               t.oldest ? `${t.oldest.id} (${formatAge(t.oldest.ageSeconds * 1000)} ago)` : '-',
             ]);
             ui.out(ui.table(['type', 'count', 'not ok', 'size', 'newest ok', 'oldest ok'], rows));
+            if (s.databases) {
+              const dbRows = s.databases.map((d) => [
+                d.name,
+                d.kind,
+                d.count,
+                formatBytes(d.sizeBytes),
+                d.newest ? `${d.newest.id} (${formatAge(d.newest.ageSeconds * 1000)} ago, ${formatBytes(d.newest.sizeBytes)})` : '-',
+              ]);
+              ui.out(ui.table(['database', 'kind', 'backups', 'size', 'newest'], dbRows));
+            }
             ui.out(
               `total ${countOf(s.totalCount, 'backup')}, ${formatBytes(s.totalBytes)} (a full backup's components counted once); free at ${s.backupDir}: ${formatBytes(s.freeBytes)}`,
             );
