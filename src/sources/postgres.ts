@@ -428,7 +428,8 @@ async function createDatabase(s: PostgresSettings, name: string, what = 'the dat
   await psql(s, ADMIN_DB, `CREATE DATABASE ${quoteIdent(name)}`, `creating database ${name}`).catch((err: Error) => {
     if (!/already exists/.test(err.message)) throw err;
     throw new BackupError('USAGE', `${what}, ${name}, exists already on ${s.display}: nothing was changed`, {
-      hint: 'name a database that does not exist (--target-db NEW_NAME), or drop it first if it is a leftover',
+      hint: 'name a database that does not exist as the target, or drop it first if it is a leftover',
+      remedy: 'target-db-new',
     });
   });
 }
@@ -533,7 +534,7 @@ export class PostgresKind implements SourceKind {
       // only what this run created goes: a half-restored copy is no use to anyone
       if (created) await dropDatabase(this.s, staging).catch(() => {});
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
-      throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, cause: err });
+      throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, remedy: e.remedy, cause: err });
     }
     if (req.target) return { name: live, restoredAs: staging, notes };
     const keptAs = `${live}_pre_restore_${req.id}`;
