@@ -6,7 +6,7 @@ import { volumeBackupDirs } from '../catalog/volume-dirs.js';
 import { lockAndHeal } from './restore-journal.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
-import { usageError } from '../errors.js';
+import { BackupError, usageError } from '../errors.js';
 import { type Remote, tempAgeMs } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
 import { type TransferOptions, listRemoteBackups } from '../offsite/transfer.js';
@@ -204,7 +204,10 @@ export async function rotateRemote(remote: Remote, options: RemoteRotateOptions)
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw usageError(`retention ${k} must be a whole number, got ${v}`);
   }
   if (!Object.values(p).some((v) => v !== undefined && v > 0)) {
-    throw usageError('remote rotation needs a policy that keeps something', 'give --max-backups N (N >= 1) or --keep-daily/weekly/monthly');
+    throw new BackupError('USAGE', 'remote rotation needs a policy that keeps something', {
+      hint: 'keep N >= 1 backups per type, or some daily/weekly/monthly ones',
+      remedy: 'remote-policy',
+    });
   }
   const r = retrying(remote, options);
   const plan = planRotation(await listRemoteBackups(r, { ...options, type: undefined }), p, options.type);

@@ -358,7 +358,8 @@ export async function selectForVerify(backupDir: string, sel: VerifySelection): 
   // verifying nothing must not look like success: a mistyped --backup-dir is an error
   if (!(await exists(backupDir))) {
     throw new BackupError('USAGE', `${sel.ref ? `no backup '${sel.ref}': ` : ''}backup directory not found: ${backupDir}`, {
-      hint: 'set --backup-dir or BACKUP_DIR to where the backups are',
+      hint: 'set the backup directory (BACKUP_DIR) to where the backups are',
+      remedy: 'backup-dir',
     });
   }
   if (sel.ref) {
@@ -412,7 +413,7 @@ function pickBackups(list: BackupEntry[], ref: string | undefined, all: boolean)
   if (all) return list;
   if (!ref) return newestOfEachType(list);
   const b = resolveRef(list, ref);
-  if (!b) throw usageError(`no backup "${ref}" on the remote`, 'see what it holds with: list --remote NAME');
+  if (!b) throw usageError(`no backup "${ref}" on the remote`, 'see what it holds: list the remote', 'remote-list');
   return [b];
 }
 
