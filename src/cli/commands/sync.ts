@@ -160,7 +160,7 @@ Examples:
             remotes: results.map((r) => ({
               remote: r.remote,
               ok: r.ok,
-              uploaded: r.result?.synced.map((s) => `${s.type}:${s.id}`),
+              uploaded: r.result?.synced.map((s) => `${s.volume ? `volumes/${s.volume}/` : ''}${s.type}:${s.id}`),
               bytes: r.result?.bytes,
               cached: r.result?.cached,
               lag_seconds: r.result?.lagSeconds,
@@ -181,12 +181,12 @@ Examples:
                 ui.out(
                   ui.table(
                     ['type', 'id', 'files sent', 'skipped', 'size'],
-                    s.synced.map((b) => [b.type, b.id, b.uploaded.length, b.skipped, formatBytes(b.bytes)]),
+                    s.synced.map((b) => [b.volume ? `volume ${b.volume}` : b.type, b.id, b.uploaded.length, b.skipped, formatBytes(b.bytes)]),
                   ),
                 );
                 ui.out(`${r.remote}: sent ${formatBytes(s.bytes)} in ${formatDuration(s.ms)}${rate}; ${s.upToDate} already there`);
               }
-              for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.type} ${n.id} is ${n.reason}`);
+              for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.volume ? `volume ${n.volume}` : n.type} ${n.id} is ${n.reason}`);
               if (s.lagSeconds) ui.warn(`${r.remote}: ${formatAge(s.lagSeconds * 1000)} behind, ${s.missing} complete backups missing there`);
             }
           },
