@@ -160,7 +160,7 @@ export function buildApp(opts: AppOptions) {
     page.invalidate();
   });
   /** the list document of the latest snapshot, serialized once per snapshot and type */
-  let listText: { generation: number; texts: Map<string, string> } | undefined;
+  let listText: { generation: number; second: number; texts: Map<string, string> } | undefined;
   /** one run per backup directory: this process's own runs are refused here, other processes' by the kernel lock */
   let busy: { job?: Job; lock?: Lock } | undefined;
 
@@ -380,13 +380,20 @@ export function buildApp(opts: AppOptions) {
       const failedAfter = run.failedAfter.length > 0;
       if (!run.result) {
         const doc = volumesDocument(run.volumes ?? [], run.hooks, run.failedAfter, Date.now() - started);
-        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.size, ...log } };
+        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.sizeBytes, ...log } };
       }
       const result = run.result;
       return {
         document: createDocument(result, { volumes: run.volumes, hooks: run.hooks.length ? run.hooks : undefined }),
         exitCode: !result.ok || failedAfter ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-        log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), ...log },
+        log: {
+          type: result.type,
+          id: result.id,
+          status: result.status,
+          size: result.sizeBytes,
+          backups: result.backups.map((b) => `${b.type}:${b.id}`),
+          ...log,
+        },
       };
     });
   });
@@ -396,7 +403,9 @@ export function buildApp(opts: AppOptions) {
     const q = parse(v.picklist(['all', ...TYPES], 'must be one of all, full, database, storage'), raw);
     if (!q.ok) return sendError(c, new BackupError('USAGE', "query 'backup_type' must be one of all, full, database, storage"), 'backup_type');
     const snap = await catalog.get();
-    if (listText?.generation !== snap.generation) listText = { generation: snap.generation, texts: new Map() };
+    // the document holds each backup's age_seconds: a text made in another second is stale too
+    const second = Math.floor(Date.now() / 1000);
+    if (listText?.generation !== snap.generation || listText.second !== second) listText = { generation: snap.generation, second, texts: new Map() };
     let text = listText.texts.get(q.data);
     if (text === undefined) {
       text = jsonText(listDocument(q.data === 'all' ? snap.entries : snap.entries.filter((e) => e.type === q.data)));

@@ -316,7 +316,8 @@ class Packer {
     const { res, options } = this;
     // 256 KiB reads: garbage chunks are external memory that V8 collects late; with 1 MiB reads the peak
     // grew with the data (153 MB at 2.5 GB of videos, 131 MB now)
-    const body = createReadStream('', { fd: fh, highWaterMark: 1 << 18 }).pipe(
+    const source = createReadStream('', { fd: fh, highWaterMark: 1 << 18 });
+    const body = source.pipe(
       exactly(header.size, (got) => res.warnings.push(`changed while archiving (shrank to ${got} of ${header.size} bytes; padded): ${showName(header.name)}`)),
     );
     const hash = options.plan ? createHash('sha256') : undefined;
@@ -333,6 +334,9 @@ class Packer {
       await this.addEntry(header, body);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
+      // pipe() does not pass a destroyed body back to its source: an abort left the file open, and Node
+      // closed it at garbage collection with a warning and DEP0137 on stderr after Ctrl-C
+      if (!source.destroyed) source.destroy();
     }
     res.entryCount++;
     res.fileCount++;

@@ -97,10 +97,15 @@ export async function recordReplication(
     const before = previous?.replication?.[name];
     const kept = before && before.fingerprint === fingerprint && !update.listed ? before : undefined;
     const held = new Set([...(kept?.held ?? []), ...update.confirmed]);
+    // what leaves `held` this way is still on the remote: kept apart, so sync can say so
+    const removedHere = new Set(kept?.removed_here ?? []);
     for (const k of held) {
       const [type, id] = [k.slice(0, k.indexOf(':')), k.slice(k.indexOf(':') + 1)];
       const first = oldest.get(type);
-      if (first && compareIds(id, first) < 0) held.delete(k);
+      if (first && compareIds(id, first) < 0) {
+        held.delete(k);
+        removedHere.add(k);
+      }
     }
     const newest: Record<string, string> = { ...(kept?.newest_held ?? {}) };
     for (const [t, iso] of Object.entries(update.newestHeld ?? {})) if (!newest[t] || Date.parse(iso) > Date.parse(newest[t])) newest[t] = iso;
@@ -113,6 +118,7 @@ export async function recordReplication(
       listed_at: update.listed ? now.toISOString() : kept?.listed_at,
       held: [...held].sort(),
       newest_held: newest,
+      removed_here: removedHere.size ? [...removedHere].sort() : undefined,
       lag_seconds: lag.lagSeconds,
       missing: lag.missing.length,
       newest_missing: lag.missing[0] ? backupKey(lag.missing[0]) : undefined,

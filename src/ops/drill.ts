@@ -69,7 +69,8 @@ export interface TableCheck {
 export interface RpoType {
   type: BackupType;
   newest_id: string | null;
-  age_ms: number | null;
+  /** whole seconds since the newest good backup (age_seconds, as in every document) */
+  age_seconds: number | null;
   /** the longest time without a good backup of this type in the last 7 days (now included) */
   longest_gap_ms: number | null;
   good_backups_7d: number;
@@ -141,7 +142,7 @@ export function recoveryPoints(entries: BackupEntry[], now: Date, unrestorable: 
       inWindow++;
       if (i > 0) gap = Math.max(gap, good[i].t - Math.max(good[i - 1].t, since));
     }
-    out.push({ type, newest_id: newest.id, age_ms: age, longest_gap_ms: gap, good_backups_7d: inWindow });
+    out.push({ type, newest_id: newest.id, age_seconds: Math.floor(age / 1000), longest_gap_ms: gap, good_backups_7d: inWindow });
   }
   return out;
 }
@@ -374,11 +375,12 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
         `RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms ?? 0)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`,
       );
     if (judged && !result.problems.length) {
-      const worst = Math.max(judged.age_ms ?? 0, judged.longest_gap_ms ?? 0);
+      const ageMs = (judged.age_seconds ?? 0) * 1000;
+      const worst = Math.max(ageMs, judged.longest_gap_ms ?? 0);
       result.rpo.ok = worst <= rpoTarget;
       if (!result.rpo.ok) {
         result.targets_missed.push(
-          `RPO: ${judged.age_ms! >= (judged.longest_gap_ms ?? 0) ? `the newest good ${chosen.type} backup is ${formatDuration(judged.age_ms!)} old` : `${formatDuration(judged.longest_gap_ms!)} passed without a good ${chosen.type} backup in the last 7 days`}, the target is ${formatDuration(rpoTarget)} (RPO_TARGET)`,
+          `RPO: ${ageMs >= (judged.longest_gap_ms ?? 0) ? `the newest good ${chosen.type} backup is ${formatDuration(ageMs)} old` : `${formatDuration(judged.longest_gap_ms!)} passed without a good ${chosen.type} backup in the last 7 days`}, the target is ${formatDuration(rpoTarget)} (RPO_TARGET)`,
         );
       }
     }
@@ -610,7 +612,7 @@ export function drillRecord(r: DrillResult): import('../catalog/status.js').Dril
     rto_ms: r.rto.measured_ms ?? undefined,
     rto_target_ms: r.rto.target_ms,
     rto_extrapolated: r.rto.extrapolated || undefined,
-    rpo_ms: judged?.age_ms ?? undefined,
+    rpo_ms: judged?.age_seconds == null ? undefined : judged.age_seconds * 1000,
     rpo_target_ms: r.rpo.target_ms,
     bytes_restored: r.bytes.restored,
     coverage_pct: r.sample?.coverage.coverage_pct,

@@ -4,6 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import type { BackupType } from '../catalog/sidecar.js';
+import { compareIds } from '../catalog/names.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, exists } from '../fsutil.js';
 import { type Remote, type SpaceInfo, errorMessage, isTempName, readSmall } from '../remote/remote.js';
@@ -45,6 +46,8 @@ export interface SyncResult {
   /** after the sync: how far behind the remote is and how many complete local backups it lacks */
   lagSeconds?: number;
   missing?: number;
+  /** 'type:id' of backups the remote still holds that rotation removed here (a full backup's components left out) */
+  removedHere?: string[];
   notComplete: { type: BackupType; id: string; reason: string; volume?: string }[]; // local backups left alone
   bytes: number;
   ms: number;
@@ -198,6 +201,7 @@ async function syncBackupDir(
         cached: true,
         lagSeconds: lag.lagSeconds,
         missing: lag.missing.length,
+        removedHere: withoutComponents(record.removed_here),
       };
     }
   }
@@ -230,8 +234,19 @@ async function syncBackupDir(
   const after = await remember({ ok: true }).catch(() => undefined);
   result.lagSeconds = after?.lag_seconds;
   result.missing = after?.missing;
+  result.removedHere = withoutComponents(after?.removed_here);
   result.ms = Date.now() - started;
   return result;
+}
+
+/** Backups as a person counts them: a full backup's database and storage parts are not three backups. */
+function withoutComponents(keys: string[] | undefined): string[] | undefined {
+  if (!keys?.length) return undefined;
+  const fulls = new Set(keys.filter((k) => k.startsWith('full:')).map((k) => k.slice('full:'.length)));
+  // newest first, as list shows them
+  return keys
+    .filter((k) => k.startsWith('full:') || !fulls.has(k.slice(k.indexOf(':') + 1)))
+    .sort((a, b) => compareIds(b.slice(b.indexOf(':') + 1), a.slice(a.indexOf(':') + 1)));
 }
 
 // remote test and remote info: what `remote test|info` report about a remote

@@ -31,7 +31,8 @@ export interface VerifyResult {
   id: string;
   ok: boolean;
   problems: string[];
-  size: number;
+  /** the backup's size as list shows it (a full backup: its components) */
+  sizeBytes: number;
   /** bytes hashed */
   checked: number;
   /** being written by the run that holds the lock: not checked, not damaged */
@@ -207,7 +208,7 @@ export async function verifyEntry(
   const key = `${entry.type}:${entry.id}`;
   const cached = cache.get(key);
   if (cached) return cached;
-  const result: VerifyResult = { type: entry.type, id: entry.id, ok: false, problems: [], size: entry.size, checked: 0 };
+  const result: VerifyResult = { type: entry.type, id: entry.id, ok: false, problems: [], sizeBytes: entry.size, checked: 0 };
   cache.set(key, result);
   if (entry.status === 'in-progress') {
     result.inProgress = true;
@@ -272,7 +273,7 @@ async function verifyChain(
   const archives = await verifyChainArchives(entry, {
     find: (rid) => lookup('storage', rid),
     cache,
-    result: (rid, dep) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], size: dep?.size ?? 0, checked: 0 }),
+    result: (rid, dep) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], sizeBytes: dep?.size ?? 0, checked: 0 }),
     check: async (dep, r) => {
       await verifyArtifact(dep, opts, r);
       if (chain.includes(dep.id) && dep.sidecar?.manifest) await verifyManifest(dep, r, opts.signal, opts.identities);

@@ -161,13 +161,13 @@ async function createOutcome(hooked: Hooked, rotation: RotateResult | undefined,
   return {
     json: createDocument(result, { volumes, rotation, sync, hooks: hooked.hooks.length ? hooked.hooks : undefined }),
     exitCode: !result.ok || syncFailed || hookFailed ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-    summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
-    sizeBytes: result.size,
+    summary: `${result.type} backup ${result.id}: ${result.status}, ${formatBytes(result.sizeBytes)} in ${formatDuration(result.durationMs)}${skipped}${hooked.failedAfter.map((r) => `; ${hooksMod.describeRun(r)}`).join('')}`,
+    sizeBytes: result.sizeBytes,
     log: {
       type: result.type,
       id: result.id,
       status: result.status,
-      size: result.size,
+      size: result.sizeBytes,
       backups: result.backups.map((b) => `${b.type}:${b.id}`),
       warnings: result.warnings.length || undefined,
       skipped: result.skipped.length ? result.skipped : undefined,
@@ -183,7 +183,7 @@ function printCreate(ui: Ui, hooked: Hooked, rotation: RotateResult | undefined,
   const result = hooked.result!;
   const mark = result.ok ? ui.c.green('✔') : ui.c.yellow('!');
   ui.out(
-    `${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${formatBytes(result.size)} in ${formatDuration(result.durationMs)}`,
+    `${mark} ${result.type} backup ${ui.c.bold(result.id)} ${ui.status(result.status)} — ${formatBytes(result.sizeBytes)} in ${formatDuration(result.durationMs)}`,
   );
   for (const b of result.backups) {
     if (b.type === 'full') continue;
@@ -193,10 +193,10 @@ function printCreate(ui: Ui, hooked: Hooked, rotation: RotateResult | undefined,
         : b.level !== undefined
           ? ` (level ${b.level})`
           : '';
-    ui.out(`  ${b.type.padEnd(8)} ${formatBytes(b.size)}${files}  ${b.files[0]}`);
+    ui.out(`  ${b.type.padEnd(8)} ${formatBytes(b.sizeBytes)}${files}  ${b.files[0]}`);
     // a backup of several databases: every dump (and the globals) beside the first
     if (b.type === 'database')
-      for (const f of b.files.slice(1).filter((x) => !x.endsWith('.json'))) ui.out(`  ${' '.repeat(8)} ${' '.repeat(formatBytes(b.size).length)}  ${f}`);
+      for (const f of b.files.slice(1).filter((x) => !x.endsWith('.json'))) ui.out(`  ${' '.repeat(8)} ${' '.repeat(formatBytes(b.sizeBytes).length)}  ${f}`);
   }
   if (hooked.volumes) printVolumes(ui, hooked.volumes);
   for (const n of result.notes) ui.warn(n);
