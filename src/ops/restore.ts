@@ -305,7 +305,7 @@ export async function restoreFromRemote(
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
       if (isPageDelta(entry.sidecar)) {
         // a page delta is no database on its own: the state it completes is rebuilt from the downloaded
-        // chain and checked (ops/pit.ts), as restore ID does locally; inside the download, removed with it
+        // chain and checked (ops/pit-state.ts), as restore ID does locally; inside the download, removed with it
         const { stageState } = await import('./pit-state.js');
         const all = await listBackups(fetched.dir, { type: 'database' });
         const staged = await stageState(fetched.dir, all, entry, path.join(fetched.dir, `${entry.id}.state.db`));
