@@ -512,21 +512,22 @@ export function buildApp(opts: AppOptions) {
   app.post('/backups/sync', async (c) => {
     const body = parse(v.strictObject({ remote: v.optional(v.string('must be a string')) }, 'must be a JSON object'), await jsonBody(c));
     if (!body.ok) return sendError(c, new BackupError('USAGE', body.message), body.field);
-    const { loadRemotesConfig, remotesConfigPath } = await import('../remote/config.js');
-    const { openRemote } = await import('../remote/registry.js');
-    const remotes = await loadRemotesConfig(remotesConfigPath(undefined, cfg.env));
+    const { loadConfiguredRemotes } = await import('../remote/config.js');
+    const remotes = await loadConfiguredRemotes({ env: cfg.env, fileRemotes: cfg.file.remotes, configFile: cfg.configFile });
     const names = body.data.remote ? [body.data.remote] : remotes.remotes.filter((r) => r.enabled).map((r) => r.name);
     const job = jobs.start('sync', async (signal) => {
-      const { syncToRemote } = await import('../ops/sync.js');
+      // the CLI's sync, not a bare upload: an encrypting remote gets only ciphertext, the replication
+      // record in status.json is kept, and the Docker volumes' backup directories go too
+      const { syncRemote } = await import('../ops/sync.js');
+      const { remoteRecipients } = await import('../offsite/remote-encryption.js');
+      const { openMarkedRemote } = await import('../offsite/remote-marker.js');
       const results: { remote: string; ok: boolean; result?: unknown; error?: string }[] = [];
       for (const name of names) {
         try {
-          const remote = await openRemote(name, remotes, cfg.env);
-          try {
-            results.push({ remote: name, ok: true, result: await syncToRemote(remote, cfg.backupDir, { signal }) });
-          } finally {
-            await remote.close();
-          }
+          const url = remotes.remotes.find((r) => r.name === name)?.url ?? name;
+          const encryptTo = remoteRecipients(remotes, name);
+          const open = () => openMarkedRemote(remotes, name, cfg.env);
+          results.push({ remote: name, ok: true, result: await syncRemote(open, { name, url }, cfg.backupDir, { signal, encryptTo }) });
         } catch (err) {
           results.push({ remote: name, ok: false, error: toBackupError(err).message });
         }

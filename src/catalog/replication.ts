@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { exists } from '../fsutil.js';
 import { redact } from '../secrets.js';
-import type { BackupEntry } from './catalog.js';
+import type { BackupEntry } from './judge.js';
 import { compareIds } from './names.js';
 import { type ReplicationRecord, type StatusFile, changedStatus, updateStatus } from './status.js';
 
@@ -144,7 +144,7 @@ export async function forgetReplication(backupDir: string, name: string, now = n
 /** A remote's lag now, from its record (undefined without one): what a failed sync still reports. */
 export async function recordedLag(backupDir: string, name: string, url: string, now = new Date()): Promise<Lag | undefined> {
   const { readStatus } = await import('./status.js');
-  const { listBackups } = await import('./listing.js');
+  const { listBackups } = await import('./local-store.js');
   const record = replicationRecord((await readStatus(backupDir)).status, name, url);
   return record ? lagFromRecord(await listBackups(backupDir), record, now) : undefined;
 }

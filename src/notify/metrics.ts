@@ -1,4 +1,4 @@
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { BACKUP_TYPES } from '../catalog/sidecar.js';
 import { lagFromRecord } from '../catalog/replication.js';
 import { readStatus } from '../catalog/status.js';

@@ -5,7 +5,7 @@ import { artifactFiles } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import type { BackupType, EncryptionInfo, Sidecar } from '../catalog/sidecar.js';
 import { PartWriter, readParts } from '../archive/parts.js';
-import { FILE_MODE, writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic, writeFresh } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
@@ -157,7 +157,7 @@ export async function uploadEncrypted(
   try {
     const remoteSidecar: Sidecar = { ...local, ...artifact, parts: undefined, manifest };
     const bytes = Buffer.from(`${JSON.stringify(await sealSidecar(remoteSidecar, recipients), null, 2)}\n`);
-    await fsp.writeFile(tmpSidecar, bytes, { mode: FILE_MODE });
+    await writeFresh(tmpSidecar, bytes);
     await retrying(remote, options).put(scRel, tmpSidecar, { signal: options.signal });
     options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
     result.uploaded.push(scRel);

@@ -3,13 +3,13 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import type { BackupEntry } from '../catalog/catalog.js';
+import type { BackupEntry } from '../catalog/judge.js';
 import { BACKUP_TYPES, type EncryptionInfo, type Sidecar, parseSidecar } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import { type Identity, type Recipient, describeRecipient } from '../crypto/age-keys.js';
 import { createDecryptStream, createEncryptStream } from '../crypto/age-stream.js';
 import { BackupError } from '../errors.js';
-import { FILE_MODE, writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic, writeFresh } from '../fsutil.js';
 import { readSmall } from '../remote/remote.js';
 import type { RetryingRemote } from '../remote/retry.js';
 
@@ -203,7 +203,7 @@ export async function putSealedSidecar(
   const tmp = `${localSidecar}.upload.tmp`;
   const bytes = Buffer.from(`${JSON.stringify(await sealSidecar(local, recipients), null, 2)}\n`);
   try {
-    await fsp.writeFile(tmp, bytes, { mode: FILE_MODE });
+    await writeFresh(tmp, bytes);
     await remote.put(rel, tmp, { signal });
     return bytes.length;
   } finally {

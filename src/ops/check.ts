@@ -1,4 +1,4 @@
-import { listBackups, type BackupEntry } from '../catalog/listing.js';
+import { listBackups, type BackupEntry } from '../catalog/local-store.js';
 import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
 import { describeInterrupted, type DrillRecord, readStatus, runKey, startedRunAlive, type RunRecord } from '../catalog/status.js';
 import { exists } from '../fsutil.js';

@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { type ManifestFile, ManifestWriter, manifestFileName, readView } from '../archive/manifest.js';
 import { manifestChain, type NextLevel, nextLevel } from '../catalog/chain.js';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { acquireLock } from '../catalog/lock.js';
 import { healIfInterrupted } from './restore-journal.js';
 import { baseName, compareIds, parseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';

@@ -2,7 +2,7 @@ import type { EntryType } from '../archive/manifest.js';
 import { showName } from '../archive/bytenames.js';
 import { included } from '../archive/restore-chain.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { archivePath, manifestRecords, shownPath, storageWithManifest } from './manifest-of.js';
+import { archivePath, manifestRecords, shownPath, storageWithManifest } from './file-manifest.js';
 
 export interface ListedPath {
   /** relative to the storage directory; bytes that are not UTF-8 as \xNN */

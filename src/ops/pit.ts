@@ -1,15 +1,18 @@
-import { constants as fsConstants } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import { readDeltaPage, verifyPageDelta, type PageDeltaEntry } from '../archive/page-delta.js';
-import { type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { baseName, compareIds, typeDir } from '../catalog/names.js';
 import { deltaChain, isPageDelta } from '../catalog/page-chain.js';
 import type { Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { BackupError, argumentError, toBackupError } from '../errors.js';
-import { sha256File } from '../fsutil.js';
+import { createExclusive } from '../fsutil.js';
 import { parseDuration } from '../schedule/duration.js';
 import { removeSqliteSidecars, tableRows } from '../sources/sqlite.js';
 import { faultPoint } from './fault-point.js';
@@ -63,6 +66,23 @@ export interface RebuiltDatabase {
   deltas: number;
 }
 
+/** Copies `from` into the new private file `to` and returns the sha256 of what was written. */
+async function copyHashing(from: string, to: string): Promise<string> {
+  const hash = createHash('sha256');
+  const out = await createExclusive(to);
+  await pipeline(
+    createReadStream(from, { highWaterMark: 1 << 20 }),
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        done(null, chunk);
+      },
+    }),
+    out.createWriteStream({ highWaterMark: 1 << 20 }),
+  );
+  return hash.digest('hex');
+}
+
 /**
  * Rebuilds the state `id` into `staging`: its chain's level 0 copied, then for every page the newest
  * version among the chain's deltas written once (the union of their page maps: no replay), the file cut
@@ -84,12 +104,12 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
   await fsp.rm(staging, { force: true });
   removeSqliteSidecars(staging);
   try {
-    // the level 0 is checked against its checksum as it is copied; the deltas by their own checksums
-    const { checksum } = await sha256File(fileOf(chain[0]));
+    // the level 0 is checked against its checksum as it is copied (the bytes hashed are the bytes written,
+    // so a file swapped on the backup disk between a check and a copy cannot slip in); the deltas by
+    // their own checksums. The copy is 0600 from its creation and never written through a planted link.
+    const checksum = await copyHashing(fileOf(chain[0]), staging);
     if (checksum !== base.checksum)
       throw new BackupError('DAMAGED', `database backup ${base.id} does not match its checksum`, { hint: 'restore to another moment' });
-    await fsp.copyFile(fileOf(chain[0]), staging, fsConstants.COPYFILE_EXCL);
-    await fsp.chmod(staging, 0o600);
     faultPoint('pit-base');
     const newest = new Map<number, { file: number; entry: PageDeltaEntry }>();
     let pageCount = base.sqlite!.page_count;

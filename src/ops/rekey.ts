@@ -3,7 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type BackupEntry, componentLookup } from '../catalog/listing.js';
+import { type BackupEntry, componentLookup } from '../catalog/local-store.js';
 import { type Sidecar, artifactFiles } from '../catalog/sidecar.js';
 import { pinsOf } from '../catalog/chain.js';
 import { acquireLock } from '../catalog/lock.js';

@@ -1,7 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pinsOf } from '../catalog/chain.js';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
+import { volumeBackupDirs } from '../catalog/volume-dirs.js';
 import { lockAndHeal } from './restore-journal.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
@@ -35,6 +36,8 @@ export interface RotateResult {
   freedBytes: number;
   /** page chains thinned in time (every state for 24 h, hourly for 7 days, then daily) before the rules */
   compacted?: CompactResult;
+  /** each Docker volume's backup directory, rotated by the same rules (freedBytes above includes them) */
+  volumes?: { volume: string; kept: RotateResult['kept']; removed: RotateResult['removed']; freedBytes: number }[];
 }
 
 export function toRetentionItem(e: BackupEntry): RetentionItem {
@@ -122,6 +125,16 @@ export async function runRotate(cfg: Config, opts: RotateOptions): Promise<Rotat
     const bytes = opts.dryRun ? await backupBytes(entry) : await removeBackup(entry);
     result.removed.push({ type: entry.type, id: entry.id, reason, files: entry.files, size_bytes: entry.size, disk_bytes: bytes });
     result.freedBytes += bytes;
+  }
+  // each Docker volume's backup directory (volumes/<name>/) under the same rules: its live and catch-up
+  // passes are storage backups, and a nightly rotate must not let them fill the disk unsaid
+  if (opts.type === undefined || opts.type === 'storage') {
+    for (const v of await volumeBackupDirs(cfg.backupDir)) {
+      const sub = await runRotate({ ...cfg, backupDir: v.dir }, { ...opts, type: 'storage' });
+      result.volumes = result.volumes ?? [];
+      result.volumes.push({ volume: v.name, kept: sub.kept, removed: sub.removed, freedBytes: sub.freedBytes });
+      result.freedBytes += sub.freedBytes;
+    }
   }
   return result;
 }

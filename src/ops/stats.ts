@@ -1,4 +1,4 @@
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
 import { freeSpace } from '../fsutil.js';
 

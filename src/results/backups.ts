@@ -1,4 +1,4 @@
-import type { BackupEntry } from '../catalog/listing.js';
+import type { BackupEntry } from '../catalog/local-store.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 
 /** What `list` shows of a backup, local or remote. */

@@ -90,6 +90,13 @@ export function printRotation(ui: Ui, r: RotateResult): void {
   );
   // incremental storage backups: what each kept one still needs
   for (const k of r.kept) if (k.pins) ui.out(`  ${k.type} ${k.id} pins its chain: ${k.pins.join(', ')}`);
+  // Docker volumes (volumes/<name>/): the same rules, one line each
+  for (const v of r.volumes ?? [])
+    ui.out(
+      v.removed.length
+        ? `volume ${v.volume}: ${verb} ${countOf(v.removed.length, 'backup')} (${formatBytes(v.freedBytes)}), ${v.kept.length} kept`
+        : `volume ${v.volume}: nothing to remove (${v.kept.length} kept)`,
+    );
   // page chains thinned in time before the rules (docs/point-in-time.md)
   const c = r.compacted;
   if (c?.merged.length)

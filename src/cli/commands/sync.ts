@@ -160,7 +160,7 @@ Examples:
             remotes: results.map((r) => ({
               remote: r.remote,
               ok: r.ok,
-              uploaded: r.result?.synced.map((s) => `${s.type}:${s.id}`),
+              uploaded: r.result?.synced.map((s) => `${s.volume ? `volumes/${s.volume}/` : ''}${s.type}:${s.id}`),
               bytes: r.result?.bytes,
               cached: r.result?.cached,
               lag_seconds: r.result?.lagSeconds,
@@ -184,7 +184,7 @@ Examples:
                 ui.out(
                   ui.table(
                     ['type', 'id', 'files sent', 'size sent'],
-                    s.synced.map((b) => [b.type, b.id, b.uploaded.length, formatBytes(b.bytes)]),
+                    s.synced.map((b) => [b.volume ? `volume ${b.volume}` : b.type, b.id, b.uploaded.length, formatBytes(b.bytes)]),
                   ),
                 );
                 const files = s.synced.reduce((n, b) => n + b.uploaded.length, 0);
@@ -199,7 +199,7 @@ Examples:
                   `${r.remote} still holds ${countOf(s.removedHere.length, 'backup')} that rotation removed here: ${shown.join(', ')}${more} (its own retention: vertex-backup rotate --remote ${r.remote})`,
                 );
               }
-              for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.type} ${n.id} is ${n.reason}`);
+              for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.volume ? `volume ${n.volume}` : n.type} ${n.id} is ${n.reason}`);
               if (s.lagSeconds) ui.warn(`${r.remote}: ${formatAge(s.lagSeconds * 1000)} behind, ${s.missing} complete backups missing there`);
             }
           },
