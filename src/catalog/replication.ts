@@ -141,6 +141,21 @@ export async function forgetReplication(backupDir: string, name: string, now = n
   });
 }
 
+/**
+ * After `rekey` rewrote backups' files: no remote holds them as they now are (its copies are on the old
+ * key), so no record may count them as held, or sync would call the remote up to date without a look.
+ */
+export async function forgetHeld(backupDir: string, keys: Iterable<string>, now = new Date()): Promise<void> {
+  const gone = new Set(keys);
+  if (!gone.size || !(await exists(backupDir))) return;
+  updateStatus(backupDir, (previous) => {
+    const records = previous?.replication;
+    if (!records || !Object.values(records).some((r) => r.held.some((k) => gone.has(k)))) return undefined;
+    const next = Object.fromEntries(Object.entries(records).map(([name, r]) => [name, { ...r, held: r.held.filter((k) => !gone.has(k)) }]));
+    return changedStatus(previous, now, { replication: next });
+  });
+}
+
 /** A remote's lag now, from its record (undefined without one): what a failed sync still reports. */
 export async function recordedLag(backupDir: string, name: string, url: string, now = new Date()): Promise<Lag | undefined> {
   const { readStatus } = await import('./status.js');

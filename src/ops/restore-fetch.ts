@@ -1,6 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { resolveRef } from '../catalog/judge.js';
+import { isPageDelta } from '../catalog/page-chain.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Identity } from '../crypto/age-keys.js';
 import { BackupError, usageError } from '../errors.js';
@@ -55,6 +56,9 @@ export async function fetchRemoteBackup(
     // an encrypting remote holds sealed sidecars: opened here; its encrypted manifests are then read like
     // a local encrypted backup's, through age (file-manifest.ts), never written out in plaintext
     if (options.identities) await (await import('../offsite/sealed-fields.js')).unsealFetchedSidecars(dir, options.identities);
+    // a page delta's state is rebuilt from pages read at offsets: its encrypted chain is decrypted here, once for restore and drill
+    if (options.identities?.length && b.type === 'database' && isPageDelta(b.sidecar))
+      await (await import('../offsite/remote-encryption.js')).decryptFetchedPageChain(dir, options.identities);
     return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
   } catch (err) {
     await fsp.rm(dir, { recursive: true, force: true });

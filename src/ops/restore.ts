@@ -2,6 +2,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { compareIds } from '../catalog/names.js';
+import { isPageDelta } from '../catalog/page-chain.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { needIdentity } from '../crypto/age-artifact.js';
@@ -299,6 +300,15 @@ export async function restoreFromRemote(
     try {
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
+      if (isPageDelta(entry.sidecar)) {
+        // a page delta is no database on its own: the state it completes is rebuilt from the downloaded
+        // chain and checked (ops/pit.ts), as restore ID does locally; inside the download, removed with it
+        const { stageState } = await import('./pit-state.js');
+        const all = await listBackups(fetched.dir, { type: 'database' });
+        const staged = await stageState(fetched.dir, all, entry, path.join(fetched.dir, `${entry.id}.state.db`));
+        const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry: staged.entry }, { ...opts, verify: false, only: 'database' }, started);
+        return { ...result, verified: true, healed, fetched };
+      }
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);
       return { ...result, healed, fetched };
     } finally {

@@ -176,11 +176,16 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
 
   if (entry.type === 'database' && result.problems.length === 0 && isPageDelta(s)) {
     // a page delta is no database on its own: its pages against their hashes; the state it completes is
-    // rebuilt and integrity-checked by every restore (ops/pit.ts), its chain judged by the catalog
-    await verifyPageDelta(path.join(dir, parts[0].file)).catch((err) => {
-      if (!(err instanceof BackupError)) throw err;
-      result.problems.push(err.message);
-    });
+    // rebuilt and integrity-checked by every restore (ops/pit.ts), its chain judged by the catalog. An
+    // encrypted one (fetched from an encrypting remote) is read in the copy decrypted above; without a
+    // key its ciphertext checksum is what was proved
+    if (!enc || plainDb)
+      await verifyPageDelta(plainDb ?? path.join(dir, parts[0].file))
+        .catch((err) => {
+          if (!(err instanceof BackupError)) throw err;
+          result.problems.push(err.message);
+        })
+        .finally(() => plainDb && fsp.rm(path.dirname(plainDb), { recursive: true, force: true }));
   } else if (entry.type === 'database' && result.problems.length === 0 && (!enc || plainDb)) {
     try {
       const db = checkDatabaseFile(plainDb ?? path.join(dir, parts[0].file));
@@ -290,14 +295,28 @@ interface ChainArchiveCheck<R extends { ok: boolean; problems: string[] }> {
   checked?: (r: R) => void;
 }
 
-/** An incremental storage backup is as good as the archives of its chain: each found and checked once (local or remote alike). */
-async function verifyChainArchives<R extends { ok: boolean; problems: string[] }>(entry: BackupEntry, c: ChainArchiveCheck<R>): Promise<string[]> {
+/**
+ * An incremental backup is as good as the archives of its chain: each found and checked once (local or
+ * remote alike). A storage backup's sidecar lists its whole chain; a database page delta names only
+ * `previous` (catalog/page-chain.ts), so its links are followed down to the level 0.
+ */
+async function verifyChainArchives<R extends { ok: boolean; problems: string[] }>(
+  entry: BackupEntry,
+  c: ChainArchiveCheck<R>,
+  type: 'storage' | 'database' = 'storage',
+): Promise<string[]> {
   const problems: string[] = [];
-  for (const rid of pinsOf({ id: entry.id, references: entry.sidecar?.references })) {
-    const key = `archive:storage:${rid}`;
+  const queue = pinsOf({ id: entry.id, references: entry.sidecar?.references });
+  const seen = new Set<string>([entry.id]);
+  while (queue.length) {
+    const rid = queue.shift()!;
+    if (seen.has(rid)) continue;
+    seen.add(rid);
+    const key = `archive:${type}:${rid}`;
     let r = c.cache.get(key);
+    let dep: BackupEntry | undefined;
     if (!r) {
-      const dep = await c.find(rid);
+      dep = await c.find(rid);
       r = c.result(rid, dep);
       if (!dep?.sidecar) r.problems.push(dep ? `it is ${dep.status}` : 'it is missing');
       else await c.check(dep, r);
@@ -305,7 +324,11 @@ async function verifyChainArchives<R extends { ok: boolean; problems: string[] }
       c.cache.set(key, r);
       c.checked?.(r);
     }
-    if (!r.ok) problems.push(`needs the archive of storage backup ${rid}: ${r.problems.join('; ')}`);
+    if (!r.ok) problems.push(`needs the ${type === 'storage' ? 'archive of storage backup' : 'database backup'} ${rid}: ${r.problems.join('; ')}`);
+    if (type === 'database') {
+      const link = dep ?? (await c.find(rid));
+      if (isPageDelta(link?.sidecar)) queue.push(...pinsOf({ id: rid, references: link?.sidecar?.references }));
+    }
   }
   return problems;
 }
@@ -426,18 +449,27 @@ export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions 
       }
     } else {
       await hashRemoteFiles(dataFiles(b.type, b.sidecar), r);
-      // an incremental storage backup needs the archives of its chain on the remote too
-      const archives = await verifyChainArchives(b, {
-        find: async (rid) => byKey.get(`storage:${rid}`),
-        cache: archiveCache,
-        result: (rid) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], checkedFiles: 0, totalFiles: 0, bytes: 0 }),
-        check: (dep, dr) => hashRemoteFiles(artifactRefs('storage', dep.sidecar!), dr),
-        checked: (dr) => {
-          r.checkedFiles += dr.checkedFiles;
-          r.totalFiles += dr.totalFiles;
-          r.bytes += dr.bytes;
-        },
-      });
+      // an incremental backup needs the archives of its chain on the remote too: a storage backup's
+      // archives, a page delta's links down to its level 0 (a chain stays within its type)
+      const chainType: 'database' | 'storage' = b.type === 'database' ? 'database' : 'storage';
+      const archives =
+        b.type === 'storage' || isPageDelta(b.sidecar)
+          ? await verifyChainArchives(
+              b,
+              {
+                find: async (rid) => byKey.get(`${chainType}:${rid}`),
+                cache: archiveCache,
+                result: (rid) => ({ type: chainType, id: rid, ok: false, problems: [], checkedFiles: 0, totalFiles: 0, bytes: 0 }),
+                check: (dep, dr) => hashRemoteFiles(artifactRefs(chainType, dep.sidecar!), dr),
+                checked: (dr) => {
+                  r.checkedFiles += dr.checkedFiles;
+                  r.totalFiles += dr.totalFiles;
+                  r.bytes += dr.bytes;
+                },
+              },
+              chainType,
+            )
+          : [];
       r.problems.push(...archives);
     }
     r.ok = r.problems.length === 0;
