@@ -250,7 +250,7 @@ if [[ "$STATUS" == 0 ]]; then
       let j = {};
       try { j = JSON.parse(require("fs").readFileSync(0, "utf8")); } catch {}
       const e = j.error && typeof j.error === "object" ? j.error.message : (j.errors || [])[0];
-      console.log([j.id ?? "", j.size ?? "", String(e ?? "").replace(/\s+/g, " ")].join("\t"));
+      console.log([j.id ?? "", j.size_bytes ?? "", String(e ?? "").replace(/\s+/g, " ")].join("\t"));
     ' <"$OUT")"
     IFS=$'\t' read -r BACKUP_ID BACKUP_SIZE JSON_ERROR <<<"$PARSED"
   else

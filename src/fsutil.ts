@@ -71,6 +71,27 @@ export async function createExclusive(file: string, mode = FILE_MODE): Promise<f
 }
 
 /**
+ * createExclusive at a name this tool owns by convention (`<final name>.tmp`, `….upload.tmp`): whatever
+ * has the name already, a crash's leftover or a link someone planted on the backup disk, is removed
+ * first (rm takes the link itself, never what it leads to), and the name is then created exclusively,
+ * so a link planted again in between fails the run instead of receiving the write.
+ */
+export async function createFresh(file: string, mode = FILE_MODE): Promise<fsp.FileHandle> {
+  await fsp.rm(file, { force: true });
+  return createExclusive(file, mode);
+}
+
+/** Writes `data` into a new file at `file` (see createFresh): for temp copies a later step reads or renames. */
+export async function writeFresh(file: string, data: string | Uint8Array, mode = FILE_MODE): Promise<void> {
+  const fh = await createFresh(file, mode);
+  try {
+    await fh.writeFile(data);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * A temporary name beside `file` that nobody can guess: `<prefix><name>-<pid><random digits><suffix>`
  * (digits only, so the `.tmp-NAME-<digits>` leftovers stay recognisable).
  */

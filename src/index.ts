@@ -1,7 +1,7 @@
 export { BackupError, EXIT_CODES, type ErrorCode } from './errors.js';
 export { resolveConfig, type Config, type ConfigFlags } from './config.js';
 export type { BackupType, Sidecar, PartInfo, SqliteInfo } from './catalog/sidecar.js';
-export { listBackups, findBackup, type BackupEntry, type BackupStatus } from './catalog/listing.js';
+export { listBackups, findBackup, type BackupEntry, type BackupStatus } from './catalog/local-store.js';
 export { acquireLock, withLock, type Lock, type LockHolder } from './catalog/lock.js';
 export { createBackup, runCreate, type CreateOptions, type CreateResult, type CreatedBackup } from './ops/create.js';
 export { verifyBackups, verifyEntry, type VerifyReport, type VerifyResult } from './ops/verify.js';

@@ -160,7 +160,7 @@ export function buildApp(opts: AppOptions) {
     page.invalidate();
   });
   /** the list document of the latest snapshot, serialized once per snapshot and type */
-  let listText: { generation: number; texts: Map<string, string> } | undefined;
+  let listText: { generation: number; second: number; texts: Map<string, string> } | undefined;
   /** one run per backup directory: this process's own runs are refused here, other processes' by the kernel lock */
   let busy: { job?: Job; lock?: Lock } | undefined;
 
@@ -380,13 +380,20 @@ export function buildApp(opts: AppOptions) {
       const failedAfter = run.failedAfter.length > 0;
       if (!run.result) {
         const doc = volumesDocument(run.volumes ?? [], run.hooks, run.failedAfter, Date.now() - started);
-        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.size, ...log } };
+        return { document: doc, exitCode: failedAfter ? 1 : 0, log: { type: 'volumes', status: 'ok', size: doc.sizeBytes, ...log } };
       }
       const result = run.result;
       return {
         document: createDocument(result, { volumes: run.volumes, hooks: run.hooks.length ? run.hooks : undefined }),
         exitCode: !result.ok || failedAfter ? 1 : result.skipped.length ? EXIT_SKIPPED : 0,
-        log: { type: result.type, id: result.id, status: result.status, size: result.size, backups: result.backups.map((b) => `${b.type}:${b.id}`), ...log },
+        log: {
+          type: result.type,
+          id: result.id,
+          status: result.status,
+          size: result.sizeBytes,
+          backups: result.backups.map((b) => `${b.type}:${b.id}`),
+          ...log,
+        },
       };
     });
   });
@@ -396,7 +403,9 @@ export function buildApp(opts: AppOptions) {
     const q = parse(v.picklist(['all', ...TYPES], 'must be one of all, full, database, storage'), raw);
     if (!q.ok) return sendError(c, new BackupError('USAGE', "query 'backup_type' must be one of all, full, database, storage"), 'backup_type');
     const snap = await catalog.get();
-    if (listText?.generation !== snap.generation) listText = { generation: snap.generation, texts: new Map() };
+    // the document holds each backup's age_seconds: a text made in another second is stale too
+    const second = Math.floor(Date.now() / 1000);
+    if (listText?.generation !== snap.generation || listText.second !== second) listText = { generation: snap.generation, second, texts: new Map() };
     let text = listText.texts.get(q.data);
     if (text === undefined) {
       text = jsonText(listDocument(q.data === 'all' ? snap.entries : snap.entries.filter((e) => e.type === q.data)));
@@ -503,21 +512,22 @@ export function buildApp(opts: AppOptions) {
   app.post('/backups/sync', async (c) => {
     const body = parse(v.strictObject({ remote: v.optional(v.string('must be a string')) }, 'must be a JSON object'), await jsonBody(c));
     if (!body.ok) return sendError(c, new BackupError('USAGE', body.message), body.field);
-    const { loadRemotesConfig, remotesConfigPath } = await import('../remote/config.js');
-    const { openRemote } = await import('../remote/registry.js');
-    const remotes = await loadRemotesConfig(remotesConfigPath(undefined, cfg.env));
+    const { loadConfiguredRemotes } = await import('../remote/config.js');
+    const remotes = await loadConfiguredRemotes({ env: cfg.env, fileRemotes: cfg.file.remotes, configFile: cfg.configFile });
     const names = body.data.remote ? [body.data.remote] : remotes.remotes.filter((r) => r.enabled).map((r) => r.name);
     const job = jobs.start('sync', async (signal) => {
-      const { syncToRemote } = await import('../ops/sync.js');
+      // the CLI's sync, not a bare upload: an encrypting remote gets only ciphertext, the replication
+      // record in status.json is kept, and the Docker volumes' backup directories go too
+      const { syncRemote } = await import('../ops/sync.js');
+      const { remoteRecipients } = await import('../offsite/remote-encryption.js');
+      const { openMarkedRemote } = await import('../offsite/remote-marker.js');
       const results: { remote: string; ok: boolean; result?: unknown; error?: string }[] = [];
       for (const name of names) {
         try {
-          const remote = await openRemote(name, remotes, cfg.env);
-          try {
-            results.push({ remote: name, ok: true, result: await syncToRemote(remote, cfg.backupDir, { signal }) });
-          } finally {
-            await remote.close();
-          }
+          const url = remotes.remotes.find((r) => r.name === name)?.url ?? name;
+          const encryptTo = remoteRecipients(remotes, name);
+          const open = () => openMarkedRemote(remotes, name, cfg.env);
+          results.push({ remote: name, ok: true, result: await syncRemote(open, { name, url }, cfg.backupDir, { signal, encryptTo }) });
         } catch (err) {
           results.push({ remote: name, ok: false, error: toBackupError(err).message });
         }

@@ -2,7 +2,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Config } from '../config.js';
 import type { CatalogCache } from '../catalog/catalog-cache.js';
-import type { BackupEntry } from '../catalog/listing.js';
+import type { BackupEntry } from '../catalog/local-store.js';
 import { LOG_FILE } from '../catalog/log.js';
 import { lagFromRecord } from '../catalog/replication.js';
 import { type ReplicationRecord, readStatus } from '../catalog/status.js';
@@ -97,8 +97,8 @@ async function sections(cfg: Config, maxAgeMs: number, entries: BackupEntry[]): 
     : '<p class="muted">no drill recorded yet (vertex-backup drill)</p>';
   let remotesHtml = '<p class="muted">no remotes configured</p>';
   try {
-    const { loadRemotesConfig, remotesConfigPath } = await import('../remote/config.js');
-    const rc = await loadRemotesConfig(remotesConfigPath(undefined, cfg.env));
+    const { loadConfiguredRemotes } = await import('../remote/config.js');
+    const rc = await loadConfiguredRemotes({ env: cfg.env, fileRemotes: cfg.file.remotes, configFile: cfg.configFile });
     if (rc.remotes.length)
       remotesHtml = `<table>${rc.remotes.map((r) => `<tr data-remote="${esc(r.name)}"><td>${esc(r.name)}</td><td>${r.enabled ? 'enabled' : 'disabled'}</td><td>${esc(new URL(r.url).protocol.replace(':', ''))}</td><td>${replicationCell(entries, status?.replication?.[r.name])}</td></tr>`).join('')}</table>`;
   } catch {}

@@ -6,7 +6,7 @@ import { Readable } from 'node:stream';
 import { createGunzip, createGzip, gunzipSync } from 'node:zlib';
 import { type DecryptContext, decryptStage, needIdentity, plaintextProblem } from '../crypto/age-artifact.js';
 import { BackupError } from '../errors.js';
-import { FILE_MODE, fsyncDir } from '../fsutil.js';
+import { createFresh, fsyncDir } from '../fsutil.js';
 import { decodeName, nameBytes } from './bytenames.js';
 
 /**
@@ -173,7 +173,7 @@ export class ManifestWriter {
     const tmp = path.join(dir, `${name}.tmp`);
     this.tmp = tmp;
     this.done = (async () => {
-      this.fh = await fsp.open(tmp, 'w', FILE_MODE);
+      this.fh = await createFresh(tmp);
       for await (const chunk of this.gzip) {
         const c = chunk as Buffer;
         this.hash.update(c);

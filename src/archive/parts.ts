@@ -4,7 +4,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { FILE_MODE, fsyncDir } from '../fsutil.js';
+import { createFresh, fsyncDir } from '../fsutil.js';
 
 export interface WrittenPart {
   file: string; // final file name (no directory)
@@ -53,7 +53,7 @@ export class PartWriter extends Writable {
     const n = this.done.length + 1;
     const tmp = path.join(this.dir, `${this.splitSize ? partName(this.name, n) : this.name}.tmp`);
     this.temps.push(tmp);
-    const fh = await fsp.open(tmp, 'w', FILE_MODE);
+    const fh = await createFresh(tmp);
     this.current = { fh, hash: this.splitSize ? createHash('sha256') : undefined, size: 0, tmp, unsynced: 0 };
   }
 

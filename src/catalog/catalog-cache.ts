@@ -1,7 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import type { BackupEntry } from './catalog.js';
-import { type SidecarMemo, listBackups } from './listing.js';
+import type { BackupEntry } from './judge.js';
+import { type SidecarMemo, listBackups } from './local-store.js';
 import { activeHolder } from './lock.js';
 import { TYPE_DIR } from './names.js';
 import { BACKUP_TYPES } from './sidecar.js';

@@ -23,9 +23,9 @@ export interface NextDeltaLevel {
   reason?: string;
 }
 
-/** A delta (level > 0) of a page chain. */
+/** A delta (level > 0) of a page chain; on an encrypting remote its file is `….pgdelta.age`. */
 export const isPageDelta = (s: { level?: number; backup_path?: string } | undefined): boolean =>
-  !!s && (s.level ?? 0) > 0 && (s.backup_path ?? '').endsWith('.pgdelta');
+  !!s && (s.level ?? 0) > 0 && /\.pgdelta(\.age)?$/.test(s.backup_path ?? '');
 
 /** The ids from the chain's level 0 to `id`, oldest first; undefined when a link is missing. */
 export function deltaChain(id: string, sidecars: (id: string) => DeltaSidecar | undefined): string[] | undefined {

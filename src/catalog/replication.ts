@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { exists } from '../fsutil.js';
 import { redact } from '../secrets.js';
-import type { BackupEntry } from './catalog.js';
+import type { BackupEntry } from './judge.js';
 import { compareIds } from './names.js';
 import { type ReplicationRecord, type StatusFile, changedStatus, updateStatus } from './status.js';
 
@@ -97,10 +97,15 @@ export async function recordReplication(
     const before = previous?.replication?.[name];
     const kept = before && before.fingerprint === fingerprint && !update.listed ? before : undefined;
     const held = new Set([...(kept?.held ?? []), ...update.confirmed]);
+    // what leaves `held` this way is still on the remote: kept apart, so sync can say so
+    const removedHere = new Set(kept?.removed_here ?? []);
     for (const k of held) {
       const [type, id] = [k.slice(0, k.indexOf(':')), k.slice(k.indexOf(':') + 1)];
       const first = oldest.get(type);
-      if (first && compareIds(id, first) < 0) held.delete(k);
+      if (first && compareIds(id, first) < 0) {
+        held.delete(k);
+        removedHere.add(k);
+      }
     }
     const newest: Record<string, string> = { ...(kept?.newest_held ?? {}) };
     for (const [t, iso] of Object.entries(update.newestHeld ?? {})) if (!newest[t] || Date.parse(iso) > Date.parse(newest[t])) newest[t] = iso;
@@ -113,6 +118,7 @@ export async function recordReplication(
       listed_at: update.listed ? now.toISOString() : kept?.listed_at,
       held: [...held].sort(),
       newest_held: newest,
+      removed_here: removedHere.size ? [...removedHere].sort() : undefined,
       lag_seconds: lag.lagSeconds,
       missing: lag.missing.length,
       newest_missing: lag.missing[0] ? backupKey(lag.missing[0]) : undefined,
@@ -135,10 +141,25 @@ export async function forgetReplication(backupDir: string, name: string, now = n
   });
 }
 
+/**
+ * After `rekey` rewrote backups' files: no remote holds them as they now are (its copies are on the old
+ * key), so no record may count them as held, or sync would call the remote up to date without a look.
+ */
+export async function forgetHeld(backupDir: string, keys: Iterable<string>, now = new Date()): Promise<void> {
+  const gone = new Set(keys);
+  if (!gone.size || !(await exists(backupDir))) return;
+  updateStatus(backupDir, (previous) => {
+    const records = previous?.replication;
+    if (!records || !Object.values(records).some((r) => r.held.some((k) => gone.has(k)))) return undefined;
+    const next = Object.fromEntries(Object.entries(records).map(([name, r]) => [name, { ...r, held: r.held.filter((k) => !gone.has(k)) }]));
+    return changedStatus(previous, now, { replication: next });
+  });
+}
+
 /** A remote's lag now, from its record (undefined without one): what a failed sync still reports. */
 export async function recordedLag(backupDir: string, name: string, url: string, now = new Date()): Promise<Lag | undefined> {
   const { readStatus } = await import('./status.js');
-  const { listBackups } = await import('./listing.js');
+  const { listBackups } = await import('./local-store.js');
   const record = replicationRecord((await readStatus(backupDir)).status, name, url);
   return record ? lagFromRecord(await listBackups(backupDir), record, now) : undefined;
 }

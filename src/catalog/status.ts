@@ -101,6 +101,11 @@ const ReplicationRecordSchema = v.object({
   held: v.array(v.string()),
   /** per type, the creation time of the newest backup the remote holds (it may be gone locally) */
   newest_held: v.optional(v.record(v.string(), v.string())),
+  /**
+   * 'type:id' the remote holds (as far as a sync or listing knows) that rotation removed here: what the
+   * remote's own retention (rotate --remote) has not removed yet, said by sync
+   */
+  removed_here: v.optional(v.array(v.string())),
   /** as of `as_of`: how long the remote has been behind (see replicationLag), and what it lacks */
   lag_seconds: v.number(),
   missing: v.number(),

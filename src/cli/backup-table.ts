@@ -1,6 +1,6 @@
 import type { ListedBackup } from '../results/backups.js';
 import { formatBytes } from '../human.js';
-import type { Ui } from './ui.js';
+import { printableName, type Ui } from './ui.js';
 
 export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string): void {
   if (!list.length) {
@@ -21,11 +21,11 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
     b.fileCount ??
       (b.sidecar?.components
         ?.filter((c) => c.role === 'data')
-        .map((c) => c.name)
+        .map((c) => printableName(c.name))
         .join(' ') ||
         '-'),
   ]);
-  const inline = base.map((r, i) => [...r, ui.status(list[i].status) + (list[i].reason ? ui.c.dim(` (${list[i].reason})`) : '')]);
+  const inline = base.map((r, i) => [...r, ui.status(list[i].status) + (list[i].reason ? ui.c.dim(` (${printableName(list[i].reason!)})`) : '')]);
   const table = ui.table(head, inline, align);
   const width = ui.width();
   // biome-ignore lint/suspicious/noControlCharactersInRegex: strips the terminal's colour codes (ESC [ … m) to measure the text
@@ -39,7 +39,7 @@ export function printBackupTable(ui: Ui, list: ListedBackup[], emptyText: string
   const rows = base.map((r, i) => {
     const b = list[i];
     if (!b.reason) return [...r, ui.status(b.status)];
-    notes.push(b.reason);
+    notes.push(printableName(b.reason));
     return [...r, `${ui.status(b.status)} [${notes.length}]`];
   });
   ui.out(ui.table(head, rows, align));

@@ -73,7 +73,7 @@ export async function commandIdentities(ctx: Context, cmd: Command, needed = fal
 /** Whether the backup `ref` (or a component of it) is encrypted to a passphrase: only then is a prompt useful. */
 export async function passphraseNeeded(backupDir: string, ref: string | undefined): Promise<boolean> {
   if (!ref) return false;
-  const { findBackup, componentLookup } = await import('../catalog/listing.js');
+  const { findBackup, componentLookup } = await import('../catalog/local-store.js');
   const entry = await findBackup(backupDir, ref).catch(() => undefined);
   if (!entry?.sidecar) return false;
   const lookup = componentLookup(backupDir);

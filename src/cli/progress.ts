@@ -11,6 +11,8 @@ export interface ProgressFigures {
   files?: number;
   totalFiles?: number;
   unit?: 'bytes' | 'pages';
+  /** of `done`, what the compressor holds and has not compressed: still to do, not done */
+  backlog?: number;
 }
 
 /**
@@ -60,7 +62,7 @@ export class ProgressView {
   private text(): string {
     const elapsed = this.now() - this.t0;
     const f = this.figures!;
-    const finishing = f.total !== undefined && f.total > 0 && f.done >= f.total ? ', finishing' : '';
+    const finishing = f.total !== undefined && f.total > 0 && f.done - (f.backlog ?? 0) >= f.total ? ', finishing' : '';
     return `${this.label}: ${formatProgress(f, elapsed)}${finishing}, ${formatDuration(elapsed - (elapsed % 1000))} elapsed`;
   }
 
@@ -74,11 +76,15 @@ export class ProgressView {
       files: e.files,
       totalFiles: e.totalFiles,
       unit: e.phase === 'database' ? 'pages' : 'bytes',
+      backlog: e.backlogBytes,
     });
   }
 }
 
-export function formatProgress(f: ProgressFigures, elapsedMs: number): string {
+export function formatProgress(figures: ProgressFigures, elapsedMs: number): string {
+  // bytes read but still in the compressor are not done: percent, rate and ETA count what is compressed
+  const backlog = Math.min(figures.backlog ?? 0, figures.done);
+  const f = { ...figures, done: figures.done - backlog };
   const amount = (n: number) => (f.unit === 'pages' ? `${n}` : formatBytes(n));
   const parts: string[] = [];
   const total = f.total !== undefined && f.total > 0 ? f.total : undefined;
@@ -93,5 +99,6 @@ export function formatProgress(f: ProgressFigures, elapsedMs: number): string {
     if (f.unit !== 'pages') parts.push(`${formatBytes(Math.round(rate))}/s`);
     if (total !== undefined && total > f.done) parts.push(`ETA ${formatDuration(Math.round(((total - f.done) / rate) * 1000))}`);
   }
+  if (backlog > 0) parts.push(`${formatBytes(backlog)} read, not yet compressed`);
   return parts.join(', ');
 }

@@ -46,7 +46,7 @@ export async function remoteMissingOutcome(ctx: Context, cmd: Command, name: str
   const m = await withRemote(ctx, cmd, name, (r) => missingOnRemote(r, ctx.cfg.backupDir, { type, signal: ctx.signal }));
   // a full listing: what status.json records the remote holds is brought up to date with it
   const { recordReplication } = await import('../catalog/replication.js');
-  const { listBackups } = await import('../catalog/listing.js');
+  const { listBackups } = await import('../catalog/local-store.js');
   const { remoteUrl } = await import('./commands/sync.js');
   await recordReplication(ctx.cfg.backupDir, name, await listBackups(ctx.cfg.backupDir), {
     url: remoteUrl(await loadRemotes(ctx, cmd), name),

@@ -7,7 +7,7 @@ import type { Ui } from './ui.js';
 /** Per volume: where its backup is, and how long each stopped container was down. */
 export function printVolumes(ui: Ui, volumes: VolumeBackup[]): void {
   for (const v of volumes) {
-    const size = v.passes.reduce((s, b) => s + b.size, 0);
+    const size = v.passes.reduce((s, b) => s + b.sizeBytes, 0);
     const passes = v.passes.length > 1 ? `, live pass ${v.passes[0].id} + catch-up` : '';
     ui.out(`  volume   ${v.volume}: backup ${v.id} (${formatBytes(size)}${passes})  ${v.backupDir}`);
     for (const c of v.containers) {
@@ -43,7 +43,7 @@ export async function createVolumesOnly(ctx: Context, settings: VolumeSettings, 
     warnVolumes(ctx.ui, volumes);
     const { volumesDocument } = await import('../results/documents.js');
     const json = volumesDocument(volumes, hooked.hooks, hooked.failedAfter, Date.now() - started);
-    const size = json.size;
+    const size = json.sizeBytes;
     const down = volumes.flatMap((v) => v.containers.filter((c) => c.stopped).map((c) => `${c.name} down ${formatDuration(c.downtimeMs ?? 0)}`));
     return {
       json,

@@ -1,9 +1,9 @@
-import { createReadStream, createWriteStream } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors.js';
-import { FILE_MODE } from '../fsutil.js';
+import { exclusiveWriteStream } from '../fsutil.js';
 import { describeRecipient, type Identity, type Recipient } from './age-keys.js';
 import { type AgeDecryptStream, type AgeEncryptStream, createDecryptStream, createEncryptStream } from './age-stream.js';
 
@@ -72,7 +72,8 @@ export async function decryptToFile(input: Readable, dest: string, ctx: DecryptC
   if (!ctx.identities.length) throw needIdentity(ctx);
   const stage = decryptStage(ctx);
   try {
-    await pipeline(input, stage, createWriteStream(dest, { mode: FILE_MODE }));
+    // exclusive: a name planted as a link (the copy lands beside the live database) never receives plaintext
+    await pipeline(input, stage, exclusiveWriteStream(dest));
     const problem = plaintextProblem(stage, ctx.info);
     if (problem) throw new BackupError('DAMAGED', `${ctx.subject}: ${problem}`);
   } catch (err) {

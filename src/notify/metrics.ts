@@ -1,4 +1,4 @@
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { BACKUP_TYPES } from '../catalog/sidecar.js';
 import { lagFromRecord } from '../catalog/replication.js';
 import { readStatus } from '../catalog/status.js';
@@ -65,7 +65,10 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
   const lastRunExit = fam('last_run_exit_code', 'Exit code of the last run of each job');
   const lastRunDuration = fam('last_run_duration_seconds', 'Wall time of the last run of each job');
   const backups = fam('backups', 'Good backups (ok or partial) in the backup directory, per type');
-  const backupBytes = fam('backups_bytes', 'Bytes of the good backups in the backup directory, per type');
+  const backupBytes = fam(
+    'backups_bytes',
+    "Bytes of the good backups in the backup directory, per type; a full backup's components count under database and storage only, so the sum over types is the disk used",
+  );
   const lastBytes = fam('last_backup_size_bytes', 'Size on disk of the newest good backup of each type');
   const lastFiles = fam('last_backup_files', 'Files in the newest good storage backup (the whole tree for incremental ones)');
   const lastDuration = fam('last_backup_duration_seconds', 'How long the newest good backup of each type took to make');
@@ -135,7 +138,11 @@ export async function collectMetrics(backupDir: string, entries?: BackupEntry[])
     const good = entries.filter((e) => e.type === type && (e.status === 'ok' || e.status === 'partial'));
     const labels = { type };
     backups.samples.push({ labels, value: good.length });
-    backupBytes.samples.push({ labels, value: good.reduce((n, e) => n + e.size, 0) });
+    // a full backup's size is its components', which are database and storage backups of their own:
+    // summed per type they would count twice, so a full backup counts its own files (the sidecar)
+    let bytes = 0;
+    for (const e of good) bytes += type === 'full' ? await ownFileBytes(e.files) : e.size;
+    backupBytes.samples.push({ labels, value: bytes });
     damaged.samples.push({ labels, value: entries.filter((e) => e.type === type && (e.status === 'damaged' || e.status === 'incomplete')).length });
     const newest = good[0];
     if (!newest) continue;
@@ -221,4 +228,10 @@ export async function writeMetricsFile(file: string, backupDir: string): Promise
   // The textfile directory may be shared: the temp name is unguessable and created exclusively, never
   // through a link another user planted there
   await writeFileAtomic(file, text, 0o644, tempNameBeside(file, '.', '.tmp'));
+}
+
+async function ownFileBytes(files: string[]): Promise<number> {
+  let n = 0;
+  for (const f of files) n += (await fsp.stat(f).catch(() => undefined))?.size ?? 0;
+  return n;
 }

@@ -5,7 +5,7 @@ import { artifactFiles } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import type { BackupType, EncryptionInfo, Sidecar } from '../catalog/sidecar.js';
 import { PartWriter, readParts } from '../archive/parts.js';
-import { FILE_MODE, writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic, writeFresh } from '../fsutil.js';
 import type { RemotesConfig } from '../remote/config.js';
 import type { Remote } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
@@ -13,9 +13,9 @@ import { readRemoteSidecar, sidecarRel, type TransferOptions, type UploadResult 
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AGE_EXTENSION, decryptToFile, encryptStage } from '../crypto/age-artifact.js';
-import type { Identity, Recipient } from '../crypto/age-keys.js';
+import { describeRecipient, type Identity, type Recipient } from '../crypto/age-keys.js';
 import { recipientsFromList } from '../crypto/age-settings.js';
-import { isSealed, plaintextTag, sealSidecar } from './sealed-fields.js';
+import { isSealed, plaintextTag, sealSidecar, uploadTag } from './sealed-fields.js';
 
 /**
  * Per-remote encryption: `"encrypt": {"recipients": ["age1…"]}` in a remote's definition. The remote
@@ -40,6 +40,7 @@ async function remoteHas(
   type: BackupType,
   stored: { file?: string; size?: number; encryption?: EncryptionInfo } | undefined,
   plaintext: { checksum?: string; size?: number },
+  recipients: string[],
   options: TransferOptions,
 ): Promise<string | undefined> {
   const e = stored?.encryption as (EncryptionInfo & { plaintext_tag?: string }) | undefined;
@@ -49,10 +50,15 @@ async function remoteHas(
     plaintext.checksum &&
     (e.plaintext_tag ? e.plaintext_tag === plaintextTag(plaintext.checksum, e.recipients) : e.plaintext_checksum === plaintext.checksum);
   if (!stored?.file || !e || !same || (plaintext.size !== undefined && e.plaintext_size !== plaintext.size)) return undefined;
+  // encrypted to the remote's former recipients: a chain whose lower links keep the old key does not
+  // restore with the new one alone (issue 21 item 1), so the file is encrypted again
+  if (!sameRecipients(e.recipients, recipients)) return undefined;
   const rel = `${TYPE_DIR[type]}/${stored.file}`;
   const st = await retrying(remote, options).stat(rel);
   return st && st.size === stored.size ? rel : undefined;
 }
+
+const sameRecipients = (a: string[] | undefined, b: string[]) => JSON.stringify([...(a ?? [])].sort()) === JSON.stringify([...b].sort());
 
 /** What the remote's (possibly sealed) description of a file already there becomes: the plaintext checksum back, the tag gone. */
 function withChecksum(e: EncryptionInfo | undefined, checksum: string | undefined): EncryptionInfo | undefined {
@@ -63,8 +69,9 @@ function withChecksum(e: EncryptionInfo | undefined, checksum: string | undefine
 
 /** Encrypts the local file `name` of `dir` to a temp file, uploads it as `rel`; what was written. */
 async function encryptAndUpload(remote: Remote, dir: string, name: string, rel: string, recipients: Recipient[], options: TransferOptions, src: Readable) {
-  // a temp name (`….tmp`) the catalog ignores and the next create cleans up if we die here
-  const tmpName = `${name}.upload.tmp`;
+  // a temp name (`….tmp`) the catalog ignores and the next create cleans up if we die here; unique,
+  // since `sync` sends to several encrypting remotes at once from the same backup directory
+  const tmpName = `${name}.${uploadTag()}.upload.tmp`;
   const writer = new PartWriter(dir, tmpName);
   const stage = await encryptStage(recipients);
   try {
@@ -101,16 +108,18 @@ export async function uploadEncrypted(
   // its chain, if any, was uploaded by the caller (upload.ts) first
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
   const rs = await readRemoteSidecar(remote, type, id, options).catch(() => undefined);
+  const to = recipients.map(describeRecipient);
   const doneArtifact = await remoteHas(
     remote,
     type,
     rs && { file: rs.sidecar.backup_path, size: rs.sidecar.file_size, encryption: rs.sidecar.encryption },
     { checksum: local.checksum, size: local.file_size },
+    to,
     options,
   );
-  const doneManifest = local.manifest ? await remoteHas(remote, type, rs?.sidecar.manifest, { checksum: local.manifest.checksum }, options) : undefined;
-  // a sidecar uploaded before sealing (sealed-fields.ts) is replaced by a sealed one
-  if (doneArtifact && (!local.manifest || doneManifest) && isSealed(rs?.sidecar)) {
+  const doneManifest = local.manifest ? await remoteHas(remote, type, rs?.sidecar.manifest, { checksum: local.manifest.checksum }, to, options) : undefined;
+  // a sidecar uploaded before sealing (sealed-fields.ts), or sealed to former recipients, is replaced by a sealed one
+  if (doneArtifact && (!local.manifest || doneManifest) && isSealed(rs?.sidecar) && sameRecipients(rs.sidecar.sealed.recipients, to)) {
     for (const rel of [doneArtifact, doneManifest]) if (rel) options.onEvent?.({ kind: 'skip', rel, size: 0 });
     result.skipped.push(...[doneArtifact, doneManifest].filter((x): x is string => !!x), scRel);
     return result;
@@ -153,11 +162,11 @@ export async function uploadEncrypted(
     result.uploaded.push(rel);
     result.bytes += w.size;
   }
-  const tmpSidecar = path.join(dir, `${path.basename(scRel)}.upload.tmp`);
+  const tmpSidecar = path.join(dir, `${path.basename(scRel)}.${uploadTag()}.upload.tmp`);
   try {
     const remoteSidecar: Sidecar = { ...local, ...artifact, parts: undefined, manifest };
     const bytes = Buffer.from(`${JSON.stringify(await sealSidecar(remoteSidecar, recipients), null, 2)}\n`);
-    await fsp.writeFile(tmpSidecar, bytes, { mode: FILE_MODE });
+    await writeFresh(tmpSidecar, bytes);
     await retrying(remote, options).put(scRel, tmpSidecar, { signal: options.signal });
     options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
     result.uploaded.push(scRel);
@@ -169,26 +178,29 @@ export async function uploadEncrypted(
 }
 
 /**
- * After `restore --from` downloaded a backup of an encrypting remote into `dir`: each storage
- * backup's manifest is decrypted beside it (checked against its plaintext checksum) and its sidecar
- * rewritten to name the plaintext, so the restore reads it like a local one.
+ * After `restore --from` or `drill --from` downloaded a page delta of an encrypting remote into `dir`
+ * (its chain with it): each encrypted link of the chain is decrypted beside its ciphertext (checked
+ * against its plaintext size and checksum) and its sidecar rewritten to name the plaintext. A state is
+ * rebuilt by reading pages at offsets (ops/pit.ts), which a stream of age cannot give. The copies live
+ * in the download directory, which the command removes and the next one's healing removes if it died.
  */
-export async function decryptFetchedManifests(dir: string, identities: Identity[]): Promise<void> {
-  const sdir = path.join(dir, TYPE_DIR.storage);
-  for (const name of await fsp.readdir(sdir).catch(() => [] as string[])) {
+export async function decryptFetchedPageChain(dir: string, identities: Identity[]): Promise<void> {
+  const ddir = path.join(dir, TYPE_DIR.database);
+  for (const name of await fsp.readdir(ddir).catch(() => [] as string[])) {
     if (!name.endsWith('.json')) continue;
-    const scPath = path.join(sdir, name);
+    const scPath = path.join(ddir, name);
     const sc = JSON.parse(await fsp.readFile(scPath, 'utf8')) as Sidecar;
-    const m = sc.manifest;
-    if (!m?.encryption) continue;
-    const plain = m.file.slice(0, -AGE_EXTENSION.length);
-    await decryptToFile(createReadStream(path.join(sdir, m.file)), path.join(sdir, plain), {
+    const e = sc.encryption;
+    if (!e || !sc.backup_path?.endsWith(AGE_EXTENSION) || sc.parts?.length) continue;
+    const plain = path.basename(sc.backup_path).slice(0, -AGE_EXTENSION.length);
+    await decryptToFile(createReadStream(path.join(ddir, path.basename(sc.backup_path))), path.join(ddir, plain), {
       identities,
-      subject: `the manifest of storage backup ${sc.id}`,
-      info: m.encryption,
+      subject: `database backup ${sc.id}`,
+      info: e,
     });
-    const { encryption, ...rest } = m;
-    const next: Sidecar = { ...sc, manifest: { ...rest, file: plain, size: encryption.plaintext_size, checksum: encryption.plaintext_checksum ?? '' } };
+    await fsp.rm(path.join(ddir, path.basename(sc.backup_path)), { force: true });
+    const { encryption: _e, ...rest } = sc;
+    const next: Sidecar = { ...rest, backup_path: plain, file_size: e.plaintext_size, checksum: e.plaintext_checksum ?? '' };
     await writeFileAtomic(scPath, `${JSON.stringify(next, null, 2)}\n`);
   }
 }

@@ -3,6 +3,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { type DirMarker, newMarker, parseMarker } from '../catalog/marker.js';
 import { FILE_MODE } from '../fsutil.js';
+import { type RemotesConfig, resolveRemote } from '../remote/config.js';
+import { openRemoteDefinition } from '../remote/registry.js';
 import { type Remote, RemoteError, readSmall } from '../remote/remote.js';
 
 /**
@@ -53,4 +55,24 @@ export async function checkRemoteMarker(remote: Remote, name: string, expectedId
       hint: 'fix the URL, or set marker_id to the id in its .vertex-backup-remote',
     });
   }
+}
+
+/**
+ * Opens a configured remote and, when `init` marked it (`marker_id`), checks the marker is still there:
+ * else an unmounted NAS or a wrong bucket would be filled (sync) or read as empty (list, check) without a
+ * word. Every way in (the CLI, serve) opens remotes through here.
+ */
+export async function openMarkedRemote(remotes: RemotesConfig, nameOrUrl: string, env: NodeJS.ProcessEnv): Promise<Remote> {
+  const def = resolveRemote(remotes, nameOrUrl);
+  const remote = await openRemoteDefinition(def, env);
+  const markerId = def.options.marker_id;
+  if (typeof markerId === 'string' && markerId) {
+    try {
+      await checkRemoteMarker(remote, def.name, markerId);
+    } catch (err) {
+      await remote.close().catch(() => {});
+      throw err;
+    }
+  }
+  return remote;
 }

@@ -1,15 +1,15 @@
-import { createHmac } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import type { BackupEntry } from '../catalog/catalog.js';
+import type { BackupEntry } from '../catalog/judge.js';
 import { BACKUP_TYPES, type EncryptionInfo, type Sidecar, parseSidecar } from '../catalog/sidecar.js';
 import { TYPE_DIR } from '../catalog/names.js';
 import { type Identity, type Recipient, describeRecipient } from '../crypto/age-keys.js';
 import { createDecryptStream, createEncryptStream } from '../crypto/age-stream.js';
 import { BackupError } from '../errors.js';
-import { FILE_MODE, writeFileAtomic } from '../fsutil.js';
+import { writeFileAtomic, writeFresh } from '../fsutil.js';
 import { readSmall } from '../remote/remote.js';
 import type { RetryingRemote } from '../remote/retry.js';
 
@@ -168,15 +168,16 @@ export async function unsealListing(entries: BackupEntry[], identities: Identity
 }
 
 /**
- * How the remote's sidecar at `rel` stands to the local `sidecar` on a sealing remote: 'same' (sealed,
- * same public part), 'stale' (this very backup, uploaded before sealing: only the sidecar is sent
- * again), 'other' (a different backup under the same name), 'none'.
+ * How the remote's sidecar at `rel` stands to the local `sidecar` on a sealing remote: 'same' (sealed to
+ * `recipients`, same public part), 'stale' (this very backup, uploaded before sealing or sealed to other
+ * recipients: only the sidecar is sent again), 'other' (a different backup under the same name), 'none'.
  */
 export async function sealedSidecarState(
   remote: RetryingRemote,
   rel: string,
   local: Sidecar,
   localBytes: Buffer,
+  recipients: Recipient[],
 ): Promise<'same' | 'stale' | 'other' | 'none'> {
   if (!(await remote.stat(rel))) return 'none';
   const bytes = await remote.attempt(rel, (raw) => readSmall(raw, rel));
@@ -187,8 +188,14 @@ export async function sealedSidecarState(
   } catch {
     return 'other';
   }
-  return samePublicPart(theirs, local) ? 'same' : 'other';
+  if (!samePublicPart(theirs, local)) return 'other';
+  // sealed to the remote's former recipients: the new key alone could not open it, so it is sealed again
+  const to = recipients.map(describeRecipient).sort();
+  return JSON.stringify([...(theirs as Sidecar & { sealed: SealedField }).sealed.recipients].sort()) === JSON.stringify(to) ? 'same' : 'stale';
 }
+
+/** A part of a temp file's name that no concurrent upload (to another remote) shares. */
+export const uploadTag = () => randomBytes(4).toString('hex');
 
 /** Uploads the sealed form of the local sidecar as `rel` (the remote commit marker, last as always). */
 export async function putSealedSidecar(
@@ -200,10 +207,10 @@ export async function putSealedSidecar(
   signal?: AbortSignal,
 ): Promise<number> {
   // a temp name (`….tmp`) the catalog ignores and the next create cleans up if we die here
-  const tmp = `${localSidecar}.upload.tmp`;
+  const tmp = `${localSidecar}.${uploadTag()}.upload.tmp`;
   const bytes = Buffer.from(`${JSON.stringify(await sealSidecar(local, recipients), null, 2)}\n`);
   try {
-    await fsp.writeFile(tmp, bytes, { mode: FILE_MODE });
+    await writeFresh(tmp, bytes);
     await remote.put(rel, tmp, { signal });
     return bytes.length;
   } finally {

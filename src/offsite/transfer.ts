@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { checkParts, discard, hashParts, localPart } from '../archive/parts.js';
-import { type BackupEntry, type StoredFile, judgeBackups } from '../catalog/catalog.js';
+import { type BackupEntry, type StoredFile, judgeBackups } from '../catalog/judge.js';
 import { pinsOf } from '../catalog/chain.js';
 import { PREFIX, TYPE_DIR } from '../catalog/names.js';
 import { type BackupType, type Sidecar, artifactFiles, parseSidecar } from '../catalog/sidecar.js';

@@ -69,7 +69,7 @@ export async function uploadBackup(remote: Remote, backupDir: string, type: Back
   const sealTo = options.encryptTo?.length ? options.encryptTo : undefined;
   // files are checked even when the remote sidecar is current: a part lost on the remote gets re-sent
   const state = sealTo
-    ? await sealedSidecarState(remote as RetryingRemote, rel, sidecar, bytes)
+    ? await sealedSidecarState(remote as RetryingRemote, rel, sidecar, bytes, sealTo)
     : await remoteSidecarState(remote as RetryingRemote, rel, bytes);
   const committed = state === 'same';
   // another backup under the same name (local backups lost, then a new one in the same second): its

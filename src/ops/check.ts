@@ -1,4 +1,4 @@
-import { listBackups, type BackupEntry } from '../catalog/listing.js';
+import { listBackups, type BackupEntry } from '../catalog/local-store.js';
 import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
 import { describeInterrupted, type DrillRecord, readStatus, runKey, startedRunAlive, type RunRecord } from '../catalog/status.js';
 import { exists } from '../fsutil.js';
@@ -42,7 +42,8 @@ export interface TypeCheck {
   ok: boolean;
   newest_id: string | null;
   newest_at: string | null;
-  age_ms: number | null;
+  /** whole seconds since the newest ok backup was made (one key for age in every document: age_seconds) */
+  age_seconds: number | null;
   /** why this type fails, one line */
   reason?: string;
 }
@@ -51,12 +52,12 @@ export interface CheckResult {
   ok: boolean;
   checked_at: string;
   backup_dir: string;
-  max_age_ms: number;
+  max_age_seconds: number;
   types: TypeCheck[];
   /** the recorded runs that were looked at (status.json) */
   runs: RunRecord[];
   /** the last restore drill, when drills are set up */
-  drill?: { expected: boolean; max_age_ms: number; last?: DrillRecord; age_ms?: number; ok: boolean };
+  drill?: { expected: boolean; max_age_seconds: number; last?: DrillRecord; age_seconds?: number; ok: boolean };
   /** per remote synced from here: how far behind it is, from status.json */
   replication?: ReplicationCheck[];
   /** every reason the check fails, one line each */
@@ -82,14 +83,14 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
   const entries: BackupEntry[] = dirExists ? (opts.entries ?? (await listBackups(opts.backupDir))) : [];
   for (const type of opts.types) {
     const newest = entries.find((e) => e.type === type && e.status === 'ok');
-    const t: TypeCheck = { type, ok: true, newest_id: null, newest_at: null, age_ms: null };
+    const t: TypeCheck = { type, ok: true, newest_id: null, newest_at: null, age_seconds: null };
     if (!newest) {
       t.ok = false;
       t.reason = dirExists ? `no ok ${type} backup in ${opts.backupDir}` : `backup directory ${opts.backupDir} does not exist`;
     } else {
       // a clock that went backwards makes a backup look "from the future": count it as new
       const age = Math.max(0, now.getTime() - newest.createdAt.getTime());
-      Object.assign(t, { newest_id: newest.id, newest_at: newest.createdAt.toISOString(), age_ms: age });
+      Object.assign(t, { newest_id: newest.id, newest_at: newest.createdAt.toISOString(), age_seconds: seconds(age) });
       if (age > opts.maxAgeMs) {
         t.ok = false;
         t.reason = `newest ok ${type} backup ${newest.id} is ${formatAge(age)} old (limit ${formatAge(opts.maxAgeMs)})`;
@@ -133,13 +134,13 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
   if (opts.includeOtherRuns !== false && (status?.runs.drill || status?.drill || opts.drillExpected)) {
     const maxAge = opts.maxDrillAgeMs ?? DEFAULT_MAX_DRILL_AGE_MS;
     const last = status?.runs.drill;
-    drill = { expected: true, max_age_ms: maxAge, last: status?.drill, ok: true };
+    drill = { expected: true, max_age_seconds: seconds(maxAge), last: status?.drill, ok: true };
     if (!last) {
       drill.ok = false;
       reasons.push(`no restore drill recorded in ${opts.backupDir} (BACKUP_DRILL_ENABLED=true): run vertex-backup drill`);
     } else {
       const age = Math.max(0, now.getTime() - Date.parse(last.finished_at));
-      drill.age_ms = age;
+      drill.age_seconds = seconds(age);
       if (age > maxAge) {
         drill.ok = false;
         reasons.push(`the last restore drill finished ${formatAge(age)} ago (limit ${formatAge(maxAge)}): run vertex-backup drill`);
@@ -175,7 +176,7 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     ok: reasons.length === 0,
     checked_at: now.toISOString(),
     backup_dir: opts.backupDir,
-    max_age_ms: opts.maxAgeMs,
+    max_age_seconds: seconds(opts.maxAgeMs),
     types,
     runs,
     drill,
@@ -183,3 +184,5 @@ export async function checkBackups(opts: CheckOptions): Promise<CheckResult> {
     reasons,
   };
 }
+
+const seconds = (ms: number): number => Math.floor(ms / 1000);

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { PAGE_DELTA_EXTENSION, PAGE_HASH_SIZE, PageDeltaWriter, pageHash, readPageDeltaIndex } from '../archive/page-delta.js';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { baseName, sidecarPath, typeDir } from '../catalog/names.js';
 import { deltaChain, type NextDeltaLevel, nextDeltaLevel } from '../catalog/page-chain.js';
 import { SIDECAR_FORMAT, type WrittenSidecar } from '../catalog/sidecar.js';

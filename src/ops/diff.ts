@@ -1,7 +1,7 @@
 import { compareRecords, ManifestCursor, type ManifestRecord } from '../archive/manifest.js';
 import { showName } from '../archive/bytenames.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { manifestRecords, shownPath, storageWithManifest } from './manifest-of.js';
+import { manifestRecords, shownPath, storageWithManifest } from './file-manifest.js';
 
 export interface DiffResult {
   from: string;

@@ -2,9 +2,9 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import Database from 'better-sqlite3';
 import type { ManifestRecord } from '../archive/manifest.js';
-import { manifestRecords } from './manifest-of.js';
+import { manifestRecords } from './file-manifest.js';
 import { pinsOf } from '../catalog/chain.js';
-import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/local-store.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import type { Identity } from '../crypto/age-keys.js';
@@ -15,7 +15,8 @@ import type { Remote } from '../remote/remote.js';
 import { type TransferOptions, listRemoteBackups, sidecarRel } from '../offsite/transfer.js';
 import { fsPath } from '../archive/bytenames.js';
 import type { ProgressFn } from './progress.js';
-import { fetchRemoteBackup, restoreLocked } from './restore.js';
+import { fetchRemoteBackup } from './restore-fetch.js';
+import { restoreLocked } from './restore.js';
 import { lockAndHeal } from './restore-journal.js';
 import { type Coverage, commitSample, nextRound, planSample, type SampleFile } from './sample.js';
 import { artifactFiles } from '../catalog/sidecar.js';
@@ -68,7 +69,8 @@ export interface TableCheck {
 export interface RpoType {
   type: BackupType;
   newest_id: string | null;
-  age_ms: number | null;
+  /** whole seconds since the newest good backup (age_seconds, as in every document) */
+  age_seconds: number | null;
   /** the longest time without a good backup of this type in the last 7 days (now included) */
   longest_gap_ms: number | null;
   good_backups_7d: number;
@@ -140,7 +142,7 @@ export function recoveryPoints(entries: BackupEntry[], now: Date, unrestorable: 
       inWindow++;
       if (i > 0) gap = Math.max(gap, good[i].t - Math.max(good[i - 1].t, since));
     }
-    out.push({ type, newest_id: newest.id, age_ms: age, longest_gap_ms: gap, good_backups_7d: inWindow });
+    out.push({ type, newest_id: newest.id, age_seconds: Math.floor(age / 1000), longest_gap_ms: gap, good_backups_7d: inWindow });
   }
   return out;
 }
@@ -377,11 +379,12 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
         `RTO: download, verify and restore took ${formatDuration(result.rto.measured_ms ?? 0)}, the target is ${formatDuration(rtoTarget)} (RTO_TARGET)`,
       );
     if (judged && !result.problems.length) {
-      const worst = Math.max(judged.age_ms ?? 0, judged.longest_gap_ms ?? 0);
+      const ageMs = (judged.age_seconds ?? 0) * 1000;
+      const worst = Math.max(ageMs, judged.longest_gap_ms ?? 0);
       result.rpo.ok = worst <= rpoTarget;
       if (!result.rpo.ok) {
         result.targets_missed.push(
-          `RPO: ${judged.age_ms! >= (judged.longest_gap_ms ?? 0) ? `the newest good ${chosen.type} backup is ${formatDuration(judged.age_ms!)} old` : `${formatDuration(judged.longest_gap_ms!)} passed without a good ${chosen.type} backup in the last 7 days`}, the target is ${formatDuration(rpoTarget)} (RPO_TARGET)`,
+          `RPO: ${ageMs >= (judged.longest_gap_ms ?? 0) ? `the newest good ${chosen.type} backup is ${formatDuration(ageMs)} old` : `${formatDuration(judged.longest_gap_ms!)} passed without a good ${chosen.type} backup in the last 7 days`}, the target is ${formatDuration(rpoTarget)} (RPO_TARGET)`,
         );
       }
     }
@@ -613,7 +616,7 @@ export function drillRecord(r: DrillResult): import('../catalog/status.js').Dril
     rto_ms: r.rto.measured_ms ?? undefined,
     rto_target_ms: r.rto.target_ms,
     rto_extrapolated: r.rto.extrapolated || undefined,
-    rpo_ms: judged?.age_ms ?? undefined,
+    rpo_ms: judged?.age_seconds == null ? undefined : judged.age_seconds * 1000,
     rpo_target_ms: r.rpo.target_ms,
     bytes_restored: r.bytes.restored,
     coverage_pct: r.sample?.coverage.coverage_pct,

@@ -4,11 +4,11 @@ import { PassThrough, type Readable } from 'node:stream';
 import tar from 'tar-stream';
 import type { ManifestRecord } from '../archive/manifest.js';
 import { entryPath, openChainArchive } from '../archive/restore-chain.js';
-import { componentLookup } from '../catalog/listing.js';
+import { componentLookup } from '../catalog/local-store.js';
 import { BackupError } from '../errors.js';
 import { showName } from '../archive/bytenames.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { archivePath, manifestRecords, requireKey, storageWithManifest } from './manifest-of.js';
+import { archivePath, manifestRecords, requireKey, storageWithManifest } from './file-manifest.js';
 
 export interface Dumped {
   id: string;

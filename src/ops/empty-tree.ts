@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { listBackups } from '../catalog/listing.js';
+import { listBackups } from '../catalog/local-store.js';
 import type { Config } from '../config.js';
 import { BackupError } from '../errors.js';
 import { countOf } from '../human.js';

@@ -12,7 +12,7 @@ import type { Recipient } from '../crypto/age-keys.js';
 import { loadIdentities } from '../crypto/age-settings.js';
 import type { Sidecar } from '../catalog/sidecar.js';
 import { sha256File } from '../fsutil.js';
-import { manifestKey } from './manifest-of.js';
+import { manifestKey } from './file-manifest.js';
 
 /**
  * The file manifest of an encrypted storage backup (`create --encrypt`) is encrypted too

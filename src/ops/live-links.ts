@@ -1,5 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
+import { BackupError } from '../errors.js';
 
 export interface LinkOnTheWay {
   link: string;
@@ -36,4 +37,36 @@ export async function symlinksOnTheWay(p: string): Promise<LinkOnTheWay[]> {
     pending = [...to.split('/').filter(Boolean), ...pending];
   }
   return out;
+}
+
+/**
+ * A live path that is a symlink planted by another user is refused: www-data replacing `storage` (or
+ * `app.db`) with a link to a root-only directory (or database) would make a restore run as root move
+ * that directory aside, or overwrite that database, with www-data's content. A link of our own, or of
+ * root, is the operator's (storage on a mounted volume) and is followed; so is a link whose owner also
+ * owns what it leads to (nothing gained through it).
+ */
+export async function refuseForeignLink(p: string, what: 'database' | 'storage'): Promise<void> {
+  // every link on the way counts, not only `p`: root's own link may lead through one the app user owns
+  const me = process.getuid?.() ?? -1;
+  const foreign = (await symlinksOnTheWay(p)).filter((l) => l.uid !== me && l.uid !== 0);
+  if (!foreign.length) return;
+  const to = await fsp.stat(p).catch(() => undefined);
+  const link = foreign.find((l) => !to || to.uid !== l.uid);
+  if (!link) return;
+  const which = link.link === p ? 'it is' : `${link.link} on the way is`;
+  throw new BackupError(
+    'USAGE',
+    `refusing to restore the ${what} through ${p}: ${which} a symlink owned by uid ${link.uid} that leads to ${to ? `something owned by uid ${to.uid}` : 'nothing'} (${await fsp.readlink(link.link).catch(() => '?')})`,
+    { hint: `check who replaced ${p}; set the real path with --${what === 'database' ? 'db' : 'storage'}-path, or use --target DIR` },
+  );
+}
+
+/** The live storage path must still lead where it led when the backup was staged beside it. */
+export async function refuseMovedStorage(live: string, dest: string): Promise<void> {
+  const now = (await fsp.lstat(live).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(live).catch(() => undefined) : live;
+  if (now === dest) return;
+  throw new BackupError('USAGE', `refusing to swap the storage: ${live} now leads to ${now ?? 'nothing'}, not ${dest} as when the restore began`, {
+    hint: `check who changed ${live} during the restore`,
+  });
 }

@@ -2,9 +2,10 @@ import type { EntryType } from '../archive/manifest.js';
 import { showName } from '../archive/bytenames.js';
 import { included } from '../archive/restore-chain.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { type BackupEntry, componentLookup, findBackup } from '../catalog/listing.js';
+import type { BackupEntry } from '../catalog/judge.js';
+import { componentLookup, findBackup } from '../catalog/local-store.js';
 import { BackupError } from '../errors.js';
-import { archivePath, manifestRecords, shownPath, storageWithManifest } from './manifest-of.js';
+import { archivePath, manifestRecords, shownPath, storageWithManifest } from './file-manifest.js';
 
 export interface ListedPath {
   /** relative to the storage directory; bytes that are not UTF-8 as \xNN */

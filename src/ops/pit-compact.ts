@@ -1,7 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type PageDeltaEntry, PageDeltaWriter, readDeltaPage, verifyPageDelta } from '../archive/page-delta.js';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { baseName, compareIds, sidecarPath, typeDir } from '../catalog/names.js';
 import { deltaChain, isPageDelta } from '../catalog/page-chain.js';
 import type { Sidecar } from '../catalog/sidecar.js';

@@ -1,20 +1,18 @@
-import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
-import { readDeltaPage, verifyPageDelta, type PageDeltaEntry } from '../archive/page-delta.js';
-import { type BackupEntry, findBackup, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { baseName, compareIds, typeDir } from '../catalog/names.js';
-import { deltaChain, isPageDelta } from '../catalog/page-chain.js';
+import { isPageDelta } from '../catalog/page-chain.js';
 import type { Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
-import { BackupError, argumentError, toBackupError } from '../errors.js';
-import { sha256File } from '../fsutil.js';
+import { BackupError, argumentError } from '../errors.js';
 import { parseDuration } from '../schedule/duration.js';
-import { removeSqliteSidecars, tableRows } from '../sources/sqlite.js';
-import { faultPoint } from './fault-point.js';
+import { removeSqliteSidecars } from '../sources/sqlite.js';
 import { lockAndHeal } from './restore-journal.js';
 import { type RestoreOptions, type RestoreResult, restoreLocked } from './restore.js';
+import { stageState } from './pit-state.js';
+
+export { type RebuiltDatabase, rebuildState, stageState } from './pit-state.js';
 
 /** One moment a database can be restored to: a level 0 copy or the state a delta completes. */
 export interface RestorableState {
@@ -54,114 +52,6 @@ export function stateAt(states: RestorableState[], at: Date): RestorableState | 
   let found: RestorableState | undefined;
   for (const s of states) if (s.at.getTime() <= at.getTime()) found = s;
   return found;
-}
-
-export interface RebuiltDatabase {
-  file: string;
-  pageCount: number;
-  /** deltas applied on top of the level 0 */
-  deltas: number;
-}
-
-/**
- * Rebuilds the state `id` into `staging`: its chain's level 0 copied, then for every page the newest
- * version among the chain's deltas written once (the union of their page maps: no replay), the file cut
- * to the state's size. Every delta is checked whole first (its checksum and every page's hash); the
- * result must match the tables and row counts recorded at backup time (integrity_check: see checkState).
- */
-export async function rebuildState(dir: string, entries: BackupEntry[], id: string, staging: string): Promise<RebuiltDatabase> {
-  const byId = new Map(entries.filter((e) => e.type === 'database' && e.status === 'ok').map((e) => [e.id, e]));
-  const chain = deltaChain(id, (cid) => byId.get(cid)?.sidecar as never);
-  if (!chain)
-    throw new BackupError('DAMAGED', `database backup ${id} cannot be rebuilt: a backup of its chain is missing or damaged`, {
-      hint: 'restore to another moment',
-    });
-  const fileOf = (cid: string) => path.join(dir, path.basename(byId.get(cid)!.sidecar!.backup_path!));
-  const base = byId.get(chain[0])!.sidecar!;
-  if (base.encryption) throw new BackupError('USAGE', `database backup ${base.id} is encrypted: point-in-time restore reads plain chains only`);
-  const target = byId.get(id)!.sidecar!;
-  const pageSize = base.sqlite!.page_size;
-  await fsp.rm(staging, { force: true });
-  removeSqliteSidecars(staging);
-  try {
-    // the level 0 is checked against its checksum as it is copied; the deltas by their own checksums
-    const { checksum } = await sha256File(fileOf(chain[0]));
-    if (checksum !== base.checksum)
-      throw new BackupError('DAMAGED', `database backup ${base.id} does not match its checksum`, { hint: 'restore to another moment' });
-    await fsp.copyFile(fileOf(chain[0]), staging, fsConstants.COPYFILE_EXCL);
-    await fsp.chmod(staging, 0o600);
-    faultPoint('pit-base');
-    const newest = new Map<number, { file: number; entry: PageDeltaEntry }>();
-    let pageCount = base.sqlite!.page_count;
-    const files = chain.slice(1).map(fileOf);
-    for (const [i, f] of files.entries()) {
-      const idx = await verifyPageDelta(f);
-      const s = byId.get(chain[i + 1])!.sidecar!;
-      if (idx.pageSize !== pageSize) throw new BackupError('DAMAGED', `database backup ${s.id} has pages of ${idx.pageSize} bytes, its chain ${pageSize}`);
-      if (idx.size !== s.file_size) throw new BackupError('DAMAGED', `database backup ${s.id} is ${idx.size} bytes, its metadata says ${s.file_size}`);
-      pageCount = idx.pageCount;
-      for (const e of idx.entries) newest.set(e.pgno, { file: i, entry: e });
-    }
-    const out = await fsp.open(staging, 'r+');
-    const handles = new Map<number, fsp.FileHandle>();
-    try {
-      for (const pgno of [...newest.keys()].sort((a, b) => a - b)) {
-        if (pgno > pageCount) continue;
-        const { file, entry } = newest.get(pgno)!;
-        let fh = handles.get(file);
-        if (!fh) {
-          fh = await fsp.open(files[file], 'r');
-          handles.set(file, fh);
-        }
-        const page = await readDeltaPage(fh, files[file], entry, pageSize);
-        // a live WAL database's header says WAL: the rebuilt file is a standalone copy like the level 0
-        if (pgno === 1) page[18] = page[19] = 1;
-        await out.write(page, 0, pageSize, (pgno - 1) * pageSize);
-      }
-      await out.truncate(pageCount * pageSize);
-      await out.sync();
-    } finally {
-      for (const fh of handles.values()) await fh.close();
-      await out.close();
-    }
-    faultPoint('pit-rebuilt');
-    checkState(staging, target);
-    return { file: staging, pageCount, deltas: chain.length - 1 };
-  } catch (err) {
-    await fsp.rm(staging, { force: true });
-    removeSqliteSidecars(staging);
-    throw toBackupError(err, `rebuilding database state ${id}`);
-  }
-}
-
-/**
- * The recorded tables and row counts, never optional. PRAGMA integrity_check follows in the restore
- * itself (restoreLocked checks every database it is given before the live one is touched, and once
- * more after writing it): run here too it would cost a third read of the whole database.
- */
-function checkState(file: string, target: Sidecar): void {
-  const fail = (why: string) =>
-    new BackupError('DAMAGED', `the database rebuilt for ${target.id} fails its checks: ${why}`, { hint: 'restore to another moment' });
-  let db: Database.Database;
-  try {
-    db = new Database(file, { readonly: true, fileMustExist: true });
-  } catch (err) {
-    throw fail(`it does not open: ${(err as Error).message}`);
-  }
-  try {
-    const tables = (db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as { n: number }).n;
-    const want = target.sqlite;
-    if (want && tables !== want.tables) throw fail(`${tables} tables, ${want.tables} recorded`);
-    const got = tableRows(db);
-    for (const [name, rows] of Object.entries(want?.table_rows ?? {})) {
-      if (got[name] !== rows) throw fail(`table ${name} has ${got[name] ?? 'no'} rows, ${rows} recorded`);
-    }
-  } catch (err) {
-    if (err instanceof BackupError) throw err;
-    throw fail((err as Error).message);
-  } finally {
-    db.close();
-  }
 }
 
 export interface PointInTimeResult extends RestoreResult {
@@ -237,27 +127,6 @@ export function restorableWindow(states: RestorableState[]): { from: Date; to: D
 export async function namesPageDelta(backupDir: string, ref: string): Promise<boolean> {
   const e = await findBackup(backupDir, ref).catch(() => undefined);
   return e?.type === 'database' && isPageDelta(e.sidecar);
-}
-
-/**
- * A page delta as a database backup whose file is the state it completes: rebuilt into `staging` (and
- * checked) from its chain in `backupDir`. What restore and drill hand to the ordinary restore.
- */
-export async function stageState(
-  backupDir: string,
-  entries: BackupEntry[],
-  entry: BackupEntry,
-  staging: string,
-): Promise<{ entry: BackupEntry; deltas: number }> {
-  const rebuilt = await rebuildState(typeDir(backupDir, 'database'), entries, entry.id, staging);
-  return {
-    entry: {
-      ...entry,
-      sidecarPath: path.join(path.dirname(staging), `${path.basename(staging)}.json`),
-      sidecar: { ...entry.sidecar!, backup_path: path.basename(staging) },
-    },
-    deltas: rebuilt.deltas,
-  };
 }
 
 /** The gaps between consecutive states in the `spanMs` before `until`: the recovery point actually achieved. */

@@ -9,6 +9,8 @@ export interface ProgressEvent {
   totalFiles?: number;
   /** bytes written so far (compressed), beside the input bytes read */
   writtenBytes?: number;
+  /** of the bytes read, those the compressor holds but has not compressed yet (only codecs that say) */
+  backlogBytes?: number;
 }
 
 export type ProgressFn = (event: ProgressEvent) => void;

@@ -3,10 +3,11 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type BackupEntry, componentLookup } from '../catalog/listing.js';
+import { type BackupEntry, componentLookup } from '../catalog/local-store.js';
 import { type Sidecar, artifactFiles } from '../catalog/sidecar.js';
 import { pinsOf } from '../catalog/chain.js';
 import { acquireLock } from '../catalog/lock.js';
+import { forgetHeld } from '../catalog/replication.js';
 import { PartWriter, checkParts } from '../archive/parts.js';
 import { BackupError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
@@ -143,7 +144,9 @@ export async function rekeyBackups(backupDir: string, sel: VerifySelection, opts
     const lookup = componentLookup(backupDir);
     const seen = new Set<string>();
     const out: RekeyedFile[] = [];
+    const changed = new Set<string>();
     for (const e of await selectForVerify(backupDir, sel)) {
+      const before = out.length;
       const items =
         e.type === 'full' ? await Promise.all((['database', 'storage'] as const).map((t) => (e.sidecar?.[t] ? lookup(t, e.sidecar[t]!) : undefined))) : [e];
       // an incremental storage backup is restored from every archive its chain references: all of them
@@ -160,7 +163,11 @@ export async function rekeyBackups(backupDir: string, sel: VerifySelection, opts
         opts.signal?.throwIfAborted();
         out.push(await rekeyEntry(item, opts));
       }
+      if (out.slice(before).some((r) => r.result === 'rekeyed')) changed.add(`${e.type}:${e.id}`);
     }
+    for (const r of out) if (r.result === 'rekeyed') changed.add(`${r.type}:${r.id}`);
+    // the next sync sends the re-wrapped files: the remotes' copies are still on the old key
+    await forgetHeld(backupDir, changed);
     return out;
   } finally {
     lock.release();

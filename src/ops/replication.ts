@@ -1,4 +1,4 @@
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { backupKey, lagFromRecord, recordReplication, replicationLag, replicationRecord } from '../catalog/replication.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import { readStatus } from '../catalog/status.js';

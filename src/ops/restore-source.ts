@@ -1,6 +1,6 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type BackupEntry, findBackup, readSidecar } from '../catalog/listing.js';
+import { type BackupEntry, findBackup, readSidecar } from '../catalog/local-store.js';
 import { ID_PATTERN, PREFIX, parseName, TYPE_DIR } from '../catalog/names.js';
 import { BACKUP_TYPES, type BackupType, SIDECAR_FORMAT, type Sidecar } from '../catalog/sidecar.js';
 import { BackupError, usageError } from '../errors.js';

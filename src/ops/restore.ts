@@ -1,34 +1,34 @@
-import { constants as fsConstants } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { type ChainArchive, extractChain } from '../archive/restore-chain.js';
-import { manifestChain } from '../catalog/chain.js';
-import { resolveRef } from '../catalog/catalog.js';
-import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, findBackup, listBackups } from '../catalog/local-store.js';
 import { compareIds } from '../catalog/names.js';
-import { archivePath, manifestFileOf } from './manifest-of.js';
-import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
-import { readParts } from '../archive/parts.js';
-import { artifactCodec, openArtifact } from '../archive/open-artifact.js';
+import { isPageDelta } from '../catalog/page-chain.js';
+import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
-import { decryptToFile, needIdentity } from '../crypto/age-artifact.js';
+import { needIdentity } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { BackupError, toBackupError, usageError } from '../errors.js';
-import { formatBytes } from '../human.js';
-import { exists, freeSpace } from '../fsutil.js';
+import { BackupError } from '../errors.js';
 import type { Remote } from '../remote/remote.js';
-import { type TransferOptions, downloadBackup, listRemoteBackups, sidecarRel } from '../offsite/transfer.js';
-import { extractArchive } from '../archive/extract.js';
-import { checkDatabaseFile, checkSourceDatabase, copyDatabaseAside, removeSqliteSidecars, restoreDatabaseInto } from '../sources/sqlite.js';
-import { completeSwap, isMountPoint, lockAndHeal, type RestoreJournal, removeJournal, type StorageSwap, undoSwap, writeJournal } from './restore-journal.js';
+import { type TransferOptions, sidecarRel } from '../offsite/transfer.js';
+import { applyDatabase, type AppliedDatabase, swapStorage, withState } from './restore-apply.js';
+import { type FetchedBackup, fetchRemoteBackup } from './restore-fetch.js';
+import { lockAndHeal, type RestoreJournal, removeJournal, writeJournal } from './restore-journal.js';
 import { type RestoreSource, resolveRestoreSource } from './restore-source.js';
+import { keptAsFor, type StagedDatabase, type StagedStorage, saveCurrentDatabase, stageDatabase, stageStorage } from './restore-stage.js';
 import { faultPoint } from './fault-point.js';
-import { symlinksOnTheWay } from './live-links.js';
+import { refuseForeignLink } from './live-links.js';
 import type { ProgressFn } from './progress.js';
 import { verifyEntry } from './verify.js';
 import { restoreSources, type SourcesRestoreOptions } from './sources.js';
 import type { RestoreOutcome } from '../sources/source.js';
+
+// the restore in phases: fetch (restore-fetch.ts, `--from` only), verify, stage (restore-stage.ts), apply
+// the database and swap the storage (restore-apply.ts); a run killed in between is healed by the next
+// command (restore-journal.ts)
+
+// callers from before the split (and other branches) import the fetch from here
+export type { FetchedBackup } from './restore-fetch.js';
+export { fetchRemoteBackup } from './restore-fetch.js';
 
 export interface RestoreOptions {
   /** restore into this directory instead of the live paths */
@@ -74,210 +74,11 @@ export interface RestoreResult extends RestorePlan {
   durationMs: number;
 }
 
-/** A name beside `base` that does not exist yet: `base`, `base-2`, `base-3`… */
-async function freeName(base: string): Promise<string> {
-  if (!(await exists(base))) return base;
-  for (let n = 2; ; n++) if (!(await exists(`${base}-${n}`))) return `${base}-${n}`;
-}
-
-/** Unique per run: two restores (or a killed one and the next) never share a staging name. */
-const runTag = () => `${process.pid}-${randomBytes(3).toString('hex')}`;
-
-/** The same error with what the run did (or did not do) to the live data added to its message. */
-function withState(err: unknown, state: string, context: string): BackupError {
-  const e = toBackupError(err, context);
-  return new BackupError(e.code, `${e.message}; ${state}`, { hint: e.hint, cause: e.cause ?? err });
-}
-
-const dbFileOf = (entry: BackupEntry) => path.join(path.dirname(entry.sidecarPath!), artifactFiles(entry.sidecar!)[0].file);
-
-/** The database backup must open as SQLite and pass integrity_check before the live one is touched. */
-function checkDatabaseBackup(entry: BackupEntry, file = dbFileOf(entry)): void {
-  const { integrity } = checkDatabaseFile(file);
-  if (integrity !== 'ok') {
-    throw new BackupError('DAMAGED', `database backup ${entry.id} cannot be restored: ${file}: ${integrity.split('\n')[0].slice(0, 200)}`, {
-      hint: 'restore another backup',
-    });
-  }
-}
-
-interface StagedStorage {
-  swap: StorageSwap;
-  entries: number;
-  bytes: number;
-  warnings: string[];
-}
-
-/**
- * Unpacks the storage backup where the swap will be cheap, and validates it; nothing live changes. A
- * plain directory: into a sibling, swapped by two renames. A mount point (a Docker volume) cannot be
- * renamed, nor a directory in a parent we cannot write: into a directory inside it, swapped entry by
- * entry, the old entries kept inside it too.
- */
-async function stageStorage(
-  entry: BackupEntry,
-  linkOrDest: string,
-  id: string,
-  opts: RestoreOptions,
-  journal: RestoreJournal,
-  stateDir: string,
-): Promise<StagedStorage> {
-  const s = entry.sidecar!;
-  // a storage path that is a symlink (to a mounted volume) stays a symlink: the swap happens where it leads
-  const dest = (await fsp.lstat(linkOrDest).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(linkOrDest) : linkOrDest;
-  const dir = path.dirname(entry.sidecarPath!);
-  const parent = path.dirname(dest);
-  await fsp.mkdir(parent, { recursive: true });
-  const destStat = await fsp.lstat(dest).catch(() => undefined);
-  if (destStat && !destStat.isDirectory())
-    throw new BackupError('USAGE', `storage path is not a directory: ${dest}`, { hint: 'set --storage-path to the media directory, or use --target DIR' });
-  // the contents swap also serves a directory whose parent we may not write: /var/www/app owned by root,
-  // its storage by www-data, and the restore run as www-data
-  const parentWritable = await fsp.access(parent, fsConstants.W_OK | fsConstants.X_OK).then(
-    () => true,
-    () => false,
-  );
-  const mode = destStat && ((await isMountPoint(dest)) || !parentWritable) ? 'contents' : 'rename';
-  const base = path.basename(dest);
-  const staging = mode === 'rename' ? path.join(parent, `.${base}.restore-${id}-${runTag()}.tmp`) : path.join(dest, `.vertex-restore-${id}-${runTag()}.tmp`);
-  const swap: StorageSwap = { dest, mode, staging };
-  journal.storage = swap;
-  await writeJournal(stateDir, journal);
-
-  const codec = artifactCodec(s);
-  if (!codec) throw new BackupError('DAMAGED', `unknown compression '${s.compression}' in ${entry.sidecarPath}`);
-  await codec.checkAvailable();
-  const where = mode === 'rename' ? parent : dest;
-  const free = await freeSpace(where);
-  const room = Math.max(0, free - 64 * 1024 * 1024);
-  const declared = s.manifest ? s.tree_bytes : s.content_bytes;
-  if (declared !== undefined && declared > room) {
-    throw new BackupError(
-      'NO_SPACE',
-      `not enough free space at ${where} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`,
-      {
-        hint: 'free some space, or restore elsewhere with --target DIR',
-      },
-    );
-  }
-  // our archives say how much they hold: one that unpacks to more is damaged or hostile (a gzip bomb);
-  // any archive stops before it would fill the disk
-  const maxBytes = declared !== undefined ? Math.min(room, declared + 1024 * 1024) : room;
-  let extracted;
-  let unpacked = 0;
-  let unpackedBytes = 0;
-  let totals: { files: number; bytes: number } | undefined;
-  // totals from the manifest or the sidecar, so a terminal shows percent and ETA as create does
-  const progressEntry =
-    (total: () => { files?: number; bytes?: number } | undefined) =>
-    (_name: string, bytes: number): void => {
-      if (++unpacked === 1) faultPoint('staging');
-      unpackedBytes += bytes;
-      const t = total();
-      opts.onProgress?.({ phase: 'restore', subject: entry.id, bytes: unpackedBytes, totalBytes: t?.bytes, files: unpacked, totalFiles: t?.files });
-    };
-  try {
-    if (s.manifest) {
-      // incremental storage backup: the manifest says which archive holds each entry (archive/restore-chain.ts)
-      const lookup = componentLookup(path.dirname(dir));
-      const chain = new Map<string, ChainArchive>();
-      for (const rid of s.references ?? []) {
-        const e = rid === entry.id ? entry : await lookup('storage', rid);
-        if (e?.sidecar && e.sidecarPath) chain.set(rid, { dir: path.dirname(e.sidecarPath), sidecar: e.sidecar });
-      }
-      const manifests = manifestChain(entry.id, s).map((rid) => {
-        const c = chain.get(rid);
-        if (!c?.sidecar.manifest)
-          throw new BackupError('DAMAGED', `storage backup ${entry.id} needs the manifest of storage backup ${rid}, which is missing or damaged`);
-        return manifestFileOf(c.dir, c.sidecar, opts.identities);
-      });
-      extracted = await extractChain(manifests, (rid) => chain.get(rid), staging, {
-        maxBytes: s.tree_bytes !== undefined ? Math.min(room, s.tree_bytes + 1024 * 1024) : room,
-        signal: opts.signal,
-        include: opts.include?.map((i) => archivePath(entry, i)),
-        // encrypted archives: decrypted on the way, and each authenticated in full before the next one
-        identities: opts.identities,
-        onTotals: (entries, bytes) => {
-          totals = { files: entries, bytes };
-        },
-        onEntry: progressEntry(() => totals),
-      });
-    } else {
-      if (opts.include?.length)
-        throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest: --include needs one`, { hint: 'restore it whole with --target DIR' });
-      const artifact = await openArtifact(dir, s, { identities: opts.identities, subject: `storage backup ${entry.id}` });
-      extracted = await extractArchive(artifact.stream, staging, {
-        maxBytes,
-        signal: opts.signal,
-        onEntry: progressEntry(() => ({ bytes: s.content_bytes, files: s.entry_count })),
-      });
-      // the last chunk authenticates the whole payload: nothing is swapped in before it has
-      await artifact.authenticate();
-      if (s.entry_count !== undefined && extracted.entries !== s.entry_count) {
-        throw new BackupError('DAMAGED', `archive unpacked ${extracted.entries} entries, metadata says ${s.entry_count}`);
-      }
-    }
-  } catch (err) {
-    if (err instanceof BackupError && maxBytes === room && /archive bomb/.test(err.message)) {
-      throw new BackupError('NO_SPACE', `unpacking the backup would need more than the ${formatBytes(free)} free at ${where}`, {
-        hint: 'free some space, or restore elsewhere with --target DIR',
-      });
-    }
-    throw toBackupError(err, 'storage restore');
-  }
-  // the archive holds one top directory (the storage directory's name); older tools may not
-  const top = await fsp.readdir(staging);
-  swap.newTree = top.length === 1 && (await fsp.lstat(path.join(staging, top[0]))).isDirectory() ? path.join(staging, top[0]) : staging;
-  if (destStat) swap.previous = await freeName(mode === 'rename' ? `${dest}.pre-restore-${id}` : path.join(dest, `.pre-restore-${id}`));
-  await writeJournal(stateDir, journal);
-  return { swap, entries: extracted.entries, bytes: extracted.bytes, warnings: extracted.warnings };
-}
-
 async function component(backupDir: string, type: 'database' | 'storage', id: string | null | undefined): Promise<BackupEntry | undefined> {
   if (!id) return undefined;
   const e = (await listBackups(backupDir, { type })).find((x) => x.id === id);
   if (!e) throw new BackupError('DAMAGED', `${type} component ${id} of the full backup is missing`);
   return e;
-}
-
-/** Where a restore will keep the current tree, for the plan shown before anything changes. */
-async function keptAsFor(linkOrDest: string, id: string): Promise<string | undefined> {
-  const st = await fsp.stat(linkOrDest).catch(() => undefined);
-  if (!st?.isDirectory()) return undefined;
-  const dest = await fsp.realpath(linkOrDest);
-  return (await isMountPoint(dest)) ? path.join(dest, `.pre-restore-${id}`) : `${dest}.pre-restore-${id}`;
-}
-
-/**
- * A live path that is a symlink planted by another user is refused: www-data replacing `storage` (or
- * `app.db`) with a link to a root-only directory (or database) would make a restore run as root move
- * that directory aside, or overwrite that database, with www-data's content. A link of our own, or of
- * root, is the operator's (storage on a mounted volume) and is followed; so is a link whose owner also
- * owns what it leads to (nothing gained through it).
- */
-async function refuseForeignLink(p: string, what: 'database' | 'storage'): Promise<void> {
-  // every link on the way counts, not only `p`: root's own link may lead through one the app user owns
-  const me = process.getuid?.() ?? -1;
-  const foreign = (await symlinksOnTheWay(p)).filter((l) => l.uid !== me && l.uid !== 0);
-  if (!foreign.length) return;
-  const to = await fsp.stat(p).catch(() => undefined);
-  const link = foreign.find((l) => !to || to.uid !== l.uid);
-  if (!link) return;
-  const which = link.link === p ? 'it is' : `${link.link} on the way is`;
-  throw new BackupError(
-    'USAGE',
-    `refusing to restore the ${what} through ${p}: ${which} a symlink owned by uid ${link.uid} that leads to ${to ? `something owned by uid ${to.uid}` : 'nothing'} (${await fsp.readlink(link.link).catch(() => '?')})`,
-    { hint: `check who replaced ${p}; set the real path with --${what === 'database' ? 'db' : 'storage'}-path, or use --target DIR` },
-  );
-}
-
-/** The live storage path must still lead where it led when the backup was staged beside it. */
-async function refuseMovedStorage(live: string, dest: string): Promise<void> {
-  const now = (await fsp.lstat(live).catch(() => undefined))?.isSymbolicLink() ? await fsp.realpath(live).catch(() => undefined) : live;
-  if (now === dest) return;
-  throw new BackupError('USAGE', `refusing to swap the storage: ${live} now leads to ${now ?? 'nothing'}, not ${dest} as when the restore began`, {
-    hint: `check who changed ${live} during the restore`,
-  });
 }
 
 /** Checks `--target`: a directory or nothing yet, never a file. */
@@ -320,15 +121,9 @@ export async function restoreBackup(cfg: Config, ref: string, opts: RestoreOptio
   }
 }
 
-/**
- * The restore itself, the backup-directory lock held by the caller. Order: verify; stage everything that
- * can fail (the storage tree unpacked and checked, the database backup checked, the current database
- * copied aside) while nothing live changes; then the database, then the storage swap. The journal in the
- * backup directory lets the next command complete or roll back a run killed in between.
- */
-export async function restoreLocked(cfg: Config, source: RestoreSource, opts: RestoreOptions = {}, started = Date.now()): Promise<RestoreResult> {
+/** Verifies the backup unless told not to (or it has no checksum to check); returns whether it did. */
+async function verifyPhase(cfg: Config, source: RestoreSource, opts: RestoreOptions, warnings: string[]): Promise<boolean> {
   const { entry, sourceDir } = source;
-  const warnings: string[] = [];
   const verify = opts.verify !== false && !source.unverifiable;
   if (source.unverifiable) {
     warnings.push(
@@ -353,28 +148,50 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   } else if (!entry.sidecar) {
     throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} is ${entry.status}: ${entry.reason ?? 'no metadata'}`);
   }
+  return verify;
+}
+
+/** The database and storage backups a restore reads: the backup itself, or the halves of a full one. */
+async function componentsOf(source: RestoreSource, opts: RestoreOptions): Promise<{ dbEntry?: BackupEntry; stEntry?: BackupEntry }> {
+  const { entry, sourceDir } = source;
   const only = opts.only ?? (opts.include?.length ? 'storage' : undefined);
   if (only && entry.type !== 'full' && entry.type !== only)
     throw new BackupError('USAGE', `${entry.type} backup ${entry.id} holds no ${only}`, {
       argument: true,
       hint: `--only ${only} picks one half of a full backup`,
     });
-  let dbEntry =
-    only === 'storage'
+  const half = async (type: 'database' | 'storage') =>
+    only && only !== type
       ? undefined
-      : entry.type === 'database'
+      : entry.type === type
         ? entry
         : entry.type === 'full'
-          ? await component(sourceDir, 'database', entry.sidecar?.database)
+          ? await component(sourceDir, type, entry.sidecar?.[type])
           : undefined;
-  const stEntry =
-    only === 'database'
-      ? undefined
-      : entry.type === 'storage'
-        ? entry
-        : entry.type === 'full'
-          ? await component(sourceDir, 'storage', entry.sidecar?.storage)
-          : undefined;
+  return { dbEntry: await half('database'), stEntry: await half('storage') };
+}
+
+/** Every key an encrypted half needs is there before anything is asked or changed. */
+function requireKeys(entries: (BackupEntry | undefined)[], sourcesEntry: BackupEntry | undefined, identities: Identity[] | undefined): void {
+  if (identities?.length) return;
+  const needsKey = sourcesEntry?.sidecar?.components?.find((c) => c.encryption);
+  if (needsKey?.encryption) throw needIdentity({ subject: `database backup ${sourcesEntry!.id}`, info: needsKey.encryption });
+  for (const e of entries) {
+    if (e?.sidecar?.encryption) throw needIdentity({ subject: `${e.type} backup ${e.id}`, info: e.sidecar.encryption });
+  }
+}
+
+/**
+ * The restore itself, the backup-directory lock held by the caller. Order: verify; stage everything that
+ * can fail (the storage tree unpacked and checked, the database backup checked, the current database
+ * copied aside) while nothing live changes; then the database, then the storage swap. The journal in the
+ * backup directory lets the next command complete or roll back a run killed in between.
+ */
+export async function restoreLocked(cfg: Config, source: RestoreSource, opts: RestoreOptions = {}, started = Date.now()): Promise<RestoreResult> {
+  const { entry } = source;
+  const warnings: string[] = [];
+  const verify = await verifyPhase(cfg, source, opts, warnings);
+  let { dbEntry, stEntry } = await componentsOf(source, opts);
   // a backup of sources (PostgreSQL) restores through its kinds, each database beside the live one first
   const sourcesEntry = dbEntry?.sidecar?.components ? dbEntry : undefined;
   const target = opts.target ? await checkTarget(opts.target) : undefined;
@@ -390,11 +207,7 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
     storage: stEntry && { backupId: stEntry.id, to: stTo, keptAs: await keptAsFor(stTo, id) },
     verified: verify,
   };
-  const needsKey = sourcesEntry?.sidecar?.components?.find((c) => c.encryption);
-  if (needsKey?.encryption && !opts.identities?.length) throw needIdentity({ subject: `database backup ${sourcesEntry!.id}`, info: needsKey.encryption });
-  for (const e of [dbEntry, stEntry]) {
-    if (e?.sidecar?.encryption && !opts.identities?.length) throw needIdentity({ subject: `${e.type} backup ${e.id}`, info: e.sidecar.encryption });
-  }
+  requireKeys([dbEntry, stEntry], sourcesEntry, opts.identities);
   if (opts.confirm && !(await opts.confirm(plan)))
     return { ...plan, database: undefined, storage: undefined, cancelled: true, durationMs: Date.now() - started };
   opts.signal?.throwIfAborted();
@@ -409,180 +222,53 @@ export async function restoreLocked(cfg: Config, source: RestoreSource, opts: Re
   const stateDir = cfg.backupDir;
   const journal: RestoreJournal = { id, pid: process.pid, started_at: new Date().toISOString(), phase: 'staging' };
   await writeJournal(stateDir, journal);
-
-  // 1. everything that can fail, while nothing live changes
-  let staged: StagedStorage | undefined;
-  let savedCurrentAs: string | undefined;
-  let dbExisted = false;
-  let dbFile = dbEntry && dbFileOf(dbEntry);
-  // an encrypted copy is decrypted and authenticated in full (0600, beside the target) before anything changes
-  let decrypted: string | undefined;
+  const staged = await stagePhase(dbEntry && { entry: dbEntry, to: dbTo }, stEntry && { entry: stEntry, to: stTo }, id, verify, opts, journal, stateDir);
   try {
-    if (dbEntry) {
-      await fsp.mkdir(path.dirname(dbTo), { recursive: true });
-      const enc = dbEntry.sidecar?.encryption;
-      if (enc) {
-        decrypted = path.join(path.dirname(dbTo), `.${path.basename(dbTo)}.restore-${runTag()}.decrypted.tmp`);
-        journal.decrypted = decrypted;
-        await writeJournal(stateDir, journal);
-        const parts = artifactFiles(dbEntry.sidecar!).map((p) => path.join(path.dirname(dbEntry.sidecarPath!), p.file));
-        await decryptToFile(readParts(parts), decrypted, { identities: opts.identities ?? [], subject: `database backup ${dbEntry.id}`, info: enc });
-        dbFile = decrypted;
-      }
-      if (!verify || enc) checkDatabaseBackup(dbEntry, dbFile);
-      dbExisted = await exists(dbTo);
-      if (dbExisted) {
-        await checkSourceDatabase(dbTo, 'current database').catch((err: BackupError) => {
-          throw new BackupError('USAGE', `refusing to restore over ${dbTo}: ${err.message}`, { hint: 'move that file away or use --target DIR' });
-        });
-      }
-    }
-    if (stEntry) staged = await stageStorage(stEntry, stTo, id, opts, journal, stateDir);
-    opts.signal?.throwIfAborted();
-    if (dbEntry && dbExisted) {
-      const aside = await freeName(`${dbTo}.pre-restore-${id}`);
-      const asideTemp = path.join(path.dirname(dbTo), `.${path.basename(dbTo)}.pre-restore-${runTag()}.tmp`);
-      journal.database = { live: dbTo, asideTemp };
-      await writeJournal(stateDir, journal);
-      await copyDatabaseAside(dbTo, aside, asideTemp);
-      savedCurrentAs = aside;
-    }
-    faultPoint('staged');
-    opts.signal?.throwIfAborted();
-  } catch (err) {
-    if (staged || journal.storage) await fsp.rm(journal.storage!.staging, { recursive: true, force: true });
-    if (decrypted) await fsp.rm(decrypted, { force: true });
-    await removeJournal(stateDir);
-    throw withState(err, 'nothing was changed', 'restore');
-  }
-  try {
-    return await applyRestore();
-  } finally {
-    if (decrypted) await fsp.rm(decrypted, { force: true });
-  }
-
-  async function applyRestore(): Promise<RestoreResult> {
-    // 2. the database: SQLite replaces it in one transaction, so a failure leaves the previous one
-    let database: RestoreResult['database'];
-    if (dbEntry) {
-      journal.phase = 'database';
-      journal.database = { live: dbTo, savedAs: savedCurrentAs };
-      await writeJournal(stateDir, journal);
-      faultPoint('database');
-      try {
-        // again at write time: a link planted during the verification (minutes, for a big backup) would
-        // have the database written through it
-        await refuseForeignLink(dbTo, 'database');
-        const { integrity } = await restoreDatabaseInto(dbFile!, dbTo);
-        faultPoint('database-done');
-        if (integrity !== 'ok') {
-          if (savedCurrentAs) await restoreDatabaseInto(savedCurrentAs, dbTo);
-          else {
-            await fsp.rm(dbTo, { force: true });
-            removeSqliteSidecars(dbTo);
-          }
-          throw new BackupError('FAILED', `the restored database failed integrity_check (${integrity.slice(0, 200)}) and was put back`);
-        }
-        // a live database keeps its owner and mode (the application may run as another user)
-        if (!dbExisted) await fsp.chmod(dbTo, 0o600).catch(() => {});
-        database = { backupId: dbEntry.id, to: dbTo, savedCurrentAs, integrity };
-      } catch (err) {
-        if (staged) await fsp.rm(staged.swap.staging, { recursive: true, force: true });
-        await removeJournal(stateDir);
-        const kept = savedCurrentAs ? ` (a copy of it is at ${savedCurrentAs})` : '';
-        throw withState(err, `the live database ${dbTo} was not changed${kept}${staged ? `, nor the storage at ${staged.swap.dest}` : ''}`, 'database restore');
-      }
-    }
-
-    // 3. the storage swap; from here a killed run is completed by the next command
+    let database: AppliedDatabase | undefined;
+    if (dbEntry && staged.db) database = await applyDatabase(dbEntry.id, staged.db, dbTo, staged.savedCurrentAs, staged.storage, journal, stateDir);
     let storage: RestoreResult['storage'];
-    if (stEntry && staged) {
-      journal.phase = 'storage';
-      await writeJournal(stateDir, journal);
-      faultPoint('storage');
-      try {
-        await refuseForeignLink(stTo, 'storage');
-        await refuseMovedStorage(stTo, staged.swap.dest);
-        await completeSwap(staged.swap, async (p) => {
-          journal.phase = p;
-          await writeJournal(stateDir, journal);
-        });
-      } catch (err) {
-        await undoSwap(staged.swap).catch(() => {});
-        await removeJournal(stateDir);
-        const db = database
-          ? `the database at ${dbTo} WAS restored from backup ${database.backupId}${savedCurrentAs ? ` (the previous one is at ${savedCurrentAs})` : ''}, `
-          : '';
-        throw withState(err, `${db}the storage at ${staged.swap.dest} was not changed`, 'storage swap');
-      }
-      storage = {
-        backupId: stEntry.id,
-        to: staged.swap.dest,
-        previousKeptAs: staged.swap.previous,
-        entries: staged.entries,
-        bytes: staged.bytes,
-        warnings: staged.warnings,
-      };
+    if (stEntry && staged.storage) {
+      const st = staged.storage;
+      await swapStorage(st, stTo, database, journal, stateDir);
+      storage = { backupId: stEntry.id, to: st.swap.dest, previousKeptAs: st.swap.previous, entries: st.entries, bytes: st.bytes, warnings: st.warnings };
     }
     await removeJournal(stateDir);
     return { ...plan, database, sources, storage, warnings: warnings.length ? warnings : undefined, durationMs: Date.now() - started };
+  } finally {
+    if (journal.decrypted) await fsp.rm(journal.decrypted, { force: true });
   }
 }
 
-// restore --from: a remote backup downloaded, verified, then restored like a local one
-
-export interface FetchedBackup {
-  /** a backup directory layout holding just this backup (and its components); remove it when done */
-  dir: string;
-  type: BackupType;
-  id: string;
-  sidecarPath: string;
-  bytes: number;
-  ms: number;
+interface Staged {
+  db?: StagedDatabase;
+  storage?: StagedStorage;
+  savedCurrentAs?: string;
 }
 
-/**
- * Downloads a remote backup into a fresh temporary directory beside the backup directory (same
- * filesystem, so the restore's renames stay cheap), verifying every file against its sidecar on the way.
- */
-export async function fetchRemoteBackup(
-  remote: Remote,
-  ref: string,
-  backupDir: string,
-  options: TransferOptions & {
-    type?: BackupType;
-    /** decrypt the manifests an encrypting remote holds with these (restore and drill read the download the same way) */
-    identities?: Identity[];
-  } = {},
-): Promise<FetchedBackup> {
-  const started = Date.now();
-  const list = await listRemoteBackups(remote, { ...options, type: options.type });
-  const b = resolveRef(
-    list.filter((x) => x.status === 'ok' || x.status === 'partial'),
-    ref,
-  );
-  if (!b) throw usageError(`no complete backup "${ref}" on ${remote.url}`, 'see what it holds with: list --remote NAME');
-  await fsp.mkdir(backupDir, { recursive: true, mode: 0o700 });
-  const dir = await fsp.mkdtemp(path.join(backupDir, `.remote-restore-${b.id}-`));
-  let bytes = 0;
+/** Everything that can fail, while nothing live changes; on a failure, whatever was staged is removed. */
+async function stagePhase(
+  db: { entry: BackupEntry; to: string } | undefined,
+  st: { entry: BackupEntry; to: string } | undefined,
+  id: string,
+  verified: boolean,
+  opts: RestoreOptions,
+  journal: RestoreJournal,
+  stateDir: string,
+): Promise<Staged> {
+  const staged: Staged = {};
   try {
-    const sidecarPath = await downloadBackup(remote, b.type, b.id, dir, {
-      ...options,
-      onEvent: (e) => {
-        if (e.kind === 'download') bytes += e.size;
-        options.onEvent?.(e);
-      },
-    });
-    // an encrypting remote holds sealed sidecars: opened here; its encrypted manifests are then read like
-    // a local encrypted backup's, through age (manifest-of.ts), never written out in plaintext
-    if (options.identities) await (await import('../offsite/sealed-fields.js')).unsealFetchedSidecars(dir, options.identities);
-    return { dir, type: b.type, id: b.id, sidecarPath, bytes, ms: Date.now() - started };
+    if (db) staged.db = await stageDatabase(db.entry, db.to, verified, opts.identities, journal, stateDir);
+    if (st) staged.storage = await stageStorage(st.entry, st.to, id, opts, journal, stateDir);
+    opts.signal?.throwIfAborted();
+    if (db && staged.db?.existed) staged.savedCurrentAs = await saveCurrentDatabase(db.to, id, journal, stateDir);
+    faultPoint('staged');
+    opts.signal?.throwIfAborted();
+    return staged;
   } catch (err) {
-    await fsp.rm(dir, { recursive: true, force: true });
-    if (err instanceof BackupError && err.code === 'DAMAGED') {
-      throw new BackupError('DAMAGED', `${err.message}: refusing to restore from it`, { hint: 'try an older backup: list --remote NAME', cause: err });
-    }
-    throw err;
+    if (journal.storage) await fsp.rm(journal.storage.staging, { recursive: true, force: true });
+    if (journal.decrypted) await fsp.rm(journal.decrypted, { force: true });
+    await removeJournal(stateDir);
+    throw withState(err, 'nothing was changed', 'restore');
   }
 }
 
@@ -605,7 +291,6 @@ export async function restoreFromRemote(
         hint: 'give a new or existing directory to restore into',
       });
   }
-  const { lockAndHeal } = await import('./restore-journal.js');
   const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore ${ref} --from ${remote.url}`, {
     waitMs: opts.lockWaitMs,
     signal: opts.signal,
@@ -616,6 +301,15 @@ export async function restoreFromRemote(
     try {
       const entry = await findBackup(fetched.dir, sidecarRel(fetched.type, fetched.id).split('/').pop()!, fetched.type);
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
+      if (isPageDelta(entry.sidecar)) {
+        // a page delta is no database on its own: the state it completes is rebuilt from the downloaded
+        // chain and checked (ops/pit.ts), as restore ID does locally; inside the download, removed with it
+        const { stageState } = await import('./pit-state.js');
+        const all = await listBackups(fetched.dir, { type: 'database' });
+        const staged = await stageState(fetched.dir, all, entry, path.join(fetched.dir, `${entry.id}.state.db`));
+        const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry: staged.entry }, { ...opts, verify: false, only: 'database' }, started);
+        return { ...result, verified: true, healed, fetched };
+      }
       const result = await restoreLocked(cfg, { sourceDir: fetched.dir, entry }, opts, started);
       return { ...result, healed, fetched };
     } finally {

@@ -1,7 +1,8 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { pinsOf } from '../catalog/chain.js';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
+import { volumeBackupDirs } from '../catalog/volume-dirs.js';
 import { lockAndHeal } from './restore-journal.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
@@ -25,11 +26,18 @@ export interface RotateResult {
   dryRun: boolean;
   policy: RetentionPolicy;
   /** `pins`: the other storage backups whose archives this kept backup needs */
-  kept: { type: BackupType; id: string; reasons: string[]; bytes: number; pins?: string[] }[];
-  removed: { type: BackupType; id: string; reason: string; files: string[]; bytes: number }[];
+  /**
+   * size_bytes: the backup's size as list, verify and stats give it (a full backup: its components);
+   * disk_bytes: what its own files take on disk, which removing it frees (a full backup: its sidecar;
+   * its components are backups of their own)
+   */
+  kept: { type: BackupType; id: string; reasons: string[]; size_bytes: number; disk_bytes: number; pins?: string[] }[];
+  removed: { type: BackupType; id: string; reason: string; files: string[]; size_bytes: number; disk_bytes: number }[];
   freedBytes: number;
   /** page chains thinned in time (every state for 24 h, hourly for 7 days, then daily) before the rules */
   compacted?: CompactResult;
+  /** each Docker volume's backup directory, rotated by the same rules (freedBytes above includes them) */
+  volumes?: { volume: string; kept: RotateResult['kept']; removed: RotateResult['removed']; freedBytes: number }[];
 }
 
 export function toRetentionItem(e: BackupEntry): RetentionItem {
@@ -111,12 +119,22 @@ export async function runRotate(cfg: Config, opts: RotateOptions): Promise<Rotat
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
   if (compacted && (compacted.merged.length || compacted.dropped.length || compacted.problems.length)) result.compacted = compacted;
   for (const { entry, reasons } of plan.kept)
-    result.kept.push({ type: entry.type, id: entry.id, reasons, bytes: await backupBytes(entry), pins: pinsOfEntry(entry) });
+    result.kept.push({ type: entry.type, id: entry.id, reasons, size_bytes: entry.size, disk_bytes: await backupBytes(entry), pins: pinsOfEntry(entry) });
   for (const { entry, reason } of plan.remove) {
     opts.signal?.throwIfAborted();
     const bytes = opts.dryRun ? await backupBytes(entry) : await removeBackup(entry);
-    result.removed.push({ type: entry.type, id: entry.id, reason, files: entry.files, bytes });
+    result.removed.push({ type: entry.type, id: entry.id, reason, files: entry.files, size_bytes: entry.size, disk_bytes: bytes });
     result.freedBytes += bytes;
+  }
+  // each Docker volume's backup directory (volumes/<name>/) under the same rules: its live and catch-up
+  // passes are storage backups, and a nightly rotate must not let them fill the disk unsaid
+  if (opts.type === undefined || opts.type === 'storage') {
+    for (const v of await volumeBackupDirs(cfg.backupDir)) {
+      const sub = await runRotate({ ...cfg, backupDir: v.dir }, { ...opts, type: 'storage' });
+      result.volumes = result.volumes ?? [];
+      result.volumes.push({ volume: v.name, kept: sub.kept, removed: sub.removed, freedBytes: sub.freedBytes });
+      result.freedBytes += sub.freedBytes;
+    }
   }
   return result;
 }

@@ -1,7 +1,7 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import * as v from 'valibot';
-import { listBackups } from '../catalog/listing.js';
+import { listBackups } from '../catalog/local-store.js';
 import { compareIds } from '../catalog/names.js';
 import { artifactFiles, type BackupType } from '../catalog/sidecar.js';
 import { BackupError } from '../errors.js';
@@ -30,7 +30,7 @@ const StateSchema = v.object({
 type SampleState = v.InferOutput<typeof StateSchema>;
 type Scope = v.InferOutput<typeof ScopeSchema>;
 
-/** A data file a sample may choose (catalog.ts's StoredFile is a store's listing entry, any file). */
+/** A data file a sample may choose (judge.ts's StoredFile is a store's listing entry, any file). */
 export interface SampleFile {
   /** relative to the backup directory */
   rel: string;

@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkParts, localPart, readParts } from '../archive/parts.js';
-import type { BackupEntry } from '../catalog/listing.js';
+import type { BackupEntry } from '../catalog/local-store.js';
 import { baseName, sidecarPath, timestampOf, typeDir } from '../catalog/names.js';
 import { type ComponentInfo, SIDECAR_FORMAT, type WrittenSidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';

@@ -1,4 +1,4 @@
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import { BACKUP_TYPES, type BackupType } from '../catalog/sidecar.js';
 import { freeSpace } from '../fsutil.js';
 
@@ -9,8 +9,6 @@ export interface TypeStats {
   notOk: number;
   /** the backups' sizes as `list` shows them (a full backup: its components) */
   sizeBytes: number;
-  /** the same figure under its older name (kept for consumers of `stats --json`) */
-  bytes: number;
   newest?: { id: string; createdAt: string; ageSeconds: number };
   oldest?: { id: string; createdAt: string; ageSeconds: number };
 }
@@ -53,7 +51,6 @@ export async function getStats(backupDir: string, now = new Date(), entries?: Ba
       ok: good.length,
       notOk: of.length - good.length,
       sizeBytes,
-      bytes: sizeBytes,
       newest: point(good[0]),
       oldest: point(good[good.length - 1]),
     };

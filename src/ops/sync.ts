@@ -2,12 +2,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type BackupEntry, listBackups } from '../catalog/listing.js';
+import { type BackupEntry, listBackups } from '../catalog/local-store.js';
 import type { BackupType } from '../catalog/sidecar.js';
+import { compareIds } from '../catalog/names.js';
 import { BackupError } from '../errors.js';
 import { FILE_MODE, exists } from '../fsutil.js';
 import { type Remote, type SpaceInfo, errorMessage, isTempName, readSmall } from '../remote/remote.js';
+import { underPrefix } from '../remote/prefixed.js';
 import { retrying } from '../remote/retry.js';
+import { volumeBackupDirs } from '../catalog/volume-dirs.js';
 import { type RemoteBackup, type TransferOptions, type UploadResult, listRemoteBackups } from '../offsite/transfer.js';
 import { uploadBackup } from '../offsite/upload.js';
 import { checkRemoteMarker, readRemoteMarker } from '../offsite/remote-marker.js';
@@ -27,6 +30,8 @@ export interface SyncOptions extends TransferOptions {
 export interface SyncedBackup {
   type: BackupType;
   id: string;
+  /** the Docker volume whose backup directory (volumes/<name>/) holds it */
+  volume?: string;
   uploaded: string[];
   skipped: number;
   bytes: number;
@@ -41,9 +46,13 @@ export interface SyncResult {
   /** after the sync: how far behind the remote is and how many complete local backups it lacks */
   lagSeconds?: number;
   missing?: number;
-  notComplete: { type: BackupType; id: string; reason: string }[]; // local backups left alone
+  /** 'type:id' of backups the remote still holds that rotation removed here (a full backup's components left out) */
+  removedHere?: string[];
+  notComplete: { type: BackupType; id: string; reason: string; volume?: string }[]; // local backups left alone
   bytes: number;
   ms: number;
+  /** per Docker volume backup directory (volumes/<name>/), synced to the same path on the remote */
+  volumes?: { volume: string; synced: number; upToDate: number; bytes: number; lagSeconds?: number; missing?: number }[];
 }
 
 function selectBackups(entries: BackupEntry[], options: SyncOptions): { pick: BackupEntry[]; notComplete: SyncResult['notComplete'] } {
@@ -130,6 +139,46 @@ export async function syncRemote(
   backupDir: string,
   options: SyncOptions & { refresh?: boolean } = {},
 ): Promise<SyncResult> {
+  const result = await syncBackupDir(open, where, backupDir, options);
+  if (options.type === 'database') return result;
+  // each Docker volume is a backup directory of its own under volumes/: it goes to the same path on the
+  // remote, with its own replication record, so a nightly sync never leaves the volumes behind unsaid
+  for (const v of await volumeBackupDirs(backupDir)) {
+    const rel = `volumes/${v.name}`;
+    const sub = await syncBackupDir(async () => underPrefix(await open(), rel), { name: where.name, url: `${where.url.replace(/\/+$/, '')}/${rel}` }, v.dir, {
+      ...options,
+      // `ids` name backups of the main directory (create --sync): a volume sends what the remote lacks
+      ids: undefined,
+      type: undefined,
+    });
+    result.synced.push(...sub.synced.map((b) => ({ ...b, volume: v.name })));
+    result.upToDate += sub.upToDate;
+    result.notComplete.push(...sub.notComplete.map((b) => ({ ...b, volume: v.name })));
+    result.bytes += sub.bytes;
+    if (!sub.cached) result.cached = false;
+    if (sub.missing) {
+      result.missing = (result.missing ?? 0) + sub.missing;
+      result.lagSeconds = Math.max(result.lagSeconds ?? 0, sub.lagSeconds ?? 0);
+    }
+    result.volumes = result.volumes ?? [];
+    result.volumes.push({
+      volume: v.name,
+      synced: sub.synced.length,
+      upToDate: sub.upToDate,
+      bytes: sub.bytes,
+      lagSeconds: sub.lagSeconds,
+      missing: sub.missing,
+    });
+  }
+  return result;
+}
+
+async function syncBackupDir(
+  open: () => Promise<Remote>,
+  where: RemoteWhere,
+  backupDir: string,
+  options: SyncOptions & { refresh?: boolean },
+): Promise<SyncResult> {
   const started = Date.now();
   const { readStatus } = await import('../catalog/status.js');
   const { backupKey, lagFromRecord, recordReplication, replicationRecord } = await import('../catalog/replication.js');
@@ -152,6 +201,7 @@ export async function syncRemote(
         cached: true,
         lagSeconds: lag.lagSeconds,
         missing: lag.missing.length,
+        removedHere: withoutComponents(record.removed_here),
       };
     }
   }
@@ -184,8 +234,19 @@ export async function syncRemote(
   const after = await remember({ ok: true }).catch(() => undefined);
   result.lagSeconds = after?.lag_seconds;
   result.missing = after?.missing;
+  result.removedHere = withoutComponents(after?.removed_here);
   result.ms = Date.now() - started;
   return result;
+}
+
+/** Backups as a person counts them: a full backup's database and storage parts are not three backups. */
+function withoutComponents(keys: string[] | undefined): string[] | undefined {
+  if (!keys?.length) return undefined;
+  const fulls = new Set(keys.filter((k) => k.startsWith('full:')).map((k) => k.slice('full:'.length)));
+  // newest first, as list shows them
+  return keys
+    .filter((k) => k.startsWith('full:') || !fulls.has(k.slice(k.indexOf(':') + 1)))
+    .sort((a, b) => compareIds(b.slice(b.indexOf(':') + 1), a.slice(a.indexOf(':') + 1)));
 }
 
 // remote test and remote info: what `remote test|info` report about a remote

@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { resolveRef } from '../catalog/catalog.js';
-import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/listing.js';
+import { resolveRef } from '../catalog/judge.js';
+import { type BackupEntry, componentLookup, findBackup, listBackups } from '../catalog/local-store.js';
 import { artifactFiles, type BackupType, type Sidecar } from '../catalog/sidecar.js';
 import { readManifest } from '../archive/manifest.js';
 import { checkParts, discard, hashParts, localPart } from '../archive/parts.js';
@@ -13,7 +13,7 @@ import { judgeRecord } from '../archive/restore-chain.js';
 import { artifactCodec, type OpenedArtifact, openArtifact } from '../archive/open-artifact.js';
 import { decryptToFile } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
-import { manifestFileOf } from './manifest-of.js';
+import { manifestFileOf } from './file-manifest.js';
 import { BackupError, usageError } from '../errors.js';
 import { type Remote, RemoteError } from '../remote/remote.js';
 import { type FileRef, type TransferOptions, artifactRefs, checkRemoteFile, dataFiles, listRemoteBackups } from '../offsite/transfer.js';
@@ -31,7 +31,8 @@ export interface VerifyResult {
   id: string;
   ok: boolean;
   problems: string[];
-  size: number;
+  /** the backup's size as list shows it (a full backup: its components) */
+  sizeBytes: number;
   /** bytes hashed */
   checked: number;
   /** being written by the run that holds the lock: not checked, not damaged */
@@ -181,11 +182,16 @@ async function verifyArtifact(entry: BackupEntry, opts: VerifyOptions, result: V
 
   if (entry.type === 'database' && result.problems.length === 0 && isPageDelta(s)) {
     // a page delta is no database on its own: its pages against their hashes; the state it completes is
-    // rebuilt and integrity-checked by every restore (ops/pit.ts), its chain judged by the catalog
-    await verifyPageDelta(path.join(dir, parts[0].file)).catch((err) => {
-      if (!(err instanceof BackupError)) throw err;
-      result.problems.push(err.message);
-    });
+    // rebuilt and integrity-checked by every restore (ops/pit.ts), its chain judged by the catalog. An
+    // encrypted one (fetched from an encrypting remote) is read in the copy decrypted above; without a
+    // key its ciphertext checksum is what was proved
+    if (!enc || plainDb)
+      await verifyPageDelta(plainDb ?? path.join(dir, parts[0].file))
+        .catch((err) => {
+          if (!(err instanceof BackupError)) throw err;
+          result.problems.push(err.message);
+        })
+        .finally(() => plainDb && fsp.rm(path.dirname(plainDb), { recursive: true, force: true }));
   } else if (entry.type === 'database' && result.problems.length === 0 && (!enc || plainDb)) {
     try {
       const db = checkDatabaseFile(plainDb ?? path.join(dir, parts[0].file));
@@ -208,7 +214,7 @@ export async function verifyEntry(
   const key = `${entry.type}:${entry.id}`;
   const cached = cache.get(key);
   if (cached) return cached;
-  const result: VerifyResult = { type: entry.type, id: entry.id, ok: false, problems: [], size: entry.size, checked: 0 };
+  const result: VerifyResult = { type: entry.type, id: entry.id, ok: false, problems: [], sizeBytes: entry.size, checked: 0 };
   cache.set(key, result);
   if (entry.status === 'in-progress') {
     result.inProgress = true;
@@ -273,7 +279,7 @@ async function verifyChain(
   const archives = await verifyChainArchives(entry, {
     find: (rid) => lookup('storage', rid),
     cache,
-    result: (rid, dep) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], size: dep?.size ?? 0, checked: 0 }),
+    result: (rid, dep) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], sizeBytes: dep?.size ?? 0, checked: 0 }),
     check: async (dep, r) => {
       await verifyArtifact(dep, opts, r);
       if (chain.includes(dep.id) && dep.sidecar?.manifest) await verifyManifest(dep, r, opts.signal, opts.identities);
@@ -295,14 +301,28 @@ interface ChainArchiveCheck<R extends { ok: boolean; problems: string[] }> {
   checked?: (r: R) => void;
 }
 
-/** An incremental storage backup is as good as the archives of its chain: each found and checked once (local or remote alike). */
-async function verifyChainArchives<R extends { ok: boolean; problems: string[] }>(entry: BackupEntry, c: ChainArchiveCheck<R>): Promise<string[]> {
+/**
+ * An incremental backup is as good as the archives of its chain: each found and checked once (local or
+ * remote alike). A storage backup's sidecar lists its whole chain; a database page delta names only
+ * `previous` (catalog/page-chain.ts), so its links are followed down to the level 0.
+ */
+async function verifyChainArchives<R extends { ok: boolean; problems: string[] }>(
+  entry: BackupEntry,
+  c: ChainArchiveCheck<R>,
+  type: 'storage' | 'database' = 'storage',
+): Promise<string[]> {
   const problems: string[] = [];
-  for (const rid of pinsOf({ id: entry.id, references: entry.sidecar?.references })) {
-    const key = `archive:storage:${rid}`;
+  const queue = pinsOf({ id: entry.id, references: entry.sidecar?.references });
+  const seen = new Set<string>([entry.id]);
+  while (queue.length) {
+    const rid = queue.shift()!;
+    if (seen.has(rid)) continue;
+    seen.add(rid);
+    const key = `archive:${type}:${rid}`;
     let r = c.cache.get(key);
+    let dep: BackupEntry | undefined;
     if (!r) {
-      const dep = await c.find(rid);
+      dep = await c.find(rid);
       r = c.result(rid, dep);
       if (!dep?.sidecar) r.problems.push(dep ? `it is ${dep.status}` : 'it is missing');
       else await c.check(dep, r);
@@ -310,7 +330,11 @@ async function verifyChainArchives<R extends { ok: boolean; problems: string[] }
       c.cache.set(key, r);
       c.checked?.(r);
     }
-    if (!r.ok) problems.push(`needs the archive of storage backup ${rid}: ${r.problems.join('; ')}`);
+    if (!r.ok) problems.push(`needs the ${type === 'storage' ? 'archive of storage backup' : 'database backup'} ${rid}: ${r.problems.join('; ')}`);
+    if (type === 'database') {
+      const link = dep ?? (await c.find(rid));
+      if (isPageDelta(link?.sidecar)) queue.push(...pinsOf({ id: rid, references: link?.sidecar?.references }));
+    }
   }
   return problems;
 }
@@ -431,18 +455,27 @@ export async function verifyRemote(remote: Remote, options: RemoteVerifyOptions 
       }
     } else {
       await hashRemoteFiles(dataFiles(b.type, b.sidecar), r);
-      // an incremental storage backup needs the archives of its chain on the remote too
-      const archives = await verifyChainArchives(b, {
-        find: async (rid) => byKey.get(`storage:${rid}`),
-        cache: archiveCache,
-        result: (rid) => ({ type: 'storage' as const, id: rid, ok: false, problems: [], checkedFiles: 0, totalFiles: 0, bytes: 0 }),
-        check: (dep, dr) => hashRemoteFiles(artifactRefs('storage', dep.sidecar!), dr),
-        checked: (dr) => {
-          r.checkedFiles += dr.checkedFiles;
-          r.totalFiles += dr.totalFiles;
-          r.bytes += dr.bytes;
-        },
-      });
+      // an incremental backup needs the archives of its chain on the remote too: a storage backup's
+      // archives, a page delta's links down to its level 0 (a chain stays within its type)
+      const chainType: 'database' | 'storage' = b.type === 'database' ? 'database' : 'storage';
+      const archives =
+        b.type === 'storage' || isPageDelta(b.sidecar)
+          ? await verifyChainArchives(
+              b,
+              {
+                find: async (rid) => byKey.get(`${chainType}:${rid}`),
+                cache: archiveCache,
+                result: (rid) => ({ type: chainType, id: rid, ok: false, problems: [], checkedFiles: 0, totalFiles: 0, bytes: 0 }),
+                check: (dep, dr) => hashRemoteFiles(artifactRefs(chainType, dep.sidecar!), dr),
+                checked: (dr) => {
+                  r.checkedFiles += dr.checkedFiles;
+                  r.totalFiles += dr.totalFiles;
+                  r.bytes += dr.bytes;
+                },
+              },
+              chainType,
+            )
+          : [];
       r.problems.push(...archives);
     }
     r.ok = r.problems.length === 0;

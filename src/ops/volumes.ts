@@ -95,10 +95,17 @@ export async function readsThroughDaemon(docker: DockerEngine, s: VolumeSettings
 }
 
 /** One read of the volume through the daemon into its mirror: a container created (never started) to mount it, read, removed. */
-async function mirrorVolume(docker: DockerEngine, s: VolumeSettings, vol: VolumeTarget, mirror: string, signal?: AbortSignal): Promise<MirrorStats> {
-  const id = await docker.createReader(s.helperImage!, vol.name, '/vb-volume');
+async function mirrorVolume(
+  docker: DockerEngine,
+  vol: VolumeTarget,
+  mirror: string,
+  helperImage: string,
+  linkFreeFrom: string,
+  signal?: AbortSignal,
+): Promise<MirrorStats> {
+  const id = await docker.createReader(helperImage, vol.name, '/vb-volume');
   try {
-    return await syncMirror(await docker.archive(id, '/vb-volume'), mirror, signal);
+    return await syncMirror(await docker.archive(id, '/vb-volume'), mirror, signal, linkFreeFrom);
   } finally {
     await docker.remove(id).catch(() => undefined);
   }
@@ -216,7 +223,8 @@ export async function backupVolume(
       // the whole volume crosses the daemon's API on each pass: with stopped containers the catch-up
       // pass, and so the downtime, takes as long as that read (docs/docker-volumes.md)
       opts.onEvent?.(`reading volume ${vol.name} through the Docker daemon into ${mirror}`);
-      const m = await mirrorVolume(docker, s, vol, mirror, opts.signal);
+      // below the backup directory, `volumes/.mirrors` is this tool's own: no link allowed on the way either
+      const m = await mirrorVolume(docker, vol, mirror, s.helperImage!, s.mirrorDir ? path.dirname(mirror) : cfg.backupDir, opts.signal);
       for (const p of m.skipped) {
         const w = `volume ${vol.name}: special file ${p} not backed up (device, fifo or socket)`;
         if (!result.warnings.includes(w)) result.warnings.push(w);

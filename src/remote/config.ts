@@ -89,6 +89,22 @@ export async function loadRemotesConfig(file: string, options: { required?: bool
  * Normalises an already-read config object (the remotes file, or the "remotes" section of the main
  * config file, whose permissions its own loader checks).
  */
+/**
+ * The remotes every way in (the CLI, serve) works with: the remotes file (`--remotes-config`, env
+ * REMOTES_CONFIG, ./remote_storage.json), or else the `remotes` section of the main config file.
+ */
+export async function loadConfiguredRemotes(o: {
+  flag?: string;
+  env: NodeJS.ProcessEnv;
+  /** the main config file's `remotes` section and the file's path */
+  fileRemotes?: unknown;
+  configFile?: string;
+}): Promise<RemotesConfig> {
+  const cfg = await loadRemotesConfig(remotesConfigPath(o.flag, o.env), { required: o.flag !== undefined || o.env.REMOTES_CONFIG !== undefined });
+  if (!cfg.file && o.fileRemotes && o.configFile) return parseRemotesConfig({ remotes: o.fileRemotes }, o.configFile);
+  return cfg;
+}
+
 export function parseRemotesConfig(raw: Record<string, unknown>, file: string): RemotesConfig {
   // every secret in the file is redacted from whatever leaves the process from now on
   registerSecretsIn(raw);

@@ -6,7 +6,7 @@ import { PassThrough, Readable } from 'node:stream';
 import { BackupError, usageError } from '../errors.js';
 import { writeFileAtomic } from '../fsutil.js';
 import { registerSecret } from '../secrets.js';
-import { SchemeRemote, type RemoteEntry, RemoteError, type RemoteSpec, type SpaceInfo, type TransferOptions, joinRemote, registerScheme } from './remote.js';
+import { SchemeRemote, type RemoteEntry, RemoteError, type RemoteSpec, type SpaceInfo, type ObjectOptions, joinRemote, registerScheme } from './remote.js';
 
 /**
  * exec:ROOT — the operator's own commands do the copying (the seed's "custom replication"):
@@ -128,7 +128,7 @@ class ExecRemote extends SchemeRemote {
     return new RemoteError('fatal', `${what} failed (exit code ${r.code ?? 'signal'})${tail ? `: ${tail}` : ''}`);
   }
 
-  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async put(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     const size = (await fsp.stat(localFile)).size;
     const src = path.resolve(localFile);
     const r = await this.run('put', this.fill(this.cmds.put, this.vars(relPath, src)), { signal: options.signal });

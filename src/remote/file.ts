@@ -3,17 +3,7 @@ import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { usageError } from '../errors.js';
-import {
-  SchemeRemote,
-  type RemoteEntry,
-  RemoteError,
-  type SpaceInfo,
-  type TransferOptions,
-  downloadTo,
-  joinRemote,
-  registerScheme,
-  tempName,
-} from './remote.js';
+import { SchemeRemote, type RemoteEntry, RemoteError, type SpaceInfo, type ObjectOptions, downloadTo, joinRemote, registerScheme, tempName } from './remote.js';
 
 /** file:///mnt/nas/backups — another disk or a mounted NAS. */
 class FileRemote extends SchemeRemote {
@@ -103,7 +93,7 @@ class FileRemote extends SchemeRemote {
     return this.abs(rel);
   }
 
-  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async put(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     // opened first: a stream's open error emitted before downloadTo pipes it would go unhandled (and a
     // missing local file is no remote's "not found")
     const source = (await fsp.open(localFile, 'r')).createReadStream({ highWaterMark: 1 << 20 });

@@ -9,7 +9,7 @@ import {
   RemoteError,
   type RemoteSpec,
   type SpaceInfo,
-  type TransferOptions,
+  type ObjectOptions,
   joinRemote,
   registerScheme,
   tempName,
@@ -71,7 +71,7 @@ class RcloneRemote extends SchemeRemote {
     return r.stdout;
   }
 
-  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async put(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     const tmp = tempName(relPath);
     await this.ok(['copyto', localFile, this.t(tmp)], relPath, options.signal);
     try {

@@ -16,7 +16,8 @@ export interface RemoteEntry {
   checksum?: string; // sha256 hex, when the protocol stores one next to the object
 }
 
-export interface TransferOptions {
+/** One object's put or get (offsite/transfer.ts's TransferOptions are a whole backup's). */
+export interface ObjectOptions {
   signal?: AbortSignal;
   onProgress?: (bytesDone: number) => void;
   /** sha256 of the local file, stored as object metadata where the protocol allows (S3). */
@@ -36,9 +37,9 @@ export interface Remote {
   /** Whether put() calls onProgress while it runs (rclone reports only at the end). */
   readonly reportsProgress: boolean;
   /** Upload; the object appears at `relPath` only once complete (temp name + rename, or atomic multipart). */
-  put(relPath: string, localFile: string, options?: TransferOptions): Promise<void>;
+  put(relPath: string, localFile: string, options?: ObjectOptions): Promise<void>;
   /** Download to `localFile` (written under a temporary name, renamed when complete). */
-  get(relPath: string, localFile: string, options?: TransferOptions): Promise<void>;
+  get(relPath: string, localFile: string, options?: ObjectOptions): Promise<void>;
   read(relPath: string, options?: { signal?: AbortSignal }): Promise<Readable>;
   /** Every object under `prefix` ('' for all), recursively; temp objects of unfinished uploads included. */
   list(prefix?: string): Promise<RemoteEntry[]>;
@@ -67,14 +68,14 @@ export abstract class SchemeRemote implements Remote {
     readonly url: string,
   ) {}
 
-  abstract put(relPath: string, localFile: string, options?: TransferOptions): Promise<void>;
+  abstract put(relPath: string, localFile: string, options?: ObjectOptions): Promise<void>;
   abstract read(relPath: string, options?: { signal?: AbortSignal }): Promise<Readable>;
   abstract list(prefix?: string): Promise<RemoteEntry[]>;
   abstract stat(relPath: string): Promise<RemoteEntry | null>;
   abstract delete(relPath: string): Promise<void>;
   abstract space(): Promise<SpaceInfo>;
 
-  async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async get(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     await downloadTo(await this.read(relPath, options), localFile, options);
   }
 
@@ -201,7 +202,7 @@ export function tempAgeMs(relPath: string, now = Date.now()): number | undefined
  * Shared download path (and the file scheme's upload): stream into a temp file beside the target,
  * fsync, rename.
  */
-export async function downloadTo(source: Readable, localFile: string, options: TransferOptions = {}, tmp = tempNameBeside(localFile)): Promise<void> {
+export async function downloadTo(source: Readable, localFile: string, options: ObjectOptions = {}, tmp = tempNameBeside(localFile)): Promise<void> {
   await intoPlace(
     localFile,
     (t) => {

@@ -12,7 +12,7 @@ import {
   RemoteError,
   type RemoteSpec,
   type SpaceInfo,
-  type TransferOptions,
+  type ObjectOptions,
   errorMessage,
   intoPlace,
   isTransientNetworkError,
@@ -137,7 +137,7 @@ class RsyncRemote extends SchemeRemote {
     return this.scratch;
   }
 
-  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async put(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     const size = (await fsp.stat(localFile)).size;
     let last = 0;
     const r = await this.run(
@@ -180,7 +180,7 @@ class RsyncRemote extends SchemeRemote {
     if (!st.isFile()) throw new RemoteError('missing', `${relPath} on ${this.url}: not a file`);
   }
 
-  override async get(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  override async get(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     await intoPlace(localFile, (tmp) => this.fetch(relPath, tmp, options.signal));
     options.onProgress?.((await fsp.stat(localFile)).size);
   }

@@ -10,7 +10,7 @@ import {
   RemoteError,
   type RemoteSpec,
   type SpaceInfo,
-  type TransferOptions,
+  type ObjectOptions,
   errorMessage,
   isTransientNetworkError,
   joinRemote,
@@ -61,7 +61,7 @@ class S3Remote extends SchemeRemote {
     return joinRemote(this.prefix, rel);
   }
 
-  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async put(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     const { Upload } = await import('@aws-sdk/lib-storage');
     const { size } = await fsp.stat(localFile);
     const upload = new Upload({

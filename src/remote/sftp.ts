@@ -11,7 +11,7 @@ import {
   RemoteError,
   type RemoteSpec,
   type SpaceInfo,
-  type TransferOptions,
+  type ObjectOptions,
   errorMessage,
   isTransientNetworkError,
   joinRemote,
@@ -107,7 +107,7 @@ class SftpRemote extends SchemeRemote {
     this.madeDirs.add('');
   }
 
-  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async put(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     const tmp = tempName(relPath);
     const onAbort = () => this.drop();
     options.signal?.addEventListener('abort', onAbort, { once: true });

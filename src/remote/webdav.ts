@@ -11,7 +11,7 @@ import {
   type RemoteEntry,
   RemoteError,
   type SpaceInfo,
-  type TransferOptions,
+  type ObjectOptions,
   errorMessage,
   isTransientNetworkError,
   joinRemote,
@@ -57,7 +57,7 @@ class WebdavRemote extends SchemeRemote {
     this.madeDirs.add(absDir);
   }
 
-  async put(relPath: string, localFile: string, options: TransferOptions = {}): Promise<void> {
+  async put(relPath: string, localFile: string, options: ObjectOptions = {}): Promise<void> {
     const tmp = tempName(relPath);
     try {
       await this.mkdirs(path.posix.dirname(joinRemote(this.root, relPath)));

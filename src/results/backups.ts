@@ -1,4 +1,4 @@
-import type { BackupEntry } from '../catalog/listing.js';
+import type { BackupEntry } from '../catalog/local-store.js';
 import type { BackupType, Sidecar } from '../catalog/sidecar.js';
 
 /** What `list` shows of a backup, local or remote. */
@@ -18,7 +18,9 @@ export function backupJson(b: ListedBackup, extra: Record<string, unknown> = {})
     type: b.type,
     id: b.id,
     created_at: b.createdAt.toISOString(),
-    size: b.size,
+    // one key per concept in every document: size_bytes for a size, age_seconds for an age
+    size_bytes: b.size,
+    age_seconds: Math.max(0, Math.floor((Date.now() - b.createdAt.getTime()) / 1000)),
     file_count: b.fileCount ?? null,
     status: b.status,
     reason: b.reason ?? null,
@@ -26,7 +28,7 @@ export function backupJson(b: ListedBackup, extra: Record<string, unknown> = {})
     ...(b.type === 'full' ? { database: b.sidecar?.database ?? null, storage: b.sidecar?.storage ?? null } : {}),
     // a backup of sources (PostgreSQL): each database (and the globals) by name
     ...(b.sidecar?.components
-      ? { components: b.sidecar.components.map((c) => ({ kind: c.kind, name: c.name, role: c.role, size: c.size, file: c.file })) }
+      ? { components: b.sidecar.components.map((c) => ({ kind: c.kind, name: c.name, role: c.role, size_bytes: c.size, file: c.file })) }
       : {}),
     // incremental storage backups: where it stands in its chain and which archives it needs
     ...(b.type === 'storage' && b.sidecar?.level !== undefined

@@ -22,12 +22,12 @@ export function volumesDocument(
   hooks: HookRun[],
   failedAfter: HookRun[],
   durationMs: number,
-): { size: number } & Record<string, unknown> {
+): { sizeBytes: number } & Record<string, unknown> {
   return {
     ok: failedAfter.length === 0,
     type: 'volumes',
     volumes,
-    size: volumes.reduce((s, v) => s + v.passes.reduce((a, b) => a + b.size, 0), 0),
+    sizeBytes: volumes.reduce((s, v) => s + v.passes.reduce((a, b) => a + b.sizeBytes, 0), 0),
     durationMs,
     hooks: hooks.length ? hooks : undefined,
   };

@@ -1,7 +1,13 @@
 /**
- * The one shape every kind of thing a backup captures has (DESIGN.md §1 "Sources"): SQLite today through
- * the original single-file sidecar, PostgreSQL databases, and next Docker volumes. Catalog, sidecar,
- * verify, drill, rotate and sync know a source only through this file:
+ * The shape of every *component source*, a thing a backup captures as one file (DESIGN.md §1 "Sources"):
+ * SQLite through the original single-file sidecar, and PostgreSQL databases. Catalog, sidecar, verify,
+ * drill, rotate and sync know a component source only through this file.
+ *
+ * File trees are the other shape (*tree sources*): the storage directory and each Docker volume go through
+ * the incremental packer (archive/pack.ts: manifests, chains, excludes), one backup directory per tree
+ * (`volumes/<name>/` for a volume, ops/volumes.ts). A volume is not a component here on purpose: a tree
+ * changes by a few files a night, and a component is whole each time; a volume gets the storage path's
+ * chains, verify, drill, sync, encryption and rotation by being a tree, with no branch of its own.
  *
  * - a **Source** is one configured thing (kind + name) that can `check()` itself before anything is
  *   written and `snapshot()` itself into the backup directory, returning one or more **components**;
@@ -14,7 +20,8 @@
  *   was recorded), `restore` (never destroying the live thing first).
  *
  * Adding a kind = one file in src/sources/ implementing `Source` + `SourceKind` and one `registerKind`
- * call in sources/kinds.ts; no other branch anywhere.
+ * call in sources/kinds.ts; no other branch anywhere. A new tree (another volume driver, a bind mount) is
+ * a `VolumeTarget`-like directory handed to the packer, not a kind.
  */
 import type { EncryptionInfo } from '../catalog/sidecar.js';
 import type { Recipient } from '../crypto/age-keys.js';

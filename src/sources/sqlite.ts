@@ -225,14 +225,17 @@ export function removeSqliteSidecars(file: string): void {
 
 /** Creates `file` empty with mode 0600 (failing if it exists): the copy is private from its first byte. */
 async function createPrivate(file: string): Promise<void> {
-  const fh = await fsp.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
-  await fh.close();
+  await (await openPrivate(file)).close();
 }
 
-/** Copies `from` into the new private file `to`, streaming. */
+function openPrivate(file: string): Promise<fsp.FileHandle> {
+  return fsp.open(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+}
+
+/** Copies `from` into the new private file `to`, streaming through the descriptor that created it (not its name again). */
 async function rawCopyPrivate(from: string, to: string): Promise<void> {
-  await createPrivate(to);
-  await pipeline(fs.createReadStream(from), fs.createWriteStream(to, { flags: 'r+' }));
+  const fh = await openPrivate(to);
+  await pipeline(fs.createReadStream(from), fh.createWriteStream({ highWaterMark: 1 << 20 }));
 }
 
 /**

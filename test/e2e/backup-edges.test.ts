@@ -211,7 +211,14 @@ describe('races with the tree (item 3)', () => {
     expect(changed, 'the racer was seen at least once').toBeGreaterThan(0);
     // SIGTERM while the racer runs: the process ends (a create stuck opening a FIFO never did)
     const last = start(['create', '--type', 'storage', ...a.flags], { cwd: a.root, timeoutMs: 60_000 });
-    await new Promise((r) => setTimeout(r, 2000));
+    // SIGTERM once the run holds its lock (working, handlers installed): on a loaded machine 2 s may not
+    // be enough for Node to start, and a SIGTERM then ends it by the default action (no code)
+    let exited = false;
+    void last.done.then(() => {
+      exited = true;
+    });
+    const lockFile = path.join(a.backupDir, '.vertex-backup.lock');
+    for (const until = Date.now() + 30_000; !exited && !fs.existsSync(lockFile) && Date.now() < until; ) await new Promise((r) => setTimeout(r, 5));
     last.child.kill('SIGTERM');
     const t0 = Date.now();
     const lr = await last.done;
@@ -338,8 +345,8 @@ describe('a backup directory inside the storage directory (item 7)', () => {
     const r = await run(['create', '--type', 'full', '--db-path', a.dbPath, '--storage-path', a.storage, '--backup-dir', a.storage], { cwd: a.root });
     expect(r.code, describeRun(r)).toBe(2);
     expect(r.stderr).toContain(`error: the backup directory ${a.storage} is the storage directory`);
-    // (the failed run is recorded in status.json, as every run that cannot start is)
-    expect(fs.readdirSync(a.storage).filter((n) => n !== 'status.json')).toEqual(['photo.jpg']);
+    // (the failed run is recorded in status.json, under its lock file, as every run that cannot start is)
+    expect(fs.readdirSync(a.storage).filter((n) => n !== 'status.json' && n !== '.vertex-backup.status.lock')).toEqual(['photo.jpg']);
   });
 });
 

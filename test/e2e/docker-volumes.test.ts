@@ -2,18 +2,20 @@
  * Issue 24: Docker named volumes as sources against a real dockerd (test/helpers/docker.ts): volumes read
  * from their mountpoints, a stop-labelled container down only for the catch-up pass and always started
  * again, a labelled container of another compose project left alone, a container that will not stop
- * copied live, unknown volume and missing daemon refused with exit 2.
+ * copied live, a container stopped before the backup left stopped, unknown volume, missing daemon and no
+ * permission on its socket refused with exit 2.
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, expect } from 'vitest';
-import { describeRun, run } from '../helpers/cli.js';
+import { binaryUnreachableBy, describeRun, run } from '../helpers/cli.js';
 import { type Dockerd, dockerNeed, startDockerd } from '../helpers/docker.js';
 import { rmrf, tempDir } from '../helpers/fixtures.js';
 import { makeToken, serve, waitJob } from '../helpers/serve.js';
 
 const need = dockerNeed();
+const NOBODY = 65534;
 // a writer that stops on SIGTERM (sleep in the background so the trap runs at once)
 const WRITER = `trap 'exit 0' TERM; i=0; while true; do i=$((i+1)); echo $i > /data/counter; sleep 0.05 & wait $!; done`;
 
@@ -149,6 +151,41 @@ need.describe('Docker volumes (real dockerd)', () => {
     expect(r.code, describeRun(r)).toBe(2);
     expect(r.stderr).toMatch(/no Docker volume named 'nosuch'/);
     expect(startedAt('db')).toBe(dbStarted);
+  });
+
+  need.it('a labelled container that was stopped before the backup stays stopped after it', async () => {
+    d.docker(['create', '--name', 'parked', '--network', 'none', '--label', 'vertex-backup.stop=true', '--label', 'com.docker.compose.project=app', '-v', 'pgdata:/data', 'tiny:latest', '/bin/sleep', '100000']);
+    try {
+      const r = await run(['create', '--type', 'volumes', '--backup-dir', backupDir, '--json'], { cwd, env: { ...env(), VOLUMES: 'pgdata' }, timeoutMs: 90_000 });
+      expect(r.code, describeRun(r)).toBe(0);
+      expect(running('parked')).toBe(false);
+      expect(d.docker(['inspect', '-f', '{{.State.StartedAt}}', 'parked'])).toMatch(/^0001-01-01/);
+      const out = JSON.parse(r.stdout) as { volumes: { containers: { name: string }[] }[] };
+      expect(out.volumes[0].containers.map((c) => c.name)).not.toContain('parked');
+      expect(running('db')).toBe(true);
+    } finally {
+      d.docker(['rm', '-f', 'parked']);
+    }
+  }, 90_000);
+
+  need.it('no permission on the Docker socket: exit 2, one line saying so, nothing stopped', async (ctx) => {
+    // as the unprivileged user nobody: root connects to any socket whatever its mode
+    const unreachable = binaryUnreachableBy(NOBODY);
+    if (unreachable) return ctx.skip(unreachable);
+    const sock = d.host.replace(/^unix:\/\//, '');
+    fs.chmodSync(sock, 0o660);
+    const own = tempDir('vb-dv-nobody-');
+    fs.chownSync(own, NOBODY, NOBODY);
+    const dbStarted = startedAt('db');
+    try {
+      const r = await run(['create', '--type', 'volumes', '--backup-dir', path.join(own, 'b')], { cwd: own, env: env(), uid: NOBODY });
+      expect(r.code, describeRun(r)).toBe(2);
+      expect(r.stderr).toMatch(/no permission on the Docker socket/);
+      expect(r.stderr).not.toMatch(/^\s+at /m);
+      expect(startedAt('db')).toBe(dbStarted);
+    } finally {
+      rmrf(own);
+    }
   });
 
   need.it('no daemon at DOCKER_HOST: exit 2', async () => {

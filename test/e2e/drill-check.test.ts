@@ -64,7 +64,7 @@ describe('check and the last drill', () => {
     expect((await run(['rotate', ...a.flags], { cwd: a.cwd })).code).toBe(0);
     const ok = await run(['check', '--json', ...a.flags], { cwd: a.cwd });
     expect(ok.code, describeRun(ok)).toBe(0);
-    expect(parseJsonStdout<Doc>(ok).drill).toMatchObject({ ok: true, max_age_ms: 8 * 86_400_000, last: { result: 'passed' } });
+    expect(parseJsonStdout<Doc>(ok).drill).toMatchObject({ ok: true, max_age_seconds: 8 * 86_400, last: { result: 'passed' } });
     const human = await run(['check', ...a.flags], { cwd: a.cwd });
     expect(human.stdout).toMatch(/last drill: passed/);
 

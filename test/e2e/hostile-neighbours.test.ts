@@ -223,6 +223,32 @@ describe('16. ls shows control characters in names escaped', () => {
   });
 });
 
+describe('16. list, verify, diff: control characters from the backup directory never reach the terminal raw', () => {
+  const raw = /[\x00-\x08\x0b-\x1f\x7f]/;
+  it('diff escapes names; a sidecar id with ESC, BEL and a newline is escaped in list and verify (one table row)', async () => {
+    const app = newApp();
+    const first = await createBackup(app, 'storage');
+    fs.writeFileSync(path.join(app.storagePath, 'evil\x1b[2Jname\x07\nfake line'), 'x');
+    await new Promise((r) => setTimeout(r, 1100));
+    const second = await createBackup(app, 'storage');
+    const d = await vb(app, ['diff', first, second]);
+    expect(d.code, describeRun(d)).toBe(0);
+    expect(d.stdout).not.toMatch(raw);
+    expect(d.stdout).toContain('+ evil\\x1b[2Jname\\x07\\nfake line');
+    expect(d.stdout.split('\n').filter((l) => l.startsWith('fake line'))).toEqual([]);
+
+    const db = await createBackup(app, 'database');
+    const sc = path.join(app.backupDir, 'database', `db_backup_${db}.json`);
+    fs.writeFileSync(sc, JSON.stringify({ ...JSON.parse(fs.readFileSync(sc, 'utf8')), id: 'x\x1b]0;pwned\x07\nfake line' }));
+    for (const args of [['list'], ['verify', '--all']]) {
+      const r = await vb(app, args);
+      expect(r.stdout + r.stderr, `${args[0]}: ${describeRun(r)}`).not.toMatch(raw);
+      expect(r.stdout + r.stderr).toContain("x\\x1b]0;pwned\\x07\\nfake line'");
+      noStack(r);
+    }
+  });
+});
+
 describe('10. manifests are read in bounded memory and linear time', () => {
   it('a gzip bomb of a manifest (small file, hundreds of MB unpacked) is damage, read in bounded memory', async () => {
     const app = newApp();

@@ -27,6 +27,22 @@ needs('xz', 'xz-utils').describe('progress without a terminal', () => {
     expect(r.stderr).not.toMatch(/\x1b\[/);
   });
 
+  it('xz holding read bytes it has not compressed: percent and ETA count them as still to do (issue 29 item 10)', async () => {
+    // 16 MiB of random data is one xz block: read at once, then compressed for seconds
+    const big = makeApp({ randomBytes: 16 * 1024 * 1024, events: 10 });
+    try {
+      const r = await run(['create', '--type', 'storage', '--compression', 'xz', '--progress-interval', '0.2', ...big.flags], { cwd: big.cwd, timeoutMs: 180_000 });
+      expect(r.code, describeRun(r)).toBe(0);
+      const lines = r.stderr.split('\n').filter((l) => l.startsWith('progress: '));
+      // everything read, not yet all compressed: an ETA and the backlog, not "(100%) … finishing"
+      const held = lines.filter((l) => /, (\d+\/\d+) files, .*ETA .*, [\d.]+ \S+ read, not yet compressed/.test(l));
+      expect(held.length, r.stderr).toBeGreaterThanOrEqual(1);
+      expect(held[0], r.stderr).not.toMatch(/\(100%\)|finishing/);
+    } finally {
+      rmrf(big.cwd);
+    }
+  });
+
   it('restore shows unpacked/total bytes and entries from the sidecar, not the size of one entry', async () => {
     const c = await run(args(), { cwd: app.cwd });
     expect(c.code, describeRun(c)).toBe(0);

@@ -25,7 +25,7 @@ interface ListItem {
 interface RotateJson {
   dry_run: boolean;
   kept: { type: BType; id: string; reasons: string[] }[];
-  removed: { type: BType; id: string; reason: string; files: string[]; bytes: number }[];
+  removed: { type: BType; id: string; reason: string; files: string[]; disk_bytes: number }[];
   freed_bytes: number;
 }
 

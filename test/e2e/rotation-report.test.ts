@@ -11,8 +11,8 @@ import { type AppFixture, makeApp, rmrf } from '../helpers/fixtures.js';
 
 interface RotateJson {
   dry_run: boolean;
-  kept: { type: string; id: string; reasons: string[]; bytes: number }[];
-  removed: { type: string; id: string; reason: string; files: string[]; bytes: number }[];
+  kept: { type: string; id: string; reasons: string[]; disk_bytes: number }[];
+  removed: { type: string; id: string; reason: string; files: string[]; disk_bytes: number }[];
   freed_bytes: number;
 }
 
@@ -48,14 +48,14 @@ describe('rotate: the dry run tells the truth', () => {
     expect(dry.code, describeRun(dry)).toBe(0);
     const d = parseJsonStdout<RotateJson>(dry);
     const incomplete = d.removed.find((x) => x.id === '20000101_000000');
-    expect(incomplete?.bytes).toBe(100 * 1024);
+    expect(incomplete?.disk_bytes).toBe(100 * 1024);
     const before = bytesOnDisk(app.backupDir);
     const real = await run(['rotate', '--max-backups', '1', '--json', ...app.flags], { cwd: app.cwd });
     expect(real.code, describeRun(real)).toBe(0);
     const r = parseJsonStdout<RotateJson>(real);
     expect(r.freed_bytes).toBe(before - bytesOnDisk(app.backupDir));
     expect(d.freed_bytes).toBe(r.freed_bytes);
-    expect(d.removed.map((x) => [x.type, x.id, x.bytes])).toEqual(r.removed.map((x) => [x.type, x.id, x.bytes]));
+    expect(d.removed.map((x) => [x.type, x.id, x.disk_bytes])).toEqual(r.removed.map((x) => [x.type, x.id, x.disk_bytes]));
   });
 
   it('the human output lists kept backups with the rule that keeps each', async () => {

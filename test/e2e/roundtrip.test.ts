@@ -14,7 +14,7 @@ interface CreatedJson {
   type: string;
   id: string;
   status: string;
-  backups: { type: string; id: string; sidecar_path: string; files: string[]; size: number; checksum?: string }[];
+  backups: { type: string; id: string; sidecar_path: string; files: string[]; size_bytes: number; checksum?: string }[];
 }
 
 type Sidecar = Record<string, any>;

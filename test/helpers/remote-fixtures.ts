@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect, it } from 'vitest';
 import type { Sidecar } from '../../src/catalog/sidecar.js';
-import { fetchRemoteBackup } from '../../src/ops/restore.js';
+import { fetchRemoteBackup } from '../../src/ops/restore-fetch.js';
 import { rotateRemote } from '../../src/ops/rotate.js';
 import { verifyRemote } from '../../src/ops/verify.js';
 import { syncToRemote } from '../../src/ops/sync.js';

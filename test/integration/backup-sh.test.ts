@@ -25,7 +25,7 @@ for a in "$@"; do case "$a" in create|rotate|stats) sub="$a"; break ;; esac; don
 case "$sub" in
   create)
     if [[ "\${FAKE_MODE:-ok}" == ok ]]; then
-      printf '{\\n  "ok": true,\\n  "type": "full",\\n  "id": "20240101_020000",\\n  "status": "ok",\\n  "backups": [{"size": 7}],\\n  "size": 1572864\\n}\\n'
+      printf '{\\n  "ok": true,\\n  "type": "full",\\n  "id": "20240101_020000",\\n  "status": "ok",\\n  "backups": [{"size_bytes": 7}],\\n  "size_bytes": 1572864\\n}\\n'
       exit 0
     fi
     echo "debug: using token $TELEGRAM_BOT_TOKEN" >&2
@@ -258,7 +258,7 @@ describe('scripts/backup.sh with the real vertex-backup', () => {
     expect(log).toContain(`backup dir ${target}, retention from the configuration`);
     expect(log).not.toMatch(/--max-backups|--backup-dir/);
     const list = spawnSync(process.execPath, [path.join(REPO, 'bin', 'vertex-backup.js'), 'list', '--json', '--backup-dir', target], { encoding: 'utf8' });
-    const size = (JSON.parse(list.stdout) as { size: number }[])[0].size;
+    const size = (JSON.parse(list.stdout) as { size_bytes: number }[])[0].size_bytes;
     const cliSize = spawnSync(process.execPath, ['-e', `import('${path.join(REPO, 'dist', 'human.js')}').then((m) => console.log(m.formatBytes(${size})))`], { encoding: 'utf8' }).stdout.trim();
     expect(telegramTexts().at(-1)).toContain(`(${cliSize})`);
     expect(telegramTexts().at(-1)).toContain(`Free at ${target}:`);

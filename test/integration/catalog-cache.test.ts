@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CatalogCache } from '../../src/catalog/catalog-cache.js';
-import { listBackups } from '../../src/catalog/listing.js';
+import { listBackups } from '../../src/catalog/local-store.js';
 
 let dir: string;
 beforeEach(() => {

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeRun, parseJsonStdout, readJson, run, start } from '../helpers/cli.js';
-import type { BackupEntry } from '../../src/catalog/listing.js';
+import type { BackupEntry } from '../../src/catalog/local-store.js';
 import { recoveryPoints } from '../../src/ops/drill.js';
 import { commitSample, planSample, type SampleFile } from '../../src/ops/sample.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, tempDir } from '../helpers/fixtures.js';

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { acquireLock, isLockHeld, jobOf, LOCK_DB, LOCK_FILE } from '../../src/catalog/lock.js';
-import { listBackups } from '../../src/catalog/listing.js';
+import { listBackups } from '../../src/catalog/local-store.js';
 import { readStatus } from '../../src/catalog/status.js';
 
 const dirs: string[] = [];

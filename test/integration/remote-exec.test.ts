@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect, it } from 'vitest';
-import { fetchRemoteBackup } from '../../src/ops/restore.js';
+import { fetchRemoteBackup } from '../../src/ops/restore-fetch.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { RemoteError } from '../../src/remote/remote.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';

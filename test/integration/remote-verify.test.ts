@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config.js';
 import { createBackup } from '../../src/ops/create.js';
-import { fetchRemoteBackup } from '../../src/ops/restore.js';
+import { fetchRemoteBackup } from '../../src/ops/restore-fetch.js';
 import { syncToRemote } from '../../src/ops/sync.js';
 import { verifyBackups, verifyRemote } from '../../src/ops/verify.js';
 import { openRemoteDefinition } from '../../src/remote/registry.js';

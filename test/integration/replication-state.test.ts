@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect, it } from 'vitest';
-import { listBackups } from '../../src/catalog/listing.js';
+import { listBackups } from '../../src/catalog/local-store.js';
 import { lagFromRecord, recordReplication } from '../../src/catalog/replication.js';
 import { readStatus } from '../../src/catalog/status.js';
 import { replicationState } from '../../src/ops/replication.js';

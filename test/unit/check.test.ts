@@ -62,10 +62,10 @@ describe('check', () => {
     const r = await checkBackups({ backupDir: dir, maxAgeMs: 26 * H, types: ALL, now: NOW });
     expect(r.reasons).toEqual([]);
     expect(r.ok).toBe(true);
-    expect(r.types.map((t) => [t.type, t.newest_id, t.age_ms])).toEqual([
-      ['full', id, 3 * H],
-      ['database', id, 3 * H],
-      ['storage', id, 3 * H],
+    expect(r.types.map((t) => [t.type, t.newest_id, t.age_seconds])).toEqual([
+      ['full', id, (3 * H) / 1000],
+      ['database', id, (3 * H) / 1000],
+      ['storage', id, (3 * H) / 1000],
     ]);
   });
 
@@ -83,7 +83,7 @@ describe('check', () => {
     writeBackup('database', 1, { dropArtifact: true });
     const r = await checkBackups({ backupDir: dir, maxAgeMs: 26 * H, types: ['database'], now: NOW });
     expect(r.ok).toBe(false);
-    expect(r.types[0].age_ms).toBe(40 * H);
+    expect(r.types[0].age_seconds).toBe((40 * H) / 1000);
     // a full backup whose component is gone is not ok either
     const db = writeBackup('database', 2, { dropArtifact: true });
     writeBackup('full', 2, { components: { database: db } });

@@ -98,7 +98,7 @@ a remote without a record, or --refresh, is listed and the record updated.`,
           result.ok = result.ok && replication.every((r) => r.ok);
         }
 
-        const fresh = result.types.filter((t) => t.ok).map((t) => `${t.type} ${formatAge(t.age_ms ?? 0)} old`);
+        const fresh = result.types.filter((t) => t.ok).map((t) => `${t.type} ${formatAge((t.age_seconds ?? 0) * 1000)} old`);
         return {
           json: replication ? { ...result, replication } : result,
           exitCode: result.ok ? 0 : 1,
@@ -107,12 +107,12 @@ a remote without a record, or --refresh, is listed and the record updated.`,
           human: (ui) => {
             // what is fine on stdout, each problem once on stderr (so --quiet, as from cron, keeps them)
             for (const t of result.types)
-              if (t.ok) ui.out(`${ui.c.green('✔')} ${t.type.padEnd(8)} newest ok: ${t.newest_id} (${formatAge(t.age_ms ?? 0)} old)`);
+              if (t.ok) ui.out(`${ui.c.green('✔')} ${t.type.padEnd(8)} newest ok: ${t.newest_id} (${formatAge((t.age_seconds ?? 0) * 1000)} old)`);
             for (const r of result.runs)
               if (r.ok) ui.out(`${ui.c.green('✔')} last ${r.type ? `${r.command} --type ${r.type}` : r.command}: ok at ${r.finished_at}`);
             if (result.drill?.ok && result.drill.last)
               ui.out(
-                `${ui.c.green('✔')} last drill: ${result.drill.last.result}, RTO ${result.drill.last.rto_ms === undefined ? 'none' : formatAge(result.drill.last.rto_ms)}, ${formatAge(result.drill.age_ms ?? 0)} ago`,
+                `${ui.c.green('✔')} last drill: ${result.drill.last.result}, RTO ${result.drill.last.rto_ms === undefined ? 'none' : formatAge(result.drill.last.rto_ms)}, ${formatAge((result.drill.age_seconds ?? 0) * 1000)} ago`,
               );
             for (const r of replication ?? result.replication ?? [])
               if (r.ok)

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { manifestCommand } from '../manifest-command.js';
+import { printableName } from '../ui.js';
 
 export function register(program: Command): void {
   manifestCommand(
@@ -19,9 +20,10 @@ export function register(program: Command): void {
       return {
         json: r,
         human: (ui) => {
-          for (const p of r.added) ui.out(`+ ${p}`);
-          for (const p of r.removed) ui.out(`- ${p}`);
-          for (const c of r.changed) ui.out(`M ${c.path}  (${c.what.join(', ')})`);
+          // names from the backups: a newline or ESC in one must not fake a line or drive the terminal
+          for (const p of r.added) ui.out(`+ ${printableName(p)}`);
+          for (const p of r.removed) ui.out(`- ${printableName(p)}`);
+          for (const c of r.changed) ui.out(`M ${printableName(c.path)}  (${c.what.join(', ')})`);
           ui.out(`${r.added.length} added, ${r.removed.length} removed, ${r.changed.length} changed (${r.from} -> ${r.to})`);
         },
       };

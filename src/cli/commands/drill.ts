@@ -13,7 +13,7 @@ export const drillExitCode = (r: DrillResult) => (r.result === 'passed' ? 0 : r.
 /** One line for the log, the notification and a failed run's summary. */
 export function drillSummary(r: DrillResult): string {
   const what = r.backup ? `${r.backup.type} backup ${r.backup.id}${r.source === 'local' ? '' : ` from ${r.source}`}` : 'no backup';
-  const age = r.rpo.types.find((t) => t.type === r.rpo.judged_type)?.age_ms;
+  const age = r.rpo.types.find((t) => t.type === r.rpo.judged_type)?.age_seconds;
   const rto = r.rto.measured_ms === null ? 'none (not restored)' : formatDuration(r.rto.measured_ms);
   const rpo = age === null || age === undefined ? (r.result === 'failed' ? 'no good backup' : '?') : formatAge(age);
   const figures = `RTO ${rto} (target ${formatDuration(r.rto.target_ms)}), RPO ${rpo} (target ${formatDuration(r.rpo.target_ms)})`;
@@ -38,7 +38,7 @@ function render(ui: Ui, r: DrillResult): void {
   for (const p of r.rpo.types) {
     const judged = p.type === r.rpo.judged_type;
     ui.out(
-      `  RPO  ${p.type.padEnd(8)} newest ${formatAge(p.age_ms ?? 0)} old, longest gap in 7 days ${formatAge(p.longest_gap_ms ?? 0)} (${p.good_backups_7d} good)${judged ? `  target ${formatDuration(r.rpo.target_ms)} ${r.rpo.ok ? 'ok' : 'MISSED'}` : ''}`,
+      `  RPO  ${p.type.padEnd(8)} newest ${formatAge((p.age_seconds ?? 0) * 1000)} old, longest gap in 7 days ${formatAge(p.longest_gap_ms ?? 0)} (${p.good_backups_7d} good)${judged ? `  target ${formatDuration(r.rpo.target_ms)} ${r.rpo.ok ? 'ok' : 'MISSED'}` : ''}`,
     );
   }
   if (r.database) {

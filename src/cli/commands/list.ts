@@ -29,7 +29,7 @@ export function register(program: Command): void {
         if (missing && !remote) throw usageError('--missing needs --remote NAME', 'e.g. vertex-backup list --remote offsite --missing');
         if (remote && missing) return (await import('../remote-outcomes.js')).remoteMissingOutcome(ctx, cmd, remote, type);
         if (remote) return (await import('../remote-outcomes.js')).remoteListOutcome(ctx, cmd, remote, type);
-        const { listBackups } = await import('../../catalog/listing.js');
+        const { listBackups } = await import('../../catalog/local-store.js');
         const entries = await listBackups(ctx.cfg.backupDir, { type });
         const { restorableStates, restorableWindow } = await import('../../ops/pit.js');
         const window = type === 'storage' ? undefined : restorableWindow(restorableStates(entries, ctx.cfg.dbPath));

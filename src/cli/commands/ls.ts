@@ -2,21 +2,7 @@ import type { Command } from 'commander';
 import { countOf, formatBytes } from '../../human.js';
 import { manifestCommand } from '../manifest-command.js';
 import { nameArg } from '../name-args.js';
-
-/**
- * A name as a terminal may show it: control characters (ESC, BEL, newline, DEL, C1) written as
- * escapes, so a name in a backup can neither move the cursor nor fake a line of output.
- */
-export function printableName(name: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters escaped
-  return name.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, (c) => {
-    if (c === '\n') return '\\n';
-    if (c === '\t') return '\\t';
-    if (c === '\r') return '\\r';
-    const code = c.charCodeAt(0);
-    return code > 0xff ? `\\u${code.toString(16).padStart(4, '0')}` : `\\x${code.toString(16).padStart(2, '0')}`;
-  });
-}
+import { printableName } from '../ui.js';
 
 export function register(program: Command): void {
   manifestCommand(

@@ -14,36 +14,16 @@ import { formatBytes, formatDuration } from '../../human.js';
  */
 
 export async function loadRemotes(ctx: Context, cmd: Command): Promise<RemotesConfig> {
-  const { loadRemotesConfig, parseRemotesConfig, remotesConfigPath } = await import('../../remote/config.js');
+  const { loadConfiguredRemotes } = await import('../../remote/config.js');
   const flag = (cmd.optsWithGlobals() as { remotesConfig?: string }).remotesConfig;
-  const file = remotesConfigPath(flag, ctx.cfg.env as NodeJS.ProcessEnv);
-  const cfg = await loadRemotesConfig(file, { required: flag !== undefined || ctx.cfg.env.REMOTES_CONFIG !== undefined });
-  // no remotes file: the "remotes" section of the main config file, if it has one
-  if (!cfg.file && ctx.cfg.file.remotes && ctx.cfg.configFile) {
-    return parseRemotesConfig({ remotes: ctx.cfg.file.remotes }, ctx.cfg.configFile);
-  }
+  const cfg = await loadConfiguredRemotes({ flag, env: ctx.cfg.env as NodeJS.ProcessEnv, fileRemotes: ctx.cfg.file.remotes, configFile: ctx.cfg.configFile });
   for (const w of cfg.warnings) ctx.ui.warn(w);
   return cfg;
 }
 
 export async function openRemoteByName(ctx: Context, remotes: RemotesConfig, nameOrUrl: string): Promise<Remote> {
-  const { openRemoteDefinition } = await import('../../remote/registry.js');
-  const { resolveRemote } = await import('../../remote/config.js');
-  const def = resolveRemote(remotes, nameOrUrl);
-  const remote = await openRemoteDefinition(def, ctx.cfg.env as NodeJS.ProcessEnv);
-  // a remote that init marked must still hold its marker: else an unmounted NAS or a wrong bucket
-  // would be filled (sync) or read as empty (list, check) without a word
-  const markerId = def.options.marker_id;
-  if (typeof markerId === 'string' && markerId) {
-    const { checkRemoteMarker } = await import('../../offsite/remote-marker.js');
-    try {
-      await checkRemoteMarker(remote, def.name, markerId);
-    } catch (err) {
-      await remote.close().catch(() => {});
-      throw err;
-    }
-  }
-  return remote;
+  const { openMarkedRemote } = await import('../../offsite/remote-marker.js');
+  return openMarkedRemote(remotes, nameOrUrl, ctx.cfg.env as NodeJS.ProcessEnv);
 }
 
 /** Transfer progress: the ProgressView decides how it is shown (spinner, plain line, nothing). */

@@ -8,6 +8,7 @@ import { remotesConfigOption, waitOption } from '../options.js';
 import { countOf, formatBytes, formatDuration } from '../../human.js';
 import { nameArg } from '../name-args.js';
 import { reportHook } from '../hook-lines.js';
+import { terminalText } from '../ui.js';
 
 async function ask(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
@@ -182,7 +183,7 @@ Examples:
               // no spinner (nor its timer) over the question
               ctx.progress.stop();
               await ctx.ui.settle();
-              for (const l of describe(plan, ref)) process.stderr.write(`${l}\n`);
+              for (const l of describe(plan, ref)) process.stderr.write(`${terminalText(l, false)}\n`);
               return ask('Proceed? [y/N] ');
             },
       };

@@ -77,8 +77,8 @@ export function printRotation(ui: Ui, r: RotateResult): void {
   const rows: (string | number)[][] = [];
   const order = ['full', 'database', 'storage'];
   const all = [
-    ...r.kept.map((k) => ({ type: k.type, id: k.id, action: 'keep', why: k.reasons.join(', '), bytes: k.bytes })),
-    ...r.removed.map((x) => ({ type: x.type, id: x.id, action: r.dryRun ? 'would remove' : 'removed', why: x.reason, bytes: x.bytes })),
+    ...r.kept.map((k) => ({ type: k.type, id: k.id, action: 'keep', why: k.reasons.join(', '), bytes: k.size_bytes })),
+    ...r.removed.map((x) => ({ type: x.type, id: x.id, action: r.dryRun ? 'would remove' : 'removed', why: x.reason, bytes: x.size_bytes })),
   ].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type) || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
   for (const x of all) rows.push([x.type, x.id, x.action === 'keep' ? ui.c.green(x.action) : ui.c.yellow(x.action), x.why, formatBytes(x.bytes)]);
   if (rows.length) ui.out(ui.table(['type', 'id', 'action', 'rule', 'size'], rows, ['left', 'left', 'left', 'left', 'right']));
@@ -90,6 +90,13 @@ export function printRotation(ui: Ui, r: RotateResult): void {
   );
   // incremental storage backups: what each kept one still needs
   for (const k of r.kept) if (k.pins) ui.out(`  ${k.type} ${k.id} pins its chain: ${k.pins.join(', ')}`);
+  // Docker volumes (volumes/<name>/): the same rules, one line each
+  for (const v of r.volumes ?? [])
+    ui.out(
+      v.removed.length
+        ? `volume ${v.volume}: ${verb} ${countOf(v.removed.length, 'backup')} (${formatBytes(v.freedBytes)}), ${v.kept.length} kept`
+        : `volume ${v.volume}: nothing to remove (${v.kept.length} kept)`,
+    );
   // page chains thinned in time before the rules (docs/point-in-time.md)
   const c = r.compacted;
   if (c?.merged.length)

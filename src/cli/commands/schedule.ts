@@ -94,6 +94,8 @@ async function listOutcome(jobs: JobSpec[], count: number, graceMs: number) {
                   .join('\n')
               : '-',
           ]),
+          undefined,
+          true,
         ),
       );
     },

@@ -5,7 +5,7 @@ import type { RemotesConfig } from '../../remote/config.js';
 import type { SyncOptions, SyncResult } from '../../ops/sync.js';
 import { type Context, action } from '../run.js';
 import { remotesConfigOption, typeOption } from '../options.js';
-import { formatBytes, formatDuration } from '../../human.js';
+import { countOf, formatBytes, formatDuration } from '../../human.js';
 import { loadRemotes, openRemoteByName, selectRemotes, transferProgress } from './remote.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -150,7 +150,7 @@ Examples:
           exitCode: ok ? 0 : 1,
           summary:
             (ok
-              ? `synced ${uploadedBackups} backups (${formatBytes(sent)}) to ${names.join(', ')}`
+              ? `synced ${countOf(uploadedBackups, 'backup')} (${formatBytes(sent)}) to ${names.join(', ')}`
               : `sync failed for ${results
                   .filter((r) => !r.ok)
                   .map((r) => `${r.remote} (${r.error})`)
@@ -160,7 +160,7 @@ Examples:
             remotes: results.map((r) => ({
               remote: r.remote,
               ok: r.ok,
-              uploaded: r.result?.synced.map((s) => `${s.type}:${s.id}`),
+              uploaded: r.result?.synced.map((s) => `${s.volume ? `volumes/${s.volume}/` : ''}${s.type}:${s.id}`),
               bytes: r.result?.bytes,
               cached: r.result?.cached,
               lag_seconds: r.result?.lagSeconds,
@@ -176,17 +176,30 @@ Examples:
               }
               const s = r.result;
               const rate = s.ms > 0 ? ` (${formatBytes(Math.round((s.bytes * 1000) / s.ms))}/s)` : '';
-              if (!s.synced.length) ui.out(`${r.remote}: up to date (${s.upToDate} backups${s.cached ? ', as recorded in status.json' : ''})`);
+              const there = s.upToDate ? `; ${countOf(s.upToDate, 'backup')} ${s.upToDate === 1 ? 'was' : 'were'} already there` : '';
+              if (!s.synced.length) ui.out(`${r.remote}: up to date, ${countOf(s.upToDate, 'backup')} there${s.cached ? ' (as recorded in status.json)' : ''}`);
               else {
+                // files counted as sent, per backup: the files a backup's chain already had there are
+                // no news (they once read "skipped 360" beside a backup of 30 files)
                 ui.out(
                   ui.table(
-                    ['type', 'id', 'files sent', 'skipped', 'size'],
-                    s.synced.map((b) => [b.type, b.id, b.uploaded.length, b.skipped, formatBytes(b.bytes)]),
+                    ['type', 'id', 'files sent', 'size sent'],
+                    s.synced.map((b) => [b.volume ? `volume ${b.volume}` : b.type, b.id, b.uploaded.length, formatBytes(b.bytes)]),
                   ),
                 );
-                ui.out(`${r.remote}: sent ${formatBytes(s.bytes)} in ${formatDuration(s.ms)}${rate}; ${s.upToDate} already there`);
+                const files = s.synced.reduce((n, b) => n + b.uploaded.length, 0);
+                ui.out(
+                  `${r.remote}: sent ${countOf(s.synced.length, 'backup')} (${countOf(files, 'file')}, ${formatBytes(s.bytes)}) in ${formatDuration(s.ms)}${rate}${there}`,
+                );
               }
-              for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.type} ${n.id} is ${n.reason}`);
+              if (s.removedHere?.length) {
+                const shown = s.removedHere.slice(0, 5).map((k) => k.replace(':', ' '));
+                const more = s.removedHere.length > shown.length ? ` and ${s.removedHere.length - shown.length} more` : '';
+                ui.out(
+                  `${r.remote} still holds ${countOf(s.removedHere.length, 'backup')} that rotation removed here: ${shown.join(', ')}${more} (its own retention: vertex-backup rotate --remote ${r.remote})`,
+                );
+              }
+              for (const n of s.notComplete) ui.warn(`${r.remote}: not sent: ${n.volume ? `volume ${n.volume}` : n.type} ${n.id} is ${n.reason}`);
               if (s.lagSeconds) ui.warn(`${r.remote}: ${formatAge(s.lagSeconds * 1000)} behind, ${s.missing} complete backups missing there`);
             }
           },

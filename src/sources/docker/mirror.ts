@@ -122,11 +122,42 @@ async function syncFile(abs: string, size: number, entry: AsyncIterable<Buffer>,
   }
 }
 
+/**
+ * Every directory above `rel` in the mirror must be a real directory, not a link: the stream comes
+ * from a daemon that may be someone else's (a rootless daemon is its user's), and a symlink entry
+ * `a -> /etc` followed by a file `a/passwd` would otherwise have root replace /etc/passwd. `known`
+ * holds the directories already checked (or made) in this run, so the walk costs one lstat each.
+ */
+async function realParents(mirror: string, rel: string, known: Set<string>): Promise<void> {
+  const parts = rel.split('/');
+  for (let i = 1; i < parts.length; i++) {
+    const dir = parts.slice(0, i).join('/');
+    if (known.has(dir)) continue;
+    const st = await lstatOrUndefined(path.join(mirror, dir));
+    if (!st?.isDirectory())
+      throw new BackupError(
+        'FAILED',
+        `the Docker daemon's archive names ${showName(rel)}, but ${showName(dir)} is ${st ? 'not a directory' : 'missing'} in the volume's mirror`,
+      );
+    known.add(dir);
+  }
+}
+
 /** Applies the tar stream of a volume to `mirror`; afterwards the mirror holds exactly the volume's tree. */
-export async function syncMirror(input: Readable, mirror: string, signal?: AbortSignal): Promise<MirrorStats> {
+export async function syncMirror(input: Readable, mirror: string, signal?: AbortSignal, linkFreeFrom = path.dirname(mirror)): Promise<MirrorStats> {
   await fsp.mkdir(mirror, { recursive: true, mode: 0o700 });
+  // the mirror is emptied of what the volume lacks: a link planted at it (or at a directory this tool
+  // made on the way to it, from `linkFreeFrom` down) would aim those deletes at wherever it leads
+  const rel = path.relative(linkFreeFrom, mirror);
+  for (let at = linkFreeFrom, i = 0, parts = rel.split(path.sep); i < parts.length; i++) {
+    at = path.join(at, parts[i]);
+    const st = await fsp.lstat(at);
+    if (!st.isDirectory())
+      throw new BackupError('FAILED', `refusing to mirror a volume into ${at}: it is ${st.isSymbolicLink() ? 'a symlink' : 'not a directory'}`);
+  }
   const stats: MirrorStats = { entries: 0, written: 0, bytes: 0, removed: 0, skipped: [] };
   const seen = new Set<string>(['']);
+  const realDirs = new Set<string>(['']);
   const dirs: { abs: string; meta: Meta }[] = [];
   const ex = tar.extract({ filenameEncoding: 'latin1' } as Parameters<typeof tar.extract>[0]);
   input.on('error', (err) => ex.destroy(err));
@@ -142,11 +173,16 @@ export async function syncMirror(input: Readable, mirror: string, signal?: Abort
       const abs = rel ? path.join(mirror, rel) : mirror;
       const meta: Meta = { mode: (h.mode ?? 0o644) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0, mtime: h.mtime ?? new Date(0) };
       stats.entries++;
+      await realParents(mirror, rel, realDirs);
+      if (h.type === 'link') await realParents(mirror, relativeName(h.linkname ?? ''), realDirs);
+      // whatever this entry puts at `rel` (a file, a link) is no directory to write under
+      if (h.type !== 'directory') realDirs.delete(rel);
       seen.add(rel);
       if (h.type === 'directory') {
         const st = await lstatOrUndefined(abs);
         if (st && !st.isDirectory()) await fsp.rm(fsPath(abs), { force: true });
         if (!st?.isDirectory()) await fsp.mkdir(fsPath(abs), { mode: 0o700 });
+        realDirs.add(rel);
         dirs.push({ abs, meta });
       } else if (h.type === 'file' || h.type === 'contiguous-file') {
         const r = await syncFile(abs, h.size ?? 0, entry as AsyncIterable<Buffer>, meta);

@@ -1,15 +1,15 @@
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
-import { type BackupEntry, type StoredFile, judgeBackups, resolveRef } from './catalog.js';
+import { type BackupEntry, type StoredFile, judgeBackups, resolveRef } from './judge.js';
 import { activeHolder } from './lock.js';
 import { TYPE_DIR } from './names.js';
 import { BACKUP_TYPES, type BackupType, type Sidecar, parseSidecar } from './sidecar.js';
 
 /**
  * The local backup directory as a store of the catalog: its files with their sizes and its sidecars.
- * How backups are judged is catalog.ts's business, the same for the remotes.
+ * How backups are judged is judge.ts's business, the same for the remotes.
  */
-export type { BackupEntry, BackupStatus } from './catalog.js';
+export type { BackupEntry, BackupStatus } from './judge.js';
 
 export async function readSidecar(file: string, type: BackupType, id: string): Promise<{ sidecar?: Sidecar; error?: string }> {
   let text: string;

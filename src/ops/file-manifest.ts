@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { type ManifestFile, type ManifestKey, type ManifestRecord, readView } from '../archive/manifest.js';
 import { manifestChain } from '../catalog/chain.js';
-import { type BackupEntry, componentLookup, findBackup } from '../catalog/listing.js';
+import { type BackupEntry, componentLookup, findBackup } from '../catalog/local-store.js';
 import type { EncryptionInfo, Sidecar } from '../catalog/sidecar.js';
 import { needIdentity } from '../crypto/age-artifact.js';
 import type { Identity } from '../crypto/age-keys.js';
