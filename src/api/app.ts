@@ -1,18 +1,14 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Hono, type Context } from 'hono';
+import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { getCookie } from 'hono/cookie';
-import { streamSSE } from 'hono/streaming';
 import * as v from 'valibot';
 import type { Config } from '../config.js';
 import { CatalogCache } from '../catalog/catalog-cache.js';
 import { acquireLock, type Lock } from '../catalog/lock.js';
-import { appendLog } from '../catalog/log.js';
 import { BackupError, EXIT_SKIPPED, toBackupError } from '../errors.js';
-import { reportRun } from '../notify/report.js';
 import type { ProgressEvent } from '../ops/progress.js';
-import { createDocument } from '../results/documents.js';
 import { listDocument } from '../results/backups.js';
 import { errorDocument, jsonLine, jsonText } from '../results/json.js';
 import { type Job, type JobOutcome, Jobs } from './jobs.js';
@@ -174,17 +170,16 @@ export function buildApp(opts: AppOptions) {
     c.header('referrer-policy', 'no-referrer');
     c.header('cache-control', 'no-store');
   });
-  app.use(
-    '*',
-    bodyLimit({
-      maxSize: opts.bodyLimitBytes ?? 64 * 1024,
-      onError: (c) => {
-        // the rest of the body is not read: the connection cannot carry another request
-        c.header('connection', 'close');
-        return fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`);
-      },
-    }),
-  );
+  const limitBody = bodyLimit({
+    maxSize: opts.bodyLimitBytes ?? 64 * 1024,
+    onError: (c) => {
+      // the rest of the body is not read: the connection cannot carry another request
+      c.header('connection', 'close');
+      return fail(c, 413, 'TOO_LARGE', `the request body is larger than ${opts.bodyLimitBytes ?? 64 * 1024} bytes`);
+    },
+  });
+  // not for GET and HEAD, which no route reads a body of: looking for one builds a whole Request per page view
+  app.use('*', (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limitBody(c, next)));
 
   // unauthenticated: uptime monitors
   app.get('/healthz', async (c) => {
@@ -296,6 +291,9 @@ export function buildApp(opts: AppOptions) {
   async function record(name: string, type: string | undefined, started: number, out: JobOutcome | undefined, err: unknown, log: Record<string, unknown>) {
     const e = err === undefined ? undefined : toBackupError(err);
     const exitCode = e ? e.exitCode : (out?.exitCode ?? 0);
+    // loaded by the first run, not at start: an idle server holds only what its read routes need
+    const { appendLog } = await import('../catalog/log.js');
+    const { reportRun } = await import('../notify/report.js');
     await appendLog(cfg.backupDir, {
       time: new Date(started).toISOString(),
       command: name,
@@ -373,7 +371,7 @@ export function buildApp(opts: AppOptions) {
     if (lock instanceof Response) return lock;
     return startLocked(c, 'create', type, async (signal, onProgress) => {
       const { runCreateWithHooks, volumeLog } = await import('../ops/create-run.js');
-      const { volumesDocument } = await import('../results/documents.js');
+      const { createDocument, volumesDocument } = await import('../results/documents.js');
       const started = Date.now();
       const run = await runCreateWithHooks(cfg, { type, hooks, volumes, storage: {}, signal, onProgress });
       const log = { hooks: hookLog(run.hooks), volumes: run.volumes && volumeLog(run.volumes) };
@@ -564,8 +562,9 @@ export function buildApp(opts: AppOptions) {
   app.delete('/jobs/:id', cancel);
 
   /** SSE: `progress` and `done` of one job, or (id '*') `start`, `progress` and `done` of every job. */
-  const events = (c: Context, id: string | undefined) =>
-    streamSSE(c, async (stream) => {
+  const events = async (c: Context, id: string | undefined) => {
+    const { streamSSE } = await import('hono/streaming');
+    return streamSSE(c, async (stream) => {
       const existing = id ? jobs.get(id) : undefined;
       if (id && !existing) {
         await stream.writeSSE({ event: 'error', data: JSON.stringify({ message: `no job ${id}` }) });
@@ -597,6 +596,7 @@ export function buildApp(opts: AppOptions) {
         stream.onAbort(finish);
       });
     });
+  };
   app.get('/jobs/:id/events', (c) => events(c, c.req.param('id')));
   app.get('/events', (c) => events(c, undefined));
 

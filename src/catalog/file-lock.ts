@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import Database from 'better-sqlite3';
+import { openDatabase } from './sqlite-open.js';
 
 /**
  * A short kernel lock between processes (fcntl byte-range locks, through SQLite as in lock.ts) for a
@@ -15,7 +15,7 @@ export function withFileLockSync<T>(file: string, fn: () => T, waitMs = 10_000):
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
-  const db = new Database(file, { timeout: waitMs });
+  const db = openDatabase(file, { timeout: waitMs });
   try {
     // the journal in memory: no -journal file appears beside the lock
     db.pragma('journal_mode = MEMORY');

@@ -2,11 +2,12 @@ import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { BackupError } from '../errors.js';
 import { ensureDir, writeFileAtomic } from '../fsutil.js';
 import { recordInterrupted } from './status.js';
 import { stillRunning } from './process-identity.js';
+import { openDatabase } from './sqlite-open.js';
 
 /** The holder's JSON: only for the message a refused run prints. It never decides who holds the lock. */
 export const LOCK_FILE = '.vertex-backup.lock';
@@ -59,7 +60,7 @@ function tryKernelLock(file: string): Database.Database | undefined {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
-    db = new Database(file, { timeout: 0 });
+    db = openDatabase(file, { timeout: 0 });
     // the journal in memory: no -journal file appears beside the lock
     db.pragma('journal_mode = MEMORY');
     db.pragma('locking_mode = EXCLUSIVE');
@@ -189,7 +190,7 @@ export function isLockHeld(backupDir: string): boolean {
   if (!fs.existsSync(dbFile)) return false;
   let db: Database.Database | undefined;
   try {
-    db = new Database(dbFile, { timeout: 0, readonly: true, fileMustExist: true });
+    db = openDatabase(dbFile, { timeout: 0, readonly: true, fileMustExist: true });
     db.pragma('schema_version');
     return false;
   } catch (err) {

@@ -1,8 +1,7 @@
 import type { BackupType } from '../catalog/sidecar.js';
 import { recordRun } from '../catalog/status.js';
 import { EXIT_CODES } from '../errors.js';
-import { resolveNotifyConfig } from './config.js';
-import { notifyResult, notifyStart } from './index.js';
+import { hasChannels, resolveNotifyConfig } from './config.js';
 import type { NotifyConfig, NotifyLogger } from './types.js';
 
 /** Commands whose outcome `check` needs: recorded in <backup-dir>/status.json. */
@@ -37,7 +36,9 @@ export interface FinishedRun {
 
 /** The "/start" ping for commands that report their result; never throws. */
 export async function reportStart(name: string, label: string, notify: NotifyConfig | undefined, log: NotifyLogger, runId?: string): Promise<void> {
-  if (!notify || !NOTIFIED_COMMANDS.has(name)) return;
+  if (!notify || !NOTIFIED_COMMANDS.has(name) || notify.mode === 'never' || !notify.healthcheckUrl) return;
+  // the channels (HTTP, retries) are loaded only by a run that has one: `serve` idles without them
+  const { notifyStart } = await import('./index.js');
   await notifyStart(label, notify, log, runId).catch(() => {});
 }
 
@@ -66,7 +67,8 @@ export async function reportRun(run: FinishedRun, opts: { backupDir?: string; no
       opts.log('warn', `cannot record the run in status.json: ${(err as Error).message}`);
     }
   }
-  if (opts.notify && NOTIFIED_COMMANDS.has(run.name)) {
+  if (opts.notify && NOTIFIED_COMMANDS.has(run.name) && opts.notify.mode !== 'never' && hasChannels(opts.notify)) {
+    const { notifyResult } = await import('./index.js');
     await notifyResult(
       {
         command: run.label,

@@ -385,6 +385,39 @@ async function backupStoragePart(
   total?: { bytes: number; files: number },
   recipients?: Recipient[],
 ): Promise<CreatedBackup> {
+  const run = storageRun ?? (await planStorageRun(cfg, opts, recipients));
+  const previousFailed: { err?: unknown } = {};
+  try {
+    return await storageAttempt(cfg, id, opts, run, total, recipients, previousFailed);
+  } catch (err) {
+    if (!previousFailed.err || opts.signal?.aborted) throw err;
+    // a manifest of the previous chain that matched its checksum but cannot be read (a record too long,
+    // a bad field: written so, or planted with its sidecar) must not stop every backup from now on
+    const why = `the manifest chain of storage backup ${run.previous!.id} cannot be read (${toBackupError(previousFailed.err).message})`;
+    const level0: StorageRunPlan = { previous: run.previous, next: { level: 0 }, warning: `${why}: starting a new chain (level 0)` };
+    return storageAttempt(cfg, id, opts, level0, total, recipients, {});
+  }
+}
+
+/** The records of the previous chain, noting in `seen` a failure to read them (see backupStoragePart). */
+async function* watched<T>(records: AsyncGenerator<T>, seen: { err?: unknown }): AsyncGenerator<T> {
+  try {
+    yield* records;
+  } catch (err) {
+    seen.err = err;
+    throw err;
+  }
+}
+
+async function storageAttempt(
+  cfg: Config,
+  id: string,
+  opts: CreateOptions,
+  storageRun: StorageRunPlan,
+  total: { bytes: number; files: number } | undefined,
+  recipients: Recipient[] | undefined,
+  previousFailed: { err?: unknown },
+): Promise<CreatedBackup> {
   const started = new Date();
   // the chain's age (--full-every) is measured on the clock the id comes from (a test's or bench's `now`)
   const createdAt = opts.now?.() ?? started;
@@ -394,7 +427,7 @@ async function backupStoragePart(
   const name = `${baseName('storage', id)}${codec.extension}${recipients ? AGE_EXTENSION : ''}`;
   const encrypt = recipients ? await encryptStage(recipients) : undefined;
   const run = opts.storage ?? {};
-  const { previous: prevEntry, manifests, warning, next } = storageRun ?? (await planStorageRun(cfg, opts, recipients));
+  const { previous: prevEntry, manifests, warning, next } = storageRun;
   const prev = next.level > 0 ? prevEntry!.sidecar! : undefined;
   // an encrypted backup's manifest is written in plaintext outside the backup directory, then encrypted into it
   const plainDir = recipients ? await plaintextManifestDir(cfg) : undefined;
@@ -404,7 +437,7 @@ async function backupStoragePart(
   let plainManifest: string | undefined;
   // a level N manifest holds what changed since the tree its chain describes
   const chain = prev ? [...manifestChain(prevEntry!.id, prev), id] : [id];
-  const previousRecords = prev ? readView(manifests!) : undefined;
+  const previousRecords = prev ? watched(readView(manifests!), previousFailed) : undefined;
   const plan = new ChangePlan(id, manifestWriter, previousRecords, run.reread, prev ? manifests : undefined);
   const writer = new PartWriter(dir, name, cfg.splitSize, (written) => opts.onProgress?.({ phase: 'storage', subject: id, writtenBytes: written }));
   let last = { files: 0, bytes: 0 };

@@ -2,8 +2,7 @@ import type { EntryType } from '../archive/manifest.js';
 import { showName } from '../archive/bytenames.js';
 import { included } from '../archive/restore-chain.js';
 import type { Identity } from '../crypto/age-keys.js';
-import type { BackupEntry } from '../catalog/judge.js';
-import { componentLookup, findBackup } from '../catalog/local-store.js';
+import { type BackupEntry, componentLookup, findBackup } from '../catalog/local-store.js';
 import { BackupError } from '../errors.js';
 import { archivePath, manifestRecords, shownPath, storageWithManifest } from './file-manifest.js';
 

@@ -196,6 +196,25 @@ describe('13-14. manifest records judged once, the same way by ls, verify and re
   });
 });
 
+describe('13-14. a manifest that matches its checksum but cannot be read does not stop the next backups', () => {
+  it('create warns and starts a new chain (level 0) that holds the whole tree', async () => {
+    const app = newApp();
+    const id = await createBackup(app, 'storage');
+    rewriteManifest(app, id, (rs) => rs.map((r) => (recordOf(r).meta.t === 'f' ? makeRecord({ ...recordOf(r).meta, mt: 'abc' }, recordOf(r).path) : r)));
+    const r = await vb(app, ['create', '--type', 'storage', '--json']);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(r.stdout + r.stderr).toContain(`manifest chain of storage backup ${id} cannot be read`);
+    expect(r.stdout + r.stderr).toMatch(/non-numeric .*new chain \(level 0\)/);
+    const next = parseJsonStdout<{ id: string }>(r).id;
+    const sc = JSON.parse(fs.readFileSync(path.join(app.backupDir, 'storage', `storage_backup_${next}.json`), 'utf8'));
+    expect(sc.level).toBe(0);
+    const target = path.join(app.cwd, 'elsewhere');
+    const back = await vb(app, ['restore', next, '--target', target, '--yes']);
+    expect(back.code, describeRun(back)).toBe(0);
+    expect(fs.readdirSync(path.join(target, 'storage')).sort()).toEqual(fs.readdirSync(app.storagePath).sort());
+  });
+});
+
 describe('15. restore --include of a path the backup does not hold', () => {
   it('exits 2 and restores nothing', async () => {
     const app = newApp();

@@ -19,7 +19,7 @@ export async function serve(cwd: string, args: string[], serveArgs: string[] = [
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 15_000);
     const look = () => {
-      const m = /listening on (http:\/\/\S+)/.exec(err);
+      const m = /listening on ((?:https?:\/\/|unix:)\S+)/.exec(err);
       if (m) {
         clearTimeout(timer);
         resolve(m[1]);
