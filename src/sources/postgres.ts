@@ -82,8 +82,12 @@ function toolError(s: PostgresSettings, tool: string, what: string, r: ToolExit)
     .split('\n')
     .map((l) => l.trim())
     .filter(Boolean);
+  const first = lines.find((l) => /FATAL|error:/i.test(l));
+  // "Dumping the contents of table … failed: PQgetResult() failed." says little; the server's FATAL
+  // on a detail line below it says why (the session was ended, the server shut down)
+  const fatal = lines.find((l) => l !== first && /detail: .*FATAL/.test(l))?.replace(/^.*?(FATAL)/, '$1');
   const line = redact(
-    lines.find((l) => /FATAL|error:/i.test(l)) ?? lines[lines.length - 1] ?? (r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`),
+    `${first ?? lines[lines.length - 1] ?? (r.signal ? `killed by ${r.signal}` : `exit code ${r.code}`)}${fatal ? ` (${fatal})` : ''}`,
   ).replace(/^(pg_dump|pg_dumpall|pg_restore|psql): (error: )?/, '');
   const where = `${s.display}`;
   if (/password authentication failed|no password supplied|authentication failed/i.test(line))

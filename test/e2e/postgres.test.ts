@@ -5,7 +5,7 @@
  * by the built binary; a writer runs during a dump; every bad input of the issue is one line, its exit
  * code, and nothing recorded.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -442,6 +442,70 @@ PATH=${pg.bin}:/usr/bin:/bin exec "$@"
     oneLine(r, 1, /dumping database dart_cloud: .*simulated failure/, dir);
     const list = await vb(['list', '--json'], { BACKUP_DIR: dir });
     expect(parseJsonStdout<unknown[]>(list)).toEqual([]);
+  });
+
+  pgNeed.it('disk full while dumping: exit 5, one line, no partial file, nothing listed', async (ctx) => {
+    const dir = path.join(cwd, 'small');
+    fs.mkdirSync(dir);
+    // a 256 KiB filesystem: the sidecar and the marker fit, the dump of dart_cloud does not
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', dir]);
+    if (m.status !== 0) {
+      if (process.env.CI) throw new Error(`mount tmpfs: ${m.stderr}`);
+      ctx.skip();
+    }
+    try {
+      const r = await vb(['create', '--type', 'database'], { BACKUP_DIR: dir });
+      oneLine(r, 5, /no space left|not enough (free )?space|ENOSPC/i, dir);
+      const list = await vb(['list', '--json'], { BACKUP_DIR: dir });
+      expect(parseJsonStdout<unknown[]>(list)).toEqual([]);
+      // no pg_dump or psql of the run is left behind holding the snapshot
+      expect(pg.psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'vertex-backup'")).toBe('0');
+    } finally {
+      spawnSync('umount', ['-l', dir]);
+    }
+  });
+
+  pgNeed.it('pg_dump killed mid-dump, or the server ending its session: never recorded ok, nothing left', async () => {
+    for (const how of ['killed', 'terminated'] as const) {
+      const dir = path.join(cwd, `cut-${how}`);
+      const fake =
+        how === 'killed'
+          ? // writes part of a real dump, then dies by a signal
+            `if [ "$1" = --version ]; then exec ${path.join(pg.bin, 'pg_dump')} --version; fi\n${path.join(pg.bin, 'pg_dump')} "$@" | head -c 20000\nkill -9 $$`
+          : // the server ends the dump's session half-way (an administrator, a restart)
+            `if [ "$1" = --version ]; then exec ${path.join(pg.bin, 'pg_dump')} --version; fi\n${path.join(pg.bin, 'psql')} -X -q -f ${path.join(cwd, 'cut.sql')} >/dev/null 2>&1 &\nexec ${path.join(pg.bin, 'pg_dump')} "$@"`;
+      const slow = how === 'terminated' ? { PG_DATABASES: 'dart_cloud' } : {};
+      if (how === 'terminated') {
+        // a table big enough that its COPY is still running when the session is ended
+        pg.psql("CREATE TABLE IF NOT EXISTS bulk AS SELECT g, repeat(md5(g::text), 30) AS t FROM generate_series(1, 400000) g", 'dart_cloud');
+        fs.writeFileSync(
+          path.join(cwd, 'cut.sql'),
+          `DO $$ BEGIN
+             FOR i IN 1..3000 LOOP
+               IF EXISTS (SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY public.bulk %' AND pid <> pg_backend_pid()) THEN
+                 PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COPY public.bulk %' AND pid <> pg_backend_pid();
+                 RETURN;
+               END IF;
+               PERFORM pg_sleep(0.01);
+               -- pg_stat_activity is read once per transaction unless told otherwise
+               PERFORM pg_stat_clear_snapshot();
+             END LOOP;
+           END $$;`,
+        );
+      }
+      const r = await vb(['create', '--type', 'database'], {
+        BACKUP_DIR: dir,
+        PATH: `${binDir(`bin-${how}`, ['pg_dump'], { pg_dump: fake })}`,
+        PGHOST: '127.0.0.1',
+        PGPORT: String(pg.port),
+        PGUSER: 'postgres',
+        ...slow,
+      });
+      oneLine(r, 1, how === 'killed' ? /dumping database dart_cloud: .*(killed by SIGKILL|exit code 137|failed)/ : /dumping database dart_cloud: .*(terminat|connection|server closed)/i, dir);
+      const list = await vb(['list', '--json'], { BACKUP_DIR: dir });
+      expect(parseJsonStdout<unknown[]>(list)).toEqual([]);
+    }
+    pg.psql('DROP TABLE bulk', 'dart_cloud');
   });
 
   pgNeed.it('a password in DATABASE_URL works, earns a warning, and is masked in every output, log and sidecar', async () => {
