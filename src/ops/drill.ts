@@ -384,7 +384,8 @@ export async function runDrill(cfg: Config, opts: DrillOptions = {}): Promise<Dr
       result.rpo.ok = worst <= rpoTarget;
       if (!result.rpo.ok) {
         result.targets_missed.push(
-          `RPO: ${ageMs >= (judged.longest_gap_ms ?? 0) ? `the newest good ${chosen.type} backup is ${formatDuration(ageMs)} old` : `${formatDuration(judged.longest_gap_ms!)} passed without a good ${chosen.type} backup in the last 7 days`}, the target is ${formatDuration(rpoTarget)} (RPO_TARGET)`,
+          // age_seconds is whole seconds, the gap exact: the gap that is the newest backup's age counts as its age
+          `RPO: ${(judged.age_seconds ?? 0) >= Math.floor((judged.longest_gap_ms ?? 0) / 1000) ? `the newest good ${chosen.type} backup is ${formatDuration(ageMs)} old` : `${formatDuration(judged.longest_gap_ms!)} passed without a good ${chosen.type} backup in the last 7 days`}, the target is ${formatDuration(rpoTarget)} (RPO_TARGET)`,
         );
       }
     }
