@@ -15,6 +15,7 @@ export const SLOW = [
   'test/e2e/backup-edges.test.ts',
   'test/integration/remote-rclone.test.ts',
   'test/e2e/postgres.test.ts',
+  'test/integration/combined-truth-pg.test.ts',
   // a fresh copy of the repository built and installed into a scratch root: minutes on two cores
   'test/e2e/install.test.ts',
 ];

@@ -397,7 +397,8 @@ export function resolveConfig(flags: ConfigFlags, processEnv: Record<string, str
   const notADir = (what: string) =>
     usageError(
       `backup directory ${backupDir} (${backupDirPick.from || 'default'}) ${what}`,
-      'set --backup-dir or BACKUP_DIR to a directory (it is created when missing)',
+      'set the backup directory (BACKUP_DIR) to a directory (it is created when missing)',
+      'backup-dir-set',
     );
   let backupDirStat: fs.Stats | undefined;
   try {

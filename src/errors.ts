@@ -23,16 +23,56 @@ export const EXIT_CODES: Record<ErrorCode, number> = {
  */
 export const EXIT_SKIPPED = 6;
 
+/**
+ * What would fix an error, named for every caller. The library is used without a command line (serve,
+ * a program importing it): its `hint` says what to change in its own words; src/cli/remedies.ts words
+ * the same remedy with the command-line flags. `subject` fills the one blank some remedies have (a path).
+ */
+export type Remedy =
+  | 'identity'
+  | 'no-verify'
+  | 'only'
+  | 'target-space'
+  | 'target-not-over'
+  | 'target-include'
+  | 'storage-path'
+  | 'storage-path-or-target'
+  | 'db-path'
+  | 'backup-dir'
+  | 'backup-dir-set'
+  | 'backup-dir-writable'
+  | 'backup-dir-outside'
+  | 'wait'
+  | 'rotate-space'
+  | 'remove-old'
+  | 'remote-policy'
+  | 'allow-empty'
+  | 'compression'
+  | 'remote-list'
+  | 'remote-older'
+  | 'remotes-config'
+  | 'database-name'
+  | 'target-db-new'
+  | 'foreign-link-database'
+  | 'foreign-link-storage';
+
 export class BackupError extends Error {
   readonly code: ErrorCode;
   readonly hint?: string;
+  /** the same advice for the command line (src/cli/remedies.ts) */
+  readonly remedy?: { kind: Remedy; subject?: string };
   /** a mistyped argument (unknown id, bad flag value): exit 2 like a configuration error, but not a failed run */
   readonly argument: boolean;
-  constructor(code: ErrorCode, message: string, options: { hint?: string; cause?: unknown; argument?: boolean } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { hint?: string; cause?: unknown; argument?: boolean; remedy?: Remedy | { kind: Remedy; subject?: string } } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'BackupError';
     this.code = code;
     this.hint = options.hint;
+    this.remedy = typeof options.remedy === 'string' ? { kind: options.remedy } : options.remedy;
     this.argument = options.argument ?? false;
   }
   get exitCode(): number {
@@ -40,7 +80,7 @@ export class BackupError extends Error {
   }
 }
 
-export const usageError = (message: string, hint?: string) => new BackupError('USAGE', message, { hint });
+export const usageError = (message: string, hint?: string, remedy?: Remedy) => new BackupError('USAGE', message, { hint, remedy });
 /** Bad input on the command line itself: monitoring must not count it as a failed backup or verify. */
 export const argumentError = (message: string, hint?: string) => new BackupError('USAGE', message, { hint, argument: true });
 
@@ -53,7 +93,8 @@ export function toBackupError(err: unknown, context?: string): BackupError {
   if (e?.code === 'ENOSPC') {
     return new BackupError('NO_SPACE', `${prefix}no space left on device`, {
       cause: err,
-      hint: 'free space at the backup directory or lower the retention (rotate --max-backups N)',
+      hint: 'free space at the backup directory or keep fewer backups (rotate)',
+      remedy: 'rotate-space',
     });
   }
   return new BackupError('FAILED', prefix + msg, { cause: err });

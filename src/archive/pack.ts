@@ -431,7 +431,8 @@ class Packer {
         if (rel === '')
           throw usageError(
             `the backup directory is the storage directory ${root}`,
-            'set --backup-dir or BACKUP_DIR to a directory outside the storage directory',
+            'set the backup directory (BACKUP_DIR) to a directory outside the storage directory',
+            'backup-dir-outside',
           );
         res.notes.push(`the backup directory ${showName(`${top}/${rel}`)} is inside the storage directory: left out of the archive`);
       }

@@ -189,6 +189,8 @@ export async function extractChain(
       await artifact.authenticate();
       bytes += got.bytes;
       warnings.push(...got.warnings);
+    } catch (err) {
+      throw namingBackup(err, id);
     } finally {
       artifact.destroy();
       await cursor.close();
@@ -203,6 +205,8 @@ export async function extractChain(
     try {
       written = await copyReferenced(artifact.stream, root, refs.get(id)!, id);
       await artifact.authenticate();
+    } catch (err) {
+      throw namingBackup(err, id);
     } finally {
       artifact.destroy();
     }
@@ -223,6 +227,19 @@ export async function extractChain(
     await fsp.utimes(p, t, t);
   }
   return { entries, bytes, warnings, archivesRead: ids };
+}
+
+/**
+ * Damage found while unpacking names the backup whose archive it is: a restore's verification checks
+ * only the checksums first (ops/verify.ts, `restoring`), so this is where a damaged archive of a chain
+ * is reported, and the operator must know which backup to pass over.
+ */
+function namingBackup(err: unknown, id: string): unknown {
+  if (!(err instanceof BackupError) || err.code !== 'DAMAGED' || err.message.includes(id)) return err;
+  return new BackupError('DAMAGED', `storage backup ${id}: ${err.message}`, {
+    cause: err,
+    hint: err.hint ?? 'restore another backup (vertex-backup list shows them)',
+  });
 }
 
 /**

@@ -80,10 +80,12 @@ export async function checkStorageDir(dir: string): Promise<void> {
     const code = (err as NodeJS.ErrnoException).code;
     throw usageError(
       code === 'ENOENT' ? `storage directory not found: ${dir}` : `cannot read storage directory ${dir}: ${code}`,
-      'set --storage-path or STORAGE_PATH to the media directory',
+      'set the storage path (STORAGE_PATH) to the media directory',
+      'storage-path',
     );
   }
-  if (!st.isDirectory()) throw usageError(`storage path is not a directory: ${dir}`, 'set --storage-path or STORAGE_PATH to the media directory');
+  if (!st.isDirectory())
+    throw usageError(`storage path is not a directory: ${dir}`, 'set the storage path (STORAGE_PATH) to the media directory', 'storage-path');
   // a subdirectory we cannot read is skipped and reported; the storage directory itself is the backup
   try {
     await fsp.access(dir, fsConstants.R_OK | fsConstants.X_OK);

@@ -98,7 +98,8 @@ async function describeHolder(file: string): Promise<string | undefined> {
 export async function acquireLock(backupDir: string, command: string, options: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Lock> {
   const notWritable = (err: unknown) =>
     new BackupError('USAGE', `backup directory is not writable: ${backupDir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, {
-      hint: 'set --backup-dir or BACKUP_DIR to a writable directory',
+      hint: 'set the backup directory (BACKUP_DIR) to a writable directory',
+      remedy: 'backup-dir-writable',
     });
   await ensureDir(backupDir).catch((err) => {
     throw notWritable(err);
@@ -129,7 +130,8 @@ export async function acquireLock(backupDir: string, command: string, options: {
         continue;
       }
       throw new BackupError('LOCKED', `another vertex-backup run holds the lock on ${backupDir}: ${who ?? 'an unknown process'}`, {
-        hint: 'wait for it to finish, or pass --wait SECONDS',
+        hint: 'wait for it to finish, or wait for the lock (lockWaitMs)',
+        remedy: 'wait',
       });
     }
     await new Promise((r) => setTimeout(r, 250));

@@ -14,7 +14,7 @@ export interface DeltaSidecar {
   previous?: string;
   file_size?: number;
   original_path?: string;
-  encryption?: unknown;
+  encryption?: { recipients?: string[] };
   sqlite?: { page_size: number };
 }
 
@@ -23,7 +23,7 @@ export interface NextDeltaLevel {
   reason?: string;
 }
 
-/** A delta (level > 0) of a page chain; on an encrypting remote its file is `….pgdelta.age`. */
+/** A delta (level > 0) of a page chain: `.pgdelta`, or `.pgdelta.age` when encrypted (here or by an encrypting remote). */
 export const isPageDelta = (s: { level?: number; backup_path?: string } | undefined): boolean =>
   !!s && (s.level ?? 0) > 0 && /\.pgdelta(\.age)?$/.test(s.backup_path ?? '');
 
@@ -49,12 +49,31 @@ export function deltaChain(id: string, sidecars: (id: string) => DeltaSidecar | 
 export function nextDeltaLevel(
   previous: DeltaSidecar | undefined,
   sidecars: (id: string) => DeltaSidecar | undefined,
-  options: { full?: boolean; fullEveryMs: number; maxShare: number; now: Date; dbPath: string },
+  options: {
+    full?: boolean;
+    fullEveryMs: number;
+    maxShare: number;
+    now: Date;
+    dbPath: string;
+    /** the recipients (as sidecars describe them) this run encrypts to; none: plaintext */
+    encryptTo?: string[];
+  },
 ): NextDeltaLevel {
   if (options.full) return { level: 0, reason: 'a full (level 0) backup was asked for' };
   if (!previous || previous.level === undefined) return { level: 0, reason: 'no earlier incremental database backup' };
   if (previous.original_path !== options.dbPath) return { level: 0, reason: `the previous chain backs up ${previous.original_path}` };
-  if (previous.encryption) return { level: 0, reason: 'the previous chain is encrypted' };
+  // a chain is encrypted to one set of recipients throughout: a restore needs one key for all of it
+  const was = previous.encryption?.recipients ?? [];
+  const now = options.encryptTo ?? [];
+  if ([...was].sort().join('\n') !== [...now].sort().join('\n'))
+    return {
+      level: 0,
+      reason: !was.length
+        ? 'the previous chain is not encrypted'
+        : !now.length
+          ? 'the previous chain is encrypted'
+          : 'the previous chain is encrypted to other recipients',
+    };
   const chain = deltaChain(previous.id, sidecars);
   if (!chain) return { level: 0, reason: `the chain of database backup ${previous.id} is incomplete` };
   const base = sidecars(chain[0])!;

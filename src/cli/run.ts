@@ -127,8 +127,10 @@ export function action(name: string, fn: Action) {
       if (controller.signal.aborted && controller.signal.reason instanceof BackupError) error = controller.signal.reason;
       exitCode = error.exitCode;
       if (controller.signal.aborted) exitCode = 128 + (String(controller.signal.reason?.message).includes('SIGINT') ? 2 : 15);
-      if (ui.opts.json) ui.json(errorDocument(error, exitCode));
-      ui.error(error.message, error.hint);
+      const { cliHint } = await import('./remedies.js');
+      const hint = cliHint(error);
+      if (ui.opts.json) ui.json(errorDocument({ code: error.code, message: error.message, hint }, exitCode));
+      ui.error(error.message, hint);
       const cause = (error.cause as Error | undefined) ?? error;
       if (global.verbose && cause.stack) process.stderr.write(`${redact(cause.stack)}\n`);
     } finally {

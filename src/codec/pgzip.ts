@@ -76,7 +76,8 @@ class BlockPool {
 
 const workerFailure = (detail: string) =>
   new BackupError('FAILED', `parallel gzip: a compression thread failed: ${detail}`, {
-    hint: 'this is a bug or the system is out of memory; retry, or use --compression zstd',
+    hint: 'this is a bug or the system is out of memory; retry, or compress with zstd',
+    remedy: 'compression',
   });
 
 /**

@@ -60,7 +60,8 @@ export function plaintextProblem(stage: AgeDecryptStream, info: EncryptionInfo):
 /** No identity at all: the message names the recipients so the user knows which key to bring. */
 export function needIdentity(ctx: Omit<DecryptContext, 'identities'>): BackupError {
   return new BackupError('DAMAGED', `${ctx.subject} is encrypted (to ${ctx.info.recipients.join(', ')}) and cannot be read without a key`, {
-    hint: 'pass the identity file with --identity FILE (or AGE_IDENTITY_FILE; a passphrase with AGE_PASSPHRASE_FILE)',
+    hint: 'give the age identity that opens it (AGE_IDENTITY_FILE, or a passphrase in AGE_PASSPHRASE_FILE)',
+    remedy: 'identity',
   });
 }
 

@@ -109,6 +109,7 @@ export async function uploadEncrypted(
   const result: UploadResult = { uploaded: [], skipped: [], bytes: 0 };
   const rs = await readRemoteSidecar(remote, type, id, options).catch(() => undefined);
   const to = recipients.map(describeRecipient);
+  if (local.components) return uploadEncryptedComponents(remote, backupDir, type, local, recipients, options, rs?.sidecar, result);
   const doneArtifact = await remoteHas(
     remote,
     type,
@@ -168,6 +169,75 @@ export async function uploadEncrypted(
     const bytes = Buffer.from(`${JSON.stringify(await sealSidecar(remoteSidecar, recipients), null, 2)}\n`);
     await writeFresh(tmpSidecar, bytes);
     await retrying(remote, options).put(scRel, tmpSidecar, { signal: options.signal });
+    options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
+    result.uploaded.push(scRel);
+    result.bytes += bytes.length;
+    return result;
+  } finally {
+    await fsp.rm(tmpSidecar, { force: true });
+  }
+}
+
+/**
+ * A backup of sources (PostgreSQL dumps and globals, issue 23) names its files in `components`, not in
+ * `backup_path`: each is encrypted on its own (`<file>.age`), or sent as it is when create --encrypt
+ * already encrypted it, so the remote's sidecar describes them the way a locally encrypted one does.
+ */
+async function uploadEncryptedComponents(
+  remote: Remote,
+  backupDir: string,
+  type: BackupType,
+  local: Sidecar,
+  recipients: Recipient[],
+  options: TransferOptions,
+  theirs: Sidecar | undefined,
+  result: UploadResult,
+): Promise<UploadResult> {
+  const dir = path.join(backupDir, TYPE_DIR[type]);
+  const to = recipients.map(describeRecipient);
+  const r = retrying(remote, options);
+  const components: NonNullable<Sidecar['components']> = [];
+  let all = true;
+  for (const c of local.components!) {
+    if (c.encryption) {
+      const rel = `${TYPE_DIR[type]}/${c.file}`;
+      const have = await r.stat(rel);
+      if (have && have.size === c.size && (!have.checksum || have.checksum === c.checksum)) result.skipped.push(rel);
+      else {
+        all = false;
+        await r.put(rel, path.join(dir, c.file), { signal: options.signal, checksum: c.checksum });
+        options.onEvent?.({ kind: 'upload', rel, size: c.size, ms: 0 });
+        result.uploaded.push(rel);
+        result.bytes += c.size;
+      }
+      components.push(c);
+      continue;
+    }
+    const stored = theirs?.components?.find((x) => x.kind === c.kind && x.name === c.name && x.role === c.role);
+    const done = await remoteHas(remote, type, stored, { checksum: c.checksum, size: c.size }, to, options);
+    if (done && stored) {
+      components.push({ ...c, file: stored.file, size: stored.size, checksum: stored.checksum, encryption: withChecksum(stored.encryption, c.checksum) });
+      result.skipped.push(done);
+      continue;
+    }
+    all = false;
+    const name = c.file + AGE_EXTENSION;
+    const rel = `${TYPE_DIR[type]}/${name}`;
+    const w = await encryptAndUpload(remote, dir, name, rel, recipients, options, createReadStream(path.join(dir, c.file)));
+    components.push({ ...c, file: name, size: w.size, checksum: w.checksum, encryption: { ...w.info, plaintext_checksum: c.checksum } });
+    result.uploaded.push(rel);
+    result.bytes += w.size;
+  }
+  const scRel = sidecarRel(type, local.id);
+  if (all && isSealed(theirs) && sameRecipients(theirs.sealed.recipients, to)) {
+    result.skipped.push(scRel);
+    return result;
+  }
+  const tmpSidecar = path.join(dir, `${path.basename(scRel)}.${uploadTag()}.upload.tmp`);
+  try {
+    const bytes = Buffer.from(`${JSON.stringify(await sealSidecar({ ...local, components }, recipients), null, 2)}\n`);
+    await writeFresh(tmpSidecar, bytes);
+    await r.put(scRel, tmpSidecar, { signal: options.signal });
     options.onEvent?.({ kind: 'upload', rel: scRel, size: bytes.length, ms: 0 });
     result.uploaded.push(scRel);
     result.bytes += bytes.length;

@@ -133,7 +133,7 @@ export async function readRemoteSidecar(
     bytes = await retrying(remote, options).attempt(rel, (raw) => readSmall(raw, rel));
   } catch (err) {
     if (err instanceof RemoteError && err.kind === 'missing') {
-      throw new BackupError('USAGE', `no ${type} backup ${id} on ${remote.url}`, { hint: 'list what the remote holds with: list --remote NAME' });
+      throw new BackupError('USAGE', `no ${type} backup ${id} on ${remote.url}`, { hint: 'list what the remote holds', remedy: 'remote-list' });
     }
     throw err;
   }

@@ -121,7 +121,8 @@ export async function checkBackupDirWritable(dir: string): Promise<void> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new BackupError('USAGE', `backup directory is not writable: ${dir} (${code ?? (err as Error).message})`, {
-      hint: 'set --backup-dir or BACKUP_DIR to a writable directory',
+      hint: 'set the backup directory (BACKUP_DIR) to a writable directory',
+      remedy: 'backup-dir-writable',
     });
   }
 }
@@ -191,7 +192,8 @@ export async function checkFreeSpace(
       'NO_SPACE',
       `not enough free space at ${cfg.backupDir}: the backup needs about ${formatBytes(needed)}, ${formatBytes(free)} is free`,
       {
-        hint: 'free some space or remove old backups (vertex-backup rotate --max-backups N)',
+        hint: 'free some space or remove old backups (rotate)',
+        remedy: 'remove-old',
       },
     );
   }
@@ -222,11 +224,7 @@ async function backupDatabasePart(cfg: Config, id: string, opts: CreateOptions, 
     return { type: 'database', id, sidecarPath: b.sidecarPath, files: b.files, sizeBytes: b.size, durationMs: b.durationMs, warnings: [], databases };
   }
   if (opts.database?.incremental) {
-    if (recipients)
-      throw new BackupError('USAGE', 'incremental database backups (page deltas) are not encrypted yet', {
-        hint: 'leave out --incremental, or the recipients (--recipient, BACKUP_RECIPIENTS) for this database',
-      });
-    const b = await backupDatabaseIncremental(cfg, id, opts.now?.() ?? new Date(), opts.database, opts.signal);
+    const b = await backupDatabaseIncremental(cfg, id, opts.now?.() ?? new Date(), opts.database, opts.signal, recipients);
     return {
       type: 'database',
       id,
@@ -557,7 +555,8 @@ export async function checkInputs(cfg: Config, type: BackupType, storage: Storag
     // inside the storage directory it is left out of the archive (packTree); being it cannot work
     if ((await pathsInside(cfg.storagePath, [cfg.backupDir])).includes('')) {
       throw new BackupError('USAGE', `the backup directory ${cfg.backupDir} is the storage directory`, {
-        hint: 'set --backup-dir or BACKUP_DIR to a directory outside the storage directory',
+        hint: 'set the backup directory (BACKUP_DIR) to a directory outside the storage directory',
+        remedy: 'backup-dir-outside',
       });
     }
   }

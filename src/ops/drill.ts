@@ -435,7 +435,8 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     const locked = parts.find((p) => p?.sidecar?.encryption);
     if (locked) {
       throw new BackupError('USAGE', `${locked.type} backup ${locked.id} is encrypted: the drill needs the key to restore it`, {
-        hint: 'pass --identity FILE (or set AGE_IDENTITY_FILE; a passphrase: AGE_PASSPHRASE_FILE)',
+        hint: 'give the age identity that opens it (AGE_IDENTITY_FILE, or a passphrase in AGE_PASSPHRASE_FILE)',
+        remedy: 'identity',
       });
     }
   }
@@ -455,7 +456,8 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
     if (!verified.ok) throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${verified.problems.join('; ')}`);
     if (verified.encryption === 'ciphertext')
       throw new BackupError('USAGE', `${entry.type} backup ${entry.id} is encrypted: the drill needs the key to restore it`, {
-        hint: 'pass --identity FILE (or configure the key)',
+        hint: 'give the age identity that opens it (or configure the key)',
+        remedy: 'identity',
       });
   }
   result.timings_ms.verify = Date.now() - t;
@@ -473,7 +475,7 @@ async function proveBackup(cfg: Config, chosen: BackupEntry, scratch: string, op
   let restoreEntry = entry;
   if (entry.type === 'database' && isPageDelta(entry.sidecar)) {
     const all = await listBackups(sourceDir, { type: 'database' });
-    const staged = await stageState(sourceDir, all, entry, path.join(scratch, `${entry.id}.state.db`));
+    const staged = await stageState(sourceDir, all, entry, path.join(scratch, `${entry.id}.state.db`), opts.identities);
     restoreEntry = staged.entry;
     const states = restorableStates(all, entry.sidecar?.original_path);
     const state = states.find((s) => s.id === entry.id);

@@ -30,7 +30,8 @@ export async function refuseUnexpectedlyEmpty(cfg: Config): Promise<void> {
     'USAGE',
     `storage directory ${cfg.storagePath} is empty, but storage backup ${previous.id} of it held ${countOf(held(previous.sidecar), 'file')}: is its disk mounted?`,
     {
-      hint: 'mount it and run again; to back up an empty directory on purpose, add --allow-empty',
+      hint: 'mount it and run again; to back up an empty directory on purpose, allow it (allowEmpty)',
+      remedy: 'allow-empty',
     },
   );
 }

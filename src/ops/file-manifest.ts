@@ -34,7 +34,7 @@ export async function storageWithManifest(backupDir: string, ref: string): Promi
 export function requireKey(identities: Identity[] | undefined, subject: string, info: EncryptionInfo): void {
   if (identities?.length) return;
   const e = needIdentity({ subject, info });
-  throw new BackupError('USAGE', e.message, { hint: e.hint });
+  throw new BackupError('USAGE', e.message, { hint: e.hint, remedy: e.remedy });
 }
 
 /**

@@ -58,7 +58,7 @@ export async function refuseForeignLink(p: string, what: 'database' | 'storage')
   throw new BackupError(
     'USAGE',
     `refusing to restore the ${what} through ${p}: ${which} a symlink owned by uid ${link.uid} that leads to ${to ? `something owned by uid ${to.uid}` : 'nothing'} (${await fsp.readlink(link.link).catch(() => '?')})`,
-    { hint: `check who replaced ${p}; set the real path with --${what === 'database' ? 'db' : 'storage'}-path, or use --target DIR` },
+    { hint: `check who replaced ${p}; set the real ${what} path, or restore into another directory`, remedy: { kind: `foreign-link-${what}`, subject: p } },
   );
 }
 

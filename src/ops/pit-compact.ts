@@ -1,3 +1,4 @@
+import { createReadStream } from 'node:fs';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { type PageDeltaEntry, PageDeltaWriter, readDeltaPage, verifyPageDelta } from '../archive/page-delta.js';
@@ -8,6 +9,9 @@ import type { Sidecar } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { BackupError } from '../errors.js';
 import { fsyncDir, writeFileAtomic } from '../fsutil.js';
+import { PartWriter } from '../archive/parts.js';
+import { decryptToFile, encryptFileInto } from '../crypto/age-artifact.js';
+import { describeRecipient, type Identity, type Recipient } from '../crypto/age-keys.js';
 import { faultPoint } from './fault-point.js';
 import { type RestorableState, restorableStates } from './pit.js';
 
@@ -51,6 +55,27 @@ export function statesToKeep(states: RestorableState[], now: Date): Set<string> 
 }
 
 /**
+ * The states the point-in-time window protects from the count and calendar rules: every state of the
+ * last day, the newest of each hour for a week. Older ones, level 0s included, are the rules' to keep
+ * (statesToKeep above also keeps one a day and every level 0: merging never removes those, the rules may).
+ */
+export function windowStates(states: RestorableState[], now: Date): Set<string> {
+  const keep = new Set<string>();
+  const hours = new Map<string, RestorableState>();
+  for (const s of states) {
+    const age = now.getTime() - s.at.getTime();
+    if (age < KEEP_ALL_MS) keep.add(s.id);
+    else if (age < KEEP_HOURLY_MS) {
+      const hour = s.at.toISOString().slice(0, 13);
+      const had = hours.get(hour);
+      if (!had || had.at.getTime() < s.at.getTime()) hours.set(hour, s);
+    }
+  }
+  for (const s of hours.values()) keep.add(s.id);
+  return keep;
+}
+
+/**
  * Retention in time for page chains, done by `rotate` before its count and GFS rules: a delta that is
  * not kept is merged into the next kept state of its chain (the union of their page maps, newest page
  * wins: no replay), which then names the kept state below as its `previous`. Crash-safe in this order:
@@ -58,7 +83,17 @@ export function statesToKeep(states: RestorableState[], now: Date): Set<string> 
  * the old file and the merged deltas go, newest first, so whatever a kill leaves is a valid chain or a
  * dead branch nothing needs (removed by the next rotate).
  */
-export async function compactPageChains(cfg: Config, opts: { now?: Date; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<CompactResult> {
+export async function compactPageChains(
+  cfg: Config,
+  opts: {
+    now?: Date;
+    dryRun?: boolean;
+    signal?: AbortSignal;
+    /** an encrypted chain's deltas are merged only with a key to read them and its recipients to encrypt the merge to */
+    identities?: Identity[];
+    recipients?: Recipient[];
+  } = {},
+): Promise<CompactResult> {
   const now = opts.now ?? new Date();
   const result: CompactResult = { merged: [], rewritten: [], dropped: [], bytesBefore: 0, bytesAfter: 0, problems: [] };
   const entries = await listBackups(cfg.backupDir, { type: 'database' });
@@ -69,7 +104,7 @@ export async function compactPageChains(cfg: Config, opts: { now?: Date; dryRun?
     for (const e of entries) {
       if (e.status !== 'ok' || !isPageDelta(e.sidecar)) continue;
       const current = path.basename(e.sidecar!.backup_path!);
-      for (const f of e.files) if (f.endsWith('.pgdelta') && path.basename(f) !== current) await fsp.rm(f, { force: true });
+      for (const f of e.files) if (/\.pgdelta(\.age)?$/.test(f) && path.basename(f) !== current) await fsp.rm(f, { force: true });
     }
   const states = restorableStates(entries);
   const keep = statesToKeep(states, now);
@@ -92,7 +127,7 @@ export async function compactPageChains(cfg: Config, opts: { now?: Date; dryRun?
       continue;
     }
     try {
-      const merged = await mergeInto(dir, group, keptBelow);
+      const merged = await mergeInto(dir, group, keptBelow, top.sidecar!.encryption ? encryptionFor(top.sidecar!, opts) : undefined);
       result.bytesAfter += merged.file_size ?? 0;
       top.sidecar = merged;
       for (const id of below) result.merged.push({ id, into: top.id });
@@ -119,26 +154,58 @@ export async function compactPageChains(cfg: Config, opts: { now?: Date; dryRun?
   return result;
 }
 
-async function mergeInto(dir: string, group: BackupEntry[], keptBelow: string): Promise<Sidecar> {
+/** The key and recipients to merge an encrypted chain's deltas with; throws (the chain is left as it is) when either is not at hand. */
+function encryptionFor(s: Sidecar, opts: { identities?: Identity[]; recipients?: Recipient[] }): { identities: Identity[]; recipients: Recipient[] } {
+  const want = [...(s.encryption?.recipients ?? [])].sort().join(' ');
+  const have = (opts.recipients ?? []).map(describeRecipient).sort().join(' ');
+  if (!opts.identities?.length || want !== have)
+    throw new BackupError('USAGE', 'its deltas are encrypted: merging them needs the key (AGE_IDENTITY_FILE) and the same recipients (BACKUP_RECIPIENTS)', {
+      hint: 'every state is kept meanwhile; a new level 0 (--full-every) lets the old chain go by the rules',
+    });
+  return { identities: opts.identities, recipients: opts.recipients! };
+}
+
+async function mergeInto(
+  dir: string,
+  group: BackupEntry[],
+  keptBelow: string,
+  encrypted?: { identities: Identity[]; recipients: Recipient[] },
+): Promise<Sidecar> {
   const top = group.at(-1)!;
   const s = top.sidecar!;
   const files = group.map((e) => path.join(dir, path.basename(e.sidecar!.backup_path!)));
+  // encrypted deltas are read from plaintext temp copies (`….tmp`: removed by the next run if killed)
+  const temps: string[] = [];
+  const tag = Date.now().toString(36);
   const newest = new Map<number, { file: number; entry: PageDeltaEntry }>();
   let pageSize = 0;
   let pageCount = 0;
-  for (const [i, f] of files.entries()) {
-    const idx = await verifyPageDelta(f);
-    pageSize = idx.pageSize;
-    pageCount = idx.pageCount;
-    for (const e of idx.entries) newest.set(e.pgno, { file: i, entry: e });
-  }
   // a new name each time: the committed file of this state is never overwritten
-  const name = `${baseName('database', top.id)}.m${Date.now().toString(36)}.pgdelta`;
-  const writer = new PageDeltaWriter(path.join(dir, name), { pageSize, pageCount, createdMs: Date.parse(s.created_at ?? '') || Date.now() });
-  await writer.open();
+  const plainName = `${baseName('database', top.id)}.m${tag}.pgdelta`;
+  const name = encrypted ? `${plainName}.age` : plainName;
+  const plainFile = path.join(dir, encrypted ? `${plainName}.plain.tmp` : plainName);
+  let writer: PageDeltaWriter | undefined;
   const handles = new Map<number, fsp.FileHandle>();
-  let committed: { size: number; checksum: string; pages: number };
+  let committed: { size: number; checksum: string; pages: number; encryption?: Sidecar['encryption'] };
   try {
+    for (const [i, e] of group.entries()) {
+      const es = e.sidecar!;
+      if (es.encryption) {
+        if (!encrypted) throw new BackupError('USAGE', `database backup ${es.id} is encrypted, the state it merges into is not`);
+        const tmp = path.join(dir, `${baseName('database', top.id)}.m${tag}.${i}.plain.tmp`);
+        temps.push(tmp);
+        await decryptToFile(createReadStream(files[i]), tmp, { identities: encrypted.identities, subject: `database backup ${es.id}`, info: es.encryption });
+        files[i] = tmp;
+      }
+    }
+    for (const [i, f] of files.entries()) {
+      const idx = await verifyPageDelta(f);
+      pageSize = idx.pageSize;
+      pageCount = idx.pageCount;
+      for (const e of idx.entries) newest.set(e.pgno, { file: i, entry: e });
+    }
+    writer = new PageDeltaWriter(plainFile, { pageSize, pageCount, createdMs: Date.parse(s.created_at ?? '') || Date.now() });
+    await writer.open();
     for (const pgno of [...newest.keys()].sort((a, b) => a - b)) {
       if (pgno > pageCount) continue;
       const { file, entry } = newest.get(pgno)!;
@@ -150,11 +217,25 @@ async function mergeInto(dir: string, group: BackupEntry[], keptBelow: string): 
       await writer.add(pgno, await readDeltaPage(fh, files[file], entry, pageSize), entry.hash);
     }
     committed = await writer.commit();
+    for (const fh of handles.values()) await fh.close();
+    handles.clear();
+    if (encrypted) {
+      const w = new PartWriter(dir, name);
+      try {
+        const encryption = await encryptFileInto(plainFile, w, encrypted.recipients);
+        committed = { ...(await w.commit()), pages: committed.pages, encryption };
+      } catch (err) {
+        await w.abort();
+        throw err;
+      }
+    }
   } catch (err) {
-    await writer.abort();
+    await writer?.abort();
     throw err;
   } finally {
     for (const fh of handles.values()) await fh.close();
+    if (encrypted) await fsp.rm(plainFile, { force: true });
+    for (const t of temps) await fsp.rm(t, { force: true });
   }
   faultPoint('compact-written');
   const sidecar: Sidecar = {
@@ -162,6 +243,7 @@ async function mergeInto(dir: string, group: BackupEntry[], keptBelow: string): 
     backup_path: name,
     file_size: committed.size,
     checksum: committed.checksum,
+    encryption: committed.encryption ?? s.encryption,
     pages: committed.pages,
     previous: keptBelow,
     references: [keptBelow, top.id],

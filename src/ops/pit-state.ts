@@ -13,7 +13,10 @@ import type { Sidecar } from '../catalog/sidecar.js';
 import { BackupError, toBackupError } from '../errors.js';
 import { createExclusive } from '../fsutil.js';
 import { removeSqliteSidecars, tableRows } from '../sources/sqlite.js';
+import { decryptStage, plaintextProblem } from '../crypto/age-artifact.js';
+import type { Identity } from '../crypto/age-keys.js';
 import { faultPoint } from './fault-point.js';
+import { requireKey } from './file-manifest.js';
 
 /*
  * A state of a page chain rebuilt from its level 0 and deltas, apart from restoring it (pit.ts): restore
@@ -50,8 +53,10 @@ async function copyHashing(from: string, to: string): Promise<string> {
  * version among the chain's deltas written once (the union of their page maps: no replay), the file cut
  * to the state's size. Every delta is checked whole first (its checksum and every page's hash); the
  * result must match the tables and row counts recorded at backup time (integrity_check: see checkState).
+ * An encrypted chain's files are decrypted with `identities` (the level 0 into the staging file, each
+ * delta into a temp file beside it, removed when done), each checked against its plaintext checksum.
  */
-export async function rebuildState(dir: string, entries: BackupEntry[], id: string, staging: string): Promise<RebuiltDatabase> {
+export async function rebuildState(dir: string, entries: BackupEntry[], id: string, staging: string, identities: Identity[] = []): Promise<RebuiltDatabase> {
   const byId = new Map(entries.filter((e) => e.type === 'database' && e.status === 'ok').map((e) => [e.id, e]));
   const chain = deltaChain(id, (cid) => byId.get(cid)?.sidecar as never);
   if (!chain)
@@ -60,13 +65,21 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
     });
   const fileOf = (cid: string) => path.join(dir, path.basename(byId.get(cid)!.sidecar!.backup_path!));
   const base = byId.get(chain[0])!.sidecar!;
-  // only a download from an encrypting remote holds an encrypted chain (a local one starts a new level 0);
-  // restore.ts decrypts it when given a key, so what is still encrypted here had none
-  const locked = chain.map((cid) => byId.get(cid)!.sidecar!).find((s) => s.encryption);
-  if (locked)
-    throw new BackupError('USAGE', `database backup ${locked.id} is encrypted: the state is rebuilt from its plaintext, which needs the key`, {
-      hint: 'pass --identity FILE (or set AGE_IDENTITY_FILE; a passphrase: AGE_PASSPHRASE_FILE)',
-    });
+  const decrypted: string[] = [];
+  // decrypted into a new private file, as the plain copy is (never through a planted link), and checked
+  // against the recorded plaintext size and checksum
+  const decrypt = async (s: Sidecar, to: string) => {
+    const stage = decryptStage({ identities, subject: `database backup ${s.id}`, info: s.encryption! });
+    const out = await createExclusive(to);
+    await pipeline(createReadStream(fileOf(s.id), { highWaterMark: 1 << 20 }), stage, out.createWriteStream({ highWaterMark: 1 << 20 }));
+    const problem = plaintextProblem(stage, s.encryption!);
+    if (problem) throw new BackupError('DAMAGED', `database backup ${s.id}: ${problem}`, { hint: 'restore to another moment' });
+  };
+  // no key: exit 2 naming --identity before anything is read or written
+  for (const cid of chain) {
+    const cs = byId.get(cid)!.sidecar!;
+    if (cs.encryption) requireKey(identities, `database backup ${cid}`, cs.encryption);
+  }
   const target = byId.get(id)!.sidecar!;
   const pageSize = base.sqlite!.page_size;
   await fsp.rm(staging, { force: true });
@@ -75,18 +88,29 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
     // the level 0 is checked against its checksum as it is copied (the bytes hashed are the bytes written,
     // so a file swapped on the backup disk between a check and a copy cannot slip in); the deltas by
     // their own checksums. The copy is 0600 from its creation and never written through a planted link.
-    const checksum = await copyHashing(fileOf(chain[0]), staging);
-    if (checksum !== base.checksum)
-      throw new BackupError('DAMAGED', `database backup ${base.id} does not match its checksum`, { hint: 'restore to another moment' });
+    // An encrypted level 0 is decrypted into it instead: age authenticates it, and its recorded
+    // plaintext checksum is checked as it is written.
+    if (base.encryption) await decrypt(base, staging);
+    else {
+      const checksum = await copyHashing(fileOf(chain[0]), staging);
+      if (checksum !== base.checksum)
+        throw new BackupError('DAMAGED', `database backup ${base.id} does not match its checksum`, { hint: 'restore to another moment' });
+    }
     faultPoint('pit-base');
     const newest = new Map<number, { file: number; entry: PageDeltaEntry }>();
     let pageCount = base.sqlite!.page_count;
     const files = chain.slice(1).map(fileOf);
-    for (const [i, f] of files.entries()) {
-      const idx = await verifyPageDelta(f);
+    for (let i = 0; i < files.length; i++) {
       const s = byId.get(chain[i + 1])!.sidecar!;
+      if (s.encryption) {
+        files[i] = `${staging}.d${i}`;
+        decrypted.push(files[i]);
+        await decrypt(s, files[i]);
+      }
+      const idx = await verifyPageDelta(files[i]);
       if (idx.pageSize !== pageSize) throw new BackupError('DAMAGED', `database backup ${s.id} has pages of ${idx.pageSize} bytes, its chain ${pageSize}`);
-      if (idx.size !== s.file_size) throw new BackupError('DAMAGED', `database backup ${s.id} is ${idx.size} bytes, its metadata says ${s.file_size}`);
+      const size = s.encryption ? s.encryption.plaintext_size : s.file_size;
+      if (idx.size !== size) throw new BackupError('DAMAGED', `database backup ${s.id} is ${idx.size} bytes, its metadata says ${size}`);
       pageCount = idx.pageCount;
       for (const e of idx.entries) newest.set(e.pgno, { file: i, entry: e });
     }
@@ -119,6 +143,8 @@ export async function rebuildState(dir: string, entries: BackupEntry[], id: stri
     await fsp.rm(staging, { force: true });
     removeSqliteSidecars(staging);
     throw toBackupError(err, `rebuilding database state ${id}`);
+  } finally {
+    for (const f of decrypted) await fsp.rm(f, { force: true });
   }
 }
 
@@ -161,13 +187,15 @@ export async function stageState(
   entries: BackupEntry[],
   entry: BackupEntry,
   staging: string,
+  identities?: Identity[],
 ): Promise<{ entry: BackupEntry; deltas: number }> {
-  const rebuilt = await rebuildState(typeDir(backupDir, 'database'), entries, entry.id, staging);
+  const rebuilt = await rebuildState(typeDir(backupDir, 'database'), entries, entry.id, staging, identities);
   return {
     entry: {
       ...entry,
       sidecarPath: path.join(path.dirname(staging), `${path.basename(staging)}.json`),
-      sidecar: { ...entry.sidecar!, backup_path: path.basename(staging) },
+      // the staged state is plaintext, whatever its chain's files were
+      sidecar: { ...entry.sidecar!, backup_path: path.basename(staging), encryption: undefined },
     },
     deltas: rebuilt.deltas,
   };

@@ -9,7 +9,11 @@ import { BackupError, argumentError } from '../errors.js';
 import { parseDuration } from '../schedule/duration.js';
 import { removeSqliteSidecars } from '../sources/sqlite.js';
 import { lockAndHeal } from './restore-journal.js';
+import { type FetchedBackup, fetchRemoteBackup } from './restore-fetch.js';
 import { type RestoreOptions, type RestoreResult, restoreLocked } from './restore.js';
+import type { TransferOptions } from '../offsite/transfer.js';
+import { listRemoteBackups } from '../offsite/transfer.js';
+import type { Remote } from '../remote/remote.js';
 import { stageState } from './pit-state.js';
 
 export { type RebuiltDatabase, rebuildState, stageState } from './pit-state.js';
@@ -60,59 +64,84 @@ export interface PointInTimeResult extends RestoreResult {
   /** the moment asked for */
   at?: string;
   deltas: number;
+  /** restore --from: what was downloaded (the state's chain) */
+  fetched?: FetchedBackup;
+}
+
+/** The state `want` names among `states`; exit 2 naming the oldest when there is none. */
+function pickState(states: RestorableState[], want: { at?: Date; id?: string }, where: { dir?: string; remote?: string }): RestorableState {
+  const state = want.id ? states.find((s) => s.id === want.id) : stateAt(states, want.at!);
+  if (state) return state;
+  const first = states[0];
+  throw new BackupError(
+    'USAGE',
+    want.id
+      ? `no restorable database state ${want.id} ${where.remote ? `on ${where.remote}` : `in ${where.dir}`}`
+      : `no database state at or before ${want.at!.toISOString()}${where.remote ? ` on ${where.remote}` : ''}${first ? `: the oldest is ${first.at.toISOString()} (${first.id})` : ': there is no database backup'}`,
+    { argument: true, hint: 'vertex-backup list --type database (or list --remote NAME) shows the restorable window' },
+  );
 }
 
 /**
  * `restore --at T` (or the id of a delta): the newest state at or before T rebuilt in a staging file
  * beside the backups and checked, then restored like a database backup (the live one copied aside,
  * the state written into it through SQLite's backup API).
+ *
+ * With `from` (restore --from REMOTE): the state is picked from the remote's listing, its chain
+ * downloaded and verified into a temporary directory beside the backups (restore.ts fetchRemoteBackup:
+ * an encrypting remote's sidecars unsealed with the identities), and picked again there: a sealed
+ * sidecar shows only when its run started, the unsealed one when its snapshot was taken.
  */
-export async function restoreDatabaseState(cfg: Config, want: { at?: Date; id?: string }, opts: RestoreOptions = {}): Promise<PointInTimeResult> {
+export async function restoreDatabaseState(
+  cfg: Config,
+  want: { at?: Date; id?: string },
+  opts: RestoreOptions & { from?: { remote: Remote; transfer?: TransferOptions } } = {},
+): Promise<PointInTimeResult> {
   const started = Date.now();
-  const { lock, healed } = await lockAndHeal(cfg.backupDir, `restore --at ${want.at?.toISOString() ?? want.id}`, {
-    waitMs: opts.lockWaitMs,
-    signal: opts.signal,
-    live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
-  });
-  const dir = typeDir(cfg.backupDir, 'database');
+  const { from, ...restoreOpts } = opts;
+  const { lock, healed } = await lockAndHeal(
+    cfg.backupDir,
+    `restore ${want.at ? `--at ${want.at.toISOString()}` : want.id}${from ? ` --from ${from.remote.url}` : ''}`,
+    {
+      waitMs: opts.lockWaitMs,
+      signal: opts.signal,
+      live: { dbPath: cfg.dbPath, storagePath: cfg.storagePath, target: opts.target, config: cfg },
+    },
+  );
+  let sourceDir = cfg.backupDir;
+  let fetched: FetchedBackup | undefined;
   let staging: string | undefined;
   try {
-    const entries = await listBackups(cfg.backupDir, { type: 'database' });
-    const states = restorableStates(entries, cfg.dbPath);
-    let state: RestorableState | undefined;
-    if (want.id) state = states.find((s) => s.id === want.id);
-    else state = stateAt(states, want.at!);
-    if (!state) {
-      const first = states[0];
-      throw new BackupError(
-        'USAGE',
-        want.id
-          ? `no restorable database state ${want.id} in ${cfg.backupDir}`
-          : `no database state at or before ${want.at!.toISOString()}${first ? `: the oldest is ${first.at.toISOString()} (${first.id})` : ': there is no database backup'}`,
-        { argument: true, hint: 'vertex-backup list --type database shows the restorable window' },
-      );
+    if (from) {
+      const listed = await listRemoteBackups(from.remote, { ...from.transfer, type: 'database' });
+      const candidate = pickState(restorableStates(listed, cfg.dbPath), want, { remote: from.remote.url });
+      fetched = await fetchRemoteBackup(from.remote, candidate.id, cfg.backupDir, { ...from.transfer, type: 'database', identities: opts.identities ?? [] });
+      sourceDir = fetched.dir;
     }
+    const entries = await listBackups(sourceDir, { type: 'database' });
+    const state = pickState(restorableStates(entries, cfg.dbPath), want, from ? { remote: from.remote.url } : { dir: cfg.backupDir });
     const entry = entries.find((e) => e.id === state.id)!;
     let restoreEntry = entry;
     let deltas = 0;
     if (isPageDelta(entry.sidecar)) {
-      staging = path.join(dir, `${baseName('database', state.id)}.pit.tmp`);
-      const staged = await stageState(cfg.backupDir, entries, entry, staging);
+      staging = path.join(typeDir(sourceDir, 'database'), `${baseName('database', state.id)}.pit.tmp`);
+      const staged = await stageState(sourceDir, entries, entry, staging, opts.identities);
       deltas = staged.deltas;
       restoreEntry = staged.entry;
     }
     const result = await restoreLocked(
       cfg,
-      { sourceDir: cfg.backupDir, entry: restoreEntry },
-      { ...opts, verify: restoreEntry === entry ? opts.verify : false, only: 'database' },
+      { sourceDir, entry: restoreEntry },
+      { ...restoreOpts, verify: restoreEntry === entry ? opts.verify : false, only: 'database' },
       started,
     );
-    return { ...result, verified: restoreEntry === entry ? result.verified : true, healed, state, at: want.at?.toISOString(), deltas };
+    return { ...result, verified: restoreEntry === entry ? result.verified : true, healed, state, at: want.at?.toISOString(), deltas, fetched };
   } finally {
     if (staging) {
       await fsp.rm(staging, { force: true }).catch(() => {});
       removeSqliteSidecars(staging);
     }
+    if (fetched) await fsp.rm(fetched.dir, { recursive: true, force: true }).catch(() => {});
     lock.release();
   }
 }

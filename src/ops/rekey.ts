@@ -138,7 +138,10 @@ async function rekeyEntry(entry: BackupEntry, opts: RekeyOptions): Promise<Rekey
 export async function rekeyBackups(backupDir: string, sel: VerifySelection, opts: RekeyOptions): Promise<RekeyedFile[]> {
   if (!sel.ref && !sel.all && !sel.latest) throw new BackupError('USAGE', 'rekey needs a backup id, latest, or --all');
   if (!opts.identities.length)
-    throw new BackupError('USAGE', 'rekey needs the current identity to unwrap the file keys', { hint: 'pass --identity FILE (or AGE_IDENTITY_FILE)' });
+    throw new BackupError('USAGE', 'rekey needs the current identity to unwrap the file keys', {
+      hint: 'give the current age identity (AGE_IDENTITY_FILE)',
+      remedy: 'identity',
+    });
   const lock = await acquireLock(backupDir, 'rekey', { waitMs: opts.lockWaitMs, signal: opts.signal });
   try {
     const lookup = componentLookup(backupDir);

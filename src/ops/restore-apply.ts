@@ -12,7 +12,7 @@ import type { StagedDatabase, StagedStorage } from './restore-stage.js';
 /** The same error with what the run did (or did not do) to the live data added to its message. */
 export function withState(err: unknown, state: string, context: string): BackupError {
   const e = toBackupError(err, context);
-  return new BackupError(e.code, `${e.message}; ${state}`, { hint: e.hint, cause: e.cause ?? err });
+  return new BackupError(e.code, `${e.message}; ${state}`, { hint: e.hint, remedy: e.remedy, cause: e.cause ?? err });
 }
 
 export interface AppliedDatabase {

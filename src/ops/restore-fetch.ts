@@ -41,7 +41,7 @@ export async function fetchRemoteBackup(
     list.filter((x) => x.status === 'ok' || x.status === 'partial'),
     ref,
   );
-  if (!b) throw usageError(`no complete backup "${ref}" on ${remote.url}`, 'see what it holds with: list --remote NAME');
+  if (!b) throw usageError(`no complete backup "${ref}" on ${remote.url}`, 'see what it holds: list the remote', 'remote-list');
   await fsp.mkdir(backupDir, { recursive: true, mode: 0o700 });
   const dir = await fsp.mkdtemp(path.join(backupDir, `.remote-restore-${b.id}-`));
   let bytes = 0;
@@ -63,7 +63,11 @@ export async function fetchRemoteBackup(
   } catch (err) {
     await fsp.rm(dir, { recursive: true, force: true });
     if (err instanceof BackupError && err.code === 'DAMAGED') {
-      throw new BackupError('DAMAGED', `${err.message}: refusing to restore from it`, { hint: 'try an older backup: list --remote NAME', cause: err });
+      throw new BackupError('DAMAGED', `${err.message}: refusing to restore from it`, {
+        hint: 'try an older backup of the remote',
+        remedy: 'remote-older',
+        cause: err,
+      });
     }
     throw err;
   }

@@ -84,7 +84,10 @@ export async function stageDatabase(
   const existed = await exists(dbTo);
   if (existed) {
     await checkSourceDatabase(dbTo, 'current database').catch((err: BackupError) => {
-      throw new BackupError('USAGE', `refusing to restore over ${dbTo}: ${err.message}`, { hint: 'move that file away or use --target DIR' });
+      throw new BackupError('USAGE', `refusing to restore over ${dbTo}: ${err.message}`, {
+        hint: 'move that file away or restore into another directory',
+        remedy: 'target-not-over',
+      });
     });
   }
   return { file, existed };
@@ -127,7 +130,10 @@ async function planSwap(linkOrDest: string, id: string): Promise<{ swap: Storage
   await fsp.mkdir(parent, { recursive: true });
   const destStat = await fsp.lstat(dest).catch(() => undefined);
   if (destStat && !destStat.isDirectory())
-    throw new BackupError('USAGE', `storage path is not a directory: ${dest}`, { hint: 'set --storage-path to the media directory, or use --target DIR' });
+    throw new BackupError('USAGE', `storage path is not a directory: ${dest}`, {
+      hint: 'set the storage path to the media directory, or restore into another directory',
+      remedy: 'storage-path-or-target',
+    });
   // the contents swap also serves a directory whose parent we may not write: /var/www/app owned by root,
   // its storage by www-data, and the restore run as www-data
   const parentWritable = await fsp.access(parent, fsConstants.W_OK | fsConstants.X_OK).then(
@@ -160,7 +166,8 @@ async function roomToUnpack(s: Sidecar, swap: StorageSwap): Promise<Room> {
       'NO_SPACE',
       `not enough free space at ${where} to unpack the backup: it holds ${formatBytes(declared)}, ${formatBytes(free)} is free`,
       {
-        hint: 'free some space, or restore elsewhere with --target DIR',
+        hint: 'free some space, or restore into another directory',
+        remedy: 'target-space',
       },
     );
   }
@@ -194,7 +201,8 @@ export async function stageStorage(
   } catch (err) {
     if (err instanceof BackupError && maxBytes === room && /archive bomb/.test(err.message)) {
       throw new BackupError('NO_SPACE', `unpacking the backup would need more than the ${formatBytes(free)} free at ${where}`, {
-        hint: 'free some space, or restore elsewhere with --target DIR',
+        hint: 'free some space, or restore into another directory',
+        remedy: 'target-space',
       });
     }
     throw toBackupError(err, 'storage restore');
@@ -252,7 +260,10 @@ async function unpackChain(entry: BackupEntry, staging: string, room: number, op
 async function unpackArchive(entry: BackupEntry, staging: string, maxBytes: number, opts: StageOptions) {
   const s = entry.sidecar!;
   if (opts.include?.length)
-    throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest: --include needs one`, { hint: 'restore it whole with --target DIR' });
+    throw new BackupError('USAGE', `storage backup ${entry.id} has no file manifest: --include needs one`, {
+      hint: 'restore it whole into another directory',
+      remedy: 'target-include',
+    });
   const artifact = await openArtifact(path.dirname(entry.sidecarPath!), s, { identities: opts.identities, subject: `storage backup ${entry.id}` });
   const extracted = await extractArchive(artifact.stream, staging, {
     maxBytes,

@@ -142,7 +142,8 @@ async function verifyPhase(cfg: Config, source: RestoreSource, opts: RestoreOpti
     });
     if (!v.ok) {
       throw new BackupError('DAMAGED', `${entry.type} backup ${entry.id} failed verification: ${v.problems.join('; ')}`, {
-        hint: 'restore another backup, or pass --no-verify to restore it anyway',
+        hint: 'restore another backup, or restore it without verifying it first',
+        remedy: 'no-verify',
       });
     }
   } else if (!entry.sidecar) {
@@ -158,7 +159,8 @@ async function componentsOf(source: RestoreSource, opts: RestoreOptions): Promis
   if (only && entry.type !== 'full' && entry.type !== only)
     throw new BackupError('USAGE', `${entry.type} backup ${entry.id} holds no ${only}`, {
       argument: true,
-      hint: `--only ${only} picks one half of a full backup`,
+      hint: `restoring only the ${only} picks one half of a full backup`,
+      remedy: { kind: 'only', subject: only },
     });
   const half = async (type: 'database' | 'storage') =>
     only && only !== type
@@ -303,7 +305,7 @@ export async function restoreFromRemote(
       if (!entry) throw new BackupError('FAILED', `the downloaded backup ${fetched.id} is not where it was written (${fetched.dir})`);
       if (isPageDelta(entry.sidecar)) {
         // a page delta is no database on its own: the state it completes is rebuilt from the downloaded
-        // chain and checked (ops/pit.ts), as restore ID does locally; inside the download, removed with it
+        // chain and checked (ops/pit-state.ts), as restore ID does locally; inside the download, removed with it
         const { stageState } = await import('./pit-state.js');
         const all = await listBackups(fetched.dir, { type: 'database' });
         const staged = await stageState(fetched.dir, all, entry, path.join(fetched.dir, `${entry.id}.state.db`));

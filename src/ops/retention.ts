@@ -59,7 +59,7 @@ const TYPES: BackupType[] = ['full', 'database', 'storage'];
  * `now` is accepted for time-window rules; the calendar rules bucket by each backup's own time, so
  * the plan for a given catalog is the same whenever it is computed.
  */
-export function planRetention(items: RetentionItem[], policy: RetentionPolicy): RetentionPlan {
+export function planRetention(items: RetentionItem[], policy: RetentionPolicy, window?: { ids: Set<string>; reason: string }): RetentionPlan {
   const reasons = new Map<RetentionItem, string[]>();
   const removal = new Map<RetentionItem, string>();
   const keepFor = (item: RetentionItem, reason: string) => {
@@ -103,6 +103,15 @@ export function planRetention(items: RetentionItem[], policy: RetentionPolicy): 
       }
     }
   }
+
+  // database states the point-in-time window keeps (pit-compact.ts windowStates): whatever the count
+  // and calendar rules say, and with their chains (pinned below)
+  if (window)
+    for (const item of items) {
+      if (item.type !== 'database' || item.status !== 'ok' || !window.ids.has(item.id)) continue;
+      keepFor(item, window.reason);
+      removal.delete(item);
+    }
 
   // A full backup is a pair of pointers: deleting what it points to would break a kept backup.
   const byKey = new Map(items.map((i) => [`${i.type}:${i.id}`, i]));

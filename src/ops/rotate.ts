@@ -6,13 +6,16 @@ import { volumeBackupDirs } from '../catalog/volume-dirs.js';
 import { lockAndHeal } from './restore-journal.js';
 import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
-import { usageError } from '../errors.js';
+import { BackupError, usageError } from '../errors.js';
 import { type Remote, tempAgeMs } from '../remote/remote.js';
 import { retrying } from '../remote/retry.js';
 import { type TransferOptions, listRemoteBackups } from '../offsite/transfer.js';
 import { fsyncDir } from '../fsutil.js';
 import { planRetention, type RetentionItem, type RetentionPolicy } from './retention.js';
-import { type CompactResult, compactPageChains } from './pit-compact.js';
+import { type CompactResult, compactPageChains, windowStates } from './pit-compact.js';
+import { restorableStates } from './pit.js';
+import type { Identity, Recipient } from '../crypto/age-keys.js';
+import { loadIdentities, resolveRecipients } from '../crypto/age-settings.js';
 
 export interface RotateOptions {
   policy: RetentionPolicy;
@@ -91,10 +94,12 @@ export async function removeBackup(entry: BackupEntry): Promise<number> {
  * components of kept full backups included). The plan always sees every type, since a full backup
  * protects its components across types; `type` limits what goes.
  */
-export function planRotation(entries: BackupEntry[], policy: RetentionPolicy, type?: BackupType) {
+export function planRotation(entries: BackupEntry[], policy: RetentionPolicy, type?: BackupType, now = new Date()) {
   const byKey = new Map(entries.map((e) => [`${e.type}:${e.id}`, e]));
   const entryOf = (item: RetentionItem) => byKey.get(`${item.type}:${item.id}`)!;
-  const plan = planRetention(entries.map(toRetentionItem), policy);
+  // the restorable window of page chains first: --max-backups 7 must not cut a day of 30 s states to 7
+  const window = { ids: windowStates(restorableStates(entries.filter((e) => e.sidecar?.level !== undefined)), now), reason: 'point-in-time window' };
+  const plan = planRetention(entries.map(toRetentionItem), policy, window);
   const kept: { entry: BackupEntry; reasons: string[] }[] = [];
   const remove: { entry: BackupEntry; reason: string }[] = [];
   for (const k of plan.keep) if (!type || k.item.type === type) kept.push({ entry: entryOf(k.item), reasons: k.reasons });
@@ -111,10 +116,25 @@ function pinsOfEntry(entry: BackupEntry): string[] | undefined {
   return pins.length ? pins : undefined;
 }
 
+/**
+ * What merging an encrypted page chain takes: the key (AGE_IDENTITY_FILE / AGE_PASSPHRASE_FILE) and the
+ * recipients (BACKUP_RECIPIENTS) from the configuration. A key that cannot be read only leaves
+ * encrypted chains unmerged (compactPageChains says so): it is no reason to refuse the rotation.
+ */
+async function chainKeys(cfg: Config): Promise<{ identities?: Identity[]; recipients?: Recipient[] }> {
+  try {
+    return { identities: await loadIdentities({}, cfg.env), recipients: resolveRecipients({}, cfg.env) };
+  } catch {
+    return {};
+  }
+}
+
 /** Applies the retention policy; the caller holds the lock. */
 export async function runRotate(cfg: Config, opts: RotateOptions): Promise<RotateResult> {
   const compacted =
-    opts.type === undefined || opts.type === 'database' ? await compactPageChains(cfg, { dryRun: opts.dryRun, signal: opts.signal }) : undefined;
+    opts.type === undefined || opts.type === 'database'
+      ? await compactPageChains(cfg, { dryRun: opts.dryRun, signal: opts.signal, ...(await chainKeys(cfg)) })
+      : undefined;
   const plan = planRotation(await listBackups(cfg.backupDir), opts.policy, opts.type);
   const result: RotateResult = { dryRun: !!opts.dryRun, policy: opts.policy, kept: [], removed: [], freedBytes: 0 };
   if (compacted && (compacted.merged.length || compacted.dropped.length || compacted.problems.length)) result.compacted = compacted;
@@ -184,7 +204,10 @@ export async function rotateRemote(remote: Remote, options: RemoteRotateOptions)
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw usageError(`retention ${k} must be a whole number, got ${v}`);
   }
   if (!Object.values(p).some((v) => v !== undefined && v > 0)) {
-    throw usageError('remote rotation needs a policy that keeps something', 'give --max-backups N (N >= 1) or --keep-daily/weekly/monthly');
+    throw new BackupError('USAGE', 'remote rotation needs a policy that keeps something', {
+      hint: 'keep N >= 1 backups per type, or some daily/weekly/monthly ones',
+      remedy: 'remote-policy',
+    });
   }
   const r = retrying(remote, options);
   const plan = planRotation(await listRemoteBackups(r, { ...options, type: undefined }), p, options.type);

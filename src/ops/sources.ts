@@ -203,7 +203,8 @@ export async function restoreSources(cfg: Config, entry: BackupEntry, opts: Sour
   }
   if (opts.targetDb && data.length !== 1)
     throw new BackupError('USAGE', `--target-db restores one database: the backup holds ${data.map((c) => c.name).join(', ')}`, {
-      hint: 'name it with --database NAME',
+      hint: 'name the database to restore',
+      remedy: 'database-name',
     });
   const runId = timestampOf(new Date());
   return withTemp(async (tmp) => {

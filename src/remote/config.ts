@@ -63,7 +63,8 @@ export async function loadRemotesConfig(file: string, options: { required?: bool
       return { file: null, remotes: [], warnings: [] };
     }
     throw new BackupError('USAGE', `cannot read the remotes config ${file}: ${(err as Error).message}`, {
-      hint: 'pass --remotes-config FILE or set REMOTES_CONFIG',
+      hint: 'set REMOTES_CONFIG to the remotes file',
+      remedy: 'remotes-config',
     });
   }
   let raw: unknown;

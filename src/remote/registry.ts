@@ -55,7 +55,7 @@ function redactError(err: unknown): unknown {
     return new RemoteError(err.kind, message, { hint: err.hint, cause: err.cause });
   }
   if (err instanceof BackupError) {
-    return message === err.message ? err : new BackupError(err.code, message, { hint: err.hint, cause: err.cause });
+    return message === err.message ? err : new BackupError(err.code, message, { hint: err.hint, remedy: err.remedy, cause: err.cause });
   }
   err.message = message;
   return err;

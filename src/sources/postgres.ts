@@ -435,7 +435,8 @@ async function createDatabase(s: PostgresSettings, name: string, what = 'the dat
   await psqlScript(s, sql, `creating database ${name}`).catch((err: Error) => {
     if (!/already exists/.test(err.message)) throw err;
     throw new BackupError('USAGE', `${what}, ${name}, exists already on ${s.display}: nothing was changed`, {
-      hint: 'name a database that does not exist (--target-db NEW_NAME), or drop it first if it is a leftover',
+      hint: 'name a database that does not exist as the target, or drop it first if it is a leftover',
+      remedy: 'target-db-new',
     });
   });
 }
@@ -549,7 +550,7 @@ export class PostgresKind implements SourceKind {
       if (created) await dropDatabase(this.s, staging).catch(() => {});
       await req.record?.(undefined).catch(() => {});
       const e = err instanceof BackupError ? err : new BackupError('FAILED', (err as Error).message);
-      throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, cause: err });
+      throw new BackupError(e.code, `${e.message}; the live database ${live} was not touched`, { hint: e.hint, remedy: e.remedy, cause: err });
     }
     if (req.target) {
       await psql(this.s, ADMIN_DB, `COMMENT ON DATABASE ${quoteIdent(staging)} IS NULL`, `unmarking ${staging}`);

@@ -17,7 +17,8 @@ export async function checkSourceDatabase(file: string, what = 'database'): Prom
     const code = (err as NodeJS.ErrnoException).code;
     throw usageError(
       code === 'ENOENT' ? `${what} file not found: ${file}` : `cannot read ${what} file ${file}: ${code}`,
-      'set --db-path, DATABASE_PATH or DATABASE_URL to the application database',
+      'set the database path (DATABASE_PATH or DATABASE_URL) to the application database',
+      'db-path',
     );
   }
   if (!st.isFile()) throw usageError(`${what} path is not a file: ${file}`);

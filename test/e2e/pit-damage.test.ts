@@ -89,6 +89,52 @@ describe('page deltas (issue 28)', () => {
     expect(c.stdout).toMatch(/"level": 0/);
   }, 60_000);
 
+  it('a run plans from its cache only while the directory matches it: after a link cut short it follows the newest good state; after a plain backup it starts a level 0', async () => {
+    const { cwd, env, ids, sidecar } = await setup(4);
+    const create = async (args: string[] = []) => {
+      const r = await run(['create', '--type', 'database', ...args, '--json'], { cwd, env });
+      expect(r.code, describeRun(r)).toBe(0);
+      await new Promise((res) => setTimeout(res, 1000));
+      return parseJsonStdout<{ id: string; backups: { level: number }[]; notes?: string[] }>(r);
+    };
+    // the cache is right: the chain goes on
+    expect((await create(['--incremental'])).backups[0].level).toBe(4);
+    // a delta below the newest cut short (same name, fewer bytes): no delta on top of a chain no restore
+    // can rebuild; the run follows the newest good state (ids[1]) instead
+    const middle = path.join(env.BACKUP_DIR, 'database', sidecar(ids[2]).backup_path);
+    fs.truncateSync(middle, fs.statSync(middle).size - 10);
+    const after = await create(['--incremental']);
+    expect(after.backups[0].level).toBe(2);
+    expect(readJson<{ previous: string }>(path.join(env.BACKUP_DIR, 'database', `db_backup_${after.id}.json`)).previous).toBe(ids[1]);
+    const t = path.join(cwd, 'branch');
+    const r = await run(['restore', after.id, '--target', t, '--yes'], { cwd, env });
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(sqlite(path.join(t, 'app.db'), 'SELECT name FROM clients WHERE id = 1')).toBe('state 3');
+    // a plain database backup is the newest: the next incremental run follows it (a new chain)
+    await create();
+    expect((await create(['--incremental'])).backups[0].level).toBe(0);
+  }, 90_000);
+
+  it('rotate keeps every state of the last day whatever --max-backups says, older chains too', async () => {
+    const { cwd, env, ids } = await setup(3);
+    // a second chain: the first is no longer pinned by the newest state
+    const more: string[] = [];
+    for (const args of [['--full'], []]) {
+      const r = await run(['create', '--type', 'database', '--incremental', ...args, '--json'], { cwd, env });
+      expect(r.code, describeRun(r)).toBe(0);
+      more.push(parseJsonStdout<{ id: string }>(r).id);
+      await new Promise((res) => setTimeout(res, 1000));
+    }
+    const r = await run(['rotate', '--max-backups', '1', '--json'], { cwd, env });
+    expect(r.code, describeRun(r)).toBe(0);
+    const listed = parseJsonStdout<{ id: string }[]>(await run(['list', '--type', 'database', '--json'], { cwd, env }));
+    expect(listed.map((e) => e.id).sort()).toEqual([...ids, ...more].sort());
+    const t = path.join(cwd, 'old-chain');
+    const res = await run(['restore', ids[1], '--target', t, '--yes'], { cwd, env });
+    expect(res.code, describeRun(res)).toBe(0);
+    expect(sqlite(path.join(t, 'app.db'), 'SELECT name FROM clients WHERE id = 1')).toBe('state 1');
+  }, 90_000);
+
   it('rotate merges the deltas of an hour older than a day into its newest state, which still restores exactly', async () => {
     const { cwd, env, ids, sidecar } = await setup(5);
     // the run times moved three days back: 09:50 (level 0), 10:00, 10:20, 10:40, 11:10

@@ -4,10 +4,13 @@
  * process, the copies kept aside, confirmation (no TTY, a real pty answering n / y), damaged backups.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BIN, baseEnv, describeRun, parseJsonStdout, readJson, run, type RunResult } from '../helpers/cli.js';
+import { findBackup } from '../../src/catalog/local-store.js';
+import { verifyEntry } from '../../src/ops/verify.js';
 import { type AppFixture, flipByte, makeApp, rmrf, snapshot, sqlite, tempDir } from '../helpers/fixtures.js';
 
 interface RestoreJson {
@@ -536,6 +539,39 @@ describe('a damaged backup is refused', () => {
       expect(liveState(app)).toEqual(live);
     } finally {
       flipByte(archive); // flip it back for the next test
+    }
+  });
+
+  it('damage only unpacking finds (the sidecar checksum rewritten to match): verify --restoring checks the checksum alone, restore still exits 3 and changes nothing', async () => {
+    // issue 27: a restore's verification no longer decompresses and parses the archive before the
+    // restore unpacks it again; the unpacking into staging (every file against the manifest) is the check
+    const created = full.backups.find((b) => b.type === 'storage')!;
+    const archive = created.files.find((f) => /\.tar/.test(f))!;
+    const sidecar = created.sidecar_path;
+    const saved = { archive: fs.readFileSync(archive), sidecar: fs.readFileSync(sidecar, 'utf8') };
+    const live = liveState(app);
+    flipByte(archive);
+    const doc = JSON.parse(saved.sidecar);
+    doc.checksum = createHash('sha256').update(fs.readFileSync(archive)).digest('hex');
+    fs.writeFileSync(sidecar, JSON.stringify(doc));
+    try {
+      const entry = await findBackup(app.backupDir, created.id, 'storage');
+      const deep = await verifyEntry(app.backupDir, entry!);
+      expect(deep.ok, JSON.stringify(deep)).toBe(false);
+      const quick = await verifyEntry(app.backupDir, entry!, { restoring: true });
+      expect(quick.problems).toEqual([]);
+      expect(quick.checked).toBeGreaterThanOrEqual(fs.statSync(archive).size);
+      const r = await restore(app, [created.id, '--yes']);
+      expect(r.code, describeRun(r)).toBe(3);
+      expect(r.stderr).toContain(created.id);
+      expect(r.stderr).toMatch(/nothing was changed/);
+      // the staging directory was made and removed beside the storage: only the parent's mtime differs
+      const { '.': _after, ...after } = liveState(app);
+      const { '.': _before, ...before } = live;
+      expect(after).toEqual(before);
+    } finally {
+      fs.writeFileSync(archive, saved.archive);
+      fs.writeFileSync(sidecar, saved.sidecar);
     }
   });
 

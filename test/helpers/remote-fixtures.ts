@@ -15,6 +15,18 @@ import { type Remote, isTempName } from '../../src/remote/remote.js';
 import { type TransferEvent, listRemoteBackups } from '../../src/offsite/transfer.js';
 import { tempDir } from './servers.js';
 
+// every directory a scenario makes, removed when it ends: a contract file runs each scenario per
+// scheme, and left to the run's root they were half of what a test run left behind
+const made: string[] = [];
+function scratch(prefix: string): string {
+  const dir = tempDir(prefix);
+  made.push(dir);
+  return dir;
+}
+function removeScratch(): void {
+  for (const dir of made.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+}
+
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function writeSidecar(file: string, s: Sidecar): void {
@@ -96,7 +108,7 @@ export interface Measured {
 
 /** sync → list → verify → restore download → a second sync that sends nothing. */
 export async function roundTrip(t: ScenarioTarget): Promise<Measured> {
-  const backupDir = tempDir('rt-local');
+  const backupDir = scratch('rt-local');
   makeBackupSet(backupDir, ids(2)[0]!, { partBytes: t.partBytes });
   makeBackupSet(backupDir, ids(2)[1]!, { partBytes: t.partBytes });
   const remote = await t.open();
@@ -114,7 +126,7 @@ export async function roundTrip(t: ScenarioTarget): Promise<Measured> {
     expect(v.ok).toBe(true);
     expect(v.results.length).toBe(6);
     const t1 = Date.now();
-    const fetched = await fetchRemoteBackup(remote, ids(2)[1]!, tempDir('rt-restore'), FAST_RETRY);
+    const fetched = await fetchRemoteBackup(remote, ids(2)[1]!, scratch('rt-restore'), FAST_RETRY);
     const downloadMs = Date.now() - t1;
     expect(fetched.type).toBe('full');
     for (const rel of fs.readdirSync(path.join(fetched.dir, 'storage'))) {
@@ -129,6 +141,7 @@ export async function roundTrip(t: ScenarioTarget): Promise<Measured> {
     return { uploadMs, downloadMs, bytes: first.bytes };
   } finally {
     await remote.close();
+    removeScratch();
   }
 }
 
@@ -137,7 +150,7 @@ export async function roundTrip(t: ScenarioTarget): Promise<Measured> {
  * sidecar of the unfinished backup may exist; the next sync sends only what is missing.
  */
 export async function interruptedSync(t: ScenarioTarget): Promise<void> {
-  const backupDir = tempDir('int-local');
+  const backupDir = scratch('int-local');
   const [id] = ids(1, 2);
   const rels = makeBackupSet(backupDir, id!, { partBytes: t.partBytes ?? [512 * 1024, 4 * 1024 * 1024, 512 * 1024] });
   const localSize = (rel: string) => fs.statSync(path.join(backupDir, rel)).size;
@@ -186,19 +199,20 @@ export async function interruptedSync(t: ScenarioTarget): Promise<void> {
     expect((await verifyRemote(remote, { ref: id, ...FAST_RETRY })).ok).toBe(true);
   } finally {
     await remote.close();
+    removeScratch();
   }
 }
 
 /** Flip one byte of a remote part (same size, so only hashing finds it): verify and restore must notice. */
 export async function corruptedObject(t: ScenarioTarget): Promise<void> {
-  const backupDir = tempDir('cor-local');
+  const backupDir = scratch('cor-local');
   const [id] = ids(1, 3);
   makeBackupSet(backupDir, id!);
   const remote = await t.open();
   try {
     await syncToRemote(remote, backupDir, FAST_RETRY);
     const rel = `storage/storage_backup_${id}.tar.gz.part002`;
-    const bad = path.join(tempDir('cor-bad'), 'part');
+    const bad = path.join(scratch('cor-bad'), 'part');
     const data = fs.readFileSync(path.join(backupDir, rel));
     data[1000] = (data[1000] ?? 0) ^ 0xff;
     fs.writeFileSync(bad, data);
@@ -214,15 +228,16 @@ export async function corruptedObject(t: ScenarioTarget): Promise<void> {
     // a 100% sample is the full check; a sample that happens to miss the part cannot find it, by design
     const sampled = await verifyRemote(remote, { ref: `storage_backup_${id}`, samplePercent: 100, ...FAST_RETRY });
     expect(sampled.ok).toBe(false);
-    await expect(fetchRemoteBackup(remote, id!, tempDir('cor-restore'), FAST_RETRY)).rejects.toMatchObject({ code: 'DAMAGED' });
+    await expect(fetchRemoteBackup(remote, id!, scratch('cor-restore'), FAST_RETRY)).rejects.toMatchObject({ code: 'DAMAGED' });
   } finally {
     await remote.close();
+    removeScratch();
   }
 }
 
 /** `sets` backup sets on the remote (default 4), rotate to 2: exactly the two newest of each type stay. */
 export async function rotation(t: ScenarioTarget, sets = 4): Promise<void> {
-  const backupDir = tempDir('rot-local');
+  const backupDir = scratch('rot-local');
   const all = ids(sets, 4);
   for (const id of all) makeBackupSet(backupDir, id, { dbBytes: 1024, partBytes: [2048, 1024] });
   // an orphan part from an interrupted upload, older than the newest good backup: a leftover to remove
@@ -230,7 +245,7 @@ export async function rotation(t: ScenarioTarget, sets = 4): Promise<void> {
   const remote = await t.open();
   try {
     await syncToRemote(remote, backupDir, FAST_RETRY);
-    const orphan = path.join(tempDir('rot-orphan'), 'x');
+    const orphan = path.join(scratch('rot-orphan'), 'x');
     fs.writeFileSync(orphan, 'partial');
     await remote.put(`storage/storage_backup_${lone}.tar.gz.part001`, orphan);
     // temp objects of uploads cut off a day ago and a moment ago (that one may be a sync in progress)
@@ -258,6 +273,7 @@ export async function rotation(t: ScenarioTarget, sets = 4): Promise<void> {
     for (const id of all.slice(0, sets - 2)) expect(objects.some((p) => p.includes(id))).toBe(false);
   } finally {
     await remote.close();
+    removeScratch();
   }
 }
 

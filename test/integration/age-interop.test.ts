@@ -83,6 +83,9 @@ const SIZES: [string, number][] = [
   ['64 KiB + 1', CHUNK + 1],
   ['an exact multiple of 64 KiB (3 chunks)', 3 * CHUNK],
   ['about 1 MB', 1_000_003],
+  // more than one run of 16 chunks: sealed and opened in the stream's worker thread (issue 27)
+  ['exactly two runs of 16 chunks (2 MiB)', 32 * CHUNK],
+  ['three runs and 17 bytes', 48 * CHUNK + 17],
 ];
 
 needsAge.describe('age CLI interop', () => {

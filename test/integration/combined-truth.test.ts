@@ -286,3 +286,37 @@ describe('rekey of an encrypted chain, then sync with nothing new: the remotes g
     }
   });
 });
+
+describe('Docker volume backup directories (volumes/NAME/) × an incremental chain × an encrypting remote', () => {
+  it('sync takes the chain to volumes/NAME encrypted, verify --remote passes it, restore --from brings the tree back with the key', async () => {
+    const app = makeApp({ randomBytes: 16 * 1024, events: 20 });
+    scratch.push(app.cwd);
+    const key = path.join(app.cwd, 'key.txt');
+    const pub = await keygen(app.cwd, key);
+    const nas = scratchDir('vb-combined-vol-nas-');
+    const remotesFile = path.join(app.cwd, 'remotes.json');
+    fs.writeFileSync(remotesFile, JSON.stringify({ remotes: { nas: { url: `file://${nas}`, encrypt: { recipients: [pub] } } } }), { mode: 0o600 });
+    const vb = (args: string[], flags = app.flags) => run([...args, ...flags, '--remotes-config', remotesFile], { cwd: app.cwd, timeoutMs: 120_000 });
+    // a volume's backup directory is a storage backup directory (no dockerd needed): a level 0 and a level 1
+    const tree = path.join(app.cwd, 'pgdata');
+    fs.mkdirSync(tree);
+    const volFlags = ['--storage-path', tree, '--backup-dir', path.join(app.backupDir, 'volumes', 'pgdata'), '--db-path', app.dbPath];
+    for (const n of ['base.dat', 'later.dat']) {
+      fs.writeFileSync(path.join(tree, n), `${n}\n`.repeat(300));
+      const c = await vb(['create', '--type', 'storage'], volFlags);
+      expect(c.code, describeRun(c)).toBe(0);
+    }
+    expect((await vb(['create', '--type', 'full'])).code).toBe(0);
+    const s = await vb(['sync']);
+    expect(s.code, describeRun(s)).toBe(0);
+    const remoteDir = path.join(nas, 'volumes', 'pgdata', 'storage');
+    expect(fs.readdirSync(remoteDir).filter((n) => n.endsWith('.tar.gz.age'))).toHaveLength(2);
+    const volRemote = `file://${path.join(nas, 'volumes', 'pgdata')}`;
+    const v = await vb(['verify', '--remote', volRemote, '--all'], volFlags);
+    expect(v.code, describeRun(v)).toBe(0);
+    const target = path.join(app.cwd, 'restored');
+    const r = await vb(['restore', 'latest', '--from', volRemote, '--identity', key, '--target', target, '--yes'], volFlags);
+    expect(r.code, describeRun(r)).toBe(0);
+    expect(fs.readdirSync(path.join(target, 'pgdata')).sort()).toEqual(['base.dat', 'later.dat']);
+  });
+});

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { parseHeader } from '../../src/crypto/age-header.js';
 import { generateIdentity, identityFileText, parseIdentityText, parseRecipient, parseRecipientsText, passphraseIdentity, passphraseRecipient } from '../../src/crypto/age-keys.js';
-import { CHUNK, createDecryptStream, createEncryptStream } from '../../src/crypto/age-stream.js';
+import { AgeEncryptStream, CHUNK, createDecryptStream, createEncryptStream } from '../../src/crypto/age-stream.js';
 import type { Identity, Recipient } from '../../src/crypto/age-keys.js';
 import { BackupError } from '../../src/errors.js';
 
@@ -83,6 +83,44 @@ describe('age encrypt/decrypt stream', () => {
     const data = randomBytes(5 * CHUNK + 3);
     const sealed = await encrypt(data, [a.recipient], 1 << 20);
     expect((await decrypt(sealed, [a.identity], 1 << 20)).equals(data)).toBe(true);
+  });
+
+  // issue 27: runs of 16 chunks after the first are sealed and opened in a worker thread; the bytes
+  // must be exactly those of the calling thread, the plaintext digest too, wherever the input is cut
+  for (const size of [16 * CHUNK - 1, 16 * CHUNK, 16 * CHUNK + 1, 32 * CHUNK, 50 * CHUNK + 123]) {
+    it(`${size} bytes: the worker thread's output equals the calling thread's, both ways`, async () => {
+      const data = randomBytes(size);
+      const head = Buffer.from('test header\n');
+      const k = randomBytes(32);
+      const sealedBy = async (thread: boolean, piece: number) => {
+        const enc = new AgeEncryptStream(head, k, { thread });
+        const out = await collect(pieces(data, piece).pipe(enc));
+        return { out, digest: enc.digest() };
+      };
+      const inline = await sealedBy(false, 7777);
+      const threaded = await sealedBy(true, 1 << 20);
+      expect(threaded.out.equals(inline.out)).toBe(true);
+      expect(threaded.digest).toEqual(inline.digest);
+      expect(inline.digest).toEqual({ size, sha256: createHash('sha256').update(data).digest('hex') });
+      // and through the real header: decrypted with and without the thread
+      const sealed = await encrypt(data, [a.recipient], 1 << 20);
+      for (const thread of [true, false]) {
+        const dec = createDecryptStream([a.identity], { thread });
+        expect((await collect(pieces(sealed, thread ? 300_001 : 5000).pipe(dec))).equals(data)).toBe(true);
+        expect(dec.digest()).toEqual(inline.digest);
+      }
+    });
+  }
+
+  it('several runs: a flipped byte in a later run or a cut at a run boundary fails, naming the chunk', async () => {
+    const data = randomBytes(40 * CHUNK + 5);
+    const sealed = await encrypt(data, [a.recipient], 1 << 20);
+    const payload = parseHeader(sealed)!.length + 16;
+    const bad = Buffer.from(sealed);
+    bad[payload + 20 * (CHUNK + 16) + 7] ^= 0x01;
+    await expect(decrypt(bad, [a.identity], 1 << 20)).rejects.toThrow(/authentication failed at chunk 20/);
+    await expect(decrypt(sealed.subarray(0, payload + 32 * (CHUNK + 16)), [a.identity], 1 << 20)).rejects.toThrow(/altered or truncated/);
+    await expect(decrypt(sealed.subarray(0, payload + 16 * (CHUNK + 16) + 10), [a.identity], 1 << 20)).rejects.toThrow(/truncated|altered/);
   });
 
   it('several recipients: each identity alone decrypts', async () => {

@@ -118,10 +118,10 @@ Examples:
           argument: true,
           hint: 'vertex-backup list shows the backups and the restorable window of the database',
         });
-      if (o.at && (o.from || o.volume || o.include?.length || o.only === 'storage'))
-        throw new BackupError('USAGE', '--at restores the local database only', {
+      if (o.at && (o.volume || o.include?.length || o.only === 'storage'))
+        throw new BackupError('USAGE', '--at restores the database only', {
           argument: true,
-          hint: 'leave out --from, --volume, --include and --only storage',
+          hint: 'leave out --volume, --include and --only storage',
         });
       const at = o.at ? (await import('../../ops/pit.js')).parseMoment(o.at) : undefined;
       // a partial tree swapped in for the live one would look like lost files: only beside it
@@ -212,7 +212,13 @@ Examples:
           const { restoreFromRemote } = await import('../../ops/restore.js');
           const remote = await openRemoteByName(ctx, await loadRemotes(ctx, cmd), from);
           try {
-            result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer: { onEvent: transferProgress(ctx, from) } });
+            const transfer = { onEvent: transferProgress(ctx, from) };
+            // a moment: picked from the remote's listing, its chain downloaded, the state rebuilt and checked
+            // (ops/pit.ts); a page delta by its id is rebuilt the same way by restoreFromRemote
+            if (at) {
+              const { restoreDatabaseState } = await import('../../ops/pit.js');
+              result = await restoreDatabaseState(ctx.cfg, { at }, { ...options, from: { remote, transfer } });
+            } else result = await restoreFromRemote(ctx.cfg, remote, ref, { ...options, transfer });
           } finally {
             await remote.close();
           }

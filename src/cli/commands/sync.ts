@@ -1,3 +1,4 @@
+import { cliHint } from '../remedies.js';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { BackupType } from '../../catalog/sidecar.js';
 import { BackupError } from '../../errors.js';
@@ -52,7 +53,7 @@ export async function syncEach(
       onFailure?.(name, e);
       const { recordedLag } = await import('../../catalog/replication.js');
       const lag = await recordedLag(ctx.cfg.backupDir, name, remoteUrl(remotes, name)).catch(() => undefined);
-      return { remote: name, ok: false, error: e.message, hint: e.hint, lagSeconds: lag?.lagSeconds, missing: lag?.missing.length };
+      return { remote: name, ok: false, error: e.message, hint: cliHint(e), lagSeconds: lag?.lagSeconds, missing: lag?.missing.length };
     }
   };
   // up to `parallel` destinations at once, each with its own retries; results in the order asked
