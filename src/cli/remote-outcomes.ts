@@ -107,6 +107,14 @@ export async function remoteRotateOutcome(
     const { forgetReplication } = await import('../catalog/replication.js');
     await forgetReplication(ctx.cfg.backupDir, name).catch((err) => ctx.ui.warn(`cannot update status.json: ${(err as Error).message}`));
   }
+  for (const v of r.volumes ?? []) {
+    if (r.dryRun || !v.deleted.length) continue;
+    const { forgetReplication } = await import('../catalog/replication.js');
+    const { volumeBackupDir } = await import('../ops/volumes.js');
+    await forgetReplication(volumeBackupDir(ctx.cfg.backupDir, v.volume), name).catch((err) =>
+      ctx.ui.warn(`cannot update status.json: ${(err as Error).message}`),
+    );
+  }
   const freed = r.deleted.reduce((n, d) => n + d.bytes, 0);
   return {
     json: r,
@@ -123,6 +131,12 @@ export async function remoteRotateOutcome(
         );
         ui.out(`${r.dryRun ? 'would free' : 'freed'} ${formatBytes(freed)} on ${name}; ${r.kept.length} kept${r.dryRun ? ' (dry run: nothing removed)' : ''}`);
       }
+      for (const v of r.volumes ?? [])
+        ui.out(
+          v.deleted.length
+            ? `volume ${v.volume}: ${r.dryRun ? 'would remove' : 'removed'} ${v.deleted.length} backups (${formatBytes(v.deleted.reduce((n, d) => n + d.bytes, 0))}), ${v.kept.length} kept`
+            : `volume ${v.volume}: nothing to remove (${v.kept.length} kept)`,
+        );
       if (r.staleTemps.length) ui.out(`${r.dryRun ? 'would remove' : 'removed'} ${r.staleTemps.length} temp objects of long-interrupted uploads`);
     },
   };

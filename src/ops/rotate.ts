@@ -8,6 +8,7 @@ import type { BackupType } from '../catalog/sidecar.js';
 import type { Config } from '../config.js';
 import { BackupError, usageError } from '../errors.js';
 import { type Remote, tempAgeMs } from '../remote/remote.js';
+import { underPrefix } from '../remote/prefixed.js';
 import { retrying } from '../remote/retry.js';
 import { type TransferOptions, listRemoteBackups } from '../offsite/transfer.js';
 import { fsyncDir } from '../fsutil.js';
@@ -188,6 +189,8 @@ export interface RemoteRotateResult {
   deleted: { type: BackupType; id: string; status: string; reason: string; files: number; bytes: number }[];
   staleTemps: string[]; // temp objects of long-dead uploads, removed
   dryRun: boolean;
+  /** each Docker volume's copy (volumes/<name>/ on the remote, as sync puts it), by the same rules */
+  volumes?: { volume: string; kept: RemoteRotateResult['kept']; deleted: RemoteRotateResult['deleted'] }[];
 }
 
 const STALE_TEMP_MS = 6 * 3_600_000;
@@ -198,7 +201,7 @@ const STALE_TEMP_MS = 6 * 3_600_000;
  * than the newest good backup go too. Each deletion removes the sidecar first, so a backup stops being
  * listed as ok before any of its data goes.
  */
-export async function rotateRemote(remote: Remote, options: RemoteRotateOptions): Promise<RemoteRotateResult> {
+export async function rotateRemote(remote: Remote, options: RemoteRotateOptions, nested = false): Promise<RemoteRotateResult> {
   const p = options.policy;
   for (const [k, v] of Object.entries(p)) {
     if (v !== undefined && (!Number.isInteger(v) || v < 0)) throw usageError(`retention ${k} must be a whole number, got ${v}`);
@@ -226,6 +229,16 @@ export async function rotateRemote(remote: Remote, options: RemoteRotateOptions)
     if (options.dryRun) continue;
     const order = [...b.files.filter((f) => f === b.sidecarPath), ...b.files.filter((f) => f !== b.sidecarPath)];
     for (const f of order) await r.delete(f);
+  }
+  if (nested) return result;
+  // the volumes' copies: sync sends each volume's backup directory to volumes/<name>/ (dot-names are not volumes)
+  if (options.type === undefined || options.type === 'storage') {
+    const names = [...new Set(objects.map((o) => /^volumes\/([^/.][^/]*)\//.exec(o.path)?.[1]).filter((n): n is string => !!n))].sort();
+    for (const v of names) {
+      const sub = await rotateRemote(underPrefix(remote, `volumes/${v}`), { ...options, type: 'storage' }, true);
+      result.volumes = result.volumes ?? [];
+      result.volumes.push({ volume: v, kept: sub.kept, deleted: sub.deleted });
+    }
   }
   // temp objects of uploads cut off long ago; a younger one may belong to a sync running right now
   for (const o of objects) {

@@ -14,7 +14,7 @@ import { makeApp, rmrf, snapshot } from '../helpers/fixtures.js';
 const dirs: string[] = [];
 afterAll(() => dirs.forEach(rmrf));
 
-it('sync sends each volume to volumes/NAME on the remote and rotate applies the rules to it; both say so', async () => {
+it('sync sends each volume to volumes/NAME on the remote, rotate and rotate --remote apply the rules to it; each says so', async () => {
   const app = makeApp({ randomBytes: 32 * 1024, events: 20 });
   dirs.push(app.cwd);
   const nas = path.join(app.cwd, 'nas');
@@ -69,6 +69,12 @@ it('sync sends each volume to volumes/NAME on the remote and rotate applies the 
   expect(rot.stdout).toMatch(/volume pgdata: removed 2 backups/);
   expect(fs.readdirSync(path.join(volDir, 'storage')).filter((n) => n.endsWith('.json'))).toHaveLength(1);
   expect(fs.existsSync(path.join(app.backupDir, 'volumes', '.mirrors', 'pgdata'))).toBe(true);
+  // rotate --remote applies the rules to the volumes' copies on the remote too
+  const remoteRot = await vb(['rotate', '--remote', 'nas', '--max-backups', '1']);
+  expect(remoteRot.code, describeRun(remoteRot)).toBe(0);
+  expect(remoteRot.stdout).toMatch(/volume pgdata: removed 2 backups/);
+  expect(fs.readdirSync(path.join(nas, 'volumes', 'pgdata', 'storage')).filter((n) => n.endsWith('.json'))).toHaveLength(1);
+  expect(fs.readdirSync(path.join(nas, 'full')).filter((n) => n.endsWith('.json'))).toHaveLength(1);
   // --type database leaves the volumes alone
   const dbOnly = await vb(['rotate', '--max-backups', '1', '--type', 'database', '--json']);
   expect(dbOnly.code, describeRun(dbOnly)).toBe(0);
