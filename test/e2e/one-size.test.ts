@@ -101,4 +101,21 @@ describe('one size for one backup', () => {
     const second = full.created_at.slice(0, 19).replace(/[-:]/g, '').replace('T', '_');
     expect(full.id).toBe(second);
   });
+
+  it('a chain link: verify shows the size list shows (what it read with the chain beside it)', async () => {
+    const app = makeApp({ randomBytes: 64 * 1024, events: 20 });
+    apps.push(app.cwd);
+    expect((await run(['create', '--type', 'storage', ...app.flags], { cwd: app.cwd })).code).toBe(0);
+    fs.writeFileSync(path.join(app.storagePath, 'new-upload.txt'), 'a new upload\n');
+    const second = await run(['create', '--type', 'storage', '--json', ...app.flags], { cwd: app.cwd });
+    expect(second.code, describeRun(second)).toBe(0);
+    const id = parseJsonStdout<{ id: string }>(second).id;
+    const row = (out: string) => out.split('\n').find((l) => l.includes(id))!;
+    const sizeIn = (r: string) => r.match(/(\d+(?:\.\d+)? (?:B|KiB|MiB))/)?.[1];
+    const listed = sizeIn(row((await run(['list', ...app.flags], { cwd: app.cwd })).stdout));
+    const verified = row((await run(['verify', '--all', ...app.flags], { cwd: app.cwd })).stdout);
+    expect(listed).toBeDefined();
+    expect(sizeIn(verified)).toBe(listed);
+    expect(verified).toMatch(/read with its chain/);
+  });
 });

@@ -83,7 +83,8 @@ Encrypted backups are checked by their ciphertext without a key (the bytes are i
                   r.id,
                   r.ok ? ui.c.green('ok') : ui.c.red('DAMAGED'),
                   r.ok
-                    ? `${formatBytes(r.checked)}${r.encryption === 'ciphertext' ? ' (encrypted: bytes only, no key given)' : r.encryption ? ' (decrypted)' : ''}`
+                    ? // the backup's own size, as list says it; a chain link also reads the archives below it
+                      `${formatBytes(r.sizeBytes)}${r.checked > r.sizeBytes && formatBytes(r.checked) !== formatBytes(r.sizeBytes) ? `, ${formatBytes(r.checked)} read with its chain` : ''}${r.encryption === 'ciphertext' ? ' (encrypted: bytes only, no key given)' : r.encryption ? ' (decrypted)' : ''}`
                     : r.problems.join('; '),
                 ],
           );
